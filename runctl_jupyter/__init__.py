@@ -1,0 +1,15 @@
+"""runctl-jupyter: cost-aware training runs from JupyterLab.
+
+`%load_ext runctl_jupyter` registers the `%runctl` / `%%runctl` magic. Heavy
+modules (plotly, ipywidgets, boto3, cloudpickle) are imported only when used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's own signature
+    from .magics import RunctlMagics
+
+    ipython.register_magics(RunctlMagics(shell=ipython))
