@@ -1,0 +1,77 @@
+"""The event stream (docs/events.md): one JSON object a line, numbered by `seq`.
+
+Stdlib only: the agent ships this module to the machine that runs the code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+FORMAT = 1
+EVENTS_FILE = "events.jsonl"
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "stopped"})
+ACTIVE_STATUSES = frozenset({"queued", "provisioning", "starting", "running", "interrupted", "resuming"})
+ALL_STATUSES = ACTIVE_STATUSES | FINAL_STATUSES | {"lost"}
+
+
+def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
+    """Events from byte `offset` on, and the offset after the last complete line.
+
+    A partial last line (the writer is mid-write) is left for the next read; a
+    line that is not JSON is skipped rather than stopping every reader.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    events = []
+    for line in data[: end + 1].splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "seq" in event:
+            events.append(event)
+    return events, offset + end + 1
+
+
+def last_seq(path: str | os.PathLike) -> int:
+    """The highest seq in a stream (0 if there is none): where a new attempt goes on."""
+    events, _ = read_events(path)
+    return max((e["seq"] for e in events), default=0)
+
+
+class EventWriter:
+    """The agent's writer: the only writer of a run's events.jsonl."""
+
+    def __init__(self, run_dir: str | os.PathLike, attempt: int):
+        self.path = Path(run_dir) / EVENTS_FILE
+        self.attempt = attempt
+        self.seq = last_seq(self.path)
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+
+    def write(self, type_: str, t: float | None = None, **fields) -> dict:
+        self.seq += 1
+        event = {"seq": self.seq, "t": time.time() if t is None else t, "type": type_, "attempt": self.attempt}
+        event.update(fields)
+        self._file.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+        return event
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
