@@ -1,0 +1,241 @@
+"""The in-run `runctl` object: log metrics, save and load checkpoints, see Stop.
+
+    from runctl_jupyter.runtime import runctl
+    runctl.log(step=3, loss=0.21, acc=0.93)
+
+Stdlib only, and cheap: `log` is one buffered line write to this process's own
+file (`runtime/<attempt>-<pid>.jsonl`), which the agent tails (docs/events.md).
+With no run around it (plain Python, a notebook without runctl) the same calls
+only print, so code runs unchanged outside runctl.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pickle
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+FLUSH_SECONDS = 0.05
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class RunStopped(BaseException):
+    """Raised in code that never checks `runctl.should_stop` when the run is stopped.
+
+    A BaseException, like KeyboardInterrupt, so `except Exception` in training code
+    does not swallow a Stop.
+    """
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        return float(value)  # numpy and torch scalars, Decimal, bool
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"runctl.log({name}=...) needs a number, got {type(value).__name__}; "
+            f"log numbers only (e.g. {name}=float(x))"
+        ) from None
+
+
+class Runtime:
+    """What training code sees as `runctl` (one per process)."""
+
+    def __init__(self, environ: dict | None = None) -> None:
+        env = os.environ if environ is None else environ
+        run_dir = env.get("RUNCTL_RUN_DIR")
+        self.run_dir: Path | None = Path(run_dir) if run_dir else None
+        self.run_id: str | None = env.get("RUNCTL_RUN_ID") or (
+            self.run_dir.name if self.run_dir else None
+        )
+        self.attempt = int(env.get("RUNCTL_ATTEMPT", "1"))
+        self.rank = int(env.get("RANK", "0"))
+        self.world_size = int(env.get("WORLD_SIZE", "1"))
+        self._params: dict | None = None
+        self._step = -1
+        self._out = None
+        self._dirty = False
+        self._lock = threading.Lock()
+        self._stop_requested = False
+        self._stop_checked = False
+        self._on_stop: list[Callable[[], Any]] = []
+
+    # -- facts ---------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """True inside a run started by runctl."""
+        return self.run_dir is not None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def params(self) -> dict:
+        """The run's hyperparameters ({} outside a run)."""
+        if self._params is None:
+            self._params = {}
+            if self.run_dir is not None:
+                try:
+                    self._params = json.loads((self.run_dir / "params.json").read_text())
+                except FileNotFoundError:
+                    pass
+        return dict(self._params)
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return self.run_dir / "checkpoints" if self.run_dir is not None else None
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the run is asked to stop (Stop, spot notice, a limit). Check it
+        between steps, save a checkpoint and return."""
+        self._stop_checked = True
+        return self._stop_requested
+
+    # -- metrics -------------------------------------------------------------
+    def log(self, step: int | None = None, total: int | None = None, **values: Any) -> None:
+        """Record metrics for a step (default: the previous step + 1)."""
+        if step is None:
+            step = self._step + 1
+        self._step = step
+        for name, value in values.items():
+            if type(value) is not float and type(value) is not int:
+                values[name] = _number(name, value)
+        if self.run_dir is None:
+            shown = " ".join(f"{k}={v:.6g}" for k, v in values.items())
+            print(f"step {step}: {shown}")
+            return
+        if self.rank != 0:
+            return
+        record = {"t": time.time(), "type": "metric", "step": step, "values": values}
+        if total is not None:
+            record["total"] = int(total)
+        self._write(record)
+
+    # -- checkpoints -----------------------------------------------------------
+    def save_checkpoint(self, obj: Any, step: int | None = None) -> Path | None:
+        """Save a checkpoint: any picklable object, or the path of a file or folder
+        (copied). Only rank 0 writes. Returns where it went."""
+        step = max(self._step, 0) if step is None else int(step)
+        if self.run_dir is None:
+            print(f"checkpoint at step {step} (not saved: no runctl run)")
+            return None
+        if self.rank != 0:
+            return None
+        folder = self.checkpoint_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:08d}"
+        if isinstance(obj, (str, os.PathLike)) and Path(obj).exists():
+            source = Path(obj)
+            target = folder / name
+            tmp = folder / f".{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            if source.is_dir():
+                shutil.copytree(source, tmp / source.name)
+            else:
+                shutil.copy2(source, tmp / source.name)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        else:
+            target = folder / f"{name}.pkl"
+            tmp = folder / f".{name}.pkl.tmp"
+            with open(tmp, "wb") as f:
+                pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)  # a crash mid-write never leaves a torn checkpoint
+            size = target.stat().st_size
+        rel = target.relative_to(self.run_dir).as_posix()
+        self._write(
+            {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
+        )
+        self.flush()
+        return target
+
+    def load_checkpoint(self) -> Any:
+        """The latest checkpoint (after a resume too), or None if there is none.
+
+        A pickled object comes back as the object; a saved file or folder as its
+        path inside the run's checkpoint folder."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return None
+        if latest.suffix == ".pkl":
+            with open(latest, "rb") as f:
+                return pickle.load(f)
+        entries = sorted(latest.iterdir())
+        return entries[0] if len(entries) == 1 else latest
+
+    def latest_checkpoint(self) -> Path | None:
+        folder = self.checkpoint_dir
+        if folder is None or not folder.is_dir():
+            return None
+        found = [p for p in folder.iterdir() if p.name.startswith("step-")]
+        return max(found, key=lambda p: p.name) if found else None
+
+    # -- stop ------------------------------------------------------------------
+    def on_stop(self, callback: Callable[[], Any]) -> None:
+        """Call `callback` (e.g. to save a checkpoint) when the run is asked to stop."""
+        self._on_stop.append(callback)
+
+    def _handle_stop_signal(self, signum: int, frame: Any) -> None:
+        first = not self._stop_requested
+        self._stop_requested = True
+        if first:
+            for callback in self._on_stop:
+                callback()
+        self.flush()
+        if not self._stop_checked:
+            # The code never looks at should_stop: stop it now rather than after the grace period.
+            raise RunStopped("the run was asked to stop")
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle_stop_signal)
+
+    # -- output ----------------------------------------------------------------
+    def _write(self, record: dict) -> None:
+        out = self._out
+        if out is None:
+            out = self._open()
+        out.write((_encode(record) + "\n").encode())
+        self._dirty = True
+
+    def _open(self):
+        with self._lock:
+            if self._out is None:
+                folder = self.run_dir / "runtime"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{self.attempt}-{os.getpid()}.jsonl"
+                self._out = open(path, "ab", buffering=1 << 16)
+                atexit.register(self.flush)
+                threading.Thread(target=self._flush_loop, name="runctl-flush", daemon=True).start()
+        return self._out
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            if self._dirty:
+                self.flush()
+
+    def flush(self) -> None:
+        out = self._out
+        if out is not None:
+            self._dirty = False
+            try:
+                out.flush()
+            except ValueError:  # closed at interpreter exit
+                pass
+
+
+runctl = Runtime()
+
+__all__ = ["runctl", "Runtime", "RunStopped"]
