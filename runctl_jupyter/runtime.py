@@ -19,8 +19,9 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FLUSH_SECONDS = 0.05
 _encode = json.JSONEncoder(separators=(",", ":")).encode
