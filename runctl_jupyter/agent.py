@@ -44,12 +44,16 @@ def _die_with_parent() -> None:
 
 
 def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks (tells a reused pid apart)."""
+    """The process's start time in clock ticks (tells a reused pid apart), None if
+    there is no such live process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # a zombie has ended; only its exit status is left
+        return None
+    return int(fields[19])
 
 
 def boot_id() -> str:

@@ -1,0 +1,111 @@
+"""How a live run is shown while the API waits on it.
+
+A view has `update(row, events)`, `idle(seconds)`, `finish(row, metrics)` and
+`detached(row)`. In a kernel it is the RunPanel (display/), in a terminal a
+text view that streams the run's output and prints a line per status change.
+The display layer sits above the API, so the panel is looked up lazily here
+and only when a kernel is there to show it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from .results import format_metric, one_line
+
+
+class TextView:
+    """For the shell: the run's output as it comes, status changes, a summary."""
+
+    METRIC_EVERY = 5.0
+
+    def __init__(self, run: Any, out: Any = None, err: Any = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.status = None
+        self.last_metric_print = 0.0
+        self.latest: dict[str, float] = {}
+        self.step = None
+        self.run_id = run.id
+
+    def update(self, row: dict, events: list[dict]) -> None:
+        for event in events:
+            kind = event.get("type")
+            if kind == "log":
+                self.out.write(event["text"])
+            elif kind == "metric":
+                self.latest.update(event.get("values", {}))
+                self.step = event.get("step")
+            elif kind == "warning":
+                self.err.write(f"[runctl] warning: {event.get('message')}\n")
+        if row["status"] != self.status:
+            self.status = row["status"]
+            self.err.write(f"[runctl] run {row['id']} ({row.get('name')}): {self.status}\n")
+        now = time.monotonic()
+        if self.latest and now - self.last_metric_print >= self.METRIC_EVERY:
+            shown = " ".join(f"{k}={format_metric(v)}" for k, v in self.latest.items())
+            self.err.write(f"[runctl] step {self.step}: {shown}\n")
+            self.last_metric_print = now
+        self.out.flush()
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def finish(self, row: dict, metrics: dict) -> None:
+        self.err.write(f"[runctl] {one_line(row)}\n")
+
+    def detached(self, row: dict) -> None:
+        pass
+
+
+class PanelView:
+    """Adapts display.RunPanel to the view protocol and keeps Stop clickable
+    while the cell blocks (pending widget messages are processed in idle())."""
+
+    def __init__(self, session: Any, run: Any) -> None:
+        from .display.run_panel import RunPanel
+        from .display.uipoll import process_ui_events
+
+        self.session = session
+        self.shell = session.shell
+        self._process_ui_events = process_ui_events
+        self.panel = RunPanel(
+            run.row,
+            on_stop=lambda force: session.backend_stop(run.id, force),
+            record_path=run.record_path,
+            log_tail_lines=session.config.log_tail_lines,
+        )
+        self.panel.show()
+
+    def update(self, row: dict, events: list[dict]) -> None:
+        self.panel.update(row, events)
+
+    def idle(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            self._process_ui_events(self.shell)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.02))
+
+    def finish(self, row: dict, metrics: dict) -> None:
+        self.panel.finish(row, metrics)
+
+    def detached(self, row: dict) -> None:
+        self.panel.finish(row, self.session.store.metrics(row["id"]))
+
+
+def in_kernel(shell: Any) -> bool:
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def make_view(session: Any, run: Any) -> Any:
+    if in_kernel(session.shell):
+        try:
+            return PanelView(session, run)
+        except ImportError:  # the panel needs ipywidgets + plotly
+            pass
+    return TextView(run)

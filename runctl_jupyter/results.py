@@ -1,0 +1,262 @@
+"""What the API hands back: a Run handle, tables and texts that show themselves
+in a notebook (HTML, every run-supplied string escaped) and in a terminal (text)."""
+
+from __future__ import annotations
+
+import html
+import time
+from datetime import datetime
+from typing import Any
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_metric(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+def format_cost(row: dict) -> str:
+    if row.get("backend", "local") == "local":
+        return "local $0"
+    return f"${row.get('cost') or 0:.2f}"
+
+
+def format_time(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+
+
+def one_line(row: dict) -> str:
+    metrics = " ".join(
+        f"{k}={format_metric(v)}" for k, v in (row.get("final_metrics") or {}).items()
+    )
+    parts = [f"run {row['id']} '{row.get('name')}' {row['status']}"]
+    if row.get("reason") and row["status"] != "succeeded":
+        parts[0] += f" ({row['reason']})"
+    parts[0] += f" in {format_duration(row.get('duration'))}"
+    if metrics:
+        parts.append(metrics)
+    parts.append(format_cost(row))
+    return " · ".join(parts)
+
+
+class Run:
+    """A handle on one run; always reads the store, so it is never stale."""
+
+    def __init__(self, session: Any, run_id: str) -> None:
+        self.session = session
+        self.id = run_id
+
+    @property
+    def row(self) -> dict:
+        return self.session.store.get(self.id)
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+    @property
+    def name(self) -> str:
+        return self.row["name"]
+
+    @property
+    def params(self) -> dict:
+        return self.row["params"]
+
+    @property
+    def metrics(self) -> dict:
+        """The final value of each metric."""
+        return self.row["final_metrics"]
+
+    def history(self, keys: list[str] | None = None) -> dict[str, list[tuple[int, float]]]:
+        """Every logged point: {metric: [(step, value), ...]}."""
+        return self.session.store.metrics(self.id, keys)
+
+    def checkpoints(self) -> list[dict]:
+        return self.session.store.checkpoints(self.id)
+
+    def refresh(self) -> Run:
+        self.session.store.refresh(self.id)
+        return self
+
+    def wait(self) -> Run:
+        return self.session.wait(self)
+
+    def stop(self, force: bool = False) -> Run:
+        return self.session.stop(self.id, force=force)
+
+    def logs(self) -> str:
+        return str(self.session.logs(self.id))
+
+    @property
+    def record_path(self) -> str:
+        return str(self.session.store.run_dir(self.id) / "record.ipynb")
+
+    def __repr__(self) -> str:
+        return one_line(self.row)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+
+class LogText(str):
+    """A run's output; shows as plain text, not as a quoted string."""
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+def _table_text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _table_html(header: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
+        for r in rows
+    )
+    return (
+        f"<table class='runctl-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+class RunTable:
+    """`runctl runs`: newest first."""
+
+    HEADER = ["id", "name", "experiment", "status", "started", "duration", "metrics", "cost"]
+
+    def __init__(self, rows: list[dict], summaries: dict | None = None) -> None:
+        self.rows = rows
+        self.summaries = summaries or {}
+
+    def _cells(self) -> list[list[str]]:
+        out = []
+        for r in self.rows:
+            metrics = " ".join(
+                f"{k}={format_metric(v)}"
+                for k, v in list((r.get("final_metrics") or {}).items())[:3]
+            )
+            status = r["status"] + (
+                f" ({r['reason']})" if r.get("reason") and r["status"] != "succeeded" else ""
+            )
+            out.append(
+                [
+                    r["id"],
+                    str(r.get("name") or ""),
+                    str(r.get("experiment") or ""),
+                    status,
+                    format_time(r.get("started") or r.get("created")),
+                    format_duration(r.get("duration")),
+                    metrics,
+                    format_cost(r),
+                ]
+            )
+        return out
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return "no runs yet: start one with %%runctl train (or `runctl train SCRIPT.py`)"
+        return _table_text(self.HEADER, self._cells())
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<p>{html.escape(str(self))}</p>"
+        return _table_html(self.HEADER, self._cells())
+
+
+class RunDetails:
+    """`runctl show RUN`: everything about one run."""
+
+    def __init__(self, row: dict, metrics: dict, checkpoints: list[dict]) -> None:
+        self.row = row
+        self.metrics = metrics
+        self.checkpoints = checkpoints
+
+    def _fields(self) -> list[tuple[str, str]]:
+        r = self.row
+        fields = [
+            ("run", f"{r['id']} ({r.get('name')})"),
+            ("status", r["status"] + (f" ({r['reason']})" if r.get("reason") else "")),
+            ("experiment", str(r.get("experiment"))),
+            ("project", str(r.get("project"))),
+            ("backend", str(r.get("backend"))),
+            ("started", format_time(r.get("started") or r.get("created"))),
+            ("duration", format_duration(r.get("duration"))),
+            ("attempts", str(r.get("attempt") or 1)),
+            ("cost", format_cost(r)),
+            ("params", " ".join(f"{k}={v!r}" for k, v in (r.get("params") or {}).items()) or "-"),
+        ]
+        for name, points in self.metrics.items():
+            values = [v for _, v in points]
+            if values:
+                fields.append(
+                    (
+                        f"metric {name}",
+                        f"last={format_metric(values[-1])} min={format_metric(min(values))} "
+                        f"max={format_metric(max(values))} points={len(values)}",
+                    )
+                )
+        if self.checkpoints:
+            last = self.checkpoints[-1]
+            fields.append(
+                (
+                    "checkpoints",
+                    f"{len(self.checkpoints)}, latest step {last['step']}: {last['path']}",
+                )
+            )
+        error = r.get("error")
+        if error:
+            fields.append(("error", f"{error.get('type')}: {error.get('message')}"))
+        fields.append(("folder", str(r.get("run_dir"))))
+        return fields
+
+    def __str__(self) -> str:
+        fields = self._fields()
+        width = max(len(k) for k, _ in fields)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        bundle = {"text/plain": str(self)}
+        try:
+            from .display.run_panel import static_summary
+
+            bundle.update(static_summary(self.row, self.metrics))
+        except ImportError:
+            rows = [[k, v] for k, v in self._fields()]
+            bundle["text/html"] = _table_html(["", ""], rows)
+        bundle["text/plain"] = str(self)
+        return bundle
+
+
+def elapsed(row: dict) -> float:
+    start = row.get("started") or row.get("created") or time.time()
+    return (row.get("ended") or time.time()) - start

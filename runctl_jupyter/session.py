@@ -1,0 +1,428 @@
+"""The Python API behind the magic and the shell: train, attach, stop, resume, ...
+
+from runctl_jupyter.session import Session
+run = Session().train(code="...", params={"lr": 0.1}, detach=True)
+run.wait()
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .backends import backend_class
+from .config import Runctl
+from .errors import RunctlError, RunFailed
+from .events import ACTIVE_STATUSES, FINAL_STATUSES
+from .launch import create_run, new_run_id, read_spec
+from .results import LogText, Run, RunDetails, RunTable, format_duration, one_line
+from .store import Store
+
+ENDED = FINAL_STATUSES | {"lost"}
+
+
+class Session:
+    """One per kernel (or shell command): settings, the store and the backends."""
+
+    def __init__(self, config: Runctl | None = None, shell: Any = None) -> None:
+        self.config = config if config is not None else Runctl()
+        self.shell = shell
+        home = Path(self.config.home).expanduser()
+        self.store = Store(home, lost_timeout=self.config.lost_timeout)
+        self._backends: dict[str, Any] = {}
+
+    # -- helpers -------------------------------------------------------------
+    def backend(self, name: str) -> Any:
+        if name not in self._backends:
+            self._backends[name] = backend_class(name)(parent=self.config)
+        return self._backends[name]
+
+    def backend_stop(self, run_id: str, force: bool = False) -> None:
+        """Ask a run to stop without waiting (the panel's Stop button)."""
+        run_dir = self.store.run_dir(run_id)
+        spec = read_spec(run_dir)
+        self.backend(spec.get("backend", "local")).stop(run_dir, spec, force=force)
+
+    def run(self, ref: str) -> Run:
+        return Run(self, self.store.resolve(ref))
+
+    def _default_name(self, experiment: str) -> str:
+        count = len(self.store.list_runs(experiment=experiment, limit=None))
+        return f"{experiment}-{count + 1}"
+
+    def _environment(self, workdir: str, params: dict) -> dict:
+        from .environment import capture_environment
+
+        return capture_environment(workdir, params)
+
+    # -- train ----------------------------------------------------------------
+    def train(
+        self,
+        *,
+        code: str | None = None,
+        script: str | None = None,
+        args: list[str] | tuple = (),
+        params: dict | None = None,
+        experiment: str | None = None,
+        name: str | None = None,
+        project: str | None = None,
+        tags: list[str] | tuple = (),
+        backend: str | None = None,
+        metrics: list[str] | tuple = (),
+        detach: bool = False,
+        max_hours: float | None = None,
+        ship_objects: bool = True,
+        user_ns: dict | None = None,
+        options: dict | None = None,
+        sweep_id: str | None = None,
+    ) -> Run:
+        """Start a run of a cell's `code` or a `script`; wait for it unless `detach`."""
+        if (code is None) == (script is None):
+            raise RunctlError("train needs either cell code or a SCRIPT.py (not both)")
+        params = dict(params or {})
+        objects = None
+        object_names: list[str] = []
+        if code is not None:
+            from .capture import check_syntax, collect_objects
+            from .capture import ship_objects as pickle_objects
+
+            check_syntax(code)
+            workdir = os.getcwd()
+            if ship_objects and self.config.ship_objects and user_ns is not None:
+                found = collect_objects(code, user_ns, exclude=set(params))
+                if found:
+                    objects = pickle_objects(found, workdir)
+                    object_names = sorted(found)
+        else:
+            path = Path(script).expanduser()
+            if not path.is_file():
+                raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
+            script = str(path.resolve())
+            workdir = str(path.resolve().parent)
+        if max_hours is not None and max_hours <= 0:
+            raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
+        experiment = experiment or self.config.experiment
+        backend_name = backend or self.config.backend
+        target = self.backend(backend_name)  # an unknown backend fails before anything is written
+        spec = create_run(
+            self.store.runs_dir,
+            kind="cell" if code is not None else "script",
+            code=code,
+            script=script,
+            args=args,
+            params=params,
+            objects=objects,
+            object_names=object_names,
+            experiment=experiment,
+            name=name or self._default_name(experiment),
+            project=project or self.config.project,
+            owner=self.config.owner,
+            backend=backend_name,
+            workdir=workdir,
+            tags=tags,
+            metrics=metrics,
+            max_hours=max_hours,
+            grace_seconds=self.config.grace_seconds,
+            options=options,
+            environment=self._environment(workdir, params),
+            sweep_id=sweep_id,
+        )
+        return self._launch(spec, target, attempt=1, detach=detach)
+
+    def _launch(self, spec: dict, target: Any, attempt: int, detach: bool) -> Run:
+        run_id = spec["run_id"]
+        if attempt == 1:
+            self.store.add_run(spec)
+        run_dir = self.store.run_dir(run_id)
+        try:
+            target.start(run_dir, spec, attempt)
+        except BaseException as exc:
+            self.store.set_status(run_id, "failed", reason="launch")
+            if isinstance(exc, RunctlError):
+                raise
+            raise RunctlError(f"could not start run {run_id}: {exc}") from exc
+        run = Run(self, run_id)
+        if detach:
+            return run
+        return self.wait(run)
+
+    # -- watching ----------------------------------------------------------------
+    def wait(self, run: Run, quiet: bool = False) -> Run:
+        """Follow a run live until it ends. Interrupt detaches (or stops, per
+        c.Runctl.on_interrupt); a failed or lost run raises RunFailed."""
+        view = self._live_view(run)
+        try:
+            row = self._follow(run, view)
+        except KeyboardInterrupt:
+            if self.config.on_interrupt == "stop":
+                self.stop(run.id)
+                row = self._follow(run, view)
+            else:
+                view.detached(run.row)
+                message = (
+                    f"detached from run {run.id}: it goes on. "
+                    f"`%runctl attach {run.id}` shows it again, `%runctl stop {run.id}` stops it."
+                )
+                print(message, file=sys.stderr)
+                return run
+        view.finish(row, self.store.metrics(run.id))
+        return self._outcome(run, row)
+
+    def _follow(self, run: Run, view: Any) -> dict:
+        spec = read_spec(self.store.run_dir(run.id))
+        target = self.backend(spec.get("backend", "local"))
+        interval = self.config.refresh_interval
+        while True:
+            target.pull(self.store.run_dir(run.id), spec)
+            events = self.store.refresh(run.id)
+            row = self.store.get(run.id)
+            view.update(row, events)
+            if row["status"] in ENDED:
+                return row
+            view.idle(interval)
+
+    def _outcome(self, run: Run, row: dict) -> Run:
+        if self.shell is not None:
+            self.shell.user_ns["_runctl_run"] = run
+        if row["status"] == "failed":
+            error = row.get("error") or {}
+            detail = f"{error.get('type', 'Error')}: {error.get('message', '')}".rstrip(": ")
+            raise RunFailed(
+                run.id,
+                f"run {run.id} ({row['name']}) failed: {detail}. `%runctl logs {run.id}` has the output.",
+                error.get("traceback"),
+            )
+        if row["status"] == "lost":
+            raise RunFailed(
+                run.id,
+                f"run {run.id} ({row['name']}) was lost: its agent stopped ({row.get('reason')}). "
+                f"`%runctl resume {run.id}` continues from the latest checkpoint.",
+            )
+        return run
+
+    def _live_view(self, run: Run) -> Any:
+        from .liveview import make_view
+
+        return make_view(self, run)
+
+    def attach(self, ref: str) -> Run:
+        """Show a run live again (after a detach or a kernel restart)."""
+        run = self.run(ref)
+        self.store.refresh(run.id)
+        if run.row["status"] in ENDED:
+            return run
+        return self.wait(run)
+
+    # -- control -----------------------------------------------------------------
+    def stop(self, ref: str, force: bool = False, wait: float = 5.0) -> Run:
+        """Stop a run: SIGTERM, then SIGKILL after the grace period (at once with force)."""
+        run = self.run(ref)
+        self.store.refresh(run.id)
+        row = run.row
+        if row["status"] not in ACTIVE_STATUSES:
+            raise RunctlError(f"run {run.id} is {row['status']}, not running: nothing to stop")
+        self.backend_stop(run.id, force)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.store.refresh(run.id)
+            if run.row["status"] in ENDED:
+                break
+            time.sleep(0.1)
+        return run
+
+    def resume(self, ref: str, detach: bool = False) -> Run:
+        """Continue a stopped, failed or lost run from its latest checkpoint, same id."""
+        run = self.run(ref)
+        self.store.refresh(run.id)
+        row = run.row
+        if row["status"] not in ("stopped", "failed", "lost"):
+            raise RunctlError(
+                f"run {run.id} is {row['status']}: only a stopped, failed or lost run can be resumed"
+            )
+        run_dir = self.store.run_dir(run.id)
+        spec = read_spec(run_dir)
+        target = self.backend(spec.get("backend", "local"))
+        if target.is_alive(run_dir, spec):
+            raise RunctlError(
+                f"run {run.id}'s agent is still alive: `%runctl stop {run.id}` it first"
+            )
+        (run_dir / "control.json").unlink(missing_ok=True)
+        return self._launch(spec, target, attempt=int(row.get("attempt") or 1) + 1, detach=detach)
+
+    def rerun(self, ref: str, params: dict | None = None, detach: bool = False) -> Run:
+        """A fresh run (new id) with the same code and params (overrides allowed).
+        `ref` is a run or the path of a record.ipynb (which carries everything)."""
+        source = self._rerun_source(ref)
+        spec, code, objects = source["spec"], source["code"], source["objects"]
+        merged = {**spec.get("params", {}), **(params or {})}
+        workdir = spec.get("workdir") or os.getcwd()
+        if not os.path.isdir(workdir):
+            workdir = os.getcwd()
+        tmp_script = None
+        if spec.get("kind") == "script":
+            tmp_script = Path(self.store.home) / "tmp" / f"{new_run_id()}.py"
+            tmp_script.parent.mkdir(parents=True, exist_ok=True)
+            tmp_script.write_text(code)
+        backend_name = spec.get("backend") or self.config.backend
+        target = self.backend(backend_name)
+        experiment = spec.get("experiment") or self.config.experiment
+        try:
+            new = create_run(
+                self.store.runs_dir,
+                kind="script" if tmp_script else "cell",
+                code=None if tmp_script else code,
+                script=str(tmp_script) if tmp_script else None,
+                args=spec.get("args", []),
+                params=merged,
+                objects=objects,
+                object_names=spec.get("objects", []),
+                experiment=experiment,
+                name=spec.get("name") or self._default_name(experiment),
+                project=spec.get("project") or self.config.project,
+                owner=self.config.owner,
+                backend=backend_name,
+                workdir=workdir,
+                tags=spec.get("tags", []),
+                metrics=spec.get("metrics", []),
+                max_hours=spec.get("max_hours"),
+                grace_seconds=self.config.grace_seconds,
+                options=spec.get("options"),
+                environment=self._environment(workdir, merged),
+                rerun_of=spec.get("run_id"),
+            )
+        finally:
+            if tmp_script is not None:
+                tmp_script.unlink(missing_ok=True)
+        if (
+            tmp_script is not None
+            and spec.get("script_path")
+            and Path(spec["script_path"]).exists()
+        ):
+            new["script_path"] = spec["script_path"]
+            from .launch import write_spec
+
+            write_spec(self.store.run_dir(new["run_id"]), new)
+        return self._launch(new, target, attempt=1, detach=detach)
+
+    def _rerun_source(self, ref: str) -> dict:
+        if ref.endswith(".ipynb") and Path(ref).is_file():
+            from .record import read_record
+
+            return read_record(Path(ref))
+        run_id = self.store.resolve(ref)
+        run_dir = self.store.run_dir(run_id)
+        spec = read_spec(run_dir)
+        objects_path = run_dir / "objects.pkl"
+        return {
+            "spec": spec,
+            "code": (run_dir / spec.get("entry", "code.py")).read_text(),
+            "objects": objects_path.read_bytes() if objects_path.exists() else None,
+        }
+
+    def execute(
+        self,
+        notebook: str,
+        params: dict | None = None,
+        experiment: str | None = None,
+        name: str | None = None,
+        detach: bool = False,
+    ) -> Run:
+        """Run a whole notebook headless (papermill's `parameters` cell) as a run;
+        the executed copy is the run's record."""
+        path = Path(notebook).expanduser()
+        if not path.is_file() or path.suffix != ".ipynb":
+            raise RunctlError(f"no notebook {notebook!r}: give the path of an .ipynb file")
+        params = dict(params or {})
+        experiment = experiment or path.stem
+        workdir = str(path.resolve().parent)
+        spec = create_run(
+            self.store.runs_dir,
+            kind="notebook",
+            notebook=str(path),
+            params=params,
+            experiment=experiment,
+            name=name or self._default_name(experiment),
+            project=self.config.project,
+            owner=self.config.owner,
+            backend="local",
+            workdir=workdir,
+            grace_seconds=self.config.grace_seconds,
+            environment=self._environment(workdir, params),
+        )
+        return self._launch(spec, self.backend("local"), attempt=1, detach=detach)
+
+    # -- reading -------------------------------------------------------------------
+    def runs(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int | None = 20,
+        project: str | None = None,
+        sweep: str | None = None,
+    ) -> RunTable:
+        self.store.refresh()
+        rows = self.store.list_runs(
+            experiment=experiment, status=status, project=project, sweep_id=sweep, limit=limit
+        )
+        return RunTable(rows, self.store.summaries([r["id"] for r in rows]))
+
+    def show(self, ref: str) -> RunDetails:
+        run = self.run(ref)
+        self.store.refresh(run.id)
+        return RunDetails(run.row, self.store.metrics(run.id), self.store.checkpoints(run.id))
+
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None) -> LogText | None:
+        run = self.run(ref)
+        path = self.store.run_dir(run.id) / "stdout.log"
+        if follow:
+            return self._follow_logs(run, path)
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if int(run.row.get("attempt") or 1) > 1 and not text.startswith("=== attempt 1"):
+            text = "=== attempt 1 ===\n" + text
+        if tail:
+            text = "".join(text.splitlines(keepends=True)[-tail:])
+        return LogText(text)
+
+    def _follow_logs(self, run: Run, path: Path) -> None:
+        offset = 0
+        while True:
+            self.store.refresh(run.id)
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+                offset += len(data)
+                if data:
+                    sys.stdout.write(data.decode("utf-8", "replace"))
+                    sys.stdout.flush()
+            if run.row["status"] in ENDED:
+                return None
+            time.sleep(0.2)
+
+    # -- not yet built (their issues are open) --------------------------------------
+    def _not_yet(self, what: str, issue: int) -> RunctlError:
+        return RunctlError(f"`runctl {what}` is not available in this version yet (issue {issue})")
+
+    def sweep(self, **kwargs: Any) -> Any:
+        raise self._not_yet("sweep", 5)
+
+    def sweeps(self, **kwargs: Any) -> Any:
+        raise self._not_yet("sweeps", 5)
+
+    def resources(self, **kwargs: Any) -> Any:
+        raise self._not_yet("resources", 4)
+
+    def cleanup(self, **kwargs: Any) -> Any:
+        raise self._not_yet("cleanup", 4)
+
+    def cost(self, **kwargs: Any) -> Any:
+        raise self._not_yet("cost", 6)
+
+    def compare(self, refs=(), experiment=None, sweep=None, metric=None) -> Any:  # noqa: ANN001
+        raise self._not_yet("compare", 3)
+
+
+__all__ = ["Session", "Run", "format_duration", "one_line"]
