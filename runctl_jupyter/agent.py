@@ -100,8 +100,9 @@ class MetricParser:
 class RuntimeTail:
     """Reads new complete lines of every runtime/<attempt>-<pid>.jsonl file."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, attempt: int):
         self.folder = folder
+        self.prefix = f"{attempt}-"  # earlier attempts' files were read by their own agents
         self.offsets: dict[str, int] = {}
 
     def read(self) -> list[dict]:
@@ -111,6 +112,8 @@ class RuntimeTail:
         except FileNotFoundError:
             return records
         for entry in entries:
+            if not entry.name.startswith(self.prefix):
+                continue
             offset = self.offsets.get(entry.name, 0)
             if entry.stat().st_size <= offset:
                 continue
@@ -141,7 +144,7 @@ class Agent:
         max_hours = self.spec.get("max_hours")
         self.deadline = time.time() + float(max_hours) * 3600 if max_hours else None
         self.metrics = MetricParser(list(self.spec.get("metrics") or []))
-        self.runtime = RuntimeTail(run_dir / "runtime")
+        self.runtime = RuntimeTail(run_dir / "runtime", attempt)
         self.stop_reason: str | None = None
         self.kill_at: float | None = None
         self.control_mtime = 0.0
