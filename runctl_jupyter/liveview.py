@@ -44,7 +44,7 @@ class TextView:
             self.status = row["status"]
             self.err.write(f"[runctl] run {row['id']} ({row.get('name')}): {self.status}\n")
         now = time.monotonic()
-        if self.latest and now - self.last_metric_print >= self.METRIC_EVERY:
+        if self.latest and row["status"] not in ("succeeded", "failed", "stopped", "lost") and now - self.last_metric_print >= self.METRIC_EVERY:
             shown = " ".join(f"{k}={format_metric(v)}" for k, v in self.latest.items())
             self.err.write(f"[runctl] step {self.step}: {shown}\n")
             self.last_metric_print = now
