@@ -1,0 +1,162 @@
+"""`runctl aws doctor`: checks what runs need and says what to fix, one line each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import policy
+from .clients import AWSError, Clients, error_code
+from .setup import default_vpc, find_security_group
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok " if self.ok else "FAIL"
+        text = f"[{mark}] {self.name}: {self.detail}"
+        return text + (f" -> {self.fix}" if not self.ok and self.fix else "")
+
+
+def _detail(exc: BaseException) -> str:
+    return error_code(exc) or type(exc).__name__
+
+
+def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
+    checks: list[Check] = []
+    setup_fix = "run `runctl aws setup`"
+    try:
+        ident = clients.identity()
+    except AWSError as exc:
+        return [
+            Check(
+                "credentials",
+                False,
+                str(exc),
+                "configure credentials (aws configure / AWS_PROFILE)",
+            )
+        ]
+    checks.append(Check("credentials", True, ident["Arn"]))
+    account = ident["Account"]
+
+    try:
+        zones = clients.ec2.describe_availability_zones()["AvailabilityZones"]
+        checks.append(Check("region", True, f"{clients.region} ({len(zones)} availability zones)"))
+    except Exception as exc:
+        checks.append(
+            Check(
+                "region",
+                False,
+                f"{clients.region}: {_detail(exc)}",
+                "set c.AWSBackend.region or AWS_DEFAULT_REGION",
+            )
+        )
+
+    bucket = bucket or policy.bucket_name(account, clients.region)
+    s3 = clients.s3
+    try:
+        s3.head_bucket(Bucket=bucket)
+        problems = []
+        try:
+            pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+            if not all(
+                pab.get(k)
+                for k in (
+                    "BlockPublicAcls",
+                    "IgnorePublicAcls",
+                    "BlockPublicPolicy",
+                    "RestrictPublicBuckets",
+                )
+            ):
+                problems.append("public access not fully blocked")
+        except Exception:
+            problems.append("no public access block")
+        try:
+            s3.get_bucket_encryption(Bucket=bucket)
+        except Exception:
+            problems.append("no default encryption")
+        if problems:
+            checks.append(
+                Check("bucket", False, f"s3://{bucket}: {', '.join(problems)}", setup_fix)
+            )
+        else:
+            checks.append(Check("bucket", True, f"s3://{bucket} (encrypted, private)"))
+    except Exception as exc:
+        checks.append(
+            Check(
+                "bucket", False, f"s3://{bucket} missing or unreachable ({_detail(exc)})", setup_fix
+            )
+        )
+
+    try:
+        prof = clients.iam.get_instance_profile(InstanceProfileName=policy.PROFILE_NAME)[
+            "InstanceProfile"
+        ]
+        roles = [r["RoleName"] for r in prof.get("Roles", [])]
+        if policy.ROLE_NAME in roles:
+            checks.append(
+                Check("instance profile", True, f"{policy.PROFILE_NAME} -> role {policy.ROLE_NAME}")
+            )
+        else:
+            checks.append(
+                Check(
+                    "instance profile",
+                    False,
+                    f"{policy.PROFILE_NAME} has no role {policy.ROLE_NAME}",
+                    setup_fix,
+                )
+            )
+    except Exception as exc:
+        checks.append(
+            Check(
+                "instance profile",
+                False,
+                f"{policy.PROFILE_NAME} missing ({_detail(exc)})",
+                setup_fix,
+            )
+        )
+
+    try:
+        group = find_security_group(clients, default_vpc(clients))
+        if group:
+            checks.append(Check("security group", True, group))
+        else:
+            checks.append(
+                Check("security group", False, f"{policy.SECURITY_GROUP_NAME} missing", setup_fix)
+            )
+    except Exception as exc:
+        checks.append(
+            Check(
+                "security group",
+                False,
+                str(exc) if isinstance(exc, AWSError) else _detail(exc),
+                setup_fix,
+            )
+        )
+
+    try:
+        clients.ssm.describe_instance_information(MaxResults=5)
+        checks.append(Check("ssm", True, f"Systems Manager reachable in {clients.region}"))
+    except Exception as exc:
+        checks.append(
+            Check(
+                "ssm",
+                False,
+                f"Systems Manager not reachable ({_detail(exc)})",
+                "allow ssm:DescribeInstanceInformation and ssm:SendCommand (`runctl aws policy`)",
+            )
+        )
+    return checks
+
+
+def report(checks: list[Check]) -> str:
+    lines = [c.line() for c in checks]
+    bad = sum(not c.ok for c in checks)
+    lines.append(
+        "all good" if not bad else f"{bad} problem(s); fix them and run `runctl aws doctor` again"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""AWS without AWS: a moto server on 127.0.0.1, and a fixture that plays the instance.
+
+moto is extended in this process where it falls short of AWS:
+- `DescribeInstanceInformation` (moto has no SSM instance registry): every running
+  EC2 instance is reported Online, as its SSM agent would be;
+- SendCommand with InstanceIds and no Targets fans out to every instance in moto
+  (a moto bug); here it goes to the instances named, as in AWS;
+- command invocations start `Pending`; the instance fixture runs the script and
+  records its real exit code, output and status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+REGION = "us-east-1"
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",  # AmazonSSMManagedInstanceCore must exist
+}
+GPU_PARAM = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+)
+CPU_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+ARM_CPU_PARAM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _extend_moto() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+    from moto.ssm import models as ssm_models
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    if getattr(SimpleSystemManagerResponse, "_runctl_extended", False):
+        return
+
+    def describe_instance_information(self: SimpleSystemManagerResponse) -> ActionResult:
+        backend = ec2_backends[self.current_account][self.region]
+        wanted = None
+        for f in self._get_param("Filters") or []:
+            if f.get("Key") == "InstanceIds":
+                wanted = set(f.get("Values", []))
+        infos = []
+        for reservation in backend.all_reservations():
+            for inst in reservation.instances:
+                if inst.state != "running" or (wanted is not None and inst.id not in wanted):
+                    continue
+                infos.append(
+                    {
+                        "InstanceId": inst.id,
+                        "PingStatus": "Online",
+                        "PlatformType": "Linux",
+                        "AgentVersion": "3.3.0.0",
+                        "ResourceType": "EC2Instance",
+                    }
+                )
+        return ActionResult({"InstanceInformationList": infos})
+
+    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+
+    original_targets = ssm_models.Command._get_instance_ids_from_targets
+
+    def targets_only(self: ssm_models.Command) -> list[str]:
+        return original_targets(self) if self.targets else []
+
+    ssm_models.Command._get_instance_ids_from_targets = targets_only
+
+    original_invocation = ssm_models.Command.invocation_response
+
+    def pending(self: ssm_models.Command, instance_id: str, plugin_name: str) -> dict:
+        inv = original_invocation(self, instance_id, plugin_name)
+        inv.update(Status="Pending", StatusDetails="Pending", ResponseCode=-1)
+        return inv
+
+    ssm_models.Command.invocation_response = pending
+    SimpleSystemManagerResponse._runctl_extended = True
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    saved = {k: os.environ.get(k) for k in [*FAKE_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]}
+    os.environ.update(FAKE_ENV)
+    os.environ.pop("AWS_PROFILE", None)
+    from moto.server import ThreadedMotoServer
+
+    _extend_moto()
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        yield url
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _put_public_parameter(name: str, value: str) -> None:
+    """Public `/aws/service/...` parameters cannot be written through the API."""
+    from moto.ssm.models import Parameter, ssm_backends
+
+    params = ssm_backends["123456789012"][REGION]._parameters
+    params.latest_amis_loaded = True  # keep moto's own (unregistered) AMI ids out
+    params[name].append(
+        Parameter(
+            account_id="123456789012",
+            name=name,
+            value=value,
+            parameter_type="String",
+            description=None,
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=1764380000.0,
+            version=1,
+            data_type="aws:ec2:image",
+        )
+    )
+
+
+@pytest.fixture
+def aws(moto_server: str):
+    """A clean moto account with the public AMI parameters registered; yields Clients."""
+    req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(req).read()
+    from runctl_jupyter.aws.clients import Clients
+
+    clients = Clients(region=REGION)
+    amis = {}
+    for param, name in [
+        (GPU_PARAM, "dlami-gpu"),
+        (CPU_PARAM, "al2023-x86"),
+        (ARM_CPU_PARAM, "al2023-arm"),
+    ]:
+        image_id = clients.ec2.register_image(
+            Name=name,
+            Architecture="arm64" if "arm" in name else "x86_64",
+            RootDeviceName="/dev/xvda",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+        )["ImageId"]
+        _put_public_parameter(param, image_id)
+        amis[name] = image_id
+    clients.test_amis = amis  # type: ignore[attr-defined]
+    clients.calls.clear()
+    return clients
+
+
+def policy_json(text: str) -> dict:
+    return json.loads(text)
