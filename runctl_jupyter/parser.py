@@ -12,7 +12,6 @@ kernel can print it.
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
 import re
 import shlex
@@ -366,9 +365,9 @@ def build_parser(prog: str = "runctl") -> RunctlArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="run a cell (%%runctl train) or SCRIPT as a tracked run",
+        help="run a cell (%%%%runctl train) or SCRIPT as a tracked run",
         description="Run the cell below (%%runctl train) or SCRIPT as a tracked run.",
-        usage=f"{prog} train [SCRIPT] [options] [-- SCRIPT ARGS]",
+        usage="%(prog)s [SCRIPT] [options] [-- SCRIPT ARGS]",
         epilog=TRAIN_EPILOG,
     )
     p.add_argument("script", nargs="?", metavar="SCRIPT", help="a .py file (shell: required)")
@@ -378,7 +377,7 @@ def build_parser(prog: str = "runctl") -> RunctlArgumentParser:
         "sweep",
         help="many runs over a search space (grid, random, optuna)",
         description="Run the cell, SCRIPT or NOTEBOOK once per trial of a search space.",
-        usage=f"{prog} sweep [TARGET] [options] [-- SCRIPT ARGS]",
+        usage="%(prog)s [TARGET] [options] [-- SCRIPT ARGS]",
         epilog=SWEEP_EPILOG,
     )
     p.add_argument("target", nargs="?", metavar="TARGET", help="SCRIPT.py or NOTEBOOK.ipynb")
@@ -474,7 +473,7 @@ def build_parser(prog: str = "runctl") -> RunctlArgumentParser:
         "cost",
         help="spend so far; `cost price TYPE` for a price",
         description="Spend by experiment, project, owner, instance type and day; or one price.",
-        usage=f"{prog} cost [price TYPE [--region R] [--spot] [--offline]]",
+        usage="%(prog)s [price TYPE [--region R] [--spot] [--offline]]",
     )
     p.add_argument("words", nargs="*", metavar="price TYPE")
     p.add_argument("--region", metavar="REGION")
@@ -544,6 +543,8 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
         raise HelpRequested(f"runctl-jupyter {__version__}\n")
     command, rest = words[0], words[1:]
     if command not in COMMANDS:
+        import difflib
+
         close = difflib.get_close_matches(command, COMMANDS, n=1, cutoff=0.7)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UsageProblem(

@@ -1,0 +1,134 @@
+"""The `runctl` shell command: the magic's subcommands, the same parser, the same Session.
+
+    runctl train train.py -p lr=0.01 --detach
+    runctl runs --experiment digits
+    runctl aws doctor
+
+Exit codes: 0 ok, 1 a run failed, 2 a usage or runctl error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import parser as _parser
+from .errors import RunctlError, RunFailed
+from .params import merge_params
+
+PROG = "runctl"
+
+# commands that start or follow a run: Ctrl-C leaves the run going
+_RUN_COMMANDS = ("train", "sweep", "resume", "rerun", "execute", "attach")
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _shell_text(message: str) -> str:
+    """A message for the terminal: no magic spelling, no repeated prog."""
+    message = message.replace("`%runctl ", "`runctl ")
+    for prefix in (f"{PROG}: ", f"{PROG} "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+def _params_file(path: str | None) -> dict[str, Any] | None:
+    """In the shell, `--params FILE.json` (a notebook variable only exists in a kernel)."""
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise RunctlError(
+            f"--params {path}: in the shell --params takes a JSON file of hyperparameters "
+            "and there is no such file; check the path or use -p KEY=VALUE"
+        )
+    try:
+        value = json.loads(file.read_text())
+    except (ValueError, OSError) as exc:
+        raise RunctlError(
+            f"--params {path}: not a JSON file ({exc}); fix it or use -p KEY=VALUE"
+        ) from None
+    if not isinstance(value, dict):
+        raise RunctlError(
+            f"--params {path}: the file holds a {type(value).__name__}, not a JSON object"
+        )
+    return value
+
+
+def build_call(argv: list[str]) -> tuple[str, dict[str, Any]]:
+    """The Session method and keyword arguments for a command line (no cell in a shell)."""
+    ns = _parser.parse(argv, prog=PROG)
+    method, kwargs = _parser.to_call(ns)
+    if ns.command == "train" and not ns.script:
+        raise _parser.UsageProblem(
+            "train needs SCRIPT.py in the shell (runctl train train.py); "
+            "a cell runs with %%runctl train in a notebook"
+        )
+    if ns.command == "sweep" and not ns.target and not ns.resume:
+        raise _parser.UsageProblem(
+            "sweep needs SCRIPT.py or NOTEBOOK.ipynb in the shell, or --resume SWEEP; "
+            "a cell sweeps with %%runctl sweep in a notebook"
+        )
+    if ns.command in ("train", "sweep"):
+        kwargs["code"] = None
+        kwargs["params"] = merge_params(_params_file(ns.params_var), ns.params)
+    return method, kwargs
+
+
+def _make_session() -> Any:
+    from .config import Runctl
+    from .session import Session
+
+    return Session(config=Runctl(), shell=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one `runctl` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
+    try:
+        method, kwargs = build_call(argv)
+        session = _make_session()
+        call = getattr(session, method, None)
+        if call is None:
+            raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
+        result = call(**kwargs)
+        if result is not None:
+            text = str(result)
+            print(text if text.endswith("\n") else text + "\n", end="", flush=True)
+        return 0
+    except _parser.HelpRequested as exc:
+        print(exc.text, end="" if exc.text.endswith("\n") else "\n")
+        return 0
+    except RunFailed as exc:
+        if exc.traceback_text:
+            _err(exc.traceback_text.rstrip("\n"))
+        _err(f"{PROG}: {_shell_text(str(exc))}")
+        return 1
+    except RunctlError as exc:
+        _err(f"{PROG}: error: {_shell_text(str(exc))}")
+        return 2
+    except KeyboardInterrupt:
+        if command in _RUN_COMMANDS:
+            _err(
+                f"\n{PROG}: interrupted; a run started here goes on in the background: "
+                f"`{PROG} runs` lists it, `{PROG} attach RUN` follows it, `{PROG} stop RUN` stops it"
+            )
+        else:
+            _err(f"\n{PROG}: interrupted")
+        return 130
+    except BrokenPipeError:  # `runctl runs | head`
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The `%runctl` / `%%runctl` magic: words -> parser.py -> one Session call. Nothing else.
+
+Kept cheap to import (`%load_ext runctl_jupyter` < 0.3 s): the session, widgets,
+plotly, boto3 and cloudpickle are imported only when a command needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from . import parser as _parser
+from .errors import RunctlError, RunFailed
+from .params import merge_params
+
+PROG = "%runctl"
+
+_CELL_COMMANDS = ("train", "sweep")
+
+
+def _help_text() -> str:
+    return (
+        "Run notebook cells and scripts as tracked training runs, here or on EC2 spot.\n\n"
+        "    %%runctl train -p lr=0.05 -p hidden=[64,32] --experiment digits\n"
+        "    <training code>\n\n"
+        "    %runctl train SCRIPT.py [options] [-- SCRIPT ARGS]\n"
+        "    %%runctl sweep --grid lr=0.001,0.01 --max-parallel 2 --objective val_acc:max\n"
+        "    %runctl runs | show RUN | logs RUN | attach RUN | stop RUN | resume RUN | rerun RUN\n"
+        "    %runctl compare RUN RUN ... | sweeps | resources | cleanup | cost | execute NB.ipynb\n\n"
+        "The line is split like a shell line (quotes group words: -p note='a b');\n"
+        "nothing in it is expanded or executed. `%runctl COMMAND --help` shows a\n"
+        "command's options.\n\n" + _parser.format_help(PROG)
+    )
+
+
+@magics_class
+class RunctlMagics(Magics):
+    """Holds the settings (c.Runctl, also %config Runctl) and one lazily made Session."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        from .config import Runctl
+
+        self.config_obj = Runctl(parent=shell)
+        if shell is not None and self.config_obj not in shell.configurables:
+            shell.configurables.append(self.config_obj)  # so `%config Runctl.x = ...` works
+        self._session: Any = None
+        self._session_home: str | None = None
+
+    @property
+    def session(self) -> Any:
+        """The Session of this shell, made on first use (again if c.Runctl.home changed)."""
+        home = self.config_obj.home
+        if self._session is None or self._session_home != home:
+            from .session import Session
+
+            self._session = Session(config=self.config_obj, shell=self.shell)
+            self._session_home = home
+        return self._session
+
+    def build_call(self, line: str, cell: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The Session method and keyword arguments for a magic line (and its cell).
+
+        Raises RunctlError (a usage problem) or parser.HelpRequested.
+        """
+        ns = _parser.parse(_parser.split_line(line), prog=PROG)
+        command = ns.command
+        if cell is not None and command not in _CELL_COMMANDS:
+            raise RunctlError(
+                f"%%runctl {command} does not take a cell; write it on one line: %runctl {command} ..."
+            )
+        method, kwargs = _parser.to_call(ns)
+        if command in _CELL_COMMANDS:
+            self._add_code(ns, kwargs, cell)
+            kwargs["params"] = merge_params(self._params_var(ns.params_var), ns.params)
+            kwargs["user_ns"] = self.shell.user_ns if self.shell is not None else None
+        return method, kwargs
+
+    @staticmethod
+    def _add_code(ns: Any, kwargs: dict[str, Any], cell: str | None) -> None:
+        target_key = "script" if ns.command == "train" else "target"
+        target = kwargs.get(target_key)
+        if cell is not None:
+            if target:
+                raise RunctlError(
+                    f"%%runctl {ns.command} got both a cell and {target!r}: run the cell "
+                    f"(drop {target!r}) or the file (%runctl {ns.command} {target}, no cell)"
+                )
+            if ns.args:
+                raise RunctlError(
+                    "script arguments after -- are for a SCRIPT; a cell gets its values with -p KEY=VALUE"
+                )
+            if not cell.strip():
+                raise RunctlError(
+                    f"the cell under %%runctl {ns.command} is empty: write the training code "
+                    f"below the magic line, or give a file: %runctl {ns.command} train.py"
+                )
+            kwargs["code"] = cell
+            return
+        kwargs["code"] = None
+        if not target:
+            if ns.command == "sweep" and ns.resume:
+                return
+            raise RunctlError(
+                f"%runctl {ns.command} needs a SCRIPT.py; to run a cell, put "
+                f"%%runctl {ns.command} ... on the cell's first line"
+            )
+
+    def _params_var(self, name: str | None) -> dict[str, Any] | None:
+        if name is None:
+            return None
+        if not name.isidentifier():
+            raise RunctlError(
+                f"--params {name!r}: give the name of a notebook variable that holds a dict, "
+                "e.g. --params config"
+            )
+        user_ns = self.shell.user_ns if self.shell is not None else {}
+        if name not in user_ns:
+            raise RunctlError(
+                f"--params {name}: no variable {name!r} in the notebook; define it first "
+                f"({name} = {{'lr': 0.01}}) or use -p KEY=VALUE"
+            )
+        value = user_ns[name]
+        if not isinstance(value, Mapping):
+            raise RunctlError(
+                f"--params {name}: {name} is a {type(value).__name__}, not a dict of hyperparameters"
+            )
+        return dict(value)
+
+    @no_var_expand
+    @line_cell_magic
+    def runctl(self, line: str = "", cell: str | None = None) -> Any:
+        # the docstring is set below from the parser's help (`%runctl?`)
+        if cell is None and line.rstrip().endswith(";"):
+            line = line.rstrip()[:-1]  # `%runctl runs;` silences the output, as in Python
+        try:
+            method, kwargs = self.build_call(line, cell)
+            call = getattr(self.session, method, None)
+            if call is None:
+                raise RunctlError(
+                    f"`{PROG} {method}` is not available in this version; "
+                    f"run `runctl {method}` in a terminal"
+                )
+            result = call(**kwargs)
+        except _parser.HelpRequested as exc:
+            print(exc.text.rstrip("\n"))
+            return None
+        except RunFailed:
+            raise  # shows the run's own traceback (_render_traceback_) and stops Run All
+        except RunctlError as exc:
+            raise UsageError(str(exc)) from None
+        return result
+
+
+RunctlMagics.runctl.__doc__ = _help_text()
