@@ -1,0 +1,405 @@
+"""RunPanel without a browser: widget state, comm messages and display outputs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import comm
+import pytest
+from comm.base_comm import BaseComm
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from runctl_jupyter.display.run_panel import RunPanel, static_outputs, static_summary
+from runctl_jupyter.display.series import MinMaxDecimator
+
+PLOTLY = "application/vnd.plotly.v1+json"
+EVIL = "<script>alert(1)</script></table>"
+
+
+class RecordingComm(BaseComm):
+    """A comm that keeps what the kernel would send to the frontend."""
+
+    def __init__(self, *args, **kwargs):
+        self.messages: list[tuple[str, dict]] = []
+        super().__init__(*args, **kwargs)
+
+    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        self.messages.append((msg_type, data or {}))
+
+
+@pytest.fixture
+def comms(monkeypatch):
+    created: list[RecordingComm] = []
+
+    def create(*args, **kwargs):
+        c = RecordingComm(*args, **kwargs)
+        created.append(c)
+        return c
+
+    monkeypatch.setattr(comm, "create_comm", create)
+    return created
+
+
+@pytest.fixture
+def shell():
+    return InteractiveShell.instance()
+
+
+def make_run(**kw) -> dict:
+    run = {
+        "id": "3f9a1c2b7d",
+        "name": "digits-mlp-3",
+        "experiment": "digits",
+        "project": "default",
+        "backend": "local",
+        "status": "running",
+        "reason": None,
+        "created": time.time() - 12,
+        "started": time.time() - 10,
+        "ended": None,
+        "duration": None,
+        "attempt": 1,
+        "params": {"lr": 0.05, "epochs": 20},
+        "cost": 0.0,
+        "rate": 0.0,
+    }
+    run.update(kw)
+    return run
+
+
+class Events:
+    def __init__(self):
+        self.seq = 0
+
+    def __call__(self, type_, t=None, **fields):
+        self.seq += 1
+        return {
+            "seq": self.seq,
+            "t": time.time() if t is None else t,
+            "type": type_,
+            "attempt": 1,
+            **fields,
+        }
+
+
+def click(button):
+    """What the frontend sends when a button is clicked."""
+    button._handle_msg(
+        {"content": {"data": {"method": "custom", "content": {"event": "click"}}}, "buffers": []}
+    )
+
+
+def test_update_collects_metric_series_and_progress():
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None)
+    panel.update(
+        make_run(),
+        [
+            ev("metric", step=s, values={"loss": 1.0 / s, "acc": s / 10}, total=10)
+            for s in range(1, 6)
+        ],
+    )
+    assert panel.series["loss"].count == 5
+    assert panel.series["acc"].last == 0.5
+    assert panel.step == 5 and panel.total == 10
+    assert panel.progress_text() == "step 5 / 10 (50%)"
+
+
+def test_duplicate_events_are_ignored():
+    ev = Events()
+    events = [
+        ev("metric", step=1, values={"loss": 1.0}),
+        ev("metric", step=2, values={"loss": 0.5}),
+    ]
+    panel = RunPanel(make_run(), on_stop=lambda force: None)
+    panel.update(make_run(), events)
+    panel.update(make_run(), events)
+    assert panel.series["loss"].count == 2
+
+
+def test_total_comes_from_epochs_param_when_not_logged():
+    panel = RunPanel(make_run(params={"epochs": 7}), on_stop=lambda force: None)
+    assert panel.total == 7
+
+
+def test_eta_from_recent_step_rate():
+    ev = Events()
+    t0 = 1000.0
+    panel = RunPanel(make_run(), on_stop=lambda force: None)
+    panel.update(
+        make_run(),
+        [ev("metric", t=t0 + s, step=s, values={"loss": 1.0}, total=100) for s in range(0, 11)],
+    )
+    assert panel.eta() == pytest.approx(90.0)
+
+
+def test_log_tail_keeps_last_lines_and_marks_stderr():
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, log_tail_lines=3)
+    panel.update(
+        make_run(),
+        [
+            ev("log", stream="stdout", text="a\nb\nc\nd\n"),
+            ev("log", stream="stderr", text="boom\n"),
+        ],
+    )
+    assert [line for _, line in panel.log_tail] == ["c", "d", "boom"]
+    html = panel.log_html()
+    assert "! boom" in html and "runctl-stderr" in html and "  a" not in html
+
+
+def test_decimator_keeps_at_most_max_points_and_the_extremes():
+    d = MinMaxDecimator(2000)
+    for i in range(200_000):
+        d.add(i, 1e6 if i == 123_457 else float(i % 100))
+    xs, ys = d.points()
+    assert len(xs) <= 2000
+    assert max(ys) == 1e6 and 123_457 in xs
+    assert xs == sorted(xs)
+
+
+def test_fast_run_updates_stay_cheap_and_redraws_are_throttled(shell, comms):
+    """20,000 steps/s for 10 s, delivered in 0.25 s batches as the wait loop would."""
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True)
+    with capture_output():
+        panel.show()
+    fig_comm = panel.w["figure"].comm
+    before = len(fig_comm.messages)
+    t0 = time.time()
+    batches = [
+        [
+            ev(
+                "metric",
+                t=t0 + (b * 5000 + i) / 20000,
+                step=b * 5000 + i,
+                values={"loss": 1 / (1 + b * 5000 + i), "acc": 0.5},
+            )
+            for i in range(5000)
+        ]
+        for b in range(40)
+    ]
+    worst = 0.0
+    start = time.perf_counter()
+    for batch in batches:
+        t = time.perf_counter()
+        panel.update(make_run(), batch)
+        worst = max(worst, time.perf_counter() - t)
+    elapsed = time.perf_counter() - start
+    assert worst < 0.2, f"one update took {worst:.3f}s"
+    assert panel.redraws <= 1 + elapsed * 4 + 1
+    panel.redraw()
+    assert all(len(t.x) <= 2000 for t in panel.w["figure"].data)
+    assert panel.series["loss"].count == 200_000
+    sent = [d for kind, d in fig_comm.messages[before:] if kind == "comm_msg"]
+    assert len(sent) <= 8 * (panel.redraws + 1), "figure messages must follow redraws, not events"
+
+
+def test_widget_panel_shows_header_status_colour_and_updates(shell, comms):
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True)
+    with capture_output() as cap:
+        panel.show()
+    assert len(cap.outputs) == 2
+    assert "application/vnd.jupyter.widget-view+json" in cap.outputs[0].data
+    header = panel.w["header"].get_state()["value"]
+    assert (
+        "3f9a1c2b7d" in header
+        and "digits-mlp-3" in header
+        and "#1e88e5" in header
+        and "local" in header
+    )
+    panel.update(make_run(status="lost"), [])
+    panel.redraw()
+    assert "#ad1457" in panel.w["header"].value and ">lost<" in panel.w["header"].value
+
+
+def test_cost_ticker_shows_dollars_and_rate_on_aws(shell, comms):
+    panel = RunPanel(make_run(backend="aws", cost=1.234, rate=0.526), on_stop=lambda force: None)
+    assert "$1.23 ($0.526/h)" in panel.header_html()
+    assert "local" in RunPanel(make_run(), on_stop=lambda f: None).header_html()
+
+
+def test_metrics_of_different_scale_get_separate_subplots(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True)
+    with capture_output():
+        panel.show()
+    panel.update(
+        make_run(),
+        [
+            ev("metric", step=s, values={"loss": 0.5, "acc": 0.9, "lr": 1e-4, "tokens": 5e6})
+            for s in range(3)
+        ],
+    )
+    panel.redraw()
+    fig = panel.w["figure"]
+    axes = {t.name: t.yaxis for t in fig.data}
+    assert axes["loss"] == axes["acc"]
+    assert len({axes["loss"], axes["lr"], axes["tokens"]}) == 3
+    assert fig.layout.yaxis3.domain is not None
+
+
+def test_stop_button_is_graceful_then_asks_before_a_forced_kill(shell, comms):
+    calls = []
+    panel = RunPanel(make_run(), on_stop=calls.append, widgets=True)
+    with capture_output():
+        panel.show()
+    click(panel.w["stop"])
+    assert calls == [False]
+    assert panel.w["confirm"].layout.display == "none"
+    click(panel.w["stop"])
+    assert calls == [False], "the second press must ask, not kill"
+    assert panel.w["confirm"].layout.display == "flex"
+    click(panel.w["confirm_yes"])
+    assert calls == [False, True]
+    assert panel.w["stop"].disabled
+
+
+def test_stop_failure_is_shown_in_the_panel(shell, comms):
+    def broken(force):
+        raise RuntimeError("agent unreachable")
+
+    panel = RunPanel(make_run(), on_stop=broken, widgets=True)
+    with capture_output():
+        panel.show()
+    click(panel.w["stop"])
+    assert "agent unreachable" in panel.w["message"].value
+
+
+def test_smoothing_toggle_draws_the_smoothed_series(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True)
+    with capture_output():
+        panel.show()
+    panel.update(
+        make_run(), [ev("metric", step=s, values={"loss": float(s % 2)}) for s in range(50)]
+    )
+    panel.redraw()
+    raw = list(panel.w["figure"].data[0].y)
+    panel.w["smooth"].value = True
+    smooth = list(panel.w["figure"].data[0].y)
+    assert set(raw) == {0.0, 1.0}
+    assert 0.2 < smooth[-1] < 0.8
+
+
+def test_run_text_is_escaped_everywhere(shell, comms):
+    ev = Events()
+    run = make_run(
+        name=EVIL,
+        experiment=EVIL,
+        params={EVIL: EVIL},
+        error={"type": "X", "message": EVIL},
+        status="failed",
+    )
+    panel = RunPanel(run, on_stop=lambda force: None, widgets=True, record_path="/tmp/<b>rec.ipynb")
+    with capture_output():
+        panel.show()
+    panel.update(
+        run,
+        [
+            ev("metric", step=1, values={EVIL: 1.0}),
+            ev("log", stream="stderr", text=EVIL + "\n"),
+            ev("warning", message=EVIL),
+        ],
+    )
+    panel.redraw()
+    texts = [panel.w["header"].value, panel.w["log"].value, panel.live_html(), panel.chart_html()]
+    texts += [
+        b.get("text/html", "") for b in static_outputs(run, {EVIL: [(1, 1.0)]}, "/tmp/<b>rec.ipynb")
+    ]
+    texts.append(static_summary(run, {EVIL: [(1, 1.0)]})["text/html"])
+    for text in texts:
+        assert "<script>" not in text and "</table>" not in text.replace(
+            "</table></div>", ""
+        ).replace("</tbody></table>", "")
+    assert any("&lt;script&gt;" in t for t in texts)
+    names = [t.name for t in panel.w["figure"].data]
+    assert names and all("<script>" not in n for n in names)
+
+
+def test_finish_closes_every_widget_and_leaves_the_static_summary(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True)
+    with capture_output() as cap:
+        panel.show()
+        panel.update(
+            make_run(),
+            [
+                ev("metric", step=s, values={"loss": 1 / (s + 1), "acc": 0.123456789})
+                for s in range(100)
+            ],
+        )
+        panel.redraw()
+        done = make_run(status="succeeded", ended=time.time(), duration=10.0)
+        panel.finish(
+            done,
+            {
+                "loss": [(s, 1 / (s + 1)) for s in range(100)],
+                "acc": [(s, 0.123456789) for s in range(100)],
+            },
+        )
+    assert comms, "widgets opened comms"
+    assert all(c._closed for c in comms), "a live widget (comm) was left open"
+    updates = [o for o in cap.outputs if o.update]
+    ids = {o.transient["display_id"] for o in cap.outputs[:2]}
+    assert {o.transient["display_id"] for o in updates[-2:]} == ids
+    summary, figure = updates[-2].data, updates[-1].data
+    assert "0.123457" in summary["text/html"] and "succeeded" in summary["text/html"]
+    assert "lr" in summary["text/html"] and "10.0s" in summary["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in summary
+    assert PLOTLY in figure and "<svg" in figure["text/html"]
+    json.dumps(figure[PLOTLY], allow_nan=False)
+
+
+def test_html_fallback_updates_through_display_handles(shell):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=False, redraw_interval=0)
+    with capture_output() as cap:
+        panel.show()
+        panel.update(
+            make_run(),
+            [ev("metric", step=s, values={"loss": 1.0 / (s + 1)}, total=10) for s in range(5)],
+        )
+        panel.finish(make_run(status="stopped", reason="user", duration=3.0), {})
+    first, updates = cap.outputs[:2], [o for o in cap.outputs if o.update]
+    assert "text/html" in first[0].data and "widget-view" not in str(first[0].data)
+    assert any("step 4 / 10" in o.data["text/html"] for o in updates)
+    assert any("<polyline" in o.data.get("text/html", "") for o in updates)
+    assert "stopped" in updates[-2].data["text/html"] and "user" in updates[-2].data["text/html"]
+
+
+def test_outside_ipython_the_panel_prints_text(monkeypatch, capsys):
+    import runctl_jupyter.display.run_panel as rp
+
+    monkeypatch.setattr(rp, "_in_ipython", lambda: False)
+    panel = RunPanel(make_run(), on_stop=lambda force: None)
+    panel.show()
+    panel.finish(make_run(status="succeeded", duration=2.0), {"loss": [(1, 0.25)]})
+    out = capsys.readouterr().out
+    assert "3f9a1c2b7d" in out and "loss: final 0.25" in out
+
+
+def test_static_summary_keeps_four_significant_digits_and_small_figures():
+    pts = [(s, 0.98765432 - s * 1e-7) for s in range(50_000)]
+    bundle = static_summary(
+        make_run(status="succeeded", duration=61.5), {"val_loss": pts, "acc": pts}
+    )
+    html = bundle["text/html"]
+    assert "0.987654" in html and "1m01s" in html
+    assert set(bundle) == {"text/html", "text/plain", PLOTLY}
+    assert all(len(t["x"]) <= 1000 for t in bundle[PLOTLY]["data"])
+    assert len(json.dumps(bundle)) < 150_000
+
+
+def test_best_uses_min_for_losses_and_max_otherwise():
+    metrics = {"val_loss": [(1, 0.5), (2, 0.2), (3, 0.3)], "acc": [(1, 0.5), (2, 0.9), (3, 0.8)]}
+    text = static_summary(make_run(status="succeeded"), metrics)["text/plain"]
+    assert "val_loss: final 0.3 best 0.2↓" in text
+    assert "acc: final 0.8 best 0.9↑" in text
+
+
+def test_static_summary_without_metrics_uses_final_metrics_of_the_row():
+    bundle = static_summary(make_run(status="succeeded", final_metrics={"acc": 0.91234567}), {})
+    assert "0.912346" in bundle["text/html"] and PLOTLY not in bundle
