@@ -64,11 +64,15 @@ def _run_script(run_dir: Path, spec: dict) -> None:
 def _run_notebook(run_dir: Path, spec: dict) -> None:
     import papermill  # the one non-stdlib import: only for whole notebooks
 
+    source = run_dir / spec.get("entry", "input.ipynb")
+    kernelspec = json.loads(source.read_text()).get("metadata", {}).get("kernelspec") or {}
     papermill.execute_notebook(
-        str(run_dir / spec.get("entry", "input.ipynb")),
+        str(source),
         str(run_dir / "output.ipynb"),
         parameters=runctl.params,
         cwd=spec.get("workdir") or None,
+        kernel_name=kernelspec.get("name") or "python3",
+        language=kernelspec.get("language") or "python",
         progress_bar=False,
         log_output=True,
         stdout_file=sys.stdout,

@@ -136,6 +136,8 @@ class Session:
         run_id = spec["run_id"]
         if attempt == 1:
             self.store.add_run(spec)
+        else:
+            self.store.set_status(run_id, "starting")  # not "stopped" while the new agent boots
         run_dir = self.store.run_dir(run_id)
         try:
             target.start(run_dir, spec, attempt)
@@ -189,7 +191,7 @@ class Session:
             self.shell.user_ns["_runctl_run"] = run
         if row["status"] == "failed":
             error = row.get("error") or {}
-            detail = f"{error.get('type', 'Error')}: {error.get('message', '')}".rstrip(": ")
+            detail = f"{error.get('type', 'Error')}: {error.get('message', '')}".rstrip(": .")
             raise RunFailed(
                 run.id,
                 f"run {run.id} ({row['name']}) failed: {detail}. `%runctl logs {run.id}` has the output.",

@@ -1,0 +1,229 @@
+"""The Python API end to end on the local backend: real agents, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from agent_helpers import wait_for
+
+from runctl_jupyter.errors import AmbiguousRun, RunctlError, RunFailed, RunNotFound
+
+LOOP = """
+import time
+ckpt = runctl.load_checkpoint()
+start = ckpt + 1 if ckpt is not None else 0
+for step in range(start, steps):
+    runctl.log(step=step, value=step * 2)
+    runctl.save_checkpoint(step)
+    if runctl.should_stop:
+        break
+    time.sleep(pause)
+"""
+
+
+def test_a_cell_runs_with_typed_params_as_globals_and_is_recorded(session):
+    code = (
+        "runctl.log(step=0, lr=lr, n=len(hidden))\nprint(type(lr).__name__, hidden, name, flag)\n"
+    )
+    params = {"lr": 1e-3, "hidden": [64, 32], "name": "abc", "flag": True}
+    run = session.train(code=code, params=params, experiment="exp", name="first")
+    row = run.row
+    assert row["status"] == "succeeded" and row["experiment"] == "exp" and row["name"] == "first"
+    assert row["params"] == params
+    assert run.metrics == {"lr": 1e-3, "n": 2}
+    assert "float [64, 32] abc True" in session.logs(run.id)
+    assert (session.store.run_dir(run.id) / "code.py").read_text() == code
+
+
+def test_a_failed_run_raises_with_the_remote_traceback(session):
+    with pytest.raises(RunFailed) as info:
+        session.train(code="def boom():\n    raise ValueError('bad data')\nboom()\n")
+    err = info.value
+    assert "ValueError: bad data" in str(err)
+    rendered = "\n".join(err._render_traceback_())
+    assert "raise ValueError('bad data')" in rendered and "in boom" in rendered
+    assert session.store.get(err.run_id)["status"] == "failed"
+
+
+def test_a_syntax_error_is_refused_before_any_run_starts(session):
+    with pytest.raises(RunctlError, match="line 2"):
+        session.train(code="x = 1\nif x\n    pass\n")
+    assert session.store.list_runs() == []
+
+
+def test_a_script_runs_in_its_folder_with_args_and_params(session, tmp_path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "helper.py").write_text("VALUE = 41\n")
+    (folder / "data.txt").write_text("hello")
+    (folder / "train.py").write_text(
+        textwrap.dedent("""
+        import json, os, sys
+        from helper import VALUE
+        from runctl_jupyter.runtime import runctl
+        params = json.load(open(os.environ["RUNCTL_PARAMS_FILE"]))
+        runctl.log(step=0, answer=VALUE + params["k"])
+        print(open("data.txt").read(), sys.argv[1:], runctl.params)
+    """)
+    )
+    run = session.train(script=str(folder / "train.py"), args=["--fast", "x y"], params={"k": 1})
+    assert run.metrics == {"answer": 42}
+    assert "hello ['--fast', 'x y'] {'k': 1}" in session.logs(run.id)
+
+
+def test_a_missing_script_is_a_clear_error(session):
+    with pytest.raises(RunctlError, match="no script 'nope.py'"):
+        session.train(script="nope.py")
+
+
+def test_a_hyperparameter_is_never_executed(session, tmp_path):
+    marker = tmp_path / "pwned"
+    value = f"$(touch {marker})"
+    run = session.train(code="print(x)", params={"x": value})
+    assert not marker.exists()
+    assert value in session.logs(run.id)
+
+
+def test_detach_returns_at_once_and_attach_follows_to_the_end(session):
+    run = session.train(code=LOOP, params={"steps": 10, "pause": 0.1}, detach=True)
+    assert run.row["status"] in ("queued", "starting", "running")
+    attached = session.attach(run.id)
+    assert attached.row["status"] == "succeeded"
+    assert [s for s, _ in attached.history()["value"]] == list(range(10))
+
+
+def test_stop_then_resume_continues_from_the_checkpoint_under_the_same_id(session):
+    run = session.train(code=LOOP, params={"steps": 400, "pause": 0.02}, detach=True)
+    wait_for(lambda: session.store.refresh(run.id) is not None and len(run.checkpoints()) >= 3)
+    stopped = session.stop(run.id)
+    assert stopped.row["status"] == "stopped" and stopped.row["reason"] == "user"
+    last = run.checkpoints()[-1]["step"]
+    resumed = session.resume(run.id, detach=True)
+    assert resumed.id == run.id
+    session.stop(run.id, force=True)
+    row = run.row
+    assert row["attempt"] == 2
+    steps = [s for s, _ in run.history()["value"]]
+    assert steps == sorted(set(steps)) and last + 1 in steps  # continued, no duplicates
+    assert "=== attempt 2 ===" in session.logs(run.id)
+
+
+def test_resume_refuses_a_run_that_succeeded(session):
+    run = session.train(code="print(1)")
+    with pytest.raises(RunctlError, match="only a stopped, failed or lost run"):
+        session.resume(run.id)
+
+
+def test_run_references_by_prefix_and_name(session):
+    a = session.train(code="print(1)", name="same")
+    b = session.train(code="print(2)", name="same")
+    assert session.run("same").id == b.id
+    assert session.run(a.id[:6]).id == a.id
+    with pytest.raises(RunNotFound, match="nothere"):
+        session.run("nothere")
+    with pytest.raises((AmbiguousRun, RunNotFound)):
+        session.run("")
+
+
+def test_a_killed_agent_makes_the_run_lost_not_running_forever(session):
+    run = session.train(code="import time\ntime.sleep(60)", detach=True)
+    info = wait_for(
+        lambda: (
+            (session.store.run_dir(run.id) / "agent.json").exists()
+            and json.loads((session.store.run_dir(run.id) / "agent.json").read_text())
+        )
+    )
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_for(
+        lambda: session.store.refresh() is not None and run.row["status"] == "lost", timeout=10
+    )
+
+
+def test_two_runs_at_once_lose_nothing(session):
+    runs = [
+        session.train(code=LOOP, params={"steps": 300, "pause": 0}, detach=True) for _ in range(2)
+    ]
+    for run in runs:
+        session.attach(run.id)
+    for run in runs:
+        assert run.row["status"] == "succeeded"
+        assert len(run.history()["value"]) == 300
+
+
+def test_rerun_starts_a_fresh_run_with_overrides(session):
+    first = session.train(code="runctl.log(step=0, v=a * b)", params={"a": 2, "b": 3})
+    second = session.rerun(first.id, params={"b": 5})
+    assert second.id != first.id
+    assert second.params == {"a": 2, "b": 5} and second.metrics == {"v": 10}
+
+
+def test_a_record_alone_reruns_elsewhere_and_reproduces_the_metrics(session, tmp_path, monkeypatch):
+    from runctl_jupyter.config import Runctl
+    from runctl_jupyter.session import Session
+
+    code = "import random\nrandom.seed(seed)\nrunctl.log(step=0, draw=random.random() * scale)\n"
+    first = session.train(code=code, params={"seed": 7}, user_ns={"scale": 10.0})
+    copied = tmp_path / "elsewhere" / "record.ipynb"
+    copied.parent.mkdir()
+    shutil.copy(first.record_path, copied)
+    other = Session(config=Runctl(home=str(tmp_path / "empty-home"), refresh_interval=0.05))
+    again = other.rerun(str(copied))
+    assert again.metrics == first.metrics and again.params == {"seed": 7}
+
+
+def test_the_run_finishes_and_is_recorded_when_the_kernel_dies(session, home):
+    """A 'kernel' (a real Python process blocking in train) is SIGKILLed mid-run."""
+    driver = textwrap.dedent(f"""
+        from runctl_jupyter.config import Runctl
+        from runctl_jupyter.session import Session
+        s = Session(config=Runctl(home={str(home)!r}))
+        s.train(code="import time\\nfor i in range(15):\\n    runctl.log(step=i, x=i)\\n    time.sleep(0.1)", name="orphan")
+    """)
+    kernel = subprocess.Popen([sys.executable, "-c", driver])
+    wait_for(
+        lambda: any(
+            r["name"] == "orphan" and r["status"] == "running"
+            for r in (session.store.refresh(), session.store.list_runs())[1]
+        )
+    )
+    kernel.send_signal(signal.SIGKILL)
+    kernel.wait()
+    run = session.run("orphan")
+    wait_for(
+        lambda: session.store.refresh() is not None and run.row["status"] == "succeeded", timeout=20
+    )
+    assert len(run.history()["x"]) == 15
+    assert os.path.exists(run.record_path)
+
+
+def test_max_hours_stops_a_run(session):
+    run = session.train(code="import time\nwhile True:\n    time.sleep(0.05)", max_hours=1 / 3600)
+    assert run.row["status"] == "stopped" and run.row["reason"] == "max-hours"
+
+
+def test_execute_runs_a_whole_notebook_with_parameters(session, tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    params_cell = nbformat.v4.new_code_cell("n = 1")
+    params_cell.metadata["tags"] = ["parameters"]
+    nb.cells = [params_cell, nbformat.v4.new_code_cell("print('n is', n * 10)")]
+    path = tmp_path / "job.ipynb"
+    nbformat.write(nb, str(path))
+    run = session.execute(str(path), params={"n": 4})
+    assert run.row["status"] == "succeeded" and run.row["kind"] == "notebook"
+    executed = nbformat.read(str(session.store.run_dir(run.id) / "output.ipynb"), as_version=4)
+    outputs = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "n is 40" in outputs
+
+
+def test_stop_of_a_finished_run_says_there_is_nothing_to_stop(session):
+    run = session.train(code="print(1)")
+    with pytest.raises(RunctlError, match="nothing to stop"):
+        session.stop(run.id)
