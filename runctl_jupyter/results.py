@@ -37,6 +37,11 @@ def format_time(t: float | None) -> str:
 
 
 def one_line(row: dict) -> str:
+    if row["status"] not in ("succeeded", "failed", "stopped", "lost"):
+        return (
+            f"run {row['id']} '{row.get('name')}' is {row['status']}: "
+            f"`%runctl attach {row['id']}` follows it, `%runctl stop {row['id']}` stops it"
+        )
     metrics = " ".join(
         f"{k}={format_metric(v)}" for k, v in (row.get("final_metrics") or {}).items()
     )
