@@ -7,9 +7,8 @@ import os
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import ROOT
+from nbclient import NotebookClient
 
 EXAMPLES = ROOT / "examples"
 
