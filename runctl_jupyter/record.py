@@ -32,7 +32,7 @@ from .events import EVENTS_FILE, read_events
 RECORD_FILE = "record.ipynb"
 RECORD_FORMAT = 1
 MAX_OUTPUT_LINES = 10_000
-MAX_OUTPUT_CHARS = 400_000  # ~400 KB of text at most, however long the lines
+MAX_OUTPUT_CHARS = 300_000  # ~300 KB of output text at most, however long the lines
 MAX_POINTS = 2_000
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 CODE_TAG = "runctl-code"
@@ -56,7 +56,8 @@ def write_record(run_dir: str | os.PathLike, final: dict | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     notebook = build_record(run_dir, final)
-    text = json.dumps(notebook, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    # No indent: it would put every figure point on its own line (~25% of the size).
+    text = json.dumps(notebook, ensure_ascii=False, allow_nan=False) + "\n"
     path = run_dir / RECORD_FILE
     tmp = run_dir / f".{RECORD_FILE}.{os.getpid()}.tmp"
     tmp.write_text(text, encoding="utf-8")

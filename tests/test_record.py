@@ -337,10 +337,11 @@ def test_long_run_record_is_small_and_traces_downsampled(tmp_path):
     assert max(traces["loss"]["y"]) == 50.0  # the spike survives
     assert traces["loss"]["x"][0] == 0 and traces["loss"]["x"][-1] == steps - 1
     assert traces["lr"]["yaxis"] != traces["loss"]["yaxis"]  # 1e-4 vs ~1: own subplot
-    outputs = by_id(nb, "code").outputs
-    assert "earlier output lines are not in this record" in outputs[0].text
-    assert outputs[1].text.endswith(f"step {steps - 1} loss=0.01980 acc=1.0000\n")
-    assert len(outputs[1].text.splitlines()) <= 10_000
+    (output,) = by_id(nb, "code").outputs
+    assert output.text.startswith("[runctl: ")
+    assert "earlier output lines are not in this record" in output.text.splitlines()[0]
+    assert output.text.endswith(f"step {steps - 1} loss=0.01980 acc=1.0000\n")
+    assert len(output.text.splitlines()) <= 10_001
 
 
 def test_downsample_keeps_extremes_and_bounds():
