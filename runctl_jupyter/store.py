@@ -504,7 +504,8 @@ class Store:
 
     def _agent_dead(self, run_id: str, row: dict) -> bool:
         """True when agent.json names a process on this machine that is gone (or a
-        reused pid). Cheap: agent.json is parsed again only when it changes."""
+        reused pid). Cheap: agent.json is parsed again only when it changes, and a
+        process seen gone is not looked up again."""
         path = self.runs_dir / run_id / AGENT_FILE
         try:
             st = os.stat(path)
@@ -525,11 +526,16 @@ class Store:
             return False  # an earlier agent, from before the launcher's last change
         if isinstance(attempt, int) and attempt < row["attempt"]:
             return False  # an earlier attempt's agent
+        if info.get(" dead"):  # seen gone before: a pid never comes back to life
+            return True
         pid = info.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             return False
         start = _proc_start(pid)
-        return start is None or (info.get("proc_start") is not None and start != info["proc_start"])
+        dead = start is None or (info.get("proc_start") is not None and start != info["proc_start"])
+        if dead:
+            info[" dead"] = True
+        return dead
 
     def _lost_reason(self, row: dict, now: float, agent_dead: bool) -> str | None:
         if row["ev_status"] not in ACTIVE_STATUSES:

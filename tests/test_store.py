@@ -319,6 +319,52 @@ def test_an_agent_on_another_machine_is_left_to_the_heartbeat(store: Store) -> N
     assert store.get("remote")["status"] == "running"
 
 
+def test_a_new_attempts_agent_brings_a_lost_run_back(store: Store) -> None:
+    run_dir = make_run(store, "back")
+    old = subprocess.Popen(["sleep", "60"])
+    new = subprocess.Popen(["sleep", "60"])
+    try:
+        write_agent_json(run_dir, old.pid)
+        start_attempt(run_dir).close()
+        store.refresh()
+        old.kill()
+        old.wait()
+        store.refresh()
+        assert store.get("back")["status"] == "lost"
+        write_agent_json(run_dir, new.pid, attempt=2)
+        start_attempt(run_dir, attempt=2).close()
+        store.refresh()
+        row = store.get("back")
+        assert (row["status"], row["reason"], row["attempt"]) == ("running", None, 2)
+    finally:
+        for p in (old, new):
+            p.kill()
+            p.wait()
+
+
+def test_a_resume_is_not_lost_for_the_previous_attempts_dead_agent(store: Store) -> None:
+    run_dir = make_run(store, "resume")
+    write_agent_json(run_dir, os.getpid(), start=1)  # attempt 1's agent, long gone
+    w = start_attempt(run_dir)
+    w.write("exit", status="failed", reason="exception", exit_code=1, error=None, duration=1.0)
+    w.close()
+    store.refresh()
+    store.set_status("resume", "starting")
+    store.refresh()
+    assert store.get("resume")["status"] == "starting"
+
+
+def test_a_provisioning_run_gets_longer_than_the_lost_timeout(tmp_path: Path) -> None:
+    store = Store(tmp_path, lost_timeout=0.05)
+    make_run(store, "boot")
+    make_run(store, "idle")
+    store.set_status("boot", "provisioning")
+    time.sleep(0.1)
+    store.refresh()
+    assert store.get("boot")["status"] == "provisioning"
+    assert store.get("idle")["status"] == "lost"
+
+
 AGENT_SCRIPT = r"""
 import json, os, socket, sys, time
 from pathlib import Path
