@@ -1,0 +1,247 @@
+"""Budgets (from the issues) and the markdown report (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Entry = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Budget:
+    benchmark: str
+    issue: int
+    text: str
+    # (results.json entry) -> (passed, the measured figure as text); None if not computable
+    check: Callable[[Entry], tuple[bool, str] | None]
+
+
+def _peer(entry: Entry, name: str) -> float | None:
+    value = entry.get("peers", {}).get(name)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _ours(entry: Entry) -> float | None:
+    value = entry.get("ours")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _ratio_check(
+    peer: str, at_least: float, label: str
+) -> Callable[[Entry], tuple[bool, str] | None]:
+    def check(entry: Entry) -> tuple[bool, str] | None:
+        ours, other = _ours(entry), _peer(entry, peer)
+        if not ours or other is None:
+            return None
+        ratio = other / ours
+        return ratio >= at_least, f"{label} {ratio:.1f}x"
+
+    return check
+
+
+def _log_vs_jsonl(entry: Entry) -> tuple[bool, str] | None:
+    ours, floor = _ours(entry), _peer(entry, "jsonl_buffered")
+    if ours is None or not floor:
+        return None
+    ratio = ours / floor
+    return ratio <= 2.0, f"runctl.log / JSON line = {ratio:.2f}x"
+
+
+def _below(limit: float, unit: str) -> Callable[[Entry], tuple[bool, str] | None]:
+    def check(entry: Entry) -> tuple[bool, str] | None:
+        ours = _ours(entry)
+        if ours is None:
+            return None
+        return ours < limit, f"{ours:.3g} {unit}"
+
+    return check
+
+
+def _launch(entry: Entry) -> tuple[bool, str] | None:
+    ours, python_c = _ours(entry), _peer(entry, "python_c")
+    if ours is None or python_c is None:
+        return None
+    extra = ours - python_c
+    return extra <= 0.5, f"+{extra:.3f} s over python -c"
+
+
+BUDGETS: list[Budget] = [
+    Budget(
+        "log_step",
+        2,
+        "runctl.log (3 scalars) within 2x of a buffered JSON-line write",
+        _log_vs_jsonl,
+    ),
+    Budget(
+        "log_step",
+        2,
+        "runctl.log at least 50x cheaper than mlflow.log_metrics (file store)",
+        _ratio_check("mlflow_file", 50, "mlflow_file / runctl.log ="),
+    ),
+    Budget(
+        "metric_latency",
+        2,
+        "log call -> notebook series, local backend: p50 < 250 ms",
+        _below(250, "ms"),
+    ),
+    Budget(
+        "launch_overhead",
+        2,
+        "trivial cell end to end within 0.5 s of `python -c`",
+        _launch,
+    ),
+    Budget("load_ext", 2, "`%load_ext runctl_jupyter` under 0.3 s", _below(0.3, "s")),
+    Budget(
+        "store_list",
+        3,
+        "list/filter 10,000 runs at least 10x faster than MLflow sqlite search_runs",
+        _ratio_check("mlflow_sqlite", 10, "MLflow / ours ="),
+    ),
+    Budget(
+        "store_metrics",
+        3,
+        "metric history 100 runs x 1,000 steps x 3 metrics at least 10x faster than MLflow sqlite get_metric_history",
+        _ratio_check("mlflow_sqlite", 10, "MLflow / ours ="),
+    ),
+    Budget(
+        "compare_panel",
+        3,
+        "compare panel of 100 runs x 1,000 steps x 3 metrics built in under 1 s",
+        _below(1.0, "s"),
+    ),
+    Budget(
+        "sweep_overhead",
+        5,
+        "200 trivial trials, --max-parallel 2, within 1.15x of the ideal (sum of trial times / 2)",
+        _below(1.15, "x ideal"),
+    ),
+    Budget(
+        "aws_api_calls",
+        4,
+        "at most ~1,000 AWS API calls per run-hour of streaming (vs polling SSM every 2 s)",
+        lambda e: None if _ours(e) is None else (_ours(e) <= 1000, f"{_ours(e):.0f} calls/h"),
+    ),
+]
+
+# Benchmarks whose feature has not landed yet: listed, never given a number.
+PENDING = {
+    "sweep_overhead": "issue 5 (sweeps)",
+    "aws_api_calls": "issue 4 (AWS backend streaming)",
+    "compare_panel": "issue 3 (ComparePanel)",
+}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def _ratio_text(entry: Entry, peer: str) -> str:
+    ours, other = _ours(entry), _peer(entry, peer)
+    if not ours or other is None or other == 0:
+        return "n/a"
+    if entry.get("better") == "lower":
+        return f"{other / ours:.2f}x" if other >= ours else f"{other / ours:.2f}x (peer faster)"
+    return f"{ours / other:.2f}x"
+
+
+def render(
+    results: dict[str, Entry],
+    detail: dict[str, Any],
+    meta: dict[str, Any],
+    skipped: dict[str, str],
+) -> str:
+    lines: list[str] = []
+    add = lines.append
+    add("# Benchmarks")
+    add("")
+    add(
+        "Measured by `python -m benchmarks` (issue 9); the numbers are in "
+        "`benchmarks/results.json`, the raw samples in `benchmarks/results_detail.json`. "
+        "Every comparison runs side by side in one run of the harness: the contenders "
+        "alternate repetition by repetition (the order rotates), and each figure is the "
+        f"median of {meta.get('reps', '?')} repetitions. The machine is shared and noisy, "
+        "so read the ratios, not the absolute times."
+    )
+    add("")
+    add("## Machine and versions")
+    add("")
+    add(f"- date: {meta.get('date')} (harness took {meta.get('seconds', 0):.0f} s)")
+    add(f"- machine: {meta.get('machine')}")
+    add(f"- commit: {meta.get('commit')}")
+    versions = meta.get("versions", {})
+    add("- versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in versions.items()))
+    if meta.get("peer_python"):
+        add(
+            f"- peers (mlflow, wandb) ran in a separate venv ({meta['peer_python']}) "
+            "as a worker process that times each operation itself"
+        )
+    add("")
+    add("## Results")
+    add("")
+    add("Ratio = peer / ours for lower-is-better figures (so >1x means runctl is faster).")
+    add("")
+    add("| benchmark | unit | ours | peer | peer value | ratio |")
+    add("|---|---|---|---|---|---|")
+    for name, entry in results.items():
+        peers = entry.get("peers") or {}
+        if not peers:
+            add(f"| `{name}` | {entry['unit']} | {_fmt(entry.get('ours'))} | - | - | - |")
+            continue
+        for i, (peer, value) in enumerate(peers.items()):
+            head = (
+                f"| `{name}` | {entry['unit']} | {_fmt(entry.get('ours'))}" if i == 0 else "| | | "
+            )
+            add(f"{head} | {peer} | {_fmt(value)} | {_ratio_text(entry, peer)} |")
+    add("")
+    add("## Budgets")
+    add("")
+    add("| issue | budget | measured | result |")
+    add("|---|---|---|---|")
+    for budget in BUDGETS:
+        entry = results.get(budget.benchmark)
+        if entry is None:
+            reason = skipped.get(budget.benchmark) or (
+                f"not measured yet: feature not landed ({PENDING[budget.benchmark]})"
+                if budget.benchmark in PENDING
+                else "not measured in this run"
+            )
+            add(f"| {budget.issue} | {budget.text} | - | {reason} |")
+            continue
+        outcome = budget.check(entry)
+        if outcome is None:
+            add(f"| {budget.issue} | {budget.text} | - | not computable (a figure is missing) |")
+        else:
+            passed, figure = outcome
+            add(f"| {budget.issue} | {budget.text} | {figure} | {'PASS' if passed else 'FAIL'} |")
+    add("")
+    add("## What each benchmark measures")
+    add("")
+    for name in results:
+        info = detail.get(name, {})
+        about = info.get("about")
+        if about:
+            add(f"- `{name}`: {about}")
+        for note in info.get("notes", []):
+            add(f"  - note: {note}")
+    pending = [n for n in PENDING if n not in results]
+    if pending or skipped:
+        add("")
+        add("## Not measured")
+        add("")
+        for name in pending:
+            add(f"- `{name}`: not measured yet: feature not landed ({PENDING[name]})")
+        for name, reason in skipped.items():
+            if name not in PENDING:
+                add(f"- `{name}`: {reason}")
+    add("")
+    return "\n".join(lines)
