@@ -516,7 +516,9 @@ def _code_outputs(facts: _RunFacts) -> list[dict]:
     final = facts.final or {}
     error = final.get("error")
     if final.get("status") == "failed" and isinstance(error, dict):
-        traceback = str(error.get("traceback") or "").rstrip("\n").splitlines()
+        tb_text = str(error.get("traceback") or "").rstrip("\n")
+        _drop_printed_traceback(outputs, tb_text)
+        traceback = tb_text.splitlines()
         outputs.append(
             {
                 "output_type": "error",
@@ -526,6 +528,21 @@ def _code_outputs(facts: _RunFacts) -> list[dict]:
             }
         )
     return outputs
+
+
+def _drop_printed_traceback(outputs: list[dict], traceback: str) -> None:
+    """The runner also prints the traceback on stderr: show it once, as the error output."""
+    if not traceback:
+        return
+    for output in reversed(outputs):
+        if output["name"] != "stderr":
+            continue
+        text = output["text"].rstrip("\n")
+        if text.endswith(traceback):
+            output["text"] = text[: -len(traceback)]
+            if not output["text"]:
+                outputs.remove(output)
+        return
 
 
 def _metrics_output(facts: _RunFacts) -> dict:

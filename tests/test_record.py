@@ -219,13 +219,11 @@ def test_code_cell_carries_stdout_and_stderr_separately(run_dir):
 
 
 def test_failed_run_has_an_error_output(tmp_path):
+    traceback = 'Traceback (most recent call last):\n  File "code.py", line 3\nZeroDivisionError: division by zero\n'
     run_dir = make_run(tmp_path)
-    write_attempt(run_dir, steps=2)
-    error = {
-        "type": "ZeroDivisionError",
-        "message": "division by zero",
-        "traceback": 'Traceback (most recent call last):\n  File "code.py", line 3\nZeroDivisionError: division by zero\n',
-    }
+    # The runner prints the traceback on stderr too; the record shows it once.
+    write_attempt(run_dir, steps=2, stderr=["careful", *traceback.splitlines()])
+    error = {"type": "ZeroDivisionError", "message": "division by zero", "traceback": traceback}
     final = {
         "status": "failed",
         "reason": "exception",
@@ -238,6 +236,8 @@ def test_failed_run_has_an_error_output(tmp_path):
     assert len(err) == 1
     assert (err[0].ename, err[0].evalue) == ("ZeroDivisionError", "division by zero")
     assert err[0].traceback[-1] == "ZeroDivisionError: division by zero"
+    stderr = [o.text for o in by_id(nb, "code").outputs if o.get("name") == "stderr"]
+    assert stderr == ["careful\n"]
     assert "| Status | failed (exception) |" in by_id(nb, "summary").source
 
 
