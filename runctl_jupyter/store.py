@@ -266,6 +266,11 @@ class Store:
         params = spec.get("params") if isinstance(spec.get("params"), dict) else {}
         tags = spec.get("tags") if isinstance(spec.get("tags"), list) else []
         created = _number(spec.get("created"))
+        if created is None:  # a hand-made spec: the folder's own time, stable across rebuilds
+            try:
+                created = os.stat(self.runs_dir / run_id / SPEC_FILE).st_mtime
+            except OSError:
+                created = time.time()
         values = [run_id, *(spec.get(c) for c in _SPEC_COLS), _dumps(tags), created, _dumps(params)]
         conn.execute(
             "INSERT INTO runs (id, " + ", ".join(_SPEC_COLS) + ", tags, created, params, status,"

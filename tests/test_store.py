@@ -98,6 +98,18 @@ def test_added_run_is_queued_with_its_spec_fields(store: Store) -> None:
     assert (store.home / "runctl.db").exists()
 
 
+def test_a_spec_without_created_uses_the_folder_time(store: Store) -> None:
+    run_dir = make_run(store, "nocreated", add=False, created=0.0)
+    spec = json.loads((run_dir / "spec.json").read_text())
+    del spec["created"]
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    store.add_run(spec)
+    store.refresh()
+    row = store.get("nocreated")
+    assert row["created"] == (run_dir / "spec.json").stat().st_mtime
+    assert row["status"] == "queued"  # not lost at once
+
+
 def test_add_run_without_run_id_is_an_error(store: Store) -> None:
     with pytest.raises(RunctlError, match="no run_id"):
         store.add_run({"name": "x"})
@@ -414,7 +426,7 @@ def test_not_lost_when_the_exit_lands_just_before_the_agent_goes(store: Store, t
 
 def test_a_watcher_never_sees_lost_for_a_run_that_exits(store: Store, tmp_path: Path) -> None:
     seen = set()
-    for i in range(3):
+    for i in range(2):
         run_dir = make_run(store, f"race{i}")
         go = tmp_path / f"go{i}"
         go.touch()
