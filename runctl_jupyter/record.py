@@ -423,7 +423,8 @@ def _summary_markdown(facts: _RunFacts) -> str:
     status = summary["status"] + (f" ({summary['reason']})" if summary["reason"] else "")
     target = spec.get("target") or {}
     backend = str(spec.get("backend", "local"))
-    instance = target.get("instance_type") or target.get("instance_id")
+    options = spec.get("options") or {}
+    instance = target.get("instance_type") or options.get("instance_type")
     if instance:
         backend += f" · {instance}" + (" (spot)" if target.get("spot") else "")
     cost = summary["cost"]
@@ -437,6 +438,9 @@ def _summary_markdown(facts: _RunFacts) -> str:
         ("Backend", backend),
         ("Cost", "unknown" if cost is None else f"${cost:.2f}"),
     ]
+    if spec.get("kind") == "script":
+        script = spec.get("script_path") or spec.get("entry", "")
+        rows.append(("Script", " ".join(map(str, [script, *spec.get("args", [])]))))
     if spec.get("tags"):
         rows.append(("Tags", ", ".join(map(str, spec["tags"]))))
     if spec.get("rerun_of"):

@@ -22,6 +22,7 @@ from runctl_jupyter.record import (
     PLOTLY_MIME,
     build_record,
     downsample,
+    load_shipped_objects,
     read_record,
     write_record,
 )
@@ -296,6 +297,35 @@ def test_non_finite_metrics_keep_the_notebook_valid_json(tmp_path):
     assert by_id(nb, "metrics").outputs[0].data[PLOTLY_MIME]["data"][0]["y"] == [1.0, 0.5]
 
 
+def test_a_run_that_never_started_still_gets_a_valid_record(tmp_path):
+    run_dir = tmp_path / "bare"
+    run_dir.mkdir()
+    (run_dir / "spec.json").write_text(json.dumps({"run_id": "bare1", "name": "b", "kind": "cell"}))
+    error = {"type": "OSError", "message": "no python", "traceback": ""}
+    final = {
+        "status": "failed",
+        "reason": "agent",
+        "exit_code": None,
+        "error": error,
+        "duration": 0,
+    }
+    nb = load(write_record(run_dir, final))
+    assert "| Status | failed (agent) |" in nb.cells[0].source
+    assert "not found" in by_id(nb, "code").source
+    assert by_id(nb, "metrics").outputs[0].data["text/plain"] == "no metrics were logged"
+
+
+def test_script_run_shows_the_script_and_its_args(tmp_path):
+    run_dir = make_run(tmp_path, kind="script", code="import sys\nprint(sys.argv)\n")
+    spec = json.loads((run_dir / "spec.json").read_text())
+    spec.update(script_path="/home/ann/train.py", args=["--fast"])
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    write_attempt(run_dir)
+    nb = load(write_record(run_dir, OK))
+    assert "| Script | /home/ann/train.py --fast |" in nb.cells[0].source
+    assert read_record(run_dir / "record.ipynb")["code"] == "import sys\nprint(sys.argv)\n"
+
+
 # ------------------------------------------------------------------ figure and size
 
 
@@ -397,6 +427,21 @@ def test_read_record_round_trips_from_a_copy(tmp_path, monkeypatch):
 
 def test_read_record_without_objects(run_dir):
     assert read_record(write_record(run_dir, OK))["objects"] is None
+
+
+def test_load_shipped_objects_finds_the_record_or_says_how(tmp_path, monkeypatch):
+    objects = ship_objects({"scale": 3}, tmp_path)
+    run_dir = make_run(tmp_path / "runs", objects=objects)
+    write_attempt(run_dir)
+    path = write_record(run_dir, OK)
+    assert load_shipped_objects("3f9a1c2b7d", path) == {"scale": 3}
+    monkeypatch.chdir(run_dir)
+    assert load_shipped_objects("3f9a1c2b7d") == {"scale": 3}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        RunctlError, match=r"load_shipped_objects\('3f9a1c2b7d', 'path/to/record.ipynb'\)"
+    ):
+        load_shipped_objects("3f9a1c2b7d")
 
 
 def test_read_record_refuses_a_plain_notebook(tmp_path):
