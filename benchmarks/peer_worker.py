@@ -119,19 +119,55 @@ def op_log_finish(kind: str) -> None:
 
 
 # -- metric latency (log in one process, poll from another) ----------------------
-def op_latency_reader(uri: str, run_id: str, n: int, timeout: float) -> list[float]:
-    """Poll mlflow's metric history of `run_id` until `n` points arrived; return
-    each point's latency (arrival time - the time.time() logged as its value)."""
+LOGGER = """
+import sys, time
+import mlflow
+uri, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mlflow.set_tracking_uri(uri)
+with mlflow.start_run(run_id=run_id):
+    for i in range(n):
+        mlflow.log_metric("t", time.time(), step=i)
+        time.sleep(0.02)
+"""
+
+
+def op_latency(dir: str, n: int, poll: float, timeout: float = 120.0) -> list[float]:
+    """A separate process logs `n` points (value = time.time() at the call, one every
+    20 ms) with mlflow.log_metric into a sqlite store; this process polls
+    get_metric_history every `poll` seconds. Returns each point's latency in ms."""
+    import subprocess
+
     from mlflow import MlflowClient
 
+    folder = Path(dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = "sqlite:///" + str(folder / "latency.db")
     client = MlflowClient(uri)
+    exp_id = client.create_experiment(f"latency-{time.time_ns()}")
+    run_id = client.create_run(exp_id).info.run_id
+    logger = subprocess.Popen(
+        [sys.executable, "-c", LOGGER, uri, run_id, str(n)], stdout=sys.stderr, stderr=sys.stderr
+    )
     seen: dict[int, float] = {}
     deadline = time.time() + timeout
-    while len(seen) < n and time.time() < deadline:
-        for m in client.get_metric_history(run_id, "t"):
-            if m.step not in seen:
-                seen[m.step] = time.time() - m.value
-        time.sleep(0.01)
+    try:
+        while len(seen) < n and time.time() < deadline:
+            history = client.get_metric_history(run_id, "t")
+            now = time.time()
+            for m in history:
+                if m.step not in seen:
+                    seen[m.step] = (now - m.value) * 1000
+            if logger.poll() is not None and len(seen) < n and not history:
+                break
+            time.sleep(poll)
+    finally:
+        if logger.poll() is None:
+            logger.kill()
+        logger.wait()
+    if len(seen) < n:
+        raise RuntimeError(
+            f"only {len(seen)} of {n} points arrived (logger exit {logger.returncode})"
+        )
     return list(seen.values())
 
 
