@@ -17,6 +17,7 @@ import os
 import socket
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,24 @@ def _extend_moto() -> None:
         return inv
 
     ssm_models.Command.invocation_response = pending
+    # Load only the AWS-managed policy runctl attaches: all ~1,300 take seconds per reset.
+    from moto.iam import aws_managed_policies
+    from moto.iam import models as iam_models
+
+    wanted = {"AmazonSSMManagedInstanceCore"}
+    data = {
+        k: v
+        for k, v in json.loads(aws_managed_policies.aws_managed_policies_data).items()
+        if k in wanted
+    }
+
+    def few_policies(self: iam_models.IAMBackend) -> list:
+        return [
+            iam_models.AWSManagedPolicy.from_data(n, self.account_id, self.region_name, d)
+            for n, d in data.items()
+        ]
+
+    iam_models.IAMBackend._init_aws_policies = few_policies
     SimpleSystemManagerResponse._runctl_extended = True
 
 
@@ -171,3 +190,77 @@ def aws(moto_server: str):
 
 def policy_json(text: str) -> dict:
     return json.loads(text)
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_: Any):
+        yield self.body
+
+
+class Fail:
+    """Inject an AWS error at one API call through botocore's own event hooks.
+
+    Make `service.Operation` fail with `code` (the first `times` calls, or always)."""
+
+    def __init__(
+        self,
+        clients: Any,
+        operation: str,
+        code: str = "InternalError",
+        times: int | None = None,
+        skip: int = 0,
+    ):
+        self.skip = skip
+        self.service, self.operation = operation.split(".")
+        self.code = code
+        self.times = times
+        self.count = 0
+        self.client = clients.client(self.service)
+        self.event = (
+            f"before-send.{self.client.meta.service_model.service_id.hyphenize()}.{self.operation}"
+        )
+        self.client.meta.events.register(self.event, self._answer)
+
+    def _answer(self, **_: Any) -> Any:
+        if self.skip > 0:
+            self.skip -= 1
+            return None
+        if self.times is not None and self.count >= self.times:
+            return None
+        self.count += 1
+        # A real-shaped HTTP error answer in the service's protocol, sent before the
+        # request leaves: botocore parses and retries it as it would AWS's own.
+        from botocore.awsrequest import AWSResponse
+
+        throttle = self.code in (
+            "Throttling",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+            "SlowDown",
+        )
+        status = 503 if throttle else 400
+        protocol = self.client.meta.service_model.protocol
+        msg = f"injected {self.code}"
+        if protocol == "ec2":
+            body = f"<Response><Errors><Error><Code>{self.code}</Code><Message>{msg}</Message></Error></Errors><RequestID>x</RequestID></Response>"
+        elif protocol == "query":
+            body = f"<ErrorResponse><Error><Type>Sender</Type><Code>{self.code}</Code><Message>{msg}</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+        elif protocol == "rest-xml":
+            body = f"<Error><Code>{self.code}</Code><Message>{msg}</Message><RequestId>x</RequestId></Error>"
+        else:
+            body = json.dumps({"__type": self.code, "message": msg})
+        return AWSResponse(
+            "http://127.0.0.1/", status, {"x-amzn-requestid": "x"}, _Raw(body.encode())
+        )
+
+    def remove(self) -> None:
+        self.client.meta.events.unregister(self.event, self._answer)
+
+
+@pytest.fixture
+def fail():
+    """`fail(clients, "ec2.RunInstances", code=..., times=...)`: inject AWS errors."""
+    return Fail
