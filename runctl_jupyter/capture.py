@@ -18,7 +18,6 @@ import re
 import sys
 import sysconfig
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from .errors import RunctlError
@@ -339,40 +338,44 @@ def collect_objects(
     }
 
 
-def _install_roots() -> list[Path]:
+def _install_roots() -> list[str]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         try:
             roots.add(sysconfig.get_path(key))
         except KeyError:
             continue
-    return [Path(root).resolve() for root in roots if root]
+    return [os.path.join(os.path.realpath(root), "") for root in roots if root]
 
 
 def _local_modules(workdir: str | os.PathLike) -> list[str]:
-    """Imported modules whose file lives under `workdir` (not an installed package)."""
-    root = Path(workdir).resolve()
-    installed = _install_roots()
+    """Imported modules whose file lives under `workdir` (not an installed package).
+
+    Paths are compared as strings (no file system call per module: a kernel has
+    imported a thousand or more); symlinks are resolved for the few that match.
+    """
+    root = os.path.join(os.path.realpath(workdir), "")
+    installed = [prefix for prefix in _install_roots() if prefix != root]
     names = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if not path or name == "__main__" or name.startswith("runctl_jupyter"):
+        if not isinstance(path, str) or name == "__main__" or name.startswith("runctl_jupyter"):
             continue
-        try:
-            resolved = Path(path).resolve()
-        except (OSError, RuntimeError):
+        path = os.path.abspath(path)
+        if not path.startswith(root):
             continue
-        if not resolved.is_relative_to(root):
+        path = os.path.realpath(path)
+        if not path.startswith(root):
             continue
-        if {"site-packages", "dist-packages"} & set(resolved.parts):
+        parts = path.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts:
             continue
-        if any(resolved.is_relative_to(prefix) and prefix != root for prefix in installed):
+        if any(path.startswith(prefix) for prefix in installed):
             continue
         names.append(name)
     # Register top-level names only: a registered package covers its submodules.
-    tops = sorted(names, key=len)
     kept: list[str] = []
-    for name in tops:
+    for name in sorted(names, key=len):
         if not any(name.startswith(parent + ".") for parent in kept):
             kept.append(name)
     return kept
