@@ -60,6 +60,12 @@ def check_syntax(code: str, line_offset: int = 0) -> None:
         )
     line = (error.lineno or 1) + line_offset
     message = error.msg or "invalid syntax"
+    if "outside function" in message and ("await" in message or "async" in message):
+        raise RunctlError(
+            f"line {line} of the cell uses top-level await, which a notebook allows but a run "
+            "(plain Python) does not: put the code in `async def main():` and call "
+            "`asyncio.run(main())`"
+        )
     raise RunctlError(
         f"{type(error).__name__} in the cell, line {line}: {message}: fix the cell and run it again"
     )

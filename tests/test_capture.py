@@ -72,6 +72,11 @@ def test_ipython_syntax_is_refused_with_its_own_message(line):
     assert "not available inside a runctl run" in str(info.value)
 
 
+def test_top_level_await_gets_a_hint():
+    with pytest.raises(RunctlError, match=r"line 2 of the cell uses top-level await.*asyncio.run"):
+        check_syntax("import asyncio\nawait asyncio.sleep(0)\n")
+
+
 def test_explicit_get_ipython_in_valid_code_is_left_alone():
     # Libraries detect notebooks with this pattern; it is plain Python.
     check_syntax("try:\n    get_ipython()\nexcept NameError:\n    pass\n")
