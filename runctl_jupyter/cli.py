@@ -80,11 +80,44 @@ def build_call(argv: list[str]) -> tuple[str, dict[str, Any]]:
     return method, kwargs
 
 
+def _detached_by_interrupt(method: str, kwargs: dict[str, Any], result: Any) -> bool:
+    """A blocking train/resume/rerun/execute/attach that returns a still-active run was
+    interrupted (the Session detaches on Ctrl-C and has already said how to stop it)."""
+    if method not in _RUN_COMMANDS or kwargs.get("detach"):
+        return False
+    from .events import ACTIVE_STATUSES
+
+    try:
+        return getattr(result, "status", None) in ACTIVE_STATUSES
+    except RunctlError:
+        return False
+
+
+def _profile_config() -> Any:
+    """c.Runctl settings from IPython's default profile, so the shell and the kernel agree."""
+    import os
+
+    from traitlets.config import Config
+    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+
+    ipython_dir = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython").expanduser()
+    profile = ipython_dir / "profile_default"
+    if not (profile / "ipython_config.py").is_file():
+        return Config()
+    try:
+        return PyFileConfigLoader("ipython_config.py", str(profile)).load_config()
+    except ConfigFileNotFound:
+        return Config()
+    except Exception as exc:  # a broken profile must not break the command
+        _err(f"{PROG}: warning: ignoring {profile / 'ipython_config.py'}: {exc}")
+        return Config()
+
+
 def _make_session() -> Any:
     from .config import Runctl
     from .session import Session
 
-    return Session(config=Runctl(), shell=None)
+    return Session(config=Runctl(config=_profile_config()), shell=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         if result is not None:
             text = str(result)
             print(text if text.endswith("\n") else text + "\n", end="", flush=True)
+        if _detached_by_interrupt(method, kwargs, result):
+            return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
         return 0
     except _parser.HelpRequested as exc:
         print(exc.text, end="" if exc.text.endswith("\n") else "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -477,3 +478,71 @@ def test_python_m_version(tmp_path, home):
 
 def test_usage_problem_is_a_runctl_error():
     assert issubclass(UsageProblem, RunctlError)
+
+
+def test_cli_reads_c_runctl_from_the_ipython_profile(tmp_path, home, monkeypatch, capsys):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text("c.Runctl.experiment = 'from-profile'\n")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.py").write_text("print('ok')\n")
+    assert cli.main(["train", "s.py"]) == 0
+    capsys.readouterr()
+    assert cli.main(["runs", "--experiment", "from-profile"]) == 0
+    assert "from-profile" in capsys.readouterr().out
+
+
+def test_cli_ctrl_c_detaches_exits_130_and_the_run_goes_on(tmp_path, home):
+    (tmp_path / "slow.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    env = dict(os.environ, RUNCTL_HOME=str(home), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runctl_jupyter", "train", "slow.py"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # the run's own output arrives once it runs
+            if line.startswith("up"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "goes on" in err and "stop" in err
+    run_id = out.split()[1]
+    listing = _runctl("runs", "--status", "running", cwd=tmp_path, home=home)
+    assert run_id in listing.stdout
+    stopped = _runctl("stop", run_id, "--force", cwd=tmp_path, home=home)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def test_cli_ctrl_c_while_following_logs_exits_130(tmp_path, home):
+    (tmp_path / "slow.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    started = _runctl("train", "slow.py", "--detach", cwd=tmp_path, home=home)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[1]
+    env = dict(os.environ, RUNCTL_HOME=str(home), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runctl_jupyter", "logs", run_id, "--follow"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("up"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        _runctl("stop", run_id, "--force", cwd=tmp_path, home=home)
+    assert proc.returncode == 130
+    assert err.strip().endswith("runctl: interrupted")
