@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from .results import format_metric, one_line
+from .results import format_metric
 
 
 class TextView:
@@ -54,7 +54,7 @@ class TextView:
         time.sleep(seconds)
 
     def finish(self, row: dict, metrics: dict) -> None:
-        self.err.write(f"[runctl] {one_line(row)}\n")
+        pass  # the caller shows the returned Run, whose repr is the one-line summary
 
     def detached(self, row: dict) -> None:
         pass

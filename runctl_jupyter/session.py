@@ -23,6 +23,56 @@ from .store import Store
 
 ENDED = FINAL_STATUSES | {"lost"}
 
+# Train options the parser knows that are not built yet: refused, never silently ignored.
+NOT_YET = {
+    "cost_limit": 6,
+    "early_stop": 5,
+    "checkpoint_every": 7,
+    "keep_checkpoints": 7,
+    "stall_minutes": 7,
+    "stop_on_stall": 7,
+    "gpus": 10,
+    "nproc_per_node": 10,
+    "nodes": 10,
+}
+CLOUD_ONLY = (
+    "ami",
+    "data",
+    "fallback",
+    "idle_minutes",
+    "instance",
+    "instance_type",
+    "keep",
+    "max_interruptions",
+    "pip",
+    "region",
+    "requirements",
+    "spot",
+    "sync",
+    "validate_data",
+    "volume",
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_options(options: dict, backend: str) -> None:
+    """Refuse options that would be ignored: a typo'd intent must never cost a run."""
+    given = {k: v for k, v in options.items() if v not in (None, False, ())}
+    for name, issue in NOT_YET.items():
+        if name in given:
+            raise RunctlError(
+                f"{_flag(name)} is not available in this version yet (issue {issue}); drop it"
+            )
+    if backend == "local":
+        for name in CLOUD_ONLY:
+            if name in given:
+                raise RunctlError(
+                    f"{_flag(name)} is for cloud runs: add --backend aws, or drop it for a local run"
+                )
+
 
 class Session:
     """One per kernel (or shell command): settings, the store and the backends."""
@@ -106,6 +156,9 @@ class Session:
             raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
         experiment = experiment or self.config.experiment
         backend_name = backend or self.config.backend
+        options = dict(options or {})
+        check_options(options, backend_name)
+        grace = options.pop("grace_seconds", None) or self.config.grace_seconds
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
         spec = create_run(
             self.store.runs_dir,
@@ -125,7 +178,7 @@ class Session:
             tags=tags,
             metrics=metrics,
             max_hours=max_hours,
-            grace_seconds=self.config.grace_seconds,
+            grace_seconds=grace,
             options=options,
             environment=self._environment(workdir, params),
             sweep_id=sweep_id,

@@ -227,3 +227,17 @@ def test_stop_of_a_finished_run_says_there_is_nothing_to_stop(session):
     run = session.train(code="print(1)")
     with pytest.raises(RunctlError, match="nothing to stop"):
         session.stop(run.id)
+
+
+def test_options_that_would_be_ignored_are_refused(session):
+    with pytest.raises(RunctlError, match="--instance-type is for cloud runs"):
+        session.train(code="print(1)", options={"instance_type": "g5.xlarge"})
+    with pytest.raises(RunctlError, match="--cost-limit is not available"):
+        session.train(code="print(1)", options={"cost_limit": 3.0})
+    assert session.store.list_runs() == []
+
+
+def test_a_grace_period_can_be_set_per_run(session):
+    run = session.train(code="print(1)", options={"grace_seconds": 1.5})
+    spec = json.loads((session.store.run_dir(run.id) / "spec.json").read_text())
+    assert spec["grace_seconds"] == 1.5
