@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    magics_class,
+    no_var_expand,
+    output_can_be_silenced,
+)
 
 from . import parser as _parser
 from .errors import RunctlError, RunFailed
@@ -131,6 +137,7 @@ class RunctlMagics(Magics):
         return dict(value)
 
     @no_var_expand
+    @output_can_be_silenced
     @line_cell_magic
     def runctl(self, line: str = "", cell: str | None = None) -> Any:
         # the docstring is set below from the parser's help (`%runctl?`)
@@ -140,10 +147,7 @@ class RunctlMagics(Magics):
             method, kwargs = self.build_call(line, cell)
             call = getattr(self.session, method, None)
             if call is None:
-                raise RunctlError(
-                    f"`{PROG} {method}` is not available in this version; "
-                    f"run `runctl {method}` in a terminal"
-                )
+                raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
             result = call(**kwargs)
         except _parser.HelpRequested as exc:
             print(exc.text.rstrip("\n"))

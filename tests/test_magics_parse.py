@@ -198,8 +198,9 @@ def test_runs_in_an_empty_home(ip, home):
     assert ip.find_line_magic("runctl").__self__.session.store.home == home
 
 
-def test_a_trailing_semicolon_is_accepted(ip):
-    assert len(ip.run_line_magic("runctl", "runs --limit 3;")) == 0
+def test_a_trailing_semicolon_silences_the_output(ip):
+    assert ip.run_line_magic("runctl", "runs --limit 3;") is None
+    assert len(ip.run_line_magic("runctl", "runs --limit 3")) == 0
 
 
 def test_a_cell_runs_with_params_var_and_p_merged_later_wins(ip, tmp_path):
