@@ -246,6 +246,11 @@ def parse_grid_hyperparams(text: str, option: str = "--hyperparams") -> dict[str
         check_key(key, option)
         if key in out:
             raise BadParam(f"{option} {key} is given twice; put all its values in one item")
+        if any("=" in v for v in split_top_level(values, ",")):
+            raise BadParam(
+                f"{option} {word!r}: in a sweep {option} is a grid, KEY:V1,V2 items separated "
+                "by spaces; give fixed values with -p KEY=VALUE"
+            )
         out[key] = _grid_values(key, values, option)
     return out
 

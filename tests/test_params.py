@@ -149,7 +149,13 @@ def test_sweep_hyperparams_alias_is_a_grid():
 
 @pytest.mark.parametrize(
     "text, match",
-    [("lr:1 lr:2", "given twice"), ("lr", "KEY:V1,V2"), ("lr:", "no values"), ("", "empty")],
+    [
+        ("lr:1 lr:2", "given twice"),
+        ("lr", "KEY:V1,V2"),
+        ("lr:", "no values"),
+        ("", "empty"),
+        ("lr=0.1,epochs=5", "give fixed values with -p"),
+    ],
 )
 def test_bad_sweep_hyperparams_are_errors(text, match):
     with pytest.raises(BadParam, match=match):
