@@ -258,10 +258,11 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
-    def _load_run(self, conn: sqlite3.Connection, spec: dict) -> None:
-        """(Re)build one run's rows from its spec and folder (inside a transaction)."""
+    def _load_run(self, conn: sqlite3.Connection, spec: dict, fresh: bool = False) -> None:
+        """(Re)build one run's rows from its spec and folder (inside a transaction);
+        `fresh`: the tables hold nothing of this run yet."""
         run_id = spec["run_id"]
-        for table in ("runs", "params", "metrics", "checkpoints"):
+        for table in () if fresh else ("runs", "params", "metrics", "checkpoints"):
             conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'runs' else 'run_id'} = ?", (run_id,))  # fmt: skip
         params = spec.get("params") if isinstance(spec.get("params"), dict) else {}
         tags = spec.get("tags") if isinstance(spec.get("tags"), list) else []
@@ -713,18 +714,24 @@ class Store:
     ) -> dict[str, list[tuple[int, float]]]:
         """Every point of a run's metrics, by step: {name: [(step, value), ...]}."""
         self._require(run_id)
-        sql = "SELECT key, step, value FROM metrics WHERE run_id = ?"
-        args: list = [run_id]
-        if keys is not None:
-            sql += f" AND key IN ({', '.join('?' * len(keys))})"
-            args.extend(keys)
+        conn = self._conn()
+        if keys is None:
+            keys = [k for (k,) in conn.execute("SELECT DISTINCT key FROM metrics WHERE run_id = ?", (run_id,))]  # fmt: skip
         out: dict[str, list[tuple[int, float]]] = {}
-        nan = math.nan
-        current, points = None, None
-        for key, step, value in self._conn().execute(sql + " ORDER BY key, step", args):
-            if key != current:
-                current, points = key, out.setdefault(key, [])
-            points.append((step, nan if value is None else value))
+        # One query a key: sqlite3 hands back the (step, value) tuples as they are.
+        for key in dict.fromkeys(keys):
+            points = conn.execute(
+                "SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step",
+                (run_id, key),
+            ).fetchall()
+            if not points:
+                continue
+            if conn.execute(
+                "SELECT 1 FROM metrics WHERE run_id = ? AND key = ? AND value IS NULL LIMIT 1",
+                (run_id, key),
+            ).fetchone():  # NaN is stored as NULL
+                points = [(step, math.nan if v is None else v) for step, v in points]
+            out[key] = points
         return out
 
     def summaries(self, run_ids: list[str]) -> dict[str, dict[str, dict]]:
@@ -802,7 +809,7 @@ class Store:
         for name in names:
             spec = _read_json(self.runs_dir / name / SPEC_FILE)
             if isinstance(spec, dict) and spec.get("run_id") == name:
-                self._load_run(conn, spec)
+                self._load_run(conn, spec, fresh=True)
 
 
 def _when(t: float | None) -> str:
