@@ -241,3 +241,33 @@ def test_a_grace_period_can_be_set_per_run(session):
     run = session.train(code="print(1)", options={"grace_seconds": 1.5})
     spec = json.loads((session.store.run_dir(run.id) / "spec.json").read_text())
     assert spec["grace_seconds"] == 1.5
+
+
+def _interrupt_in(seconds: float):
+    import threading
+
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_interrupt_detaches_from_a_blocking_run_which_goes_on(session, capsys):
+    timer = _interrupt_in(1.0)
+    try:
+        run = session.train(code="import time\nfor i in range(30):\n    time.sleep(0.1)\n")
+    finally:
+        timer.cancel()
+    assert "detached from run" in capsys.readouterr().err
+    assert run.refresh().status == "running"
+    assert session.attach(run.id).status == "succeeded"
+
+
+def test_interrupt_stops_the_run_when_configured_to(session):
+    session.config.on_interrupt = "stop"
+    timer = _interrupt_in(1.0)
+    try:
+        run = session.train(code="import time\nwhile True:\n    time.sleep(0.05)\n", detach=True)
+        session.wait(run)
+    finally:
+        timer.cancel()
+    assert run.row["status"] == "stopped" and run.row["reason"] == "user"
