@@ -462,10 +462,15 @@ class Session:
         return RunctlError(f"`runctl {what}` is not available in this version yet (issue {issue})")
 
     def sweep(self, **kwargs: Any) -> Any:
-        raise self._not_yet("sweep", 5)
+        """Many runs over a search space (runctl_jupyter/sweeps/)."""
+        from .sweeps.api import sweep
+
+        return sweep(self, **kwargs)
 
     def sweeps(self, **kwargs: Any) -> Any:
-        raise self._not_yet("sweeps", 5)
+        from .sweeps.api import sweeps
+
+        return sweeps(self, **kwargs)
 
     def resources(self, **kwargs: Any) -> Any:
         raise self._not_yet("resources", 4)
