@@ -123,6 +123,21 @@ def _make_session() -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Run one `runctl` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `runctl runs | head`
+        import os
+
+        # as the Python docs advise: point stdout at devnull so the exit flush is quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _print(text: str) -> None:
+    print(text if text.endswith("\n") else text + "\n", end="", flush=True)
+
+
+def _main(argv: list[str]) -> int:
     command = argv[0] if argv else None
     try:
         method, kwargs = build_call(argv)
@@ -131,14 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         if call is None:
             raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
         result = call(**kwargs)
-        if result is not None:
-            text = str(result)
-            print(text if text.endswith("\n") else text + "\n", end="", flush=True)
-        if _detached_by_interrupt(method, kwargs, result):
-            return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
-        return 0
     except _parser.HelpRequested as exc:
-        print(exc.text, end="" if exc.text.endswith("\n") else "\n")
+        _print(exc.text)
         return 0
     except RunFailed as exc:
         if exc.traceback_text:
@@ -157,12 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _err(f"\n{PROG}: interrupted")
         return 130
-    except BrokenPipeError:  # `runctl runs | head`
-        try:
-            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
-        return 0
+    if result is not None:
+        _print(str(result))
+    if _detached_by_interrupt(method, kwargs, result):
+        return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ import argparse
 import functools
 import re
 import shlex
-from typing import Any
+from typing import Any, NoReturn
 
 from . import params as P
 from .errors import RunctlError
@@ -84,10 +84,10 @@ class RunctlArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.add_argument("-h", "--help", action=_HelpAction, help="show this help")
 
-    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+    def error(self, message: str) -> NoReturn:
         raise UsageProblem(f"{self.prog}: {message} (see {self.prog} --help)", self.format_usage())
 
-    def exit(self, status: int = 0, message: str | None = None):  # noqa: ANN201
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if status:
             self.error((message or "error").strip())
         raise HelpRequested(message or "")
