@@ -42,7 +42,7 @@ KEY_PACKAGES = (
     "jax", "jaxlib", "transformers", "lightning", "pytorch-lightning", "xgboost", "lightgbm",
     "catboost", "optuna", "cloudpickle", "runctl-jupyter",
 )  # fmt: skip
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!{}])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!{}$])")  # $ would start LaTeX in Jupyter
 
 
 # --------------------------------------------------------------------------- public API

@@ -195,7 +195,7 @@ def test_summary_header(run_dir):
         "| Status | succeeded |",
         "| Duration | 7.2 s |",
         "| Experiment | digits-mlp |",
-        "| Cost | $0.00 |",
+        "| Cost | \\$0.00 |",  # escaped: a $ pair would render as LaTeX
         "| Attempts | 1 |",
         "| Started | 2025-11-29 01:33:20 UTC |",
         "| loss | 0.3333 |",  # 4 significant digits
@@ -389,7 +389,7 @@ def test_downsample_keeps_extremes_and_bounds():
 
 def test_run_text_is_escaped_in_markdown_and_html(tmp_path):
     evil = "<script>alert(1)</script>"
-    run_dir = make_run(tmp_path, name=evil, params={"note": evil})
+    run_dir = make_run(tmp_path, name=evil, params={"note": evil, "cmd": "$(touch /tmp/x) $y$"})
     write_attempt(run_dir, metrics={evil: lambda s: float(s)}, stdout=[evil], stderr=[])
     nb = load(write_record(run_dir, OK))
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
@@ -397,6 +397,7 @@ def test_run_text_is_escaped_in_markdown_and_html(tmp_path):
     for text in (markdown, metrics["text/html"], json.dumps(metrics[PLOTLY_MIME])):
         assert "<script" not in text
         assert "&lt;script&gt;" in text
+    assert "\\$(touch /tmp/x) \\$y\\$" in markdown  # no LaTeX from run text
     # The output stream is text (rendered as text), kept as printed.
     assert by_id(nb, "code").outputs[0].text == evil + "\n"
     # The parameters cell is code: the value is a Python string literal.
