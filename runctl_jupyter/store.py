@@ -150,6 +150,7 @@ def _read_events(path: Path, offset: int) -> tuple[list[dict], int]:
 
 
 _MACHINE: tuple[str, str] | None = None
+_FORKED_CONNECTIONS: list[sqlite3.Connection] = []
 
 
 def _machine() -> tuple[str, str]:
@@ -195,8 +196,12 @@ class Store:
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
+        if conn is not None:
+            if self._local.pid == os.getpid():
+                return conn
+            # Inherited through fork: never use or close it here (closing could
+            # checkpoint or unlink the parent's WAL); keep it referenced instead.
+            _FORKED_CONNECTIONS.append(conn)
         conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 30000")
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":

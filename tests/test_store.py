@@ -564,6 +564,24 @@ def test_two_processes_index_and_add_runs_at_once(tmp_path: Path) -> None:
     conn.close()
 
 
+def _use_inherited(store: Store) -> None:
+    make_run(store, "fromchild")
+    store.refresh()
+    os._exit(0 if store.get("fromchild")["status"] == "queued" else 1)
+
+
+def test_a_store_inherited_through_fork_opens_its_own_connection(store: Store) -> None:
+    start_attempt(make_run(store, "parent")).close()
+    store.refresh()
+    child = multiprocessing.get_context("fork").Process(target=_use_inherited, args=(store,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert store.get("fromchild")["status"] == "queued"
+    assert store.get("parent")["status"] == "running"
+    assert store.list_runs(limit=None)[0]["id"] in ("fromchild", "parent")
+
+
 # ---- rebuilding -----------------------------------------------------------------
 
 
