@@ -404,6 +404,9 @@ class Store:
         st.update(last_seq=last_seq, last_step=last_step, last_heartbeat=last_t, total=total)
         if launcher is not None:
             self._apply_launcher(st, launcher)
+        elif not new and offset == values[_STATE_COLS.index("byte_offset")]:
+            st["final_metrics"] = _dumps(st["final_metrics"])
+            return new, st  # only a partial line so far: nothing to write
         if metric_rows:
             conn.executemany(
                 "INSERT OR REPLACE INTO metrics (run_id, key, step, value, t, attempt)"
@@ -782,7 +785,7 @@ class Store:
     def events(self, run_id: str, after_seq: int = 0) -> list[dict]:
         """A run's events with seq > after_seq, read from events.jsonl (replay for attach)."""
         self._require(run_id)
-        events, _ = read_events(self.runs_dir / run_id / EVENTS_FILE)
+        events, _ = _read_events(self.runs_dir / run_id / EVENTS_FILE, 0)
         seen: set[int] = set()
         out = []
         for event in events:
