@@ -190,6 +190,7 @@ class Store:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._agent_cache: dict[str, tuple[tuple, dict | None]] = {}
+        self._partial: dict[str, int] = {}  # run -> events.jsonl size that held no new line
         self._conn()  # create the schema now, so errors show at construction
 
     # ---- connection -------------------------------------------------------------
@@ -318,8 +319,10 @@ class Store:
                 size = os.stat(self.runs_dir / rid / EVENTS_FILE).st_size
             except OSError:
                 size = 0
-            if size != row["byte_offset"]:
+            if size != row["byte_offset"] and self._partial.get(rid) != size:
                 events, state = self._index_tx(conn, rid, truncated=size < row["byte_offset"])
+                if state["byte_offset"] == row["byte_offset"] and not events:
+                    self._partial[rid] = size  # a partial last line: wait until it grows
                 if rid == run_id:
                     new_events = events
                 row.update((k, state[k]) for k in row if k in state)
@@ -807,6 +810,7 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         self._agent_cache.clear()
+        self._partial.clear()
         self.refresh()
 
     def _rebuild(self, conn: sqlite3.Connection) -> None:
