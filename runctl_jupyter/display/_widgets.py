@@ -1,0 +1,32 @@
+"""Closing widget trees: a widget's Layout and Style are widgets (comms) too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def widget_tree(roots: Iterable) -> list:
+    """Every widget reachable from `roots` through children, layout and style."""
+    import ipywidgets as W
+
+    seen: dict[int, object] = {}
+    stack = list(roots)
+    while stack:
+        widget = stack.pop()
+        if not isinstance(widget, W.Widget) or id(widget) in seen:
+            continue
+        seen[id(widget)] = widget
+        for attr in ("layout", "style"):
+            sub = getattr(widget, attr, None)
+            if isinstance(sub, W.Widget):
+                stack.append(sub)
+        stack.extend(getattr(widget, "children", ()) or ())
+    return list(seen.values())
+
+
+def close_all(roots: Iterable) -> None:
+    for widget in widget_tree(roots):
+        try:
+            widget.close()
+        except Exception:  # a comm already gone is closed enough
+            pass

@@ -1,0 +1,254 @@
+"""ComparePanel over a real Store of run folders written with the agent's EventWriter."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import comm
+import pytest
+from comm.base_comm import BaseComm
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from runctl_jupyter.display.compare_panel import ComparePanel
+from runctl_jupyter.events import EventWriter
+from runctl_jupyter.store import Store
+
+PLOTLY = "application/vnd.plotly.v1+json"
+EVIL = "<script>alert(1)</script></table>"
+
+
+class RecordingComm(BaseComm):
+    def __init__(self, *args, **kwargs):
+        self.messages = []
+        super().__init__(*args, **kwargs)
+
+    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        self.messages.append((msg_type, data or {}))
+
+
+@pytest.fixture
+def comms(monkeypatch):
+    created = []
+
+    def create(*args, **kwargs):
+        c = RecordingComm(*args, **kwargs)
+        created.append(c)
+        return c
+
+    monkeypatch.setattr(comm, "create_comm", create)
+    return created
+
+
+def write_run(
+    store: Store,
+    run_id: str,
+    params: dict,
+    curve,
+    steps: int = 50,
+    *,
+    name=None,
+    dollars=None,
+    metrics=("loss", "val_acc"),
+    t0: float | None = None,
+) -> None:
+    t0 = time.time() - 100 if t0 is None else t0
+    spec = {
+        "format": 1,
+        "run_id": run_id,
+        "name": name or f"run-{run_id}",
+        "experiment": "digits",
+        "project": "default",
+        "kind": "cell",
+        "params": params,
+        "backend": "local",
+        "created": t0,
+    }
+    run_dir = store.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    w = EventWriter(run_dir, 1)
+    w.write("status", t=t0, status="starting", format=1)
+    w.write("status", t=t0, status="running")
+    for s in range(steps):
+        values = {m: curve(m, s) for m in metrics}
+        w.write("metric", t=t0 + s * 0.01, step=s, values=values, total=steps)
+    if dollars is not None:
+        w.write("cost", t=t0 + 1, dollars=dollars, rate=1.0)
+    w.write(
+        "exit",
+        t=t0 + 2,
+        status="succeeded",
+        reason=None,
+        exit_code=0,
+        error=None,
+        duration=2.0 + len(run_id) % 3,
+    )
+    w.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "home")
+    for i, lr in enumerate((0.1, 0.01, 0.001, 0.0001)):
+        write_run(
+            store,
+            f"r{i}",
+            {"lr": lr, "batch": 32, "opt": "sgd" if i % 2 else "adam"},
+            lambda m, s, i=i: (
+                (1.0 / (s + 1) + 0.01 * i)
+                if m == "loss"
+                else min(0.99, 0.5 + 0.01 * s * (i + 1) / 4)
+            ),
+        )
+    store.refresh()
+    return store
+
+
+IDS = ["r0", "r1", "r2", "r3"]
+
+
+def test_table_shows_only_params_that_differ_until_all_params(store):
+    panel = ComparePanel(store, IDS)
+    html = panel.table_html()
+    assert ">lr" in html and ">opt" in html and ">batch" not in html
+    panel.all_params = True
+    assert ">batch" in panel.table_html()
+
+
+def test_table_has_final_and_best_duration_cost_and_status(store):
+    panel = ComparePanel(store, IDS, metric="val_acc")
+    rows = {r["run"]: r for r in panel.table()}
+    assert rows["r3"]["val_acc_best"] == pytest.approx(0.99)
+    assert rows["r0"]["loss_best"] == pytest.approx(1 / 50)
+    assert rows["r0"]["status"] == "succeeded" and rows["r0"]["duration"] is not None
+    html = panel.table_html()
+    assert (
+        "val_acc_final" in html and "loss_best" in html and "succeeded" in html and "local" in html
+    )
+
+
+def test_table_sorts_by_the_chosen_column(store):
+    panel = ComparePanel(store, IDS, metric="val_acc")
+    assert [r["run"] for r in panel.table()][0] == "r3"  # best accuracy first
+    panel.sort_by, panel.descending = "loss_best", False
+    assert [r["run"] for r in panel.table()] == ["r0", "r1", "r2", "r3"]
+    panel.sort_by, panel.descending = "name", True
+    assert [r["run"] for r in panel.table()] == ["r3", "r2", "r1", "r0"]
+
+
+def test_overlaid_curves_one_trace_per_run_for_the_chosen_metric(store):
+    panel = ComparePanel(store, IDS, metric="loss")
+    fig = panel.curves_bundle()[PLOTLY]
+    assert [t["name"] for t in fig["data"]] == ["run-r0", "run-r1", "run-r2", "run-r3"]
+    assert fig["data"][0]["y"][0] == pytest.approx(1.0)
+    json.dumps(fig, allow_nan=False)
+
+
+def test_cost_vs_objective_marks_the_pareto_front(tmp_path):
+    store = Store(tmp_path / "home")
+    # (dollars, final accuracy): c is dominated by b (cheaper and better)
+    for rid, dollars, acc in (
+        ("a", 1.0, 0.80),
+        ("b", 2.0, 0.90),
+        ("c", 3.0, 0.85),
+        ("d", 4.0, 0.95),
+    ):
+        write_run(
+            store,
+            rid,
+            {"lr": dollars},
+            lambda m, s, acc=acc: acc,
+            steps=3,
+            metrics=("acc",),
+            dollars=dollars,
+        )
+    store.refresh()
+    panel = ComparePanel(store, ["a", "b", "c", "d"], metric="acc")
+    bundle = panel.scatter_bundle()
+    front = bundle[PLOTLY]["data"][1]
+    assert front["x"] == [1.0, 2.0, 4.0] and front["y"] == [0.80, 0.90, 0.95]
+    assert bundle[PLOTLY]["layout"]["xaxis"]["title"]["text"] == "cost ($)"
+    stars = {r["run"]: r["pareto"] for r in panel.table()}
+    assert stars == {"a": True, "b": True, "c": False, "d": True}
+
+
+def test_local_runs_use_compute_time_as_the_cost(store):
+    bundle = ComparePanel(store, IDS, metric="val_acc").scatter_bundle()
+    assert bundle[PLOTLY]["layout"]["xaxis"]["title"]["text"] == "duration (s)"
+
+
+def test_parallel_coordinates_only_for_three_runs_or_more(store):
+    assert ComparePanel(store, ["r0", "r1"], metric="val_acc").parcoords_bundle() is None
+    fig = ComparePanel(store, IDS, metric="val_acc").parcoords_bundle()[PLOTLY]
+    labels = [d["label"] for d in fig["data"][0]["dimensions"]]
+    assert labels == ["log10 lr", "opt", "val_acc_best"]
+    assert fig["data"][0]["dimensions"][1]["ticktext"] == ["adam", "sgd"]
+
+
+def test_run_text_is_escaped(tmp_path):
+    store = Store(tmp_path / "home")
+    for rid in ("a", "b", "c"):
+        write_run(
+            store,
+            rid,
+            {EVIL: rid, "k": EVIL + rid},
+            lambda m, s: 0.5,
+            steps=3,
+            name=EVIL,
+            metrics=(EVIL,),
+        )
+    store.refresh()
+    panel = ComparePanel(store, ["a", "b", "c"])
+    for bundle in panel.outputs():
+        text = json.dumps(
+            {k: v for k, v in bundle.items() if k != "text/plain"}
+        )  # plain text is never HTML
+        assert "<script>" not in text and "</table>" not in text.replace("</tbody></table>", "")
+    assert "&lt;script&gt;" in panel.table_html()
+
+
+def test_show_leaves_static_outputs_and_controls_redraw_them(store, comms):
+    InteractiveShell.instance()
+    panel = ComparePanel(store, IDS, metric="val_acc", widgets=True)
+    with capture_output() as cap:
+        panel.show()
+        panel.w["metric"].value = "loss"
+        panel.w["all_params"].value = True
+    shown = [o for o in cap.outputs if not o.update]
+    assert "application/vnd.jupyter.widget-view+json" in shown[0].data
+    static = shown[1:]
+    assert len(static) == 4 and all("display_id" in o.transient for o in static)
+    assert PLOTLY in static[1].data and PLOTLY in static[2].data and PLOTLY in static[3].data
+    updates = [o for o in cap.outputs if o.update]
+    assert len(updates) == 2 * 4, "one redraw of every output per control change"
+    last_table = updates[-4].data["text/html"]
+    assert "loss_best ↑" in last_table and ">batch" in last_table
+    assert updates[-3].data[PLOTLY]["layout"]["title"]["text"] == "loss"
+    panel.close()
+    assert all(c._closed for c in comms if c.target_name == "jupyter.widget")
+
+
+def test_hundred_runs_of_thousand_steps_build_in_under_a_second(tmp_path):
+    store = Store(tmp_path / "home")
+    for i in range(100):
+        write_run(
+            store,
+            f"x{i:03d}",
+            {"lr": 10 ** (-1 - i % 4), "seed": i},
+            lambda m, s, i=i: 1 / (s + 1 + i),
+            steps=1000,
+            metrics=("loss", "acc", "lr"),
+        )
+    store.refresh()
+    ids = [f"x{i:03d}" for i in range(100)]
+    for rid in ids:  # index the folders first: we time the panel, not the indexing
+        store.get(rid)
+    start = time.perf_counter()
+    panel = ComparePanel(store, ids, metric="loss")
+    outputs = panel.outputs()
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"{elapsed:.2f}s"
+    assert len(outputs[1][PLOTLY]["data"]) == 100
+    assert sum(len(t["x"]) for t in outputs[1][PLOTLY]["data"]) <= 20_000
