@@ -269,6 +269,37 @@ def test_events_replay_from_a_seq(store: Store) -> None:
     assert [e["seq"] for e in store.events("ev", after_seq=2)] == [3]
 
 
+def test_metrics_by_key_and_summaries_of_several_runs(store: Store) -> None:
+    for run_id, scale in (("m1", 1.0), ("m2", 10.0)):
+        w = start_attempt(make_run(store, run_id))
+        for step in range(4):
+            w.write("metric", step=step, values={"loss": scale * (4 - step), "acc": step / 4})
+        w.close()
+    make_run(store, "m3")
+    store.refresh()
+    assert store.metrics("m1", ["acc"]) == {"acc": [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75)]}
+    assert set(store.metrics("m2")) == {"loss", "acc"}
+    summaries = store.summaries(["m1", "m2", "m3"])
+    assert summaries["m2"]["loss"] == {"last": 10.0, "min": 10.0, "max": 40.0, "last_step": 3, "count": 4}  # fmt: skip
+    assert summaries["m1"]["acc"]["last"] == 0.75 and summaries["m3"] == {}
+    assert store.summaries([]) == {}
+
+
+def test_a_replaced_stream_is_read_again_from_the_start(store: Store) -> None:
+    run_dir = make_run(store, "redo")
+    w = start_attempt(run_dir)
+    for step in range(5):
+        w.write("metric", step=step, values={"loss": 1.0})
+    w.close()
+    store.refresh()
+    (run_dir / EVENTS_FILE).unlink()
+    w = start_attempt(run_dir)
+    w.write("metric", step=0, values={"loss": 2.0})
+    w.close()
+    store.refresh()
+    assert store.metrics("redo") == {"loss": [(0, 2.0)]}
+
+
 # ---- lost detection -------------------------------------------------------------
 
 
