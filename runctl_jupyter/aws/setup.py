@@ -96,13 +96,20 @@ def ensure_bucket(clients: Clients, bucket: str, result: SetupResult) -> None:
             ]
         },
     )
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy.bucket_policy(bucket)))
+    if tls_only(clients):
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy.bucket_policy(bucket)))
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags.tag_list(tags.setup_tags())})
     _ok(
         result,
         f"bucket s3://{bucket} (encrypted, public access blocked, tmp/ expires in {TMP_DAYS} days)",
         created,
     )
+
+
+def tls_only(clients: Clients) -> bool:
+    """Whether the bucket gets its TLS-only policy: always on AWS; not behind a plain-http
+    endpoint (a local emulator such as moto), which that policy would lock out."""
+    return not (clients.endpoint_url or "").startswith("http://")
 
 
 def ensure_role(clients: Clients, bucket: str, result: SetupResult) -> None:

@@ -15,8 +15,10 @@ import json
 import logging
 import os
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -264,3 +266,137 @@ class Fail:
 def fail():
     """`fail(clients, "ec2.RunInstances", code=..., times=...)`: inject AWS errors."""
     return Fail
+
+
+# -- the instance -----------------------------------------------------------------
+#
+# moto records SSM commands and runs nothing. `instance` plays every instance: it
+# takes each command moto recorded and runs its exact script with bash, under
+# `env -i` in an empty folder, with only AWS_ENDPOINT_URL, fake credentials, HOME
+# and a clean PATH whose Python is a bare venv without runctl_jupyter, boto3 or
+# cloudpickle — so the bootstrap really installs what the agent needs from the
+# package index. HOME (the instance's disk: /root on EC2) is kept for the test
+# session, so the bootstrap's venv is built once and later tests take the
+# "reused instance" path, as a `--instance` run would.
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("bare-python")
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+    return root / "venv" / "bin"
+
+
+@pytest.fixture(scope="session")
+def instance_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("instance-home")
+
+
+class InstancePlayer:
+    """Runs the scripts of SSM commands as the target instance would."""
+
+    def __init__(self, moto_url: str, bare_bin: Path, home: Path, sandbox: Path):
+        self.moto_url = moto_url
+        self.bare_bin = bare_bin
+        self.home = home
+        self.sandbox = sandbox
+        self.seen: set[str] = set()
+        self.runs: list[dict] = []
+        self.started_run_dirs: list[Path] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="instance-player")
+        self._thread.start()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "HOME": str(self.home),
+            "PATH": f"{self.bare_bin}:/usr/bin:/bin",
+        }
+
+    def _loop(self) -> None:
+        from moto.ec2.models import ec2_backends
+        from moto.ssm.models import ssm_backends
+
+        while not self._stop.is_set():
+            commands = list(ssm_backends["123456789012"][REGION]._commands)
+            for command in commands:
+                if command.command_id in self.seen:
+                    continue
+                self.seen.add(command.command_id)
+                for invocation in command.invocations:
+                    instance_id = invocation["InstanceId"]
+                    inst = ec2_backends["123456789012"][REGION].get_instance(instance_id)
+                    if inst.state != "running":
+                        invocation.update(
+                            Status="Failed", StatusDetails="Undeliverable", ResponseCode=-1
+                        )
+                        continue
+                    invocation.update(Status="InProgress", StatusDetails="InProgress")
+                    self._run(command, invocation)
+            self._stop.wait(0.1)
+
+    def _run(self, command: Any, invocation: dict) -> None:
+        import subprocess
+        import tempfile
+
+        script = "\n".join(command.parameters["commands"])
+        cwd = tempfile.mkdtemp(dir=self.sandbox, prefix="ssm-")
+        proc = subprocess.run(
+            ["/bin/bash", "-c", script],
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        self.runs.append(
+            {
+                "script": script,
+                "returncode": proc.returncode,
+                "stdout": proc.stdout,
+                "stderr": proc.stderr,
+            }
+        )
+        invocation.update(
+            Status="Success" if proc.returncode == 0 else "Failed",
+            StatusDetails="Success" if proc.returncode == 0 else "Failed",
+            ResponseCode=proc.returncode,
+            StandardOutputContent=proc.stdout[-24000:],
+            StandardErrorContent=proc.stderr[-8000:],
+        )
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runctl" / "runs" / run_id
+
+    def close(self) -> None:
+        import signal
+
+        self._stop.set()
+        self._thread.join(timeout=5)
+        runs = self.home / "runctl" / "runs"
+        for pid_file in runs.glob("*/service.pid") if runs.exists() else []:
+            try:
+                pid = int(pid_file.read_text().strip())
+                os.killpg(pid, signal.SIGKILL)  # setsid: the service leads its own group
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+            pid_file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def instance(
+    aws, moto_server: str, bare_python: Path, instance_home: Path, tmp_path: Path
+) -> Iterator[InstancePlayer]:
+    sandbox = tmp_path / "instance-sandbox"
+    sandbox.mkdir()
+    player = InstancePlayer(moto_server, bare_python, instance_home, sandbox)
+    try:
+        yield player
+    finally:
+        player.close()

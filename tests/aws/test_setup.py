@@ -54,8 +54,15 @@ def test_setup_creates_a_private_encrypted_bucket_with_tmp_lifecycle(aws: Client
     assert rules[0]["Expiration"]["Days"] == 7
     bucket_tags = tags.tag_dict(s3.get_bucket_tagging(Bucket=result.bucket)["TagSet"])
     assert bucket_tags[tags.ROLE] == "setup"
-    deny = json.loads(s3.get_bucket_policy(Bucket=result.bucket)["Policy"])["Statement"][0]
+
+
+def test_bucket_policy_denies_plain_http_except_behind_a_local_http_endpoint(aws: Clients):
+    deny = policy.bucket_policy("b")["Statement"][0]
     assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    from runctl_jupyter.aws.setup import tls_only
+
+    assert tls_only(aws) is False  # moto over http: the policy would lock everyone out
+    assert tls_only(Clients(region="us-east-1", endpoint_url="https://s3.example")) is True
 
 
 def test_setup_creates_role_and_profile_with_ssm_core_and_scoped_policy(aws: Clients):

@@ -1,0 +1,269 @@
+"""One S3 bundle per attempt: the run folder's inputs, the agent, and what to install.
+
+    bundle.tar.gz
+      run/        spec.json (sync settings added), code.py, params.json, objects.pkl,
+                  env.json, input.ipynb, events.jsonl (a resume goes on from it)
+      pkg/runctl_jupyter/   the stdlib-only modules the agent and runner need
+      sync/<name>/          folders given with --sync (.gitignore respected)
+      requirements.txt      the packages the code imports, pinned to the notebook's versions
+
+Nothing is left to a flag the user must remember: modules imported from the
+notebook's folder already travel inside objects.pkl (cloudpickle by value), and
+`--pip auto` pins every third-party package the code, the script or the shipped
+objects import.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.metadata
+import io
+import json
+import os
+import pickletools
+import sys
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import runctl_jupyter
+
+from ..errors import RunctlError
+
+# The package's stdlib-only modules: the agent, the in-run client and their helpers.
+AGENT_MODULES = (
+    "__init__.py",
+    "agent.py",
+    "agent_s3.py",
+    "environment.py",
+    "errors.py",
+    "events.py",
+    "record.py",
+    "runner.py",
+    "runtime.py",
+)
+RUN_FILES = (
+    "spec.json",
+    "code.py",
+    "params.json",
+    "objects.pkl",
+    "env.json",
+    "input.ipynb",
+    "events.jsonl",
+)
+ALWAYS_IGNORED = (
+    ".git",
+    "__pycache__",
+    ".ipynb_checkpoints",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".runctl",
+)
+# The agent's own needs on the instance (boto3 for the S3 sync, cloudpickle for shipped objects).
+AGENT_REQUIREMENTS = ("boto3", "cloudpickle")
+
+
+class BundleError(RunctlError):
+    pass
+
+
+def _top_imports(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _pickle_modules(data: bytes) -> set[str]:
+    """Top-level modules a pickle refers to (what unpickling it will import)."""
+    names: set[str] = set()
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                names.add(arg.split(" ", 1)[0].split(".")[0])
+            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(arg)
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.add(strings[-2].split(".")[0])
+    except Exception:  # noqa: BLE001 - a pickle we cannot walk just pins nothing
+        pass
+    return names
+
+
+def imported_modules(run_dir: Path, spec: dict) -> set[str]:
+    names: set[str] = set()
+    entry = run_dir / spec.get("entry", "code.py")
+    if entry.suffix == ".py" and entry.exists():
+        names |= _top_imports(entry.read_text(errors="replace"))
+    elif entry.suffix == ".ipynb" and entry.exists():
+        nb = json.loads(entry.read_text())
+        for cell in nb.get("cells", []):
+            if cell.get("cell_type") == "code":
+                src = cell.get("source", "")
+                src = "".join(src) if isinstance(src, list) else src
+                lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+                names |= _top_imports("\n".join(lines))
+    objects = run_dir / "objects.pkl"
+    if objects.exists():
+        names |= _pickle_modules(objects.read_bytes())
+    return names
+
+
+def pinned_requirements(
+    modules: Iterable[str], packages: dict[str, str] | None = None
+) -> list[str]:
+    """`name==version` for every installed distribution providing one of `modules`.
+
+    Versions come from `packages` (env.json's record of the notebook) when known,
+    else from this Python. Stdlib modules, runctl itself and local modules (no
+    distribution) are skipped.
+    """
+    stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
+    mapping = importlib.metadata.packages_distributions()
+    known = {k.lower().replace("_", "-"): v for k, v in (packages or {}).items()}
+    pins: dict[str, str] = {}
+    for module in sorted(set(modules)):
+        if module in stdlib or module.startswith("runctl_jupyter") or module.startswith("_"):
+            continue
+        for dist in mapping.get(module, []):
+            key = dist.lower().replace("_", "-")
+            if key in ("runctl-jupyter",):
+                continue
+            version = known.get(key)
+            if version is None:
+                try:
+                    version = importlib.metadata.version(dist)
+                except importlib.metadata.PackageNotFoundError:
+                    continue
+            pins[key] = version
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> list[str]:
+    """What the instance installs: `auto` (pins of what the code imports), a file, a list, or none."""
+    if pip in (None, "auto"):
+        env = {}
+        try:
+            env = json.loads((run_dir / "env.json").read_text())
+        except (FileNotFoundError, ValueError):
+            pass
+        packages = env.get("packages") if isinstance(env.get("packages"), dict) else None
+        return pinned_requirements(imported_modules(run_dir, spec), packages)
+    if pip == "none":
+        return []
+    if isinstance(pip, str):
+        path = Path(pip).expanduser()
+        if not path.exists():
+            raise BundleError(f"requirements file {pip} not found; check --requirements")
+        return [
+            ln.strip()
+            for ln in path.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
+    return [str(p) for p in pip]
+
+
+def _gitignore_patterns(folder: Path) -> list[str]:
+    path = folder / ".gitignore"
+    if not path.exists():
+        return []
+    return [
+        ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
+
+
+def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    """gitignore's common forms: `name`, `*.ext`, `dir/`, `/anchored`, `a/b`, `!negated`.
+
+    Ignored folders are pruned while walking, so their files are never visited.
+    """
+    parts = rel.split("/")
+    if any(p in ALWAYS_IGNORED for p in parts):
+        return True
+    ignored = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pat = raw[1:] if negate else raw
+        if pat.endswith("/"):
+            if not is_dir:
+                continue
+            pat = pat.rstrip("/")
+        anchored = "/" in pat
+        pat = pat.lstrip("/")
+        hit = fnmatch.fnmatch(rel, pat) if anchored else fnmatch.fnmatch(parts[-1], pat)
+        if hit:
+            ignored = not negate
+    return ignored
+
+
+def sync_files(folder: Path) -> list[tuple[Path, str]]:
+    """Files of a `--sync` folder, .gitignore respected: (path, relative name)."""
+    folder = folder.resolve()
+    if not folder.is_dir():
+        raise BundleError(f"--sync folder {folder} does not exist")
+    patterns = _gitignore_patterns(folder)
+    out: list[tuple[Path, str]] = []
+    for root, dirs, files in os.walk(folder):
+        rel_root = Path(root).relative_to(folder).as_posix()
+        rel_root = "" if rel_root == "." else rel_root + "/"
+        dirs[:] = sorted(d for d in dirs if not _ignored(rel_root + d, True, patterns))
+        for name in sorted(files):
+            rel = rel_root + name
+            if not _ignored(rel, False, patterns):
+                out.append((Path(root) / name, rel))
+    return out
+
+
+def build(
+    run_dir: Path,
+    spec: dict,
+    sync_cfg: dict,
+    pip: str | list[str] | None = "auto",
+    sync_dirs: Iterable[str | os.PathLike] = (),
+) -> tuple[bytes, list[str]]:
+    """The bundle's bytes (tar.gz) and the requirements it carries."""
+    requirements = requirements_for(run_dir, spec, pip)
+    buf = io.BytesIO()
+
+    def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o600
+        info.mtime = int(spec.get("created") or 0)
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        remote_spec = dict(spec)
+        remote_spec["sync"] = sync_cfg
+        add_bytes(tar, "run/spec.json", json.dumps(remote_spec, indent=1, default=str).encode())
+        for name in RUN_FILES:
+            if name == "spec.json":
+                continue
+            path = run_dir / name
+            if path.exists():
+                add_bytes(tar, f"run/{name}", path.read_bytes())
+        pkg = Path(runctl_jupyter.__file__).resolve().parent
+        for name in AGENT_MODULES:
+            add_bytes(tar, f"pkg/runctl_jupyter/{name}", (pkg / name).read_bytes())
+        for folder in sync_dirs:
+            folder = Path(folder)
+            for path, rel in sync_files(folder):
+                add_bytes(tar, f"sync/{folder.resolve().name}/{rel}", path.read_bytes())
+        add_bytes(tar, "requirements.txt", "".join(r + "\n" for r in requirements).encode())
+    return buf.getvalue(), requirements
+
+
+def bundle_key(prefix: str, run_id: str, attempt: int) -> str:
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return f"{prefix}runs/{run_id}/bundle/attempt-{attempt}.tar.gz"

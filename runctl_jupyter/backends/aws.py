@@ -1,0 +1,350 @@
+"""The AWS backend: the same agent, on an EC2 instance reached through SSM; events via S3.
+
+    c.AWSBackend.region = "us-east-1"
+    c.AWSBackend.instance_type = "g5.xlarge"
+
+start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service
+pull():    new numbered event chunks from S3 into the local mirror run folder
+           (paced: ~5 s while events flow, backing off to 20 s when idle), then
+           stdout.log, record.ipynb and env.json once the attempt's exit event arrived
+stop():    SSM writes control.json and wakes the agent; it stops the code, syncs,
+           and terminates the instance unless it was reused (--instance) or kept (--keep)
+is_alive(): None (the heartbeat timeout decides) unless EC2 says the instance is gone
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from ..aws import bootstrap, bundle, ssm
+from ..aws.clients import AWSError, Clients, error_code, owner_from_arn
+from ..aws.launch import Launched, LaunchRequest, provision, terminate_launched
+from ..aws.policy import PROFILE_NAME, bucket_name
+from ..events import last_seq
+
+PULL_STATE = ".s3pull.json"
+
+
+class AWSBackend(Configurable):
+    """Runs on EC2 through SSM (c.AWSBackend.*)."""
+
+    name = "aws"
+    region = Unicode(
+        "", help="AWS region (default: the profile's or AWS_DEFAULT_REGION, else us-east-1)."
+    ).tag(config=True)
+    profile = Unicode("", help="AWS profile name (default: boto3's usual chain).").tag(config=True)
+    bucket = Unicode(
+        "", help="S3 bucket for bundles and events (default: runctl-<account>-<region>)."
+    ).tag(config=True)
+    prefix = Unicode("runctl/", help="Key prefix inside the bucket.").tag(config=True)
+    instance_type = Unicode(
+        "g5.xlarge", help="Instance type when --instance-type is not given."
+    ).tag(config=True)
+    spot = Bool(True, help="Spot instances unless --on-demand.").tag(config=True)
+    subnet = Unicode(
+        "", help="Subnet to launch in (default: the default subnets, tried zone by zone)."
+    ).tag(config=True)
+    security_group = Unicode(
+        "", help="Security group (default: runctl-agent from `runctl aws setup`)."
+    ).tag(config=True)
+    instance_profile = Unicode(PROFILE_NAME, help="Instance profile of the instances.").tag(
+        config=True
+    )
+    root_gb = Int(100, help="Root volume size in GiB (gp3, encrypted).").tag(config=True)
+    ssm_timeout = Float(600.0, help="Seconds to wait for a new instance's SSM agent.").tag(
+        config=True
+    )
+    bootstrap_timeout = Float(1800.0, help="Seconds the bootstrap (env + packages) may take.").tag(
+        config=True
+    )
+    poll_interval = Float(5.0, help="Seconds between S3 polls while events flow.").tag(config=True)
+    max_poll_interval = Float(20.0, help="Longest pause between S3 polls of an idle run.").tag(
+        config=True
+    )
+    aws_poll = Float(2.0, help="Seconds between EC2/SSM state polls during launch.").tag(
+        config=True
+    )
+
+    def __init__(self, parent: Any = None, clients: Clients | None = None, **kwargs: Any):
+        super().__init__(parent=parent, **kwargs)
+        self._clients = clients
+        self._pull: dict[str, dict] = {}
+        self._alive: dict[str, tuple[float, bool | None]] = {}
+        self.progress: Callable[[str, str], None] | None = None
+
+    # -- plumbing ----------------------------------------------------------------
+    @property
+    def clients(self) -> Clients:
+        if self._clients is None:
+            self._clients = Clients(region=self.region or None, profile=self.profile or None)
+        return self._clients
+
+    def _say(self, state: str, detail: str) -> None:
+        if self.progress is not None:
+            self.progress(state, detail)
+
+    def _bucket(self) -> str:
+        if self.bucket:
+            return self.bucket
+        account = self.clients.identity()["Account"]
+        return bucket_name(account, self.clients.region)
+
+    # -- start -------------------------------------------------------------------
+    def start(self, run_dir: Path, spec: dict, attempt: int) -> dict:
+        run_dir = Path(run_dir)
+        opts = {**(spec.get("target") or {}), **(spec.get("options") or {})}
+        clients = self.clients
+        ident = clients.identity()  # credentials first: nothing is created without them
+        bucket = self._bucket()
+        try:
+            clients.s3.head_bucket(Bucket=bucket)
+        except Exception as exc:
+            raise AWSError(
+                f"bucket {bucket} is missing or not yours ({error_code(exc)}); run `runctl aws setup`"
+            ) from exc
+        pip = _pip_choice(opts)
+        sync_dirs = list(opts.get("sync") or [])
+        # Validate the bundle (requirements, --sync folders) before any instance exists.
+        bundle.build(run_dir, spec, {"kind": "s3"}, pip=pip, sync_dirs=sync_dirs)
+        spot = opts.get("spot")
+        req = LaunchRequest(
+            run_id=spec["run_id"],
+            owner=opts.get("owner") or owner_from_arn(ident["Arn"]),
+            project=spec.get("project") or "default",
+            instance_type=opts.get("instance_type") or self.instance_type,
+            spot=self.spot if spot is None else bool(spot),
+            ami=opts.get("ami"),
+            instance_id=opts.get("instance") or None,
+            keep=bool(opts.get("keep")),
+            volume=opts.get("volume"),
+            subnet=self.subnet or None,
+            security_group=self.security_group or None,
+            instance_profile=self.instance_profile,
+            root_gb=self.root_gb,
+            ssm_timeout=self.ssm_timeout,
+            poll=self.aws_poll,
+        )
+        launched = provision(clients, req, progress=self._say)
+        try:
+            facts = self._ship_and_start(run_dir, spec, attempt, launched, bucket, pip, sync_dirs)
+        except BaseException:
+            terminate_launched(clients, launched)
+            raise
+        self._pull.pop(spec["run_id"], None)
+        return facts
+
+    def _ship_and_start(
+        self,
+        run_dir: Path,
+        spec: dict,
+        attempt: int,
+        launched: Launched,
+        bucket: str,
+        pip: Any,
+        sync_dirs: list,
+    ) -> dict:
+        clients = self.clients
+        sync_cfg = {
+            "kind": "s3",
+            "bucket": bucket,
+            "prefix": self.prefix,
+            "region": clients.region,
+            "instance_id": launched.instance_id,
+            "spot_request_id": launched.spot_request_id,
+            "terminate": not (launched.reused or launched.keep),
+        }
+        data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
+        key = bundle.bundle_key(self.prefix, spec["run_id"], attempt)
+        self._say("starting", f"uploading the bundle ({len(data) // 1024 + 1} KiB)")
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256")
+        script = bootstrap.script(bucket, key, clients.region, spec["run_id"], attempt)
+        self._say("starting", f"bootstrapping {launched.instance_id} through SSM")
+        command_id = ssm.send(
+            clients, launched.instance_id, script, comment=f"runctl run {spec['run_id']}"
+        )
+        ssm.wait(
+            clients,
+            command_id,
+            launched.instance_id,
+            timeout=self.bootstrap_timeout,
+            poll=self.aws_poll,
+            what="bootstrap",
+        )
+        facts = launched.facts()
+        facts.update(
+            region=clients.region,
+            bucket=bucket,
+            prefix=self.prefix,
+            bundle_key=key,
+            command_id=command_id,
+            requirements=requirements,
+            attempt=attempt,
+        )
+        _write_target(run_dir, facts)
+        return facts
+
+    # -- stop --------------------------------------------------------------------
+    def stop(self, run_dir: Path, spec: dict, force: bool = False) -> None:
+        target = _target(run_dir, spec)
+        instance_id = target.get("instance_id")
+        if not instance_id:
+            return
+        clients = self.clients
+        try:
+            command_id = ssm.send(
+                clients, instance_id, bootstrap.stop_script(spec["run_id"], force=force)
+            )
+            ssm.wait(clients, command_id, instance_id, timeout=120, poll=self.aws_poll, what="stop")
+            delivered = True
+        except Exception:  # noqa: BLE001 - the instance may be gone or unreachable
+            delivered = False
+        owned = not (target.get("reused") or target.get("keep"))
+        if owned and (force or not delivered):
+            terminate_launched(
+                clients,
+                Launched(instance_id=instance_id, spot_request_id=target.get("spot_request_id")),
+            )
+
+    # -- pull --------------------------------------------------------------------
+    def pull(self, run_dir: Path, spec: dict, force: bool = False) -> int:
+        """Bring new event chunks into the mirror; returns how many events were added."""
+        run_dir = Path(run_dir)
+        target = _target(run_dir, spec)
+        if not target.get("bucket"):
+            return 0
+        state = self._pull_state(run_dir, spec["run_id"])
+        now = time.monotonic()
+        if not force and now < state["next_poll"]:
+            return 0
+        s3 = self.clients.s3
+        prefix = f"{target.get('prefix', self.prefix)}runs/{spec['run_id']}/"
+        kwargs: dict[str, Any] = {"Bucket": target["bucket"], "Prefix": prefix + "events/"}
+        if state["last_key"]:
+            kwargs["StartAfter"] = state["last_key"]
+        resp = s3.list_objects_v2(**kwargs)
+        keys = sorted(o["Key"] for o in resp.get("Contents", []))
+        added = 0
+        exits = []
+        for key in keys:
+            body = s3.get_object(Bucket=target["bucket"], Key=key)["Body"].read()
+            new_lines = []
+            for line in body.splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict) or event.get("seq", 0) <= state["seq"]:
+                    continue  # a duplicate is harmless and ignored
+                state["seq"] = event["seq"]
+                new_lines.append(json.dumps(event, separators=(",", ":")) + "\n")
+                if event.get("type") == "exit":
+                    exits.append(event)
+            if new_lines:
+                with open(run_dir / "events.jsonl", "a", encoding="utf-8") as f:
+                    f.write("".join(new_lines))
+                added += len(new_lines)
+            state["last_key"] = key
+            self._save_pull_state(run_dir, state)
+        if exits:
+            for name in ("stdout.log", "record.ipynb", "env.json", "output.ipynb"):
+                _download(s3, target["bucket"], prefix + name, run_dir / name)
+        if keys:
+            state["interval"] = self.poll_interval
+        else:
+            state["interval"] = min(state["interval"] * 1.5, self.max_poll_interval)
+        state["next_poll"] = time.monotonic() + state["interval"]
+        return added
+
+    def _pull_state(self, run_dir: Path, run_id: str) -> dict:
+        state = self._pull.get(run_id)
+        if state is None:
+            saved: dict = {}
+            try:
+                saved = json.loads((run_dir / PULL_STATE).read_text())
+            except (FileNotFoundError, ValueError):
+                pass
+            state = {
+                "last_key": saved.get("last_key", ""),
+                "seq": last_seq(run_dir / "events.jsonl"),
+                "next_poll": 0.0,
+                "interval": self.poll_interval,
+            }
+            self._pull[run_id] = state
+        return state
+
+    @staticmethod
+    def _save_pull_state(run_dir: Path, state: dict) -> None:
+        tmp = run_dir / (PULL_STATE + ".tmp")
+        tmp.write_text(json.dumps({"last_key": state["last_key"]}))
+        os.replace(tmp, run_dir / PULL_STATE)
+
+    # -- is_alive ----------------------------------------------------------------
+    def is_alive(self, run_dir: Path, spec: dict) -> bool | None:
+        """False when EC2 says the instance is gone; else None (heartbeats decide). One call a minute at most."""
+        target = _target(Path(run_dir), spec)
+        instance_id = target.get("instance_id")
+        if not instance_id:
+            return None
+        cached = self._alive.get(instance_id)
+        if cached and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        answer: bool | None = None
+        try:
+            res = self.clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+            state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
+            if state in ("shutting-down", "terminated", "stopping", "stopped"):
+                answer = False
+        except Exception as exc:  # noqa: BLE001 - cannot tell
+            if error_code(exc).startswith("InvalidInstanceID"):
+                answer = False
+        self._alive[instance_id] = (time.monotonic(), answer)
+        return answer
+
+
+def _pip_choice(opts: dict) -> Any:
+    if opts.get("requirements"):
+        return str(opts["requirements"])
+    pip = opts.get("pip")
+    if pip is None or pip == ["auto"] or pip == "auto":
+        return "auto"
+    if pip == [] or pip == ["none"] or pip == "none":
+        return "none"
+    return list(pip)
+
+
+def _target(run_dir: Path, spec: dict) -> dict:
+    """spec["target"], or the facts start() wrote next to it (a session may hold an old spec)."""
+    target = dict(spec.get("target") or {})
+    if not target.get("bucket"):
+        try:
+            target.update(json.loads((Path(run_dir) / "aws.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            pass
+    return target
+
+
+def _write_target(run_dir: Path, facts: dict) -> None:
+    tmp = run_dir / "aws.json.tmp"
+    tmp.write_text(json.dumps(facts, indent=1, default=str))
+    os.replace(tmp, run_dir / "aws.json")
+
+
+def _download(s3: Any, bucket: str, key: str, dest: Path) -> bool:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:  # noqa: BLE001
+        if error_code(exc) in ("NoSuchKey", "404"):
+            return False
+        raise
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, dest)
+    return True

@@ -1,0 +1,191 @@
+"""bundle -> S3 -> SSM bootstrap on a bare Python -> agent -> S3 chunks -> local mirror."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from runctl_jupyter.aws import tags
+from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.backends.aws import AWSBackend
+from runctl_jupyter.events import read_events
+from runctl_jupyter.launch import create_run
+
+CELL = """
+import json
+total = 0
+for step in range(3):
+    total += lr
+    runctl.log(step=step, loss=1.0 / (step + 1))
+    print("step", step, "done")
+print("secret-free", json.dumps({"total": round(total, 3)}))
+"""
+
+
+def _new_run(
+    tmp_path: Path, code: str = CELL, params: dict | None = None, options: dict | None = None
+) -> tuple[Path, dict]:
+    runs = tmp_path / "home" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    spec = create_run(
+        runs,
+        kind="cell",
+        code=code,
+        params=params or {"lr": 0.25},
+        experiment="e2e",
+        name="e2e-1",
+        project="proj",
+        owner="ann",
+        backend="aws",
+        workdir=str(tmp_path),
+        options={"instance_type": "t3.micro", **(options or {})},
+        environment={"packages": {}},
+    )
+    return runs / spec["run_id"], spec
+
+
+def _follow(backend: AWSBackend, run_dir: Path, spec: dict, timeout: float = 240) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backend.pull(run_dir, spec, force=True)
+        events, _ = read_events(run_dir / "events.jsonl")
+        if any(e["type"] == "exit" for e in events):
+            return events
+        time.sleep(0.3)
+    raise AssertionError(f"no exit event in {timeout} s: {events[-3:] if events else 'no events'}")
+
+
+def test_a_cell_runs_on_the_instance_and_its_events_reach_the_local_mirror(aws, instance, tmp_path):
+    setup(aws)
+    run_dir, spec = _new_run(tmp_path)
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    states: list[str] = []
+    backend.progress = lambda state, detail: states.append(state)
+    facts = backend.start(run_dir, spec, attempt=1)
+    assert facts["instance_id"].startswith("i-") and facts["reused"] is False
+    assert "provisioning" in states and "starting" in states
+
+    # the script SSM ran holds S3 keys and the run id, never a hyperparameter
+    script = instance.runs[0]["script"]
+    assert instance.runs[0]["returncode"] == 0, instance.runs[0]["stderr"][-2000:]
+    assert (
+        facts["bundle_key"] in script
+        and "0.25" not in script
+        and "lr" not in script.split("ROOT=")[0]
+    )
+
+    events = _follow(backend, run_dir, spec)
+    metrics = [e for e in events if e["type"] == "metric"]
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    assert metrics[-1]["values"]["loss"] == 1 / 3
+    exit_event = [e for e in events if e["type"] == "exit"][-1]
+    assert exit_event["status"] == "succeeded", exit_event
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 1  # no gap, no duplicate
+    assert '{"total": 0.75}' in (run_dir / "stdout.log").read_text()
+    assert (run_dir / "record.ipynb").exists()
+
+    # S3 holds append-only numbered chunks
+    listed = aws.s3.list_objects_v2(
+        Bucket=facts["bucket"], Prefix=f"runctl/runs/{spec['run_id']}/events/"
+    )
+    keys = [o["Key"].rsplit("/", 1)[-1] for o in listed["Contents"]]
+    assert keys[0] == "000001.jsonl" and keys == sorted(keys)
+
+    # the bootstrap installed the agent's needs into its own venv; the bare Python has none of them
+    clean = {"PATH": "/usr/bin:/bin"}
+    bare = instance.bare_bin / "python"
+    for module in ("boto3", "cloudpickle", "runctl_jupyter"):
+        probe = subprocess.run(
+            [str(bare), "-c", f"import {module}"], cwd=tmp_path, env=clean, capture_output=True
+        )
+        assert probe.returncode != 0, f"the bare Python must not have {module}"
+    venv_python = instance.home / "runctl" / "venv" / "bin" / "python"
+    probe = subprocess.run(
+        [str(venv_python), "-c", "import boto3, cloudpickle"], cwd=tmp_path, env=clean
+    )
+    assert probe.returncode == 0
+    probe = subprocess.run(
+        [str(venv_python), "-c", "import runctl_jupyter"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+    )
+    assert probe.returncode != 0  # the agent comes from the bundle, not an install
+
+    # a new instance that was not kept terminates itself after the final sync
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = aws.ec2.describe_instances(InstanceIds=[facts["instance_id"]])["Reservations"][0][
+            "Instances"
+        ][0]["State"]["Name"]
+        if state in ("shutting-down", "terminated"):
+            break
+        time.sleep(0.3)
+    assert state in ("shutting-down", "terminated")
+
+
+def test_a_failing_cell_reports_the_remote_traceback(aws, instance, tmp_path):
+    setup(aws)
+    run_dir, spec = _new_run(tmp_path, code="x = 1\nraise ValueError('bad value ' + str(x))\n")
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    backend.start(run_dir, spec, attempt=1)
+    events = _follow(backend, run_dir, spec)
+    exit_event = [e for e in events if e["type"] == "exit"][-1]
+    assert exit_event["status"] == "failed"
+    assert (
+        exit_event["error"]["type"] == "ValueError"
+        and "bad value 1" in exit_event["error"]["message"]
+    )
+
+
+def test_keep_leaves_the_instance_and_a_second_run_reuses_it(aws, instance, tmp_path):
+    setup(aws)
+    run_dir, spec = _new_run(tmp_path, options={"keep": True})
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    facts = backend.start(run_dir, spec, attempt=1)
+    _follow(backend, run_dir, spec)
+    inst = aws.ec2.describe_instances(InstanceIds=[facts["instance_id"]])["Reservations"][0][
+        "Instances"
+    ][0]
+    assert inst["State"]["Name"] == "running"
+    assert tags.tag_dict(inst["Tags"])[tags.KEEP] == "true"
+
+    run_dir2, spec2 = _new_run(tmp_path, options={"instance": facts["instance_id"]})
+    before = aws.calls.get("ec2.RunInstances", 0)
+    t0 = time.monotonic()
+    facts2 = backend.start(run_dir2, spec2, attempt=1)
+    first_metric = None
+    while time.monotonic() - t0 < 60 and first_metric is None:
+        backend.pull(run_dir2, spec2, force=True)
+        events, _ = read_events(run_dir2 / "events.jsonl")
+        first_metric = next((e for e in events if e["type"] == "metric"), None)
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    assert first_metric is not None
+    assert facts2["reused"] is True and aws.calls.get("ec2.RunInstances", 0) == before
+    assert elapsed < 15, f"cell to first metric on a reused instance took {elapsed:.1f} s"
+    _follow(backend, run_dir2, spec2)
+    inst = aws.ec2.describe_instances(InstanceIds=[facts["instance_id"]])["Reservations"][0][
+        "Instances"
+    ][0]
+    assert inst["State"]["Name"] == "running"  # a reused instance is never terminated by a run
+    assert json.loads((run_dir2 / "aws.json").read_text())["reused"] is True
+
+
+def test_a_failed_bootstrap_terminates_the_new_instance(aws, instance, tmp_path):
+    setup(aws)
+    run_dir, spec = _new_run(tmp_path, options={"pip": ["runctl-no-such-package-xyz==0.0.1"]})
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    import pytest
+
+    from runctl_jupyter.aws.ssm import CommandFailed
+
+    with pytest.raises(CommandFailed, match="bootstrap"):
+        backend.start(run_dir, spec, attempt=1)
+    res = aws.ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
+    assert res["Reservations"] == []
