@@ -149,9 +149,7 @@ def _main(argv: list[str]) -> int:
     except _parser.HelpRequested as exc:
         _print(exc.text)
         return 0
-    except RunFailed as exc:
-        if exc.traceback_text:
-            _err(exc.traceback_text.rstrip("\n"))
+    except RunFailed as exc:  # its traceback was streamed with the run's output already
         _err(f"{PROG}: {_shell_text(str(exc))}")
         return 1
     except RunctlError as exc:

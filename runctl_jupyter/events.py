@@ -14,7 +14,9 @@ FORMAT = 1
 EVENTS_FILE = "events.jsonl"
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "stopped"})
-ACTIVE_STATUSES = frozenset({"queued", "provisioning", "starting", "running", "interrupted", "resuming"})
+ACTIVE_STATUSES = frozenset(
+    {"queued", "provisioning", "starting", "running", "interrupted", "resuming"}
+)
 ALL_STATUSES = ACTIVE_STATUSES | FINAL_STATUSES | {"lost"}
 
 
@@ -33,6 +35,11 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], i
     end = data.rfind(b"\n")
     if end < 0:
         return [], offset
+    try:  # fast path: every line at once as one JSON array (a JSON line holds no raw newline)
+        parsed = json.loads(b"[" + data[:end].replace(b"\n", b",") + b"]")
+        return [e for e in parsed if type(e) is dict and "seq" in e], offset + end + 1
+    except ValueError:  # a bad or blank line somewhere: go line by line and skip it
+        pass
     events = []
     for line in data[: end + 1].splitlines():
         if not line.strip():
@@ -63,7 +70,12 @@ class EventWriter:
 
     def write(self, type_: str, t: float | None = None, **fields) -> dict:
         self.seq += 1
-        event = {"seq": self.seq, "t": time.time() if t is None else t, "type": type_, "attempt": self.attempt}
+        event = {
+            "seq": self.seq,
+            "t": time.time() if t is None else t,
+            "type": type_,
+            "attempt": self.attempt,
+        }
         event.update(fields)
         self._file.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
         return event

@@ -60,6 +60,7 @@ def create_run(
     rerun_of: str | None = None,
     sweep_id: str | None = None,
     run_id: str | None = None,
+    script_path: str | None = None,
 ) -> dict:
     """Write a run folder and return its spec. Nothing runs yet."""
     if kind not in KINDS:
@@ -89,7 +90,8 @@ def create_run(
         "tags": list(tags),
         "kind": kind,
         "entry": entry,
-        "script_path": str(Path(script).resolve()) if script else None,
+        # where the script lives (it runs from its copy, code.py, in that folder)
+        "script_path": script_path or (str(Path(script).resolve()) if script else None),
         "notebook_path": str(Path(notebook).resolve()) if notebook else None,
         "args": list(args),
         "params": params,

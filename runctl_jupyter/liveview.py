@@ -34,7 +34,7 @@ class TextView:
         for event in events:
             kind = event.get("type")
             if kind == "log":
-                self.out.write(event["text"])
+                (self.err if event.get("stream") == "stderr" else self.out).write(event["text"])
             elif kind == "metric":
                 self.latest.update(event.get("values", {}))
                 self.step = event.get("step")
@@ -44,7 +44,11 @@ class TextView:
             self.status = row["status"]
             self.err.write(f"[runctl] run {row['id']} ({row.get('name')}): {self.status}\n")
         now = time.monotonic()
-        if self.latest and row["status"] not in ("succeeded", "failed", "stopped", "lost") and now - self.last_metric_print >= self.METRIC_EVERY:
+        if (
+            self.latest
+            and row["status"] not in ("succeeded", "failed", "stopped", "lost")
+            and now - self.last_metric_print >= self.METRIC_EVERY
+        ):
             shown = " ".join(f"{k}={format_metric(v)}" for k, v in self.latest.items())
             self.err.write(f"[runctl] step {self.step}: {shown}\n")
             self.last_metric_print = now

@@ -491,6 +491,9 @@ def _setup_source(facts: _RunFacts) -> str:
         "# Setup: the `runctl` object (it only prints outside a run)",
         "from runctl_jupyter.runtime import runctl",
     ]
+    names = [k for k in (facts.spec.get("params") or {}) if str(k).isidentifier()]
+    if names:
+        lines.append(f"runctl.use_params({{name: globals()[name] for name in {names!r}}})")
     if facts.objects_b64() is not None:
         names = ", ".join(map(str, facts.spec.get("objects", []))) or "the notebook objects"
         run_id = str(facts.spec.get("run_id", ""))

@@ -15,7 +15,6 @@ import builtins
 import json
 import os
 import pickle
-import runpy
 import sys
 import traceback
 from pathlib import Path
@@ -53,12 +52,14 @@ def _run_cell(run_dir: Path, spec: dict) -> None:
 
 
 def _run_script(run_dir: Path, spec: dict) -> None:
-    script = spec.get("script_path")
-    if not script or not Path(script).exists():
-        script = str(run_dir / spec.get("entry", "code.py"))
+    # The copy made at launch is what runs, so a rerun runs exactly the recorded code;
+    # argv[0] and the import path are the original script's, as `python script.py` has them.
+    script = spec.get("script_path") or str(run_dir / "code.py")
     sys.argv = [script, *spec.get("args", [])]
-    sys.path.insert(0, str(Path(script).resolve().parent))
-    runpy.run_path(script, run_name="__main__")
+    sys.path.insert(0, str(Path(script).parent))
+    code_path = run_dir / spec.get("entry", "code.py")
+    namespace = {"__name__": "__main__", "__file__": script, "__builtins__": builtins}
+    exec(compile(code_path.read_text(), script, "exec"), namespace)
 
 
 def _run_notebook(run_dir: Path, spec: dict) -> None:

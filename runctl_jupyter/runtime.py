@@ -89,6 +89,10 @@ class Runtime:
                     pass
         return dict(self._params)
 
+    def use_params(self, params: dict) -> None:
+        """Set `runctl.params` by hand, e.g. when a record notebook is rerun without runctl."""
+        self._params = dict(params)
+
     @property
     def checkpoint_dir(self) -> Path | None:
         return self.run_dir / "checkpoints" if self.run_dir is not None else None

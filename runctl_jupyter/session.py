@@ -60,7 +60,12 @@ def _flag(name: str) -> str:
 
 def check_options(options: dict, backend: str) -> None:
     """Refuse options that would be ignored: a typo'd intent must never cost a run."""
-    given = {k: v for k, v in options.items() if v not in (None, False, ())}
+    # spot=False is `--on-demand`: given, though falsy
+    given = {
+        k: v
+        for k, v in options.items()
+        if v is not None and (v is not False or k == "spot") and v != ()
+    }
     for name, issue in NOT_YET.items():
         if name in given:
             raise RunctlError(
@@ -158,7 +163,8 @@ class Session:
         backend_name = backend or self.config.backend
         options = dict(options or {})
         check_options(options, backend_name)
-        grace = options.pop("grace_seconds", None) or self.config.grace_seconds
+        grace = options.pop("grace_seconds", None)
+        grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
         spec = create_run(
             self.store.runs_dir,
@@ -300,6 +306,9 @@ class Session:
         run_dir = self.store.run_dir(run.id)
         spec = read_spec(run_dir)
         target = self.backend(spec.get("backend", "local"))
+        deadline = time.monotonic() + 5  # an agent that just wrote its exit event is finishing up
+        while target.is_alive(run_dir, spec) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if target.is_alive(run_dir, spec):
             raise RunctlError(
                 f"run {run.id}'s agent is still alive: `%runctl stop {run.id}` it first"
@@ -312,24 +321,27 @@ class Session:
         `ref` is a run or the path of a record.ipynb (which carries everything)."""
         source = self._rerun_source(ref)
         spec, code, objects = source["spec"], source["code"], source["objects"]
+        kind = spec.get("kind", "cell")
         merged = {**spec.get("params", {}), **(params or {})}
         workdir = spec.get("workdir") or os.getcwd()
         if not os.path.isdir(workdir):
             workdir = os.getcwd()
-        tmp_script = None
-        if spec.get("kind") == "script":
-            tmp_script = Path(self.store.home) / "tmp" / f"{new_run_id()}.py"
-            tmp_script.parent.mkdir(parents=True, exist_ok=True)
-            tmp_script.write_text(code)
         backend_name = spec.get("backend") or self.config.backend
         target = self.backend(backend_name)
         experiment = spec.get("experiment") or self.config.experiment
+        source_file = None
+        if kind != "cell":  # create_run copies a script or notebook from a file
+            suffix = ".ipynb" if kind == "notebook" else ".py"
+            source_file = Path(self.store.home) / "tmp" / f"{new_run_id()}{suffix}"
+            source_file.parent.mkdir(parents=True, exist_ok=True)
+            source_file.write_text(code)
         try:
             new = create_run(
                 self.store.runs_dir,
-                kind="script" if tmp_script else "cell",
-                code=None if tmp_script else code,
-                script=str(tmp_script) if tmp_script else None,
+                kind=kind,
+                code=code if kind == "cell" else None,
+                script=str(source_file) if kind == "script" else None,
+                notebook=str(source_file) if kind == "notebook" else None,
                 args=spec.get("args", []),
                 params=merged,
                 objects=objects,
@@ -347,19 +359,11 @@ class Session:
                 options=spec.get("options"),
                 environment=self._environment(workdir, merged),
                 rerun_of=spec.get("run_id"),
+                script_path=spec.get("script_path"),
             )
         finally:
-            if tmp_script is not None:
-                tmp_script.unlink(missing_ok=True)
-        if (
-            tmp_script is not None
-            and spec.get("script_path")
-            and Path(spec["script_path"]).exists()
-        ):
-            new["script_path"] = spec["script_path"]
-            from .launch import write_spec
-
-            write_spec(self.store.run_dir(new["run_id"]), new)
+            if source_file is not None:
+                source_file.unlink(missing_ok=True)
         return self._launch(new, target, attempt=1, detach=detach)
 
     def _rerun_source(self, ref: str) -> dict:

@@ -72,3 +72,9 @@ def test_only_rank_zero_logs_and_checkpoints(tmp_path):
     rt.log(loss=1.0)
     assert rt.save_checkpoint({"a": 1}) is None
     assert not (tmp_path / "runtime").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_use_params_sets_params_outside_a_run():
+    rt = Runtime(environ={})
+    rt.use_params({"lr": 0.1})
+    assert rt.params == {"lr": 0.1}

@@ -107,6 +107,11 @@ def test_stop_then_resume_continues_from_the_checkpoint_under_the_same_id(sessio
     last = run.checkpoints()[-1]["step"]
     resumed = session.resume(run.id, detach=True)
     assert resumed.id == run.id
+    wait_for(
+        lambda: (
+            session.store.refresh(run.id) is not None and last + 1 in dict(run.history()["value"])
+        )
+    )
     session.stop(run.id, force=True)
     row = run.row
     assert row["attempt"] == 2
