@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 from .errors import AmbiguousRun, RunctlError, RunNotFound
 from .events import ACTIVE_STATUSES, ALL_STATUSES, EVENTS_FILE, FINAL_STATUSES, read_events
+from .procs import machine, process_start
 
 SCHEMA_VERSION = 2
 DB_FILE = "runctl.db"
@@ -128,55 +128,7 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _read_events(path: Path, offset: int) -> tuple[list[dict], int]:
-    """events.read_events, faster for big batches: the complete lines are parsed as
-    one JSON array (one call instead of one per line); any bad line falls back to
-    events.read_events, which skips it."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    try:
-        parsed = json.loads("[" + data[:end].decode("utf-8").replace("\n", ",") + "]")
-    except ValueError:
-        return read_events(path, offset)
-    events = [e for e in parsed if type(e) is dict and "seq" in e]
-    return events, offset + end + 1
-
-
-_MACHINE: tuple[str, str] | None = None
 _FORKED_CONNECTIONS: list[sqlite3.Connection] = []
-
-
-def _machine() -> tuple[str, str]:
-    """(hostname, boot id) of this machine, read once."""
-    global _MACHINE
-    if _MACHINE is None:
-        try:
-            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        except OSError:
-            boot = ""
-        _MACHINE = (socket.gethostname(), boot)
-    return _MACHINE
-
-
-def _proc_start(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None if the process
-    is gone or a zombie (it has ended, only its exit status is left)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat.rsplit(b")", 1)[1].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 class Store:
@@ -357,7 +309,7 @@ class Store:
             "SELECT " + ", ".join(_STATE_COLS) + " FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         st = dict(zip(_STATE_COLS, values))
-        events, offset = _read_events(self.runs_dir / run_id / EVENTS_FILE, st["byte_offset"])
+        events, offset = read_events(self.runs_dir / run_id / EVENTS_FILE, st["byte_offset"])
         st["byte_offset"] = offset
         st["final_metrics"] = _loads(st["final_metrics"])
         metric_rows: list[tuple] = []
@@ -536,7 +488,7 @@ class Store:
             info = _read_json(path)
             info = info if isinstance(info, dict) else None
             self._agent_cache[run_id] = (key, info)
-        if info is None or (info.get("host"), info.get("boot_id")) != _machine():
+        if info is None or (info.get("host"), info.get("boot_id")) != machine():
             return False  # another machine: the heartbeat timeout decides
         started, attempt = _number(info.get("started")), info.get("attempt")
         if started is not None and row["touched"] is not None and started < row["touched"]:
@@ -548,7 +500,7 @@ class Store:
         pid = info.get("pid")
         if not isinstance(pid, int) or pid <= 0:
             return False
-        start = _proc_start(pid)
+        start = process_start(pid)
         dead = start is None or (info.get("proc_start") is not None and start != info["proc_start"])
         if dead:
             info[" dead"] = True
@@ -788,7 +740,7 @@ class Store:
     def events(self, run_id: str, after_seq: int = 0) -> list[dict]:
         """A run's events with seq > after_seq, read from events.jsonl (replay for attach)."""
         self._require(run_id)
-        events, _ = _read_events(self.runs_dir / run_id / EVENTS_FILE, 0)
+        events, _ = read_events(self.runs_dir / run_id / EVENTS_FILE, 0)
         seen: set[int] = set()
         out = []
         for event in events:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..agent import boot_id, process_start
+from ..procs import boot_id, process_start
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
 
