@@ -1,0 +1,8 @@
+"""Sweeps: many runs over a search space, from one cell (docs/sweeps.md).
+
+- api.py: `sweep()` / `sweeps()` / `show()`, what Session.sweep and Session.sweeps call
+- record.py: the sweep folder (sweep.json + sweep.jsonl), ids, lookup
+- space.py: grid, random and optuna trial parameters
+- scheduler.py: the scheduler process (max-parallel, failures, pruning, resume)
+- pruning.py: median and ASHA across trials
+"""

@@ -1,0 +1,468 @@
+"""The sweep scheduler: its own process, so a sweep goes on with the notebook closed.
+
+    python -m runctl_jupyter.sweeps.scheduler SWEEP_DIR [--resume] [--retry-failed] [--daemon]
+
+It holds SWEEP_DIR/scheduler.lock for its whole life (one scheduler a sweep; a
+free lock means none is running), launches trials as ordinary runs, at most
+`max_parallel` at once, the next one as soon as a slot frees (it polls at 20 Hz,
+no sleep per trial), watches them through the store, prunes laggards, applies
+--stop-on-failure / --max-failures, and appends every change to sweep.jsonl.
+`control.json` with {"stop": true} stops the sweep: running trials are stopped
+(reason `sweep`), queued ones stay queued for `--resume`.
+
+On a resume it re-attaches trials that are still running, resumes trials the
+sweep's stop cut short from their checkpoints (same run id, next attempt), and,
+with --retry-failed, resumes failed ones too; finished trials are never rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunctlError
+from .record import (
+    CONTROL_FILE,
+    RUN_ENDED,
+    SweepState,
+    append_log,
+    read_json,
+    take_lock,
+    trial_group,
+    write_json,
+)
+
+POLL = 0.05
+PRUNE_EVERY = 0.5
+
+
+def trial_objective(summary: dict, metric: str | None, mode: str) -> float | None:
+    """A trial's objective: its best value of the metric (max or min over its steps)."""
+    if not metric or metric not in summary:
+        return None
+    value = summary[metric].get("max" if mode == "max" else "min")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+class Scheduler:
+    def __init__(self, sweep_dir: Path, resume: bool = False, retry_failed: bool = False):
+        from ..config import Runctl
+        from ..session import Session
+
+        self.dir = Path(sweep_dir).resolve()
+        self.state = SweepState(self.dir)
+        self.spec = spec = self.state.spec
+        run = spec["run"]
+        config = Runctl(
+            home=str(self.dir.parent.parent),
+            backend=run.get("backend") or "local",
+            lost_timeout=float(spec.get("lost_timeout") or 60.0),
+        )
+        self.session = Session(config=config)
+        self.store = self.session.store
+        objective = spec.get("objective") or {}
+        self.metric: str | None = objective.get("metric")
+        self.mode: str = objective.get("mode") or "max"
+        self.max_parallel = int(spec.get("max_parallel") or 1)
+        self.resume = resume
+        self.retry_failed = retry_failed
+        self.objects = self._read_bytes("objects.pkl")
+        self.environment = read_json(self.dir / "env.json") or {}
+        self.code = (self.dir / "code.py").read_text() if (self.dir / "code.py").exists() else None
+        self.failures = 0
+        self.halt: tuple[str, str] | None = None  # (status, reason) once the sweep must end
+        self.control_mtime = 0.0
+        self.warned_objective = False
+        self.last_prune = 0.0
+        self.finished_histories: dict[int, list] = {}
+        self.pruner = None
+        self.search = None
+        prune = spec.get("prune")
+        if spec.get("search") == "optuna":
+            from .space import OptunaSearch
+
+            self.search = OptunaSearch(
+                spec.get("space") or {},
+                spec.get("grid") or {},
+                self.mode,
+                int(spec.get("seed") or 0),
+                prune=prune,
+            )
+        elif prune and self.metric:
+            from .pruning import Pruner
+
+            self.pruner = Pruner(prune, self.mode)
+        self.pending: list[int] = []  # trial indices to launch (or resume), in order
+
+    def _read_bytes(self, name: str) -> bytes | None:
+        path = self.dir / name
+        return path.read_bytes() if path.exists() else None
+
+    def log(self, **record: Any) -> None:
+        self.state.apply(append_log(self.dir, **record))
+
+    def warn(self, message: str) -> None:
+        self.log(type="warning", message=message)
+
+    # -- start ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Sort the trials into running (re-attached), to launch, and finished."""
+        resumes, fresh = [], []
+        for trial in self.state.trials:
+            run_id = trial.get("run_id")
+            if run_id is None:
+                fresh.append(trial["index"])
+                continue
+            row = self._row(run_id)
+            if row is None:
+                fresh.append(trial["index"])
+                continue
+            if row["status"] not in RUN_ENDED:
+                if self.search is not None:
+                    self.search.adopt(trial["index"], trial["params"])
+                continue  # still running: watched like any other
+            if trial.get("status") not in RUN_ENDED:
+                self._ended(trial, row, judge=False)  # ended while no scheduler watched
+            group = trial_group(trial)
+            if group == "stopped" and trial.get("reason") == "sweep":
+                resumes.append(trial["index"])
+            elif group == "failed" and self.retry_failed:
+                resumes.append(trial["index"])
+            elif self.search is not None:
+                self.search.replay(trial["params"], trial.get("objective"), _search_state(trial))
+        self.pending = resumes + fresh
+
+    def _row(self, run_id: str) -> dict | None:
+        try:
+            self.store.refresh(run_id)
+            return self.store.get(run_id)
+        except RunctlError:
+            return None
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> int:
+        self.prepare()
+        self.log(type="status", status="running", reason="resumed" if self.resume else None)
+        try:
+            while True:
+                self._check_control()
+                self._watch()
+                now = time.monotonic()
+                if now - self.last_prune >= PRUNE_EVERY:
+                    self.last_prune = now
+                    self._prune()
+                if self.halt is None:
+                    self._launch_free_slots()
+                if not self._running() and (self.halt is not None or not self._has_more()):
+                    break
+                time.sleep(POLL)
+        except BaseException as exc:
+            self.warn(f"the scheduler stopped: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            raise
+        self._finish()
+        return 0
+
+    def _running(self) -> list[dict]:
+        return [
+            t
+            for t in self.state.trials
+            if t.get("run_id")
+            and t.get("status") not in RUN_ENDED
+            and t["index"] not in self.pending
+        ]
+
+    def _has_more(self) -> bool:
+        if self.pending:
+            return True
+        return self.search is not None and len(self.state.trials) < int(
+            self.spec.get("n_trials") or 0
+        )
+
+    def _check_control(self) -> None:
+        path = self.dir / CONTROL_FILE
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self.control_mtime:
+            return
+        self.control_mtime = mtime
+        control = read_json(path) or {}
+        if control.get("stop") and (self.halt is None or self.halt[1] != "user"):
+            self.halt = ("stopped", "user")
+            for trial in self._running():
+                self._stop_run(trial["run_id"], "sweep")
+
+    def _watch(self) -> None:
+        for trial in self._running():
+            row = self._row(trial["run_id"])
+            if row is not None and row["status"] in RUN_ENDED:
+                self._ended(trial, row)
+
+    def _ended(self, trial: dict, row: dict, judge: bool = True) -> None:
+        summary = self.store.summaries([row["id"]]).get(row["id"], {})
+        objective = trial_objective(summary, self.metric, self.mode)
+        status, reason = row["status"], row.get("reason")
+        self.log(
+            type="trial",
+            index=trial["index"],
+            run_id=row["id"],
+            status=status,
+            reason=reason,
+            objective=objective,
+        )
+        group = trial_group(trial)
+        if self.metric and objective is None and group in ("done", "pruned"):
+            if not self.warned_objective:
+                self.warned_objective = True
+                logged = ", ".join(sorted(summary)) or "no metrics"
+                self.warn(
+                    f"trial {trial['index']} (run {row['id']}) logged no {self.metric!r} "
+                    f"(it logged: {logged}): check --objective, or log it with "
+                    f"runctl.log({self.metric}=...)"
+                )
+        if self.search is not None:
+            self.search.tell(trial["index"], objective, _search_state(trial))
+        if self.metric and group in ("done", "pruned"):
+            try:
+                self.finished_histories[trial["index"]] = self.store.metrics(
+                    row["id"], [self.metric]
+                ).get(self.metric, [])
+            except RunctlError:
+                pass
+        if group == "failed" and judge:  # a resume counts failures from then on
+            self.failures += 1
+            self._check_failures(trial, row)
+
+    def _check_failures(self, trial: dict, row: dict) -> None:
+        if self.halt is not None:
+            return
+        why = None
+        if self.spec.get("stop_on_failure"):
+            why = "stop-on-failure"
+        elif self.spec.get("max_failures") is not None and self.failures > int(
+            self.spec["max_failures"]
+        ):
+            why = "max-failures"
+        if why is None:
+            return
+        self.halt = ("failed", why)
+        self.warn(
+            f"trial {trial['index']} (run {row['id']}) {row['status']}: stopping the sweep "
+            f"({why}, {self.failures} failed)"
+        )
+        for other in self._running():
+            self._stop_run(other["run_id"], "sweep")
+
+    def _stop_run(self, run_id: str, reason: str) -> None:
+        """Ask a trial to stop, with a reason its exit event will carry."""
+        run_dir = self.store.run_dir(run_id)
+        spec = read_json(run_dir / "spec.json") or {}
+        if (spec.get("backend") or "local") == "local":
+            # the agent reads control.json every 50 ms; its reason ends up in the exit event
+            write_json(
+                run_dir / "control.json",
+                {"stop": True, "force": False, "reason": reason, "t": time.time()},
+            )
+        else:
+            self.session.backend_stop(run_id)
+
+    # -- pruning ---------------------------------------------------------------------------
+    def _prune(self) -> None:
+        if not self.metric or (self.pruner is None and self.search is None):
+            return
+        running = self._running()
+        if not running:
+            return
+        histories = {}
+        for trial in running:
+            try:
+                histories[trial["index"]] = self.store.metrics(trial["run_id"], [self.metric]).get(
+                    self.metric, []
+                )
+            except RunctlError:
+                continue
+        for trial in running:
+            index = trial["index"]
+            history = histories.get(index) or []
+            if self.search is not None:
+                if self.search.report(index, history) and self.spec.get("prune"):
+                    self.warn(f"trial {index} pruned by optuna at step {history[-1][0]}")
+                    self._stop_run(trial["run_id"], "pruned")
+                continue
+            others = {i: h for i, h in histories.items() if i != index}
+            why = self.pruner.check(index, history, self.finished_histories, others)
+            if why:
+                self.warn(f"trial {index} pruned: {why}")
+                self._stop_run(trial["run_id"], "pruned")
+
+    # -- launching --------------------------------------------------------------------------
+    def _launch_free_slots(self) -> None:
+        free = self.max_parallel - len(self._running())
+        while free > 0 and self.halt is None:
+            index = self._next_index()
+            if index is None:
+                return
+            self._launch(index)
+            free -= 1
+
+    def _next_index(self) -> int | None:
+        if self.pending:
+            return self.pending.pop(0)
+        if self.search is not None and len(self.state.trials) < int(self.spec.get("n_trials") or 0):
+            index = len(self.state.trials)
+            params = self.search.ask(index)
+            self.log(type="trial", index=index, params=params, status="queued")
+            return index
+        return None
+
+    def _launch(self, index: int) -> None:
+        trial = self.state.trials[index]
+        if trial.get("run_id"):
+            try:  # cut short by a sweep stop, or a failed trial retried: from its checkpoint
+                self.session.resume(trial["run_id"], detach=True)
+            except RunctlError as exc:
+                self.warn(f"trial {index}: could not resume run {trial['run_id']}: {exc}")
+                self.log(type="trial", index=index, status="failed", reason="launch")
+                self.failures += 1
+                return
+            self.log(type="trial", index=index, run_id=trial["run_id"], status="starting", reason=None, objective=None)  # fmt: skip
+            return
+        spec = self._create_run(index, trial["params"])
+        self.log(type="trial", index=index, run_id=spec["run_id"], status="starting")
+        target = self.session.backend(spec.get("backend") or "local")
+        try:
+            target.start(self.store.run_dir(spec["run_id"]), spec, 1)
+        except BaseException as exc:  # noqa: BLE001 - one trial's launch must not end the sweep
+            self.store.set_status(spec["run_id"], "failed", reason="launch")
+            self.warn(f"trial {index}: could not start run {spec['run_id']}: {exc}")
+
+    def _create_run(self, index: int, params: dict) -> dict:
+        from ..launch import create_run
+
+        run = self.spec["run"]
+        options = dict(run.get("options") or {})
+        grace = options.pop("grace_seconds", None) or run.get("grace_seconds") or 10.0
+        target = self.spec["target"]
+        spec = create_run(
+            self.store.runs_dir,
+            kind=target["kind"],
+            code=self.code if target["kind"] == "cell" else None,
+            script=target.get("script"),
+            notebook=target.get("notebook"),
+            args=target.get("args") or [],
+            params={**(self.spec.get("fixed") or {}), **params},
+            objects=self.objects,
+            object_names=run.get("object_names") or [],
+            experiment=self.spec["experiment"],
+            name=f"{self.state.name}-{index}",
+            project=self.spec.get("project") or "default",
+            owner=self.spec.get("owner") or "unknown",
+            backend=run.get("backend") or "local",
+            workdir=target["workdir"],
+            tags=run.get("tags") or [],
+            metrics=run.get("metrics") or [],
+            max_hours=run.get("max_hours"),
+            grace_seconds=grace,
+            options=options,
+            environment=self.environment,
+            sweep_id=self.state.id,
+        )
+        self.store.add_run(spec)
+        return spec
+
+    # -- the end -----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        if self.halt is not None:
+            status, reason = self.halt
+        else:
+            counts = self.state.counts()
+            ran = len(self.state.trials)
+            if ran and counts["failed"] == ran:
+                status, reason = "failed", "all-trials-failed"
+            else:
+                status, reason = "succeeded", None
+        if self.metric and self.state.best() is None and self.state.trials:
+            self.warn(
+                f"no trial logged the objective {self.metric!r}: nothing to rank the trials by"
+            )
+        self.log(type="status", status=status, reason=reason)
+
+
+def _search_state(trial: dict) -> str:
+    group = trial_group(trial)
+    if group == "done":
+        return "complete"
+    if group == "pruned":
+        return "pruned"
+    return "fail"
+
+
+def spawn(sweep_dir: Path, resume: bool = False, retry_failed: bool = False) -> None:
+    """Start the scheduler as a detached process; returns once it holds the lock."""
+    import subprocess
+
+    package_parent = str(Path(__file__).resolve().parent.parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "runctl_jupyter.sweeps.scheduler", str(sweep_dir), "--daemon"]
+    if resume:
+        argv.append("--resume")
+    if retry_failed:
+        argv.append("--retry-failed")
+    with open(Path(sweep_dir) / "scheduler.log", "ab") as log:
+        launcher = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(sweep_dir),
+        )
+    code = launcher.wait()  # it takes the lock, forks the scheduler and exits
+    if code == 3:
+        raise RunctlError(
+            f"sweep {Path(sweep_dir).name} already has a running scheduler; "
+            f"`%runctl sweep --resume {Path(sweep_dir).name}` attaches to it"
+        )
+    if code != 0:
+        raise RunctlError(
+            f"the sweep scheduler did not start (exit {code}); see {Path(sweep_dir) / 'scheduler.log'}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runctl_jupyter.sweeps.scheduler")
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--retry-failed", action="store_true")
+    parser.add_argument("--daemon", action="store_true", help="detach from the launcher")
+    args = parser.parse_args(argv)
+    sweep_dir = Path(args.sweep_dir).resolve()
+    fd = take_lock(sweep_dir)  # before the fork: the launcher's exit means "locked"
+    if fd is None:
+        print(f"a scheduler already runs sweep {sweep_dir.name}", file=sys.stderr)
+        return 3
+    if args.daemon:
+        if os.fork() > 0:
+            os._exit(0)
+        os.setsid()
+    write_json(
+        sweep_dir / "scheduler.json",
+        {"pid": os.getpid(), "started": time.time(), "argv": sys.argv},
+    )
+    print(json.dumps({"scheduler": os.getpid(), "t": time.time()}), flush=True)
+    return Scheduler(sweep_dir, resume=args.resume, retry_failed=args.retry_failed).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
