@@ -68,6 +68,7 @@ def write_run(
     run_dir = store.runs_dir / run_id
     run_dir.mkdir(parents=True)
     (run_dir / "spec.json").write_text(json.dumps(spec))
+    store.add_run(spec)  # as the launcher does
     w = EventWriter(run_dir, 1)
     w.write("status", t=t0, status="starting", format=1)
     w.write("status", t=t0, status="running")
@@ -252,3 +253,23 @@ def test_hundred_runs_of_thousand_steps_build_in_under_a_second(tmp_path):
     assert elapsed < 1.0, f"{elapsed:.2f}s"
     assert len(outputs[1][PLOTLY]["data"]) == 100
     assert sum(len(t["x"]) for t in outputs[1][PLOTLY]["data"]) <= 20_000
+
+
+def test_compare_selects_runs_by_ref_or_experiment(store):
+    from runctl_jupyter.display.compare_panel import compare
+    from runctl_jupyter.errors import RunctlError
+
+    assert compare(store, ["run-r1", "r2"]).run_ids == ["r1", "r2"]  # a name and an id
+    assert compare(store, experiment="digits", metric="loss").run_ids == ["r0", "r1", "r2", "r3"]
+    with pytest.raises(RunctlError, match="no runs to compare in experiment 'nope'"):
+        compare(store, experiment="nope")
+
+
+def test_displaying_the_panel_shows_every_output(store, comms):
+    from IPython.display import display
+
+    InteractiveShell.instance()
+    with capture_output() as cap:
+        display(ComparePanel(store, IDS, metric="val_acc", widgets=False))
+    assert len(cap.outputs) == 4 and "val_acc_best" in cap.outputs[0].data["text/html"]
+    assert "val_acc_best" in str(ComparePanel(store, IDS, metric="val_acc"))

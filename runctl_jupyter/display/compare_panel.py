@@ -27,7 +27,7 @@ from .figures import PALETTE, PLOTLY_MIME, json_ready, svg_chart
 from .series import downsample
 from .summary import CELL, CELL_L, TABLE_STYLE
 
-__all__ = ["ComparePanel"]
+__all__ = ["ComparePanel", "compare"]
 
 TOTAL_POINTS = 20_000  # across all curves of the overlay (per run: 100..1000)
 SVG_SERIES = 12  # curves drawn in the no-JavaScript fallback
@@ -440,3 +440,47 @@ class ComparePanel:
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         return {"text/html": self.table_html(), "text/plain": self.table_text()}
+
+    def _ipython_display_(self) -> None:
+        # returned from `%runctl compare`: all outputs, not just the table
+        self.show()
+
+    def __str__(self) -> str:
+        return self.table_text()
+
+
+def compare(
+    store: Any,
+    refs: tuple[str, ...] | list[str] = (),
+    experiment: str | None = None,
+    sweep: str | None = None,
+    metric: str | None = None,
+    objective: str | None = None,
+    limit: int | None = 500,
+) -> ComparePanel:
+    """The panel for `%runctl compare RUN RUN ... | --experiment EXP | --sweep SWEEP`.
+
+    Refs are run ids, id prefixes or names (`store.resolve`); an experiment or a
+    sweep id selects all its runs (newest first, at most `limit`).
+    """
+    from ..errors import RunctlError
+
+    ids: list[str] = [store.resolve(ref) for ref in refs]
+    if experiment is not None or sweep is not None:
+        rows = store.list_runs(experiment=experiment, sweep_id=sweep, limit=limit)
+        ids += [row["id"] for row in reversed(rows)]  # oldest first, like a sweep's trials
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        where = (
+            f"experiment {experiment!r}"
+            if experiment
+            else f"sweep {sweep!r}"
+            if sweep
+            else "the arguments"
+        )
+        raise RunctlError(
+            f"no runs to compare in {where}: give run ids or names "
+            "(%runctl compare RUN RUN ...), --experiment NAME or --sweep SWEEP; `%runctl runs` lists runs"
+        )
+    store.refresh()  # new events of runs still going
+    return ComparePanel(store, ids, metric=metric, objective=objective)

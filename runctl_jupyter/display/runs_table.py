@@ -130,6 +130,10 @@ class RunsTable:
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         return {"text/html": runs_html(self.rows, self.summaries), "text/plain": str(self)}
 
+    def _ipython_display_(self) -> None:
+        # returned from `%runctl runs`: the table and, for active runs, the buttons
+        self.show()
+
     def show(self) -> None:
         """The static table, then Attach/Stop buttons for active runs (in a kernel)."""
         from IPython import get_ipython
