@@ -133,6 +133,70 @@ class RuntimeTail:
         return records
 
 
+_LOWER_BETTER = (
+    "loss",
+    "err",
+    "mse",
+    "mae",
+    "rmse",
+    "perplexity",
+    "ppl",
+    "cost",
+    "time",
+    "wer",
+    "cer",
+)
+
+
+class EarlyStop:
+    """`--early-stop val_loss:min,patience=10[,min_delta=0.001][,warmup=5]`: the run is
+    stopped when `metric` has not improved by more than `min_delta` for `patience`
+    consecutive values, counting from step `warmup` on. No metric given: the first
+    of the run's `--metrics`, else the first metric it logs; no mode: `min` for
+    loss-like names (loss, err, mse, ...), else `max`."""
+
+    def __init__(self, config: dict, metrics: list[str]):
+        self.metric = config.get("metric") or (metrics[0] if metrics else None)
+        self.mode = config.get("mode")
+        self.patience = max(1, int(config.get("patience") or 10))
+        self.min_delta = abs(float(config.get("min_delta") or 0.0))
+        self.warmup = int(config.get("warmup") or 0)
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.bad = 0
+
+    def observe(self, step: int | None, values: dict) -> dict | None:
+        """Take one metric event; the stop's details when patience ran out, else None."""
+        if self.metric is None:
+            self.metric = next(iter(values), None)
+        value = values.get(self.metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return None
+        if isinstance(step, int) and step < self.warmup:
+            return None
+        if self.mode is None:
+            name = self.metric.lower()
+            self.mode = "min" if any(w in name for w in _LOWER_BETTER) else "max"
+        if self.best is None or (
+            value < self.best - self.min_delta
+            if self.mode == "min"
+            else value > self.best + self.min_delta
+        ):
+            self.best, self.best_step, self.bad = float(value), step, 0
+            return None
+        self.bad += 1
+        if self.bad < self.patience:
+            return None
+        return {
+            "metric": self.metric,
+            "mode": self.mode,
+            "step": step,
+            "best": self.best,
+            "best_step": self.best_step,
+            "patience": self.patience,
+        }
+
+
 class Agent:
     def __init__(self, run_dir: Path, attempt: int):
         self.run_dir = run_dir
@@ -152,6 +216,9 @@ class Agent:
         self.partial = {"stdout": b"", "stderr": b""}
         self.pending_logs: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self.started = time.time()
+        early = self.spec.get("early_stop") or (self.spec.get("options") or {}).get("early_stop")
+        self.early_stop = EarlyStop(early, self.metrics.names) if early else None
+        self.stop_detail: dict | None = None
 
     def _load_sync(self):
         cfg = self.spec.get("sync")
@@ -295,6 +362,7 @@ class Agent:
                 metric = self.metrics.parse(line)
                 if metric:
                     self.events.write("metric", **metric)
+                    self._check_early_stop(metric)
 
     def _flush_logs(self) -> None:
         for stream, lines in self.pending_logs.items():
@@ -315,6 +383,30 @@ class Agent:
             kind = record.pop("type", None)
             if kind in ("metric", "checkpoint", "warning"):
                 self.events.write(kind, **record)
+                if kind == "metric":
+                    self._check_early_stop(record)
+
+    def _check_early_stop(self, metric: dict) -> None:
+        if self.early_stop is None or self.stop_reason is not None:
+            return
+        values = metric.get("values")
+        detail = self.early_stop.observe(
+            metric.get("step"), values if isinstance(values, dict) else {}
+        )
+        if detail is None or getattr(self, "child", None) is None or self.child.poll() is not None:
+            return  # a run that already ended on its own is not early-stopped
+        self.early_stop = None
+        self.stop_detail = {"early_stop": detail}
+        self.events.write(
+            "warning",
+            message=(
+                f"early stop at step {detail['step']}: {detail['metric']} did not improve on "
+                f"{detail['best']:.6g} (step {detail['best_step']}) for {detail['patience']} values"
+            ),
+            code="early-stop",
+            **detail,
+        )
+        self.request_stop("early-stop")
 
     # -- stop and limits ------------------------------------------------------------
     def request_stop(self, reason: str, force: bool = False) -> None:
@@ -405,6 +497,8 @@ class Agent:
             "error": error,
             "duration": round(time.time() - self.started, 3),
         }
+        if self.stop_detail and status == "stopped":
+            final.update(self.stop_detail)
         self.events.flush()
         try:
             from .record import write_record
