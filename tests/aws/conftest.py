@@ -1,6 +1,7 @@
 """AWS without AWS: a moto server on 127.0.0.1, and a fixture that plays the instance.
 
 moto is extended in this process where it falls short of AWS:
+- `DescribePlacementGroups` (not implemented): an empty list;
 - `DescribeInstanceInformation` (moto has no SSM instance registry): every running
   EC2 instance is reported Online, as its SSM agent would be;
 - SendCommand with InstanceIds and no Targets fans out to every instance in moto
@@ -96,6 +97,14 @@ def _extend_moto() -> None:
         return inv
 
     ssm_models.Command.invocation_response = pending
+    # moto has no placement groups: an account with none answers an empty list.
+    from moto.ec2.responses import EC2Response
+
+    def describe_placement_groups(self: EC2Response) -> ActionResult:
+        return ActionResult({"PlacementGroups": []})
+
+    EC2Response.describe_placement_groups = describe_placement_groups
+
     # Load only the AWS-managed policy runctl attaches: all ~1,300 take seconds per reset.
     from moto.iam import aws_managed_policies
     from moto.iam import models as iam_models
