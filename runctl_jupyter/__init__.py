@@ -13,3 +13,13 @@ def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's own signature
     from .magics import RunctlMagics
 
     ipython.register_magics(RunctlMagics(shell=ipython))
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    # the /runctl/api/ endpoints of the lab sidebar (runctl_jupyter/server/)
+    return [{"module": "runctl_jupyter.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    # the prebuilt lab extension, built from labextension/ into runctl_jupyter/labextension/
+    return [{"src": "labextension", "dest": "runctl-jupyter"}]

@@ -1,0 +1,287 @@
+"""What the lab extension's endpoints answer, with no web code: plain dicts in,
+plain dicts out, domain errors as `RunctlError` subclasses (handlers.py maps them
+to 4xx JSON).
+
+It reads the same store as the magics and the shell (`Store` under the
+`Runctl.home` folder), never a copy: the sidebar and `%runctl runs` always agree.
+Every string in an answer comes from a run and is shown by the frontend as text.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import Runctl
+from ..display.series import downsample
+from ..errors import RunctlError, RunNotFound
+from ..events import ACTIVE_STATUSES, ALL_STATUSES
+from ..session import Session
+
+MAX_PAGE = 200
+SPARK_POINTS = 40
+DETAIL_POINTS = 500
+MAX_DETAIL_POINTS = 5000
+RECORD_FILE = "record.ipynb"
+RECORDS_FOLDER = "runctl-records"
+# Readers share one refresh of the store at most this often (seconds): a few open
+# browser tabs polling do not each re-read every live run's events.
+REFRESH_EVERY = 0.5
+
+RESOURCES_NOTE = (
+    "Cloud resources are listed once the AWS backend's resource tracking lands "
+    "(issue 4); local runs use no cloud resources."
+)
+
+
+class BadRequest(RunctlError):
+    """A query argument the API cannot use (handlers answer 400)."""
+
+
+class RunNotActive(RunctlError):
+    """The action needs a live run, and this one has ended (handlers answer 409)."""
+
+
+class RecordNotReady(RunctlError):
+    """The run has no record.ipynb yet: it is written when the run ends (409)."""
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _metrics_dict(values: dict) -> dict:
+    return {str(k): _finite(v) for k, v in values.items()}
+
+
+def _int_arg(value: Any, name: str, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a whole number, got {value!r}") from None
+    if number < low or number > high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+class LabAPI:
+    """The endpoints' logic over one Session (one store) for the server's life."""
+
+    def __init__(self, config: Runctl | None = None) -> None:
+        self.session = Session(config=config if config is not None else Runctl())
+        self.store = self.session.store
+        self._refreshed = 0.0
+        self._refresh_lock = threading.Lock()
+        # sparklines of ended runs never change: keyed by (run id, status, last step)
+        self._sparks: dict[tuple, dict] = {}
+
+    # ---- helpers --------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> None:
+        """Index new events of live runs, at most every REFRESH_EVERY seconds."""
+        with self._refresh_lock:
+            now = time.monotonic()
+            if force or now - self._refreshed >= REFRESH_EVERY:
+                self.store.refresh()
+                self._refreshed = time.monotonic()
+
+    def _row(self, row: dict, summary: dict | None = None) -> dict:
+        out = {
+            k: _finite(row.get(k))
+            for k in (
+                "id", "name", "experiment", "project", "owner", "kind", "backend", "status",
+                "reason", "created", "started", "ended", "duration", "attempt", "exit_code",
+                "last_step", "total", "cost", "rate", "sweep_id",
+            )
+        }  # fmt: skip
+        out["cost"] = out["cost"] or 0.0
+        out["tags"] = row.get("tags") or []
+        out["metrics"] = _metrics_dict(row.get("final_metrics") or {})
+        out["active"] = row.get("status") in ACTIVE_STATUSES
+        out["has_record"] = (Path(row["run_dir"]) / RECORD_FILE).is_file()
+        error = row.get("error")
+        out["error"] = (
+            {"type": error.get("type"), "message": error.get("message")}
+            if isinstance(error, dict)
+            else None
+        )
+        if summary is not None:
+            out["spark"] = summary
+        return out
+
+    def _spark(self, row: dict) -> dict | None:
+        """The first metric's curve, reduced to about SPARK_POINTS points."""
+        metrics = row.get("final_metrics") or {}
+        if not metrics:
+            return None
+        key = next(iter(metrics))
+        cache_key = (row["id"], row["status"], row["last_step"], row.get("attempt"))
+        cached = self._sparks.get(cache_key)
+        if cached is not None:
+            return cached
+        points = self.store.metrics(row["id"], keys=[key]).get(key, [])
+        _, ys = downsample(points, SPARK_POINTS)
+        spark = {"metric": key, "values": [_finite(y) for y in ys]}
+        if row["status"] not in ACTIVE_STATUSES:
+            if len(self._sparks) > 5000:
+                self._sparks.clear()
+            self._sparks[cache_key] = spark
+        return spark
+
+    def _resolve(self, ref: str) -> str:
+        if not isinstance(ref, str) or not ref.strip():
+            raise RunNotFound("no run given: pass a run id, id prefix or name")
+        return self.store.resolve(ref)
+
+    # ---- endpoints ------------------------------------------------------------
+
+    def runs(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        project: str | None = None,
+        sweep: str | None = None,
+        limit: Any = None,
+        offset: Any = None,
+        spark: bool = True,
+    ) -> dict:
+        """A page of runs, newest first. `status` is a run state or `active` (any
+        live state). Answers `next_offset` (null on the last page)."""
+        limit = _int_arg(limit, "limit", 50, 1, MAX_PAGE)
+        offset = _int_arg(offset, "offset", 0, 0, 10**9)
+        if status not in (None, "", "active") and status not in ALL_STATUSES:
+            known = ", ".join(sorted(ALL_STATUSES))
+            raise BadRequest(f"unknown status {status!r}: use active or one of {known}")
+        self.refresh()
+        want = offset + limit + 1
+        filters = {"experiment": experiment or None, "project": project or None, "sweep_id": sweep or None}  # fmt: skip
+        if status == "active":
+            rows: list[dict] = []
+            for state in sorted(ACTIVE_STATUSES):
+                rows.extend(self.store.list_runs(status=state, limit=want, **filters))
+            rows.sort(key=lambda r: (r["created"] or 0.0, r["id"]), reverse=True)
+        else:
+            rows = self.store.list_runs(status=status or None, limit=want, **filters)
+        page = rows[offset : offset + limit]
+        more = len(rows) > offset + limit
+        return {
+            "runs": [self._row(r, self._spark(r) if spark else None) for r in page],
+            "offset": offset,
+            "limit": limit,
+            "next_offset": offset + limit if more else None,
+            "summary": self.live_summary(refresh=False),
+        }
+
+    def live_summary(self, refresh: bool = True) -> dict:
+        """What the status bar shows: live runs and their burn rate ($/h)."""
+        if refresh:
+            self.refresh()
+        live = [
+            r for s in sorted(ACTIVE_STATUSES) for r in self.store.list_runs(status=s, limit=None)
+        ]
+        return {
+            "running": sum(1 for r in live if r["status"] == "running"),
+            "active": len(live),
+            "rate": sum(r["rate"] or 0.0 for r in live),
+        }
+
+    def run(self, ref: str, max_points: Any = None) -> dict:
+        """One run: its row, params and every metric downsampled to `max_points`
+        (min/max buckets, so a spike is never averaged away; the store keeps all)."""
+        max_points = _int_arg(max_points, "max_points", DETAIL_POINTS, 10, MAX_DETAIL_POINTS)
+        run_id = self._resolve(ref)
+        self.store.refresh(run_id)
+        row = self.store.get(run_id)
+        series = {}
+        for key, points in self.store.metrics(run_id).items():
+            steps, values = downsample(points, max_points)
+            series[key] = {
+                "steps": steps,
+                "values": [_finite(v) for v in values],
+                "count": len(points),
+            }
+        out = self._row(row)
+        out["params"] = {str(k): v for k, v in (row.get("params") or {}).items()}
+        out["series"] = series
+        out["checkpoints"] = len(self.store.checkpoints(run_id))
+        return out
+
+    def stop(self, ref: str, force: bool = False) -> dict:
+        """Ask a live run to stop (graceful; `force` kills at once) without waiting
+        for it to end: the answer is the run as it is now."""
+        run_id = self._resolve(ref)
+        self.store.refresh(run_id)
+        row = self.store.get(run_id)
+        if row["status"] not in ACTIVE_STATUSES:
+            raise RunNotActive(f"run {run_id} is {row['status']}, not running: nothing to stop")
+        self.session.backend_stop(run_id, force=bool(force))
+        self.store.refresh(run_id)
+        return {"stopping": True, "force": bool(force), "run": self._row(self.store.get(run_id))}
+
+    def record(self, ref: str) -> tuple[str, Path]:
+        """(run id, path) of a run's record.ipynb; RecordNotReady while it runs."""
+        run_id = self._resolve(ref)
+        path = self.store.run_dir(run_id) / RECORD_FILE
+        if not path.is_file():
+            self.store.refresh(run_id)
+            status = self.store.get(run_id)["status"]
+            raise RecordNotReady(
+                f"run {run_id} has no record.ipynb yet ({status}): it is written when the run ends"
+            )
+        return run_id, path
+
+    def record_copy_name(self, ref: str) -> tuple[str, str]:
+        """(run id, file name) of the copy of a record opened in the lab."""
+        run_id, _ = self.record(ref)
+        name = self.store.get(run_id).get("name") or run_id
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name))[:60]
+        return run_id, f"{safe}-{run_id}.ipynb"
+
+    def resources(self) -> dict:
+        """Cloud resources with $/h. Until the AWS backend tracks them (issue 4) the
+        list is empty and `note` says so; live runs' burn rate comes from the store."""
+        live = self.live_summary()
+        return {
+            "resources": [],
+            "note": RESOURCES_NOTE,
+            "rate": live["rate"],
+            "running": live["running"],
+        }
+
+    def cost(self) -> dict:
+        """Spend: the sum of run costs (local runs cost 0), by backend and by
+        experiment, and the live burn rate."""
+        self.refresh()
+        rows = self.store.list_runs(limit=None)
+        by_backend: dict[str, float] = {}
+        by_experiment: dict[str, float] = {}
+        total = 0.0
+        day_ago = time.time() - 86400
+        last_day = 0.0
+        for row in rows:
+            cost = row["cost"] or 0.0
+            total += cost
+            backend = row["backend"] or "local"
+            by_backend[backend] = by_backend.get(backend, 0.0) + cost
+            experiment = row["experiment"] or "default"
+            by_experiment[experiment] = by_experiment.get(experiment, 0.0) + cost
+            if (row["created"] or 0.0) >= day_ago:
+                last_day += cost
+        live = self.live_summary(refresh=False)
+        return {
+            "total": total,
+            "last_24h": last_day,
+            "runs": len(rows),
+            "by_backend": by_backend,
+            "by_experiment": dict(sorted(by_experiment.items(), key=lambda kv: -kv[1])),
+            "rate": live["rate"],
+            "running": live["running"],
+        }
