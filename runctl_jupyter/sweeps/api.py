@@ -371,8 +371,8 @@ def create(session: Any, **kw: Any) -> Sweep:
             raise BadParam(
                 "nothing to sweep: give --grid KEY=V1,V2 (repeatable), or --random N --space KEY=DIST(...)"
             )
-        plan = grid_plan(grid)
-        n_trials = len(plan)
+        n_trials = grid_size(grid)
+        plan = grid_plan(grid) if n_trials <= CONFIRM_TRIALS or kw["yes"] else []
     else:
         if not space and not grid:
             raise BadParam(f"--search {search} needs a --space KEY=DIST(...) (or --grid) to search")
