@@ -283,10 +283,10 @@ async def test_cost_sums_run_costs_and_local_runs_cost_nothing(jp_fetch, runctl_
     assert cost["runs"] == 3 and cost["rate"] == 0.0
 
 
-async def test_resources_is_an_empty_list_with_a_note_until_aws_tracking(jp_fetch, runctl_home):
+async def test_resources_without_aws_runs_is_an_empty_list_with_a_note(jp_fetch, runctl_home):
     resources = await get_json(jp_fetch, "resources")
     assert resources["resources"] == []
-    assert "issue 4" in resources["note"]
+    assert "No AWS runs" in resources["note"]
 
 
 # ---- authentication ----------------------------------------------------------------

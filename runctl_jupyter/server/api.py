@@ -9,6 +9,7 @@ Every string in an answer comes from a run and is shown by the frontend as text.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -19,7 +20,10 @@ from ..config import Runctl
 from ..display.series import downsample
 from ..errors import RunctlError, RunNotFound
 from ..events import ACTIVE_STATUSES, ALL_STATUSES
+from ..launch import read_spec
 from ..session import Session
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 200
 SPARK_POINTS = 40
@@ -31,10 +35,11 @@ RECORDS_FOLDER = "runctl-records"
 # browser tabs polling do not each re-read every live run's events.
 REFRESH_EVERY = 0.5
 
-RESOURCES_NOTE = (
-    "Cloud resources are listed once the AWS backend's resource tracking lands "
-    "(issue 4); local runs use no cloud resources."
-)
+# AWS is asked (describe calls, in the region/profile of c.AWSBackend) only when
+# the store has AWS runs or the default backend is aws, and at most this often.
+RESOURCES_EVERY = 30.0
+PULL_EVERY = 5.0  # seconds between pulls of live remote runs' events (S3)
+NO_AWS_NOTE = "No AWS runs in this store: local runs use no cloud resources."
 
 
 class BadRequest(RunctlError):
@@ -82,6 +87,9 @@ class LabAPI:
         self._refresh_lock = threading.Lock()
         # sparklines of ended runs never change: keyed by (run id, status, last step)
         self._sparks: dict[tuple, dict] = {}
+        self._pulled = 0.0
+        self._resources: tuple[float, list, str | None] | None = None
+        self._resources_lock = threading.Lock()
 
     # ---- helpers --------------------------------------------------------------
 
@@ -90,8 +98,25 @@ class LabAPI:
         with self._refresh_lock:
             now = time.monotonic()
             if force or now - self._refreshed >= REFRESH_EVERY:
+                if now - self._pulled >= PULL_EVERY:
+                    self._pull_remote()
+                    self._pulled = now
                 self.store.refresh()
                 self._refreshed = time.monotonic()
+
+    def _pull_remote(self) -> None:
+        """Bring new events of live remote (AWS) runs into their local folders, as
+        an attached notebook would: the sidebar shows them live with no kernel."""
+        for state in sorted(ACTIVE_STATUSES):
+            for row in self.store.list_runs(status=state, limit=None):
+                if (row["backend"] or "local") == "local":
+                    continue
+                try:
+                    run_dir = self.store.run_dir(row["id"])
+                    spec = read_spec(run_dir)
+                    self.session.backend(row["backend"]).pull(run_dir, spec)
+                except Exception as exc:  # one unreachable run must not stop the listing
+                    log.warning("runctl: could not pull run %s: %s", row["id"], exc)
 
     def _row(self, row: dict, summary: dict | None = None) -> dict:
         out = {
@@ -246,15 +271,58 @@ class LabAPI:
         return run_id, f"{safe}-{run_id}.ipynb"
 
     def resources(self) -> dict:
-        """Cloud resources with $/h. Until the AWS backend tracks them (issue 4) the
-        list is empty and `note` says so; live runs' burn rate comes from the store."""
+        """runctl-managed cloud resources (aws/resources.py), each with the $/h of
+        its run when the store knows it, plus the live burn rate. Without AWS runs
+        nothing is asked of AWS and the list is empty with a `note` saying why."""
         live = self.live_summary()
+        resources, note = self._cloud_resources()
         return {
-            "resources": [],
-            "note": RESOURCES_NOTE,
+            "resources": resources,
+            "note": note,
             "rate": live["rate"],
             "running": live["running"],
         }
+
+    def _aws_in_use(self) -> bool:
+        if self.session.config.backend == "aws":
+            return True
+        return any(r["backend"] == "aws" for r in self.store.list_runs(limit=None))
+
+    def _cloud_resources(self) -> tuple[list, str | None]:
+        with self._resources_lock:
+            now = time.monotonic()
+            if self._resources is not None and now - self._resources[0] < RESOURCES_EVERY:
+                return self._resources[1], self._resources[2]
+            if not self._aws_in_use():
+                found: list = []
+                note: str | None = NO_AWS_NOTE
+            else:
+                try:
+                    found, note = self._list_aws(), None
+                except Exception as exc:  # no credentials, no network: say so, list nothing
+                    found, note = [], f"could not list AWS resources: {exc}"
+            self._resources = (now, found, note)
+            return found, note
+
+    def _list_aws(self) -> list[dict]:
+        from ..aws.resources import list_resources
+
+        clients = self.session.backend("aws").clients
+        out = []
+        for resource in list_resources(clients):
+            row = resource.row()
+            row["rate"] = None
+            if row["run"]:
+                try:
+                    run = self.store.get(row["run"])
+                except RunctlError:
+                    run = None
+                if run is not None:
+                    row["run_status"] = run["status"]
+                    if run["status"] in ACTIVE_STATUSES and resource.kind == "instance":
+                        row["rate"] = run["rate"]
+            out.append({k: _finite(v) for k, v in row.items()})
+        return out
 
     def cost(self) -> dict:
         """Spend: the sum of run costs (local runs cost 0), by backend and by
