@@ -5,7 +5,8 @@
 
 start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service
 pull():    new numbered event chunks from S3 into the local mirror run folder
-           (paced: ~5 s while events flow, backing off to 20 s when idle), then
+           (paced: every 1 s for the first 30 s, then 10 s while events flow, backing
+           off to 20 s when idle: ~700 calls per run-hour, docs/aws.md), then
            stdout.log, record.ipynb and env.json once the attempt's exit event arrived
 stop():    SSM writes control.json and wakes the agent; it stops the code, syncs,
            and terminates the instance unless it was reused (--instance) or kept (--keep)
@@ -65,7 +66,13 @@ class AWSBackend(Configurable):
     bootstrap_timeout = Float(1800.0, help="Seconds the bootstrap (env + packages) may take.").tag(
         config=True
     )
-    poll_interval = Float(5.0, help="Seconds between S3 polls while events flow.").tag(config=True)
+    fast_poll = Float(1.0, help="Seconds between S3 polls in the first fast_seconds of a run.").tag(
+        config=True
+    )
+    fast_seconds = Float(
+        30.0, help="How long after start polls are fast (first metric seen quickly)."
+    ).tag(config=True)
+    poll_interval = Float(10.0, help="Seconds between S3 polls while events flow.").tag(config=True)
     max_poll_interval = Float(20.0, help="Longest pause between S3 polls of an idle run.").tag(
         config=True
     )
@@ -256,11 +263,16 @@ class AWSBackend(Configurable):
         if exits:
             for name in ("stdout.log", "record.ipynb", "env.json", "output.ipynb"):
                 _download(s3, target["bucket"], prefix + name, run_dir / name)
-        if keys:
+        now = time.monotonic()
+        if now - state["since"] < self.fast_seconds:
+            state["interval"] = self.fast_poll
+        elif keys:
             state["interval"] = self.poll_interval
-        else:
-            state["interval"] = min(state["interval"] * 1.5, self.max_poll_interval)
-        state["next_poll"] = time.monotonic() + state["interval"]
+        else:  # idle: back off (heartbeat chunks come every 20 s, well inside the lost timeout)
+            state["interval"] = min(
+                max(state["interval"], self.poll_interval) * 1.5, self.max_poll_interval
+            )
+        state["next_poll"] = now + state["interval"]
         return added
 
     def _pull_state(self, run_dir: Path, run_id: str) -> dict:
@@ -276,6 +288,7 @@ class AWSBackend(Configurable):
                 "seq": last_seq(run_dir / "events.jsonl"),
                 "next_poll": 0.0,
                 "interval": self.poll_interval,
+                "since": time.monotonic(),
             }
             self._pull[run_id] = state
         return state

@@ -189,3 +189,60 @@ def test_a_failed_bootstrap_terminates_the_new_instance(aws, instance, tmp_path)
         Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
     )
     assert res["Reservations"] == []
+
+
+LONG_CELL = """
+import time
+step = 0
+while not runctl.should_stop:
+    runctl.log(step=step, loss=1.0)
+    step += 1
+    time.sleep(0.2)
+print("stopped cleanly at", step)
+"""
+
+
+def test_stop_ends_the_run_gracefully_syncs_and_terminates(aws, instance, tmp_path):
+    setup(aws)
+    run_dir, spec = _new_run(tmp_path, code=LONG_CELL)
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    facts = backend.start(run_dir, spec, attempt=1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        backend.pull(run_dir, spec, force=True)
+        events, _ = read_events(run_dir / "events.jsonl")
+        if any(e["type"] == "metric" for e in events):
+            break
+        time.sleep(0.2)
+    spec["target"] = facts
+    backend.stop(run_dir, spec)
+    events = _follow(backend, run_dir, spec, timeout=60)
+    exit_event = [e for e in events if e["type"] == "exit"][-1]
+    assert exit_event["status"] == "stopped" and exit_event["reason"] == "user"
+    assert "stopped cleanly at" in (run_dir / "stdout.log").read_text()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = aws.ec2.describe_instances(InstanceIds=[facts["instance_id"]])["Reservations"][0][
+            "Instances"
+        ][0]["State"]["Name"]
+        if state != "running":
+            break
+        time.sleep(0.3)
+    assert state in ("shutting-down", "terminated")
+    assert backend.is_alive(run_dir, spec) is False
+
+
+def test_pip_auto_installs_the_pinned_packages_the_cell_imports(aws, instance, tmp_path):
+    import idna  # not a dependency of the agent's boto3/cloudpickle: only --pip auto brings it
+
+    setup(aws)
+    code = "import idna\nprint('idna', idna.__version__)\nrunctl.log(step=0, ok=1)\n"
+    run_dir, spec = _new_run(tmp_path, code=code, options={"keep": True})
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    facts = backend.start(run_dir, spec, attempt=1)
+    assert facts["requirements"] == [f"idna=={idna.__version__}"]
+    events = _follow(backend, run_dir, spec)
+    assert [e for e in events if e["type"] == "exit"][-1]["status"] == "succeeded"
+    assert f"idna {idna.__version__}" in (run_dir / "stdout.log").read_text()
+    boot = json.loads((instance.run_dir(spec["run_id"]) / "bootstrap.json").read_text())
+    assert boot["pip_seconds"] >= 0
