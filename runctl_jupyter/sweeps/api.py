@@ -278,6 +278,15 @@ def sweep(
                 f"--resume {resume} continues the sweep as it was planned; drop the cell, --grid, --space and --trials"
             )
         handle = Sweep(session, resolve_sweep(session.store.home, resume))
+        deadline = time.monotonic() + 10
+        while handle.state.status in FINAL and scheduler_alive(handle.dir):
+            if (
+                time.monotonic() > deadline
+            ):  # a finished scheduler exits right after its last record
+                raise RunctlError(
+                    f"sweep {handle.id}'s scheduler does not exit; see {handle.dir / 'scheduler.log'}"
+                )
+            time.sleep(0.02)
         if not scheduler_alive(handle.dir):
             if handle.state.status in FINAL and not _resumable(handle.state, retry_failed):
                 raise RunctlError(

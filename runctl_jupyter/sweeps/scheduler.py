@@ -148,7 +148,6 @@ class Scheduler:
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> int:
         self.prepare()
-        self.log(type="status", status="running", reason="resumed" if self.resume else None)
         try:
             while True:
                 self._check_control()
@@ -452,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     if fd is None:
         print(f"a scheduler already runs sweep {sweep_dir.name}", file=sys.stderr)
         return 3
+    # "running" before the launcher exits: whoever started us never reads a stale final status
+    append_log(
+        sweep_dir, type="status", status="running", reason="resumed" if args.resume else None
+    )
     if args.daemon:
         if os.fork() > 0:
             os._exit(0)
