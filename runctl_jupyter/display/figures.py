@@ -104,7 +104,7 @@ def svg_chart(
     drawable = [(name, xs, ys) for name, xs, ys in series if xs]
     if not drawable:
         return ""
-    pad_l, pad_r, pad_t, pad_b = 48, 10, 22 if title else 8, 22
+    pad_l, pad_r, pad_t, pad_b = 64, 10, 22 if title else 8, 22
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
     x_min = min(min(xs) for _, xs, _ in drawable)
     x_max = max(max(xs) for _, xs, _ in drawable)
