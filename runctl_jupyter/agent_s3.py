@@ -16,7 +16,7 @@ misses one.
 
 Upload pacing keeps the reader's cost low (docs/aws.md): status, checkpoint,
 warning, interrupt and exit events go out at the next tick, the first metric of
-an attempt too; other metrics and logs at most every `interval` seconds (10);
+an attempt too; other metrics and logs at most every `interval` seconds (15);
 heartbeat-only chunks every `heartbeat_interval` seconds (20).
 
 Also a small CLI the bootstrap script uses on the instance:
@@ -83,7 +83,7 @@ class Sync:
         spec = json.loads((self.run_dir / "spec.json").read_text())
         self.run_id = spec["run_id"]
         self.prefix = run_prefix(cfg, self.run_id)
-        self.interval = float(cfg.get("interval", 10.0))
+        self.interval = float(cfg.get("interval", 15.0))
         self.heartbeat_interval = float(cfg.get("heartbeat_interval", 20.0))
         self.log_interval = float(cfg.get("log_interval", 30.0))
         self.s3 = client or make_s3_client(cfg.get("region"))
