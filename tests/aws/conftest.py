@@ -199,8 +199,10 @@ def aws(moto_server: str):
     return clients
 
 
-def policy_json(text: str) -> dict:
-    return json.loads(text)
+@pytest.fixture
+def aws_clients_env(aws):
+    """The `aws` account, for code that makes its own clients from the environment."""
+    return aws
 
 
 class _Raw:
