@@ -403,3 +403,23 @@ def test_best_uses_min_for_losses_and_max_otherwise():
 def test_static_summary_without_metrics_uses_final_metrics_of_the_row():
     bundle = static_summary(make_run(status="succeeded", final_metrics={"acc": 0.91234567}), {})
     assert "0.912346" in bundle["text/html"] and PLOTLY not in bundle
+
+
+def test_only_the_bottom_subplot_keeps_the_step_axis_title(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True)
+    with capture_output():
+        panel.show()
+    panel.update(make_run(), [ev("metric", step=0, values={"loss": 2.0})])
+    panel.redraw()
+    panel.update(make_run(), [ev("metric", step=1, values={"lr": 1e-4})])
+    panel.redraw()
+    layout = panel.w["figure"].layout
+    assert layout.xaxis.title.text == "" and layout.xaxis2.title.text == "step"
+    assert layout.xaxis.showticklabels is False
+
+
+def test_html_outputs_are_not_typeset_as_latex():
+    run = make_run(backend="aws", cost=1.0, rate=2.0, status="succeeded", name="$x$ and $y$")
+    for bundle in static_outputs(run, {"loss": [(0, 1.0), (1, 0.5)]}):
+        assert "tex2jax_ignore" in bundle["text/html"]

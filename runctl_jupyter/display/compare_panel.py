@@ -158,7 +158,7 @@ class ComparePanel:
                 f"{esc(axis)} and a better best {esc(self.metric)}</div>"
             )
         return (
-            f'<div class="runctl-compare"><div style="overflow-x:auto"><table style="{TABLE_STYLE}">'
+            f'<div class="runctl-compare tex2jax_ignore mathjax_ignore"><div style="overflow-x:auto"><table style="{TABLE_STYLE}">'
             f"<thead><tr>{header}</tr></thead><tbody>{''.join(html_rows)}</tbody></table></div>{note}</div>"
         )
 
@@ -204,7 +204,7 @@ class ComparePanel:
             svg += f'<div style="color:#666;font-size:0.85em">and {more} more runs</div>'
         return {
             PLOTLY_MIME: {"data": data, "layout": layout, "config": {"displaylogo": False}},
-            "text/html": f'<div class="runctl-figure">{svg}</div>',
+            "text/html": f'<div class="runctl-figure tex2jax_ignore mathjax_ignore">{svg}</div>',
             "text/plain": f"<figure: {self.metric} of {len(history)} runs>",
         }
 
@@ -270,7 +270,8 @@ class ComparePanel:
         )
         return {
             PLOTLY_MIME: {"data": data, "layout": layout, "config": {"displaylogo": False}},
-            "text/html": f"<div>Pareto front ({esc(axis)}, best {esc(self.metric)}): {listing}</div>",
+            "text/html": '<div class="tex2jax_ignore mathjax_ignore">'
+            + f"Pareto front ({esc(axis)}, best {esc(self.metric)}): {listing}</div>",
             "text/plain": f"<figure: {axis} vs best {self.metric}; front: {', '.join(r['run'] for r in front)}>",
         }
 
@@ -332,7 +333,7 @@ class ComparePanel:
         }
         return {
             PLOTLY_MIME: {"data": data, "layout": layout, "config": {"displaylogo": False}},
-            "text/html": f"<div>parallel coordinates of {len(rows)} runs (needs plotly's renderer)</div>",
+            "text/html": f'<div class="tex2jax_ignore">parallel coordinates of {len(rows)} runs (needs plotly\'s renderer)</div>',
             "text/plain": f"<figure: parallel coordinates, {len(rows)} runs>",
         }
 

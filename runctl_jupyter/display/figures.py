@@ -45,11 +45,15 @@ def subplot_layout(n_groups: int, title: str | None = None, x_title: str = "step
         suffix = "" if i == 0 else str(i + 1)
         top = 1.0 - i * (height + gap)
         layout[f"yaxis{suffix}"] = {"domain": [max(0.0, top - height), top], "anchor": f"x{suffix}"}
-        xaxis: dict = {"anchor": f"y{suffix}", "showticklabels": i == n - 1}
+        last = i == n - 1
+        # every axis states its title: a live figure merges a new layout into the old one
+        xaxis: dict = {
+            "anchor": f"y{suffix}",
+            "showticklabels": last,
+            "title": {"text": x_title if last else ""},
+        }
         if i:
             xaxis["matches"] = "x"
-        if i == n - 1:
-            xaxis["title"] = {"text": x_title}
         layout[f"xaxis{suffix}"] = xaxis
     return layout
 

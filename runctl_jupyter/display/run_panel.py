@@ -250,7 +250,7 @@ class RunPanel:
             else:
                 lines.append(f"  {esc(line)}")
         return (
-            '<pre class="runctl-log" style="max-height:22em;overflow:auto;font-size:0.85em;'
+            '<pre class="runctl-log tex2jax_ignore mathjax_ignore" style="max-height:22em;overflow:auto;font-size:0.85em;'
             'margin:4px 0;padding:4px;background:#f7f7f7">' + "\n".join(lines) + "</pre>"
         )
 
@@ -272,7 +272,10 @@ class RunPanel:
         )
 
     def chart_html(self) -> str:
-        return svg_chart([(name, xs, ys) for name, _, xs, ys in self.traces()])
+        svg = svg_chart([(name, xs, ys) for name, _, xs, ys in self.traces()])
+        return (
+            f'<div class="runctl-figure tex2jax_ignore mathjax_ignore">{svg}</div>' if svg else ""
+        )
 
     def _maybe_redraw(self, force: bool = False) -> None:
         if self.finished or self.mode is None or not self._dirty:

@@ -97,7 +97,7 @@ def runs_html(rows: list[dict], summaries: dict | None = None) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     header = "".join(f'<th style="{CELL_L}">{esc(h)}</th>' for h in head)
     return (
-        f'<div class="runctl-runs"><table style="{TABLE_STYLE}"><thead><tr>{header}</tr></thead>'
+        f'<div class="runctl-runs tex2jax_ignore mathjax_ignore"><table style="{TABLE_STYLE}"><thead><tr>{header}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 

@@ -142,7 +142,11 @@ def header_html(run: dict, extra: str = "") -> str:
         bits.append(f"attempt {esc(run.get('attempt'))}")
     if extra:
         bits.append(extra)
-    return '<div class="runctl-header" style="line-height:1.8">' + " · ".join(bits) + "</div>"
+    return (
+        '<div class="runctl-header tex2jax_ignore mathjax_ignore" style="line-height:1.8">'
+        + " · ".join(bits)
+        + "</div>"
+    )
 
 
 def summary_html(run: dict, metrics: dict, record_path: str | None = None) -> str:
@@ -195,7 +199,7 @@ def summary_html(run: dict, metrics: dict, record_path: str | None = None) -> st
     )
     final_note = "" if status in FINAL else " (not finished)"
     return (
-        f'<div class="runctl-summary" data-run-id="{esc(run.get("id"))}">'
+        f'<div class="runctl-summary tex2jax_ignore mathjax_ignore" data-run-id="{esc(run.get("id"))}">'
         + header_html(run, extra=esc(final_note.strip()) if final_note else "")
         + f"<div>{blocks}</div></div>"
     )
@@ -263,7 +267,7 @@ def figure_bundle(run: dict, metrics: dict) -> dict | None:
     names = ", ".join(metrics)
     return {
         PLOTLY_MIME: spec,
-        "text/html": f'<div class="runctl-figure">{svg}</div>',
+        "text/html": f'<div class="runctl-figure tex2jax_ignore mathjax_ignore">{svg}</div>',
         "text/plain": f"<figure: {names}>",
     }
 
