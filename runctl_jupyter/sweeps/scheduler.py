@@ -99,6 +99,10 @@ class Scheduler:
 
             self.pruner = Pruner(prune, self.mode)
         self.pending: list[int] = []  # trial indices to launch (or resume), in order
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
+        self.launches: dict[Any, tuple[int, str]] = {}
 
     def _read_bytes(self, name: str) -> bytes | None:
         path = self.dir / name
@@ -151,6 +155,7 @@ class Scheduler:
         try:
             while True:
                 self._check_control()
+                self._reap_launches()
                 self._watch()
                 now = time.monotonic()
                 if now - self.last_prune >= PRUNE_EVERY:
@@ -165,6 +170,8 @@ class Scheduler:
             self.warn(f"the scheduler stopped: {type(exc).__name__}: {exc}")
             traceback.print_exc()
             raise
+        self.launcher.shutdown(wait=True)
+        self._reap_launches()
         self._finish()
         return 0
 
@@ -337,11 +344,18 @@ class Scheduler:
         spec = self._create_run(index, trial["params"])
         self.log(type="trial", index=index, run_id=spec["run_id"], status="starting")
         target = self.session.backend(spec.get("backend") or "local")
-        try:
-            target.start(self.store.run_dir(spec["run_id"]), spec, 1)
-        except BaseException as exc:  # noqa: BLE001 - one trial's launch must not end the sweep
-            self.store.set_status(spec["run_id"], "failed", reason="launch")
-            self.warn(f"trial {index}: could not start run {spec['run_id']}: {exc}")
+        # Starting an agent means booting a Python process: in a thread, so two slots
+        # that free together start together and the loop keeps watching meanwhile.
+        future = self.launcher.submit(target.start, self.store.run_dir(spec["run_id"]), spec, 1)
+        self.launches[future] = (index, spec["run_id"])
+
+    def _reap_launches(self) -> None:
+        for future in [f for f in self.launches if f.done()]:
+            index, run_id = self.launches.pop(future)
+            exc = future.exception()
+            if exc is not None:  # one trial's launch must not end the sweep
+                self.store.set_status(run_id, "failed", reason="launch")
+                self.warn(f"trial {index}: could not start run {run_id}: {exc}")
 
     def _create_run(self, index: int, params: dict) -> dict:
         from ..launch import create_run
