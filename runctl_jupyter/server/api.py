@@ -25,7 +25,7 @@ from ..session import Session
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE = 200
+MAX_PAGE = 500
 SPARK_POINTS = 40
 DETAIL_POINTS = 500
 MAX_DETAIL_POINTS = 5000

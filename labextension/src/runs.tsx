@@ -1,0 +1,149 @@
+import React from 'react';
+
+import { dollars, duration, metric } from './format';
+import { IFilters } from './model';
+import { Sparkline } from './sparkline';
+import { IRun } from './types';
+
+const STATUSES = [
+  'active',
+  'running',
+  'queued',
+  'succeeded',
+  'failed',
+  'stopped',
+  'lost'
+];
+
+export interface IRunsViewProps {
+  runs: IRun[];
+  loaded: boolean;
+  error: string | null;
+  hasMore: boolean;
+  filters: IFilters;
+  onFilters: (filters: IFilters) => void;
+  onOpen: (run: IRun) => void;
+  onStop: (run: IRun) => void;
+  onMore: () => void;
+}
+
+/** The list of runs: every string from a run is a React text node. */
+export function RunsView(props: IRunsViewProps): JSX.Element {
+  const { filters } = props;
+  return (
+    <div className="jp-runctl-runs">
+      <div className="jp-runctl-filters">
+        <input
+          className="jp-runctl-filter-experiment"
+          placeholder="experiment"
+          value={filters.experiment}
+          onChange={e =>
+            props.onFilters({ ...filters, experiment: e.currentTarget.value })
+          }
+        />
+        <select
+          className="jp-runctl-filter-status"
+          value={filters.status}
+          onChange={e =>
+            props.onFilters({ ...filters, status: e.currentTarget.value })
+          }
+        >
+          <option value="">all</option>
+          {STATUSES.map(s => (
+            <option key={s} value={s}>
+              {s}
+            </option>
+          ))}
+        </select>
+      </div>
+      {props.error && <div className="jp-runctl-error">{props.error}</div>}
+      {props.loaded && props.runs.length === 0 && (
+        <div className="jp-runctl-empty">
+          No runs yet: put <code>%%runctl train</code> on top of a cell.
+        </div>
+      )}
+      <ul className="jp-runctl-list">
+        {props.runs.map(run => (
+          <RunRow
+            key={run.id}
+            run={run}
+            onOpen={props.onOpen}
+            onStop={props.onStop}
+          />
+        ))}
+      </ul>
+      {props.hasMore && (
+        <button className="jp-runctl-more jp-mod-styled" onClick={props.onMore}>
+          More runs
+        </button>
+      )}
+    </div>
+  );
+}
+
+function RunRow(props: {
+  run: IRun;
+  onOpen: (run: IRun) => void;
+  onStop: (run: IRun) => void;
+}): JSX.Element {
+  const { run } = props;
+  const shown = Object.entries(run.metrics).slice(0, 2);
+  const title = run.has_record
+    ? 'Open the run’s record.ipynb'
+    : 'record.ipynb is written when the run ends';
+  const progress =
+    run.active && run.total ? ` ${(run.last_step ?? 0) + 1}/${run.total}` : '';
+  return (
+    <li
+      className="jp-runctl-run"
+      data-run-id={run.id}
+      data-status={run.status}
+      title={title}
+      onClick={() => run.has_record && props.onOpen(run)}
+    >
+      <div className="jp-runctl-run-top">
+        <span
+          className={`jp-runctl-badge jp-runctl-status-${run.status}`}
+          title={run.reason ? `${run.status} (${run.reason})` : run.status}
+        >
+          {run.status}
+        </span>
+        <span className="jp-runctl-name">{run.name || run.id}</span>
+        <span className="jp-runctl-id">{run.id}</span>
+        {run.active && (
+          <button
+            className="jp-runctl-stop jp-mod-styled"
+            title="Stop this run (graceful)"
+            onClick={e => {
+              e.stopPropagation();
+              props.onStop(run);
+            }}
+          >
+            Stop
+          </button>
+        )}
+      </div>
+      <div className="jp-runctl-run-bottom">
+        <span className="jp-runctl-experiment">{run.experiment}</span>
+        {shown.map(([k, v]) => (
+          <span key={k} className="jp-runctl-metric">
+            {k}={metric(v)}
+          </span>
+        ))}
+        {run.spark && <Sparkline values={run.spark.values} />}
+        <span className="jp-runctl-elapsed">
+          {duration(run.duration)}
+          {progress}
+        </span>
+        <span className="jp-runctl-cost">
+          {run.backend === 'local' ? 'local' : dollars(run.cost)}
+        </span>
+      </div>
+      {run.error && (
+        <div className="jp-runctl-run-error">
+          {run.error.type}: {run.error.message}
+        </div>
+      )}
+    </li>
+  );
+}

@@ -1,0 +1,75 @@
+/** What /runctl/api/ answers (runctl_jupyter/server/api.py). */
+
+export interface ISpark {
+  metric: string;
+  values: (number | null)[];
+}
+
+export interface IRun {
+  id: string;
+  name: string | null;
+  experiment: string | null;
+  project: string | null;
+  backend: string | null;
+  status: string;
+  reason: string | null;
+  created: number | null;
+  started: number | null;
+  ended: number | null;
+  duration: number | null;
+  attempt: number;
+  last_step: number | null;
+  total: number | null;
+  cost: number;
+  rate: number | null;
+  metrics: { [key: string]: number | null };
+  active: boolean;
+  has_record: boolean;
+  error: { type: string; message: string } | null;
+  spark?: ISpark | null;
+}
+
+export interface ISummary {
+  running: number;
+  active: number;
+  rate: number;
+}
+
+export interface IRunsPage {
+  runs: IRun[];
+  offset: number;
+  limit: number;
+  next_offset: number | null;
+  summary: ISummary;
+}
+
+export interface IResource {
+  kind: string;
+  id: string;
+  region: string;
+  state: string;
+  detail: string;
+  age_h: number | null;
+  owner: string;
+  run: string;
+  run_status: string | null;
+  kept: boolean;
+  rate: number | null;
+}
+
+export interface IResources {
+  resources: IResource[];
+  note: string | null;
+  rate: number;
+  running: number;
+}
+
+export interface ICost {
+  total: number;
+  last_24h: number;
+  runs: number;
+  by_backend: { [backend: string]: number };
+  by_experiment: { [experiment: string]: number };
+  rate: number;
+  running: number;
+}
