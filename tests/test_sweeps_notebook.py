@@ -211,3 +211,19 @@ def test_the_sweep_example_runs_end_to_end_and_leaves_static_results(home, tmp_p
     text = listing.outputs[0].data["text/plain"]
     assert "digits-grid" in text and "digits-random" in text
     assert saved.stat().st_size < 500_000  # no plotly.js bundles left in the widget state
+
+
+def test_a_notebook_sweep_fills_the_parameters_cell_of_each_trial(session, tmp_path):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell("seed = 0")
+    params.metadata["tags"] = ["parameters"]
+    body = new_code_cell(
+        "from runctl_jupyter.runtime import runctl\nrunctl.log(step=0, acc=seed * 2)\n"
+    )
+    path = tmp_path / "analysis.ipynb"
+    nbformat.write(new_notebook(cells=[params, body], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), str(path))  # fmt: skip
+    sw = session.sweep(target=str(path), grid={"seed": [3]}, objective="acc:max")
+    assert sw.best["objective"] == 6
+    record = session.store.run_dir(sw.run_ids()[0]) / "record.ipynb"
+    assert "seed = 3" in record.read_text()
