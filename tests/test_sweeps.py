@@ -313,3 +313,20 @@ def test_the_sweep_is_never_confused_with_a_run(session):
     run_id = sw.run_ids()[0]
     assert sw.id.startswith("s") and "s" not in run_id  # run ids are hex: never a sweep id
     assert find_sweep(session.store.home, run_id) is None
+
+
+def test_show_tells_a_sweep_from_a_run(session):
+    from runctl_jupyter.sweeps.api import lookup, show
+
+    sw = session.sweep(code=QUICK, grid={"lr": [1, 2]}, name="named", objective="acc:max")
+    run_id = sw.run_ids()[0]
+    assert lookup(session, sw.id).id == sw.id and lookup(session, sw.id[:4]).id == sw.id
+    assert lookup(session, "named").id == sw.id
+    assert lookup(session, run_id) is None and lookup(session, "named-0") is None  # runs
+    assert sw.objective == "acc:max"
+    details = show(session, "named")
+    text = str(details)
+    assert (
+        sw.id in text and "acc=40 (trial 1" in text and "best best" not in text and run_id in text
+    )
+    assert "application/vnd.plotly.v1+json" in details._repr_mimebundle_()

@@ -41,7 +41,7 @@ from .record import (
 )
 from .space import grid_plan, grid_size, normalize_space, optuna_distributions, random_plan
 
-__all__ = ["CONFIRM_TRIALS", "Sweep", "find", "show", "sweep", "sweeps", "trial_rows"]
+__all__ = ["CONFIRM_TRIALS", "Sweep", "find", "lookup", "show", "sweep", "sweeps", "trial_rows"]
 
 CONFIRM_TRIALS = 100  # a sweep of more trials asks for --yes
 WATCH_INTERVAL = 0.1
@@ -70,6 +70,12 @@ class Sweep:
     def best(self) -> dict | None:
         """The best trial: {index, params, run_id, objective, ...} (None before any)."""
         return self.state.best()
+
+    @property
+    def objective(self) -> str | None:
+        """`METRIC:max|min`, as `compare(..., objective=...)` takes it (None without one)."""
+        obj = self.state.spec.get("objective")
+        return f"{obj['metric']}:{obj['mode']}" if obj else None
 
     def run_ids(self) -> list[str]:
         """The trials' run ids, in trial order (what `compare --sweep` compares)."""
@@ -687,6 +693,30 @@ def find(session: Any, ref: str) -> Sweep | None:
     return Sweep(session, found) if found is not None else None
 
 
+def lookup(session: Any, ref: str) -> Sweep | None:
+    """For `show REF` (a run or a sweep): the sweep REF means, or None if it means a run.
+
+    A sweep id or unique sweep-id prefix (they start with `s`, which no run id
+    does) is a sweep; otherwise a run (id, prefix, name) wins; otherwise a sweep name.
+    """
+    from ..errors import RunNotFound
+
+    ref = (ref or "").strip()
+    home = session.store.home
+    if ref.startswith("s"):
+        base = sweeps_dir(home)
+        if base.is_dir() and any(e.name.startswith(ref) for e in os.scandir(base)):
+            return find(session, ref)  # an ambiguous sweep prefix is an error that lists them
+    try:
+        session.store.resolve(ref)
+        return None
+    except RunNotFound:
+        pass
+    except RunctlError:
+        return None  # an ambiguous run prefix: let the run lookup say so
+    return find(session, ref)
+
+
 def show(session: Any, ref: str) -> SweepDetails:
     """`runctl show SWEEP`: the sweep, its trials and the best one."""
     handle = Sweep(session, resolve_sweep(session.store.home, ref))
@@ -841,7 +871,7 @@ class SweepDetails:
             fields.append(("fixed", _fmt_params(spec["fixed"])))
         best = best_text(s)
         if best:
-            fields.append(("best", best))
+            fields.append(("best", best.removeprefix("best ")))
         for warning in s.warnings[-5:]:
             fields.append(("warning", warning))
         fields.append(("folder", str(s.dir)))
