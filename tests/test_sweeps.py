@@ -330,3 +330,25 @@ def test_show_tells_a_sweep_from_a_run(session):
         sw.id in text and "acc=40 (trial 1" in text and "best best" not in text and run_id in text
     )
     assert "application/vnd.plotly.v1+json" in details._repr_mimebundle_()
+
+
+def test_optuna_search_prunes_with_optunas_pruner_fed_the_trials_values(session):
+    code = "import time\nfor step in range(30):\n    runctl.log(step=step, acc=x * step)\n    time.sleep(0.02)\n"
+    sw = session.sweep(
+        code=code,
+        space={"x": "uniform(0,1)"},
+        search="optuna",
+        trials=8,
+        seed=1,
+        objective="acc:max",
+        prune="median",
+        max_parallel=2,
+    )
+    state = sw.state
+    pruned = [t for t in state.trials if t["reason"] == "pruned"]
+    assert pruned and state.counts()["pruned"] == len(pruned)
+    assert all(w.count(f"trial {t['index']} pruned") <= 1 for t in pruned for w in state.warnings)
+    assert len([w for w in state.warnings if "pruned by optuna" in w]) == len(pruned)
+    assert sw.best["params"]["x"] == max(
+        t["params"]["x"] for t in state.trials if t["status"] == "succeeded"
+    )

@@ -99,6 +99,7 @@ class Scheduler:
 
             self.pruner = Pruner(prune, self.mode)
         self.pending: list[int] = []  # trial indices to launch (or resume), in order
+        self.pruned: set[int] = set()
         from concurrent.futures import ThreadPoolExecutor
 
         self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
@@ -297,15 +298,19 @@ class Scheduler:
                 continue
         for trial in running:
             index = trial["index"]
+            if index in self.pruned:
+                continue  # asked to stop already; it is on its way out
             history = histories.get(index) or []
             if self.search is not None:
                 if self.search.report(index, history) and self.spec.get("prune"):
+                    self.pruned.add(index)
                     self.warn(f"trial {index} pruned by optuna at step {history[-1][0]}")
                     self._stop_run(trial["run_id"], "pruned")
                 continue
             others = {i: h for i, h in histories.items() if i != index}
             why = self.pruner.check(index, history, self.finished_histories, others)
             if why:
+                self.pruned.add(index)
                 self.warn(f"trial {index} pruned: {why}")
                 self._stop_run(trial["run_id"], "pruned")
 
