@@ -187,6 +187,12 @@ def render(
         f"median of {meta.get('reps', '?')} repetitions. The machine is shared and noisy, "
         "so read the ratios, not the absolute times."
     )
+    if meta.get("quick"):
+        add("")
+        add(
+            "**Quick (smoke) mode: small sizes and few repetitions; these figures say the "
+            "harness runs, they do not measure the budgets.**"
+        )
     add("")
     add("## Machine and versions")
     add("")
