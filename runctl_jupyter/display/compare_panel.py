@@ -329,7 +329,7 @@ class ComparePanel:
         layout = {
             "title": {"text": f"params → best {esc(self.metric)}", "font": {"size": 14}},
             "height": 360,
-            "margin": {"l": 60, "r": 60, "t": 60, "b": 30},
+            "margin": {"l": 60, "r": 60, "t": 90, "b": 30},
         }
         return {
             PLOTLY_MIME: {"data": data, "layout": layout, "config": {"displaylogo": False}},
@@ -380,6 +380,11 @@ class ComparePanel:
     def refresh(self) -> None:
         """Redraw the outputs after a control changed."""
         for handle, bundle in zip(self._handles, self.outputs()):
+            if PLOTLY_MIME in bundle:
+                # JupyterLab reuses a renderer whose mime type stays the same, and
+                # plotly's renderer ignores new data once drawn: switch the mime type
+                # for a moment so a fresh renderer draws the new figure
+                handle.update({"text/plain": ""}, raw=True)
             handle.update(bundle, raw=True)
 
     def _build_controls(self):

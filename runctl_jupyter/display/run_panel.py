@@ -431,7 +431,7 @@ class RunPanel:
         ended = self.run.get("status") in FINAL
         stop.disabled = ended or self._stop_presses >= 3
         if self._stop_presses == 1:
-            stop.description = "Stopping… (force?)"
+            stop.description = "Force kill…"
             stop.button_style = "warning"
             stop.tooltip = "Press again to kill the run without waiting"
 
