@@ -99,7 +99,8 @@ rm -rf "$STAGE" && mkdir -p "$STAGE" "$RUN_DIR"
 tar -xzf "$BUNDLE" -C "$STAGE"
 cp -a "$STAGE/run/." "$RUN_DIR/"
 rm -rf "$PKG" && mkdir -p "$PKG" && cp -a "$STAGE/pkg/." "$PKG/"
-if [ -d "$STAGE/sync" ]; then mkdir -p "$RUN_DIR/work" && cp -a "$STAGE/sync/." "$RUN_DIR/work/"; fi
+mkdir -p "$RUN_DIR/work"
+if [ -d "$STAGE/work" ]; then cp -a "$STAGE/work/." "$RUN_DIR/work/"; fi
 
 T0=$(date +%s)
 if [ -s "$STAGE/requirements.txt" ]; then

@@ -4,13 +4,15 @@
       run/        spec.json (sync settings added), code.py, params.json, objects.pkl,
                   env.json, input.ipynb, events.jsonl (a resume goes on from it)
       pkg/runctl_jupyter/   the stdlib-only modules the agent and runner need
-      sync/<name>/          folders given with --sync (.gitignore respected)
+      work/                 the run's working folder: local modules the code imports from
+                            the notebook's folder, and --sync folders (.gitignore respected)
       requirements.txt      the packages the code imports, pinned to the notebook's versions
 
-Nothing is left to a flag the user must remember: modules imported from the
-notebook's folder already travel inside objects.pkl (cloudpickle by value), and
-`--pip auto` pins every third-party package the code, the script or the shipped
-objects import.
+Nothing is left to a flag the user must remember: modules the code imports from
+the notebook's folder travel as files (and those the shipped objects use travel
+inside objects.pkl, cloudpickle by value); `--pip auto` pins every third-party
+package the code, the script or the shipped objects import, and refuses, before
+anything is launched, an import that resolves to nothing here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
@@ -125,16 +128,26 @@ def pinned_requirements(
     """`name==version` for every installed distribution providing one of `modules`.
 
     Versions come from `packages` (env.json's record of the notebook) when known,
-    else from this Python. Stdlib modules, runctl itself and local modules (no
-    distribution) are skipped.
+    else from this Python. Stdlib modules, runctl itself and modules without a
+    distribution (local files) are skipped.
     """
+    return _resolve(modules, packages)[0]
+
+
+def _resolve(
+    modules: Iterable[str], packages: dict[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """(pins, modules that no installed distribution provides)."""
     stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
     mapping = importlib.metadata.packages_distributions()
     known = {k.lower().replace("_", "-"): v for k, v in (packages or {}).items()}
     pins: dict[str, str] = {}
+    unresolved: list[str] = []
     for module in sorted(set(modules)):
         if module in stdlib or module.startswith("runctl_jupyter") or module.startswith("_"):
             continue
+        if module not in mapping:
+            unresolved.append(module)
         for dist in mapping.get(module, []):
             key = dist.lower().replace("_", "-")
             if key in ("runctl-jupyter",):
@@ -146,7 +159,21 @@ def pinned_requirements(
                 except importlib.metadata.PackageNotFoundError:
                     continue
             pins[key] = version
-    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+    return [f"{name}=={version}" for name, version in sorted(pins.items())], unresolved
+
+
+def local_modules(modules: Iterable[str], workdir: str | os.PathLike | None) -> dict[str, Path]:
+    """Imported top-level modules that are files or packages in the notebook's folder."""
+    found: dict[str, Path] = {}
+    if not workdir or not Path(workdir).is_dir():
+        return found
+    root = Path(workdir)
+    for name in sorted(set(modules)):
+        if (root / f"{name}.py").is_file():
+            found[name] = root / f"{name}.py"
+        elif (root / name / "__init__.py").is_file():
+            found[name] = root / name
+    return found
 
 
 def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> list[str]:
@@ -158,7 +185,17 @@ def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> 
         except (FileNotFoundError, ValueError):
             pass
         packages = env.get("packages") if isinstance(env.get("packages"), dict) else None
-        return pinned_requirements(imported_modules(run_dir, spec), packages)
+        modules = imported_modules(run_dir, spec)
+        pins, unresolved = _resolve(modules, packages)
+        local = local_modules(modules, spec.get("workdir"))
+        missing = [m for m in unresolved if m not in local and importlib.util.find_spec(m) is None]
+        if missing:
+            names = ", ".join(missing)
+            raise BundleError(
+                f"the code imports {names}, which is neither installed here nor a file in "
+                f"{spec.get('workdir')}: install it, or name the package with --pip PKG (or --pip none)"
+            )
+        return pins
     if pip == "none":
         return []
     if isinstance(pip, str):
@@ -255,10 +292,19 @@ def build(
         pkg = Path(runctl_jupyter.__file__).resolve().parent
         for name in AGENT_MODULES:
             add_bytes(tar, f"pkg/runctl_jupyter/{name}", (pkg / name).read_bytes())
+        workdir = spec.get("workdir")
+        for name, path in local_modules(imported_modules(run_dir, spec), workdir).items():
+            if path.is_file():
+                add_bytes(tar, f"work/{path.name}", path.read_bytes())
+            else:
+                for file, rel in sync_files(path):
+                    add_bytes(tar, f"work/{name}/{rel}", file.read_bytes())
         for folder in sync_dirs:
-            folder = Path(folder)
+            folder = Path(folder).expanduser()
+            same = workdir and folder.resolve() == Path(workdir).resolve()
+            base = "work/" if same else f"work/{folder.resolve().name}/"
             for path, rel in sync_files(folder):
-                add_bytes(tar, f"sync/{folder.resolve().name}/{rel}", path.read_bytes())
+                add_bytes(tar, base + rel, path.read_bytes())
         add_bytes(tar, "requirements.txt", "".join(r + "\n" for r in requirements).encode())
     return buf.getvalue(), requirements
 

@@ -85,6 +85,7 @@ class AWSBackend(Configurable):
         self._clients = clients
         self._pull: dict[str, dict] = {}
         self._alive: dict[str, tuple[float, bool | None]] = {}
+        self._regional: dict[str, Clients] = {}
         self.progress: Callable[[str, str], None] | None = None
 
     # -- plumbing ----------------------------------------------------------------
@@ -94,29 +95,39 @@ class AWSBackend(Configurable):
             self._clients = Clients(region=self.region or None, profile=self.profile or None)
         return self._clients
 
+    def clients_for(self, region: str | None) -> Clients:
+        """The default clients, or clients for another region (`--region`, a run's target)."""
+        if not region or region == self.clients.region:
+            return self.clients
+        if region not in self._regional:
+            self._regional[region] = Clients(region=region, profile=self.profile or None)
+        return self._regional[region]
+
     def _say(self, state: str, detail: str) -> None:
         if self.progress is not None:
             self.progress(state, detail)
 
-    def _bucket(self) -> str:
+    def _bucket(self, clients: Clients) -> str:
         if self.bucket:
             return self.bucket
-        account = self.clients.identity()["Account"]
-        return bucket_name(account, self.clients.region)
+        account = clients.identity()["Account"]
+        return bucket_name(account, clients.region)
 
     # -- start -------------------------------------------------------------------
     def start(self, run_dir: Path, spec: dict, attempt: int) -> dict:
         run_dir = Path(run_dir)
         opts = {**(spec.get("target") or {}), **(spec.get("options") or {})}
-        clients = self.clients
+        clients = self.clients_for(opts.get("region"))
         ident = clients.identity()  # credentials first: nothing is created without them
-        bucket = self._bucket()
+        bucket = self._bucket(clients)
         try:
             clients.s3.head_bucket(Bucket=bucket)
         except Exception as exc:
             raise AWSError(
                 f"bucket {bucket} is missing or not yours ({error_code(exc)}); run `runctl aws setup`"
             ) from exc
+        if opts.get("data"):
+            _check_data(clients, str(opts["data"]), bool(opts.get("validate_data")))
         pip = _pip_choice(opts)
         sync_dirs = list(opts.get("sync") or [])
         # Validate the bundle (requirements, --sync folders) before any instance exists.
@@ -141,7 +152,9 @@ class AWSBackend(Configurable):
         )
         launched = provision(clients, req, progress=self._say)
         try:
-            facts = self._ship_and_start(run_dir, spec, attempt, launched, bucket, pip, sync_dirs)
+            facts = self._ship_and_start(
+                clients, run_dir, spec, attempt, launched, bucket, pip, sync_dirs
+            )
         except BaseException:
             terminate_launched(clients, launched)
             raise
@@ -150,6 +163,7 @@ class AWSBackend(Configurable):
 
     def _ship_and_start(
         self,
+        clients: Clients,
         run_dir: Path,
         spec: dict,
         attempt: int,
@@ -158,7 +172,6 @@ class AWSBackend(Configurable):
         pip: Any,
         sync_dirs: list,
     ) -> dict:
-        clients = self.clients
         sync_cfg = {
             "kind": "s3",
             "bucket": bucket,
@@ -204,7 +217,7 @@ class AWSBackend(Configurable):
         instance_id = target.get("instance_id")
         if not instance_id:
             return
-        clients = self.clients
+        clients = self.clients_for(target.get("region"))
         try:
             command_id = ssm.send(
                 clients, instance_id, bootstrap.stop_script(spec["run_id"], force=force)
@@ -231,7 +244,7 @@ class AWSBackend(Configurable):
         now = time.monotonic()
         if not force and now < state["next_poll"]:
             return 0
-        s3 = self.clients.s3
+        s3 = self.clients_for(target.get("region")).s3
         prefix = f"{target.get('prefix', self.prefix)}runs/{spec['run_id']}/"
         kwargs: dict[str, Any] = {"Bucket": target["bucket"], "Prefix": prefix + "events/"}
         if state["last_key"]:
@@ -311,7 +324,8 @@ class AWSBackend(Configurable):
             return cached[1]
         answer: bool | None = None
         try:
-            res = self.clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+            ec2 = self.clients_for(target.get("region")).ec2
+            res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
             state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
             if state in ("shutting-down", "terminated", "stopping", "stopped"):
                 answer = False
@@ -320,6 +334,32 @@ class AWSBackend(Configurable):
                 answer = False
         self._alive[instance_id] = (time.monotonic(), answer)
         return answer
+
+
+def _check_data(clients: Clients, url: str, validate: bool) -> None:
+    """`--data` must name objects that exist (and, with --validate-data, none empty) before launch."""
+    from ..agent_s3 import data_problems, list_data, parse_s3_url
+
+    try:
+        bucket, prefix = parse_s3_url(url)
+    except ValueError as exc:
+        raise AWSError(str(exc)) from exc
+    try:
+        if validate:
+            problem = data_problems(list_data(clients.s3, bucket, prefix), url)
+        else:
+            found = clients.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get(
+                "KeyCount", 0
+            )
+            problem = None if found else f"no files under {url}; check --data"
+    except AWSError:
+        raise
+    except Exception as exc:
+        raise AWSError(
+            f"cannot list {url} ({error_code(exc) or exc}); check --data and your access to it"
+        ) from exc
+    if problem:
+        raise AWSError(problem)
 
 
 def _pip_choice(opts: dict) -> Any:

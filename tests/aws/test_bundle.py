@@ -63,12 +63,22 @@ def test_bundle_carries_run_files_agent_modules_and_sync_settings(tmp_path: Path
 
 
 def test_pip_auto_pins_imported_packages_to_the_notebooks_versions(tmp_path: Path):
+    (tmp_path / "mylocal.py").write_text("VALUE = 3\n")
     code = "import six\nfrom yaml import safe_load\nimport os, mylocal\n"
     run_dir, spec = _run(tmp_path, code, packages={"PyYAML": "6.0.1"})
-    _, reqs = bundle.build(run_dir, spec, {"kind": "s3"})
+    data, reqs = bundle.build(run_dir, spec, {"kind": "s3"})
     import six
 
     assert reqs == ["pyyaml==6.0.1", f"six=={six.__version__}"]
+    # the local module travels as a file into the run's working folder
+    assert _members(data)["work/mylocal.py"] == b"VALUE = 3\n"
+
+
+def test_an_import_that_resolves_to_nothing_is_refused_before_launch(tmp_path: Path):
+    run_dir, spec = _run(tmp_path, "import no_such_module_xyz\n")
+    with pytest.raises(RunctlError, match="no_such_module_xyz.*--pip"):
+        bundle.build(run_dir, spec, {"kind": "s3"})
+    bundle.build(run_dir, spec, {"kind": "s3"}, pip="none")  # the user takes charge
 
 
 def test_pip_auto_pins_what_shipped_objects_need_to_unpickle(tmp_path: Path):
@@ -106,7 +116,7 @@ def test_sync_folder_respects_gitignore(tmp_path: Path):
     assert names == [".gitignore", "keep.ckpt", "pkg/model.py"]
     run_dir, spec = _run(tmp_path, "print(1)\n")
     data, _ = bundle.build(run_dir, spec, {"kind": "s3"}, sync_dirs=[src])
-    assert "sync/proj/pkg/model.py" in _members(data)
+    assert "work/proj/pkg/model.py" in _members(data)
 
 
 def test_bootstrap_script_quotes_values_and_holds_no_parameter(tmp_path: Path):

@@ -246,3 +246,48 @@ def test_pip_auto_installs_the_pinned_packages_the_cell_imports(aws, instance, t
     assert f"idna {idna.__version__}" in (run_dir / "stdout.log").read_text()
     boot = json.loads((instance.run_dir(spec["run_id"]) / "bootstrap.json").read_text())
     assert boot["pip_seconds"] >= 0
+
+
+DATA_CELL = """
+import os
+names = sorted(os.listdir("data"))
+print("files", names)
+runctl.log(step=0, n=len(names), first=len(open("data/a.txt").read()))
+"""
+
+
+def test_data_is_staged_with_a_manifest_in_the_environment(aws, instance, tmp_path):
+    setup(aws)
+    aws.s3.create_bucket(Bucket="datasets")
+    aws.s3.put_object(Bucket="datasets", Key="digits/a.txt", Body=b"12345")
+    aws.s3.put_object(Bucket="datasets", Key="digits/sub/b.txt", Body=b"xy")
+    run_dir, spec = _new_run(
+        tmp_path, code=DATA_CELL, options={"data": "s3://datasets/digits/", "validate_data": True}
+    )
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    backend.start(run_dir, spec, attempt=1)
+    events = _follow(backend, run_dir, spec)
+    assert [e for e in events if e["type"] == "exit"][-1]["status"] == "succeeded"
+    metric = next(e for e in events if e["type"] == "metric")
+    assert metric["values"] == {"n": 2, "first": 5}
+    data = json.loads((run_dir / "env.json").read_text())["data"]
+    assert data["files"] == 2 and data["bytes"] == 7 and data["hash"].startswith("sha256:")
+    assert [k["key"] for k in data["keys"]] == ["digits/a.txt", "digits/sub/b.txt"]
+
+
+def test_validate_data_refuses_empty_files_before_anything_is_launched(aws, instance, tmp_path):
+    import pytest
+
+    from runctl_jupyter.aws.clients import AWSError
+
+    setup(aws)
+    aws.s3.create_bucket(Bucket="datasets")
+    aws.s3.put_object(Bucket="datasets", Key="d/empty.bin", Body=b"")
+    run_dir, spec = _new_run(tmp_path, options={"data": "s3://datasets/d/", "validate_data": True})
+    backend = AWSBackend(clients=aws, aws_poll=0.1)
+    with pytest.raises(AWSError, match="empty file.*d/empty.bin"):
+        backend.start(run_dir, spec, attempt=1)
+    run_dir, spec = _new_run(tmp_path, options={"data": "s3://datasets/nothing-here/"})
+    with pytest.raises(AWSError, match="no files under"):
+        backend.start(run_dir, spec, attempt=1)
+    assert aws.calls.get("ec2.RunInstances", 0) == 0
