@@ -1,0 +1,337 @@
+"""The lab extension end to end: a real JupyterLab on 127.0.0.1 (token, temp
+RUNCTL_HOME, temp root holding a copy of examples/01_quickstart.ipynb plus two
+long-running cells), Debian's Chromium through Playwright.
+
+It runs the quickstart's training cell, checks the live RunPanel (plot + Stop),
+the sidebar (the run with its final status, the status bar item, opening a
+record), Stop in the cell's own panel during a blocking run, and Stop from the
+sidebar (with its confirmation dialog) on a detached run. Screenshots go to
+test-artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+BLOCKING_CELL = """%%runctl train --name blocking --experiment ui -p steps=3000
+import time
+for step in range(steps):
+    runctl.log(step=step, total=steps, loss=1.0 / (step + 1))
+    time.sleep(0.05)
+    if runctl.should_stop:
+        break"""
+
+DETACHED_CELL = """%%runctl train --name from-sidebar --experiment ui --detach
+import time
+for step in range(3000):
+    runctl.log(step=step, x=step)
+    time.sleep(0.05)"""
+
+# Lab user settings (the issue's pitfalls): no rename dialog on first save, no news.
+SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {
+        "renameUntitledFileOnSave": False
+    },
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+QUICKSTART_CELLS = (1, 3, 5)  # %load_ext, the data, the training cell
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _notebook(root: Path) -> tuple[str, int, int]:
+    """The quickstart copy with the two long-running cells appended, outputs cleared."""
+    nb = json.loads((ROOT / "examples" / "01_quickstart.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    for source in (BLOCKING_CELL, DETACHED_CELL):
+        nb["cells"].append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
+        )
+    (root / "quickstart.ipynb").write_text(json.dumps(nb))
+    n = len(nb["cells"])
+    return "quickstart.ipynb", n - 2, n - 1
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[dict]:
+    root, home, settings = tmp_path / "root", tmp_path / "runctl-home", tmp_path / "settings"
+    root.mkdir()
+    for name, value in SETTINGS.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    notebook, blocking, detached = _notebook(root)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update(
+        RUNCTL_HOME=str(home),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+    )
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+            f"--port={port}", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}", "--allow-root", "--expose-app-in-browser",
+            "--ServerApp.open_browser=False", "--LabApp.news_url=",
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                req = urllib.request.Request(
+                    f"{base}/runctl/api/summary", headers={"Authorization": f"token {token}"}
+                )
+                with urllib.request.urlopen(req, timeout=2) as response:
+                    assert response.status == 200
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
+                time.sleep(0.3)
+        yield {
+            "base": base, "token": token, "notebook": notebook, "home": home, "root": root,
+            "blocking": blocking, "detached": detached, "log": tmp_path / "lab.log",
+        }  # fmt: skip
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        _stop_leftover_runs(home)
+
+
+def _stop_leftover_runs(home: Path) -> None:
+    """A failed test must not leave training processes behind."""
+    if not (home / "runs").exists():
+        return
+    from runctl_jupyter.config import Runctl
+    from runctl_jupyter.session import Session
+
+    session = Session(Runctl(home=str(home), grace_seconds=1.0))
+    for row in session.runs(status="running", limit=None).rows:
+        try:
+            session.stop(row["id"], force=True, wait=2.0)
+        except Exception:
+            pass
+
+
+# ---- page helpers -------------------------------------------------------------------
+
+RUN_CELL = """(i) => {
+  const nb = window.jupyterapp.shell.currentWidget;
+  nb.content.activeCellIndex = i;
+  nb.content.deselectAll();
+  void window.jupyterapp.commands.execute('notebook:run-cell');
+}"""
+
+CELL_STATE = """(i) => {
+  const nb = window.jupyterapp.shell.currentWidget;
+  const cell = nb.content.widgets[i];
+  const outputs = cell.model.outputs.toJSON();
+  const error = outputs.find(o => o.output_type === 'error');
+  return {
+    count: cell.model.executionCount,
+    kernel: nb.sessionContext.session?.kernel?.status,
+    error: error ? error.ename + ': ' + error.evalue : null
+  };
+}"""
+
+
+def run_cell(page, i: int) -> None:
+    page.evaluate(RUN_CELL, i)
+    # the cell is queued: its execution count goes to null until it ends
+    page.wait_for_function(
+        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.executionCount === null",
+        arg=i,
+    )
+
+
+def wait_cell_done(page, i: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = page.evaluate(CELL_STATE, i)
+        assert state["error"] is None, f"cell {i} raised {state['error']}"
+        if state["count"] is not None and state["kernel"] == "idle":
+            return
+        assert time.monotonic() < deadline, f"cell {i} still running: {state}"
+        time.sleep(0.2)
+
+
+def cell(page, i: int):
+    return page.locator(".jp-Notebook .jp-Cell").nth(i)
+
+
+def sidebar_row(page, name: str):
+    return page.locator(".jp-runctl-run", has=page.locator(".jp-runctl-name", has_text=name))
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+# ---- the test -------------------------------------------------------------------------
+
+
+def test_sidebar_lists_runs_and_stop_works_from_the_cell_and_the_sidebar(lab: dict) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30000)
+        try:
+            _scenario(page, lab, expect)
+        except BaseException:
+            shot(page, "failure")
+            print(lab["log"].read_text()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            browser.close()
+
+
+def _scenario(page, lab: dict, expect) -> None:
+    page.goto(f"{lab['base']}/lab/tree/{lab['notebook']}?token={lab['token']}")
+    # kernel connected and idle before the first run (else it is silently dropped)
+    page.wait_for_function(
+        """() => {
+          const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+          const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+          return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
+        }""",
+        timeout=60000,
+    )
+
+    # -- the status bar item is there from the start
+    status = page.locator(".jp-runctl-status")
+    expect(status).to_have_text(re.compile(r"^runctl: 0 running · \$0\.00/h$"))
+
+    # -- the quickstart: load_ext, data, the training cell
+    for i in QUICKSTART_CELLS:
+        run_cell(page, i)
+        wait_cell_done(page, i, timeout=120)
+    train = cell(page, QUICKSTART_CELLS[-1])
+    expect(train.locator(".js-plotly-plot").first).to_be_visible()  # its metrics plot
+    expect(train.locator(".jp-OutputArea-output")).not_to_have_count(0)
+    shot(page, "1-quickstart-trained")
+
+    # -- the sidebar lists it with its final status, last metrics and a sparkline
+    page.locator('.lm-TabBar-tab[data-id="runctl-sidebar"]').click()
+    row = sidebar_row(page, "quickstart")
+    expect(row).to_have_attribute("data-status", "succeeded")
+    expect(row.locator(".jp-runctl-experiment")).to_have_text("digits-mlp")
+    expect(row.locator(".jp-runctl-metric").first).to_contain_text("loss=")
+    expect(row.locator("svg.jp-runctl-spark polyline")).to_have_count(1)
+    expect(row.locator(".jp-runctl-stop")).to_have_count(0)  # ended: no Stop
+    shot(page, "2-sidebar-succeeded")
+
+    # -- clicking a finished run opens its record.ipynb (a copy in the server root)
+    row.click()
+    record_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=re.compile(r"^quickstart-.*\.ipynb"))  # fmt: skip
+    expect(record_tab).to_have_count(1)
+    assert list((lab["root"] / "runctl-records").glob("quickstart-*.ipynb"))
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=lab["notebook"]).click()
+    page.wait_for_function(
+        "(name) => window.jupyterapp.shell.currentWidget.context?.path === name",
+        arg=lab["notebook"],
+    )
+
+    # -- a blocking run: the live panel shows a plot and Stop; Stop in the cell stops it
+    blocking = lab["blocking"]
+    run_cell(page, blocking)
+    live = cell(page, blocking)
+    stop_button = live.locator("button.jupyter-button", has_text="Stop")
+    expect(stop_button).to_be_visible(timeout=60000)
+    expect(live.locator(".js-plotly-plot").first).to_be_visible()
+    expect(sidebar_row(page, "blocking")).to_have_attribute("data-status", "running")
+    expect(status).to_have_text(re.compile(r"^runctl: 1 running · \$0\.00/h$"))
+    page.wait_for_function(  # a few points drawn before Stop
+        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+        ".querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0",
+        arg=blocking,
+    )
+    shot(page, "3-blocking-live-panel")
+    stop_button.click()
+    wait_cell_done(page, blocking, timeout=45)  # the cell returned: the run stopped
+    expect(sidebar_row(page, "blocking")).to_have_attribute("data-status", "stopped")
+    steps = _row(lab["home"], "blocking")["last_step"]
+    assert steps is not None and steps < 2999, "the blocking run went on to its end"
+    shot(page, "4-blocking-stopped-from-cell")
+
+    # -- a detached run stopped from the sidebar, after its confirmation dialog
+    run_cell(page, lab["detached"])
+    wait_cell_done(page, lab["detached"])
+    row = sidebar_row(page, "from-sidebar")
+    expect(row).to_have_attribute("data-status", "running", timeout=30000)
+    expect(status).to_have_text(re.compile(r"^runctl: 1 running"))
+    row.locator(".jp-runctl-stop").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Stop run from-sidebar")
+    shot(page, "5-sidebar-stop-confirm")
+    dialog.locator("button.jp-mod-warn", has_text="Stop").click()
+    expect(row).to_have_attribute("data-status", "stopped", timeout=30000)
+    assert _row(lab["home"], "from-sidebar")["reason"] == "user"
+    expect(status).to_have_text(re.compile(r"^runctl: 0 running · \$0\.00/h$"))
+
+    # -- the resources tab: no AWS runs here, so an empty list with its note
+    page.locator(".jp-runctl-tab-resources").click()
+    expect(page.locator(".jp-runctl-note")).to_contain_text("No AWS runs")
+    expect(page.locator(".jp-runctl-burn")).to_have_text("$0/h")
+    shot(page, "6-resources")
+
+
+def _row(home: Path, name: str) -> dict:
+    from runctl_jupyter.store import Store
+
+    store = Store(home)
+    store.refresh()
+    return store.get(store.resolve(name))
