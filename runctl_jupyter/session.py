@@ -428,7 +428,13 @@ class Session:
         )
         return RunTable(rows, self.store.summaries([r["id"] for r in rows]))
 
-    def show(self, ref: str) -> RunDetails:
+    def show(self, ref: str) -> Any:
+        """A run's details, or a sweep's (sweep ids start with `s`)."""
+        from .sweeps.api import lookup
+        from .sweeps.api import show as show_sweep
+
+        if lookup(self, ref) is not None:
+            return show_sweep(self, ref)
         run = self.run(ref)
         self.store.refresh(run.id)
         return RunDetails(run.row, self.store.metrics(run.id), self.store.checkpoints(run.id))
@@ -485,8 +491,30 @@ class Session:
     def cost(self, **kwargs: Any) -> Any:
         raise self._not_yet("cost", 6)
 
-    def compare(self, refs=(), experiment=None, sweep=None, metric=None) -> Any:  # noqa: ANN001
-        raise self._not_yet("compare", 3)
+    def compare(
+        self,
+        refs: list[str] | tuple = (),
+        experiment: str | None = None,
+        sweep: str | None = None,
+        metric: str | None = None,
+    ) -> Any:
+        """Runs side by side: curves, the params that differ, cost against objective."""
+        from .display.compare_panel import compare
+
+        objective = None
+        if sweep is not None:
+            from .sweeps.api import find
+
+            handle = find(self, sweep)
+            if handle is None:
+                raise RunctlError(f"no sweep {sweep!r}: see `runctl sweeps` for sweep ids")
+            sweep, objective = handle.id, handle.objective
+        if not refs and experiment is None and sweep is None:
+            raise RunctlError("compare needs runs: RUN RUN ..., --experiment NAME or --sweep SWEEP")
+        self.store.refresh()
+        return compare(
+            self.store, refs, experiment=experiment, sweep=sweep, metric=metric, objective=objective
+        )
 
 
 __all__ = ["Session", "Run", "format_duration", "one_line"]
