@@ -379,6 +379,7 @@ class RunPanel:
         )
         w["top"] = track(W.VBox([w["header"], w["controls"], w["confirm"], w["message"]]))
         fig = go.FigureWidget(layout=subplot_layout(1))
+        go.Scatter()  # plotly imports a trace type's validators on first use: now, not mid-run
         w["figure"] = track(fig)
         w["log"] = track(W.HTML(self.log_html()))
         w["bottom"] = track(W.VBox([fig, w["log"]]))
