@@ -42,7 +42,21 @@ panel.finish(row({i}, "succeeded"),
 """
 
 # the tags JupyterLab's sanitizer keeps in untrusted HTML outputs (a subset we use)
-SAFE_TAGS = {"div", "span", "b", "code", "a", "table", "thead", "tbody", "tr", "th", "td", "pre"}
+SAFE_TAGS = {
+    "div",
+    "span",
+    "b",
+    "code",
+    "a",
+    "button",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "pre",
+}
 
 
 def execute(tmp_path, n: int) -> tuple[nbformat.NotebookNode, int]:

@@ -423,3 +423,16 @@ def test_html_outputs_are_not_typeset_as_latex():
     run = make_run(backend="aws", cost=1.0, rate=2.0, status="succeeded", name="$x$ and $y$")
     for bundle in static_outputs(run, {"loss": [(0, 1.0), (1, 0.5)]}):
         assert "tex2jax_ignore" in bundle["text/html"]
+
+
+def test_record_link_is_relative_below_the_notebook_folder_else_the_path(tmp_path, monkeypatch):
+    from runctl_jupyter.display.summary import record_link
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    inside = record_link(str(tmp_path / "runs" / "record.ipynb"), "3f9a1c2b7d")
+    assert 'href="runs/record.ipynb"' in inside
+    assert 'data-commandlinker-command="runctl:open-record"' in inside
+    assert "&quot;run&quot;: &quot;3f9a1c2b7d&quot;" in inside
+    outside = record_link("/elsewhere/<b>/record.ipynb")
+    assert "href" not in outside and "<code" in outside and "&lt;b&gt;" in outside

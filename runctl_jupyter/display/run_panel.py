@@ -369,7 +369,7 @@ class RunPanel:
             W.ToggleButton(value=False, description="Smooth", tooltip="EMA smoothing of the curves")
         )
         w["smooth"].observe(self._on_smooth, names="value")
-        w["record"] = track(W.HTML(record_link(self.record_path)))
+        w["record"] = track(W.HTML(record_link(self.record_path, self.run.get("id"))))
         w["message"] = track(W.HTML(""))
         w["controls"] = track(
             W.HBox(

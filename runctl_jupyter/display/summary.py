@@ -6,6 +6,7 @@ notebook without a kernel, without widget state, trusted or not.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -109,17 +110,36 @@ def _table(headers: list[str], rows: list[list[str]], left_cols: int = 1) -> str
     )
 
 
-def record_link(record_path: str | None) -> str:
-    """A link JupyterLab opens: relative to the notebook's folder when the record is below it."""
+OPEN_RECORD_COMMAND = "runctl:open-record"  # the JupyterLab extension's command, args {"run": id}
+
+
+def record_link(record_path: str | None, run_id: str | None = None) -> str:
+    """How to open a run's record from an output.
+
+    A relative link when the record is below the notebook's folder (JupyterLab
+    opens it); otherwise the path as text. With a run id, also a command-linker
+    button for the runctl JupyterLab extension (it copies the record into the
+    lab's tree and opens it); outside JupyterLab that button does nothing.
+    """
     if not record_path:
         return ""
-    path = os.fspath(record_path)
+    path = os.path.abspath(os.fspath(record_path))
     try:
         rel = os.path.relpath(path)
-    except ValueError:
-        rel = path
-    href = rel if not rel.startswith("..") else "file://" + os.path.abspath(path)
-    return f'<a href="{esc(href)}" target="_blank" title="{esc(path)}">open record</a>'
+    except ValueError:  # another drive
+        rel = ".."
+    if rel.startswith(".."):
+        shown = f'<code title="the run\'s executed record notebook">{esc(path)}</code>'
+    else:
+        shown = f'<a href="{esc(rel)}" target="_blank" title="{esc(path)}">{esc(rel)}</a>'
+    if not run_id:
+        return shown
+    args = esc(json.dumps({"run": str(run_id)}))
+    button = (
+        f'<button data-commandlinker-command="{OPEN_RECORD_COMMAND}" data-commandlinker-args="{args}" '
+        'title="open the record in JupyterLab">open record</button>'
+    )
+    return f"{button} {shown}"
 
 
 def header_html(run: dict, extra: str = "") -> str:
@@ -164,7 +184,7 @@ def summary_html(run: dict, metrics: dict, record_path: str | None = None) -> st
     err = error_text(run.get("error"))
     if err:
         facts.append(("error", f'<span style="color:#c62828">{esc(err)}</span>'))
-    link = record_link(record_path)
+    link = record_link(record_path, run.get("id"))
     if link:
         facts.append(("record", link))
     facts_html = _table(["", ""], [[f"<b>{esc(k)}</b>", v] for k, v in facts], left_cols=2)
