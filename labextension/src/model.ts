@@ -6,7 +6,7 @@ import { ICost, IResources, IRun, IRunsPage, ISummary } from './types';
 
 /** Poll intervals (ms): quick while runs are live, slow when nothing runs. */
 const LIVE_INTERVAL = 2000;
-const IDLE_INTERVAL = 10000;
+const IDLE_INTERVAL = 4000;
 const MAX_BACKOFF = 60000;
 export const PAGE_SIZE = 50;
 
