@@ -219,6 +219,7 @@ def test_show_leaves_static_outputs_and_controls_redraw_them(store, comms):
         panel.w["all_params"].value = True
     shown = [o for o in cap.outputs if not o.update]
     assert "application/vnd.jupyter.widget-view+json" in shown[0].data
+    assert shown[0].data["text/plain"] == "", "no widget repr left in a saved notebook"
     static = shown[1:]
     assert len(static) == 4 and all("display_id" in o.transient for o in static)
     assert PLOTLY in static[1].data and PLOTLY in static[2].data and PLOTLY in static[3].data

@@ -203,6 +203,7 @@ def test_widget_panel_shows_header_status_colour_and_updates(shell, comms):
         panel.show()
     assert len(cap.outputs) == 2
     assert "application/vnd.jupyter.widget-view+json" in cap.outputs[0].data
+    assert cap.outputs[0].data["text/plain"].startswith("runctl run 3f9a1c2b7d: live panel")
     header = panel.w["header"].get_state()["value"]
     assert (
         "3f9a1c2b7d" in header

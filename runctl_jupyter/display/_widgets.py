@@ -30,3 +30,15 @@ def close_all(roots: Iterable) -> None:
             widget.close()
         except Exception:  # a comm already gone is closed enough
             pass
+
+
+def display_widget(widget, text: str, display_id: str | None = None):
+    """Display a widget with `text` as its plain-text fallback (what a saved
+    notebook shows where the widget cannot be drawn), not the widget's repr."""
+    from IPython.display import display
+
+    bundle = dict(widget._repr_mimebundle_())
+    bundle["text/plain"] = text
+    if display_id is None:
+        return display(bundle, raw=True)
+    return display(bundle, raw=True, display_id=display_id)

@@ -22,7 +22,7 @@ from ..compare import (
     parse_objective,
 )
 from ._format import as_dict, badge, esc, fmt_cost, fmt_duration, fmt_num, fmt_value
-from ._widgets import close_all
+from ._widgets import close_all, display_widget
 from .figures import PALETTE, PLOTLY_MIME, json_ready, svg_chart
 from .series import downsample
 from .summary import CELL, CELL_L, TABLE_STYLE
@@ -372,7 +372,7 @@ class ComparePanel:
         if use_widgets is None:
             use_widgets = getattr(get_ipython(), "kernel", None) is not None
         if use_widgets:
-            display(self._build_controls())
+            display_widget(self._build_controls(), "")  # the controls mean nothing without a kernel
         self._handles = [
             display(b, raw=True, display_id=f"runctl-cmp-{uuid.uuid4().hex}") for b in outputs
         ]

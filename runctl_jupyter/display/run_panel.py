@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ._format import FINAL, as_dict, esc, fmt_cost, fmt_duration, run_elapsed
+from ._widgets import display_widget
 from .figures import scatter, subplot_layout, svg_chart
 from .series import MetricSeries
 from .summary import header_html, record_link, static_outputs, static_summary
@@ -318,8 +319,9 @@ class RunPanel:
         if use_widgets:
             self._build_widgets()
             self.mode = "widgets"
-            self._handle = display(self.w["top"], display_id=panel_id)
-            self._fig_handle = display(self.w["bottom"], display_id=fig_id)
+            note = f"runctl run {self.run.get('id')}: live panel (`%runctl attach {self.run.get('id')}` shows it again)"
+            self._handle = display_widget(self.w["top"], note, display_id=panel_id)
+            self._fig_handle = display_widget(self.w["bottom"], "", display_id=fig_id)
         else:
             self.mode = "html"
             self._handle = display(

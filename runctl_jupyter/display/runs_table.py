@@ -151,7 +151,9 @@ class RunsTable:
             use_widgets = getattr(shell, "kernel", None) is not None
         active = [r for r in self.rows if _active(r)]
         if use_widgets and active and (self.on_attach or self.on_stop):
-            display(self._build_actions(active))
+            from ._widgets import display_widget
+
+            display_widget(self._build_actions(active), "")
 
     def _build_actions(self, active: list[dict]):
         import ipywidgets as W
