@@ -437,3 +437,15 @@ def test_record_link_is_relative_below_the_notebook_folder_else_the_path(tmp_pat
     assert "&quot;run&quot;: &quot;3f9a1c2b7d&quot;" in inside
     outside = record_link("/elsewhere/<b>/record.ipynb")
     assert "href" not in outside and "<code" in outside and "&lt;b&gt;" in outside
+
+
+def test_display_static_shows_the_table_and_the_figure_as_two_outputs(shell):
+    from runctl_jupyter.display.run_panel import display_static
+
+    with capture_output() as cap:
+        display_static(make_run(status="succeeded", duration=3.0), {"loss": [(0, 1.0), (1, 0.5)]})
+    assert len(cap.outputs) == 2
+    assert (
+        "runctl-summary" in cap.outputs[0].data["text/html"] and PLOTLY not in cap.outputs[0].data
+    )
+    assert PLOTLY in cap.outputs[1].data

@@ -21,9 +21,9 @@ from ._format import FINAL, as_dict, esc, fmt_cost, fmt_duration, run_elapsed
 from ._widgets import display_widget
 from .figures import scatter, subplot_layout, svg_chart
 from .series import MetricSeries
-from .summary import header_html, record_link, static_outputs, static_summary
+from .summary import display_static, header_html, record_link, static_outputs, static_summary
 
-__all__ = ["RunPanel", "static_summary", "static_outputs"]
+__all__ = ["RunPanel", "display_static", "static_outputs", "static_summary"]
 
 ETA_WINDOW = 30.0  # seconds of recent steps used for the step rate
 MAX_GROUPS = 4

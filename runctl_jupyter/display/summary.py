@@ -331,3 +331,13 @@ def static_summary(run: dict, metrics: dict, record_path: str | None = None) -> 
         bundle[PLOTLY_MIME] = fig[PLOTLY_MIME]
     bundle["text/html"] = html_part
     return bundle
+
+
+def display_static(run: dict, metrics: dict, record_path: str | None = None) -> None:
+    """Display a run's static outputs (table, then figure) in the current cell:
+    what `%runctl show` should use (one bundle would lose the table where plotly's
+    renderer is installed, as it outranks HTML)."""
+    from IPython.display import display
+
+    for bundle in static_outputs(run, metrics, record_path):
+        display(bundle, raw=True)
