@@ -449,3 +449,18 @@ def test_display_static_shows_the_table_and_the_figure_as_two_outputs(shell):
         "runctl-summary" in cap.outputs[0].data["text/html"] and PLOTLY not in cap.outputs[0].data
     )
     assert PLOTLY in cap.outputs[1].data
+
+
+def test_epochs_param_is_dropped_as_total_when_steps_count_something_else():
+    ev = Events()
+    panel = RunPanel(make_run(params={"epochs": 3}), on_stop=lambda force: None)
+    panel.update(
+        make_run(params={"epochs": 3}),
+        [ev("metric", step=s, values={"loss": 1.0}) for s in range(10)],
+    )
+    assert panel.total is None and panel.progress_text() == "step 9"
+    logged = RunPanel(make_run(params={"epochs": 3}), on_stop=lambda force: None)
+    logged.update(
+        make_run(), [ev("metric", step=s, values={"loss": 1.0}, total=100) for s in range(10)]
+    )
+    assert logged.total == 100

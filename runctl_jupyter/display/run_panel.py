@@ -83,6 +83,8 @@ class RunPanel:
         self.warnings: deque[str] = deque(maxlen=3)
         self.step: int | None = None
         self.total: int | None = self._initial_total(self.run)
+        self._total_logged = False
+        self._total_from_params = self.total is not None
         self._rate: deque[tuple[float, int]] = deque()
         self._last_seq = 0
         self._groups: list[list[str]] = []
@@ -117,7 +119,7 @@ class RunPanel:
         """Take a refreshed run row and the new events; redraw if the throttle allows."""
         if run:
             self.run = dict(run)
-            if self.total is None:
+            if self.total is None and self._total_from_params:
                 self.total = self._initial_total(self.run)
         series = self.series
         for event in events:
@@ -144,6 +146,10 @@ class RunPanel:
                 total = event.get("total")
                 if isinstance(total, int) and total > 0:
                     self.total = total
+                    self._total_logged = True
+                elif not self._total_logged and self.total and step > self.total:
+                    self.total = None  # `epochs` was not what the steps count (batches, say)
+                    self._total_from_params = False
                 t = event.get("t")
                 if isinstance(t, (int, float)):
                     rate = self._rate
