@@ -289,10 +289,13 @@ class LabAPI:
         return any(r["backend"] == "aws" for r in self.store.list_runs(limit=None))
 
     def _cloud_resources(self) -> tuple[list, str | None]:
-        with self._resources_lock:
-            now = time.monotonic()
-            if self._resources is not None and now - self._resources[0] < RESOURCES_EVERY:
-                return self._resources[1], self._resources[2]
+        cached = self._resources
+        if cached is not None and time.monotonic() - cached[0] < RESOURCES_EVERY:
+            return cached[1], cached[2]
+        if not self._resources_lock.acquire(blocking=False):
+            # another request is asking AWS right now: never queue behind it
+            return (cached[1], cached[2]) if cached else ([], "listing AWS resources...")
+        try:
             if not self._aws_in_use():
                 found: list = []
                 note: str | None = NO_AWS_NOTE
@@ -301,15 +304,35 @@ class LabAPI:
                     found, note = self._list_aws(), None
                 except Exception as exc:  # no credentials, no network: say so, list nothing
                     found, note = [], f"could not list AWS resources: {exc}"
-            self._resources = (now, found, note)
+            self._resources = (time.monotonic(), found, note)
             return found, note
+        finally:
+            self._resources_lock.release()
+
+    def _aws_clients(self) -> Any:
+        """Clients in c.AWSBackend's region/profile, with short timeouts and few
+        retries: a listing for a panel must fail fast, not retry for minutes."""
+        from botocore.config import Config
+
+        from ..aws.clients import Clients
+
+        backend = self.session.backend("aws")
+        clients = Clients(
+            region=backend.region or None,
+            profile=backend.profile or None,
+            connect_timeout=3.0,
+            read_timeout=10.0,
+        )
+        clients.config = clients.config.merge(
+            Config(retries={"mode": "standard", "max_attempts": 2})
+        )
+        return clients
 
     def _list_aws(self) -> list[dict]:
         from ..aws.resources import list_resources
 
-        clients = self.session.backend("aws").clients
         out = []
-        for resource in list_resources(clients):
+        for resource in list_resources(self._aws_clients()):
             row = resource.row()
             row["rate"] = None
             if row["run"]:
