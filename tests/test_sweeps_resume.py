@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from agent_helpers import wait_for
@@ -106,6 +105,8 @@ def test_a_killed_scheduler_leaves_an_orphaned_sweep_that_resume_finishes(sessio
         detach=True,
     )
     wait_for(lambda: sw.state.counts()["running"] == 1, timeout=30)
+    first = sw.state.trials[0]["run_id"]
+    wait_for(lambda: session.store.refresh(first) is not None and session.store.get(first)["status"] == "running", timeout=30)  # fmt: skip
     pid = json.loads((sw.dir / "scheduler.json").read_text())["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not scheduler_alive(sw.dir), timeout=10)
@@ -161,6 +162,23 @@ def test_resume_attaches_to_a_sweep_that_is_still_running(session):
         session.sweep(resume=sw.id, retry_failed=True)
     again = session.sweep(resume=sw.id)
     assert isinstance(again, Sweep) and again.state.status == "succeeded"
-    assert not scheduler_alive(sw.dir)
-    time.sleep(0.1)
+    wait_for(lambda: not scheduler_alive(sw.dir), timeout=10)  # it exits after its last record
     assert len(runs_of(session, sw)) == 2
+
+
+def test_a_trial_whose_launch_was_cut_short_is_started_on_resume(session, monkeypatch):
+    from runctl_jupyter.sweeps import scheduler as S
+    from runctl_jupyter.sweeps.api import create
+    from runctl_jupyter.sweeps.record import append_log
+
+    handle = create(session, code=LOOP, target=None, args=(), params={"steps": 2, "pause": 0.01}, grid={"lr": [1, 2]}, space=None, search=None, trials=None, seed=None, max_parallel=1, objective="acc:max", stop_on_failure=False, max_failures=None, prune=None, early_stop=None, experiment=None, name=None, project=None, tags=(), backend=None, metrics=(), yes=False, max_hours=None, ship_objects=True, user_ns={}, options={})  # fmt: skip
+    # a scheduler that died between creating trial 0's run and starting its agent
+    dead = S.Scheduler(handle.dir)
+    spec = dead._create_run(0, {"lr": 1})
+    append_log(handle.dir, type="trial", index=0, run_id=spec["run_id"], status="starting")
+    monkeypatch.setattr(S, "LAUNCH_GRACE", 0.0)
+    assert S.Scheduler(handle.dir, resume=True).run() == 0  # in this process, to the end
+    state = SweepState(handle.dir)
+    assert state.status == "succeeded" and state.counts()["done"] == 2
+    assert state.trials[0]["run_id"] == spec["run_id"]
+    assert any("was never started" in w for w in state.warnings)

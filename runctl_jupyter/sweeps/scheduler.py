@@ -40,6 +40,7 @@ from .record import (
 
 POLL = 0.05
 PRUNE_EVERY = 0.5
+LAUNCH_GRACE = 20.0  # seconds after which a created run with no agent was never started
 
 
 def trial_objective(summary: dict, metric: str | None, mode: str) -> float | None:
@@ -210,8 +211,29 @@ class Scheduler:
     def _watch(self) -> None:
         for trial in self._running():
             row = self._row(trial["run_id"])
-            if row is not None and row["status"] in RUN_ENDED:
+            if row is None:
+                continue
+            if row["status"] in RUN_ENDED:
                 self._ended(trial, row)
+            elif row["status"] == "queued":
+                self._restart_if_never_started(trial, row)
+
+    def _restart_if_never_started(self, trial: dict, row: dict) -> None:
+        """A run created but whose agent never started (a scheduler killed mid-launch):
+        start it, once no launch of it can still be on its way."""
+        run_id = trial["run_id"]
+        if any(r == run_id for _, r in self.launches.values()):
+            return
+        run_dir = self.store.run_dir(run_id)
+        if (run_dir / "agent.json").exists() or time.time() - (
+            row.get("created") or 0
+        ) < LAUNCH_GRACE:
+            return
+        spec = read_json(run_dir / "spec.json") or {}
+        self.warn(f"trial {trial['index']}: run {run_id} was never started; starting it now")
+        target = self.session.backend(spec.get("backend") or "local")
+        future = self.launcher.submit(target.start, run_dir, spec, 1)
+        self.launches[future] = (trial["index"], run_id)
 
     def _ended(self, trial: dict, row: dict, judge: bool = True) -> None:
         summary = self.store.summaries([row["id"]]).get(row["id"], {})
