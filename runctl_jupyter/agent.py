@@ -285,6 +285,7 @@ class Agent:
             RUNCTL_RUN_ID=self.spec["run_id"],
             RUNCTL_ATTEMPT=str(self.attempt),
             PYTHONUNBUFFERED="1",
+            RUNCTL_PARAMS_FILE=str(self.run_dir / "params.json"),
             PYTHONPATH=os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p),
         )
         if self.attempt > 1:
