@@ -166,6 +166,10 @@ class Sync:
             if done:
                 return True
             if time.monotonic() > end:
+                # the files keep failing: the events (the exit above all) must still go up
+                with self._lock:
+                    self._cut_chunk(True)
+                    self._upload_pending()
                 sys.stderr.write(
                     f"runctl sync: gave up after {deadline:.0f} s: {self.last_error}\n"
                 )
@@ -197,9 +201,10 @@ class Sync:
         """One round; True when nothing failed."""
         with self._lock:
             ok = True
-            self._cut_chunk(force)
-            ok &= self._upload_pending()
-            ok &= self._upload_checkpoints()
+            if not force:
+                self._cut_chunk(force)
+                ok &= self._upload_pending()
+            ok &= self._upload_checkpoints(force)
             now = time.monotonic()
             if force or now - self._last_log_at >= self.log_interval:
                 ok &= self._upload_file("stdout.log", only_if_grown=True)
@@ -207,6 +212,10 @@ class Sync:
             if force:
                 for name in ("record.ipynb", "env.json", "output.ipynb"):
                     ok &= self._upload_file(name)
+                # the exit event goes last: a reader that sees it finds the log,
+                # record and checkpoints already in S3
+                self._cut_chunk(force)
+                ok &= ok and self._upload_pending()
             return ok
 
     def _cut_chunk(self, force: bool) -> None:
@@ -230,6 +239,8 @@ class Sync:
                     types.add(json.loads(line).get("type"))
                 except ValueError:
                     continue
+            if "exit" in types:
+                return  # final() sends it, after the log, record and checkpoints
             urgent = bool(types & URGENT) or ("metric" in types and not self._sent_metric)
             wait = self.heartbeat_interval if types <= {"heartbeat"} else self.interval
             if not urgent and now - self._last_chunk_at < wait:
@@ -288,7 +299,7 @@ class Sync:
             return False
         return self._put(self.prefix + name, path)
 
-    def _upload_checkpoints(self) -> bool:
+    def _upload_checkpoints(self, force: bool = False) -> bool:
         root = self.run_dir / "checkpoints"
         if not root.is_dir():
             return True
@@ -296,9 +307,11 @@ class Sync:
         done: dict = self.state.setdefault("checkpoints", {})
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(self.run_dir).as_posix()
+            if any(part.startswith(".") for part in path.relative_to(root).parts):
+                continue  # a checkpoint being written (.step-....tmp)
             st = path.stat()
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
-            if done.get(rel) == stamp or time.time() - st.st_mtime < 1.0:
+            if done.get(rel) == stamp or (not force and time.time() - st.st_mtime < 1.0):
                 continue  # uploaded already, or still being written
             if self._put(self.prefix + rel, path):
                 done[rel] = stamp
@@ -411,9 +424,87 @@ def stage_data(
     return manifest
 
 
+def _read_lines(path: Path) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("seq"), int):
+            out[event["seq"]] = line.strip() + b"\n"
+    return out
+
+
+def restore(run: Path, cfg: dict) -> dict:
+    """Make this machine's run folder whole before an attempt starts here.
+
+    - what a previous agent on this instance left unsent goes up first;
+    - events.jsonl becomes the union (by seq) of the instance's own stream, the
+      bundle's copy of the mirror and every chunk in S3, so a resume numbers on
+      from the true last seq (no gap, no duplicate);
+    - checkpoints and stdout.log from S3 that are missing here are fetched, so
+      `runctl.load_checkpoint()` finds the last checkpoint on a new instance;
+    - the sync state is reset: the next chunk follows the last one in S3.
+    """
+    spec = json.loads((run / "spec.json").read_text())
+    prefix = run_prefix(cfg, spec["run_id"])
+    s3 = make_s3_client(cfg.get("region"))
+    if (run / SYNC_DIR / "state.json").exists():
+        Sync(run, cfg, client=s3).final(deadline=120)
+    events = _read_lines(run / "events.jsonl")
+    bundled = run / ".bundle-events.jsonl"
+    events.update({k: v for k, v in _read_lines(bundled).items() if k not in events})
+    fetched = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=cfg["bucket"], Prefix=prefix + "events/"
+    ):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=cfg["bucket"], Key=obj["Key"])["Body"].read()
+            for line in body.splitlines():
+                try:
+                    seq = json.loads(line).get("seq")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(seq, int) and seq not in events:
+                    events[seq] = line.strip() + b"\n"
+                    fetched += 1
+    tmp = run / "events.jsonl.tmp"
+    tmp.write_bytes(b"".join(events[k] for k in sorted(events)))
+    os.replace(tmp, run / "events.jsonl")
+    bundled.unlink(missing_ok=True)
+    restored = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=cfg["bucket"], Prefix=prefix + "checkpoints/"
+    ):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) :]
+            target = run / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(cfg["bucket"], obj["Key"], str(target))
+                restored += 1
+    if not (run / "stdout.log").exists():
+        try:
+            s3.download_file(cfg["bucket"], prefix + "stdout.log", str(run / "stdout.log"))
+        except Exception:  # noqa: BLE001 - a first attempt has none
+            pass
+    import shutil
+
+    shutil.rmtree(run / SYNC_DIR, ignore_errors=True)
+    return {"events": len(events), "fetched_events": fetched, "checkpoints": restored}
+
+
 def _prepare(run_dir: str) -> int:
     """Point the spec at this machine: its Python, a working folder, the synced code, the data."""
     run = Path(run_dir).resolve()
+    (run / "control.json").unlink(
+        missing_ok=True
+    )  # a stop of an earlier attempt is not for this one
     spec_path = run / "spec.json"
     spec = json.loads(spec_path.read_text())
     spec["python"] = sys.executable
@@ -425,6 +516,13 @@ def _prepare(run_dir: str) -> int:
     tmp = spec_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(spec, indent=1))
     os.replace(tmp, spec_path)
+    cfg = spec.get("sync") or {}
+    if cfg.get("kind") == "s3":
+        try:
+            restore(run, cfg)
+        except Exception as exc:  # noqa: BLE001 - one line the launcher shows
+            sys.stderr.write(f"runctl: cannot restore the run folder from S3: {exc}\n")
+            return 4
     options = spec.get("options") or {}
     if options.get("data"):
         try:

@@ -97,6 +97,8 @@ BUNDLE="$ROOT/bundles/$RUN_ID-$ATTEMPT.tar.gz"
 STAGE="$ROOT/bundles/$RUN_ID-$ATTEMPT"
 rm -rf "$STAGE" && mkdir -p "$STAGE" "$RUN_DIR"
 tar -xzf "$BUNDLE" -C "$STAGE"
+# the instance's own events.jsonl (a run resumed here) is never overwritten: prepare merges
+if [ -f "$STAGE/run/events.jsonl" ]; then mv "$STAGE/run/events.jsonl" "$RUN_DIR/.bundle-events.jsonl"; fi
 cp -a "$STAGE/run/." "$RUN_DIR/"
 rm -rf "$PKG" && mkdir -p "$PKG" && cp -a "$STAGE/pkg/." "$PKG/"
 mkdir -p "$RUN_DIR/work"

@@ -286,9 +286,9 @@ def fail():
 # `env -i` in an empty folder, with only AWS_ENDPOINT_URL, fake credentials, HOME
 # and a clean PATH whose Python is a bare venv without runctl_jupyter, boto3 or
 # cloudpickle — so the bootstrap really installs what the agent needs from the
-# package index. HOME (the instance's disk: /root on EC2) is kept for the test
-# session, so the bootstrap's venv is built once and later tests take the
-# "reused instance" path, as a `--instance` run would.
+# package index. Each instance has its own HOME (its disk: /root on EC2); the
+# venv the first bootstrap builds is kept for the test session and linked into
+# later instances' disks, to keep the suite fast.
 
 
 @pytest.fixture(scope="session")
@@ -302,31 +302,42 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def instance_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("instance-home")
+def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("instance-venv") / "venv"
 
 
 class InstancePlayer:
     """Runs the scripts of SSM commands as the target instance would."""
 
-    def __init__(self, moto_url: str, bare_bin: Path, home: Path, sandbox: Path):
+    def __init__(self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path):
         self.moto_url = moto_url
         self.bare_bin = bare_bin
-        self.home = home
+        self.venv_cache = venv_cache
         self.sandbox = sandbox
+        self.homes: dict[str, Path] = {}
         self.seen: set[str] = set()
         self.runs: list[dict] = []
-        self.started_run_dirs: list[Path] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="instance-player")
         self._thread.start()
 
-    def env(self) -> dict[str, str]:
+    def home(self, instance_id: str) -> Path:
+        """The instance's disk; a new instance gets the session's cached venv, if built."""
+        home = self.homes.get(instance_id)
+        if home is None:
+            home = self.sandbox / f"disk-{instance_id}"
+            (home / "runctl").mkdir(parents=True)
+            if self.venv_cache.exists():
+                (home / "runctl" / "venv").symlink_to(self.venv_cache)
+            self.homes[instance_id] = home
+        return home
+
+    def env(self, home: Path) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
-            "HOME": str(self.home),
+            "HOME": str(home),
             "PATH": f"{self.bare_bin}:/usr/bin:/bin",
         }
 
@@ -349,10 +360,11 @@ class InstancePlayer:
                         )
                         continue
                     invocation.update(Status="InProgress", StatusDetails="InProgress")
-                    self._run(command, invocation)
+                    self._run(command, invocation, self.home(instance_id))
             self._stop.wait(0.1)
 
-    def _run(self, command: Any, invocation: dict) -> None:
+    def _run(self, command: Any, invocation: dict, home: Path) -> None:
+        import shutil
         import subprocess
         import tempfile
 
@@ -361,7 +373,7 @@ class InstancePlayer:
         proc = subprocess.run(
             ["/bin/bash", "-c", script],
             cwd=cwd,
-            env=self.env(),
+            env=self.env(home),
             capture_output=True,
             text=True,
             timeout=900,
@@ -372,8 +384,18 @@ class InstancePlayer:
                 "returncode": proc.returncode,
                 "stdout": proc.stdout,
                 "stderr": proc.stderr,
+                "home": home,
             }
         )
+        venv = home / "runctl" / "venv"
+        if (
+            proc.returncode == 0
+            and not self.venv_cache.exists()
+            and venv.is_dir()
+            and not venv.is_symlink()
+        ):
+            # keep the venv this bootstrap built for later instances (it is run as `python -m pip`)
+            shutil.copytree(venv, self.venv_cache, symlinks=True)
         invocation.update(
             Status="Success" if proc.returncode == 0 else "Failed",
             StatusDetails="Success" if proc.returncode == 0 else "Failed",
@@ -383,30 +405,35 @@ class InstancePlayer:
         )
 
     def run_dir(self, run_id: str) -> Path:
-        return self.home / "runctl" / "runs" / run_id
+        for home in self.homes.values():
+            path = home / "runctl" / "runs" / run_id
+            if path.exists():
+                return path
+        raise FileNotFoundError(run_id)
 
     def close(self) -> None:
         import signal
 
         self._stop.set()
         self._thread.join(timeout=5)
-        runs = self.home / "runctl" / "runs"
-        for pid_file in runs.glob("*/service.pid") if runs.exists() else []:
-            try:
-                pid = int(pid_file.read_text().strip())
-                os.killpg(pid, signal.SIGKILL)  # setsid: the service leads its own group
-            except (ValueError, ProcessLookupError, PermissionError):
-                pass
-            pid_file.unlink(missing_ok=True)
+        for home in self.homes.values():
+            for pid_file in (home / "runctl" / "runs").glob("*/service.pid"):
+                try:
+                    os.killpg(
+                        int(pid_file.read_text().strip()), signal.SIGKILL
+                    )  # setsid: own group
+                except (ValueError, ProcessLookupError, PermissionError):
+                    pass
+                pid_file.unlink(missing_ok=True)
 
 
 @pytest.fixture
 def instance(
-    aws, moto_server: str, bare_python: Path, instance_home: Path, tmp_path: Path
+    aws, moto_server: str, bare_python: Path, venv_cache: Path, tmp_path: Path
 ) -> Iterator[InstancePlayer]:
     sandbox = tmp_path / "instance-sandbox"
     sandbox.mkdir()
-    player = InstancePlayer(moto_server, bare_python, instance_home, sandbox)
+    player = InstancePlayer(moto_server, bare_python, venv_cache, sandbox)
     try:
         yield player
     finally:

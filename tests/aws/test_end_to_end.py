@@ -102,7 +102,7 @@ def test_a_cell_runs_on_the_instance_and_its_events_reach_the_local_mirror(aws, 
             [str(bare), "-c", f"import {module}"], cwd=tmp_path, env=clean, capture_output=True
         )
         assert probe.returncode != 0, f"the bare Python must not have {module}"
-    venv_python = instance.home / "runctl" / "venv" / "bin" / "python"
+    venv_python = instance.runs[0]["home"] / "runctl" / "venv" / "bin" / "python"
     probe = subprocess.run(
         [str(venv_python), "-c", "import boto3, cloudpickle"], cwd=tmp_path, env=clean
     )
@@ -291,3 +291,56 @@ def test_validate_data_refuses_empty_files_before_anything_is_launched(aws, inst
     with pytest.raises(AWSError, match="no files under"):
         backend.start(run_dir, spec, attempt=1)
     assert aws.calls.get("ec2.RunInstances", 0) == 0
+
+
+RESUMABLE_CELL = """
+import time
+checkpoint = runctl.load_checkpoint()
+step = 0 if checkpoint is None else checkpoint
+limit = 10**6 if checkpoint is None else step + 3
+print("starting at", step)
+while not runctl.should_stop and step < limit:
+    runctl.log(step=step, loss=1.0 / (step + 1))
+    step += 1
+    runctl.save_checkpoint(step, step=step)
+    time.sleep(0.2)
+"""
+
+
+def test_resume_on_a_new_instance_goes_on_from_the_last_checkpoint(aws, instance, tmp_path):
+    setup(aws)
+    run_dir, spec = _new_run(tmp_path, code=RESUMABLE_CELL)
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    first = backend.start(run_dir, spec, attempt=1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        backend.pull(run_dir, spec, force=True)
+        events, _ = read_events(run_dir / "events.jsonl")
+        if len([e for e in events if e["type"] == "metric"]) >= 3:
+            break
+        time.sleep(0.2)
+    spec["target"] = first
+    backend.stop(run_dir, spec)
+    events = _follow(backend, run_dir, spec, timeout=60)
+    last_checkpoint = max(e["step"] for e in events if e["type"] == "checkpoint")
+
+    second = backend.start(run_dir, spec, attempt=2)
+    assert second["instance_id"] != first["instance_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        backend.pull(run_dir, spec, force=True)
+        events, _ = read_events(run_dir / "events.jsonl")
+        if any(e["type"] == "exit" and e["attempt"] == 2 for e in events):
+            break
+        time.sleep(0.3)
+    exits = {e["attempt"]: e["status"] for e in events if e["type"] == "exit"}
+    assert exits == {1: "stopped", 2: "succeeded"}
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # no gap, no duplicate
+    resumed = [e["step"] for e in events if e["type"] == "metric" and e["attempt"] == 2]
+    assert resumed == [last_checkpoint, last_checkpoint + 1, last_checkpoint + 2]
+    log = (run_dir / "stdout.log").read_text()
+    assert (
+        "starting at 0" in log
+        and f"starting at {last_checkpoint}" in log
+        and "=== attempt 2 ===" in log
+    )

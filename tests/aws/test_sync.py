@@ -151,3 +151,43 @@ def test_checkpoints_and_logs_are_uploaded(aws: Clients, tmp_path: Path):
         aws.s3.get_object(Bucket=BUCKET, Key="runctl/runs/r1/stdout.log")["Body"].read()
         == b"hello\n"
     )
+
+
+def test_the_exit_chunk_goes_up_after_the_log_and_record(aws: Clients, tmp_path: Path):
+    aws.s3.create_bucket(Bucket=BUCKET)
+    run_dir = _run_dir(tmp_path)
+    writer = EventWriter(run_dir, attempt=1)
+    sync = Sync(run_dir, _cfg(), client=aws.s3)
+    order: list[str] = []
+    aws.s3.meta.events.register(
+        "before-parameter-build.s3.PutObject", lambda params, **_: order.append(params["Key"])
+    )
+    (run_dir / "stdout.log").write_text("out\n")
+    (run_dir / "record.ipynb").write_text("{}")
+    writer.write("exit", status="succeeded", reason=None)
+    writer.close()
+    sync.tick()  # the uploader thread must leave the exit event to final()
+    time.sleep(0.3)
+    assert not any("/events/" in k for k in order)
+    assert sync.final(deadline=10)
+    names = [k.rsplit("/", 1)[-1] for k in order]
+    assert names.index("000001.jsonl") > names.index("stdout.log")
+    assert names.index("000001.jsonl") > names.index("record.ipynb")
+
+
+def test_when_files_keep_failing_the_events_still_go_up(aws: Clients, tmp_path: Path):
+    aws.s3.create_bucket(Bucket=BUCKET)
+    run_dir = _run_dir(tmp_path)
+    writer = EventWriter(run_dir, attempt=1)
+    (run_dir / "record.ipynb").write_text("{}")
+    sync = Sync(run_dir, _cfg(), client=aws.s3)
+
+    def refuse_record(params, **_):
+        if params["Key"].endswith("record.ipynb"):
+            raise OSError("disk on fire")
+
+    aws.s3.meta.events.register("before-parameter-build.s3.PutObject", refuse_record)
+    writer.write("exit", status="succeeded", reason=None)
+    writer.close()
+    assert sync.final(deadline=1) is False
+    assert [e["type"] for e in _chunks(aws)["000001.jsonl"]] == ["exit"]
