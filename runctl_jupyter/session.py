@@ -26,7 +26,6 @@ ENDED = FINAL_STATUSES | {"lost"}
 # Train options the parser knows that are not built yet: refused, never silently ignored.
 NOT_YET = {
     "cost_limit": 6,
-    "early_stop": 5,
     "checkpoint_every": 7,
     "keep_checkpoints": 7,
     "stall_minutes": 7,

@@ -276,3 +276,14 @@ def test_interrupt_stops_the_run_when_configured_to(session):
     finally:
         timer.cancel()
     assert run.row["status"] == "stopped" and run.row["reason"] == "user"
+
+
+def test_early_stopping_stops_a_run_that_stopped_improving(session):
+    code = (
+        "import time\nfor step in range(200):\n    runctl.log(step=step, val_loss=max(1.0 - step / 10, 0.5))\n"
+        "    time.sleep(0.02)\n    if runctl.should_stop:\n        break\n"
+    )
+    early = {"metric": "val_loss", "mode": "min", "patience": 3, "min_delta": 0.0, "warmup": 0}
+    run = session.train(code=code, options={"early_stop": early})
+    assert run.row["status"] == "stopped" and run.row["reason"] == "early-stop"
+    assert run.row["last_step"] < 199
