@@ -184,9 +184,9 @@ def test_fast_run_updates_stay_cheap_and_redraws_are_throttled(shell, comms):
     worst = 0.0
     start = time.perf_counter()
     for batch in batches:
-        t = time.process_time()  # this process's CPU: other processes' load does not count
+        t = time.thread_time()  # this thread's CPU: other processes and threads do not count
         panel.update(make_run(), batch)
-        worst = max(worst, time.process_time() - t)
+        worst = max(worst, time.thread_time() - t)
     elapsed = time.perf_counter() - start
     assert worst < 0.2, f"one update took {worst:.3f}s"
     assert panel.redraws <= 1 + elapsed * 4 + 1
