@@ -283,3 +283,16 @@ def test_displaying_the_panel_shows_every_output(store, comms):
         display(ComparePanel(store, IDS, metric="val_acc", widgets=False))
     assert len(cap.outputs) == 4 and "val_acc_best" in cap.outputs[0].data["text/html"]
     assert "val_acc_best" in str(ComparePanel(store, IDS, metric="val_acc"))
+
+
+def test_table_as_a_frame_needs_pandas(store):
+    from runctl_jupyter.errors import MissingDependency
+
+    panel = ComparePanel(store, IDS, metric="val_acc")
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependency, match="pip install pandas"):
+            panel.table(as_frame=True)
+    else:
+        assert list(panel.table(as_frame=True).index)[0] == "r3"

@@ -67,8 +67,17 @@ class ComparePanel:
     def _lower(self, metric: str) -> bool:
         return lower_is_better(metric, self.directions)
 
-    def table(self) -> list[dict]:
-        """The plain rows (`compare.compare_table`), sorted as shown, with `pareto`."""
+    def table(self, as_frame: bool = False) -> Any:
+        """The plain rows (`compare.compare_table`), sorted as shown, with `pareto`;
+        a pandas DataFrame indexed by run id with `as_frame=True` (pandas needed)."""
+        if as_frame:
+            try:
+                import pandas as pd
+            except ImportError:
+                from ..errors import MissingDependency
+
+                raise MissingDependency("pandas") from None
+            return pd.DataFrame(self.table()).set_index("run")
         rows = compare_table(
             self.rows,
             self.summaries,
