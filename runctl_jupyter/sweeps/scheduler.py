@@ -61,6 +61,7 @@ class Scheduler:
         self.spec = spec = self.state.spec
         run = spec["run"]
         config = Runctl(
+            config=_profile_config(),  # c.AWSBackend etc., as the shell reads them
             home=str(self.dir.parent.parent),
             backend=run.get("backend") or "local",
             lost_timeout=float(spec.get("lost_timeout") or 60.0),
@@ -434,6 +435,22 @@ class Scheduler:
                 f"no trial logged the objective {self.metric!r}: nothing to rank the trials by"
             )
         self.log(type="status", status=status, reason=reason)
+
+
+def _profile_config() -> Any:
+    """Settings from IPython's default profile (ipython_config.py), as the kernel has them."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    ipython_dir = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython").expanduser()
+    profile = ipython_dir / "profile_default"
+    if not (profile / "ipython_config.py").is_file():
+        return Config()
+    try:
+        return PyFileConfigLoader("ipython_config.py", str(profile)).load_config()
+    except Exception as exc:  # a broken profile must not stop the sweep
+        print(f"warning: ignoring {profile / 'ipython_config.py'}: {exc}", file=sys.stderr)
+        return Config()
 
 
 def _search_state(trial: dict) -> str:
