@@ -235,7 +235,7 @@ def test_early_stop_on_each_trial_counts_as_done_with_its_objective(session):
     code = (
         "import time\nfor step in range(100):\n"
         "    runctl.log(step=step, val_loss=max(1 - step * lr, 0.5))\n"
-        "    if runctl.should_stop:\n        break\n    time.sleep(0.005)\n"
+        "    if runctl.should_stop:\n        break\n    time.sleep(0.02)\n"
     )
     sw = session.sweep(
         code=code,
@@ -247,7 +247,7 @@ def test_early_stop_on_each_trial_counts_as_done_with_its_objective(session):
     trials = sw.trials()
     assert [t["reason"] for t in trials] == ["early-stop", "early-stop"]
     assert sw.state.counts()["done"] == 2 and sw.best["objective"] == 0.5
-    assert all(t["step"] < 20 for t in trials)
+    assert all(t["step"] < 50 for t in trials)  # of 100: stopped soon after step 8 or 5
 
 
 def test_median_pruning_stops_a_lagging_trial(session):

@@ -14,7 +14,7 @@ for step in range(200):
     if runctl.should_stop:
         print("stopping at", step)
         break
-    time.sleep(0.01)
+    time.sleep(0.02)
 """
 
 
@@ -28,7 +28,7 @@ def test_a_run_whose_metric_stops_improving_is_stopped_with_reason_and_step(tmp_
     warning = next(e for e in events if e["type"] == "warning" and e.get("code") == "early-stop")
     assert "step 8" in warning["message"] and "val_loss" in warning["message"]
     steps = [e["step"] for e in events if e["type"] == "metric"]
-    assert max(steps) < 30  # stopped soon after, not after 200 steps
+    assert max(steps) < 60  # stopped soon after, not after 200 steps
 
 
 def test_early_stop_in_the_runs_options_is_read_too(tmp_path):

@@ -162,6 +162,8 @@ def trial_rows(
         status, reason = t.get("status"), t.get("reason")
         if row is not None and status not in RUN_ENDED:
             status, reason = row["status"], row.get("reason")
+            if status == "queued":  # launched: its agent is booting
+                status = "starting"
         best = t.get("objective")
         if best is None and stats:
             best = stats.get("max" if mode == "max" else "min")
