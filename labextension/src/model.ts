@@ -94,7 +94,14 @@ export class RunsModel {
       method: 'POST',
       body: JSON.stringify({ force })
     });
+    this._stopping.add(runId);
+    this._changed.emit();
     await this._runsPoll.refresh();
+  }
+
+  /** A Stop was asked from here and the run has not ended yet. */
+  isStopping(runId: string): boolean {
+    return this._stopping.has(runId);
   }
 
   async openRecord(runId: string): Promise<string> {
@@ -135,6 +142,11 @@ export class RunsModel {
         return; // the filters changed meanwhile: a newer fetch follows
       }
       this._runs = page.runs;
+      for (const run of page.runs) {
+        if (!run.active) {
+          this._stopping.delete(run.id);
+        }
+      }
       this._nextOffset = page.next_offset;
       this._summary = page.summary;
       this._error = null;
@@ -167,6 +179,7 @@ export class RunsModel {
   private _error: string | null = null;
   private _loaded = false;
   private _pages = 1;
+  private _stopping = new Set<string>();
   private _paused = true;
   private _filters: IFilters = { experiment: '', status: '' };
   private _runsPoll: Poll;

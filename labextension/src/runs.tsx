@@ -25,6 +25,7 @@ export interface IRunsViewProps {
   onOpen: (run: IRun) => void;
   onStop: (run: IRun) => void;
   onMore: () => void;
+  stopping: (runId: string) => boolean;
 }
 
 /** The list of runs: every string from a run is a React text node. */
@@ -69,6 +70,7 @@ export function RunsView(props: IRunsViewProps): JSX.Element {
             run={run}
             onOpen={props.onOpen}
             onStop={props.onStop}
+            stopping={props.stopping(run.id)}
           />
         ))}
       </ul>
@@ -85,6 +87,7 @@ function RunRow(props: {
   run: IRun;
   onOpen: (run: IRun) => void;
   onStop: (run: IRun) => void;
+  stopping: boolean;
 }): JSX.Element {
   const { run } = props;
   const shown = Object.entries(run.metrics).slice(0, 2);
@@ -113,13 +116,17 @@ function RunRow(props: {
         {run.active && (
           <button
             className="jp-runctl-stop jp-mod-styled"
-            title="Stop this run (graceful)"
+            title={
+              props.stopping
+                ? 'Stopping: click to kill it now'
+                : 'Stop this run (graceful)'
+            }
             onClick={e => {
               e.stopPropagation();
               props.onStop(run);
             }}
           >
-            Stop
+            {props.stopping ? 'Stopping…' : 'Stop'}
           </button>
         )}
       </div>

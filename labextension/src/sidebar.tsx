@@ -29,16 +29,21 @@ function Sidebar(props: {
   const [tab, setTab] = useState<'runs' | 'resources'>('runs');
 
   const stop = async (run: IRun) => {
+    const again = model.isStopping(run.id);
     const answer = await showDialog({
-      title: 'Stop run?',
-      body: `Stop run ${run.name || run.id} (${run.id})? It gets SIGTERM, then SIGKILL after its grace period.`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
+      title: again ? 'Kill run?' : 'Stop run?',
+      body: again
+        ? `Run ${run.name || run.id} (${run.id}) is stopping. Kill it now? Work since its last checkpoint is lost.`
+        : `Stop run ${run.name || run.id} (${run.id})? It gets SIGTERM, then SIGKILL after its grace period.`,
+      buttons: again
+        ? [Dialog.cancelButton(), Dialog.warnButton({ label: 'Kill now' })]
+        : [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
     });
     if (!answer.button.accept) {
       return;
     }
     try {
-      await model.stop(run.id);
+      await model.stop(run.id, again);
     } catch (error) {
       await showErrorMessage('Could not stop the run', String((error as Error).message));
     }
@@ -77,6 +82,7 @@ function Sidebar(props: {
           onFilters={f => model.setFilters(f)}
           onOpen={run => void open(run)}
           onStop={run => void stop(run)}
+          stopping={id => model.isStopping(id)}
           onMore={() => model.loadMore()}
         />
       ) : (
