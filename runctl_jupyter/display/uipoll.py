@@ -6,8 +6,10 @@ handled only when the cell ends. `process_ui_events(shell)`, called from the wai
 loop, takes the messages queued for the main shell, handles comm messages at once
 and hands every other message (the next cells of a "Run All", completions, ...)
 back to the kernel, in their original order, to run after the current cell. It
-is the approach of the jupyter-ui-poll package, for ipykernel 7's shell channel
-thread: there the main thread reads its shell messages from an inproc socket.
+is the approach of the jupyter-ui-poll package. ipykernel 7: the main thread
+reads its shell messages from an inproc socket fed by the shell channel thread;
+ipykernel 6: from the shell socket itself, and put-aside messages join the
+kernel's ordered message queue.
 
 Outside a kernel (terminal IPython, plain Python, another thread) it does nothing.
 """
@@ -104,7 +106,7 @@ def _poller_for(kernel: Any) -> _KernelPoller | None:
     thread = getattr(kernel, "shell_channel_thread", None)
     manager = getattr(thread, "manager", None)
     if not getattr(kernel, "_supports_kernel_subshells", False) or manager is None:
-        return None
+        return _legacy_poller(kernel)
     try:
         socket = manager.get_shell_channel_to_subshell_pair(None).to_socket
     except Exception:
@@ -131,17 +133,16 @@ def process_ui_events(shell: Any = None, max_messages: int = 20) -> int:
         return 0
     poller = _poller_for(kernel)
     if poller is None:
-        legacy = _legacy_poll(kernel, max_messages)
-        if legacy is None and not _warned:
+        if not _warned:
             _warned = True
             import warnings
 
             warnings.warn(
-                "runctl: this ipykernel is older than 7; buttons work only after the cell ends "
-                "(pip install 'ipykernel>=7' or jupyter-ui-poll)",
+                "runctl: this kernel's shell messages cannot be read during a cell; panel "
+                "buttons work only after the cell ends (pip install 'ipykernel>=6.29')",
                 stacklevel=2,
             )
-        return legacy or 0
+        return 0
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -149,12 +150,44 @@ def process_ui_events(shell: Any = None, max_messages: int = 20) -> int:
     return poller.poll(max_messages)
 
 
-def _legacy_poll(kernel: Any, max_messages: int) -> int | None:
-    """ipykernel < 7: use jupyter-ui-poll when it is installed."""
-    try:
-        from jupyter_ui_poll import ui_events
-    except ImportError:
+class _LegacyPoller(_KernelPoller):
+    """ipykernel 6: the main thread reads the shell socket itself (`shell_stream`);
+    a message put aside goes to the kernel's ordered queue, behind the running cell."""
+
+    def _dispatch_now(self, msg: list) -> None:
+        kernel = self.kernel
+        session = kernel.session
+        idents, frames = session.feed_identities(msg, copy=False)
+        try:
+            message = session.deserialize(frames, content=True, copy=False)
+        except Exception:
+            return
+        handler = kernel.shell_handlers.get(message["header"]["msg_type"])
+        if handler is None:
+            return
+        parent, ident = kernel.get_parent("shell"), kernel._parent_ident.get("shell")
+        kernel.set_parent(idents, message, channel="shell")
+        try:
+            result = handler(kernel.shell_stream, idents, message)
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
+        except Exception:  # a widget callback's error must not end the wait
+            kernel.log.exception("runctl: error in a widget message handler")
+        finally:
+            kernel.set_parent(ident, parent, channel="shell")
+
+    def _defer(self, msg: list) -> None:
+        self.deferred += 1
+        self.kernel.schedule_dispatch(self.kernel.dispatch_shell, msg)
+
+
+def _legacy_poller(kernel: Any) -> _KernelPoller | None:
+    stream = getattr(kernel, "shell_stream", None)
+    if (
+        stream is None
+        or not hasattr(kernel, "schedule_dispatch")
+        or not hasattr(kernel, "_parent_ident")
+    ):
         return None
-    with ui_events() as poll:
-        poll(max_messages)
-    return 0
+    poller = _pollers[id(kernel)] = _LegacyPoller(kernel, stream.socket)
+    return poller
