@@ -15,14 +15,19 @@ class CommandFailed(AWSError):
 
 
 def send(
-    clients: Clients, instance_id: str, script: str, comment: str = "runctl", timeout: int = 3600
+    clients: Clients,
+    instance_id: str,
+    script: str,
+    comment: str = "runctl",
+    timeout: int = 3600,
+    delivery_timeout: int = 600,
 ) -> str:
     """Send `script` to exactly `instance_id` (InstanceIds, no Targets); returns the command id."""
     resp = clients.ssm.send_command(
         InstanceIds=[instance_id],
         DocumentName=DOCUMENT,
         Comment=comment[:100],
-        TimeoutSeconds=600,
+        TimeoutSeconds=max(30, int(delivery_timeout)),
         Parameters={"commands": [script], "executionTimeout": [str(timeout)]},
     )
     return resp["Command"]["CommandId"]

@@ -213,24 +213,43 @@ class AWSBackend(Configurable):
 
     # -- stop --------------------------------------------------------------------
     def stop(self, run_dir: Path, spec: dict, force: bool = False) -> None:
+        """Stop gracefully through SSM (the agent syncs, then the instance ends unless reused
+        or kept); an unreachable instance, or `force`, is terminated directly if the run made it."""
         target = _target(run_dir, spec)
         instance_id = target.get("instance_id")
         if not instance_id:
             return
         clients = self.clients_for(target.get("region"))
-        try:
-            command_id = ssm.send(
-                clients, instance_id, bootstrap.stop_script(spec["run_id"], force=force)
-            )
-            ssm.wait(clients, command_id, instance_id, timeout=120, poll=self.aws_poll, what="stop")
-            delivered = True
-        except Exception:  # noqa: BLE001 - the instance may be gone or unreachable
-            delivered = False
         owned = not (target.get("reused") or target.get("keep"))
+        launched = Launched(instance_id=instance_id, spot_request_id=target.get("spot_request_id"))
+        try:
+            res = clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+            state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
+        except Exception as exc:
+            if not error_code(exc).startswith("InvalidInstanceID"):
+                raise
+            state = "terminated"
+        if state in ("shutting-down", "terminated"):
+            return
+        delivered = False
+        if state == "running":
+            try:
+                script = bootstrap.stop_script(spec["run_id"], force=force)
+                command_id = ssm.send(
+                    clients, instance_id, script, comment="runctl stop", delivery_timeout=30
+                )
+                ssm.wait(
+                    clients, command_id, instance_id, timeout=45, poll=self.aws_poll, what="stop"
+                )
+                delivered = True
+            except AWSError:
+                delivered = False
         if owned and (force or not delivered):
-            terminate_launched(
-                clients,
-                Launched(instance_id=instance_id, spot_request_id=target.get("spot_request_id")),
+            terminate_launched(clients, launched)
+        elif not delivered:
+            raise AWSError(
+                f"could not reach {instance_id} to stop run {spec['run_id']} (it is {state}; a reused or kept "
+                f"instance is never terminated by runctl): check `runctl aws doctor`, or stop the instance yourself"
             )
 
     # -- pull --------------------------------------------------------------------

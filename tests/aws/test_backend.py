@@ -1,0 +1,91 @@
+"""AWSBackend's stop/is_alive/pull on their own (no agent needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from runctl_jupyter.aws import tags
+from runctl_jupyter.aws.clients import AWSError
+from runctl_jupyter.backends.aws import AWSBackend
+
+
+def _instance(aws, **extra: str) -> str:
+    t = tags.run_tags("r1", "ann", "p", **extra)
+    return aws.ec2.run_instances(
+        ImageId=aws.test_amis["al2023-x86"],
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags.tag_list(t)}],
+    )["Instances"][0]["InstanceId"]
+
+
+def _state(aws, iid: str) -> str:
+    return aws.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
+        "State"
+    ]["Name"]
+
+
+def _spec(iid: str, **target) -> dict:
+    return {"run_id": "r1", "target": {"instance_id": iid, "region": "us-east-1", **target}}
+
+
+def test_force_stop_terminates_an_instance_the_run_made(aws, instance, tmp_path: Path):
+    iid = _instance(aws)
+    AWSBackend(clients=aws, aws_poll=0.1).stop(tmp_path, _spec(iid), force=True)
+    assert _state(aws, iid) in ("shutting-down", "terminated")
+
+
+def test_stop_of_an_unreachable_instance_terminates_it_if_the_run_made_it(
+    aws, instance, tmp_path: Path
+):
+    iid = _instance(aws)
+    aws.ec2.stop_instances(InstanceIds=[iid])
+    AWSBackend(clients=aws, aws_poll=0.1).stop(tmp_path, _spec(iid))
+    assert _state(aws, iid) in ("shutting-down", "terminated")
+
+
+def test_stop_never_terminates_a_reused_instance(aws, instance, tmp_path: Path):
+    iid = _instance(aws)
+    aws.ec2.stop_instances(InstanceIds=[iid])
+    with pytest.raises(AWSError, match="never terminated by runctl"):
+        AWSBackend(clients=aws, aws_poll=0.1).stop(tmp_path, _spec(iid, reused=True), force=True)
+    assert _state(aws, iid) == "stopped"
+
+
+def test_is_alive_says_false_only_when_the_instance_is_gone_and_asks_at_most_once_a_minute(
+    aws, tmp_path: Path
+):
+    iid = _instance(aws)
+    backend = AWSBackend(clients=aws)
+    assert backend.is_alive(tmp_path, _spec(iid)) is None  # running: heartbeats decide
+    aws.ec2.terminate_instances(InstanceIds=[iid])
+    calls = aws.calls.get("ec2.DescribeInstances", 0)
+    assert backend.is_alive(tmp_path, _spec(iid)) is None  # cached for a minute
+    assert aws.calls.get("ec2.DescribeInstances", 0) == calls
+    backend._alive.clear()
+    assert backend.is_alive(tmp_path, _spec(iid)) is False
+
+
+def test_pull_paces_itself_however_often_it_is_called(aws, tmp_path: Path):
+    aws.s3.create_bucket(Bucket="pull-bucket")
+    aws.s3.put_object(
+        Bucket="pull-bucket",
+        Key="runctl/runs/r1/events/000001.jsonl",
+        Body=b'{"seq":1,"t":1,"type":"status","attempt":1,"status":"running"}\n',
+    )
+    spec = {"run_id": "r1", "target": {"bucket": "pull-bucket", "prefix": "runctl/"}}
+    backend = AWSBackend(clients=aws, fast_seconds=0, poll_interval=10)
+    added = sum(backend.pull(tmp_path, spec) for _ in range(50))
+    assert added == 1
+    assert aws.calls["s3.ListObjectsV2"] == 1 and aws.calls["s3.GetObject"] == 1
+    assert json.loads((tmp_path / "events.jsonl").read_text())["status"] == "running"
+    # a new backend (a new kernel) goes on after the last chunk it mirrored, and skips known seqs
+    again = AWSBackend(clients=aws, fast_seconds=0)
+    assert again.pull(tmp_path, spec) == 0
+    assert (tmp_path / "events.jsonl").read_text().count("\n") == 1
+    time.sleep(0)  # nothing else to wait for
