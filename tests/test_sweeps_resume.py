@@ -182,3 +182,35 @@ def test_a_trial_whose_launch_was_cut_short_is_started_on_resume(session, monkey
     assert state.status == "succeeded" and state.counts()["done"] == 2
     assert state.trials[0]["run_id"] == spec["run_id"]
     assert any("was never started" in w for w in state.warnings)
+
+
+def test_ctrl_c_on_a_blocking_sweep_detaches_and_the_sweep_goes_on(home, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import time\nfrom runctl_jupyter.runtime import runctl\n"
+        "for step in range(6):\n    runctl.log(step=step, acc=step)\n    time.sleep(0.1)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RUNCTL_HOME=str(home))
+    shell = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runctl_jupyter.cli",
+            "sweep",
+            str(script),
+            "--grid",
+            "lr=1,2",
+            "--name",
+            "ctrlc",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    found = wait_for(lambda: all_sweeps(home), timeout=30)[0]
+    wait_for(lambda: SweepState(found.dir).counts()["running"] == 1, timeout=30)
+    shell.send_signal(signal.SIGINT)
+    _, err = shell.communicate(timeout=30)
+    assert shell.returncode == 130 and f"detached from sweep {found.id}: it goes on" in err
+    wait_for(lambda: SweepState(found.dir).status == "succeeded", timeout=60)
+    assert SweepState(found.dir).counts()["done"] == 2

@@ -532,43 +532,22 @@ def create(session: Any, **kw: Any) -> Sweep:
 def watch(session: Any, handle: Sweep) -> Sweep:
     """Follow a sweep live until it ends (panel in a kernel, text in a terminal)."""
     view = _make_view(session, handle)
-    state = SweepState(handle.dir)
-    rows: dict = {}
-    summaries: dict = {}
-    last_read = 0.0
-    orphaned = False
+    follower = _Follower(session, handle, view)
     try:
-        while True:
-            state.refresh()
-            now = time.monotonic()
-            ended = state.status in FINAL
-            if ended or now - last_read >= view.read_interval:
-                last_read = now
-                rows = {r["id"]: r for r in session.store.list_runs(sweep_id=state.id, limit=None)}
-                ids = [t["run_id"] for t in state.trials if t.get("run_id")]
-                summaries = session.store.summaries(ids) if ids else {}
-                view.update(state, trial_rows(session, state, rows, summaries))
-            if ended:
-                break
-            if not scheduler_alive(handle.dir):
-                state.refresh()
-                if state.status not in FINAL:
-                    orphaned = True
-                    break
-                continue
-            view.idle(WATCH_INTERVAL)
+        orphaned = follower.follow()
     except KeyboardInterrupt:
-        if session.config.on_interrupt == "stop":
-            request_stop(handle.dir)
-            return watch(session, handle)
-        view.finish(state, trial_rows(session, state))
-        print(
-            f"detached from sweep {handle.id}: it goes on. `%runctl sweep --resume {handle.id}` "
-            f"shows it again; `%runctl sweeps` lists sweeps.",
-            file=sys.stderr,
-        )
-        return handle
-    view.finish(state, trial_rows(session, state, rows, summaries))
+        if session.config.on_interrupt != "stop":
+            view.finish(follower.state, trial_rows(session, follower.state))
+            print(
+                f"detached from sweep {handle.id}: it goes on. `%runctl sweep --resume {handle.id}` "
+                f"shows it again; `%runctl sweeps` lists sweeps.",
+                file=sys.stderr,
+            )
+            return handle
+        request_stop(handle.dir)  # c.Runctl.on_interrupt = "stop": the same panel shows it stop
+        orphaned = follower.follow()
+    state = follower.state
+    view.finish(state, trial_rows(session, state, follower.rows, follower.summaries))
     if session.shell is not None:
         session.shell.user_ns["_runctl_sweep"] = handle
     if orphaned:
@@ -579,6 +558,41 @@ def watch(session: Any, handle: Sweep) -> Sweep:
     if state.status == "failed":
         _raise_failed(session, state)
     return handle
+
+
+class _Follower:
+    """Reads a sweep's log (new lines only) and its trials' rows, and feeds a view."""
+
+    def __init__(self, session: Any, handle: Sweep, view: Any):
+        self.session, self.handle, self.view = session, handle, view
+        self.state = SweepState(handle.dir)
+        self.rows: dict = {}
+        self.summaries: dict = {}
+        self.last_read = 0.0
+
+    def follow(self) -> bool:
+        """Until the sweep ends; True if its scheduler died first (orphaned)."""
+        session, state, view = self.session, self.state, self.view
+        while True:
+            state.refresh()
+            now = time.monotonic()
+            ended = state.status in FINAL
+            if ended or now - self.last_read >= view.read_interval:
+                self.last_read = now
+                self.rows = {
+                    r["id"]: r for r in session.store.list_runs(sweep_id=state.id, limit=None)
+                }
+                ids = [t["run_id"] for t in state.trials if t.get("run_id")]
+                self.summaries = session.store.summaries(ids) if ids else {}
+                view.update(state, trial_rows(session, state, self.rows, self.summaries))
+            if ended:
+                return False
+            if not scheduler_alive(self.handle.dir):
+                state.refresh()
+                if state.status not in FINAL:
+                    return True
+                continue
+            view.idle(WATCH_INTERVAL)
 
 
 def _raise_failed(session: Any, state: SweepState) -> None:
