@@ -354,7 +354,10 @@ def test_finish_closes_every_widget_and_leaves_the_static_summary(shell, comms):
     json.dumps(figure[PLOTLY], allow_nan=False)
 
 
-def test_html_fallback_updates_through_display_handles(shell):
+def test_html_fallback_updates_through_display_handles(shell, monkeypatch):
+    import runctl_jupyter.display.run_panel as rp
+
+    monkeypatch.setattr(rp, "kernel_has_widgets", lambda: True)  # a kernel, but live=False
     ev = Events()
     panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=False, redraw_interval=0)
     with capture_output() as cap:
@@ -464,3 +467,16 @@ def test_epochs_param_is_dropped_as_total_when_steps_count_something_else():
         make_run(), [ev("metric", step=s, values={"loss": 1.0}, total=100) for s in range(10)]
     )
     assert logged.total == 100
+
+
+def test_terminal_ipython_gets_a_few_status_lines_not_a_chart(shell):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, redraw_interval=0)
+    with capture_output() as cap:
+        panel.show()
+        for s in range(50):
+            panel.update(make_run(), [ev("metric", step=s, values={"loss": 1.0}, total=50)])
+    updates = [o for o in cap.outputs if o.update]
+    assert panel.mode == "html" and len(updates) <= 2
+    assert all("<polyline" not in o.data.get("text/html", "") for o in updates)
+    assert cap.outputs[0].data["text/plain"].startswith("run 3f9a1c2b7d digits-mlp-3 · [running]")

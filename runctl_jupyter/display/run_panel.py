@@ -26,6 +26,7 @@ from .summary import display_static, header_html, record_link, static_outputs, s
 __all__ = ["RunPanel", "display_static", "static_outputs", "static_summary"]
 
 ETA_WINDOW = 30.0  # seconds of recent steps used for the step rate
+TERMINAL_INTERVAL = 5.0  # seconds between progress lines in terminal IPython
 MAX_GROUPS = 4
 
 
@@ -99,6 +100,7 @@ class RunPanel:
         self.redraws = 0
         self.mode: str | None = None  # "widgets" | "html" | "text" once shown
         self.finished = False
+        self._terminal = False
         self._handle = None
         self._fig_handle = None
         self._widgets: list = []
@@ -233,6 +235,20 @@ class RunPanel:
             return f"step {self.step} / {self.total} ({pct:.0f}%)"
         return f"step {self.step}"
 
+    def status_line(self) -> str:
+        """One line of plain text: id, status, progress, elapsed, cost."""
+        run = self.run
+        bits = [
+            f"run {run.get('id')} {run.get('name') or ''}".rstrip(),
+            f"[{run.get('status')}]",
+            self.progress_text(),
+        ]
+        elapsed = run_elapsed(run)
+        if elapsed is not None:
+            bits.append(f"elapsed {fmt_duration(elapsed)}")
+        bits.append(fmt_cost(run))
+        return " · ".join(bits)
+
     def progress_html(self) -> str:
         text = esc(self.progress_text())
         if not self.total or self.step is None:
@@ -298,9 +314,12 @@ class RunPanel:
             self._draw_widgets()
         elif self.mode == "html":
             self._handle.update(
-                {"text/html": self.live_html(), "text/plain": self.progress_text()}, raw=True
+                {"text/html": self.live_html(), "text/plain": self.status_line()}, raw=True
             )
-            self._fig_handle.update({"text/html": self.chart_html(), "text/plain": ""}, raw=True)
+            if not self._terminal:  # a terminal prints every update: no chart there
+                self._fig_handle.update(
+                    {"text/html": self.chart_html(), "text/plain": ""}, raw=True
+                )
 
     def redraw(self) -> None:
         """Draw now, ignoring the throttle (e.g. before a long wait)."""
@@ -330,8 +349,11 @@ class RunPanel:
             self._fig_handle = display_widget(self.w["bottom"], "", display_id=fig_id)
         else:
             self.mode = "html"
+            if not kernel_has_widgets():  # terminal IPython prints each update as text
+                self._terminal = True
+                self.redraw_interval = max(self.redraw_interval, TERMINAL_INTERVAL)
             self._handle = display(
-                {"text/html": self.live_html(), "text/plain": self.progress_text()},
+                {"text/html": self.live_html(), "text/plain": self.status_line()},
                 raw=True,
                 display_id=panel_id,
             )
