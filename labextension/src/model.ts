@@ -9,6 +9,8 @@ const LIVE_INTERVAL = 2000;
 const IDLE_INTERVAL = 4000;
 const MAX_BACKOFF = 60000;
 export const PAGE_SIZE = 50;
+/** The most rows the list keeps (the server's page limit); filter to see older ones. */
+export const MAX_ROWS = 500;
 
 export interface IFilters {
   experiment: string;
@@ -46,7 +48,7 @@ export class RunsModel {
     return this._summary;
   }
   get hasMore(): boolean {
-    return this._nextOffset !== null;
+    return this._nextOffset !== null && PAGE_SIZE * this._pages < MAX_ROWS;
   }
   get error(): string | null {
     return this._error;
@@ -127,7 +129,7 @@ export class RunsModel {
 
   private async _fetchRuns(): Promise<void> {
     const params = new URLSearchParams({
-      limit: String(PAGE_SIZE * this._pages)
+      limit: String(Math.min(PAGE_SIZE * this._pages, MAX_ROWS))
     });
     if (this._filters.experiment) {
       params.set('experiment', this._filters.experiment);
