@@ -514,11 +514,12 @@ class RunPanel:
             metrics = {n: list(zip(*s.raw.points())) for n, s in self.series.items() if s.count}
         outputs = static_outputs(self.run, metrics, self.record_path)
         self.finished = True
-        self.close()
-        empty = {"text/plain": ""}
         if self.mode in ("widgets", "html"):
+            # replace the views first, then close the widgets behind them
             self._handle.update(outputs[0], raw=True)
-            self._fig_handle.update(outputs[1] if len(outputs) > 1 else empty, raw=True)
+            self._fig_handle.update(
+                outputs[1] if len(outputs) > 1 else {"text/plain": ""}, raw=True
+            )
         elif self.mode == "text" or not _in_ipython():
             print(outputs[0]["text/plain"], flush=True)
         else:
@@ -526,6 +527,7 @@ class RunPanel:
 
             for bundle in outputs:
                 display(bundle, raw=True)
+        self.close()
 
     def close(self) -> None:
         """Close all widgets (their comms): no widget state stays in a saved notebook.
