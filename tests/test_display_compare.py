@@ -296,3 +296,14 @@ def test_table_as_a_frame_needs_pandas(store):
             panel.table(as_frame=True)
     else:
         assert list(panel.table(as_frame=True).index)[0] == "r3"
+
+
+def test_sorting_by_a_param_column_is_offered(store, comms):
+    InteractiveShell.instance()
+    panel = ComparePanel(store, IDS, metric="val_acc", widgets=True)
+    with capture_output():
+        panel.show()
+        assert "lr" in panel.w["sort"].options
+        panel.w["descending"].value = False
+        panel.w["sort"].value = "lr"
+    assert [r["run"] for r in panel.table()] == ["r3", "r2", "r1", "r0"]

@@ -399,9 +399,21 @@ class ComparePanel:
     def _build_controls(self):
         import ipywidgets as W
 
-        columns = ["run", "name", "status", "duration", "cost"] + [
-            c for m in self.metrics for c in (f"{m}_best", f"{m}_final")
-        ]
+        params = (
+            [
+                c
+                for c in self.table()[0]
+                if c not in ("run", "name", "status", "experiment", "duration", "cost", "pareto")
+                and not any(c in (f"{m}_best", f"{m}_final") for m in self.metrics)
+            ]
+            if self.rows
+            else []
+        )
+        columns = (
+            ["run", "name", "status", "duration", "cost"]
+            + [c for m in self.metrics for c in (f"{m}_best", f"{m}_final")]
+            + params
+        )
         w = self.w
         w["metric"] = W.Dropdown(
             options=self.metrics or [""], value=self.metric or "", description="metric"
