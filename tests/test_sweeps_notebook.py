@@ -67,6 +67,8 @@ def test_magic_usage_errors_are_one_line(ip):
         ip.run_cell_magic("runctl", "sweep --objective acc:max", "pass\n")
     with pytest.raises(UsageError, match="bad --space lr=gauss"):
         ip.run_cell_magic("runctl", "sweep --random 2 --space lr=gauss(0,1)", "pass\n")
+    with pytest.raises(UsageError, match="lr is given twice"):
+        ip.run_cell_magic("runctl", "sweep --grid lr=1 --grid lr=2", "pass\n")
     with pytest.raises(UsageError, match="no sweep 'nope'"):
         ip.run_line_magic("runctl", "sweep --resume nope")
 
