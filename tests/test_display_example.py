@@ -4,12 +4,12 @@ runs, then `%runctl compare` leaves the comparison in the saved outputs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
-from conftest import ROOT
 from nbclient import NotebookClient
 
-NOTEBOOK = ROOT / "examples" / "02_compare.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "02_compare.ipynb"
 PLOTLY = "application/vnd.plotly.v1+json"
 
 
