@@ -64,6 +64,7 @@ SETTINGS = {
 
 QUICKSTART_CELLS = (1, 3, 5)  # %load_ext, the data, the training cell
 OLD_RUNS = 1000  # finished runs already in the store: the sidebar's first paint budget
+MARKUP_NAME = "<img src=x onerror=window.__runctlXSS=1>"  # the newest old run's name
 FIRST_PAINT_BUDGET = 1.0  # seconds from opening the sidebar to its first rows
 
 
@@ -77,7 +78,8 @@ def _seed_runs(home: Path, n: int) -> None:
         run_id = f"old{i:05d}"
         run_dir = home / "runs" / run_id
         run_dir.mkdir(parents=True)
-        spec = {"format": 1, "run_id": run_id, "name": f"old-{i}", "experiment": "old",
+        name = MARKUP_NAME if i == n - 1 else f"old-{i}"
+        spec = {"format": 1, "run_id": run_id, "name": name, "experiment": "old",
                 "kind": "cell", "params": {"i": i}, "backend": "local", "created": 1.0e9 + i}  # fmt: skip
         (run_dir / "spec.json").write_text(json.dumps(spec))
         writer = EventWriter(run_dir, attempt=1)
@@ -313,6 +315,10 @@ def _scenario(page, lab: dict, expect) -> None:
     assert elapsed < FIRST_PAINT_BUDGET
     expect(page.locator(".jp-runctl-run")).to_have_count(50)
     expect(page.locator(".jp-runctl-more")).to_be_visible()
+    # a run's text is text: the markup in a run name shows as typed and never runs
+    expect(page.locator(".jp-runctl-name", has_text=MARKUP_NAME)).to_have_count(1)
+    assert page.locator("#runctl-sidebar img").count() == 0
+    assert page.evaluate("() => window.__runctlXSS") is None
     shot(page, "0-sidebar-1000-runs")
 
     # -- the quickstart: load_ext, data, the training cell
