@@ -129,7 +129,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--setup", action="store_true", help="create the peers venv (mlflow, wandb) and exit"
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite the markdown report from an existing results.json (+ _detail.json)",
+    )
     args = parser.parse_args(argv)
+
+    if args.render:
+        source = args.out or RESULTS
+        stored = json.loads(source.with_name(source.stem + "_detail.json").read_text())
+        target = args.md or DOCS
+        target.write_text(
+            render(
+                json.loads(source.read_text()),
+                stored["benchmarks"],
+                stored["meta"],
+                stored.get("skipped", {}),
+            )
+        )
+        print(str(target))
+        return 0
 
     if args.setup:
         print(f"peers venv ready: {setup_peer_venv()}")

@@ -37,7 +37,7 @@ def _ratio_check(
         if not ours or other is None:
             return None
         ratio = other / ours
-        return ratio >= at_least, f"{label} {ratio:.1f}x"
+        return ratio >= at_least, f"{label} {_x(ratio)}"
 
     return check
 
@@ -160,13 +160,36 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _x(ratio: float) -> str:
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    if ratio >= 10:
+        return f"{ratio:.1f}x"
+    return f"{ratio:.2f}x"
+
+
 def _ratio_text(entry: Entry, peer: str) -> str:
     ours, other = _ours(entry), _peer(entry, peer)
     if not ours or other is None or other == 0:
         return "n/a"
     if entry.get("better") == "lower":
-        return f"{other / ours:.2f}x" if other >= ours else f"{other / ours:.2f}x (peer faster)"
-    return f"{ours / other:.2f}x"
+        return _x(other / ours) if other >= ours else f"{_x(other / ours)} (peer faster)"
+    return _x(ours / other)
+
+
+def _rep_range(info: dict, peer: str, better: str) -> str:
+    """Min-max of the per-repetition ratios (peer and ours measured back to back)."""
+    samples = info.get("samples")
+    if not isinstance(samples, dict):
+        return "-"
+    ours, other = samples.get("ours"), samples.get(peer)
+    if not ours or not other or len(ours) != len(other) or len(ours) < 2:
+        return "-"
+    pairs = [(o, p) for o, p in zip(ours, other) if o and p]
+    if not pairs:
+        return "-"
+    ratios = [p / o if better == "lower" else o / p for o, p in pairs]
+    return f"{_x(min(ratios))} - {_x(max(ratios))}"
 
 
 def render(
@@ -231,20 +254,26 @@ def render(
     add("")
     add("## Results")
     add("")
-    add("Ratio = peer / ours for lower-is-better figures (so >1x means runctl is faster).")
+    add(
+        "Ratio = peer / ours of the medians for lower-is-better figures (so >1x means runctl "
+        "is faster). Range = the lowest and highest ratio of single repetitions, where both "
+        "were measured back to back: how much the noise moves it."
+    )
     add("")
-    add("| benchmark | unit | ours | peer | peer value | ratio |")
-    add("|---|---|---|---|---|---|")
+    add("| benchmark | unit | ours | peer | peer value | ratio | range |")
+    add("|---|---|---|---|---|---|---|")
     for name, entry in results.items():
         peers = entry.get("peers") or {}
         if not peers:
-            add(f"| `{name}` | {entry['unit']} | {_fmt(entry.get('ours'))} | - | - | - |")
+            add(f"| `{name}` | {entry['unit']} | {_fmt(entry.get('ours'))} | - | - | - | - |")
             continue
+        info = detail.get(name, {})
         for i, (peer, value) in enumerate(peers.items()):
             head = (
                 f"| `{name}` | {entry['unit']} | {_fmt(entry.get('ours'))}" if i == 0 else "| | | "
             )
-            add(f"{head} | {peer} | {_fmt(value)} | {_ratio_text(entry, peer)} |")
+            spread = _rep_range(info, peer, entry.get("better", "lower"))
+            add(f"{head} | {peer} | {_fmt(value)} | {_ratio_text(entry, peer)} | {spread} |")
     add("")
     add("## Budgets")
     add("")
