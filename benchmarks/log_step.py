@@ -54,14 +54,18 @@ def run(ctx: Ctx) -> dict[str, Result]:
 
     runctl = _runtime_for(str(run_dir))
     step = {"ours": 0}
+    # process CPU time beside wall time: on a loaded machine it is far steadier, and it
+    # still counts the runtime's flush thread (same process)
+    cpu: dict[str, list[float]] = {"ours": [], "jsonl_buffered": []}
 
     def ours() -> float:
         log = runctl.log
         i0 = step["ours"]
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         for i in range(i0, i0 + n_fast):
             log(step=i, loss=1.0 / (i + 1), acc=0.5, lr=0.001)
         elapsed = time.perf_counter() - start
+        cpu["ours"].append((time.process_time() - cpu0) / n_fast * 1e6)
         step["ours"] = i0 + n_fast
         return elapsed / n_fast * 1e6
 
@@ -71,7 +75,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
     def jsonl_buffered() -> float:
         write, dumps, now = jsonl.write, json.dumps, time.time
         i0 = step["jsonl"]
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         for i in range(i0, i0 + n_fast):
             record = {
                 "t": now(),
@@ -81,6 +85,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
             }
             write(dumps(record) + "\n")
         elapsed = time.perf_counter() - start
+        cpu["jsonl_buffered"].append((time.process_time() - cpu0) / n_fast * 1e6)
         step["jsonl"] = i0 + n_fast
         return elapsed / n_fast * 1e6
 
@@ -148,6 +153,11 @@ def run(ctx: Ctx) -> dict[str, Result]:
                 "reps": ctx.reps,
                 "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()},
                 "peer_over_ours": {k: round(v, 2) for k, v in ratios.items()},
+                "cpu_us": {k: [round(x, 3) for x in v] for k, v in cpu.items()},
+                "cpu_us_median": {k: round(median(v), 3) for k, v in cpu.items() if v},
+                "cpu_ours_over_jsonl": round(
+                    median(cpu["ours"]) / median(cpu["jsonl_buffered"]), 3
+                ),
             },
             notes=notes,
         )

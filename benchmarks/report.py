@@ -47,7 +47,11 @@ def _log_vs_jsonl(entry: Entry, detail: dict) -> tuple[bool, str] | None:
     if ours is None or not floor:
         return None
     ratio = ours / floor
-    return ratio <= 2.0, f"runctl.log / JSON line = {ratio:.2f}x"
+    figure = f"runctl.log / JSON line = {ratio:.2f}x ({ours:.3g} vs {floor:.3g} us)"
+    cpu = detail.get("cpu_ours_over_jsonl")
+    if cpu is not None:
+        figure += f"; in process CPU time {cpu:.2f}x"
+    return ratio <= 2.0, figure
 
 
 def _below(limit: float, unit: str) -> Callable[[Entry], tuple[bool, str] | None]:
