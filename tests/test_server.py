@@ -47,6 +47,7 @@ def write_run(
     backend: str = "local",
     cost: tuple[float, float] | None = None,
     store: Store | None = None,
+    **spec_fields: object,
 ) -> None:
     """A run folder as the launcher writes it, and its events as the agent writes them;
     `status=None` leaves it running (with a fresh heartbeat)."""
@@ -63,6 +64,7 @@ def write_run(
         "params": {"lr": 0.1},
         "backend": backend,
         "created": created if created is not None else time.time(),
+        **spec_fields,
     }
     (run_dir / "spec.json").write_text(json.dumps(spec))
     writer = EventWriter(run_dir, attempt=1)

@@ -117,3 +117,36 @@ async def test_an_unreachable_aws_is_a_note_not_an_error(jp_fetch, runctl_home, 
     assert answer["resources"] == []
     assert answer["note"].startswith("could not list AWS resources")
     assert os.environ["AWS_ENDPOINT_URL"] in answer["note"]
+
+
+async def test_live_aws_runs_are_pulled_from_s3_for_the_sidebar(jp_fetch, runctl_home, aws_env):
+    """No kernel follows this run: the server brings its S3 event chunks in itself."""
+    import asyncio
+    import time
+
+    from runctl_jupyter.aws.clients import Clients
+
+    target = {"bucket": "runctl-test", "region": "us-east-1", "prefix": "runctl/"}
+    write_run(runctl_home, "remote1", status=None, steps=2, backend="aws", target=target)
+    s3 = Clients(region="us-east-1").s3
+    s3.create_bucket(Bucket="runctl-test")
+    t = time.time()
+    chunk = [
+        {"seq": 5, "t": t, "type": "metric", "attempt": 1, "step": 2, "values": {"loss": 0.1}},
+        {"seq": 6, "t": t, "type": "exit", "attempt": 1, "status": "succeeded", "reason": None,
+         "exit_code": 0, "error": None, "duration": 3.0},
+    ]  # fmt: skip
+    s3.put_object(
+        Bucket="runctl-test",
+        Key="runctl/runs/remote1/events/000001.jsonl",
+        Body="".join(json.dumps(e) + "\n" for e in chunk).encode(),
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        response = await jp_fetch("runctl", "api", "runs")
+        [run] = json.loads(response.body)["runs"]
+        if run["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, f"still {run['status']}: the run was not pulled"
+        await asyncio.sleep(0.3)
+    assert run["metrics"]["loss"] == 0.1 and run["last_step"] == 2

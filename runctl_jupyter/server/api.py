@@ -88,6 +88,7 @@ class LabAPI:
         # sparklines of ended runs never change: keyed by (run id, status, last step)
         self._sparks: dict[tuple, dict] = {}
         self._pulled = 0.0
+        self._pulling = threading.Event()
         self._resources: tuple[float, list, str | None] | None = None
         self._resources_lock = threading.Lock()
 
@@ -98,25 +99,36 @@ class LabAPI:
         with self._refresh_lock:
             now = time.monotonic()
             if force or now - self._refreshed >= REFRESH_EVERY:
-                if now - self._pulled >= PULL_EVERY:
-                    self._pull_remote()
-                    self._pulled = now
+                self._start_pull(now)
                 self.store.refresh()
                 self._refreshed = time.monotonic()
+
+    def _start_pull(self, now: float) -> None:
+        """Pull live remote runs in the background: a slow S3 never holds a listing;
+        what a pull brings is indexed by the next refresh."""
+        if now - self._pulled < PULL_EVERY or self._pulling.is_set():
+            return
+        self._pulled = now
+        self._pulling.set()
+        threading.Thread(target=self._pull_remote, name="runctl-pull", daemon=True).start()
 
     def _pull_remote(self) -> None:
         """Bring new events of live remote (AWS) runs into their local folders, as
         an attached notebook would: the sidebar shows them live with no kernel."""
-        for state in sorted(ACTIVE_STATUSES):
-            for row in self.store.list_runs(status=state, limit=None):
-                if (row["backend"] or "local") == "local":
-                    continue
-                try:
-                    run_dir = self.store.run_dir(row["id"])
-                    spec = read_spec(run_dir)
-                    self.session.backend(row["backend"]).pull(run_dir, spec)
-                except Exception as exc:  # one unreachable run must not stop the listing
-                    log.warning("runctl: could not pull run %s: %s", row["id"], exc)
+        try:
+            for state in sorted(ACTIVE_STATUSES):
+                for row in self.store.list_runs(status=state, limit=None):
+                    if (row["backend"] or "local") == "local":
+                        continue
+                    try:
+                        run_dir = self.store.run_dir(row["id"])
+                        spec = read_spec(run_dir)
+                        self.session.backend(row["backend"]).pull(run_dir, spec)
+                    except Exception as exc:  # one unreachable run must not stop the others
+                        log.warning("runctl: could not pull run %s: %s", row["id"], exc)
+        finally:
+            self.store.close()  # this thread's connection
+            self._pulling.clear()
 
     def _row(self, row: dict, summary: dict | None = None) -> dict:
         out = {
