@@ -347,8 +347,9 @@ def test_optuna_search_prunes_with_optunas_pruner_fed_the_trials_values(session)
     state = sw.state
     pruned = [t for t in state.trials if t["reason"] == "pruned"]
     assert pruned and state.counts()["pruned"] == len(pruned)
-    assert all(w.count(f"trial {t['index']} pruned") <= 1 for t in pruned for w in state.warnings)
-    assert len([w for w in state.warnings if "pruned by optuna" in w]) == len(pruned)
+    warned = [w for w in state.warnings if "pruned by optuna" in w]
+    for t in pruned:  # once each (a trial may also end on its own before the stop arrives)
+        assert sum(w.startswith(f"trial {t['index']} pruned") for w in warned) == 1
     assert sw.best["params"]["x"] == max(
         t["params"]["x"] for t in state.trials if t["status"] == "succeeded"
     )

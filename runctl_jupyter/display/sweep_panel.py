@@ -171,7 +171,7 @@ def summary_html(state: Any, trials: list[dict], max_rows: int = 20) -> str:
 
 
 def summary_text(state: Any, trials: list[dict], max_rows: int = 20) -> str:
-    from ..sweeps.api import one_line
+    from ..sweeps.results import one_line
 
     metric, mode = _objective(state)
     lines = [one_line(state)]

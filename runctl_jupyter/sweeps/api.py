@@ -12,21 +12,17 @@ Interrupt detaches (or stops the sweep with c.Runctl.on_interrupt = "stop").
 
 from __future__ import annotations
 
-import html
 import os
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunctlError, RunFailed
+from ..errors import RunctlError
 from ..params import BadParam, check_key, normalize_params, parse_early_stop, parse_objective
-from ..results import format_duration, format_metric
 from .record import (
     FINAL,
     FORMAT,
-    RUN_ENDED,
     SPEC_FILE,
     SweepState,
     all_sweeps,
@@ -36,15 +32,27 @@ from .record import (
     resolve_sweep,
     scheduler_alive,
     sweeps_dir,
-    trial_group,
     write_json,
 )
+from .results import SweepDetails, SweepTable, counts_text, one_line, trial_rows
 from .space import grid_plan, grid_size, normalize_space, optuna_distributions, random_plan
+from .watch import watch
 
-__all__ = ["CONFIRM_TRIALS", "Sweep", "find", "lookup", "show", "sweep", "sweeps", "trial_rows"]
+__all__ = [
+    "CONFIRM_TRIALS",
+    "Sweep",
+    "counts_text",
+    "find",
+    "lookup",
+    "one_line",
+    "show",
+    "sweep",
+    "sweeps",
+    "trial_rows",
+    "watch",
+]
 
 CONFIRM_TRIALS = 100  # a sweep of more trials asks for --yes
-WATCH_INTERVAL = 0.1
 
 
 # ---------------------------------------------------------------- the handle
@@ -98,92 +106,6 @@ class Sweep:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(repr(self))
-
-
-# ---------------------------------------------------------------- facts of a sweep
-
-
-def _fmt_params(params: dict) -> str:
-    return " ".join(
-        f"{k}={format_metric(v) if isinstance(v, float) else v}" for k, v in params.items()
-    )
-
-
-def counts_text(state: SweepState) -> str:
-    c = state.counts()
-    parts = [f"{c['done']} done", f"{c['running']} running", f"{c['queued']} queued"]
-    for key in ("failed", "pruned", "stopped"):
-        if c[key]:
-            parts.append(f"{c[key]} {key}")
-    return ", ".join(parts)
-
-
-def best_text(state: SweepState) -> str:
-    best = state.best()
-    metric = (state.spec.get("objective") or {}).get("metric")
-    if best is None or not metric:
-        return ""
-    return (
-        f"best {metric}={format_metric(best['objective'])} (trial {best['index']}, run "
-        f"{best['run_id']}: {_fmt_params(best['params'])})"
-    )
-
-
-def one_line(state: SweepState) -> str:
-    status = state.display_status()
-    text = f"sweep {state.id} '{state.name}' {status}"
-    if state.reason and status != "succeeded":
-        text += f" ({state.reason})"
-    text += f": {state.n_planned} trials ({counts_text(state)})"
-    best = best_text(state)
-    if best:
-        text += f" · {best}"
-    if status == "orphaned":
-        text += f" · `%runctl sweep --resume {state.id}` continues it"
-    return text
-
-
-def trial_rows(
-    session: Any, state: SweepState, rows: dict | None = None, summaries: dict | None = None
-) -> list[dict]:
-    """Every trial (planned ones too) with its run's live facts from the store."""
-    ids = [t["run_id"] for t in state.trials if t.get("run_id")]
-    if rows is None:
-        rows = {r["id"]: r for r in session.store.list_runs(sweep_id=state.id, limit=None)}
-    if summaries is None:
-        summaries = session.store.summaries(ids) if ids else {}
-    objective = state.spec.get("objective") or {}
-    metric, mode = objective.get("metric"), objective.get("mode") or "max"
-    out = []
-    for t in state.trials:
-        row = rows.get(t.get("run_id")) if t.get("run_id") else None
-        summary = summaries.get(t.get("run_id"), {}) if t.get("run_id") else {}
-        stats = summary.get(metric) if metric else None
-        status, reason = t.get("status"), t.get("reason")
-        if row is not None and status not in RUN_ENDED:
-            status, reason = row["status"], row.get("reason")
-            if status == "queued":  # launched: its agent is booting
-                status = "starting"
-        best = t.get("objective")
-        if best is None and stats:
-            best = stats.get("max" if mode == "max" else "min")
-        out.append(
-            {
-                "index": t["index"],
-                "run": t.get("run_id"),
-                "status": status,
-                "reason": reason,
-                "group": trial_group({**t, "status": status, "reason": reason}),
-                "params": t.get("params") or {},
-                "objective": best,
-                "current": stats.get("last") if stats else None,
-                "step": row.get("last_step") if row else None,
-                "duration": row.get("duration") if row else None,
-                "cost": row.get("cost") if row else None,
-                "backend": row.get("backend") if row else None,
-            }
-        )
-    return out
 
 
 # ---------------------------------------------------------------- sweep
@@ -526,180 +448,6 @@ def create(session: Any, **kw: Any) -> Sweep:
     return Sweep(session, sweep_dir)
 
 
-# ---------------------------------------------------------------- watching
-
-
-def watch(session: Any, handle: Sweep) -> Sweep:
-    """Follow a sweep live until it ends (panel in a kernel, text in a terminal)."""
-    view = _make_view(session, handle)
-    follower = _Follower(session, handle, view)
-    try:
-        orphaned = follower.follow()
-    except KeyboardInterrupt:
-        if session.config.on_interrupt != "stop":
-            view.finish(follower.state, trial_rows(session, follower.state))
-            print(
-                f"detached from sweep {handle.id}: it goes on. `%runctl sweep --resume {handle.id}` "
-                f"shows it again; `%runctl sweeps` lists sweeps.",
-                file=sys.stderr,
-            )
-            return handle
-        request_stop(handle.dir)  # c.Runctl.on_interrupt = "stop": the same panel shows it stop
-        orphaned = follower.follow()
-    state = follower.state
-    view.finish(state, trial_rows(session, state, follower.rows, follower.summaries))
-    if session.shell is not None:
-        session.shell.user_ns["_runctl_sweep"] = handle
-    if orphaned:
-        raise RunctlError(
-            f"the scheduler of sweep {handle.id} exited before the sweep ended (see "
-            f"{handle.dir / 'scheduler.log'}); `%runctl sweep --resume {handle.id}` continues it"
-        )
-    if state.status == "failed":
-        _raise_failed(session, state)
-    return handle
-
-
-class _Follower:
-    """Reads a sweep's log (new lines only) and its trials' rows, and feeds a view."""
-
-    def __init__(self, session: Any, handle: Sweep, view: Any):
-        self.session, self.handle, self.view = session, handle, view
-        self.state = SweepState(handle.dir)
-        self.rows: dict = {}
-        self.summaries: dict = {}
-        self.last_read = 0.0
-
-    def follow(self) -> bool:
-        """Until the sweep ends; True if its scheduler died first (orphaned)."""
-        session, state, view = self.session, self.state, self.view
-        while True:
-            state.refresh()
-            now = time.monotonic()
-            ended = state.status in FINAL
-            if ended or now - self.last_read >= view.read_interval:
-                self.last_read = now
-                self.rows = {
-                    r["id"]: r for r in session.store.list_runs(sweep_id=state.id, limit=None)
-                }
-                ids = [t["run_id"] for t in state.trials if t.get("run_id")]
-                self.summaries = session.store.summaries(ids) if ids else {}
-                view.update(state, trial_rows(session, state, self.rows, self.summaries))
-            if ended:
-                return False
-            if not scheduler_alive(self.handle.dir):
-                state.refresh()
-                if state.status not in FINAL:
-                    return True
-                continue
-            view.idle(WATCH_INTERVAL)
-
-
-def _raise_failed(session: Any, state: SweepState) -> None:
-    failed = [t for t in state.trials if trial_group(t) == "failed" and t.get("run_id")]
-    message = f"sweep {state.id} ({state.name}) failed ({state.reason}): {counts_text(state)}."
-    if failed:
-        first = failed[0]
-        try:
-            row = session.store.get(first["run_id"])
-        except RunctlError:
-            row = {}
-        error = row.get("error") or {}
-        detail = f"{error.get('type', 'Error')}: {error.get('message', '')}".rstrip(": .")
-        message += (
-            f" Trial {first['index']} (run {first['run_id']}) {row.get('status', 'failed')}: {detail}. "
-            f"`%runctl logs {first['run_id']}` has its output."
-        )
-        raise RunFailed(first["run_id"], message, error.get("traceback"))
-    raise RunctlError(message)
-
-
-class TextSweepView:
-    """For the shell: a line per trial that starts or ends, and the best so far."""
-
-    read_interval = 0.25
-
-    def __init__(self, handle: Sweep, out: Any = None):
-        self.out = out or sys.stderr
-        self.seen: dict[int, str] = {}
-        self.status = None
-
-    def update(self, state: SweepState, trials: list[dict]) -> None:
-        for t in trials:
-            key = f"{t['status']}/{t['reason']}"
-            if t["run"] is None or self.seen.get(t["index"]) == key:
-                continue
-            self.seen[t["index"]] = key
-            if t["status"] in ("starting", "running") or t["status"] in RUN_ENDED:
-                value = (
-                    f" objective={format_metric(t['objective'])}"
-                    if t["objective"] is not None and t["status"] in RUN_ENDED
-                    else ""
-                )
-                why = f" ({t['reason']})" if t["reason"] and t["status"] != "succeeded" else ""
-                self.out.write(
-                    f"[runctl] trial {t['index']} run {t['run']} {t['status']}{why}{value}"
-                    f" [{_fmt_params(t['params'])}] · {counts_text(state)}\n"
-                )
-        if state.status != self.status:
-            self.status = state.status
-            self.out.write(f"[runctl] sweep {state.id} ({state.name}): {state.status}\n")
-        self.out.flush()
-
-    def idle(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def finish(self, state: SweepState, trials: list[dict]) -> None:
-        for warning in state.warnings:
-            self.out.write(f"[runctl] warning: {warning}\n")
-        self.out.flush()
-
-
-class PanelSweepView:
-    """Adapts display.SweepPanel; widget messages are handled while the cell blocks."""
-
-    read_interval = 0.5
-
-    def __init__(self, session: Any, handle: Sweep):
-        from ..display.sweep_panel import SweepPanel
-        from ..display.uipoll import process_ui_events
-
-        self.shell = session.shell
-        self._poll = process_ui_events
-        self.panel = SweepPanel(
-            handle.state,
-            on_stop_trial=lambda run_id: session.backend_stop(run_id),
-            on_stop_sweep=lambda: request_stop(handle.dir),
-        )
-        self.panel.show()
-
-    def update(self, state: SweepState, trials: list[dict]) -> None:
-        self.panel.update(state, trials)
-
-    def idle(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            self._poll(self.shell)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.02))
-
-    def finish(self, state: SweepState, trials: list[dict]) -> None:
-        self.panel.finish(state, trials)
-
-
-def _make_view(session: Any, handle: Sweep) -> Any:
-    from ..liveview import in_kernel
-
-    if in_kernel(session.shell):
-        try:
-            return PanelSweepView(session, handle)
-        except ImportError:  # the panel needs ipywidgets + plotly
-            pass
-    return TextSweepView(handle)
-
-
 # ---------------------------------------------------------------- sweeps, show
 
 
@@ -744,189 +492,3 @@ def show(session: Any, ref: str) -> SweepDetails:
 def sweeps(session: Any, **_: Any) -> SweepTable:
     """`runctl sweeps`: every sweep, newest first."""
     return SweepTable(all_sweeps(session.store.home))
-
-
-def _table_text(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
-def _table_html(header: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
-        for r in rows
-    )
-    return (
-        f"<table class='runctl-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    )
-
-
-class SweepTable:
-    HEADER = [
-        "id",
-        "name",
-        "status",
-        "trials",
-        "done",
-        "running",
-        "queued",
-        "failed",
-        "best",
-        "best params",
-    ]
-
-    def __init__(self, states: list[SweepState]):
-        self.states = states
-
-    def rows(self) -> list[dict]:
-        out = []
-        for s in self.states:
-            best = s.best()
-            metric = (s.spec.get("objective") or {}).get("metric")
-            out.append(
-                {
-                    "id": s.id,
-                    "name": s.name,
-                    "status": s.display_status(),
-                    "reason": s.reason,
-                    "trials": s.n_planned,
-                    **s.counts(),
-                    "objective": metric,
-                    "best": best["objective"] if best else None,
-                    "best_params": best["params"] if best else None,
-                    "best_run": best["run_id"] if best else None,
-                }
-            )
-        return out
-
-    def _cells(self) -> list[list[str]]:
-        cells = []
-        for r in self.rows():
-            status = r["status"] + (
-                f" ({r['reason']})" if r["reason"] and r["status"] != "succeeded" else ""
-            )
-            best = f"{r['objective']}={format_metric(r['best'])}" if r["best"] is not None else "-"
-            cells.append(
-                [
-                    r["id"],
-                    r["name"],
-                    status,
-                    str(r["trials"]),
-                    str(r["done"]),
-                    str(r["running"]),
-                    str(r["queued"]),
-                    str(r["failed"]),
-                    best,
-                    _fmt_params(r["best_params"]) if r["best_params"] else "-",
-                ]
-            )
-        return cells
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def __str__(self) -> str:
-        if not self.states:
-            return "no sweeps yet: start one with %%runctl sweep --grid KEY=V1,V2 (or `runctl sweep SCRIPT.py ...`)"
-        return _table_text(self.HEADER, self._cells())
-
-    __repr__ = __str__
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_html_(self) -> str:
-        if not self.states:
-            return f"<p>{html.escape(str(self))}</p>"
-        return _table_html(self.HEADER, self._cells())
-
-
-class SweepDetails:
-    """`runctl show SWEEP`."""
-
-    HEADER = ["trial", "run", "status", "objective", "params", "duration"]
-
-    def __init__(self, state: SweepState, trials: list[dict]):
-        self.state = state
-        self.trial_list = trials
-
-    def _fields(self) -> list[tuple[str, str]]:
-        s = self.state
-        spec = s.spec
-        objective = spec.get("objective") or {}
-        fields = [
-            ("sweep", f"{s.id} ({s.name})"),
-            ("status", s.display_status() + (f" ({s.reason})" if s.reason else "")),
-            ("experiment", str(spec.get("experiment"))),
-            (
-                "search",
-                f"{spec.get('search')} · seed {spec.get('seed')} · max parallel {spec.get('max_parallel')}",
-            ),
-            (
-                "objective",
-                f"{objective.get('metric')}:{objective.get('mode')}" if objective else "-",
-            ),
-            ("trials", f"{s.n_planned} ({counts_text(s)})"),
-        ]
-        if spec.get("grid"):
-            fields.append(("grid", " ".join(f"{k}={v}" for k, v in spec["grid"].items())))
-        if spec.get("space"):
-            fields.append(
-                (
-                    "space",
-                    " ".join(
-                        f"{k}={d['dist']}{tuple(d['args'])}" for k, d in spec["space"].items()
-                    ),
-                )
-            )
-        if spec.get("fixed"):
-            fields.append(("fixed", _fmt_params(spec["fixed"])))
-        best = best_text(s)
-        if best:
-            fields.append(("best", best.removeprefix("best ")))
-        for warning in s.warnings[-5:]:
-            fields.append(("warning", warning))
-        fields.append(("folder", str(s.dir)))
-        return fields
-
-    def _trial_cells(self) -> list[list[str]]:
-        cells = []
-        for t in self.trial_list:
-            status = t["status"] + (
-                f" ({t['reason']})" if t["reason"] and t["status"] != "succeeded" else ""
-            )
-            cells.append(
-                [
-                    str(t["index"]),
-                    t["run"] or "-",
-                    status,
-                    format_metric(t["objective"]) if t["objective"] is not None else "-",
-                    _fmt_params(t["params"]),
-                    format_duration(t["duration"]),
-                ]
-            )
-        return cells
-
-    def __str__(self) -> str:
-        fields = self._fields()
-        width = max(len(k) for k, _ in fields)
-        head = "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
-        return head + "\n\n" + _table_text(self.HEADER, self._trial_cells())
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        bundle = {"text/plain": str(self)}
-        try:
-            from ..display.sweep_panel import static_summary
-
-            bundle.update(static_summary(self.state, self.trial_list))
-        except ImportError:
-            bundle["text/html"] = _table_html(["", ""], [[k, v] for k, v in self._fields()])
-        bundle["text/plain"] = str(self)
-        return bundle
