@@ -180,7 +180,9 @@ class Sync:
     # -- the uploader ------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=self.interval)
+            # also look on our own twice a second: urgent events go out without waiting
+            # for the agent's next tick (reading the file's new bytes costs no API call)
+            self._wake.wait(timeout=min(0.5, self.interval))
             self._wake.clear()
             if self._stop.is_set():
                 break

@@ -8,8 +8,9 @@ On the instance it:
 1. finds a Python >= 3.10 (installing python3.11 with dnf/apt when the image has none);
 2. creates (once per instance) `$ROOT/venv` and makes sure it has boto3 and
    cloudpickle — the agent's S3 sync and the shipped objects need them;
-3. fetches the bundle from S3 and unpacks it: `$ROOT/runs/<id>/` (run folder),
-   `$ROOT/pkg/<id>-<attempt>/runctl_jupyter` (the agent), `--sync` folders;
+3. in one Python process: fetches the bundle from S3 and unpacks it into
+   `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
+   (the agent), then `agent_s3.prepare` (spec paths, restore from S3, --data);
 4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
 5. starts `python -m runctl_jupyter.agent_s3 service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
@@ -29,11 +30,22 @@ from ..errors import RunctlError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
-# The bundle is fetched by this fixed Python text (bucket, key, region, dest as argv).
-_FETCH_PY = """
-import sys, time, os, boto3
-from botocore.config import Config
-bucket, key, region, dest = sys.argv[1:5]
+# One Python process stages an attempt (fixed text; values come as argv): it checks
+# the agent's imports (exit 10: install them, then run again), fetches the bundle
+# from S3, unpacks it into the run folder, the agent package and the working
+# folder, then `agent_s3.prepare` (spec paths, restore from S3, --data staging).
+_STAGE_PY = """
+import os, shutil, sys, tarfile, time
+try:
+    import boto3, cloudpickle
+    from botocore.config import Config
+except ImportError:
+    sys.exit(10)
+bucket, key, region, root, run_id, attempt = sys.argv[1:7]
+bundle = os.path.join(root, "bundles", run_id + "-" + attempt + ".tar.gz")
+stage = bundle[: -len(".tar.gz")]
+run_dir = os.path.join(root, "runs", run_id)
+pkg = os.path.join(root, "pkg", run_id + "-" + attempt)
 kw = {"region_name": region, "config": Config(retries={"mode": "adaptive", "max_attempts": 8})}
 ep = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 if ep:
@@ -41,12 +53,33 @@ if ep:
 s3 = boto3.session.Session().client("s3", **kw)
 for i in range(6):
     try:
-        s3.download_file(bucket, key, dest)
+        s3.download_file(bucket, key, bundle)
         break
     except Exception as exc:
         if i == 5:
             sys.exit("runctl: cannot fetch s3://%s/%s: %s" % (bucket, key, exc))
         time.sleep(2 ** i)
+shutil.rmtree(stage, ignore_errors=True)
+os.makedirs(stage)
+os.makedirs(run_dir, exist_ok=True)
+with tarfile.open(bundle) as tar:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(stage, filter="data")
+    else:
+        tar.extractall(stage)
+events = os.path.join(stage, "run", "events.jsonl")
+if os.path.exists(events):  # the instance's own stream is never overwritten: prepare merges
+    shutil.move(events, os.path.join(run_dir, ".bundle-events.jsonl"))
+shutil.copytree(os.path.join(stage, "run"), run_dir, dirs_exist_ok=True)
+shutil.rmtree(pkg, ignore_errors=True)
+shutil.copytree(os.path.join(stage, "pkg"), pkg)
+work = os.path.join(run_dir, "work")
+os.makedirs(work, exist_ok=True)
+if os.path.isdir(os.path.join(stage, "work")):
+    shutil.copytree(os.path.join(stage, "work"), work, dirs_exist_ok=True)
+sys.path.insert(0, pkg)
+from runctl_jupyter.agent_s3 import _prepare
+sys.exit(_prepare(run_dir))
 """
 
 _TEMPLATE = r"""#!/bin/bash
@@ -87,22 +120,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-if ! "$VENV/bin/python" -c 'import boto3, cloudpickle' >/dev/null 2>&1; then
+STAGE="$ROOT/bundles/$RUN_ID-$ATTEMPT"
+set +e
+"$VENV/bin/python" -c {stage_py} "$BUCKET" "$BUNDLE_KEY" "$REGION" "$ROOT" "$RUN_ID" "$ATTEMPT"
+RC=$?
+set -e
+if [ "$RC" = 10 ]; then
   say "installing boto3 and cloudpickle for the agent"
   "$VENV/bin/python" -m pip install -q boto3 cloudpickle
+  "$VENV/bin/python" -c {stage_py} "$BUCKET" "$BUNDLE_KEY" "$REGION" "$ROOT" "$RUN_ID" "$ATTEMPT"
+elif [ "$RC" != 0 ]; then
+  exit "$RC"
 fi
-
-BUNDLE="$ROOT/bundles/$RUN_ID-$ATTEMPT.tar.gz"
-"$VENV/bin/python" -c {fetch_py} "$BUCKET" "$BUNDLE_KEY" "$REGION" "$BUNDLE"
-STAGE="$ROOT/bundles/$RUN_ID-$ATTEMPT"
-rm -rf "$STAGE" && mkdir -p "$STAGE" "$RUN_DIR"
-tar -xzf "$BUNDLE" -C "$STAGE"
-# the instance's own events.jsonl (a run resumed here) is never overwritten: prepare merges
-if [ -f "$STAGE/run/events.jsonl" ]; then mv "$STAGE/run/events.jsonl" "$RUN_DIR/.bundle-events.jsonl"; fi
-cp -a "$STAGE/run/." "$RUN_DIR/"
-rm -rf "$PKG" && mkdir -p "$PKG" && cp -a "$STAGE/pkg/." "$PKG/"
-mkdir -p "$RUN_DIR/work"
-if [ -d "$STAGE/work" ]; then cp -a "$STAGE/work/." "$RUN_DIR/work/"; fi
 
 T0=$(date +%s)
 if [ -s "$STAGE/requirements.txt" ]; then
@@ -113,7 +142,6 @@ T1=$(date +%s)
 printf '{{"pip_seconds": %s, "python": "%s"}}\n' "$((T1 - T0))" "$VENV/bin/python" > "$RUN_DIR/bootstrap.json"
 
 export PYTHONPATH="$PKG"
-"$VENV/bin/python" -m runctl_jupyter.agent_s3 prepare "$RUN_DIR"
 if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemd-run --unit "runctl-$RUN_ID-$ATTEMPT" --collect --property=KillMode=mixed \
     --setenv=PYTHONPATH="$PKG" --setenv=HOME="${{HOME:-/root}}" \
@@ -162,7 +190,7 @@ def script(bucket: str, key: str, region: str, run_id: str, attempt: int) -> str
         region=shlex.quote(region),
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt=shlex.quote(str(int(attempt))),
-        fetch_py=shlex.quote(_FETCH_PY),
+        stage_py=shlex.quote(_STAGE_PY),
     )
 
 

@@ -43,7 +43,7 @@ def wait(
 ) -> dict:
     """Poll the invocation until it ends; raise CommandFailed with its output tail unless it succeeded."""
     deadline = time.monotonic() + timeout
-    delay = poll
+    delay = min(poll, 0.25)  # a quick command (a reused instance) is seen at once
     while True:
         try:
             inv = clients.ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
@@ -70,4 +70,4 @@ def wait(
                 f"the {what} on {instance_id} did not finish in {timeout:.0f} s (command {command_id})"
             )
         time.sleep(delay)
-        delay = min(delay * 1.3, 10.0)
+        delay = min(delay * 1.5, min(10.0, max(poll, 0.25) * 5))

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -370,6 +371,7 @@ class InstancePlayer:
 
         script = "\n".join(command.parameters["commands"])
         cwd = tempfile.mkdtemp(dir=self.sandbox, prefix="ssm-")
+        started = time.monotonic()
         proc = subprocess.run(
             ["/bin/bash", "-c", script],
             cwd=cwd,
@@ -385,6 +387,8 @@ class InstancePlayer:
                 "stdout": proc.stdout,
                 "stderr": proc.stderr,
                 "home": home,
+                "seconds": time.monotonic() - started,
+                "picked_up": started,
             }
         )
         venv = home / "runctl" / "venv"

@@ -155,18 +155,26 @@ def test_keep_leaves_the_instance_and_a_second_run_reuses_it(aws, instance, tmp_
 
     run_dir2, spec2 = _new_run(tmp_path, options={"instance": facts["instance_id"]})
     before = aws.calls.get("ec2.RunInstances", 0)
+    default = AWSBackend(clients=aws)  # default pacing: what a user gets
     t0 = time.monotonic()
-    facts2 = backend.start(run_dir2, spec2, attempt=1)
+    facts2 = default.start(run_dir2, spec2, attempt=1)
+    print(
+        f"start() returned after {time.monotonic() - t0:.2f} s (bootstrap {instance.runs[-1]['seconds']:.2f} s)"
+    )
     first_metric = None
     while time.monotonic() - t0 < 60 and first_metric is None:
-        backend.pull(run_dir2, spec2, force=True)
+        default.pull(run_dir2, spec2)  # as often as a panel redraws: it paces itself
         events, _ = read_events(run_dir2 / "events.jsonl")
         first_metric = next((e for e in events if e["type"] == "metric"), None)
-        time.sleep(0.1)
+        time.sleep(0.05)
     elapsed = time.monotonic() - t0
+    print(f"cell to first metric on a reused instance: {elapsed:.2f} s")
     assert first_metric is not None
     assert facts2["reused"] is True and aws.calls.get("ec2.RunInstances", 0) == before
-    assert elapsed < 15, f"cell to first metric on a reused instance took {elapsed:.1f} s"
+    # the budget is 5 s (about 3 s here when the machine is quiet); a loaded CI machine gets slack
+    assert elapsed < 8, (
+        f"cell to first metric on a reused instance took {elapsed:.1f} s (budget 5 s)"
+    )
     _follow(backend, run_dir2, spec2)
     inst = aws.ec2.describe_instances(InstanceIds=[facts["instance_id"]])["Reservations"][0][
         "Instances"
