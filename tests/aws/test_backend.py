@@ -89,3 +89,73 @@ def test_pull_paces_itself_however_often_it_is_called(aws, tmp_path: Path):
     assert again.pull(tmp_path, spec) == 0
     assert (tmp_path / "events.jsonl").read_text().count("\n") == 1
     time.sleep(0)  # nothing else to wait for
+
+
+def _launchable(tmp_path: Path) -> tuple[Path, dict]:
+    from runctl_jupyter.launch import create_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir(exist_ok=True)
+    spec = create_run(
+        runs,
+        kind="cell",
+        code="print(1)\n",
+        params={},
+        experiment="e",
+        name="n",
+        project="p",
+        owner="ann",
+        backend="aws",
+        workdir=str(tmp_path),
+        options={"instance_type": "t3.micro"},
+        environment={"packages": {}},
+    )
+    return runs / spec["run_id"], spec
+
+
+def _live_instances(aws) -> list[str]:
+    res = aws.ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
+    return [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
+
+
+@pytest.mark.parametrize(
+    "operation", ["s3.PutObject", "ssm.SendCommand", "ssm.GetCommandInvocation"]
+)
+def test_a_failure_while_shipping_terminates_the_new_instance(
+    aws, tmp_path: Path, fail, operation: str
+):
+    from runctl_jupyter.aws.setup import setup
+
+    setup(aws)
+    run_dir, spec = _launchable(tmp_path)
+    fail(aws, operation, code="InjectedFailure")
+    with pytest.raises(Exception, match="InjectedFailure"):
+        AWSBackend(clients=aws, aws_poll=0.05).start(run_dir, spec, attempt=1)
+    assert _live_instances(aws) == []
+    assert aws.calls.get("ec2.RunInstances") == 1
+
+
+def test_interrupting_the_launch_terminates_the_new_instance(aws, tmp_path: Path):
+    from runctl_jupyter.aws.setup import setup
+
+    setup(aws)
+    run_dir, spec = _launchable(tmp_path)
+    backend = AWSBackend(clients=aws, aws_poll=0.05)
+
+    def ctrl_c_while_bootstrapping(state: str, detail: str) -> None:
+        if detail.startswith("bootstrapping"):
+            raise KeyboardInterrupt
+
+    backend.progress = ctrl_c_while_bootstrapping
+    with pytest.raises(KeyboardInterrupt):
+        backend.start(run_dir, spec, attempt=1)
+    assert _live_instances(aws) == []
+
+
+def test_a_missing_bucket_says_run_setup_and_launches_nothing(aws, tmp_path: Path):
+    run_dir, spec = _launchable(tmp_path)
+    with pytest.raises(AWSError, match="runctl aws setup"):
+        AWSBackend(clients=aws).start(run_dir, spec, attempt=1)
+    assert aws.calls.get("ec2.RunInstances", 0) == 0
