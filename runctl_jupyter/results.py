@@ -249,17 +249,19 @@ class RunDetails:
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        bundle = {"text/plain": str(self)}
+    def _ipython_display_(self) -> None:
+        """In a notebook: the run's summary table, then its figure (two outputs, so
+        plotly's renderer never hides the table)."""
         try:
-            from .display.run_panel import static_summary
-
-            bundle.update(static_summary(self.row, self.metrics))
-        except ImportError:
-            rows = [[k, v] for k, v in self._fields()]
-            bundle["text/html"] = _table_html(["", ""], rows)
-        bundle["text/plain"] = str(self)
-        return bundle
+            from .display.run_panel import display_static
+        except ImportError:  # no plotly/ipywidgets: the text form
+            print(str(self))
+            return
+        display_static(
+            self.row,
+            self.metrics,
+            self.row.get("run_dir") and f"{self.row['run_dir']}/record.ipynb",
+        )
 
 
 def elapsed(row: dict) -> float:

@@ -422,6 +422,13 @@ class Session:
         sweep: str | None = None,
     ) -> RunTable:
         self.store.refresh()
+        if sweep is not None:
+            from .sweeps.api import find
+
+            handle = find(self, sweep)
+            if handle is None:
+                raise RunctlError(f"no sweep {sweep!r}: see `runctl sweeps` for sweep ids")
+            sweep = handle.id
         rows = self.store.list_runs(
             experiment=experiment, status=status, project=project, sweep_id=sweep, limit=limit
         )
@@ -432,8 +439,9 @@ class Session:
         from .sweeps.api import lookup
         from .sweeps.api import show as show_sweep
 
-        if lookup(self, ref) is not None:
-            return show_sweep(self, ref)
+        found = lookup(self, ref)
+        if found is not None:
+            return show_sweep(self, found.id)
         run = self.run(ref)
         self.store.refresh(run.id)
         return RunDetails(run.row, self.store.metrics(run.id), self.store.checkpoints(run.id))

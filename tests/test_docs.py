@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-
-from conftest import ROOT
+from pathlib import Path
 
 from runctl_jupyter import parser
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_command_and_train_option_is_in_the_command_reference():

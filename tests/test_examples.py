@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT
 from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EXAMPLES = ROOT / "examples"
 

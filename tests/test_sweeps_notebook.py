@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from nbclient import NotebookClient
@@ -26,6 +26,7 @@ from runctl_jupyter.sweeps.record import (
     write_json,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 PLOTLY = "application/vnd.plotly.v1+json"
 
 

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from agent_helpers import wait_for
-from conftest import ROOT
 
 from runctl_jupyter.errors import RunctlError
 from runctl_jupyter.sweeps.api import Sweep
 from runctl_jupyter.sweeps.record import SweepState, all_sweeps, scheduler_alive
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LOOP = """
 import time

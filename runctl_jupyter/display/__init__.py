@@ -1,4 +1,4 @@
-"""Live and static views of runs: RunPanel, ComparePanel, RunsTable.
+"""Live and static views of runs: RunPanel, ComparePanel, RunsTable, SweepPanel.
 
 Widget modules import ipywidgets/plotly at their top; import them from here only
 when a panel is needed (the package root never imports display/).
@@ -10,6 +10,7 @@ __all__ = [
     "ComparePanel",
     "RunPanel",
     "RunsTable",
+    "SweepPanel",
     "process_ui_events",
     "runs_text",
     "static_summary",
@@ -29,6 +30,10 @@ def __getattr__(name: str):  # lazy: `from runctl_jupyter.display import RunPane
         from . import runs_table
 
         return getattr(runs_table, name)
+    if name == "SweepPanel":
+        from .sweep_panel import SweepPanel
+
+        return SweepPanel
     if name == "process_ui_events":
         from .uipoll import process_ui_events
 

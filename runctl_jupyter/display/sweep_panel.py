@@ -104,7 +104,11 @@ def header_html(state: Any, trials: list[dict]) -> str:
         )
     elif metric:
         bits.append(f"objective {esc(metric)}:{esc(mode)}")
-    html_ = '<div class="runctl-header" style="line-height:1.8">' + " · ".join(bits) + "</div>"
+    html_ = (
+        '<div class="runctl-header tex2jax_ignore mathjax_ignore" style="line-height:1.8">'
+        + " · ".join(bits)
+        + "</div>"
+    )
     html_ += f'<div class="runctl-counts">{counts_html(state)}</div>'
     for warning in state.warnings[-3:]:
         html_ += f'<div class="runctl-warning" style="color:#ef6c00">⚠ {esc(warning)}</div>'
@@ -156,7 +160,7 @@ def table_html(state: Any, trials: list[dict], max_rows: int = 30) -> str:
     if len(rows) > len(shown):
         more = f'<div style="color:#666">… and {len(rows) - len(shown)} more trials</div>'
     return (
-        f'<table class="runctl-sweep-trials" style="{TABLE_STYLE}"><thead><tr>{head_html}'
+        f'<table class="runctl-sweep-trials tex2jax_ignore mathjax_ignore" style="{TABLE_STYLE}"><thead><tr>{head_html}'
         f"</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
     )
 
@@ -307,7 +311,7 @@ def figure_bundle(state: Any, trials: list[dict]) -> dict | None:
     )
     return {
         PLOTLY_MIME: spec,
-        "text/html": f'<div class="runctl-figure">{svg}</div>',
+        "text/html": f'<div class="runctl-figure tex2jax_ignore mathjax_ignore">{svg}</div>',
         "text/plain": f"<figure: sweep {state.name}, {metric} by trial>",
     }
 
