@@ -32,6 +32,8 @@ from ..aws.policy import PROFILE_NAME, bucket_name
 from ..events import last_seq
 
 PULL_STATE = ".s3pull.json"
+# Options the parser knows that this backend does not honour yet: refused, never ignored.
+NOT_YET = {"idle_minutes": 6, "max_interruptions": 7, "fallback": 7}
 
 
 class AWSBackend(Configurable):
@@ -117,6 +119,12 @@ class AWSBackend(Configurable):
     def start(self, run_dir: Path, spec: dict, attempt: int) -> dict:
         run_dir = Path(run_dir)
         opts = {**(spec.get("target") or {}), **(spec.get("options") or {})}
+        for name, issue in NOT_YET.items():
+            if opts.get(name) not in (None, False, (), []):
+                flag = "--" + name.replace("_", "-")
+                raise AWSError(
+                    f"{flag} is not available on AWS in this version yet (issue {issue}); drop it"
+                )
         clients = self.clients_for(opts.get("region"))
         ident = clients.identity()  # credentials first: nothing is created without them
         bucket = self._bucket(clients)
@@ -212,7 +220,7 @@ class AWSBackend(Configurable):
         return facts
 
     # -- stop --------------------------------------------------------------------
-    def stop(self, run_dir: Path, spec: dict, force: bool = False) -> None:
+    def stop(self, run_dir: Path, spec: dict, force: bool = False, reason: str = "user") -> None:
         """Stop gracefully through SSM (the agent syncs, then the instance ends unless reused
         or kept); an unreachable instance, or `force`, is terminated directly if the run made it."""
         target = _target(run_dir, spec)
@@ -234,7 +242,7 @@ class AWSBackend(Configurable):
         delivered = False
         if state == "running":
             try:
-                script = bootstrap.stop_script(spec["run_id"], force=force)
+                script = bootstrap.stop_script(spec["run_id"], force=force, reason=reason)
                 command_id = ssm.send(
                     clients, instance_id, script, comment="runctl stop", delivery_timeout=30
                 )
