@@ -210,6 +210,7 @@ class Agent:
         self.metrics = MetricParser(list(self.spec.get("metrics") or []))
         self.runtime = RuntimeTail(run_dir / "runtime", attempt)
         self.stop_reason: str | None = None
+        self.signaled = False
         self.kill_at: float | None = None
         self.control_mtime = 0.0
         self.sync = self._load_sync()
@@ -232,8 +233,10 @@ class Agent:
 
     # -- the attempt -------------------------------------------------------------
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("user"))
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop("user"))
+        # A signal only raises a flag: the loop reads control.json first, so a stop
+        # sent with a reason (a sweep's pruner, a cost limit) keeps that reason.
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         self._write_agent_info()
         self.stdout_log = open(self.run_dir / "stdout.log", "ab")
         if self.attempt > 1:
@@ -330,6 +333,8 @@ class Agent:
                 self.events.write("heartbeat", pid=os.getpid())
                 last_beat = now
             self._check_control()
+            if self.signaled and self.stop_reason is None:
+                self.request_stop("user")
             self._check_limits()
             self.events.flush()
             if self.sync is not None and now - last_sync >= 2:
@@ -426,6 +431,9 @@ class Agent:
             os.killpg(self.child.pid, sig)
         except ProcessLookupError:
             pass
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signaled = True
 
     def _check_control(self) -> None:
         path = self.run_dir / "control.json"

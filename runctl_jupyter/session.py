@@ -94,11 +94,12 @@ class Session:
             self._backends[name] = backend_class(name)(parent=self.config)
         return self._backends[name]
 
-    def backend_stop(self, run_id: str, force: bool = False) -> None:
-        """Ask a run to stop without waiting (the panel's Stop button)."""
+    def backend_stop(self, run_id: str, force: bool = False, reason: str = "user") -> None:
+        """Ask a run to stop without waiting (the panel's Stop button, a sweep's pruner);
+        `reason` ends up in its exit event."""
         run_dir = self.store.run_dir(run_id)
         spec = read_spec(run_dir)
-        self.backend(spec.get("backend", "local")).stop(run_dir, spec, force=force)
+        self.backend(spec.get("backend", "local")).stop(run_dir, spec, force=force, reason=reason)
 
     def run(self, ref: str) -> Run:
         return Run(self, self.store.resolve(ref))

@@ -46,8 +46,8 @@ class LocalBackend:
         launcher.wait()  # it forks the agent and exits at once; the agent is not our child
         return {"host": os.uname().nodename}
 
-    def stop(self, run_dir: Path, spec: dict, force: bool = False) -> None:
-        control = {"stop": True, "force": force, "reason": "user", "t": time.time()}
+    def stop(self, run_dir: Path, spec: dict, force: bool = False, reason: str = "user") -> None:
+        control = {"stop": True, "force": force, "reason": reason, "t": time.time()}
         tmp = run_dir / "control.json.tmp"
         tmp.write_text(json.dumps(control))
         os.replace(tmp, run_dir / "control.json")

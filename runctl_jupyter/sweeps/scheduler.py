@@ -293,16 +293,7 @@ class Scheduler:
 
     def _stop_run(self, run_id: str, reason: str) -> None:
         """Ask a trial to stop, with a reason its exit event will carry."""
-        run_dir = self.store.run_dir(run_id)
-        spec = read_json(run_dir / "spec.json") or {}
-        if (spec.get("backend") or "local") == "local":
-            # the agent reads control.json every 50 ms; its reason ends up in the exit event
-            write_json(
-                run_dir / "control.json",
-                {"stop": True, "force": False, "reason": reason, "t": time.time()},
-            )
-        else:
-            self.session.backend_stop(run_id)
+        self.session.backend_stop(run_id, reason=reason)
 
     # -- pruning ---------------------------------------------------------------------------
     def _prune(self) -> None:
