@@ -426,6 +426,47 @@ def stage_data(
     return manifest
 
 
+def volume_device(volume_id: str, root: str = "/", timeout: float = 60.0) -> str | None:
+    """The block device of an attached EBS volume (Nitro: by its NVMe serial; Xen: /dev/sdf)."""
+    serial = volume_id.replace("-", "")
+    candidates = [
+        f"dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}",
+        f"dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}-ns-1",
+        "dev/sdf",
+        "dev/xvdf",
+    ]
+    end = time.monotonic() + timeout
+    while True:
+        for rel in candidates:
+            path = os.path.join(root, rel)
+            if os.path.exists(path):
+                return path
+        if time.monotonic() > end:
+            return None
+        time.sleep(1.0)
+
+
+def mount_volume(volume_id: str, work: Path, root: str = "/") -> Path:
+    """Mount the `--volume` (never formatted: it holds the user's data) and link it as work/volume."""
+    import subprocess
+
+    device = volume_device(volume_id, root)
+    if device is None:
+        raise RuntimeError(
+            f"volume {volume_id} is attached but no device appeared; check `lsblk` on the instance"
+        )
+    mount_point = Path(root) / "mnt" / volume_id
+    mounted = Path(root, "proc", "mounts")
+    text = mounted.read_text() if mounted.exists() else ""
+    if f" {mount_point} " not in text:
+        mount_point.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", device, str(mount_point)], check=True)
+    link = work / "volume"
+    if not link.exists():
+        link.symlink_to(mount_point)
+    return mount_point
+
+
 def _read_lines(path: Path) -> dict[int, bytes]:
     out: dict[int, bytes] = {}
     try:
@@ -526,6 +567,12 @@ def _prepare(run_dir: str) -> int:
             sys.stderr.write(f"runctl: cannot restore the run folder from S3: {exc}\n")
             return 4
     options = spec.get("options") or {}
+    if options.get("volume"):
+        try:
+            mount_volume(str(options["volume"]), work)
+        except Exception as exc:  # noqa: BLE001 - one line the launcher shows
+            sys.stderr.write(f"runctl: cannot mount {options['volume']}: {exc}\n")
+            return 5
     if options.get("data"):
         try:
             manifest = stage_data(

@@ -191,3 +191,19 @@ def test_when_files_keep_failing_the_events_still_go_up(aws: Clients, tmp_path: 
     writer.close()
     assert sync.final(deadline=1) is False
     assert [e["type"] for e in _chunks(aws)["000001.jsonl"]] == ["exit"]
+
+
+def test_the_volume_device_is_found_by_its_nvme_serial_or_xen_name(tmp_path: Path):
+    from runctl_jupyter.agent_s3 import volume_device
+
+    by_id = tmp_path / "dev" / "disk" / "by-id"
+    by_id.mkdir(parents=True)
+    assert volume_device("vol-0abc", root=str(tmp_path), timeout=0) is None
+    (tmp_path / "dev" / "xvdf").write_text("")
+    assert volume_device("vol-0abc", root=str(tmp_path), timeout=0) == str(
+        tmp_path / "dev" / "xvdf"
+    )
+    (by_id / "nvme-Amazon_Elastic_Block_Store_vol0abc").write_text("")
+    assert volume_device("vol-0abc", root=str(tmp_path), timeout=0).endswith(
+        "nvme-Amazon_Elastic_Block_Store_vol0abc"
+    )
