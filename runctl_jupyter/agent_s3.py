@@ -102,6 +102,8 @@ class Sync:
         self._last_chunk_at = 0.0
         self._last_log_at = 0.0
         self._sent_metric = False
+        self._scanned = 0  # bytes past the offset already looked at
+        self._types: set = set()  # event types in them
         self._thread = threading.Thread(target=self._loop, name="runctl-s3-sync", daemon=True)
         self._thread.start()
 
@@ -235,12 +237,14 @@ class Sync:
         data = data[: end + 1]
         now = time.monotonic()
         if not force:
-            types = set()
-            for line in data.splitlines():
+            # only the bytes not looked at yet are parsed (a busy run writes many lines)
+            for line in data[self._scanned :].splitlines():
                 try:
-                    types.add(json.loads(line).get("type"))
+                    self._types.add(json.loads(line).get("type"))
                 except ValueError:
                     continue
+            self._scanned = len(data)
+            types = self._types
             if "exit" in types:
                 return  # final() sends it, after the log, record and checkpoints
             urgent = bool(types & URGENT) or ("metric" in types and not self._sent_metric)
@@ -252,6 +256,8 @@ class Sync:
         number = self.state["next"]
         chunk = self.dir / "chunks" / f"{number:0{CHUNK_DIGITS}d}.jsonl"
         chunk.write_bytes(data)
+        self._scanned = 0
+        self._types = set()
         self.state["offset"] += len(data)
         self.state["next"] = number + 1
         self.state["pending"].append(number)

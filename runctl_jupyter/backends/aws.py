@@ -298,6 +298,7 @@ class AWSBackend(Configurable):
                 with open(run_dir / "events.jsonl", "a", encoding="utf-8") as f:
                     f.write("".join(new_lines))
                 added += len(new_lines)
+                _append_log(run_dir, new_lines)
             state["last_key"] = key
             self._save_pull_state(run_dir, state)
         if exits:
@@ -409,6 +410,25 @@ def _target(run_dir: Path, spec: dict) -> dict:
         except (FileNotFoundError, ValueError):
             pass
     return target
+
+
+def _append_log(run_dir: Path, lines: list[str]) -> None:
+    """While a run streams, the mirror's stdout.log grows from its `log` events (no extra
+    call); the instance's own stdout.log replaces it when the attempt's exit arrives."""
+    parts = []
+    for line in lines:
+        event = json.loads(line)
+        if event.get("type") == "log" and isinstance(event.get("text"), str):
+            parts.append(event["text"])
+        elif (
+            event.get("type") == "status"
+            and event.get("status") == "starting"
+            and event.get("attempt", 1) > 1
+        ):
+            parts.append(f"=== attempt {event['attempt']} ===\n")
+    if parts:
+        with open(run_dir / "stdout.log", "a", encoding="utf-8") as f:
+            f.write("".join(parts))
 
 
 def _write_target(run_dir: Path, facts: dict) -> None:

@@ -167,3 +167,17 @@ def test_options_not_built_yet_are_refused_not_ignored(aws, tmp_path: Path):
     with pytest.raises(AWSError, match="--idle-minutes is not available on AWS"):
         AWSBackend(clients=aws).start(run_dir, spec, attempt=1)
     assert aws.calls.get("ec2.RunInstances", 0) == 0
+
+
+def test_the_mirror_log_grows_from_log_events_while_the_run_streams(aws, tmp_path: Path):
+    aws.s3.create_bucket(Bucket="pull-bucket")
+    lines = [
+        {"seq": 1, "t": 1, "type": "log", "attempt": 1, "stream": "stdout", "text": "epoch 1\n"},
+        {"seq": 2, "t": 2, "type": "status", "attempt": 2, "status": "starting"},
+        {"seq": 3, "t": 3, "type": "log", "attempt": 2, "stream": "stderr", "text": "warn\n"},
+    ]
+    body = "".join(json.dumps(e) + "\n" for e in lines).encode()
+    aws.s3.put_object(Bucket="pull-bucket", Key="runctl/runs/r1/events/000001.jsonl", Body=body)
+    spec = {"run_id": "r1", "target": {"bucket": "pull-bucket", "prefix": "runctl/"}}
+    AWSBackend(clients=aws).pull(tmp_path, spec, force=True)
+    assert (tmp_path / "stdout.log").read_text() == "epoch 1\n=== attempt 2 ===\nwarn\n"
