@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from .agent_spot import Interruptions
+from .agent_watch import Watch, replay_unsent
 from .events import FORMAT, EventWriter, read_events
 
 TICK = 0.05
@@ -220,6 +222,10 @@ class Agent:
         early = self.spec.get("early_stop") or (self.spec.get("options") or {}).get("early_stop")
         self.early_stop = EarlyStop(early, self.metrics.names) if early else None
         self.stop_detail: dict | None = None
+        self.spot, self.watch = Interruptions(self), Watch(self)  # spot notices; stalls
+        from .agent_cost import CostMeter  # dollars so far, cost events, --cost-limit
+
+        self.cost = CostMeter(self.spec, run_dir, attempt, self.events.write, self.request_stop)
 
     def _load_sync(self):
         cfg = self.spec.get("sync")
@@ -243,6 +249,7 @@ class Agent:
             self.stdout_log.write(f"=== attempt {self.attempt} ===\n".encode())
         self.events.write("status", status="starting", format=FORMAT, host=socket.gethostname())
         self._add_host_facts()
+        replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
         try:
             self.child = self._start_child()
         except OSError as exc:
@@ -336,6 +343,9 @@ class Agent:
             if self.signaled and self.stop_reason is None:
                 self.request_stop("user")
             self._check_limits()
+            self.spot.tick()
+            self.watch.tick()
+            self.cost.tick()
             self.events.flush()
             if self.sync is not None and now - last_sync >= 2:
                 self._sync_tick()
@@ -389,6 +399,7 @@ class Agent:
             kind = record.pop("type", None)
             if kind in ("metric", "checkpoint", "warning"):
                 self.events.write(kind, **record)
+                self.watch.saw(kind, record)
                 if kind == "metric":
                     self._check_early_stop(record)
 
@@ -470,6 +481,9 @@ class Agent:
 
     # -- the end --------------------------------------------------------------------
     def _exit(self, returncode: int) -> int:
+        resumed = self.spot.on_exit(returncode)  # after a spot notice: the next attempt
+        if resumed is not None:
+            return resumed
         error = None
         error_file = self.run_dir / f"error-{self.attempt}.json"
         if self.stop_reason is not None:
@@ -508,6 +522,7 @@ class Agent:
         }
         if self.stop_detail and status == "stopped":
             final.update(self.stop_detail)
+        self.cost.final()
         self.events.flush()
         try:
             from .record import write_record

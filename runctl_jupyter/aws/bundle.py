@@ -39,6 +39,7 @@ AGENT_MODULES = (
     "__init__.py",
     "agent.py",
     "agent_s3.py",
+    "agent_cost.py",
     "environment.py",
     "errors.py",
     "events.py",
