@@ -26,13 +26,6 @@ ENDED = FINAL_STATUSES | {"lost"}
 # Train options the parser knows that are not built yet: refused, never silently ignored.
 NOT_YET = {
     "cost_limit": 6,
-    "checkpoint_every": 7,
-    "keep_checkpoints": 7,
-    "stall_minutes": 7,
-    "stop_on_stall": 7,
-    "gpus": 10,
-    "nproc_per_node": 10,
-    "nodes": 10,
 }
 CLOUD_ONLY = (
     "ami",
@@ -42,7 +35,6 @@ CLOUD_ONLY = (
     "instance",
     "instance_type",
     "keep",
-    "max_interruptions",
     "pip",
     "region",
     "requirements",
@@ -76,6 +68,9 @@ def check_options(options: dict, backend: str) -> None:
                 raise RunctlError(
                     f"{_flag(name)} is for cloud runs: add --backend aws, or drop it for a local run"
                 )
+    from .distributed import plan
+
+    plan(options, backend)  # --gpus/--nproc-per-node/--nodes that cannot work (issue 10)
 
 
 class Session:

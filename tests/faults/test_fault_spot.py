@@ -1,0 +1,114 @@
+"""A spot notice mid-run on the local backend: checkpoint, then attempt N+1, same run id."""
+
+from __future__ import annotations
+
+import time
+
+from fault_helpers import TRAIN
+
+PARAMS = {"seed": 7, "steps": 40, "delay": 0.04}
+
+
+def _options(imds, **more) -> dict:
+    return {
+        "imds_endpoint": imds.url,
+        "imds_interval": 0.1,
+        "checkpoint_every": {"every": 10, "unit": "steps"},
+        **more,
+    }
+
+
+def _wait_ended(session, run_id: str, timeout: float = 40.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.store.refresh(run_id)
+        row = session.store.get(run_id)
+        if row["status"] in ("succeeded", "failed", "stopped", "lost"):
+            return row
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not end: {session.store.get(run_id)['status']}")
+
+
+def _wait_step(session, run_id: str, step: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        session.store.refresh(run_id)
+        if (session.store.get(run_id).get("last_step") or -1) >= step:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"run {run_id} never reached step {step}")
+
+
+def test_spot_notice_resumes_as_next_attempt_with_the_same_final_metrics(session, imds):
+    reference = session.train(code=TRAIN, params=PARAMS, detach=True)
+    run = session.train(code=TRAIN, params=PARAMS, options=_options(imds), detach=True)
+    _wait_step(session, run.id, 14)
+    noticed = time.time()
+    imds.spot_notice()  # and it stays served, as on a real instance
+    row = _wait_ended(session, run.id)
+    _wait_ended(session, reference.id)
+
+    assert row["status"] == "succeeded" and row["attempt"] == 2  # one notice, acted on once
+    events = session.store.events(run.id)
+    kinds = [(e["type"], e.get("status"), e["attempt"]) for e in events]
+    sequence = [
+        ("interrupt", None, 1),
+        ("status", "interrupted", 1),
+        ("status", "resuming", 1),
+        ("status", "starting", 2),
+        ("status", "running", 2),
+    ]
+    positions = [kinds.index(k) for k in sequence]
+    assert positions == sorted(positions), kinds
+    interrupt = next(e for e in events if e["type"] == "interrupt")
+    assert interrupt["kind"] == "spot" and interrupt["action"] == "terminate"
+    resuming = next(e for e in events if e.get("status") == "resuming")
+    assert resuming["t"] - noticed < 10  # stopped and checkpointed well inside the 2 minutes
+
+    # The stop saved the registered state; attempt 2 started right after it.
+    last_ckpt = max(e["step"] for e in events if e["type"] == "checkpoint" and e["attempt"] == 1)
+    attempt2_steps = [e["step"] for e in events if e["type"] == "metric" and e["attempt"] == 2]
+    attempt1_steps = [e["step"] for e in events if e["type"] == "metric" and e["attempt"] == 1]
+    assert attempt1_steps == list(range(last_ckpt + 1))  # the stop checkpoint is the last step
+    assert attempt2_steps[0] == last_ckpt + 1
+    assert (
+        f"resumed from step {last_ckpt}"
+        in (session.store.run_dir(run.id) / "stdout.log").read_text()
+    )
+
+    # No gap, no duplicate, and exactly the uninterrupted run's numbers.
+    metrics = session.store.metrics(run.id)
+    expected = session.store.metrics(reference.id)
+    assert [s for s, _ in metrics["w"]] == list(range(PARAMS["steps"]))
+    assert metrics == expected
+    assert row["final_metrics"] == session.store.get(reference.id)["final_metrics"]
+
+    # It spoke IMDSv2: a token first, then only GETs carrying it.
+    assert imds.token_puts >= 2 and imds.authorized_gets > 4 and imds.refused == 0
+
+
+def test_rebalance_notice_past_max_interruptions_stops_with_the_checkpoint_saved(session, imds):
+    run = session.train(
+        code=TRAIN,
+        params={**PARAMS, "steps": 400},
+        options=_options(imds, max_interruptions=0),
+        detach=True,
+    )
+    _wait_step(session, run.id, 3)
+    imds.rebalance_notice()
+    row = _wait_ended(session, run.id)
+    assert (row["status"], row["reason"], row["attempt"]) == ("stopped", "interrupted", 1)
+    events = session.store.events(run.id)
+    assert [e["kind"] for e in events if e["type"] == "interrupt"] == ["rebalance"]
+    warning = next(e for e in events if e.get("code") == "max-interruptions")
+    assert f"runctl resume {run.id}" in warning["message"]
+    checkpoints = session.store.checkpoints(run.id)
+    assert checkpoints and checkpoints[-1]["step"] == row["last_step"]
+
+
+def test_no_endpoint_means_no_polling_on_the_local_backend(session, imds):
+    imds.spot_notice()  # served from the start, but a local run does not look by default
+    run = session.train(code=TRAIN, params={**PARAMS, "steps": 8, "delay": 0.02}, detach=True)
+    row = _wait_ended(session, run.id)
+    assert (row["status"], row["attempt"]) == ("succeeded", 1)
+    assert imds.token_puts == 0 and imds.authorized_gets == 0
