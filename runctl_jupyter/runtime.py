@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import RunctlError
+
 FLUSH_SECONDS = 0.05
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -33,6 +35,11 @@ class RunStopped(BaseException):
     A BaseException, like KeyboardInterrupt, so `except Exception` in training code
     does not swallow a Stop.
     """
+
+
+class CheckpointError(RunctlError):
+    """A checkpoint could not be written (disk full, a file size limit, ...); the
+    earlier checkpoints are intact."""
 
 
 def _number(name: str, value: Any) -> float:
@@ -66,6 +73,11 @@ class Runtime:
         self._stop_requested = False
         self._stop_checked = False
         self._on_stop: list[Callable[[], Any]] = []
+        self._state_fn: Callable[[], Any] | None = None  # register_checkpoint
+        self._options: dict | None = None
+        self._saved_step: int | None = None
+        self._saved_at = time.monotonic()
+        self._stop_saved = False
 
     # -- facts ---------------------------------------------------------------
     @property
@@ -102,6 +114,8 @@ class Runtime:
         """True once the run is asked to stop (Stop, spot notice, a limit). Check it
         between steps, save a checkpoint and return."""
         self._stop_checked = True
+        if self._stop_requested:
+            self._save_state_on_stop()
         return self._stop_requested
 
     # -- metrics -------------------------------------------------------------
@@ -123,6 +137,8 @@ class Runtime:
         if total is not None:
             record["total"] = int(total)
         self._write(record)
+        if self._state_fn is not None:
+            self._checkpoint_if_due(step)
 
     # -- checkpoints -----------------------------------------------------------
     def save_checkpoint(self, obj: Any, step: int | None = None) -> Path | None:
@@ -135,8 +151,33 @@ class Runtime:
         if self.rank != 0:
             return None
         folder = self.checkpoint_dir
-        folder.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:08d}"
+        try:
+            target, size = self._write_checkpoint(folder, name, obj)
+        except OSError as exc:
+            for tmp in (folder / f".{name}.tmp", folder / f".{name}.pkl.tmp"):
+                if tmp.is_dir():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink(missing_ok=True)
+            previous = self.latest_checkpoint()
+            kept = f"{previous.name} is intact" if previous else "there is no earlier checkpoint"
+            raise CheckpointError(
+                f"could not write checkpoint {name} ({exc.strerror or exc}): {kept}; "
+                "free disk space (or raise the file size limit), then `runctl resume "
+                f"{self.run_id}` continues from the latest checkpoint"
+            ) from None
+        self._saved_step, self._saved_at = step, time.monotonic()
+        rel = target.relative_to(self.run_dir).as_posix()
+        self._write(
+            {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
+        )
+        self.flush()
+        self._prune_checkpoints()
+        return target
+
+    def _write_checkpoint(self, folder: Path, name: str, obj: Any) -> tuple[Path, int]:
+        folder.mkdir(parents=True, exist_ok=True)
         if isinstance(obj, (str, os.PathLike)) and Path(obj).exists():
             source = Path(obj)
             target = folder / name
@@ -159,12 +200,76 @@ class Runtime:
                 os.fsync(f.fileno())
             os.replace(tmp, target)  # a crash mid-write never leaves a torn checkpoint
             size = target.stat().st_size
-        rel = target.relative_to(self.run_dir).as_posix()
-        self._write(
-            {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
-        )
-        self.flush()
-        return target
+        return target, size
+
+    def _prune_checkpoints(self) -> None:
+        """`--keep-checkpoints K`: only the K newest checkpoints stay (rank 0 writes)."""
+        keep = self._option("keep_checkpoints")
+        if not keep:
+            return
+        folder = self.checkpoint_dir
+        found = sorted(p for p in folder.iterdir() if p.name.startswith("step-"))
+        for old in found[: -int(keep)]:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+
+    # -- registered state ----------------------------------------------------------
+    def register_checkpoint(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Register a function returning the state to checkpoint (any picklable
+        object). runctl saves it right after a `runctl.log` call every
+        `--checkpoint-every` N steps or minutes, and when the run is asked to stop
+        (Stop, a spot notice): at the next `runctl.log` or `runctl.should_stop`,
+        i.e. at a step boundary. Call `runctl.log` at the end of each step. Usable
+        as a decorator; returns `fn`."""
+        if not callable(fn):
+            raise TypeError("runctl.register_checkpoint(fn) needs a function returning the state")
+        self._state_fn = fn
+        if self.run_dir is not None:
+            latest = self.latest_checkpoint()
+            if latest is not None and self._saved_step is None:
+                try:
+                    self._saved_step = int(latest.name[5:13])
+                except ValueError:
+                    pass
+        return fn
+
+    def _option(self, name: str) -> Any:
+        if self._options is None:
+            self._options = {}
+            if self.run_dir is not None:
+                try:
+                    spec = json.loads((self.run_dir / "spec.json").read_text())
+                    self._options = dict(spec.get("options") or {})
+                except (OSError, ValueError):
+                    pass
+        return self._options.get(name)
+
+    def _checkpoint_if_due(self, step: int) -> None:
+        if self._stop_requested:
+            self._save_state_on_stop()
+            if not self._stop_checked:  # the code never looks at should_stop: stop it here
+                raise RunStopped("the run was asked to stop")
+            return
+        every = self._option("checkpoint_every")
+        if not isinstance(every, dict) or self.rank != 0:
+            return
+        if every.get("unit") == "minutes":
+            due = time.monotonic() - self._saved_at >= float(every["every"]) * 60
+        else:
+            last = -1 if self._saved_step is None else self._saved_step
+            due = step - last >= int(every["every"])
+        if due:
+            self.save_checkpoint(self._state_fn(), step=step)
+
+    def _save_state_on_stop(self) -> None:
+        if self._stop_saved or self._state_fn is None or self.run_dir is None:
+            return
+        self._stop_saved = True
+        if self._saved_step == max(self._step, 0) and self._step >= 0:
+            return  # this step's state is saved already
+        self.save_checkpoint(self._state_fn())
 
     def load_checkpoint(self) -> Any:
         """The latest checkpoint (after a resume too), or None if there is none.
@@ -199,8 +304,9 @@ class Runtime:
             for callback in self._on_stop:
                 callback()
         self.flush()
-        if not self._stop_checked:
-            # The code never looks at should_stop: stop it now rather than after the grace period.
+        if not self._stop_checked and self._state_fn is None:
+            # The code never looks at should_stop: stop it now rather than after the grace period
+            # (with a registered checkpoint: at the next runctl.log, after saving it).
             raise RunStopped("the run was asked to stop")
 
     def install_signal_handlers(self) -> None:
@@ -243,4 +349,4 @@ class Runtime:
 
 runctl = Runtime()
 
-__all__ = ["runctl", "Runtime", "RunStopped"]
+__all__ = ["runctl", "Runtime", "RunStopped", "CheckpointError"]
