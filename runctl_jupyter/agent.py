@@ -303,13 +303,18 @@ class Agent:
         workdir = self.spec.get("workdir")
         if not workdir or not os.path.isdir(workdir):
             workdir = str(self.run_dir)
+        python = self.spec.get("python") or sys.executable
+        argv = [python, "-m", "runctl_jupyter.runner", str(self.run_dir)]
+        if self.spec.get("distributed"):  # under torchrun, one runner per rank
+            from . import distributed
+
+            argv, extra = distributed.launch_command(
+                self.spec["distributed"], python, self.run_dir, self.attempt, self.spec["run_id"]
+            )
+            env.update(extra)
+            self.metrics = distributed.MainRankLines(self.metrics)
         return subprocess.Popen(
-            [
-                self.spec.get("python") or sys.executable,
-                "-m",
-                "runctl_jupyter.runner",
-                str(self.run_dir),
-            ],
+            argv,
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -486,6 +491,10 @@ class Agent:
             return resumed
         error = None
         error_file = self.run_dir / f"error-{self.attempt}.json"
+        if self.spec.get("distributed") and returncode and self.stop_reason is None:
+            from .distributed import write_error
+
+            write_error(self.run_dir, self.attempt)  # the failed rank's error, from torchrun's report
         if self.stop_reason is not None:
             status, reason = "stopped", self.stop_reason
         elif returncode == 0:

@@ -65,6 +65,9 @@ def create_run(
     """Write a run folder and return its spec. Nothing runs yet."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
+    from .distributed import plan as distributed_plan
+
+    distributed = distributed_plan(options or {}, backend)  # refused before anything is written
     run_id = run_id or new_run_id()
     run_dir = Path(runs_dir) / run_id
     run_dir.mkdir(parents=True)
@@ -106,6 +109,7 @@ def create_run(
         "target": {},
         "sync": None,
         "options": dict(options or {}),
+        "distributed": distributed,  # torchrun's plan (distributed.py), None for one process
         "created": time.time(),
         "rerun_of": rerun_of,
         "sweep_id": sweep_id,

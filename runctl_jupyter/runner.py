@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         error = {"type": type(exc).__name__, "message": str(exc), "traceback": text}
         attempt = os.environ.get("RUNCTL_ATTEMPT", "1")
-        (run_dir / f"error-{attempt}.json").write_text(json.dumps(error))
+        rank = f"-rank{runctl.rank}" if runctl.world_size > 1 else ""  # ranks never race
+        (run_dir / f"error-{attempt}{rank}.json").write_text(json.dumps(error))
         runctl.flush()
         return 1
     runctl.flush()

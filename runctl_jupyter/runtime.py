@@ -119,8 +119,12 @@ class Runtime:
         return self._stop_requested
 
     # -- metrics -------------------------------------------------------------
-    def log(self, step: int | None = None, total: int | None = None, **values: Any) -> None:
-        """Record metrics for a step (default: the previous step + 1)."""
+    def log(
+        self, step: int | None = None, total: int | None = None, all_ranks: bool = False, **values: Any
+    ) -> None:
+        """Record metrics for a step (default: the previous step + 1). In a distributed
+        run only rank 0's are kept, unless `all_ranks=True`: then every rank's are, as
+        `name/rank<N>` for ranks other than 0 (docs/distributed.md)."""
         if step is None:
             step = self._step + 1
         self._step = step
@@ -132,6 +136,9 @@ class Runtime:
             print(f"step {step}: {shown}")
             return
         if self.rank != 0:
+            if all_ranks:
+                values = {f"{k}/rank{self.rank}": v for k, v in values.items()}
+                self._write({"t": time.time(), "type": "metric", "step": step, "rank": self.rank, "values": values})  # fmt: skip
             return
         record = {"t": time.time(), "type": "metric", "step": step, "values": values}
         if total is not None:
