@@ -132,12 +132,6 @@ function RunRow(props: {
       </div>
       <div className="jp-runctl-run-bottom">
         <span className="jp-runctl-experiment">{run.experiment}</span>
-        {shown.map(([k, v]) => (
-          <span key={k} className="jp-runctl-metric">
-            {k}={metric(v)}
-          </span>
-        ))}
-        {run.spark && <Sparkline values={run.spark.values} />}
         <span className="jp-runctl-elapsed">
           {duration(run.duration)}
           {progress}
@@ -146,6 +140,16 @@ function RunRow(props: {
           {run.backend === 'local' ? 'local' : dollars(run.cost)}
         </span>
       </div>
+      {(shown.length > 0 || run.spark) && (
+        <div className="jp-runctl-run-metrics">
+          {shown.map(([k, v]) => (
+            <span key={k} className="jp-runctl-metric">
+              {k}={metric(v)}
+            </span>
+          ))}
+          {run.spark && <Sparkline values={run.spark.values} />}
+        </div>
+      )}
       {run.error && (
         <div className="jp-runctl-run-error">
           {run.error.type}: {run.error.message}
