@@ -24,9 +24,7 @@ from .store import Store
 ENDED = FINAL_STATUSES | {"lost"}
 
 # Train options the parser knows that are not built yet: refused, never silently ignored.
-NOT_YET = {
-    "cost_limit": 6,
-}
+NOT_YET: dict[str, int] = {}
 CLOUD_ONLY = (
     "ami",
     "data",
@@ -161,6 +159,9 @@ class Session:
         grace = options.pop("grace_seconds", None)
         grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
+        from .costs import attach_price, before_launch
+
+        price = before_launch(self, backend_name, options, max_hours, experiment)  # may ask --yes
         spec = create_run(
             self.store.runs_dir,
             kind="cell" if code is not None else "script",
@@ -184,6 +185,7 @@ class Session:
             environment=self._environment(workdir, params),
             sweep_id=sweep_id,
         )
+        attach_price(self.store.run_dir(spec["run_id"]), spec, price)
         return self._launch(spec, target, attempt=1, detach=detach)
 
     def _launch(self, spec: dict, target: Any, attempt: int, detach: bool) -> Run:
@@ -359,6 +361,17 @@ class Session:
         finally:
             if source_file is not None:
                 source_file.unlink(missing_ok=True)
+        from .costs import attach_price, before_launch
+
+        price = before_launch(
+            self,
+            backend_name,
+            dict(new.get("options") or {}),
+            new.get("max_hours"),
+            experiment,
+            yes=True,
+        )
+        attach_price(self.store.run_dir(new["run_id"]), new, price)
         return self._launch(new, target, attempt=1, detach=detach)
 
     def _rerun_source(self, ref: str) -> dict:
@@ -492,7 +505,10 @@ class Session:
         raise self._not_yet("cleanup", 4)
 
     def cost(self, **kwargs: Any) -> Any:
-        raise self._not_yet("cost", 6)
+        """`runctl cost` (spend report) or `runctl cost price TYPE` (runctl_jupyter/costs.py)."""
+        from .costs import cost
+
+        return cost(self, **kwargs)
 
     def compare(
         self,
