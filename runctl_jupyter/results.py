@@ -45,13 +45,22 @@ def one_line(row: dict) -> str:
     metrics = " ".join(
         f"{k}={format_metric(v)}" for k, v in (row.get("final_metrics") or {}).items()
     )
+    from .costs import cost_phrase
+
+    # the success line: "Training completed in 42m 10s — cost $0.31 (spot, saved $0.74 ...)"
+    if row["status"] == "succeeded":
+        parts = [
+            f"Training completed in {format_duration(row.get('duration'))} — {cost_phrase(row)}",
+            f"run {row['id']} '{row.get('name')}'",
+        ]
+        return " · ".join(parts + ([metrics] if metrics else []))
     parts = [f"run {row['id']} '{row.get('name')}' {row['status']}"]
-    if row.get("reason") and row["status"] != "succeeded":
+    if row.get("reason"):
         parts[0] += f" ({row['reason']})"
     parts[0] += f" in {format_duration(row.get('duration'))}"
     if metrics:
         parts.append(metrics)
-    parts.append(format_cost(row))
+    parts.append(cost_phrase(row))
     return " · ".join(parts)
 
 
