@@ -218,6 +218,12 @@ FIRST_PAINT = """async () => {
   return p.t1 === null ? 99 : (p.t1 - p.t0) / 1000;
 }"""
 
+SET_VISIBILITY = """(state) => {
+  Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
+  Object.defineProperty(document, 'hidden', {value: state === 'hidden', configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
 RUN_CELL = """(i) => {
   const nb = window.jupyterapp.shell.currentWidget;
   nb.content.activeCellIndex = i;
@@ -395,6 +401,21 @@ def _scenario(page, lab: dict, expect) -> None:
     expect(page.locator(".jp-runctl-note")).to_contain_text("No AWS runs")
     expect(page.locator(".jp-runctl-burn")).to_have_text("$0/h")
     shot(page, "6-resources")
+
+    # -- polite polling: nothing is asked while the page is hidden, and it resumes
+    page.locator(".jp-runctl-tab", has_text="Runs").click()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/runctl/api/" in r.url else None)
+    page.evaluate(SET_VISIBILITY, "hidden")
+    page.wait_for_timeout(5000)  # a poll in flight or lingering may still land
+    asked.clear()
+    page.wait_for_timeout(8000)  # two idle intervals
+    assert asked == [], f"polled while hidden: {asked}"
+    page.evaluate(SET_VISIBILITY, "visible")
+    deadline = time.monotonic() + 10
+    while not asked:
+        assert time.monotonic() < deadline, "polling did not resume when the page showed"
+        page.wait_for_timeout(200)
 
 
 def _row(home: Path, name: str) -> dict:
