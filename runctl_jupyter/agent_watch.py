@@ -80,6 +80,7 @@ class Watch:
             self.last_step = step
             if self.first_step is None:
                 self.first_step = step
+            self._check_checkpoints(now)  # a steps interval is judged at each step
         elif kind == "checkpoint":
             self.last_checkpoint_time = now
             self.last_checkpoint_step = step

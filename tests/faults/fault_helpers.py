@@ -92,3 +92,47 @@ class ImdsServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def expected_metrics(seed: int, steps: int) -> dict[str, list[tuple[int, float]]]:
+    """What TRAIN logs when nothing goes wrong (the same arithmetic, in this process)."""
+    import random
+
+    rng, w = random.Random(seed), 0.0
+    out: dict[str, list[tuple[int, float]]] = {"w": [], "loss": []}
+    for step in range(steps):
+        x = rng.random()
+        w += 0.1 * (3.0 * x - w * x) * x
+        out["w"].append((step, w))
+        out["loss"].append((step, (3.0 - w) ** 2))
+    return out
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):  # noqa: ANN001, ANN201
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.03)
+    raise AssertionError(f"{what}: not met within {timeout} s")
+
+
+def wait_ended(session, run_id: str, timeout: float = 40.0) -> dict:  # noqa: ANN001
+    def ended() -> dict | None:
+        session.store.refresh(run_id)
+        row = session.store.get(run_id)
+        return row if row["status"] in ("succeeded", "failed", "stopped", "lost") else None
+
+    return wait_for(ended, timeout, f"run {run_id} ends")
+
+
+def wait_step(session, run_id: str, step: int, timeout: float = 20.0) -> None:  # noqa: ANN001
+    def reached() -> bool:
+        session.store.refresh(run_id)
+        last = session.store.get(run_id).get("last_step")
+        return last is not None and last >= step
+
+    wait_for(reached, timeout, f"run {run_id} reaches step {step}")
