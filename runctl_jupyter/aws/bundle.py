@@ -40,6 +40,8 @@ AGENT_MODULES = (
     "agent.py",
     "agent_s3.py",
     "agent_cost.py",
+    "agent_spot.py",
+    "agent_watch.py",
     "environment.py",
     "errors.py",
     "events.py",
