@@ -207,31 +207,37 @@ class Interruptions:
             return
         agent = self.agent
         self.notice = notice
-        handled = read_handled(agent.run_dir)
-        handled.append(
+        child = getattr(agent, "child", None)
+        acted = agent.stop_reason is None and child is not None and child.poll() is None
+        self._record(
             {
                 "attempt": agent.attempt,
                 "kind": notice["kind"],
                 "key": notice["key"],
                 "action_time": notice["action_time"],
                 "t": time.time(),
+                "acted": acted,
+                "resumed": False,
             }
         )
-        _write_handled(agent.run_dir, handled)
         agent.events.write(
             "interrupt",
             kind=notice["kind"],
             action=notice["action"],
             action_time=notice["action_time"],
         )
-        child = getattr(agent, "child", None)
-        if agent.stop_reason is not None or child is None or child.poll() is not None:
+        if not acted:
             return  # already stopping or finished: nothing to resume
         agent.events.write("status", status="interrupted", reason=notice["kind"])
         agent.events.flush()
         self.resume_wanted = True
         agent.request_stop("interrupted")
         agent.kill_at = time.monotonic() + self.grace
+
+    def notice_entry(self) -> dict:
+        key = self.notice["key"] if self.notice else None
+        found = [h for h in read_handled(self.agent.run_dir) if h.get("key") == key]
+        return found[-1] if found else {"attempt": self.agent.attempt, "key": key}
 
     def on_exit(self, returncode: int) -> int | None:
         """From `Agent._exit`: start the next attempt (an exit code), or None to let
@@ -247,7 +253,7 @@ class Interruptions:
         if user is not None:
             agent.stop_reason = user
             return None
-        count = len([h for h in read_handled(agent.run_dir) if "attempt" in h])
+        count = 1 + self._resumed_in_a_row()
         if count > self.max_interruptions:
             agent.events.write(
                 "warning",
@@ -260,6 +266,18 @@ class Interruptions:
             )
             return None
         return self._next_attempt()
+
+    def _record(self, entry: dict) -> None:
+        handled = [h for h in read_handled(self.agent.run_dir) if h.get("key") != entry["key"]]
+        _write_handled(self.agent.run_dir, [*handled, entry])
+
+    def _resumed_in_a_row(self) -> int:
+        """Automatic resumes just before this attempt (a manual `resume` starts over)."""
+        resumed = {h.get("attempt") for h in read_handled(self.agent.run_dir) if h.get("resumed")}
+        count, attempt = 0, self.agent.attempt - 1
+        while attempt in resumed:
+            count, attempt = count + 1, attempt - 1
+        return count
 
     def _user_stop(self) -> str | None:
         """The reason of a stop asked for while we were stopping, if any."""
@@ -276,6 +294,7 @@ class Interruptions:
         if self.poller is not None:
             self.poller.close()
         nxt = agent.attempt + 1
+        self._record({**self.notice_entry(), "resumed": True})
         agent.events.write(
             "status", status="resuming", reason=self.notice["kind"], next_attempt=nxt
         )

@@ -112,3 +112,43 @@ def test_no_endpoint_means_no_polling_on_the_local_backend(session, imds):
     row = _wait_ended(session, run.id)
     assert (row["status"], row["attempt"]) == ("succeeded", 1)
     assert imds.token_puts == 0 and imds.authorized_gets == 0
+
+
+def test_max_interruptions_bounds_automatic_resumes_and_a_manual_resume_starts_over(session, imds):
+    params = {**PARAMS, "steps": 400, "delay": 0.02}
+    run = session.train(
+        code=TRAIN, params=params, options=_options(imds, max_interruptions=1), detach=True
+    )
+    _wait_step(session, run.id, 3)
+    imds.spot_notice(time="2026-11-29T02:00:00Z")
+    _wait_attempt_running(session, run.id, 2)
+    step = session.store.get(run.id)["last_step"]
+    _wait_step(session, run.id, step + 3)
+    imds.spot_notice(time="2026-11-29T02:10:00Z")  # a second, different notice
+    row = _wait_ended(session, run.id)
+    assert (row["status"], row["reason"], row["attempt"]) == ("stopped", "interrupted", 2)
+
+    session.resume(run.id, detach=True)  # by hand: the bound counts again from here
+    _wait_attempt_running(session, run.id, 3)
+    step = session.store.get(run.id)["last_step"]
+    _wait_step(session, run.id, step + 3)
+    imds.spot_notice(time="2026-11-29T02:20:00Z")
+    _wait_attempt_running(session, run.id, 4)
+    session.stop(run.id)
+    row = _wait_ended(session, run.id)
+    assert (row["status"], row["reason"], row["attempt"]) == ("stopped", "user", 4)
+    interrupts = [e["attempt"] for e in session.store.events(run.id) if e["type"] == "interrupt"]
+    assert interrupts == [1, 2, 3]
+    steps = [s for s, _ in session.store.metrics(run.id)["w"]]
+    assert steps == list(range(len(steps)))  # four attempts, not a step missing
+
+
+def _wait_attempt_running(session, run_id: str, attempt: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        session.store.refresh(run_id)
+        row = session.store.get(run_id)
+        if row["attempt"] == attempt and row["status"] == "running" and row["last_step"]:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"run {run_id} is not running attempt {attempt}")
