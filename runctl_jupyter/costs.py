@@ -197,6 +197,7 @@ def before_launch(
     trials: int = 1,
     parallel: int = 1,
     yes: bool | None = None,
+    limit: float | None = None,
 ) -> dict | None:
     """Price the run (or sweep), show the estimate, and refuse above c.Runctl.confirm_above
     without --yes. Runs before anything is created. Returns the price facts."""
@@ -209,7 +210,8 @@ def before_launch(
         return None
     est = estimate(session, facts, max_hours, experiment, trials, parallel)
     print(str(est), flush=True)
-    check_confirm(est, float(session.config.confirm_above), yes, options.get("cost_limit"))
+    cap = limit if limit is not None else options.get("cost_limit")
+    check_confirm(est, float(session.config.confirm_above), yes, cap)
     return facts
 
 
@@ -546,3 +548,30 @@ def cost(
     if action != "report":
         raise RunctlError(f"unknown cost command {action!r}; use cost, or cost price TYPE")
     return report(session, live=not offline)
+
+
+def check_sweep_budget(scheduler: Any, every: float = 1.0) -> None:
+    """The scheduler's budget check (runs in its loop, at most once a second): warn at
+    80% of the sweep's --cost-limit; at 100% halt the sweep, stopping running trials
+    with reason cost-limit (queued ones stay for --resume)."""
+    budget = scheduler.budget
+    now = time.monotonic()
+    if budget.limit is None or now - scheduler.last_spent < every:
+        return
+    scheduler.last_spent = now
+    ids = [t["run_id"] for t in scheduler.state.trials if t.get("run_id")]
+    scheduler.spent = spent = sweep_spent(scheduler.store, ids)
+    what = budget.check(spent)
+    if what == "warn":
+        scheduler.warn(
+            f"the sweep has spent {dollars(spent)}, 80% of its --cost-limit {dollars(budget.limit)}"
+        )
+    elif what == "stop":
+        scheduler.warn(
+            f"the sweep's --cost-limit {dollars(budget.limit)} is reached ({dollars(spent)}): "
+            "stopping its running trials (queued ones are not started)"
+        )
+        if scheduler.halt is None:
+            scheduler.halt = ("stopped", "cost-limit")
+        for trial in scheduler._running():
+            scheduler._stop_run(trial["run_id"], "cost-limit")

@@ -291,3 +291,57 @@ def test_runctl_cost_in_the_shell_prints_the_report(tmp_path, no_aws, monkeypatc
     assert cli.main(["cost"]) == 0
     out = capsys.readouterr().out
     assert "spend: $0.00 over 0 runs" in out and "live AWS figures unavailable" in out
+
+
+def test_a_sweep_stops_when_its_trials_cost_reaches_its_limit(session, capsys):
+    from runctl_jupyter.sweeps.api import create
+    from runctl_jupyter.sweeps.record import SweepState, read_json, write_json
+    from runctl_jupyter.sweeps.scheduler import spawn
+
+    handle = create(
+        session, code="print('trained')\n", target=None, args=(), params={},
+        grid={"lr": [1, 2, 3, 4]}, space=None, search=None, trials=None, seed=None,
+        max_parallel=1, objective=None, stop_on_failure=False, max_failures=None, prune=None,
+        early_stop=None, experiment=None, name="budget", project=None, tags=(), backend=None,
+        metrics=(), yes=False, max_hours=None, ship_objects=False, user_ns=None, options={},
+        cost_limit=2.0,
+    )  # fmt: skip
+    # trials metered at $36/h, billed since two minutes ago: at least $1.20 each
+    spec = read_json(handle.dir / "sweep.json")
+    assert spec["cost_limit"] == 2.0
+    spec["run"]["price"] = {"rate": 36.0, "on_demand": 36.0, "billing_start": time.time() - 120}
+    write_json(handle.dir / "sweep.json", spec)
+    spawn(handle.dir)
+    deadline = time.monotonic() + 40
+    while SweepState(handle.dir).status not in ("succeeded", "failed", "stopped"):
+        assert time.monotonic() < deadline, "the sweep did not end"
+        time.sleep(0.1)
+    state = SweepState(handle.dir)
+    assert (state.status, state.reason) == ("stopped", "cost-limit")
+    runs = [t for t in state.trials if t.get("run_id")]
+    assert len(runs) == 2 and state.counts()["queued"] == 2  # the last two never launched
+    second = session.store.get(runs[1]["run_id"])
+    assert second["reason"] == "cost-limit"  # it stopped itself at what the sweep had left
+    limits = [
+        json.loads((session.store.run_dir(t["run_id"]) / "spec.json").read_text())["options"][
+            "cost_limit"
+        ]
+        for t in runs
+    ]
+    assert limits[0] == 2.0 and limits[1] == pytest.approx(
+        2.0 - session.store.get(runs[0]["run_id"])["cost"]
+    )
+
+
+def test_an_expensive_sweep_shows_its_estimate_and_asks_for_yes(session, capsys):
+    from runctl_jupyter.sweeps.record import all_sweeps
+
+    seed_prices(session.store.home, od__us_east_1__p3_2xlarge=3.06)
+    with pytest.raises(RunctlError, match=r"estimate is \$12.28.*add --yes"):
+        session.sweep(
+            code="print(lr)\n", grid={"lr": [1, 2, 3, 4]}, max_parallel=2, backend="aws",
+            max_hours=1.0, options={"instance_type": "p3.2xlarge", "spot": False}, detach=True,
+        )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "x 4 trials x 1h (--max-hours) = $12.28, about 2h of wall time with 2 in parallel" in out
+    assert all_sweeps(session.store.home) == [] and session.store.list_runs() == []

@@ -123,7 +123,6 @@ def test_asha_keeps_the_top_third_at_each_rung_and_judges_once_per_rung():
         ({"grid": {"lr": [1, 2]}, "params": {"lr": 3}}, "both fixed"),
         ({"space": {"lr": "uniform(0,1)"}}, "how many trials"),
         ({"grid": {"lr": [1, 2]}, "prune": "median"}, "add --objective"),
-        ({"grid": {"lr": [1, 2]}, "cost_limit": 5.0}, "issue 6"),
         ({"grid": {"lr": [1, 2]}, "early_stop": "patience=3"}, "--early-stop needs a metric"),
         ({"grid": {"lr": [1, 2]}, "objective": "acc"}, "METRIC:max or METRIC:min"),
     ],

@@ -233,12 +233,9 @@ def sweep(
         return handle if detach else watch(session, handle)
     if retry_failed:
         raise RunctlError("--retry-failed goes with --resume SWEEP")
-    if cost_limit is not None:
-        raise RunctlError(
-            "--cost-limit for a sweep is not available in this version yet (issue 6); drop it"
-        )
     handle = create(
         session,
+        cost_limit=cost_limit,
         code=code,
         target=target,
         args=args,
@@ -360,6 +357,12 @@ def create(session: Any, **kw: Any) -> Sweep:
     max_hours = kw["max_hours"]
     if max_hours is not None and max_hours <= 0:
         raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
+    from ..costs import before_launch  # the estimate (trials x a run), --yes above the threshold
+
+    price = before_launch(
+        session, backend_name, options, max_hours, kw["experiment"] or kw["name"],
+        trials=n_trials, parallel=max_parallel, yes=kw["yes"], limit=kw.get("cost_limit"),
+    )  # fmt: skip
 
     objects = None
     object_names: list[str] = []
@@ -440,7 +443,9 @@ def create(session: Any, **kw: Any) -> Sweep:
             "grace_seconds": grace,
             "options": options,
             "object_names": object_names,
+            "price": price,
         },
+        "cost_limit": kw.get("cost_limit"),
         "lost_timeout": session.config.lost_timeout,
         "plan": plan,
     }

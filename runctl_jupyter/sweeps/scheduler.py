@@ -106,6 +106,10 @@ class Scheduler:
 
         self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
         self.launches: dict[Any, tuple[int, str]] = {}
+        from ..costs import SweepBudget  # --cost-limit: the sum of the trials' cost
+
+        self.budget = SweepBudget(spec.get("cost_limit"))
+        self.spent, self.last_spent = 0.0, 0.0
 
     def _read_bytes(self, name: str) -> bytes | None:
         path = self.dir / name
@@ -160,6 +164,7 @@ class Scheduler:
                 self._check_control()
                 self._reap_launches()
                 self._watch()
+                self._check_budget()
                 now = time.monotonic()
                 if now - self.last_prune >= PRUNE_EVERY:
                     self.last_prune = now
@@ -291,6 +296,12 @@ class Scheduler:
         for other in self._running():
             self._stop_run(other["run_id"], "sweep")
 
+    def _check_budget(self, now: bool = False) -> None:
+        """Stop the sweep (reason cost-limit) when its trials' cost reaches --cost-limit."""
+        from ..costs import check_sweep_budget
+
+        check_sweep_budget(self, every=0.0 if now else 1.0)
+
     def _stop_run(self, run_id: str, reason: str) -> None:
         """Ask a trial to stop, with a reason its exit event will carry."""
         self.session.backend_stop(run_id, reason=reason)
@@ -331,6 +342,8 @@ class Scheduler:
     # -- launching --------------------------------------------------------------------------
     def _launch_free_slots(self) -> None:
         free = self.max_parallel - len(self._running())
+        if free > 0 and self._has_more():
+            self._check_budget(now=True)  # never launch past the sweep's --cost-limit
         while free > 0 and self.halt is None:
             index = self._next_index()
             if index is None:
@@ -382,6 +395,8 @@ class Scheduler:
         run = self.spec["run"]
         options = dict(run.get("options") or {})
         grace = options.pop("grace_seconds", None) or run.get("grace_seconds") or 10.0
+        if self.budget.limit is not None:  # a trial stops itself at what the sweep has left
+            options["cost_limit"] = self.budget.trial_limit(options.get("cost_limit"), self.spent)
         target = self.spec["target"]
         spec = create_run(
             self.store.runs_dir,
@@ -407,6 +422,9 @@ class Scheduler:
             environment=self.environment,
             sweep_id=self.state.id,
         )
+        from ..costs import attach_price
+
+        attach_price(self.store.run_dir(spec["run_id"]), spec, run.get("price"))
         self.store.add_run(spec)
         return spec
 
