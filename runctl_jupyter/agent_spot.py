@@ -287,7 +287,9 @@ class Interruptions:
             control = {}
         if control.get("stop"):
             return str(control.get("reason") or "user")
-        return "user" if self.agent.signaled else None
+        # Locally a bare SIGTERM to the agent is someone stopping it; on EC2 it is the
+        # instance shutting down, which the next attempt elsewhere survives.
+        return "user" if self.agent.signaled and self.agent.sync is None else None
 
     def _next_attempt(self) -> int:
         agent = self.agent
@@ -295,6 +297,9 @@ class Interruptions:
             self.poller.close()
         nxt = agent.attempt + 1
         self._record({**self.notice_entry(), "resumed": True})
+        cost = getattr(agent, "cost", None)
+        if cost is not None:
+            cost.final()  # the attempt's last cost event, as before an `exit`
         agent.events.write(
             "status", status="resuming", reason=self.notice["kind"], next_attempt=nxt
         )

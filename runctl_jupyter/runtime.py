@@ -271,7 +271,7 @@ class Runtime:
             self.save_checkpoint(self._state_fn(), step=step)
 
     def _save_state_on_stop(self) -> None:
-        if self._stop_saved or self._state_fn is None or self.run_dir is None:
+        if self._stop_saved or self._state_fn is None or self.run_dir is None or self.rank != 0:
             return
         self._stop_saved = True
         if self._saved_step == max(self._step, 0) and self._step >= 0:
@@ -311,7 +311,7 @@ class Runtime:
             for callback in self._on_stop:
                 callback()
         self.flush()
-        if not self._stop_checked and self._state_fn is None:
+        if not self._stop_checked and (self._state_fn is None or self.rank != 0):
             # The code never looks at should_stop: stop it now rather than after the grace period
             # (with a registered checkpoint: at the next runctl.log, after saving it).
             raise RunStopped("the run was asked to stop")
