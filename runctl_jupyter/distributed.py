@@ -45,10 +45,8 @@ class StartError(RunctlError, OSError):
     """The agent cannot start the ranks (an OSError, so the run fails cleanly)."""
 
 
-_ROOT_CAUSE = re.compile(
-    r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)",
-    re.DOTALL,
-)
+_REPORT = "Root Cause (first observed failure):"
+_FAILURE = re.compile(r"rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)")
 
 
 # -- the plan: how many processes, checked before launch --------------------------------
@@ -221,9 +219,24 @@ class MainRankLines:
 
 
 def root_cause(text: str) -> tuple[int, int] | None:
-    """(rank, exit code) of the first failed rank in torchrun's failure report."""
-    found = _ROOT_CAUSE.findall(text)
-    return (int(found[-1][0]), int(found[-1][1])) if found else None
+    """(rank, exit code) of the rank that failed first, from torchrun's last failure
+    report. A rank killed by a signal (other than the SIGTERM torchrun sends the
+    rest) wins over ranks that raised: when one rank dies, its peers fail too
+    ("Connection closed by peer"), sometimes in the same instant torchrun notices."""
+    start = text.rfind("ChildFailedError")
+    if start < 0:
+        return None
+    report = text[start:]
+    failures = [(int(r), int(c)) for r, c in _FAILURE.findall(report)]
+    if not failures:
+        return None
+    # SIGTERM is torchrun's own "stop" to the ranks that were still running
+    killed = [f for f in failures if f[1] < 0 and f[1] != -signal.SIGTERM]
+    if killed:
+        return killed[0]
+    cause = report.find(_REPORT)
+    first = _FAILURE.search(report, cause) if cause >= 0 else None
+    return (int(first.group(1)), int(first.group(2))) if first else failures[0]
 
 
 def write_error(run_dir: Path, attempt: int) -> None:
