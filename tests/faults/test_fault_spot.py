@@ -152,3 +152,56 @@ def _wait_attempt_running(session, run_id: str, attempt: int) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"run {run_id} is not running attempt {attempt}")
+
+
+ON_STOP = """
+import time
+saved = runctl.load_checkpoint()
+start = saved["step"] + 1 if saved else 0
+if saved:
+    print(f"resumed at {start}", flush=True)
+runctl.on_stop(lambda: runctl.save_checkpoint({"step": step}, step=step))
+for step in range(start, 300):
+    runctl.log(step=step, loss=1.0 / (step + 1))
+    time.sleep(0.02)
+    if runctl.should_stop:
+        break
+    if step == start + 5 and saved:
+        break  # attempt 2: enough
+"""
+
+
+def test_on_stop_callback_saves_on_a_notice_and_the_next_attempt_loads_it(session, imds):
+    run = session.train(code=ON_STOP, options=_options(imds), detach=True)
+    _wait_step(session, run.id, 5)
+    imds.spot_notice()
+    row = _wait_ended(session, run.id)
+    assert (row["status"], row["attempt"]) == ("succeeded", 2)
+    (ckpt,) = [e for e in session.store.events(run.id) if e["type"] == "checkpoint"]
+    assert ckpt["attempt"] == 1
+    log = (session.store.run_dir(run.id) / "stdout.log").read_text()
+    assert f"resumed at {ckpt['step'] + 1}" in log and "=== attempt 2 ===" in log
+
+
+def test_imds_poller_speaks_imdsv2_and_renews_an_expired_token(imds):
+    from runctl_jupyter.agent_spot import EC2_IMDS, ImdsPoller, endpoint_for
+
+    poller = ImdsPoller(imds.url)
+    assert poller.check() == []  # 404 on both paths: no notice
+    imds.spot_notice(action="stop", time="2026-11-29T02:30:00Z")
+    imds.rebalance_notice(time="2026-11-29T02:29:00Z")
+    found = {n["kind"]: n for n in poller.check()}
+    assert (found["spot"]["action"], found["spot"]["action_time"]) == (
+        "stop",
+        "2026-11-29T02:30:00Z",
+    )
+    assert found["rebalance"]["action_time"] == "2026-11-29T02:29:00Z"
+    assert imds.token_puts == 1  # one token for every request
+    imds.tokens.clear()  # the token expires: 401, then a new token, once
+    assert len(poller.check()) == 2 and imds.token_puts == 2
+
+    assert endpoint_for({"backend": "local"}) is None
+    assert endpoint_for({"backend": "aws"}) == EC2_IMDS
+    assert (
+        endpoint_for({"backend": "local", "options": {"imds_endpoint": imds.url + "/"}}) == imds.url
+    )
