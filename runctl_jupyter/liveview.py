@@ -10,6 +10,7 @@ and only when a kernel is there to show it.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any
 
@@ -113,3 +114,46 @@ def make_view(session: Any, run: Any) -> Any:
         except ImportError:  # the panel needs ipywidgets + plotly
             pass
     return TextView(run)
+
+
+def follow_in_background(
+    session: Any, run_id: str, output: Any = None, interval: float = 0.25
+) -> threading.Thread:
+    """A live RunPanel for a run, updated from a thread, so the kernel stays free
+    (the runs table's Attach button). The panel is shown now, in `output` (an
+    ipywidgets Output) if given; later updates go through its display handles
+    and widgets, which need no output context."""
+    from .display.run_panel import RunPanel
+    from .results import Run
+
+    run = Run(session, run_id)
+    panel = RunPanel(
+        run.row,
+        on_stop=lambda force: session.backend_stop(run_id, force),
+        record_path=run.record_path,
+        log_tail_lines=session.config.log_tail_lines,
+    )
+    if output is not None:
+        with output:
+            panel.show()
+    else:
+        panel.show()
+    ended = ("succeeded", "failed", "stopped", "lost")
+
+    def follow() -> None:
+        first = True
+        while True:
+            events = session.store.refresh(run_id)
+            if first:  # the panel starts from the whole history, not only what is new
+                events, first = session.store.events(run_id), False
+            row = session.store.get(run_id)
+            panel.update(row, events)
+            if row["status"] in ended:
+                panel.finish(row, session.store.metrics(run_id))
+                return
+            time.sleep(interval)
+
+    thread = threading.Thread(target=follow, name=f"runctl-follow-{run_id}", daemon=True)
+    thread.start()
+    panel.thread = thread
+    return thread

@@ -156,9 +156,39 @@ class RunTable:
 
     HEADER = ["id", "name", "experiment", "status", "started", "duration", "metrics", "cost"]
 
-    def __init__(self, rows: list[dict], summaries: dict | None = None) -> None:
+    def __init__(
+        self, rows: list[dict], summaries: dict | None = None, session: Any = None
+    ) -> None:
         self.rows = rows
         self.summaries = summaries or {}
+        self.session = session
+
+    def _ipython_display_(self) -> None:
+        """In a kernel: the table with Attach/Stop for runs still going (display/)."""
+        try:
+            import ipywidgets
+            from IPython.display import display
+
+            from .display.runs_table import RunsTable
+            from .liveview import follow_in_background
+        except ImportError:
+            print(str(self))
+            return
+        session = self.session
+        followed = ipywidgets.Output()
+        table = RunsTable(
+            self.rows,
+            on_attach=(lambda rid: follow_in_background(session, rid, followed))
+            if session
+            else None,
+            on_stop=(lambda rid: session.backend_stop(rid)) if session else None,
+            summaries=self.summaries,
+        )
+        table.show()
+        if session is not None and any(
+            r["status"] not in ("succeeded", "failed", "stopped", "lost") for r in self.rows
+        ):
+            display(followed)
 
     def _cells(self) -> list[list[str]]:
         out = []

@@ -285,3 +285,34 @@ def test_early_stopping_stops_a_run_that_stopped_improving(session):
     run = session.train(code=code, options={"early_stop": early})
     assert run.row["status"] == "stopped" and run.row["reason"] == "early-stop"
     assert run.row["last_step"] < 199
+
+
+def test_attach_from_the_runs_table_follows_a_run_in_the_background(session):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from runctl_jupyter.liveview import follow_in_background
+
+    InteractiveShell.instance()  # a shell to display into; the kernel stays free meanwhile
+    run = session.train(
+        code="import time\nfor i in range(8):\n    runctl.log(step=i, x=i)\n    time.sleep(0.1)",
+        detach=True,
+    )
+    thread = follow_in_background(session, run.id, interval=0.05)
+    assert thread.is_alive()  # returned at once: the run is still going
+    thread.join(timeout=30)
+    assert not thread.is_alive() and run.row["status"] == "succeeded"
+
+
+def test_the_runs_table_offers_stop_for_active_runs(session):
+    run = session.train(code="import time\ntime.sleep(30)", detach=True)
+    table = session.runs()
+    assert run.id in str(table)
+    from runctl_jupyter.display.runs_table import RunsTable
+
+    actions = RunsTable(table.rows, on_stop=lambda rid: session.backend_stop(rid), widgets=True)
+    actions._build_actions([r for r in table.rows if r["id"] == run.id])
+    actions.buttons[run.id]["stop"].click()
+    wait_for(
+        lambda: session.store.refresh(run.id) is not None and run.row["status"] == "stopped",
+        timeout=15,
+    )
