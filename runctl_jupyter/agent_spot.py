@@ -49,6 +49,7 @@ POLL_SECONDS = 2.0
 DEFAULT_MAX_INTERRUPTIONS = 3
 INTERRUPT_GRACE = 60.0  # the code gets this long to checkpoint (within the 2-minute notice)
 HANDLED_FILE = "interruptions.json"
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ACTION_PATH = "/latest/meta-data/spot/instance-action"
 REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
 
@@ -191,6 +192,12 @@ class Interruptions:
         )
         self.notice: dict | None = None
         self.resume_wanted = False
+        if STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, []):
+            # Exec'd by the previous attempt with Stop signals held (so one sent
+            # meanwhile is not lost, nor kills us half started): take them now.
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, agent._on_signal)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self.poller: ImdsPoller | None = None
         endpoint = endpoint_for(spec)
         if endpoint:
@@ -324,5 +331,6 @@ class Interruptions:
         ]
         sys.stdout.flush()
         sys.stderr.flush()
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # held until the new agent is up
         os.execve(sys.executable, argv, env)  # same pid: readers never see the agent gone
         return 0  # not reached

@@ -205,3 +205,32 @@ def test_imds_poller_speaks_imdsv2_and_renews_an_expired_token(imds):
     assert (
         endpoint_for({"backend": "local", "options": {"imds_endpoint": imds.url + "/"}}) == imds.url
     )
+
+
+EXEC_WITH_PENDING_STOP = """
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+os.kill(os.getpid(), signal.SIGTERM)  # a Stop that arrives while the next agent starts
+os.execv(sys.executable, [sys.executable, "-m", "runctl_jupyter.agent", sys.argv[1], "--attempt", "1"])
+"""
+
+
+def test_a_stop_sent_while_the_next_attempt_execs_is_kept_not_fatal(tmp_path):
+    import subprocess
+    import sys
+
+    from agent_helpers import agent_env, events_of, exit_event, make_run_dir
+
+    run_dir = make_run_dir(
+        tmp_path,
+        "import time\nfor i in range(200):\n    runctl.log(step=i, x=i)\n    time.sleep(0.05)\n",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", EXEC_WITH_PENDING_STOP, str(run_dir)],
+        env=agent_env(),
+        timeout=30,
+        capture_output=True,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the agent's "not succeeded"
+    final = exit_event(events_of(run_dir))
+    assert (final["status"], final["reason"]) == ("stopped", "user")
