@@ -316,7 +316,10 @@ class Interruptions:
         if agent.sync is not None:
             # On EC2 this instance is going away: everything goes to S3 now, and the
             # replacement instance's agent starts attempt N+1 (docs/reliability.md).
-            agent.sync.final()
+            try:
+                agent.sync.final()
+            except Exception as exc:  # noqa: BLE001 - nothing else can be done on the way out
+                sys.stderr.write(f"runctl: final sync after an interruption failed: {exc}\n")
             return 0
         package_parent = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
