@@ -60,7 +60,9 @@ def endpoint_for(spec: dict) -> str | None:
     endpoint = spec.get("imds_endpoint") or options.get("imds_endpoint")
     if endpoint:
         return str(endpoint).rstrip("/")
-    return EC2_IMDS if spec.get("backend") == "aws" else None
+    if spec.get("backend") == "aws":  # RUNCTL_IMDS_URL: as agent_s3 reads its instance id
+        return os.environ.get("RUNCTL_IMDS_URL", EC2_IMDS).rstrip("/")
+    return None
 
 
 def read_handled(run_dir: Path) -> list[dict]:
