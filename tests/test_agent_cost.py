@@ -210,3 +210,66 @@ def test_a_local_agent_run_records_a_zero_cost_event(tmp_path):
     costs = [e for e in events if e["type"] == "cost"]
     assert [(c["dollars"], c["rate"], c["source"]) for c in costs] == [(0.0, 0.0, "local")]
     assert json.loads((run_dir / "spec.json").read_text())["run_id"] == "r1"
+
+
+# ---------------------------------------------------------------- idle protection
+
+
+def _agent_json(run_dir: Path, pid: int) -> None:
+    from runctl_jupyter.idle import _proc_start
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "agent.json").write_text(json.dumps({"pid": pid, "proc_start": _proc_start(pid)}))
+
+
+def test_a_kept_instance_is_idle_only_while_no_agent_runs(tmp_path):
+    import subprocess
+
+    from runctl_jupyter.idle import Watcher
+
+    marker = tmp_path / "stopped"
+    (tmp_path / "idle.json").write_text(json.dumps({"minutes": 1}))
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _agent_json(tmp_path / "runs" / "r1", busy.pid)
+        clock = Clock(time.time())
+        w = Watcher(tmp_path, action=["touch", str(marker)], clock=clock)
+        clock.t += 3600
+        assert w.idle_seconds() == 0 and not w.check()  # a live agent: busy
+    finally:
+        busy.kill()
+        busy.wait()
+    clock.t += 30
+    assert not w.check() and not marker.exists()  # idle 30 s of the 60
+    clock.t += 31
+    assert w.check() and marker.exists()
+    assert "no run for 1.0 min (--idle-minutes 1)" in (tmp_path / "idle.log").read_text()
+
+
+def test_ensure_starts_one_watcher_for_a_keep_run_that_stops_the_instance(tmp_path, monkeypatch):
+    from runctl_jupyter.idle import PID, main, wanted_minutes
+
+    assert wanted_minutes({"options": {"keep": True}}) == 30.0
+    assert wanted_minutes({"options": {"idle_minutes": 5}}) == 5.0
+    assert wanted_minutes({"options": {}}) is None
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"options": {"keep": True, "idle_minutes": 0.01}}))
+    root = tmp_path / "runctl"
+    marker = tmp_path / "stopped"
+    args = ["ensure", str(root), "--spec", str(spec), "--poll", "0.1", "--", "touch", str(marker)]
+    repo = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", repo)  # the daemon imports runctl_jupyter.idle
+    assert main(args) == 0
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline, (
+            (root / "idle.log").read_text() if (root / "idle.log").exists() else "no log"
+        )
+        time.sleep(0.05)
+    assert json.loads((root / "idle.json").read_text()) == {"minutes": 0.01}
+    assert (root / PID).exists()
+    # a run that is not kept starts nothing
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"options": {}}))
+    assert main(["ensure", str(tmp_path / "other"), "--spec", str(plain)]) == 0
+    assert not (tmp_path / "other").exists()
