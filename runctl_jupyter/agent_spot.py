@@ -254,8 +254,7 @@ class Interruptions:
         agent = self.agent
         if not self.resume_wanted or agent.stop_reason != "interrupted":
             return None
-        stopped_by_us = returncode in (0, 143, -signal.SIGTERM, -signal.SIGKILL)
-        if not stopped_by_us and (agent.run_dir / f"error-{agent.attempt}.json").exists():
+        if returncode not in (0, 143, -signal.SIGTERM, -signal.SIGKILL):
             agent.stop_reason = None  # it failed on its own while stopping: say so
             return None
         user = self._user_stop()

@@ -234,3 +234,22 @@ def test_a_stop_sent_while_the_next_attempt_execs_is_kept_not_fatal(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the agent's "not succeeded"
     final = exit_event(events_of(run_dir))
     assert (final["status"], final["reason"]) == ("stopped", "user")
+
+
+FAILS_ON_STOP = """
+import time
+for step in range(500):
+    runctl.log(step=step, x=float(step))
+    time.sleep(0.02)
+    if runctl.should_stop:
+        raise RuntimeError("could not save the model on the way out")
+"""
+
+
+def test_code_that_fails_while_stopping_for_a_notice_is_failed_not_resumed(session, imds):
+    run = session.train(code=FAILS_ON_STOP, options=_options(imds), detach=True)
+    _wait_step(session, run.id, 3)
+    imds.spot_notice()
+    row = _wait_ended(session, run.id)
+    assert (row["status"], row["reason"], row["attempt"]) == ("failed", "exception", 1)
+    assert row["error"]["message"] == "could not save the model on the way out"
