@@ -103,7 +103,7 @@ def fmt_cost(run: dict) -> str:
     rate = run.get("rate")
     text = f"${cost:.2f}" if isinstance(cost, (int, float)) else "$–"
     if isinstance(rate, (int, float)):
-        text += f" (${rate:.3g}/h)"
+        text += f" (${rate:.3f}/h)"  # hourly prices to a tenth of a cent: $1.006/h
     return text
 
 
