@@ -339,3 +339,35 @@ def test_a_multi_node_agent_without_its_rendezvous_fails_cleanly(tmp_path):
     final = next(e for e in events_of(run_dir) if e["type"] == "exit")
     assert final["status"] == "failed"
     assert "RUNCTL_RDZV_ENDPOINT" in final["error"]["message"]
+
+
+# -- the example notebook ----------------------------------------------------------------
+@needs_torch
+def test_the_ddp_example_notebook_runs_end_to_end(home, tmp_path):
+    pytest.importorskip("sklearn")
+    import nbformat
+    from nbclient import NotebookClient
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    nb = nbformat.read(str(examples / "05_ddp.ipynb"), as_version=4)
+    os.environ["RUNCTL_HOME"] = str(home)  # the kernel inherits it (monkeypatched by `home`)
+    NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(examples)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    text += "".join(
+        o.data.get("text/plain", "")
+        for o in outputs
+        if o.output_type in ("display_data", "execute_result")
+    )
+    assert "[rank0]: rank 0 of 2: 674 examples" in text
+    assert "[rank1]: rank 1 of 2: 673 examples" in text
+    assert "'shard_loss/rank1'" in text and "'val_acc'" in text
+
+
+def test_the_ddp_example_notebook_is_committed_without_outputs():
+    path = Path(__file__).resolve().parent.parent / "examples" / "05_ddp.ipynb"
+    nb = json.loads(path.read_text())
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
