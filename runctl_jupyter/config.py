@@ -33,6 +33,7 @@ class Runctl(Configurable):
     lost_timeout = Float(60.0, help="Seconds without a heartbeat after which a run is lost.").tag(config=True)
     grace_seconds = Float(10.0, help="Seconds between a graceful Stop (SIGTERM) and SIGKILL.").tag(config=True)
     confirm_above = Float(5.0, help="Estimated dollars above which a launch asks for --yes.").tag(config=True)
+    monthly_budget = Float(0.0, help="Dollars a month per project and owner (0: none); warns at 80%, stops runs at 100%.").tag(config=True)
     ship_objects = Bool(True, help="Ship notebook objects a cell uses (cloudpickle).").tag(config=True)
     refresh_interval = Float(0.1, help="Seconds between reads of a live run's events.").tag(config=True)
     log_tail_lines = Int(30, help="Lines of log shown in a live run's panel.").tag(config=True)

@@ -161,7 +161,8 @@ class Session:
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
         from .costs import attach_price, before_launch
 
-        price = before_launch(self, backend_name, options, max_hours, experiment)  # may ask --yes
+        project = project or self.config.project
+        price = before_launch(self, backend_name, options, max_hours, experiment, project=project)
         spec = create_run(
             self.store.runs_dir,
             kind="cell" if code is not None else "script",

@@ -345,3 +345,28 @@ def test_an_expensive_sweep_shows_its_estimate_and_asks_for_yes(session, capsys)
     out = capsys.readouterr().out
     assert "x 4 trials x 1h (--max-hours) = $12.28, about 2h of wall time with 2 in parallel" in out
     assert all_sweeps(session.store.home) == [] and session.store.list_runs() == []
+
+
+def test_a_monthly_budget_warns_from_80_percent_caps_the_run_and_refuses_when_spent(
+    session, capsys
+):
+    from runctl_jupyter.costs import apply_monthly_budget
+
+    session.config.monthly_budget = 5.0
+    session.config.project = "vision"
+    _stored_run(session, "m1", "bert", "aws", 4.5)
+    options: dict = {"cost_limit": 2.0}
+    session.config.owner = "bob"
+    apply_monthly_budget(session, "vision", options)  # ann's spend is not bob's budget
+    assert options["cost_limit"] == 2.0 and capsys.readouterr().out == ""
+    session.config.owner = "ann"
+    apply_monthly_budget(session, "vision", options)
+    assert options["cost_limit"] == pytest.approx(0.5)  # the run stops where the budget ends
+    assert "$4.50 of the $5.00 monthly budget" in capsys.readouterr().out
+    _stored_run(session, "m2", "bert", "aws", 0.6)
+    seed_prices(session.store.home, od__us_east_1__t3_large=0.0832)
+    with pytest.raises(
+        RunctlError, match=r"monthly budget .* is spent \(\$5.10\): raise c.Runctl.monthly_budget"
+    ):
+        session.train(code="print(1)", backend="aws", options={"instance_type": "t3.large"})
+    assert [r["id"] for r in session.store.list_runs()] == ["m2", "m1"]

@@ -362,6 +362,7 @@ def create(session: Any, **kw: Any) -> Sweep:
     price = before_launch(
         session, backend_name, options, max_hours, kw["experiment"] or kw["name"],
         trials=n_trials, parallel=max_parallel, yes=kw["yes"], limit=kw.get("cost_limit"),
+        project=kw["project"] or session.config.project,
     )  # fmt: skip
 
     objects = None
