@@ -370,3 +370,26 @@ def test_a_monthly_budget_warns_from_80_percent_caps_the_run_and_refuses_when_sp
     ):
         session.train(code="print(1)", backend="aws", options={"instance_type": "t3.large"})
     assert [r["id"] for r in session.store.list_runs()] == ["m2", "m1"]
+
+
+def test_the_magic_prints_a_price_and_shows_the_report_with_its_figure(
+    home, no_aws, tmp_path, monkeypatch
+):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from runctl_jupyter.magics import RunctlMagics
+
+    monkeypatch.chdir(tmp_path)
+    shell = InteractiveShell.instance()
+    shell.register_magics(RunctlMagics(shell=shell))
+    price = shell.run_line_magic("runctl", "cost price g4dn.xlarge --offline")
+    assert "g4dn.xlarge on-demand in us-east-1: $0.526/h — bundled table" in str(price)
+    magic = shell.magics_manager.registry["RunctlMagics"]
+    _stored_run(magic.session, "a1", "bert", "aws", 1.25, on_demand=3.0)
+    published: list[dict] = []
+    monkeypatch.setattr(shell.display_pub, "publish", lambda data, **kw: published.append(data))
+    rep = shell.run_line_magic("runctl", "cost")
+    rep._ipython_display_()
+    assert "spend: $1.25 over 1 runs" in published[0]["text/plain"]
+    figure = published[1]["application/vnd.plotly.v1+json"]
+    assert [t["name"] for t in figure["data"]] == ["bert"]
