@@ -45,6 +45,7 @@ AGENT_MODULES = (
     "environment.py",
     "errors.py",
     "events.py",
+    "idle.py",  # the idle watcher of a --keep instance (docs/cost.md)
     "record.py",
     "runner.py",
     "runtime.py",
