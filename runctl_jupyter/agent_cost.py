@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -273,8 +274,9 @@ class SpotRefresher:
         return float(newest["SpotPrice"])
 
 
-def imds_zone(base: str = IMDS, timeout: float = 1.0) -> str | None:
+def imds_zone(base: str | None = None, timeout: float = 1.0) -> str | None:
     """This instance's availability zone from IMDSv2 (None off EC2)."""
+    base = (base or os.environ.get("RUNCTL_IMDS_URL") or IMDS).rstrip("/")
     try:
         req = urllib.request.Request(
             base + "/latest/api/token",

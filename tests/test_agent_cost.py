@@ -273,3 +273,69 @@ def test_ensure_starts_one_watcher_for_a_keep_run_that_stops_the_instance(tmp_pa
     plain.write_text(json.dumps({"options": {}}))
     assert main(["ensure", str(tmp_path / "other"), "--spec", str(plain)]) == 0
     assert not (tmp_path / "other").exists()
+
+
+def test_a_running_spot_meter_follows_its_zones_price_found_through_imdsv2(tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    import botocore.session
+    from botocore.stub import Stubber
+
+    class IMDS(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 - IMDSv2 token
+            self._answer(b"tok")
+
+        def do_GET(self):  # noqa: N802
+            ok = self.headers.get("X-aws-ec2-metadata-token") == "tok"
+            self._answer(
+                b"us-east-1b" if ok and self.path.endswith("availability-zone") else b"",
+                200 if ok else 401,
+            )
+
+        def _answer(self, body: bytes, code: int = 200) -> None:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), IMDS)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RUNCTL_IMDS_URL", f"http://127.0.0.1:{server.server_port}")
+    client = botocore.session.get_session().create_client(
+        "ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    stub = Stubber(client)
+    expected = {
+        "InstanceTypes": ["g5.xlarge"], "ProductDescriptions": ["Linux/UNIX"],
+        "AvailabilityZone": "us-east-1b", "StartTime": stubbed_any(),
+    }  # fmt: skip
+    stub.add_response(
+        "describe_spot_price_history", _FakeEC2().describe_spot_price_history(), expected
+    )
+    events: list = []
+    try:
+        with stub:
+            refresher = SpotRefresher(dict(G5_SPOT), every=0.05, client=client)
+            m = CostMeter(
+                {"target": {"price": G5_SPOT}}, tmp_path, 1,
+                lambda kind, **f: events.append(f), lambda reason: None, refresher=refresher,
+            )  # fmt: skip
+            deadline = time.monotonic() + 5
+            while m.rate != 0.4412:
+                assert time.monotonic() < deadline, "the refreshed price never arrived"
+                m.tick()
+                time.sleep(0.02)
+            refresher.close()
+    finally:
+        server.shutdown()
+    assert m.rate == 0.4412
+
+
+def stubbed_any():
+    from botocore.stub import ANY
+
+    return ANY
