@@ -42,8 +42,9 @@ def wait(
     what: str = "command",
 ) -> dict:
     """Poll the invocation until it ends; raise CommandFailed with its output tail unless it succeeded."""
-    deadline = time.monotonic() + timeout
-    delay = min(poll, 0.25)  # a quick command (a reused instance) is seen at once
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = min(poll, 0.25)
     while True:
         try:
             inv = clients.ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
@@ -70,4 +71,5 @@ def wait(
                 f"the {what} on {instance_id} did not finish in {timeout:.0f} s (command {command_id})"
             )
         time.sleep(delay)
-        delay = min(delay * 1.5, min(10.0, max(poll, 0.25) * 5))
+        if time.monotonic() - started > 5.0:  # quick commands (a reused instance) are seen at once
+            delay = min(delay * 1.5, min(10.0, max(poll, 0.25) * 5))
