@@ -331,6 +331,12 @@ def test_a_sweep_stops_when_its_trials_cost_reaches_its_limit(session, capsys):
     assert limits[0] == 2.0 and limits[1] == pytest.approx(
         2.0 - session.store.get(runs[0]["run_id"])["cost"]
     )
+    from runctl_jupyter.display.sweep_panel import header_html
+    from runctl_jupyter.sweeps.results import trial_rows
+
+    spent = sum(session.store.get(t["run_id"])["cost"] for t in runs)
+    assert spent >= 2.0
+    assert f"cost <b>${spent:.2f}</b> of $2.00" in header_html(state, trial_rows(session, state))
 
 
 def test_an_expensive_sweep_shows_its_estimate_and_asks_for_yes(session, capsys):

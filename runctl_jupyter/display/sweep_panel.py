@@ -104,6 +104,9 @@ def header_html(state: Any, trials: list[dict]) -> str:
         )
     elif metric:
         bits.append(f"objective {esc(metric)}:{esc(mode)}")
+    spent, limit = sum(float(t.get("cost") or 0) for t in trials), state.spec.get("cost_limit")
+    if spent or limit:  # the sweep's spend (and its --cost-limit)
+        bits.append(f"cost <b>${spent:.2f}</b>" + (f" of ${float(limit):.2f}" if limit else ""))
     html_ = (
         '<div class="runctl-header tex2jax_ignore mathjax_ignore" style="line-height:1.8">'
         + " · ".join(bits)
