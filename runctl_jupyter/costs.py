@@ -206,7 +206,13 @@ def before_launch(
         yes = bool(options.pop("yes", False))
     else:
         options.pop("yes", None)
-    facts = price_facts(session, backend_name, options)
+    try:
+        facts = price_facts(session, backend_name, options)
+    except RunctlError as exc:  # no price: the launch goes on (its own checks say more)
+        if limit is not None or options.get("cost_limit"):
+            raise RunctlError(f"--cost-limit needs a price, and there is none: {exc}") from None
+        print(f"Estimate unavailable ({exc}): this run's cost is not metered", flush=True)
+        return None
     if facts is None:
         return None
     est = estimate(session, facts, max_hours, experiment, trials, parallel)

@@ -399,3 +399,13 @@ def test_the_magic_prints_a_price_and_shows_the_report_with_its_figure(
     assert "spend: $1.25 over 1 runs" in published[0]["text/plain"]
     figure = published[1]["application/vnd.plotly.v1+json"]
     assert [t["name"] for t in figure["data"]] == ["bert"]
+
+
+def test_a_type_with_no_price_anywhere_does_not_block_the_launch_unless_limited(session, capsys):
+    from runctl_jupyter.costs import before_launch
+
+    options = {"instance_type": "t3.mirco", "spot": False}
+    assert before_launch(session, "aws", dict(options), None, "exp") is None
+    assert "Estimate unavailable (no price for t3.mirco in us-east-1" in capsys.readouterr().out
+    with pytest.raises(RunctlError, match="--cost-limit needs a price"):
+        before_launch(session, "aws", {**options, "cost_limit": 1.0}, None, "exp")
