@@ -160,7 +160,11 @@ def launch_command(
     """The torchrun command the agent starts instead of the plain runner, and the
     environment it adds. One node: a c10d rendezvous on a free port of 127.0.0.1.
     Several nodes: every node's agent gets `RUNCTL_RDZV_ENDPOINT` (node 0's
-    address:port) and `RUNCTL_NODE_RANK` in its environment; node 0 hosts."""
+    address:port) and `RUNCTL_NODE_RANK` in its environment. Node 0 hosts the
+    rendezvous, and ranks follow node order (node K holds ranks K*N .. K*N+N-1),
+    so rank 0, whose metrics and checkpoints are the run's, is always on node 0:
+    torchrun's static rendezvous. (Its c10d rendezvous ranks nodes by host name
+    and pid, which would put rank 0 on any node.)"""
     env = os.environ if environ is None else environ
     nodes = int(plan.get("nodes") or 1)
     if nodes > 1:
@@ -171,9 +175,21 @@ def launch_command(
                 f"a {nodes}-node run needs RUNCTL_RDZV_ENDPOINT (node 0's host:port) and "
                 "RUNCTL_NODE_RANK on every node: start it with --backend aws"
             )
-        conf = f"is_host={'true' if int(node_rank) == 0 else 'false'}"
+        host, _, port = str(endpoint).rpartition(":")
+        node_rank = int(node_rank)
+        rendezvous = ["--node-rank", str(node_rank), "--master-addr", host, "--master-port", port]
     else:
-        endpoint, node_rank, conf = f"127.0.0.1:{free_port()}", 0, "is_host=true"
+        node_rank = 0
+        rendezvous = [
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{free_port()}",
+            "--rdzv-id",
+            f"{run_id}-{attempt}",
+            "--rdzv-conf",
+            "is_host=true",
+        ]
     argv = [
         python,
         "-m",
@@ -182,14 +198,7 @@ def launch_command(
         str(nodes),
         "--nproc-per-node",
         str(int(plan["nproc_per_node"])),
-        "--rdzv-backend",
-        "c10d",
-        "--rdzv-endpoint",
-        str(endpoint),
-        "--rdzv-id",
-        f"{run_id}-{attempt}",
-        "--rdzv-conf",
-        conf,
+        *rendezvous,
         "--max-restarts",
         "0",
         "--tee",

@@ -80,6 +80,17 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+@pytest.fixture
+def rank_pids():
+    """Pids of rank processes a test started; any still alive at the end are killed
+    (so a failing test never leaves training processes behind)."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @needs_torch
 def test_ddp_on_two_cpu_processes_averages_gradients_and_keeps_rank0_metrics(session, tmp_path):
     import torch
@@ -139,7 +150,7 @@ def test_ddp_on_two_cpu_processes_averages_gradients_and_keeps_rank0_metrics(ses
 
 
 @needs_torch
-def test_killing_one_rank_fails_the_run_cleanly(session, tmp_path):
+def test_killing_one_rank_fails_the_run_cleanly(session, tmp_path, rank_pids):
     out = tmp_path / "out"
     out.mkdir()
     code = """
@@ -156,6 +167,7 @@ while True:
     )
     wait_for(lambda: (out / "pid0").exists() and (out / "pid1").exists(), timeout=30)
     pids = [int((out / f"pid{r}").read_text()) for r in (0, 1)]
+    rank_pids.extend(pids)
     killed = time.monotonic()
     os.kill(pids[1], signal.SIGKILL)
 
@@ -174,7 +186,7 @@ while True:
 
 
 @needs_torch
-def test_stop_ends_every_rank(session, tmp_path):
+def test_stop_ends_every_rank(session, tmp_path, rank_pids):
     out = tmp_path / "out"
     out.mkdir()
     code = """
@@ -191,9 +203,35 @@ while not runctl.should_stop:
     )
     wait_for(lambda: (out / "pid0").exists() and (out / "pid1").exists(), timeout=30)
     pids = [int((out / f"pid{r}").read_text()) for r in (0, 1)]
+    rank_pids.extend(pids)
     session.stop(run.id, wait=20)
     assert run.row["status"] == "stopped" and run.row["reason"] == "user"
     wait_for(lambda: not any(_alive(p) for p in pids), timeout=10)
+
+
+@needs_torch
+def test_a_forced_stop_kills_ranks_that_ignore_sigterm(session, tmp_path, rank_pids):
+    """torchrun starts each rank in a session of its own: when the agent kills
+    torchrun, the ranks must die with it (PR_SET_PDEATHSIG), never train unseen."""
+    out = tmp_path / "out"
+    out.mkdir()
+    code = """
+import os, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open(os.path.join(out, f"pid{runctl.rank}"), "w").write(str(os.getpid()))
+while True:
+    time.sleep(0.02)
+"""
+    run = session.train(
+        code=code, params={"out": str(out)}, options={"nproc_per_node": 2}, detach=True
+    )
+    wait_for(lambda: (out / "pid0").exists() and (out / "pid1").exists(), timeout=30)
+    pids = [int((out / f"pid{r}").read_text()) for r in (0, 1)]
+    rank_pids.extend(pids)
+    session.stop(run.id, force=True, wait=20)
+    assert run.row["status"] == "stopped"
+    wait_for(lambda: not any(_alive(p) for p in pids), timeout=10)
+    assert not any(_alive(p) for p in pids)
 
 
 @needs_torch
@@ -221,7 +259,7 @@ def test_two_agents_join_one_rendezvous_as_two_nodes(tmp_path):
     plan = {"nproc_per_node": 1, "nodes": 2, "gpus": None}
     port = distributed.free_port()
     procs, dirs = [], []
-    for node in (0, 1):
+    for node in (1, 0):  # node 1 first: rank 0 must still land on node 0
         run_dir = make_run_dir(
             tmp_path / f"node{node}",
             DDP_CELL,
@@ -239,11 +277,12 @@ def test_two_agents_join_one_rendezvous_as_two_nodes(tmp_path):
                 stderr=subprocess.DEVNULL,
             )
         )
-        dirs.append(run_dir)
+        dirs.insert(0, run_dir)
     for proc in procs:
-        proc.wait(timeout=90)
+        proc.wait(timeout=120)
     finals = [next(e for e in events_of(d) if e["type"] == "exit") for d in dirs]
-    assert [f["status"] for f in finals] == ["succeeded", "succeeded"], finals
+    logs = [(d / "stdout.log").read_text()[-3000:] for d in dirs]
+    assert [f["status"] for f in finals] == ["succeeded", "succeeded"], (finals, logs)
     w0, w1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
     expected = _reference_weights(steps=3, ranks=2)
     for key in expected:
