@@ -284,8 +284,8 @@ def fail():
 #
 # moto records SSM commands and runs nothing. `instance` plays every instance: it
 # takes each command moto recorded and runs its exact script with bash, under
-# `env -i` in an empty folder, with only AWS_ENDPOINT_URL, fake credentials, HOME
-# and a clean PATH whose Python is a bare venv without runctl_jupyter, boto3 or
+# `env -i` in an empty folder, with only AWS_ENDPOINT_URL, fake credentials, HOME,
+# RUNCTL_IMDS_URL (a local IMDSv2 stand-in) and a clean PATH whose Python is a bare venv without runctl_jupyter, boto3 or
 # cloudpickle — so the bootstrap really installs what the agent needs from the
 # package index. Each instance has its own HOME (its disk: /root on EC2); the
 # venv the first bootstrap builds is kept for the test session and linked into
@@ -302,6 +302,63 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "venv" / "bin"
 
 
+class _Imds:
+    """A local stand-in for the instance metadata service, speaking IMDSv2: a token from
+    PUT /latest/api/token, then GETs carrying it. It serves no spot notice (404), as EC2
+    does while none is pending; fault tests serve notices with their own server."""
+
+    TOKEN = "played-instance-token"
+
+    def __init__(self) -> None:
+        import http.server
+
+        imds = self
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+                imds.requests += 1
+                if self.path == "/latest/api/token" and self.headers.get(
+                    "X-aws-ec2-metadata-token-ttl-seconds"
+                ):
+                    self._send(200, imds.TOKEN)
+                else:
+                    self._send(400, "")
+
+            def do_GET(self) -> None:  # noqa: N802
+                imds.requests += 1
+                if self.headers.get("X-aws-ec2-metadata-token") != imds.TOKEN:
+                    self._send(401, "")
+                else:
+                    self._send(404, "")
+
+            def _send(self, code: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def imds() -> Iterator[_Imds]:
+    server = _Imds()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("instance-venv") / "venv"
@@ -310,8 +367,11 @@ def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class InstancePlayer:
     """Runs the scripts of SSM commands as the target instance would."""
 
-    def __init__(self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path):
+    def __init__(
+        self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path, imds_url: str
+    ):
         self.moto_url = moto_url
+        self.imds_url = imds_url
         self.bare_bin = bare_bin
         self.venv_cache = venv_cache
         self.sandbox = sandbox
@@ -340,6 +400,8 @@ class InstancePlayer:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "HOME": str(home),
             "PATH": f"{self.bare_bin}:/usr/bin:/bin",
+            # the metadata service's local stand-in, as AWS_ENDPOINT_URL is AWS's
+            "RUNCTL_IMDS_URL": self.imds_url,
         }
 
     def _loop(self) -> None:
@@ -433,11 +495,11 @@ class InstancePlayer:
 
 @pytest.fixture
 def instance(
-    aws, moto_server: str, bare_python: Path, venv_cache: Path, tmp_path: Path
+    aws, moto_server: str, bare_python: Path, venv_cache: Path, imds: _Imds, tmp_path: Path
 ) -> Iterator[InstancePlayer]:
     sandbox = tmp_path / "instance-sandbox"
     sandbox.mkdir()
-    player = InstancePlayer(moto_server, bare_python, venv_cache, sandbox)
+    player = InstancePlayer(moto_server, bare_python, venv_cache, sandbox, imds.url)
     try:
         yield player
     finally:

@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from runctl_jupyter.aws import tags
 from runctl_jupyter.aws.setup import setup
 from runctl_jupyter.backends.aws import AWSBackend
@@ -72,8 +74,11 @@ def _follow(backend: AWSBackend, run_dir: Path, spec: dict, timeout: float = 240
     )
 
 
-def test_a_cell_runs_on_the_instance_and_its_events_reach_the_local_mirror(aws, instance, tmp_path):
+def test_a_cell_runs_on_the_instance_and_its_events_reach_the_local_mirror(
+    aws, instance, imds, tmp_path
+):
     setup(aws)
+    imds_before = imds.requests
     run_dir, spec = _new_run(tmp_path)
     backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
     states: list[str] = []
@@ -101,6 +106,7 @@ def test_a_cell_runs_on_the_instance_and_its_events_reach_the_local_mirror(aws, 
     assert seqs == sorted(set(seqs)) and seqs[0] == 1  # no gap, no duplicate
     assert '{"total": 0.75}' in (run_dir / "stdout.log").read_text()
     assert (run_dir / "record.ipynb").exists()
+    assert imds.requests > imds_before  # the agent watched for spot notices (at the local stand-in)
 
     # S3 holds append-only numbered chunks
     listed = aws.s3.list_objects_v2(
@@ -367,3 +373,25 @@ def test_resume_on_a_new_instance_goes_on_from_the_last_checkpoint(aws, instance
         and f"starting at {last_checkpoint}" in log
         and "=== attempt 2 ===" in log
     )
+
+
+def test_the_played_instance_answers_imdsv2_and_only_with_a_token(imds):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as no_token:
+        urllib.request.urlopen(f"{imds.url}/latest/meta-data/spot/instance-action", timeout=2)
+    assert no_token.value.code == 401
+    put = urllib.request.Request(
+        f"{imds.url}/latest/api/token",
+        method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+    )
+    token = urllib.request.urlopen(put, timeout=2).read().decode()
+    get = urllib.request.Request(
+        f"{imds.url}/latest/meta-data/spot/instance-action",
+        headers={"X-aws-ec2-metadata-token": token},
+    )
+    with pytest.raises(urllib.error.HTTPError) as no_notice:
+        urllib.request.urlopen(get, timeout=2)
+    assert no_notice.value.code == 404  # no spot notice pending
