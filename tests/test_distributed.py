@@ -333,6 +333,13 @@ def test_gpus_on_this_gpu_less_machine_are_refused_through_train(session):
     assert not list(session.store.runs_dir.glob("*"))
 
 
+def test_without_pytorch_a_distributed_run_is_refused_naming_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if PyTorch were not installed
+    with pytest.raises(RunctlError, match=r"torchrun.*pip install torch") as info:
+        distributed.plan({"nproc_per_node": 2}, "local")
+    assert "\n" not in str(info.value)
+
+
 def test_distributed_options_on_aws_are_refused_until_built(session):
     with pytest.raises(RunctlError, match=r"not available on --backend aws.*issue 10"):
         distributed.plan({"nproc_per_node": 2}, "aws")
