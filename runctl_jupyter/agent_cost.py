@@ -98,6 +98,7 @@ class CostMeter:
         limit = options.get("cost_limit", spec.get("cost_limit"))
         self.limit = float(limit) if limit else None
         self.local = not self.price
+        self.no_price_source = "local" if spec.get("backend", "local") == "local" else "unpriced"
         self.base, self.base_on_demand, prev_t = previous_cost(run_dir, attempt)
         now = clock()
         start = now
@@ -177,7 +178,7 @@ class CostMeter:
     def _event(self, now: float, final: bool = False) -> None:
         self.last_write = now
         if self.local:
-            self.write("cost", dollars=round(self.base, 6), rate=0.0, source="local")
+            self.write("cost", dollars=round(self.base, 6), rate=0.0, source=self.no_price_source)
             return
         fields: dict[str, Any] = {
             "dollars": round(self.dollars(now), 6),
