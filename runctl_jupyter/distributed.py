@@ -158,7 +158,8 @@ def launch_command(
     environ: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The torchrun command the agent starts instead of the plain runner, and the
-    environment it adds. One node: a c10d rendezvous on a free port of 127.0.0.1.
+    environment it adds. One node: a c10d rendezvous on a free port of 127.0.0.1
+    (port 0: torchrun's store picks it).
     Several nodes: every node's agent gets `RUNCTL_RDZV_ENDPOINT` (node 0's
     address:port) and `RUNCTL_NODE_RANK` in its environment. Node 0 hosts the
     rendezvous, and ranks follow node order (node K holds ranks K*N .. K*N+N-1),
@@ -184,7 +185,7 @@ def launch_command(
             "--rdzv-backend",
             "c10d",
             "--rdzv-endpoint",
-            f"127.0.0.1:{free_port()}",
+            "127.0.0.1:0",  # torchrun's store binds a free port itself: no race with other runs
             "--rdzv-id",
             f"{run_id}-{attempt}",
             "--rdzv-conf",
