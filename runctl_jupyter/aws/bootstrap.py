@@ -15,7 +15,8 @@ On the instance it:
 5. starts `python -m runctl_jupyter.agent_s3 service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
-   with a pid file.
+   with a pid file;
+6. for a kept instance, makes sure its idle watcher runs (`runctl_jupyter.idle`).
 
 `$ROOT` is `$HOME/runctl` (`/root/runctl` under SSM, where HOME may be unset).
 """
@@ -155,6 +156,9 @@ else
   echo "$!" > "$RUN_DIR/service.pid"
   echo "pid:$!" > "$RUN_DIR/service"
 fi
+# a kept instance stops itself after --idle-minutes (default 30) with no run: enforced here,
+# not by the notebook (runctl_jupyter/idle.py; nothing happens for an instance that ends with its run)
+"$VENV/bin/python" -m runctl_jupyter.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" || say "idle watcher not started"
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 

@@ -33,7 +33,7 @@ from ..events import last_seq
 
 PULL_STATE = ".s3pull.json"
 # Options the parser knows that this backend does not honour yet: refused, never ignored.
-NOT_YET = {"idle_minutes": 6, "max_interruptions": 7, "fallback": 7}
+NOT_YET = {"max_interruptions": 7, "fallback": 7}
 
 
 class AWSBackend(Configurable):

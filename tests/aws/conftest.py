@@ -483,7 +483,11 @@ class InstancePlayer:
         self._stop.set()
         self._thread.join(timeout=5)
         for home in self.homes.values():
-            for pid_file in (home / "runctl" / "runs").glob("*/service.pid"):
+            pid_files = [
+                *(home / "runctl" / "runs").glob("*/service.pid"),
+                home / "runctl" / "idle.pid",
+            ]
+            for pid_file in (p for p in pid_files if p.exists()):
                 try:
                     os.killpg(
                         int(pid_file.read_text().strip()), signal.SIGKILL

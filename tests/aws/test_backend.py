@@ -163,8 +163,8 @@ def test_a_missing_bucket_says_run_setup_and_launches_nothing(aws, tmp_path: Pat
 
 def test_options_not_built_yet_are_refused_not_ignored(aws, tmp_path: Path):
     run_dir, spec = _launchable(tmp_path)
-    spec["options"]["idle_minutes"] = 30
-    with pytest.raises(AWSError, match="--idle-minutes is not available on AWS"):
+    spec["options"]["max_interruptions"] = 3
+    with pytest.raises(AWSError, match="--max-interruptions is not available on AWS"):
         AWSBackend(clients=aws).start(run_dir, spec, attempt=1)
     assert aws.calls.get("ec2.RunInstances", 0) == 0
 

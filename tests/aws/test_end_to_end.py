@@ -173,6 +173,10 @@ def test_keep_leaves_the_instance_and_a_second_run_reuses_it(aws, instance, tmp_
     ][0]
     assert inst["State"]["Name"] == "running"
     assert tags.tag_dict(inst["Tags"])[tags.KEEP] == "true"
+    # a kept instance watches its own idleness (it stops itself; the notebook is not needed)
+    disk = instance.homes[facts["instance_id"]] / "runctl"
+    assert json.loads((disk / "idle.json").read_text())["minutes"] > 0
+    assert (disk / "idle.pid").exists()
 
     run_dir2, spec2 = _new_run(tmp_path, options={"instance": facts["instance_id"]})
     before = aws.calls.get("ec2.RunInstances", 0)
