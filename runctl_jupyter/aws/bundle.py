@@ -42,6 +42,7 @@ AGENT_MODULES = (
     "agent_cost.py",
     "agent_spot.py",
     "agent_watch.py",
+    "distributed.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
     "environment.py",
     "errors.py",
     "events.py",

@@ -133,3 +133,20 @@ def test_bootstrap_script_quotes_values_and_holds_no_parameter(tmp_path: Path):
 def test_stop_script_writes_a_fixed_control_file():
     text = bootstrap.stop_script("abc", force=True)
     assert '\'{"stop": true, "force": true, "reason": "user"}\'' in text
+
+
+def test_every_module_the_shipped_agent_imports_is_shipped_too():
+    import re
+
+    import runctl_jupyter
+
+    pkg = Path(runctl_jupyter.__file__).resolve().parent
+    shipped = {m[:-3] for m in bundle.AGENT_MODULES}
+    for module in bundle.AGENT_MODULES:
+        source = (pkg / module).read_text()
+        names = re.findall(r"^\s*from \.(\w+) import", source, flags=re.M)
+        names += re.findall(r"^\s*from \. import (\w+)", source, flags=re.M)
+        for name in names:
+            if module == "__init__.py" and name == "magics":
+                continue  # only for IPython's %load_ext, never on the instance
+            assert name in shipped, f"{module} imports .{name}, which the bundle does not ship"
