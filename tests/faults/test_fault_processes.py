@@ -127,7 +127,7 @@ def test_store_locked_by_another_writer_waits_and_loses_nothing(session):
     first = session.train(code=TRAIN, params=PARAMS, detach=True)
     wait_step(session, first.id, 3)
     locker = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(session.store.db_path), "2.5"],
+        [sys.executable, "-c", LOCKER, str(session.store.db_path), "1.5"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -137,7 +137,7 @@ def test_store_locked_by_another_writer_waits_and_loses_nothing(session):
     second = session.train(code=TRAIN, params=PARAMS, detach=True)  # indexes the new run
     waited = time.monotonic() - started
     assert locker.wait(timeout=10) == 0
-    assert waited >= 1.5  # it really waited for the lock, and raised nothing
+    assert waited >= 1.0  # it really waited for the lock, and raised nothing
 
     for run in (first, second):
         row = wait_ended(session, run.id)
@@ -147,6 +147,6 @@ def test_store_locked_by_another_writer_waits_and_loses_nothing(session):
     during = [
         e
         for e in session.store.events(first.id)
-        if e["type"] == "metric" and locked_at < e["t"] < locked_at + 2.0
+        if e["type"] == "metric" and locked_at < e["t"] < locked_at + 1.2
     ]
     assert len(during) >= 10
