@@ -74,10 +74,10 @@ def plan(
         if gpus is not None:
             have = (gpu_count or local_gpu_count)()
             gpus = _check_gpus(gpus, have, "this machine")
-    elif backend == "aws":
+    else:
         raise RunctlError(
-            "--gpus, --nproc-per-node and --nodes are not available on --backend aws in this "
-            "version yet (issue 10): run it with --backend local, or drop them"
+            f"--gpus, --nproc-per-node and --nodes are not available on --backend {backend} in "
+            "this version yet (issue 10): run it with --backend local, or drop them"
         )
     if gpus is not None and nproc is not None and int(nproc) != gpus:
         raise RunctlError(
@@ -97,7 +97,7 @@ def _check_gpus(asked: int | str, have: int, where: str) -> int:
     if have == 0:
         raise RunctlError(
             f"--gpus {asked}: {where} has no GPU; use --nproc-per-node N to run N CPU "
-            "processes (gloo), or a GPU instance type"
+            "processes (gloo), or a GPU instance type (--backend aws --instance-type g5.xlarge)"
         )
     if asked == "all":
         return have
