@@ -210,7 +210,10 @@ def launch_command(
         "runctl_jupyter.distributed",
         str(run_dir),
     ]
-    return argv, {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": LINE_PREFIX}
+    extra = {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": LINE_PREFIX}
+    if int(plan["nproc_per_node"]) > 1 and "OMP_NUM_THREADS" not in env:
+        extra["OMP_NUM_THREADS"] = "1"  # what torchrun sets then, without its banner in the log
+    return argv, extra
 
 
 class MainRankLines:

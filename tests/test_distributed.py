@@ -142,6 +142,7 @@ def test_ddp_on_two_cpu_processes_averages_gradients_and_keeps_rank0_metrics(ses
     log = (run_dir / "stdout.log").read_text()
     assert "[rank0]: hello from rank 0 of 2" in log
     assert "[rank1]: hello from rank 1 of 2" in log
+    assert "OMP_NUM_THREADS" not in log  # set for the ranks, as torchrun would, minus its banner
     streamed = "".join(e["text"] for e in events if e["type"] == "log")
     assert "[rank1]: hello from rank 1 of 2" in streamed
     own = {p.parent.name: p.read_text() for p in (run_dir / "ranks").rglob("stdout.log")}
