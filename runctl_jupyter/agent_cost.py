@@ -219,7 +219,7 @@ class CostMeter:
 
 
 class SpotRefresher:
-    """Looks up the spot price of this instance's zone every 10 minutes in a thread
+    """Looks up the spot price of this instance's zone at start, then every 10 minutes, in a thread
     (boto3 imported lazily; without it, or without access, the price stays)."""
 
     def __init__(self, price: dict, every: float = SPOT_REFRESH, client: Any = None) -> None:
@@ -241,7 +241,9 @@ class SpotRefresher:
         self._stop.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every):
+        wait = 0.0  # the first look-up at once: the estimate priced the cheapest zone
+        while not self._stop.wait(wait):
+            wait = self.every
             try:
                 found = self.lookup()
             except Exception:  # noqa: BLE001 - the last known price stays
