@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(quick=args.quick, work=work, peer=peer, reps=reps)
 
     started = time.time()
+    load_start = os.getloadavg()[0]
     results: dict[str, dict[str, Any]] = {}
     detail: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "reps": reps,
         "quick": args.quick,
+        "load_average": f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (1-minute, {os.cpu_count()} cores)",
         "peer_python": str(python.relative_to(REPO))
         if python and python.is_relative_to(REPO)
         else (str(python) if python else None),

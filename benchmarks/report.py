@@ -226,6 +226,10 @@ def render(
     add(f"- date: {meta.get('date')} (harness took {meta.get('seconds', 0):.0f} s)")
     add(f"- machine: {meta.get('machine')}")
     add(f"- commit: {meta.get('commit')}")
+    if meta.get("load_average"):
+        add(f"- load average: {meta['load_average']}")
+    if meta.get("load_note"):
+        add(f"- load: {meta['load_note']}")
     versions = meta.get("versions", {})
     add("- versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in versions.items()))
     if meta.get("peer_python"):
