@@ -247,7 +247,13 @@ class Agent:
         self.stdout_log = open(self.run_dir / "stdout.log", "ab")
         if self.attempt > 1:
             self.stdout_log.write(f"=== attempt {self.attempt} ===\n".encode())
-        self.events.write("status", status="starting", format=FORMAT, host=socket.gethostname())
+        self.events.write(
+            "status",
+            status="starting",
+            format=FORMAT,
+            host=socket.gethostname(),
+            **self._bootstrap_facts(),
+        )
         self._add_host_facts()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
         try:
@@ -262,6 +268,14 @@ class Agent:
         self.events.write("status", status="running", pid=self.child.pid)
         self.events.flush()
         return self._supervise()
+
+    def _bootstrap_facts(self) -> dict:
+        """What the EC2 bootstrap measured (bootstrap.json): the pip install time."""
+        try:
+            facts = json.loads((self.run_dir / "bootstrap.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: facts[k] for k in ("pip_seconds",) if isinstance(facts, dict) and k in facts}
 
     def _write_agent_info(self) -> None:
         info = {
@@ -494,7 +508,9 @@ class Agent:
         if self.spec.get("distributed") and returncode and self.stop_reason is None:
             from .distributed import write_error
 
-            write_error(self.run_dir, self.attempt)  # the failed rank's error, from torchrun's report
+            write_error(
+                self.run_dir, self.attempt
+            )  # the failed rank's error, from torchrun's report
         if self.stop_reason is not None:
             status, reason = "stopped", self.stop_reason
         elif returncode == 0:

@@ -303,6 +303,26 @@ class RunDetails:
         )
 
 
+class ResourceTable:
+    """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a notebook)."""
+
+    def __init__(self, listing: Any) -> None:
+        self.listing = listing
+        self.rows = listing.rows()
+
+    def __str__(self) -> str:
+        return str(self.listing)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<pre>{html.escape(str(self))}</pre>"
+        header = list(self.rows[0])
+        return _table_html(header, [[str(r.get(k, "")) for k in header] for r in self.rows])
+
+
 def elapsed(row: dict) -> float:
     start = row.get("started") or row.get("created") or time.time()
     return (row.get("ended") or time.time()) - start

@@ -17,8 +17,8 @@ from .backends import backend_class
 from .config import Runctl
 from .errors import RunctlError, RunFailed
 from .events import ACTIVE_STATUSES, FINAL_STATUSES
-from .launch import create_run, new_run_id, read_spec
-from .results import LogText, Run, RunDetails, RunTable, format_duration, one_line
+from .launch import create_run, new_run_id, read_spec, write_spec
+from .results import LogText, ResourceTable, Run, RunDetails, RunTable, format_duration, one_line
 from .store import Store
 
 ENDED = FINAL_STATUSES | {"lost"}
@@ -156,6 +156,8 @@ class Session:
         backend_name = backend or self.config.backend
         options = dict(options or {})
         check_options(options, backend_name)
+        if backend_name != "local" and self._owner_chosen():
+            options.setdefault("owner", self.config.owner)  # else the IAM user name tags resources
         grace = options.pop("grace_seconds", None)
         grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
@@ -196,8 +198,13 @@ class Session:
         else:
             self.store.set_status(run_id, "starting")  # not "stopped" while the new agent boots
         run_dir = self.store.run_dir(run_id)
+        if hasattr(target, "progress"):  # a cloud launch says where it is: provisioning, starting
+            target.progress = lambda state, detail: self._launch_progress(run_id, state, detail)
         try:
-            target.start(run_dir, spec, attempt)
+            facts = target.start(run_dir, spec, attempt)
+            if facts:
+                spec["target"] = {**(spec.get("target") or {}), **facts}
+                write_spec(run_dir, spec)
         except BaseException as exc:
             self.store.set_status(run_id, "failed", reason="launch")
             if isinstance(exc, RunctlError):
@@ -207,6 +214,11 @@ class Session:
         if detach:
             return run
         return self.wait(run)
+
+    def _launch_progress(self, run_id: str, state: str, detail: str) -> None:
+        if state in ("provisioning", "starting") and self.store.get(run_id)["status"] != state:
+            self.store.set_status(run_id, state)
+        print(f"[runctl] {state}: {detail}", file=sys.stderr, flush=True)
 
     # -- watching ----------------------------------------------------------------
     def wait(self, run: Run, quiet: bool = False) -> Run:
@@ -499,11 +511,57 @@ class Session:
 
         return sweeps(self, **kwargs)
 
-    def resources(self, **kwargs: Any) -> Any:
-        raise self._not_yet("resources", 4)
+    def _run_status(self, run_id: str) -> str | None:
+        """For AWS resources: the status of the run a resource belongs to (None: unknown)."""
+        try:
+            self.store.refresh(run_id)
+            return self.store.get(run_id)["status"]
+        except RunctlError:
+            return None
 
-    def cleanup(self, **kwargs: Any) -> Any:
-        raise self._not_yet("cleanup", 4)
+    def aws(self, action: str, region: str | None = None) -> Any:
+        """`runctl aws setup | policy | doctor` (runctl_jupyter/aws/commands.py)."""
+        from .aws.commands import aws
+
+        report = aws(action, config=self.backend("aws"), region=region)
+        if not report.ok:
+            raise RunctlError(
+                f"{report}\nfix what is marked above, then run `runctl aws doctor` again"
+            )
+        return LogText(str(report))
+
+    def resources(self, regions: list[str] | None = None, all_owners: bool = False) -> Any:
+        """Every runctl-managed cloud resource with its owner, run, state and $/h."""
+        from .aws.commands import resources
+
+        return ResourceTable(
+            resources(self._run_status, config=self.backend("aws"), regions=regions)
+        )
+
+    def cleanup(self, yes: bool = False, all_owners: bool = False) -> Any:
+        """List orphaned resources; delete them with --yes (or after a yes at a terminal)."""
+        from .aws.commands import cleanup_orphans
+
+        interactive = self.shell is None and sys.stdin is not None and sys.stdin.isatty()
+        confirm = (
+            (lambda question: input(f"{question} [y/N] ").strip().lower() in ("y", "yes"))
+            if interactive
+            else None
+        )
+        owner = self.config.owner if self._owner_chosen() else None
+        text = cleanup_orphans(
+            self._run_status,
+            owner=owner,
+            all_owners=all_owners,
+            yes=yes,
+            confirm=confirm,
+            config=self.backend("aws"),
+        )
+        return LogText(text)
+
+    def _owner_chosen(self) -> bool:
+        """Was c.Runctl.owner set on purpose? (else AWS tags use the IAM user name)"""
+        return "owner" in self.config.config.get("Runctl", {})
 
     def cost(self, **kwargs: Any) -> Any:
         """`runctl cost` (spend report) or `runctl cost price TYPE` (runctl_jupyter/costs.py)."""

@@ -83,6 +83,7 @@ def resources(
     out = ResourceList()
     for region in _regions(config, regions):
         clients = make_clients(config, region)
+        clients.identity()  # no credentials: one clear line, not a botocore traceback
         found = list_resources(clients)
         annotate(found, run_status)
         out.resources.extend(found)

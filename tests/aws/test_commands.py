@@ -61,3 +61,24 @@ def test_cleanup_is_a_dry_run_unless_yes_or_confirmed(aws_clients_env):
     text = cleanup_orphans(status, yes=True)
     assert f"instance {iid}: terminated" in text
     assert state() in ("shutting-down", "terminated")
+
+
+def test_the_shell_commands_reach_aws_through_the_session(
+    aws_clients_env, tmp_path, monkeypatch, capsys
+):
+    """`runctl resources | cleanup | aws doctor` through the one parser and the Session."""
+    from runctl_jupyter import cli
+
+    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
+    iid = _instance(aws_clients_env, "r-unknown")
+    assert cli.main(["resources"]) == 0
+    assert iid in capsys.readouterr().out
+    assert cli.main(["cleanup"]) == 0  # no terminal: a dry run that lists the orphan
+    out = capsys.readouterr().out
+    assert iid in out and "dry run" in out
+    state = aws_clients_env.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0][
+        "Instances"
+    ][0]
+    assert state["State"]["Name"] == "running"
+    assert cli.main(["aws", "doctor"]) == 2  # nothing set up yet: the report and a non-zero exit
+    assert "runctl aws setup" in capsys.readouterr().err

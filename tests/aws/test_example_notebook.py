@@ -22,7 +22,11 @@ def test_the_aws_example_runs_end_to_end(aws, instance, tmp_path, monkeypatch):
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
     ]
     assert not errors, errors
-    setup_out = "".join(o.get("text", "") for o in nb.cells[3].outputs)
+    setup_out = "".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nb.cells[3:5]
+        for o in c.outputs
+    )
     assert "all good" in setup_out
     runs = next(c for c in nb.cells if c.source.startswith("%runctl runs")).outputs[0]["data"][
         "text/plain"
