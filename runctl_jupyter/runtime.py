@@ -19,6 +19,7 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,10 @@ class Runtime:
         self._params: dict | None = None
         self._step = -1
         self._out = None
-        self._dirty = False
+        self._queue: deque[bytes] = deque()
         self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._flusher_started = False
         self._stop_requested = False
         self._stop_checked = False
         self._on_stop: list[Callable[[], Any]] = []
@@ -120,7 +123,11 @@ class Runtime:
 
     # -- metrics -------------------------------------------------------------
     def log(
-        self, step: int | None = None, total: int | None = None, all_ranks: bool = False, **values: Any
+        self,
+        step: int | None = None,
+        total: int | None = None,
+        all_ranks: bool = False,
+        **values: Any,
     ) -> None:
         """Record metrics for a step (default: the previous step + 1). In a distributed
         run only rank 0's are kept, unless `all_ranks=True`: then every rank's are, as
@@ -320,36 +327,51 @@ class Runtime:
         signal.signal(signal.SIGTERM, self._handle_stop_signal)
 
     # -- output ----------------------------------------------------------------
+    # `log` only appends the encoded line to a deque (thread-safe, no lock, no I/O);
+    # a daemon thread drains it to this process's own file every FLUSH_SECONDS, so
+    # a training step never waits on the disk, nor on a flush in progress.
     def _write(self, record: dict) -> None:
-        out = self._out
-        if out is None:
-            out = self._open()
-        out.write((_encode(record) + "\n").encode())
-        self._dirty = True
+        if self._out is None:
+            self._open()
+        self._queue.append((_encode(record) + "\n").encode())
 
-    def _open(self):
+    def _open(self) -> None:
         with self._lock:
             if self._out is None:
                 folder = self.run_dir / "runtime"
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{self.attempt}-{os.getpid()}.jsonl"
-                self._out = open(path, "ab", buffering=1 << 16)
-                atexit.register(self.flush)
+                self._out = open(path, "ab", buffering=0)
+                if not self._flusher_started:
+                    self._flusher_started = True
+                    atexit.register(self.flush)
+                    os.register_at_fork(after_in_child=self._forget_output)
                 threading.Thread(target=self._flush_loop, name="runctl-flush", daemon=True).start()
-        return self._out
+
+    def _forget_output(self) -> None:
+        """In a forked child (e.g. a data-loader worker): its own file and flusher."""
+        self._out = None
+        self._queue = deque()
+        self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
 
     def _flush_loop(self) -> None:
-        while True:
+        out = self._out
+        while self._out is out:
             time.sleep(FLUSH_SECONDS)
-            if self._dirty:
-                self.flush()
+            self.flush()
 
     def flush(self) -> None:
-        out = self._out
-        if out is not None:
-            self._dirty = False
+        """Write every queued line now (also at exit, on Stop, after a checkpoint)."""
+        queue = self._queue
+        if not queue or self._out is None:
+            return
+        with self._drain_lock:  # one drainer at a time keeps the lines in order
+            chunks = []
+            while queue:
+                chunks.append(queue.popleft())
             try:
-                out.flush()
+                self._out.write(b"".join(chunks))
             except ValueError:  # closed at interpreter exit
                 pass
 
