@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .agent_spot import Interruptions
 from .agent_watch import Watch, replay_unsent
-from .events import FORMAT, EventWriter, read_events
+from .events import FORMAT, EventWriter, lower_is_better, read_events
 
 TICK = 0.05
 LOG_EVENT_MAX_CHARS = 64 * 1024
@@ -135,21 +135,6 @@ class RuntimeTail:
         return records
 
 
-_LOWER_BETTER = (
-    "loss",
-    "err",
-    "mse",
-    "mae",
-    "rmse",
-    "perplexity",
-    "ppl",
-    "cost",
-    "time",
-    "wer",
-    "cer",
-)
-
-
 class EarlyStop:
     """`--early-stop val_loss:min,patience=10[,min_delta=0.001][,warmup=5]`: the run is
     stopped when `metric` has not improved by more than `min_delta` for `patience`
@@ -178,7 +163,7 @@ class EarlyStop:
             return None
         if self.mode is None:
             name = self.metric.lower()
-            self.mode = "min" if any(w in name for w in _LOWER_BETTER) else "max"
+            self.mode = "min" if lower_is_better(name) else "max"
         if self.best is None or (
             value < self.best - self.min_delta
             if self.mode == "min"

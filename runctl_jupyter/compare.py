@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import MissingDependency
+from .events import lower_is_better as name_says_lower_is_better
 
 __all__ = [
     "best_value",
@@ -31,20 +32,6 @@ __all__ = [
 ]
 
 FIXED_COLUMNS = ("run", "name", "status", "experiment", "duration", "cost")
-_LOWER_BETTER = (
-    "loss",
-    "err",
-    "mse",
-    "mae",
-    "rmse",
-    "perplexity",
-    "ppl",
-    "cost",
-    "time",
-    "latency",
-    "wer",
-    "cer",
-)
 _MISSING = object()
 
 
@@ -53,8 +40,7 @@ def lower_is_better(metric: str, directions: dict[str, str] | None = None) -> bo
     ({"val_acc": "max"}), else from its name (loss, error, ... are minimised)."""
     if directions and metric in directions:
         return directions[metric] == "min"
-    name = metric.lower()
-    return any(word in name for word in _LOWER_BETTER)
+    return name_says_lower_is_better(metric)
 
 
 def parse_objective(objective: str | None) -> tuple[str | None, str | None]:

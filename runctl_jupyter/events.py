@@ -20,6 +20,29 @@ ACTIVE_STATUSES = frozenset(
 ALL_STATUSES = ACTIVE_STATUSES | FINAL_STATUSES | {"lost"}
 
 
+# metric names that say smaller is better; any other metric is maximised
+LOWER_BETTER = (
+    "loss",
+    "err",
+    "mse",
+    "mae",
+    "rmse",
+    "perplexity",
+    "ppl",
+    "cost",
+    "time",
+    "latency",
+    "wer",
+    "cer",
+)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of `metric` are better, judged by its name."""
+    name = metric.lower()
+    return any(word in name for word in LOWER_BETTER)
+
+
 def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
     """Events from byte `offset` on, and the offset after the last complete line.
 

@@ -12,6 +12,8 @@ import math
 import time
 from typing import Any
 
+from ..events import FINAL_STATUSES, lower_is_better  # noqa: F401 - lower_is_better: for the panels
+
 STATUS_COLORS = {
     "queued": "#757575",
     "provisioning": "#7e57c2",
@@ -24,33 +26,12 @@ STATUS_COLORS = {
     "stopped": "#6d4c41",
     "lost": "#ad1457",
 }
-FINAL = frozenset({"succeeded", "failed", "stopped"})
-
-# metrics whose name says smaller is better; anything else is "higher is better"
-_LOWER_BETTER = (
-    "loss",
-    "err",
-    "mse",
-    "mae",
-    "rmse",
-    "perplexity",
-    "ppl",
-    "cost",
-    "time",
-    "latency",
-    "wer",
-    "cer",
-)
+FINAL = FINAL_STATUSES
 
 
 def esc(value: Any) -> str:
     """HTML-escape any value (quotes too: values also land in attributes)."""
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def lower_is_better(metric: str) -> bool:
-    name = metric.lower()
-    return any(word in name for word in _LOWER_BETTER)
 
 
 def fmt_num(value: Any) -> str:

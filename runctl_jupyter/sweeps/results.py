@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..results import format_duration, format_metric
+from ..results import _table_html, _table_text, format_duration, format_metric
 from .record import RUN_ENDED, SweepState, trial_group
 
 __all__ = ["SweepDetails", "SweepTable", "best_text", "counts_text", "one_line", "trial_rows"]
@@ -93,25 +93,6 @@ def trial_rows(
             }
         )
     return out
-
-
-def _table_text(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
-def _table_html(header: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
-        for r in rows
-    )
-    return (
-        f"<table class='runctl-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    )
 
 
 class SweepTable:
