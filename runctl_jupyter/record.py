@@ -418,6 +418,16 @@ def _when(t: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def s3_location(spec: dict) -> str | None:
+    """Where a cloud run's folder is synced (spec["sync"], docs/aws.md), or None."""
+    sync = spec.get("sync") or {}
+    if sync.get("kind") != "s3" or not sync.get("bucket"):
+        return None
+    prefix = str(sync.get("prefix") or "runctl/")
+    prefix += "" if prefix.endswith("/") else "/"
+    return f"s3://{sync['bucket']}/{prefix}runs/{spec.get('run_id', '')}/"
+
+
 def _summary_markdown(facts: _RunFacts) -> str:
     spec, summary = facts.spec, facts.summary()
     status = summary["status"] + (f" ({summary['reason']})" if summary["reason"] else "")
@@ -441,6 +451,9 @@ def _summary_markdown(facts: _RunFacts) -> str:
     if spec.get("kind") == "script":
         script = spec.get("script_path") or spec.get("entry", "")
         rows.append(("Script", " ".join(map(str, [script, *spec.get("args", [])]))))
+    location = s3_location(spec)
+    if location:
+        rows.append(("Stored in", f"{location} (events, logs, checkpoints, this record)"))
     if spec.get("tags"):
         rows.append(("Tags", ", ".join(map(str, spec["tags"]))))
     if spec.get("rerun_of"):

@@ -306,12 +306,23 @@ class RunDetails:
 class ResourceTable:
     """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a notebook)."""
 
-    def __init__(self, listing: Any) -> None:
+    def __init__(self, listing: Any, costs: dict | None = None) -> None:
         self.listing = listing
-        self.rows = listing.rows()
+        costs = costs or {}
+        self.rows = []
+        for row in listing.rows():
+            rate, spent = costs.get(row["id"], (None, None))
+            row["usd_per_h"] = None if rate is None else round(rate, 4)
+            row["usd_so_far"] = None if spent is None else round(spent, 2)
+            self.rows.append(row)
 
     def __str__(self) -> str:
-        return str(self.listing)
+        if not self.rows:
+            return str(self.listing)
+        header = list(self.rows[0])
+        cells = [["-" if r[k] is None else str(r[k]) for k in header] for r in self.rows]
+        burn = sum(r["usd_per_h"] or 0 for r in self.rows)
+        return _table_text(header, cells) + f"\nburn rate ${burn:.3f}/h"
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))

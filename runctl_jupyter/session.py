@@ -534,9 +534,32 @@ class Session:
         """Every runctl-managed cloud resource with its owner, run, state and $/h."""
         from .aws.commands import resources
 
-        return ResourceTable(
-            resources(self._run_status, config=self.backend("aws"), regions=regions)
-        )
+        listing = resources(self._run_status, config=self.backend("aws"), regions=regions)
+        return ResourceTable(listing, self._resource_costs(listing.resources))
+
+    def _resource_costs(self, found: list) -> dict[str, tuple[float | None, float | None]]:
+        """{resource id: ($/h, dollars so far)} for instances: the run's own meter when the
+        store knows the run, else the bundled on-demand price x age (an orphan's upper bound)."""
+        from .pricing import Prices
+
+        prices = Prices(self.store.home)
+        costs: dict[str, tuple[float | None, float | None]] = {}
+        for res in found:
+            if res.kind != "instance":
+                continue
+            try:
+                row = self.store.get(res.run_id) if res.run_id else None
+            except RunctlError:
+                row = None
+            if row is not None and row.get("rate") is not None:
+                costs[res.id] = (row["rate"], row.get("cost"))
+                continue
+            instance_type = (res.detail or "").split(" ")[0]
+            rate = prices.table_on_demand(instance_type, res.region) if instance_type else None
+            age = res.age_hours()
+            spent = rate * age if rate is not None and age is not None else None
+            costs[res.id] = (rate if res.state in ("pending", "running") else 0.0, spent)
+        return costs
 
     def cleanup(self, yes: bool = False, all_owners: bool = False) -> Any:
         """List orphaned resources; delete them with --yes (or after a yes at a terminal)."""

@@ -534,3 +534,11 @@ def test_executing_the_record_reproduces_the_output(tmp_path, monkeypatch):
     fresh = [o for o in by_id(nb, "code").outputs if o.output_type == "stream"]
     assert recorded == "value 20\nvalue 22\n"
     assert fresh[0].text == recorded
+
+
+def test_a_cloud_run_record_says_where_its_files_are_in_s3(tmp_path):
+    from runctl_jupyter.record import s3_location
+
+    spec = {"run_id": "abc", "sync": {"kind": "s3", "bucket": "b", "prefix": "runctl"}}
+    assert s3_location(spec) == "s3://b/runctl/runs/abc/"
+    assert s3_location({"run_id": "abc", "sync": None}) is None

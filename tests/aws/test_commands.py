@@ -72,7 +72,12 @@ def test_the_shell_commands_reach_aws_through_the_session(
     monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
     iid = _instance(aws_clients_env, "r-unknown")
     assert cli.main(["resources"]) == 0
-    assert iid in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert iid in listing and "usd_per_h" in listing
+    t3_micro = (
+        0.0104  # us-east-1 on-demand, the bundled table's price for an unknown run's instance
+    )
+    assert f"{t3_micro}" in listing and "burn rate $0.010/h" in listing
     assert cli.main(["cleanup"]) == 0  # no terminal: a dry run that lists the orphan
     out = capsys.readouterr().out
     assert iid in out and "dry run" in out

@@ -106,6 +106,7 @@ def test_a_cell_runs_on_the_instance_and_its_events_reach_the_local_mirror(
     assert seqs == sorted(set(seqs)) and seqs[0] == 1  # no gap, no duplicate
     assert '{"total": 0.75}' in (run_dir / "stdout.log").read_text()
     assert (run_dir / "record.ipynb").exists()
+    assert f"runs/{spec['run_id']}/" in (run_dir / "record.ipynb").read_text()  # lists its S3 home
     assert imds.requests > imds_before  # the agent watched for spot notices (at the local stand-in)
 
     # S3 holds append-only numbered chunks
