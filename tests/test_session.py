@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from agent_helpers import wait_for
@@ -316,3 +317,27 @@ def test_the_runs_table_offers_stop_for_active_runs(session):
         lambda: session.store.refresh(run.id) is not None and run.row["status"] == "stopped",
         timeout=15,
     )
+
+
+def test_following_a_fast_run_in_the_background_barely_delays_other_work(session):
+    """Issue 3: a run logging ~20,000 steps/s, followed live from a thread (runs table's
+    Attach), delays the kernel's own work by under 0.2 s."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from runctl_jupyter.liveview import follow_in_background
+
+    InteractiveShell.instance()
+    code = (
+        "import time\nt = time.time()\ni = 0\nwhile time.time() - t < 4:\n"
+        "    for _ in range(200):\n        runctl.log(step=i, a=1.0, b=2.0, c=3.0)\n        i += 1\n"
+        "    time.sleep(0.01)\n"
+    )
+    run = session.train(code=code, detach=True)
+    thread = follow_in_background(session, run.id)
+    worst = 0.0
+    while thread.is_alive():
+        start = time.perf_counter()
+        time.sleep(0.01)
+        worst = max(worst, time.perf_counter() - start - 0.01)
+    assert run.row["status"] == "succeeded" and len(run.history()["a"]) > 20000
+    assert worst < 0.2, f"the main thread waited {worst:.3f} s"
