@@ -68,6 +68,10 @@ class Scheduler:
         )
         self.session = Session(config=config)
         self.store = self.session.store
+        from .instances import InstancePool  # AWS: a finished trial's instance takes the next
+
+        self.instances = InstancePool(self.session, run, self.log)
+        self.specs: dict[str, dict] = {}  # run id -> spec, for pulling a remote trial's events
         objective = spec.get("objective") or {}
         self.metric: str | None = objective.get("metric")
         self.mode: str = objective.get("mode") or "max"
@@ -124,7 +128,7 @@ class Scheduler:
     # -- start ------------------------------------------------------------------------
     def prepare(self) -> None:
         """Sort the trials into running (re-attached), to launch, and finished."""
-        resumes, fresh = [], []
+        resumes, fresh, running = [], [], []
         for trial in self.state.trials:
             run_id = trial.get("run_id")
             if run_id is None:
@@ -135,6 +139,7 @@ class Scheduler:
                 fresh.append(trial["index"])
                 continue
             if row["status"] not in RUN_ENDED:
+                running.append(self.store.run_dir(run_id))
                 if self.search is not None:
                     self.search.adopt(trial["index"], trial["params"])
                 continue  # still running: watched like any other
@@ -148,13 +153,28 @@ class Scheduler:
             elif self.search is not None:
                 self.search.replay(trial["params"], trial.get("objective"), _search_state(trial))
         self.pending = resumes + fresh
+        self.instances.restore(self.dir, running)
 
     def _row(self, run_id: str) -> dict | None:
         try:
+            self._pull(run_id)
             self.store.refresh(run_id)
             return self.store.get(run_id)
         except RunctlError:
             return None
+
+    def _pull(self, run_id: str) -> None:
+        """A remote trial's new events into its local mirror (the backend paces its polls)."""
+        if (self.spec["run"].get("backend") or "local") == "local":
+            return
+        run_dir = self.store.run_dir(run_id)
+        spec = self.specs.get(run_id)
+        if spec is None:
+            spec = self.specs[run_id] = read_json(run_dir / "spec.json") or {}
+        try:
+            self.session.backend(spec.get("backend") or "local").pull(run_dir, spec)
+        except Exception:  # noqa: BLE001 - a failed poll is retried; heartbeats decide
+            pass
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> int:
@@ -242,6 +262,7 @@ class Scheduler:
         self.launches[future] = (trial["index"], run_id)
 
     def _ended(self, trial: dict, row: dict, judge: bool = True) -> None:
+        self.instances.ended(trial["index"], self.store.run_dir(row["id"]))
         summary = self.store.summaries([row["id"]]).get(row["id"], {})
         objective = trial_objective(summary, self.metric, self.mode)
         status, reason = row["status"], row.get("reason")
@@ -304,7 +325,10 @@ class Scheduler:
 
     def _stop_run(self, run_id: str, reason: str) -> None:
         """Ask a trial to stop, with a reason its exit event will carry."""
-        self.session.backend_stop(run_id, reason=reason)
+        try:
+            self.session.backend_stop(run_id, reason=reason)
+        except RunctlError as exc:  # e.g. an unreachable instance: the sweep goes on
+            self.warn(f"could not stop run {run_id}: {exc}")
 
     # -- pruning ---------------------------------------------------------------------------
     def _prune(self) -> None:
@@ -372,6 +396,8 @@ class Scheduler:
                 self.failures += 1
                 return
             self.log(type="trial", index=index, run_id=trial["run_id"], status="starting", reason=None, objective=None)  # fmt: skip
+            self.specs.pop(trial["run_id"], None)  # its next attempt's spec
+            self.instances.adopt(index, self.store.run_dir(trial["run_id"]))
             return
         spec = self._create_run(index, trial["params"])
         self.log(type="trial", index=index, run_id=spec["run_id"], status="starting")
@@ -386,8 +412,11 @@ class Scheduler:
             index, run_id = self.launches.pop(future)
             exc = future.exception()
             if exc is not None:  # one trial's launch must not end the sweep
+                self.instances.ended(index, None)
                 self.store.set_status(run_id, "failed", reason="launch")
                 self.warn(f"trial {index}: could not start run {run_id}: {exc}")
+            else:
+                self.instances.started(index, future.result())
 
     def _create_run(self, index: int, params: dict) -> dict:
         from ..launch import create_run
@@ -395,6 +424,7 @@ class Scheduler:
         run = self.spec["run"]
         options = dict(run.get("options") or {})
         grace = options.pop("grace_seconds", None) or run.get("grace_seconds") or 10.0
+        options.update(self.instances.options(index))  # AWS: reuse a free kept instance
         if self.budget.limit is not None:  # a trial stops itself at what the sweep has left
             options["cost_limit"] = self.budget.trial_limit(options.get("cost_limit"), self.spent)
         target = self.spec["target"]
@@ -430,6 +460,7 @@ class Scheduler:
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self) -> None:
+        self.instances.release()  # AWS: no instance of the sweep is left billing
         if self.halt is not None:
             status, reason = self.halt
         else:
