@@ -1,7 +1,7 @@
 """Settings: one traitlets configurable, so ipython_config.py and %config work.
 
-    c.Runctl.backend = "aws"
-    %config Runctl.on_interrupt = "stop"
+c.Runctl.backend = "aws"
+%config Runctl.on_interrupt = "stop"
 """
 
 from __future__ import annotations
@@ -21,21 +21,43 @@ def default_home() -> Path:
 class Runctl(Configurable):
     """runctl-jupyter settings (c.Runctl.*)."""
 
-    home = Unicode(help="Folder of the store and run folders (default $RUNCTL_HOME or ~/.runctl).").tag(config=True)
+    home = Unicode(
+        help="Folder of the store and run folders (default $RUNCTL_HOME or ~/.runctl)."
+    ).tag(config=True)
     backend = Unicode("local", help="Where runs execute: local or aws.").tag(config=True)
-    project = Unicode("default", help="Project name recorded on every run and tag.").tag(config=True)
-    owner = Unicode(help="Owner recorded on runs and cloud tags (default: the login name).").tag(config=True)
-    experiment = Unicode("default", help="Experiment used when --experiment is not given.").tag(config=True)
+    project = Unicode("default", help="Project name recorded on every run and tag.").tag(
+        config=True
+    )
+    owner = Unicode(help="Owner recorded on runs and cloud tags (default: the login name).").tag(
+        config=True
+    )
+    experiment = Unicode("default", help="Experiment used when --experiment is not given.").tag(
+        config=True
+    )
     on_interrupt = Enum(
-        ["detach", "stop"], "detach",
+        ["detach", "stop"],
+        "detach",
         help="What Kernel > Interrupt does to a blocking run: detach (it goes on) or stop it.",
     ).tag(config=True)
-    lost_timeout = Float(60.0, help="Seconds without a heartbeat after which a run is lost.").tag(config=True)
-    grace_seconds = Float(10.0, help="Seconds between a graceful Stop (SIGTERM) and SIGKILL.").tag(config=True)
-    confirm_above = Float(5.0, help="Estimated dollars above which a launch asks for --yes.").tag(config=True)
-    monthly_budget = Float(0.0, help="Dollars a month per project and owner (0: none); warns at 80%, stops runs at 100%.").tag(config=True)
-    ship_objects = Bool(True, help="Ship notebook objects a cell uses (cloudpickle).").tag(config=True)
-    refresh_interval = Float(0.1, help="Seconds between reads of a live run's events.").tag(config=True)
+    lost_timeout = Float(60.0, help="Seconds without a heartbeat after which a run is lost.").tag(
+        config=True
+    )
+    grace_seconds = Float(10.0, help="Seconds between a graceful Stop (SIGTERM) and SIGKILL.").tag(
+        config=True
+    )
+    confirm_above = Float(5.0, help="Estimated dollars above which a launch asks for --yes.").tag(
+        config=True
+    )
+    monthly_budget = Float(
+        0.0,
+        help="Dollars a month per project and owner (0: none); warns at 80%, stops runs at 100%.",
+    ).tag(config=True)
+    ship_objects = Bool(True, help="Ship notebook objects a cell uses (cloudpickle).").tag(
+        config=True
+    )
+    refresh_interval = Float(0.1, help="Seconds between reads of a live run's events.").tag(
+        config=True
+    )
     log_tail_lines = Int(30, help="Lines of log shown in a live run's panel.").tag(config=True)
 
     @default("home")

@@ -33,4 +33,6 @@ def session(home, tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _package_on_path(monkeypatch):
     # agents and runners are separate processes: make sure they import this checkout
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    )
