@@ -29,11 +29,11 @@ class LocalBackend:
                 [
                     sys.executable,
                     "-m",
+                    "runctl_jupyter.daemon",  # forks at once: we wait for a bare Python start only
                     "runctl_jupyter.agent",
                     str(run_dir),
                     "--attempt",
                     str(attempt),
-                    "--daemon",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
