@@ -199,9 +199,15 @@ def host_facts() -> dict[str, Any]:
     }
 
 
-def capture_environment(workdir: str | os.PathLike, params: dict) -> dict[str, Any]:
-    """Everything env.json holds, captured where the run is launched."""
+def capture_environment(
+    workdir: str | os.PathLike, params: dict, reuse: dict | None = None
+) -> dict[str, Any]:
+    """Everything env.json holds, captured where the run is launched. `reuse`: a
+    capture of the same workdir moments ago (a sweep's trials): its machine, git and
+    package facts are kept, the seeds and time are this run's."""
     seeds = {key: value for key, value in (params or {}).items() if "seed" in str(key).lower()}
+    if reuse is not None and reuse.get("workdir") == str(workdir):
+        return {**reuse, "seeds": seeds, "time": _now()}
     return {
         "format": FORMAT,
         "python": _python(),

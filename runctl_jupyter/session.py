@@ -22,6 +22,7 @@ from .results import LogText, ResourceTable, Run, RunDetails, RunTable, format_d
 from .store import Store
 
 ENDED = FINAL_STATUSES | {"lost"}
+ENV_REUSE_SECONDS = 5.0  # runs launched this close together share one environment scan
 
 # Train options the parser knows that are not built yet: refused, never silently ignored.
 NOT_YET: dict[str, int] = {}
@@ -80,6 +81,8 @@ class Session:
         home = Path(self.config.home).expanduser()
         self.store = Store(home, lost_timeout=self.config.lost_timeout)
         self._backends: dict[str, Any] = {}
+        self._last_env: dict | None = None
+        self._last_env_at = -1e9
 
     # -- helpers -------------------------------------------------------------
     def backend(self, name: str) -> Any:
@@ -102,9 +105,15 @@ class Session:
         return f"{experiment}-{count + 1}"
 
     def _environment(self, workdir: str, params: dict) -> dict:
+        """env.json facts; launches seconds apart (a sweep) share the git and package scan."""
         from .environment import capture_environment
 
-        return capture_environment(workdir, params)
+        now = time.monotonic()
+        recent = self._last_env if now - self._last_env_at < ENV_REUSE_SECONDS else None
+        env = capture_environment(workdir, params, reuse=recent)
+        if env is not recent:
+            self._last_env, self._last_env_at = env, now
+        return env
 
     # -- train ----------------------------------------------------------------
     def train(

@@ -157,3 +157,13 @@ def test_capture_is_fast(repo: Path):
     start = time.perf_counter()
     capture_environment(repo, {})
     assert time.perf_counter() - start < 1.0  # typically ~15 ms; a loose guard, not a benchmark
+
+
+def test_a_recent_capture_of_the_same_folder_is_reused_with_this_runs_seeds(tmp_path):
+    from runctl_jupyter.environment import capture_environment
+
+    first = capture_environment(tmp_path, {"seed": 1})
+    again = capture_environment(tmp_path, {"seed": 2, "lr": 0.1}, reuse=first)
+    assert again["packages"] is first["packages"] and again["seeds"] == {"seed": 2}
+    other = capture_environment(tmp_path / "elsewhere", {}, reuse=first)
+    assert other["workdir"].endswith("elsewhere")
