@@ -42,3 +42,18 @@ def display_widget(widget, text: str, display_id: str | None = None):
     if display_id is None:
         return display(bundle, raw=True)
     return display(bundle, raw=True, display_id=display_id)
+
+
+def leave_static(outputs: list[dict], handle, fig_handle, text_mode: bool) -> None:
+    """Put a finished panel's static outputs where its live views were: the display
+    handles of a shown panel, else printed (a terminal) or displayed anew."""
+    if handle is not None:
+        handle.update(outputs[0], raw=True)
+        fig_handle.update(outputs[1] if len(outputs) > 1 else {"text/plain": ""}, raw=True)
+    elif text_mode:
+        print(outputs[0]["text/plain"], flush=True)
+    else:
+        from IPython.display import display
+
+        for bundle in outputs:
+            display(bundle, raw=True)

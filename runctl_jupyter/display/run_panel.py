@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ._format import FINAL, as_dict, esc, fmt_cost, fmt_duration, run_elapsed
-from ._widgets import display_widget
+from ._widgets import display_widget, leave_static
 from .figures import scatter, subplot_layout, svg_chart
 from .series import MetricSeries
 from .summary import display_static, header_html, record_link, static_outputs, static_summary
@@ -514,19 +514,14 @@ class RunPanel:
             metrics = {n: list(zip(*s.raw.points())) for n, s in self.series.items() if s.count}
         outputs = static_outputs(self.run, metrics, self.record_path)
         self.finished = True
-        if self.mode in ("widgets", "html"):
-            # replace the views first, then close the widgets behind them
-            self._handle.update(outputs[0], raw=True)
-            self._fig_handle.update(
-                outputs[1] if len(outputs) > 1 else {"text/plain": ""}, raw=True
-            )
-        elif self.mode == "text" or not _in_ipython():
-            print(outputs[0]["text/plain"], flush=True)
-        else:
-            from IPython.display import display
-
-            for bundle in outputs:
-                display(bundle, raw=True)
+        # replace the views first, then close the widgets behind them
+        shown = self.mode in ("widgets", "html")
+        leave_static(
+            outputs,
+            self._handle if shown else None,
+            self._fig_handle,
+            text_mode=self.mode == "text" or not _in_ipython(),
+        )
         self.close()
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._format import badge, esc, fmt_duration, fmt_num, fmt_value
+from ._widgets import leave_static
 from .figures import PALETTE, PLOTLY_MIME, json_ready, svg_chart
 from .summary import CELL, CELL_L, TABLE_STYLE
 
@@ -546,19 +547,14 @@ class SweepPanel:
         self.state, self.trials = state, trials
         outputs = static_outputs(state, trials)
         self.finished = True
+        # replace the views first, then close the widgets behind them (as the RunPanel does)
+        leave_static(
+            outputs,
+            self._handle,
+            self._fig_handle,
+            text_mode=self.mode == "text" or not _in_ipython(),
+        )
         self.close()
-        if self._handle is not None:
-            self._handle.update(outputs[0], raw=True)
-            self._fig_handle.update(
-                outputs[1] if len(outputs) > 1 else {"text/plain": ""}, raw=True
-            )
-        elif self.mode == "text" or not _in_ipython():
-            print(outputs[0]["text/plain"], flush=True)
-        else:
-            from IPython.display import display
-
-            for bundle in outputs:
-                display(bundle, raw=True)
 
     def close(self) -> None:
         """Close all widgets; the figure's plotly.js module and data are emptied first
