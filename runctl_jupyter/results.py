@@ -167,8 +167,8 @@ class RunTable:
         """In a kernel: the table with Attach/Stop for runs still going (display/)."""
         try:
             import ipywidgets
-            from IPython.display import display
 
+            from .display._widgets import display_widget
             from .display.runs_table import RunsTable
             from .liveview import follow_in_background
         except ImportError:
@@ -188,7 +188,7 @@ class RunTable:
         if session is not None and any(
             r["status"] not in ("succeeded", "failed", "stopped", "lost") for r in self.rows
         ):
-            display(followed)
+            display_widget(followed, "")  # no 'Output()' text in a saved notebook
 
     def _cells(self) -> list[list[str]]:
         out = []

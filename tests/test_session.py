@@ -343,3 +343,18 @@ def test_following_a_fast_run_in_the_background_barely_delays_other_work(session
         worst = max(worst, time.perf_counter() - start - 0.01)
     assert run.row["status"] == "succeeded" and len(run.history()["a"]) > 20000
     assert worst < 0.5, f"the main thread waited {worst:.3f} s"
+
+
+def test_the_runs_table_leaves_no_widget_repr_as_text(session):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    run = session.train(code="import time\ntime.sleep(30)", detach=True)
+    try:
+        with capture_output() as shown:
+            session.runs()._ipython_display_()
+        texts = "".join(o.data.get("text/plain", "") for o in shown.outputs)
+        assert run.id in texts and "Output()" not in texts
+    finally:
+        session.stop(run.id, force=True)
