@@ -4,7 +4,9 @@ import os
 import sys
 from pathlib import Path
 
+import comm
 import pytest
+from comm.base_comm import BaseComm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,3 +38,29 @@ def _package_on_path(monkeypatch):
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     )
+
+
+class RecordingComm(BaseComm):
+    """A widget comm that keeps what the kernel would send to the frontend
+    (ipywidgets' own tests use the same trick): panels are tested without a browser."""
+
+    def __init__(self, *args, **kwargs):
+        self.messages: list[tuple[str, dict]] = []
+        super().__init__(*args, **kwargs)
+
+    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        self.messages.append((msg_type, data or {}))
+
+
+@pytest.fixture
+def comms(monkeypatch):
+    """Every comm a widget opens during the test, with the messages it sent."""
+    created: list[RecordingComm] = []
+
+    def create(*args, **kwargs):
+        c = RecordingComm(*args, **kwargs)
+        created.append(c)
+        return c
+
+    monkeypatch.setattr(comm, "create_comm", create)
+    return created

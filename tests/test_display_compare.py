@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-import comm
 import pytest
-from comm.base_comm import BaseComm
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -17,28 +15,6 @@ from runctl_jupyter.store import Store
 
 PLOTLY = "application/vnd.plotly.v1+json"
 EVIL = "<script>alert(1)</script></table>"
-
-
-class RecordingComm(BaseComm):
-    def __init__(self, *args, **kwargs):
-        self.messages = []
-        super().__init__(*args, **kwargs)
-
-    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
-        self.messages.append((msg_type, data or {}))
-
-
-@pytest.fixture
-def comms(monkeypatch):
-    created = []
-
-    def create(*args, **kwargs):
-        c = RecordingComm(*args, **kwargs)
-        created.append(c)
-        return c
-
-    monkeypatch.setattr(comm, "create_comm", create)
-    return created
 
 
 def write_run(
