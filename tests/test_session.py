@@ -321,9 +321,10 @@ def test_the_runs_table_offers_stop_for_active_runs(session):
 
 def test_following_a_fast_run_in_the_background_barely_delays_other_work(session):
     """Issue 3: a run logging ~20,000 steps/s, followed live from a thread (runs table's
-    Attach), barely delays the kernel's own work. Measured alone: ~0.05 s at worst (budget
-    0.2 s); here the bound is looser because the other test worker shares the 2 cores, so
-    it catches a follower that blocks the kernel (e.g. holding the GIL through a backlog)."""
+    Attach), does not hold up the kernel's own work: 95% of 10 ms sleeps overshoot by
+    under 0.2 s (measured alone, the worst is ~0.05 s). A percentile, because the other
+    test worker on the same 2 cores causes rare scheduling spikes that are not ours; a
+    follower holding the GIL through its backlog delays nearly every sleep."""
     from IPython.core.interactiveshell import InteractiveShell
 
     from runctl_jupyter.liveview import follow_in_background
@@ -336,13 +337,15 @@ def test_following_a_fast_run_in_the_background_barely_delays_other_work(session
     )
     run = session.train(code=code, detach=True)
     thread = follow_in_background(session, run.id)
-    worst = 0.0
+    delays = []
     while thread.is_alive():
         start = time.perf_counter()
         time.sleep(0.01)
-        worst = max(worst, time.perf_counter() - start - 0.01)
+        delays.append(time.perf_counter() - start - 0.01)
     assert run.row["status"] == "succeeded" and len(run.history()["a"]) > 20000
-    assert worst < 0.5, f"the main thread waited {worst:.3f} s"
+    delays.sort()
+    p95 = delays[int(len(delays) * 0.95)]
+    assert p95 < 0.2, f"95% of waits under {p95:.3f} s (worst {delays[-1]:.3f} s)"
 
 
 def test_the_runs_table_leaves_no_widget_repr_as_text(session):
