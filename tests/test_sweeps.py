@@ -332,7 +332,12 @@ def test_show_tells_a_sweep_from_a_run(session):
 
 
 def test_optuna_search_prunes_with_optunas_pruner_fed_the_trials_values(session):
-    code = "import time\nfor step in range(30):\n    runctl.log(step=step, acc=x * step)\n    time.sleep(0.02)\n"
+    # Weak trials (small x) run long enough for several prune checks even on a loaded
+    # machine; strong ones end fast, so the median of completed trials comes early.
+    code = (
+        "import time\nfor step in range(30):\n    runctl.log(step=step, acc=x * step)\n"
+        "    time.sleep(0.1 if x < 0.4 else 0.02)\n"
+    )
     sw = session.sweep(
         code=code,
         space={"x": "uniform(0,1)"},

@@ -284,15 +284,18 @@ class Scheduler:
                     f"(it logged: {logged}): check --objective, or log it with "
                     f"runctl.log({self.metric}=...)"
                 )
-        if self.search is not None:
-            self.search.tell(trial["index"], objective, _search_state(trial))
+        history: list = []
         if self.metric and group in ("done", "pruned"):
             try:
-                self.finished_histories[trial["index"]] = self.store.metrics(
-                    row["id"], [self.metric]
-                ).get(self.metric, [])
+                history = self.store.metrics(row["id"], [self.metric]).get(self.metric, [])
             except RunctlError:
                 pass
+            self.finished_histories[trial["index"]] = history
+        if self.search is not None:
+            # The whole curve first: optuna's pruners compare later trials with the
+            # completed ones step by step, and a short trial may end between two polls.
+            self.search.report(trial["index"], history)
+            self.search.tell(trial["index"], objective, _search_state(trial))
         if group == "failed" and judge:  # a resume counts failures from then on
             self.failures += 1
             self._check_failures(trial, row)
