@@ -9,6 +9,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
+def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+    # `from runctl_jupyter import runctl` in a script: the in-run object, imported only
+    # when asked for, so `%load_ext runctl_jupyter` stays light.
+    if name == "runctl":
+        from .runtime import runctl
+
+        return runctl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's own signature
     from .magics import RunctlMagics
 

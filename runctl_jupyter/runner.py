@@ -58,7 +58,14 @@ def _run_script(run_dir: Path, spec: dict) -> None:
     sys.argv = [script, *spec.get("args", [])]
     sys.path.insert(0, str(Path(script).parent))
     code_path = run_dir / spec.get("entry", "code.py")
-    namespace = {"__name__": "__main__", "__file__": script, "__builtins__": builtins}
+    # `runctl` is a global here as in a cell; `from runctl_jupyter import runctl` also works
+    # and keeps the script runnable without runctl (the object then only prints).
+    namespace = {
+        "__name__": "__main__",
+        "__file__": script,
+        "__builtins__": builtins,
+        "runctl": runctl,
+    }
     exec(compile(code_path.read_text(), script, "exec"), namespace)
 
 

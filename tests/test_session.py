@@ -79,6 +79,17 @@ def test_a_script_runs_in_its_folder_with_args_and_params(session, tmp_path):
     assert "hello ['--fast', 'x y'] {'k': 1}" in session.logs(run.id)
 
 
+def test_a_script_finds_runctl_as_a_global_or_by_import(session, tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from runctl_jupyter import runctl as imported\n"
+        "assert imported is runctl\n"
+        "runctl.log(step=0, loss=0.5)\n"
+    )
+    run = session.train(script=str(script))
+    assert run.status == "succeeded" and run.metrics == {"loss": 0.5}
+
+
 def test_a_missing_script_is_a_clear_error(session):
     with pytest.raises(RunctlError, match="no script 'nope.py'"):
         session.train(script="nope.py")
