@@ -106,6 +106,16 @@ def test_table_has_final_and_best_duration_cost_and_status(store):
     )
 
 
+def test_terminal_table_has_the_html_tables_columns_aligned(store):
+    lines = str(ComparePanel(store, IDS, metric="val_acc")).splitlines()
+    header = lines[0].split()
+    assert header[:5] == ["run", "name", "status", "lr", "opt"] and "batch" not in header
+    assert header[-2:] == ["duration", "cost"] and "val_acc_best" in header
+    at = lines[0].index("val_acc_best")
+    assert all(line[at - 2 : at] == "  " and line[at] != " " for line in lines[1:])
+    assert len(lines) == 1 + len(IDS)
+
+
 def test_table_sorts_by_the_chosen_column(store):
     panel = ComparePanel(store, IDS, metric="val_acc")
     assert [r["run"] for r in panel.table()][0] == "r3"  # best accuracy first

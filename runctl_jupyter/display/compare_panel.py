@@ -353,19 +353,26 @@ class ComparePanel:
         return [table] + [f if f is not None else {"text/plain": ""} for f in figures]
 
     def table_text(self) -> str:
+        """The table for a terminal: the same columns as the HTML one, aligned."""
+        from ..results import _table_text
+
         rows = self.table()
-        cols = ["run", "name", "status"] + [
-            c for c in (f"{self.metric}_final", f"{self.metric}_best") if self.metric
-        ]
-        lines = ["  ".join(cols)]
+        if not rows:
+            return "no runs to compare"
+        fixed = {"run", "name", "status", "experiment", "duration", "cost", "pareto"}
+        metric_cols = [c for m in self.metrics for c in (f"{m}_final", f"{m}_best")]
+        param_cols = [c for c in rows[0] if c not in fixed and c not in metric_cols]
+        by_id = dict(zip(self.run_ids, self.rows))
+        header = ["run", "name", "status", *param_cols, *metric_cols, "duration", "cost"]
+        lines = []
         for r in rows:
             lines.append(
-                "  ".join(
-                    fmt_value(r.get(c)) if not isinstance(r.get(c), float) else fmt_num(r.get(c))
-                    for c in cols
-                )
+                [r["run"], r["name"] or "", r["status"] or ""]
+                + [fmt_value(r.get(c)) for c in param_cols]
+                + [fmt_num(r.get(c)) for c in metric_cols]
+                + [fmt_duration(r.get("duration")), fmt_cost(by_id.get(r["run"], {}))]
             )
-        return "\n".join(lines)
+        return _table_text(header, lines)
 
     # --------------------------------------------------------------- display
     def show(self) -> None:
