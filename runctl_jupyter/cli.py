@@ -165,7 +165,7 @@ def _main(argv: list[str]) -> int:
             _err(f"\n{PROG}: interrupted")
         return 130
     if result is not None:
-        _print(str(result))
+        _print(_shell_text(str(result)))
     if _detached_by_interrupt(method, kwargs, result):
         return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
     return 0

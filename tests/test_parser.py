@@ -546,3 +546,10 @@ def test_cli_ctrl_c_while_following_logs_exits_130(tmp_path, home):
         _runctl("stop", run_id, "--force", cwd=tmp_path, home=home)
     assert proc.returncode == 130
     assert err.strip().endswith("runctl: interrupted")
+
+
+def test_a_detached_run_in_the_shell_is_told_in_shell_words(tmp_path, home):
+    (tmp_path / "quick.py").write_text("runctl.log(step=0, loss=1.0)\n")
+    out = _runctl("train", "quick.py", "--detach", cwd=tmp_path, home=home)
+    assert out.returncode == 0, out.stderr
+    assert "`runctl attach " in out.stdout and "%runctl" not in out.stdout
