@@ -87,11 +87,17 @@ class RunFacts:
         return last
 
     def checkpoints(self) -> list[dict]:
-        return [
-            {k: e.get(k) for k in ("step", "path", "bytes", "attempt")}
-            for e in self.events
-            if e.get("type") == "checkpoint"
-        ]
+        """The checkpoints that exist: an event's `pruned` paths are gone (--keep-checkpoints)."""
+        kept: dict = {}
+        for e in self.events:
+            if e.get("type") == "checkpoint":
+                kept.pop(e.get("path"), None)  # written again (a resume): listed at its newest
+                kept[e.get("path")] = {k: e.get(k) for k in ("step", "path", "bytes", "attempt")}
+                pruned = e.get("pruned")
+                for gone in pruned if isinstance(pruned, list) else ():
+                    if gone != e.get("path"):
+                        kept.pop(gone, None)
+        return list(kept.values())
 
     def cost(self) -> float | None:
         if self.spec.get("backend", "local") == "local":

@@ -104,7 +104,7 @@ def index_events(
     st["byte_offset"] = offset
     st["final_metrics"] = _loads(st["final_metrics"])
     metric_rows: list[tuple] = []
-    ckpt_rows: list[tuple] = []
+    ckpt_rows: dict[str, tuple | None] = {}  # path -> row, or None: pruned
     new: list[dict] = []
     launcher_seq = launcher.get("seq", 0) if launcher else 0
     final = st["final_metrics"]
@@ -161,9 +161,13 @@ def index_events(
         )
     if ckpt_rows:
         conn.executemany(
+            "DELETE FROM checkpoints WHERE run_id = ? AND path = ?",
+            [(run_id, path) for path, row in ckpt_rows.items() if row is None],
+        )
+        conn.executemany(
             "INSERT OR REPLACE INTO checkpoints (run_id, path, step, bytes, t, attempt)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            ckpt_rows,
+            [row for row in ckpt_rows.values() if row is not None],
         )
     st["status"], st["reason"] = st["ev_status"], st["ev_reason"]
     st["final_metrics"] = dumps(st["final_metrics"])
@@ -171,8 +175,9 @@ def index_events(
     return new, st
 
 
-def apply_event(st: dict, e: dict, run_id: str, metric_rows: list, ckpt_rows: list) -> None:
-    """Fold one event into a run's state (docs/events.md)."""
+def apply_event(st: dict, e: dict, run_id: str, metric_rows: list, ckpt_rows: dict) -> None:
+    """Fold one event into a run's state (docs/events.md); `ckpt_rows` gets each
+    checkpoint path's row, or None for one `--keep-checkpoints` deleted."""
     st["last_seq"] = e["seq"]
     t = to_number(e.get("t"))
     attempt = e.get("attempt") if isinstance(e.get("attempt"), int) else st["attempt"]
@@ -229,7 +234,11 @@ def apply_event(st: dict, e: dict, run_id: str, metric_rows: list, ckpt_rows: li
         if isinstance(path, str):
             step = e.get("step") if isinstance(e.get("step"), int) else None
             size = e.get("bytes") if isinstance(e.get("bytes"), int) else None
-            ckpt_rows.append((run_id, path, step, size, t, attempt))
+            ckpt_rows[path] = (run_id, path, step, size, t, attempt)
+        pruned = e.get("pruned")
+        for gone in pruned if isinstance(pruned, list) else ():
+            if isinstance(gone, str) and gone != path:
+                ckpt_rows[gone] = None
     elif kind == "cost":
         dollars, rate = to_number(e.get("dollars")), to_number(e.get("rate"))
         if dollars is not None:
