@@ -183,11 +183,12 @@ class Runtime:
             ) from None
         self._saved_step, self._saved_at = step, time.monotonic()
         rel = target.relative_to(self.run_dir).as_posix()
-        self._write(
-            {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
-        )
+        record = {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
+        pruned = self._prune_checkpoints()
+        if pruned:  # readers drop these from the run's checkpoints (docs/events.md)
+            record["pruned"] = pruned
+        self._write(record)
         self.flush()
-        self._prune_checkpoints()
         return target
 
     def _write_checkpoint(self, folder: Path, name: str, obj: Any) -> tuple[Path, int]:
@@ -216,18 +217,23 @@ class Runtime:
             size = target.stat().st_size
         return target, size
 
-    def _prune_checkpoints(self) -> None:
-        """`--keep-checkpoints K`: only the K newest checkpoints stay (rank 0 writes)."""
+    def _prune_checkpoints(self) -> list[str]:
+        """`--keep-checkpoints K`: only the K newest checkpoints stay (rank 0 writes).
+        Returns the paths (relative to the run folder) that are gone now."""
         keep = self._option("keep_checkpoints")
         if not keep:
-            return
+            return []
         folder = self.checkpoint_dir
         found = sorted(p for p in folder.iterdir() if p.name.startswith("step-"))
+        pruned = []
         for old in found[: -int(keep)]:
             if old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink(missing_ok=True)
+            if not old.exists():
+                pruned.append(old.relative_to(self.run_dir).as_posix())
+        return pruned
 
     # -- registered state ----------------------------------------------------------
     def register_checkpoint(self, fn: Callable[[], Any]) -> Callable[[], Any]:

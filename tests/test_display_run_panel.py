@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -454,3 +455,96 @@ def test_terminal_ipython_gets_a_few_status_lines_not_a_chart(shell):
     assert panel.mode == "html" and len(updates) <= 2
     assert all("<polyline" not in o.data.get("text/html", "") for o in updates)
     assert cap.outputs[0].data["text/plain"].startswith("run 3f9a1c2b7d digits-mlp-3 · [running]")
+
+
+# ---- Open record: a copy under the notebook's folder, made on click ---------------
+
+
+@pytest.fixture
+def outside_record(tmp_path, monkeypatch):
+    """A record path in a run folder outside the notebook's working directory."""
+    notebook_dir = tmp_path / "notebooks"
+    notebook_dir.mkdir()
+    monkeypatch.chdir(notebook_dir)
+    run_dir = tmp_path / "home" / "runs" / "3f9a1c2b7d"
+    run_dir.mkdir(parents=True)
+    return run_dir / "record.ipynb"
+
+
+COPY = "runctl-records/digits-mlp-3-3f9a1c2b7d.ipynb"
+
+
+def finish_summary(panel) -> str:
+    with capture_output() as cap:
+        panel.finish(make_run(status="succeeded", ended=time.time(), duration=10.0), {})
+    return [o for o in cap.outputs if o.update][-2].data["text/html"]
+
+
+def test_open_record_copies_it_under_the_notebook_folder_and_links_the_copy(
+    shell, comms, outside_record
+):
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, record_path=str(outside_record))  # fmt: skip
+    with capture_output():
+        panel.show()
+    button, note = panel.w["open_record"], panel.w["record"]
+    assert button.layout.display != "none" and str(outside_record) not in note.value
+    click(button)  # the run is still going: no record yet, copied when it ends
+    assert (
+        f"{COPY}</code> then" in note.value and not (outside_record.parent.parent / COPY).exists()
+    )
+    outside_record.write_text('{"cells": [], "v": 1}')
+    click(button)
+    copy = Path.cwd() / COPY
+    assert copy.read_text() == '{"cells": [], "v": 1}'
+    assert f'href="{COPY}"' in note.value and str(outside_record) not in note.value
+    outside_record.write_text('{"cells": [], "v": 2}')  # a resumed run rewrites its record
+    summary = finish_summary(panel)
+    assert f'href="{COPY}"' in summary and copy.read_text() == '{"cells": [], "v": 2}'
+    assert 'data-commandlinker-command="runctl:open-record"' in summary  # the lab's own way too
+
+
+def test_open_record_clicked_during_the_run_copies_it_when_the_run_ends(
+    shell, comms, outside_record
+):
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, record_path=str(outside_record))  # fmt: skip
+    with capture_output():
+        panel.show()
+    click(panel.w["open_record"])
+    outside_record.write_text("{}")  # the agent writes it as the run ends
+    summary = finish_summary(panel)
+    assert f'href="{COPY}"' in summary and (Path.cwd() / COPY).read_text() == "{}"
+
+
+def test_open_record_shows_the_absolute_path_when_no_copy_can_be_made(shell, comms, outside_record):
+    (Path.cwd() / "runctl-records").write_text("a file where the folder would go")
+    outside_record.write_text("{}")
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, record_path=str(outside_record))  # fmt: skip
+    with capture_output():
+        panel.show()
+    click(panel.w["open_record"])
+    note = panel.w["record"].value
+    assert (
+        "could not copy the record here" in note
+        and "<code" in note
+        and str(outside_record) in note
+    )
+    summary = finish_summary(panel)
+    assert str(outside_record) in summary and "href" not in summary.split("record")[-1]
+
+
+def test_without_a_click_no_copy_is_made_and_a_record_below_the_folder_is_linked_as_is(
+    shell, comms, outside_record
+):
+    outside_record.write_text("{}")
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, record_path=str(outside_record))  # fmt: skip
+    with capture_output():
+        panel.show()
+    assert str(outside_record) in finish_summary(panel)  # not copied: the path, as before
+    assert not (Path.cwd() / "runctl-records").exists()
+    inside = Path.cwd() / "runs" / "record.ipynb"
+    inside.parent.mkdir()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, record_path=str(inside))
+    with capture_output():
+        panel.show()
+    assert panel.w["open_record"].layout.display == "none"
+    assert 'href="runs/record.ipynb"' in panel.w["record"].value

@@ -221,6 +221,26 @@ def test_exit_sets_the_final_state(store: Store) -> None:
     assert store.summaries(["fin"])["fin"]["loss"] == {"last": 0.25, "min": 0.25, "max": 0.5, "last_step": 1, "count": 2}  # fmt: skip
 
 
+def test_pruned_checkpoints_leave_the_index_in_one_batch_or_later(store: Store) -> None:
+    run_dir = make_run(store, "keep2")
+    t0 = time.time() - 10
+    w = start_attempt(run_dir, t=t0)
+    ckpt = "checkpoints/step-{:08d}.pkl".format
+    w.write("checkpoint", t=t0 + 1, step=1, path=ckpt(1), bytes=10)
+    w.write("checkpoint", t=t0 + 2, step=2, path=ckpt(2), bytes=10)
+    w.write("checkpoint", t=t0 + 3, step=3, path=ckpt(3), bytes=10, pruned=[ckpt(1)])
+    w.flush()
+    store.refresh()  # written and pruned within one batch of events
+    assert [c["step"] for c in store.checkpoints("keep2")] == [2, 3]
+    w.write("checkpoint", t=t0 + 4, step=4, path=ckpt(4), bytes=10, pruned=[ckpt(2)])
+    w.write("exit", t=t0 + 5, status="succeeded", reason=None, exit_code=0, error=None, duration=5.0)  # fmt: skip
+    w.close()
+    store.refresh()  # pruned in a later batch than the one that indexed it
+    assert [c["path"] for c in store.checkpoints("keep2")] == [str(run_dir / ckpt(3)), str(run_dir / ckpt(4))]  # fmt: skip
+    store.reindex()  # a rebuild from the folder agrees
+    assert [c["step"] for c in store.checkpoints("keep2")] == [3, 4]
+
+
 def test_a_resumed_attempt_replaces_relogged_steps(store: Store) -> None:
     run_dir = make_run(store, "res")
     t0 = time.time() - 100

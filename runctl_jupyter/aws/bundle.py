@@ -47,7 +47,12 @@ AGENT_MODULES = (
     "errors.py",
     "events.py",
     "idle.py",  # the idle watcher of a --keep instance (docs/cost.md)
-    "record.py",
+    "record.py",  # and the record_* modules it is split into
+    "record_cells.py",
+    "record_facts.py",
+    "record_figure.py",
+    "record_notebook.py",
+    "record_read.py",
     "runner.py",
     "runtime.py",
 )

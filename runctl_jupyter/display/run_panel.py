@@ -20,8 +20,9 @@ from collections.abc import Callable
 from ._format import FINAL, as_dict, esc, fmt_cost, fmt_duration, run_elapsed
 from ._widgets import display_widget, leave_static
 from .figures import scatter, subplot_layout, svg_chart
+from .record_copy import RecordOpener
 from .series import MetricSeries
-from .summary import display_static, header_html, record_link, static_outputs, static_summary
+from .summary import display_static, header_html, static_outputs, static_summary
 
 __all__ = ["RunPanel", "display_static", "static_outputs", "static_summary"]
 
@@ -75,6 +76,7 @@ class RunPanel:
         self.run = dict(run)
         self.on_stop = on_stop
         self.record_path = record_path
+        self.record = RecordOpener(record_path)  # the Open record button (widget mode)
         self.live = live
         self.max_points = max_points
         self.redraw_interval = redraw_interval
@@ -399,11 +401,19 @@ class RunPanel:
             W.ToggleButton(value=False, description="Smooth", tooltip="EMA smoothing of the curves")
         )
         w["smooth"].observe(self._on_smooth, names="value")
-        w["record"] = track(W.HTML(record_link(self.record_path, self.run.get("id"))))
+        w["open_record"], w["record"] = map(track, self.record.build(W, self.run))
+        w["open_record"].on_click(lambda _b: self.record.click(self.run))
         w["message"] = track(W.HTML(""))
         w["controls"] = track(
             W.HBox(
-                [w["progress"], w["progress_text"], w["stop"], w["smooth"], w["record"]],
+                [
+                    w["progress"],
+                    w["progress_text"],
+                    w["stop"],
+                    w["smooth"],
+                    w["open_record"],
+                    w["record"],
+                ],
                 layout=W.Layout(align_items="center"),
             )
         )
@@ -512,7 +522,7 @@ class RunPanel:
             self.run = dict(run)
         if not metrics:  # no store history at hand: the panel's own (bounded) series
             metrics = {n: list(zip(*s.raw.points())) for n, s in self.series.items() if s.count}
-        outputs = static_outputs(self.run, metrics, self.record_path)
+        outputs = static_outputs(self.run, metrics, self.record.finish(self.run))
         self.finished = True
         # replace the views first, then close the widgets behind them
         shown = self.mode in ("widgets", "html")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Runctl
+from ..display.record_copy import record_copy_name
 from ..display.series import downsample
 from ..errors import RunctlError, RunNotFound
 from ..events import ACTIVE_STATUSES, ALL_STATUSES
@@ -30,7 +31,6 @@ SPARK_POINTS = 40
 DETAIL_POINTS = 500
 MAX_DETAIL_POINTS = 5000
 RECORD_FILE = "record.ipynb"
-RECORDS_FOLDER = "runctl-records"
 # Readers share one refresh of the store at most this often (seconds): a few open
 # browser tabs polling do not each re-read every live run's events.
 REFRESH_EVERY = 0.5
@@ -278,9 +278,7 @@ class LabAPI:
     def record_copy_name(self, ref: str) -> tuple[str, str]:
         """(run id, file name) of the copy of a record opened in the lab."""
         run_id, _ = self.record(ref)
-        name = self.store.get(run_id).get("name") or run_id
-        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name))[:60]
-        return run_id, f"{safe}-{run_id}.ipynb"
+        return run_id, record_copy_name(self.store.get(run_id).get("name"), run_id)
 
     def resources(self) -> dict:
         """runctl-managed cloud resources (aws/resources.py), each with the $/h of

@@ -25,8 +25,9 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import ensure_async, url_path_join
 
+from ..display.record_copy import RECORDS_FOLDER
 from ..errors import AmbiguousRun, RunctlError, RunNotFound
-from .api import RECORDS_FOLDER, BadRequest, LabAPI, RecordNotReady, RunNotActive
+from .api import BadRequest, LabAPI, RecordNotReady, RunNotActive
 
 API_KEY = "runctl_api"
 EXECUTOR_KEY = "runctl_executor"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 from fault_helpers import TRAIN, wait_ended
@@ -22,6 +23,17 @@ def test_checkpoint_every_n_steps_keeps_the_newest_k(session):
     assert [e["step"] for e in events if e["type"] == "checkpoint"] == [4, 9, 14, 19]
     folder = session.store.run_dir(run.id) / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["step-00000014.pkl", "step-00000019.pkl"]
+    # The pruning is in the events, so the store, `show` and the record list what is left.
+    assert [e.get("pruned") for e in events if e["type"] == "checkpoint"] == [
+        None,
+        None,
+        ["checkpoints/step-00000004.pkl"],
+        ["checkpoints/step-00000009.pkl"],
+    ]
+    assert [c["step"] for c in session.store.checkpoints(run.id)] == [14, 19]
+    assert "2, latest step 19" in str(session.show(run.id))
+    record = json.loads((session.store.run_dir(run.id) / "record.ipynb").read_text())
+    assert [c["step"] for c in record["metadata"]["runctl"]["run"]["checkpoints"]] == [14, 19]
     state = pickle.loads((folder / "step-00000019.pkl").read_bytes())
     assert state["step"] == 19  # the registered state, as it was right after step 19's log
 
