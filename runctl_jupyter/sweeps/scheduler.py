@@ -110,6 +110,7 @@ class Scheduler:
 
         self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
         self.launches: dict[Any, tuple[int, str]] = {}
+        self.started: set[str] = set()  # runs this scheduler started: never started twice
         from ..costs import SweepBudget  # --cost-limit: the sum of the trials' cost
 
         self.budget = SweepBudget(spec.get("cost_limit"))
@@ -248,7 +249,7 @@ class Scheduler:
         """A run created but whose agent never started (a scheduler killed mid-launch):
         start it, once no launch of it can still be on its way."""
         run_id = trial["run_id"]
-        if any(r == run_id for _, r in self.launches.values()):
+        if run_id in self.started:  # its agent may not have written agent.json yet
             return
         run_dir = self.store.run_dir(run_id)
         if (run_dir / "agent.json").exists() or time.time() - (
@@ -260,6 +261,7 @@ class Scheduler:
         target = self.session.backend(spec.get("backend") or "local")
         future = self.launcher.submit(target.start, run_dir, spec, 1)
         self.launches[future] = (trial["index"], run_id)
+        self.started.add(run_id)
 
     def _ended(self, trial: dict, row: dict, judge: bool = True) -> None:
         self.instances.ended(trial["index"], self.store.run_dir(row["id"]))
@@ -409,6 +411,7 @@ class Scheduler:
         # that free together start together and the loop keeps watching meanwhile.
         future = self.launcher.submit(target.start, self.store.run_dir(spec["run_id"]), spec, 1)
         self.launches[future] = (index, spec["run_id"])
+        self.started.add(spec["run_id"])
 
     def _reap_launches(self) -> None:
         for future in [f for f in self.launches if f.done()]:
