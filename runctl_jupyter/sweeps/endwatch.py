@@ -17,36 +17,38 @@ from pathlib import Path
 
 from ..events import EVENTS_FILE
 
-CHECK_EVERY = 0.004  # seconds between two looks at the files while waiting
+CHECK_EVERY = 0.004  # seconds between two looks at the files while waiting...
+STAT_COST = 0.0005  # ...and at least this much per file: a wide sweep stats no more often
 TAIL = 4096  # bytes of new output searched for the exit event
 EXIT_MARK = b'"type":"exit"'
 
 
 class EndWatch:
     def __init__(self) -> None:
-        self.sizes: dict[Path, int] = {}  # events file -> size at the last look
+        self.sizes: dict[str, int] = {}  # events file -> size at the last look
 
     def wait(self, run_dirs: list[Path], timeout: float) -> bool:
         """Sleep up to `timeout`; True as soon as one of the runs wrote its exit event."""
-        files = [Path(d) / EVENTS_FILE for d in run_dirs]
-        self.sizes = {f: self.sizes.get(f, 0) for f in files}  # forget ended trials
+        files = [os.path.join(d, EVENTS_FILE) for d in run_dirs]
+        sizes = self.sizes = {f: self.sizes.get(f, 0) for f in files}  # forget ended trials
+        pause = max(CHECK_EVERY, STAT_COST * len(files))
         deadline = time.monotonic() + timeout
         while True:
-            if any(self._exited(f) for f in files):
-                return True
+            for path in files:
+                try:
+                    size = os.stat(path).st_size
+                except FileNotFoundError:
+                    continue
+                if size != sizes[path] and self._exited(path, size):
+                    return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            time.sleep(min(CHECK_EVERY, left))
+            time.sleep(min(pause, left))
 
-    def _exited(self, path: Path) -> bool:
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            return False
+    def _exited(self, path: str, size: int) -> bool:
+        """The file grew (or shrank) since the last look: does the new part end the run?"""
         seen = self.sizes[path]
-        if size == seen:
-            return False
         self.sizes[path] = size
         if size < seen:  # rewritten (never in practice): look again from the start
             seen = 0
