@@ -4,8 +4,9 @@
 
 It holds SWEEP_DIR/scheduler.lock for its whole life (one scheduler a sweep; a
 free lock means none is running), launches trials as ordinary runs, at most
-`max_parallel` at once, the next one as soon as a slot frees (it polls at 20 Hz,
-no sleep per trial), watches them through the store, prunes laggards, applies
+`max_parallel` at once, the next one as soon as a slot frees (it polls the store at 20 Hz and, between
+polls, wakes the moment a trial writes its exit event: endwatch.py), watches
+them through the store, prunes laggards, applies
 --stop-on-failure / --max-failures, and appends every change to sweep.jsonl.
 `control.json` with {"stop": true} stops the sweep: running trials are stopped
 (reason `sweep`), queued ones stay queued for `--resume`.
@@ -105,6 +106,9 @@ class Scheduler:
 
             self.pruner = Pruner(prune, self.mode)
         self.pending: list[int] = []  # trial indices to launch (or resume), in order
+        from .endwatch import EndWatch
+
+        self.endwatch = EndWatch()
         self.pruned: set[int] = set()
         from concurrent.futures import ThreadPoolExecutor
 
@@ -194,7 +198,8 @@ class Scheduler:
                     self._launch_free_slots()
                 if not self._running() and (self.halt is not None or not self._has_more()):
                     break
-                time.sleep(POLL)
+                running = [self.store.run_dir(t["run_id"]) for t in self._running()]
+                self.endwatch.wait(running, POLL)
         except BaseException as exc:
             self.warn(f"the scheduler stopped: {type(exc).__name__}: {exc}")
             traceback.print_exc()

@@ -158,3 +158,126 @@ def test_a_sweep_given_keep_or_instance_leaves_its_instances(aws, session):
     assert given.options(0) == {}  # every trial on the user's instance, as asked
     local = InstancePool(session, {"backend": "local", "options": {}}, lambda **r: None)
     assert local.options(0) == {} and not local.active
+
+
+# ------------------------------------------------- end to end: dead instances and resumes
+
+
+def _gated(lr: float) -> str:
+    """Trial code: the trial with this lr says it runs (`ready`), then waits for `gate`."""
+    return (
+        "import pathlib, time\n"
+        f"if lr == {lr}:\n"
+        "    pathlib.Path(ready).write_text('running')\n"
+        "    deadline = time.time() + 240\n"
+        "    while not pathlib.Path(gate).exists() and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n" + QUICK
+    )
+
+
+def _wait_for(path: Path, handle, seconds: float = 300.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        log = (handle.dir / "scheduler.log").read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, f"{path.name} never appeared:\n{log}"
+        assert handle.state.status not in FINAL, f"the sweep ended first:\n{log}"
+        time.sleep(0.1)
+
+
+def _instance_events(handle) -> list[tuple[str, str]]:
+    records, _ = read_log(handle.dir)
+    return [(r["event"], r["instance_id"]) for r in records if r.get("type") == "instance"]
+
+
+def _facts(session, handle) -> list[dict]:
+    return [
+        json.loads((session.store.run_dir(run_id) / "aws.json").read_text())
+        for run_id in handle.run_ids()
+    ]
+
+
+def test_a_sweep_whose_kept_instance_died_launches_a_fresh_one_for_the_next_trial(
+    aws, instance, session, tmp_path
+):
+    setup(aws)
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    handle = session.sweep(
+        code=_gated(0.1),
+        grid={"lr": [0.1, 0.2]},
+        params={"ready": str(ready), "gate": str(gate)},
+        objective="acc:max",
+        max_parallel=1,
+        backend="aws",
+        options={"instance_type": "t3.micro"},
+        detach=True,
+    )
+    _wait_for(ready, handle)  # trial 0 runs on the slot's kept instance
+    (first,) = [i["InstanceId"] for i in _all_instances(aws)]
+    aws.ec2.terminate_instances(InstanceIds=[first])  # it dies (as far as EC2 tells)
+    gate.write_text("go")  # the trial's last events still reach S3
+    _wait(handle)
+
+    trials = handle.trials()
+    log = (handle.dir / "scheduler.log").read_text()[-3000:]
+    assert [t["status"] for t in trials] == ["succeeded"] * 2, (trials, log)
+    assert handle.state.status == "succeeded"
+    launched = [i["InstanceId"] for i in _all_instances(aws)]
+    second = next(i for i in launched if i != first)
+    assert len(launched) == 2
+    facts = _facts(session, handle)
+    assert [(f["instance_id"], f["reused"]) for f in facts] == [(first, False), (second, False)]
+    assert _instance_events(handle) == [
+        ("launched", first),
+        ("lost", first),  # seen dead when the next trial needed it
+        ("launched", second),
+        ("terminated", second),
+    ]
+    assert _state(aws, second) in ("shutting-down", "terminated")  # nothing left billing
+
+
+def test_a_resumed_sweep_runs_its_next_trial_on_the_instance_it_kept(
+    aws, instance, session, tmp_path
+):
+    import os
+    import signal
+
+    setup(aws)
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    handle = session.sweep(
+        code=_gated(0.2),
+        grid={"lr": [0.1, 0.2, 0.3]},
+        params={"ready": str(ready), "gate": str(gate)},
+        objective="acc:max",
+        max_parallel=1,
+        backend="aws",
+        options={"instance_type": "t3.micro"},
+        detach=True,
+    )
+    _wait_for(ready, handle)  # trial 1 runs, on trial 0's instance
+    scheduler = json.loads((handle.dir / "scheduler.json").read_text())["pid"]
+    os.kill(scheduler, signal.SIGKILL)  # the scheduler dies (its machine rebooted, say)
+    deadline = time.monotonic() + 30
+    while scheduler_alive(handle.dir):
+        assert time.monotonic() < deadline, "the killed scheduler still holds its lock"
+        time.sleep(0.05)
+    (first,) = [i["InstanceId"] for i in _all_instances(aws)]
+    assert _state(aws, first) == "running"  # a dead scheduler ends nothing
+
+    resumed = session.sweep(resume=handle.id, detach=True)
+    gate.write_text("go")  # trial 1, re-attached, ends: its instance takes trial 2
+    _wait(resumed)
+
+    trials = resumed.trials()
+    log = (handle.dir / "scheduler.log").read_text()[-3000:]
+    assert [t["status"] for t in trials] == ["succeeded"] * 3, (trials, log)
+    assert resumed.state.status == "succeeded"
+    assert abs(resumed.best["objective"] - 6.0) < 1e-9
+    assert [i["InstanceId"] for i in _all_instances(aws)] == [first]  # no second launch
+    facts = _facts(session, resumed)
+    assert [(f["instance_id"], f["reused"]) for f in facts] == [
+        (first, False),
+        (first, True),
+        (first, True),
+    ]
+    assert _instance_events(resumed) == [("launched", first), ("terminated", first)]
+    assert _state(aws, first) in ("shutting-down", "terminated")
