@@ -448,6 +448,11 @@ def _summary_markdown(facts: _RunFacts) -> str:
         ("Backend", backend),
         ("Cost", "unknown" if cost is None else f"${cost:.2f}"),
     ]
+    from .distributed import describe
+
+    processes = describe(spec.get("distributed"))
+    if processes:
+        rows.insert(rows.index(("Backend", backend)) + 1, ("Processes", processes))
     if spec.get("kind") == "script":
         script = spec.get("script_path") or spec.get("entry", "")
         rows.append(("Script", " ".join(map(str, [script, *spec.get("args", [])]))))

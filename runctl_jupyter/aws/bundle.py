@@ -40,6 +40,7 @@ AGENT_MODULES = (
     "agent.py",
     "agent_s3.py",
     "agent_cost.py",
+    "agent_cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent_spot.py",
     "agent_watch.py",
     "distributed.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
