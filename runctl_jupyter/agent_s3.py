@@ -529,11 +529,14 @@ def restore(run: Path, cfg: dict) -> dict:
     os.replace(tmp, run / "events.jsonl")
     bundled.unlink(missing_ok=True)
     restored = 0
+    from .distributed import node_folder
+
+    shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
     for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=prefix + "checkpoints/"
+        Bucket=cfg["bucket"], Prefix=shared + "checkpoints/"
     ):
         for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) :]
+            rel = obj["Key"][len(shared) :]
             target = run / rel
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)

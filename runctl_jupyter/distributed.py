@@ -274,6 +274,26 @@ class MainRankLines:
         return self.parser.parse(line[m.end() :])
 
 
+def _log_tail(run_dir: Path, size: int = 256 << 10) -> str:
+    try:
+        with open(Path(run_dir) / "stdout.log", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def stopped_code(returncode: int, run_dir: Path) -> int:
+    """torchrun exits 1 when the SIGTERM of a stop (or a spot notice) ends it: that is
+    -SIGTERM, as for a plain runner; any other exit stays what it was."""
+    if returncode != 1:
+        return returncode
+    tail = _log_tail(run_dir, 16 << 10)
+    if f"got signal: {int(signal.SIGTERM)}" in tail and "SignalException" in tail:
+        return -signal.SIGTERM
+    return returncode
+
+
 def root_cause(text: str) -> tuple[int, int] | None:
     """(rank, exit code) of the rank that failed first, from torchrun's last failure
     report. A rank killed by a signal (other than the SIGTERM torchrun sends the
@@ -303,13 +323,7 @@ def write_error(run_dir: Path, attempt: int) -> None:
     target = run_dir / f"error-{attempt}.json"
     if target.exists():
         return
-    try:
-        with open(run_dir / "stdout.log", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - (256 << 10)))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        tail = ""
-    cause = root_cause(tail)
+    cause = root_cause(_log_tail(run_dir))
     files = sorted(run_dir.glob(f"error-{attempt}-rank*.json"), key=lambda p: p.stat().st_mtime)
     error = None
     if cause is not None:

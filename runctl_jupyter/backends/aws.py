@@ -292,6 +292,7 @@ class AWSBackend(Configurable):
         keys = sorted(o["Key"] for o in resp.get("Contents", []))
         added = 0
         exits = []
+        resumed = False
         for key in keys:
             body = s3.get_object(Bucket=target["bucket"], Key=key)["Body"].read()
             new_lines = []
@@ -306,6 +307,8 @@ class AWSBackend(Configurable):
                 new_lines.append(json.dumps(event, separators=(",", ":")) + "\n")
                 if event.get("type") == "exit":
                     exits.append(event)
+                elif event.get("status") == "resuming" and target.get("cluster"):
+                    resumed = True  # this attempt's nodes are done: the next gets new ones
             if new_lines:
                 with open(run_dir / "events.jsonl", "a", encoding="utf-8") as f:
                     f.write("".join(new_lines))
@@ -316,8 +319,9 @@ class AWSBackend(Configurable):
         if exits:
             for name in ("stdout.log", "record.ipynb", "env.json", "output.ipynb"):
                 _download(s3, target["bucket"], prefix + name, run_dir / name)
-            if target.get("cluster"):  # no node, placement group or security group outlives it
-                aws_cluster.ended(self.clients_for(target.get("region")), target)
+        if target.get("cluster") and (exits or resumed):
+            # no node, placement group or security group outlives the attempt
+            aws_cluster.ended(self.clients_for(target.get("region")), target)
         now = time.monotonic()
         if now - state["since"] < self.fast_seconds:
             state["interval"] = self.fast_poll

@@ -13,6 +13,8 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -71,14 +73,8 @@ def _state(aws, iid: str) -> str:
     return res[0]["Instances"][0]["State"]["Name"]
 
 
-def test_two_nodes_train_as_one_job_and_only_node_0_reports_the_run(
-    aws, moto_server, imds, tmp_path: Path
-):
-    import torch
-
-    bucket = "runctl-nodes"
+def _cluster_sync(aws, run_id: str, bucket: str) -> tuple[dict, list[str]]:
     aws.s3.create_bucket(Bucket=bucket)
-    run_id = "multinode1"
     ids = _node_instances(aws, run_id, 2)
     sync = {
         "kind": "s3",
@@ -90,26 +86,32 @@ def test_two_nodes_train_as_one_job_and_only_node_0_reports_the_run(
         "terminate": True,
         "cluster": {"nodes": [{"instance_id": i, "spot_request_id": None} for i in ids]},
     }
-    out = tmp_path / "out"
-    out.mkdir()
+    return sync, ids
+
+
+def _start_nodes(
+    tmp_path: Path, cell: str, params: dict, sync: dict, run_id: str, moto_server: str, imds: dict
+) -> tuple[list[subprocess.Popen], dict[int, Path]]:
+    """Both nodes' agent services, as their bootstraps start them (`imds`: node -> URL)."""
     plan = {"nproc_per_node": 1, "nodes": 2, "gpus": None}
     endpoint = f"127.0.0.1:{distributed.free_port()}"
     procs, dirs = [], {}
     for node in (1, 0):  # node 1 first: rank 0 must still land on node 0
         run_dir = make_run_dir(
             tmp_path / f"disk-{node}",
-            CELL,
-            params={"out": str(out)},
+            cell,
+            params=params,
             run_id=run_id,
             distributed=plan,
             sync=sync,
             backend="aws",
             metrics=["loss"],
+            options={"imds_interval": 0.2},
         )
         env = agent_env()
         env.update(
             AWS_ENDPOINT_URL=moto_server,
-            RUNCTL_IMDS_URL=imds.url,  # the played metadata service, never 169.254.169.254
+            RUNCTL_IMDS_URL=imds[node],  # a played metadata service, never 169.254.169.254
             RUNCTL_NODE_RANK=str(node),
             RUNCTL_RDZV_ENDPOINT=endpoint,
         )
@@ -123,7 +125,52 @@ def test_two_nodes_train_as_one_job_and_only_node_0_reports_the_run(
             )
         )
         dirs[node] = run_dir
-    errors = [p.communicate(timeout=120)[1].decode(errors="replace") for p in procs]
+    return procs, dirs
+
+
+def _wait(procs: list[subprocess.Popen], timeout: float = 90) -> list[str]:
+    """Both services' stderr once they end; a service still running then is killed (its
+    torchrun and ranks die with it) and the test fails."""
+    try:
+        return [p.communicate(timeout=timeout)[1].decode(errors="replace") for p in procs]
+    except subprocess.TimeoutExpired:
+        if timeout > 1:
+            raise
+        return []
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return read_events(run_dir / "events.jsonl")[0] if (run_dir / "events.jsonl").exists() else []
+
+
+def _mirror(aws, tmp_path: Path, bucket: str, run_id: str) -> list[dict]:
+    """What the notebook side pulls into its mirror of the run."""
+    mirror = tmp_path / "mirror" / run_id
+    mirror.mkdir(parents=True)
+    spec = {"run_id": run_id, "target": {"bucket": bucket, "prefix": "runctl/"}}
+    AWSBackend(clients=aws).pull(mirror, spec, force=True)
+    return read_events(mirror / "events.jsonl")[0]
+
+
+def test_two_nodes_train_as_one_job_and_only_node_0_reports_the_run(
+    aws, moto_server, imds, tmp_path: Path
+):
+    import torch
+
+    bucket = "runctl-nodes"
+    run_id = "multinode1"
+    sync, ids = _cluster_sync(aws, run_id, bucket)
+    out = tmp_path / "out"
+    out.mkdir()
+    procs, dirs = _start_nodes(
+        tmp_path, CELL, {"out": str(out)}, sync, run_id, moto_server, {0: imds.url, 1: imds.url}
+    )
+    errors = _wait(procs)
     finals = [next(e for e in events_of(dirs[n]) if e["type"] == "exit") for n in (0, 1)]
     logs = [(dirs[n] / "stdout.log").read_text()[-2000:] for n in (0, 1)]
     assert [f["status"] for f in finals] == ["succeeded", "succeeded"], (finals, logs, errors)
@@ -152,12 +199,107 @@ def test_two_nodes_train_as_one_job_and_only_node_0_reports_the_run(
     assert not any(e["type"] == "checkpoint" for e in node1_events)
 
     # the notebook's mirror gets node 0's stream only: rank 0's metrics and checkpoints
-    mirror = tmp_path / "mirror" / run_id
-    mirror.mkdir(parents=True)
-    spec = {"run_id": run_id, "target": {"bucket": bucket, "prefix": "runctl/"}}
-    AWSBackend(clients=aws).pull(mirror, spec, force=True)
-    events, _ = read_events(mirror / "events.jsonl")
+    events = _mirror(aws, tmp_path, bucket, run_id)
     metrics = [e for e in events if e["type"] == "metric"]
     assert metrics and all(e.get("rank", 0) == 0 for e in metrics)
     assert [e["step"] for e in events if e["type"] == "checkpoint"] == [0, 1, 2]
     assert next(e for e in events if e["type"] == "exit")["status"] == "succeeded"
+
+
+LONG_CELL = """
+import time
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+for step in range(600):
+    total = torch.ones(1)
+    dist.all_reduce(total)
+    runctl.log(step=step, loss=1.0 / (step + 1))
+    runctl.save_checkpoint({"step": step})
+    if runctl.should_stop:
+        break
+    time.sleep(0.05)
+"""
+
+
+class SpotNotice:
+    """IMDSv2 for one node: no notice until `armed` is set, then a spot instance-action."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.armed = threading.Event()
+        armed = self.armed
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+                self._send(200, "token")
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.headers.get("X-aws-ec2-metadata-token") != "token":
+                    self._send(401, "")
+                elif self.path == "/latest/meta-data/spot/instance-action" and armed.is_set():
+                    self._send(200, '{"action": "terminate", "time": "2026-11-29T04:00:00Z"}')
+                else:
+                    self._send(404, "")
+
+            def _send(self, code: int, body: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_spot_notice_on_node_1_interrupts_the_whole_run_through_node_0(
+    aws, moto_server, imds, tmp_path: Path
+):
+    bucket = "runctl-nodes-spot"
+    run_id = "multinode2"
+    sync, ids = _cluster_sync(aws, run_id, bucket)
+    notice = SpotNotice()
+    try:
+        procs, dirs = _start_nodes(
+            tmp_path, LONG_CELL, {}, sync, run_id, moto_server, {0: imds.url, 1: notice.url}
+        )
+        node1, node0 = procs
+        # the notice comes to node 1 once both nodes train (a few steps logged on node 0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            e["type"] == "metric" and e["step"] >= 3 for e in _events(dirs[0])
+        ):
+            time.sleep(0.2)
+        notice.armed.set()
+        errors = _wait([node0])
+        # node 1's ranks end with the job (or EC2 ends them with the instance node 0
+        # terminated: here the instance is moto's, so the test ends the process)
+        assert [_state(aws, i) for i in ids] == ["terminated", "terminated"]
+        try:
+            node1.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        notice.server.shutdown()
+        _wait(procs, timeout=0.1)
+    events = events_of(dirs[0])
+    statuses = [e.get("status") for e in events if e["type"] == "status"]
+    logs = (dirs[0] / "stdout.log").read_text()[-2000:]
+    assert statuses[-2:] == ["interrupted", "resuming"], (statuses, logs, errors)
+    assert not any(e["type"] == "exit" for e in events)  # resumed as a whole, not failed
+    interrupt = next(e for e in events if e["type"] == "interrupt")
+    assert interrupt["kind"] == "spot"
+    steps = [e["step"] for e in events if e["type"] == "checkpoint"]
+    assert steps and steps[-1] < 599  # stopped early, with its checkpoint
+    # the notice went through S3, from node 1 to node 0
+    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert f"runctl/runs/{run_id}/notices/node-1-attempt-1.json" in keys
+    # the notebook side sees `resuming`: the next attempt launches every node again
+    mirrored = _mirror(aws, tmp_path, bucket, run_id)
+    assert [e.get("status") for e in mirrored if e["type"] == "status"][-1] == "resuming"
