@@ -15,7 +15,7 @@ them and `runctl cleanup` removes them when a run ended without its teardown.
 The cluster's facts (a plain dict kept in spec["target"]["cluster"]):
 
     {"nodes": [{"instance_id": "i-..", "private_ip": "10.0.0.5", "spot_request_id": null}],
-     "placement_group": "runctl-<run>", "security_group": "sg-..", "availability_zone":
+     "placement_group": "runctl-<run>-<attempt>", "security_group": "sg-..", "availability_zone":
      "us-east-1a", "efa": true, "port": 29500}
 """
 
@@ -73,10 +73,10 @@ def check_plan(clients: Clients, plan: dict, req: LaunchRequest) -> dict:
     return distributed.check_instance_type(plan, instance_type_entry(clients, name))
 
 
-def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str) -> str:
+def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str, attempt: int) -> str:
     run_tags = tags.run_tags(req.run_id, req.owner, req.project)
     group = clients.ec2.create_security_group(
-        GroupName=f"runctl-run-{req.run_id}",
+        GroupName=f"runctl-run-{req.run_id}-{attempt}",
         Description=f"runctl run {req.run_id}: traffic between its nodes only",
         VpcId=vpc_id,
         TagSpecifications=[{"ResourceType": "security-group", "Tags": tags.tag_list(run_tags)}],
@@ -95,8 +95,9 @@ def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str) -> str:
     return group
 
 
-def _placement_group(clients: Clients, req: LaunchRequest) -> str:
-    name = f"runctl-{req.run_id}"
+def _placement_group(clients: Clients, req: LaunchRequest, attempt: int) -> str:
+    # one per attempt: a resumed run's new nodes never wait for the old group's deletion
+    name = f"runctl-{req.run_id}-{attempt}"
     run_tags = tags.run_tags(req.run_id, req.owner, req.project)
     clients.ec2.create_placement_group(
         GroupName=name,
@@ -174,7 +175,11 @@ def instances_request(
 
 
 def provision(
-    clients: Clients, req: LaunchRequest, plan: dict, progress: Progress | None = None
+    clients: Clients,
+    req: LaunchRequest,
+    plan: dict,
+    attempt: int = 1,
+    progress: Progress | None = None,
 ) -> dict:
     """Launch the run's nodes and wait until SSM reaches each; returns the cluster facts.
     Any failure ends what was created (`teardown`) before the exception propagates."""
@@ -194,8 +199,8 @@ def provision(
     }
     try:
         say("provisioning", f"a security group and a cluster placement group for {nodes} nodes")
-        cluster["security_group"] = _security_group(clients, req, subnets[0]["VpcId"])
-        cluster["placement_group"] = _placement_group(clients, req)
+        cluster["security_group"] = _security_group(clients, req, subnets[0]["VpcId"], attempt)
+        cluster["placement_group"] = _placement_group(clients, req, attempt)
         errors = []
         launched: list[dict] = []
         for subnet in subnets:

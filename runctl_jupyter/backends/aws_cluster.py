@@ -34,7 +34,7 @@ def start(
     sync_dirs: list,
 ) -> dict:
     plan = spec["distributed"]
-    facts = cluster.provision(clients, req, plan, progress=backend._say)
+    facts = cluster.provision(clients, req, plan, attempt, progress=backend._say)
     try:
         return _ship_and_start(
             backend, clients, run_dir, spec, attempt, facts, req, bucket, pip, sync_dirs
