@@ -14,6 +14,7 @@ single-node paths read) and the whole cluster under `cluster`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +142,18 @@ def stop(
 
 
 def ended(clients: Clients, target: dict) -> None:
-    """The run's exit event arrived: nothing of the cluster may outlive it."""
-    cluster.teardown(clients, target["cluster"])
+    """The attempt ended (exit, or resuming elsewhere): nothing of its cluster may outlive
+    it. Node 0's agent already terminated the nodes; this makes sure, and deletes the
+    groups. A failure here must not break following the run: it says what to do."""
+    try:
+        cluster.teardown(clients, target["cluster"])
+    except Exception as exc:  # noqa: BLE001
+        print(
+            f"[runctl] could not end every node of the run ({exc}); "
+            "`runctl cleanup --yes` removes what is left",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def is_alive(clients: Clients, target: dict) -> bool | None:

@@ -196,9 +196,25 @@ def test_a_forced_stop_ends_every_node_and_the_groups(aws, ssm_ok, tmp_path):
     run_dir, spec = _run(tmp_path, instance_type="g5.12xlarge", nodes=2, nproc_per_node=1)
     backend = _backend(aws)
     spec["target"] = backend.start(run_dir, spec, attempt=1)
+    assert backend.is_alive(run_dir, spec) is None  # every node running: heartbeats decide
     backend.stop(run_dir, spec, force=True)
     assert _instances(aws) == []
     assert _run_groups(aws) == ([], [])
+    backend._alive.clear()
+    assert backend.is_alive(run_dir, spec) is False
+
+
+def test_a_stop_reaches_the_agent_of_every_node(aws, ssm_ok, tmp_path):
+    setup(aws)
+    run_dir, spec = _run(tmp_path, instance_type="g5.12xlarge", nodes=2, nproc_per_node=1)
+    backend = _backend(aws)
+    spec["target"] = backend.start(run_dir, spec, attempt=1)
+    backend.stop(run_dir, spec)
+    for node in spec["target"]["cluster"]["nodes"]:
+        bootstrap_script, stop_script = ssm_ok.scripts[node["instance_id"]]
+        assert "control.json" in stop_script and '"reason": "user"' in stop_script
+    # delivered: node 0's agent ends the nodes when its run ends, not the notebook
+    assert len(_instances(aws)) == 2
 
 
 @pytest.mark.parametrize(
@@ -260,3 +276,12 @@ def test_orphaned_groups_of_an_ended_run_are_listed_and_cleaned(aws, ssm_ok, tmp
     assert facts["cluster"]["placement_group"] not in {
         g["GroupName"] for g in aws.ec2.describe_placement_groups()["PlacementGroups"]
     }
+
+
+def test_a_node_script_takes_only_a_rank_and_a_host_port_quoted():
+    from runctl_jupyter.aws import bootstrap
+
+    script = bootstrap.script("b", "k", REGION, "r1", 1, node=(1, "10.0.0.5:29500"))
+    assert "export RUNCTL_NODE_RANK=1\nexport RUNCTL_RDZV_ENDPOINT=10.0.0.5:29500\n" in script
+    with pytest.raises(RunctlError, match="is not host:port"):
+        bootstrap.script("b", "k", REGION, "r1", 1, node=(1, "10.0.0.5:29500; reboot"))
