@@ -285,3 +285,18 @@ def test_a_node_script_takes_only_a_rank_and_a_host_port_quoted():
     assert "export RUNCTL_NODE_RANK=1\nexport RUNCTL_RDZV_ENDPOINT=10.0.0.5:29500\n" in script
     with pytest.raises(RunctlError, match="is not host:port"):
         bootstrap.script("b", "k", REGION, "r1", 1, node=(1, "10.0.0.5:29500; reboot"))
+
+
+def test_a_distributed_run_installs_pytorch_for_torchrun_even_if_the_code_never_imports_it(
+    tmp_path,
+):
+    import importlib.metadata
+
+    from runctl_jupyter.aws import bundle
+
+    pytest.importorskip("torch")
+    run_dir, spec = _run(tmp_path, instance_type="g5.12xlarge", nproc_per_node=2)
+    version = importlib.metadata.version("torch")
+    assert bundle.requirements_for(run_dir, spec, "auto") == [f"torch=={version}"]
+    plain_dir, plain = _run(tmp_path / "plain", instance_type="g5.12xlarge")
+    assert bundle.requirements_for(plain_dir, plain, "auto") == []
