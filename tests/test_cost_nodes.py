@@ -12,8 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_helpers import make_run_dir  # noqa: E402
 
 from runctl_jupyter.agent_cost import CostMeter  # noqa: E402
+from runctl_jupyter.config import Runctl  # noqa: E402
 from runctl_jupyter.costs import Estimate  # noqa: E402
+from runctl_jupyter.errors import RunctlError  # noqa: E402
 from runctl_jupyter.results import RunDetails  # noqa: E402
+from runctl_jupyter.session import Session  # noqa: E402
 
 T0 = 1_764_380_000.0
 ONE_NODE = {
@@ -26,6 +29,44 @@ ONE_NODE = {
     "ebs_gb_month": 0.08,
     "source": "bundled table",
 }
+
+
+def test_train_shows_the_estimate_for_every_node_before_anything_is_created(
+    tmp_path, monkeypatch, capsys
+):
+    import datetime as dt
+    import json
+
+    # AWS is nowhere reachable: the price comes from today's cache, as the Pricing API left it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    session = Session(config=Runctl(home=str(tmp_path / "home")))
+    day = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    cache = session.store.home / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    entry = {"day": day, "usd": 5.672, "error": None}
+    (cache / "prices.json").write_text(
+        json.dumps({"on-demand": {"us-east-1/g5.12xlarge": entry}, "spot": {}})
+    )
+    with pytest.raises(RunctlError, match="add --yes"):
+        session.train(
+            code="print(1)",
+            backend="aws",
+            max_hours=2,
+            options={"instance_type": "g5.12xlarge", "spot": False, "nodes": 3},
+        )
+    ebs_hour = 100 * 0.08 / 730.0
+    out = capsys.readouterr().out
+    assert (
+        f"Estimate: 3 x g5.12xlarge on-demand in us-east-1 at ${3 * (5.672 + ebs_hour):.3f}/h"
+        in out
+    )
+    assert f"= ${3 * (5.672 + ebs_hour) * 2:.2f}" in out
+    assert session.store.list_runs() == []
 
 
 def test_the_estimate_of_a_multi_node_run_is_nodes_times_one_instance():
