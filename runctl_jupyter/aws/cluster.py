@@ -15,12 +15,13 @@ them and `runctl cleanup` removes them when a run ended without its teardown.
 The cluster's facts (a plain dict kept in spec["target"]["cluster"]):
 
     {"nodes": [{"instance_id": "i-..", "private_ip": "10.0.0.5", "spot_request_id": null}],
-     "placement_group": "runctl-<run>-<attempt>", "security_group": "sg-..", "availability_zone":
+     "placement_group": "runctl-<run>-<attempt>-<hex>", "security_group": "sg-..", "availability_zone":
      "us-east-1a", "efa": true, "port": 29500}
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -73,10 +74,15 @@ def check_plan(clients: Clients, plan: dict, req: LaunchRequest) -> dict:
     return distributed.check_instance_type(plan, instance_type_entry(clients, name))
 
 
+def _suffix() -> str:
+    """Group names must be unique while an earlier launch's groups are still being deleted."""
+    return secrets.token_hex(3)
+
+
 def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str, attempt: int) -> str:
     run_tags = tags.run_tags(req.run_id, req.owner, req.project)
     group = clients.ec2.create_security_group(
-        GroupName=f"runctl-run-{req.run_id}-{attempt}",
+        GroupName=f"runctl-run-{req.run_id}-{attempt}-{_suffix()}",
         Description=f"runctl run {req.run_id}: traffic between its nodes only",
         VpcId=vpc_id,
         TagSpecifications=[{"ResourceType": "security-group", "Tags": tags.tag_list(run_tags)}],
@@ -96,8 +102,8 @@ def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str, attempt: 
 
 
 def _placement_group(clients: Clients, req: LaunchRequest, attempt: int) -> str:
-    # one per attempt: a resumed run's new nodes never wait for the old group's deletion
-    name = f"runctl-{req.run_id}-{attempt}"
+    # one per launch: a resumed run's new nodes never wait for the old group's deletion
+    name = f"runctl-{req.run_id}-{attempt}-{_suffix()}"
     run_tags = tags.run_tags(req.run_id, req.owner, req.project)
     clients.ec2.create_placement_group(
         GroupName=name,
@@ -349,6 +355,8 @@ def node_states(clients: Clients, cluster: dict) -> dict[str, str]:
     """Instance id -> EC2 state of every node (a missing one: terminated)."""
     ids = instance_ids(cluster)
     states = dict.fromkeys(ids, "terminated")
+    if not ids:  # no filter at all would describe every instance of the account
+        return states
     try:
         res = clients.ec2.describe_instances(InstanceIds=ids)["Reservations"]
     except Exception as exc:  # noqa: BLE001
