@@ -485,6 +485,10 @@ class Agent:
 
     # -- the end --------------------------------------------------------------------
     def _exit(self, returncode: int) -> int:
+        if self.spec.get("distributed") and self.stop_reason is not None:
+            from .distributed import stopped_code
+
+            returncode = stopped_code(returncode, self.run_dir)  # torchrun says 1 when stopped
         resumed = self.spot.on_exit(returncode)  # after a spot notice: the next attempt
         if resumed is not None:
             return resumed

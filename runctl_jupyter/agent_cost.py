@@ -110,12 +110,15 @@ class CostMeter:
             if boot is not None:
                 start = min(now, max(boot, floor))
         self.billing_start = float(self.price.get("billing_start") or start)
-        self.rate = float(self.price.get("rate") or 0.0)
-        self.on_demand_rate = float(self.price.get("on_demand") or self.rate)
+        # the price facts are one instance's; a multi-node run pays for each of its nodes
+        self.nodes = max(int(self.price.get("nodes") or 1), 1)
+        self.rate = float(self.price.get("rate") or 0.0) * self.nodes
+        self.on_demand_rate = float(self.price.get("on_demand") or 0.0) * self.nodes or self.rate
         self.ebs_rate = (
             float(self.price.get("ebs_gb") or 0)
             * float(self.price.get("ebs_gb_month") or 0)
             / HOURS_PER_MONTH
+            * self.nodes
         )
         # instance dollars before the current rate took over (a spot price refresh)
         self._segment_start = self.billing_start
@@ -161,9 +164,9 @@ class CostMeter:
         if self.local:
             return
         if self.refresher is not None:
-            new = self.refresher.poll()
-            if new is not None and new != self.rate:
-                self.set_rate(new, now)
+            new = self.refresher.poll()  # one instance's spot price
+            if new is not None and new * self.nodes != self.rate:
+                self.set_rate(new * self.nodes, now)
         if self.last_write is None or now - self.last_write >= self.every:
             self._event(now)
         self._check_limit(now)
@@ -188,6 +191,8 @@ class CostMeter:
             "instance_type": self.price.get("instance_type"),
             "source": self.price.get("source"),
         }
+        if self.nodes > 1:
+            fields["nodes"] = self.nodes
         if final:
             fields["final"] = True
         self.write("cost", **fields)

@@ -53,7 +53,9 @@ def run_prefix(cfg: dict, run_id: str) -> str:
     prefix = cfg.get("prefix", "runctl/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    return f"{prefix}runs/{run_id}/"
+    from .distributed import node_folder  # another node of a multi-node run: its own place
+
+    return f"{prefix}runs/{run_id}/{node_folder()}"
 
 
 def make_s3_client(region: str | None) -> Any:
@@ -527,11 +529,14 @@ def restore(run: Path, cfg: dict) -> dict:
     os.replace(tmp, run / "events.jsonl")
     bundled.unlink(missing_ok=True)
     restored = 0
+    from .distributed import node_folder
+
+    shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
     for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=prefix + "checkpoints/"
+        Bucket=cfg["bucket"], Prefix=shared + "checkpoints/"
     ):
         for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) :]
+            rel = obj["Key"][len(shared) :]
             target = run / rel
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -669,7 +674,11 @@ def _service(run_dir: str, attempt: int | None) -> int:
                 Sync(run, cfg).final()
             except Exception as exc:  # noqa: BLE001
                 sys.stderr.write(f"runctl: final sync failed: {exc}\n")
-            if cfg.get("terminate"):
+            if cfg.get("cluster"):  # a multi-node run: node 0 ends every node
+                from .agent_cluster import end_of_run
+
+                end_of_run(cfg)
+            elif cfg.get("terminate"):
                 _terminate_self(cfg)
     return code
 

@@ -206,6 +206,10 @@ class Interruptions:
             seen = {h.get("key") for h in read_handled(agent.run_dir)}
             interval = float(options.get("imds_interval") or POLL_SECONDS)
             self.poller = ImdsPoller(endpoint, interval, seen).start()
+            if (spec.get("sync") or {}).get("cluster"):  # multi-node: any node's notice
+                from .agent_cluster import shared_notices
+
+                self.poller = shared_notices(spec, agent.attempt, self.poller)
 
     def tick(self) -> None:
         """From the agent loop: act on a new notice (cheap when there is none)."""

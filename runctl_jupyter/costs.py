@@ -66,6 +66,7 @@ def price_facts(session: Any, backend_name: str, options: dict) -> dict | None:
         "note": rate.note,
         "on_demand_source": on_demand.source,
         "ebs_source": ebs_source,
+        "nodes": int(options.get("nodes") or 1),  # a multi-node run pays M instances
     }
 
 
@@ -115,7 +116,8 @@ class Estimate:
         if not self.facts:
             return 0.0
         f = self.facts
-        return f["rate"] + f.get("ebs_gb", 0) * f.get("ebs_gb_month", 0) / 730.0
+        one = f["rate"] + f.get("ebs_gb", 0) * f.get("ebs_gb_month", 0) / 730.0
+        return one * int(f.get("nodes") or 1)
 
     @property
     def total(self) -> float | None:
@@ -139,7 +141,9 @@ class Estimate:
             return "Estimate: local run, $0"
         f = self.facts
         kind = "spot" if f["spot"] else "on-demand"
-        text = f"Estimate: {f['instance_type']} {kind} in {f['region']} at {hourly(self.rate)}"
+        nodes = int(f.get("nodes") or 1)
+        what = f"{nodes} x {f['instance_type']}" if nodes > 1 else f["instance_type"]
+        text = f"Estimate: {what} {kind} in {f['region']} at {hourly(self.rate)}"
         text += f" ({f['source']}"
         text += f"; {f['note']})" if f.get("note") else ")"
         if self.hours is None:

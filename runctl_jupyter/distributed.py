@@ -34,7 +34,7 @@ from typing import Any
 
 from .errors import RunctlError
 
-OPTIONS = ("gpus", "nproc_per_node", "nodes")
+OPTIONS = ("gpus", "nproc_per_node", "nodes", "efa")
 LINE_PREFIX = "[rank${rank}]: "  # torchrun's TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE
 RANK_LINE = re.compile(r"^\[rank(\d+)\]: ?")
 RANKS_FOLDER = "ranks"
@@ -62,9 +62,15 @@ def plan(
     gpus = options.get("gpus")
     nproc = options.get("nproc_per_node")
     nodes = options.get("nodes")
-    if gpus is None and nproc is None and nodes is None:
+    efa = bool(options.get("efa"))
+    if gpus is None and nproc is None and nodes is None and not efa:
         return None
     nodes = int(nodes or 1)
+    if efa and nodes < 2:
+        raise RunctlError(
+            "--efa is the fast network between the nodes of a multi-node run: "
+            "add --nodes M (M >= 2) with --backend aws, or drop --efa"
+        )
     if backend == "local":
         if nodes > 1:
             raise RunctlError(
@@ -74,10 +80,10 @@ def plan(
         if gpus is not None:
             have = (gpu_count or local_gpu_count)()
             gpus = _check_gpus(gpus, have, "this machine")
-    else:
+    elif backend != "aws":
         raise RunctlError(
-            f"--gpus, --nproc-per-node and --nodes are not available on --backend {backend} in "
-            "this version yet (issue 10): run it with --backend local, or drop them"
+            f"--gpus, --nproc-per-node and --nodes are not available on --backend {backend}: "
+            "run it with --backend local or aws, or drop them"
         )
     if gpus is not None and nproc is not None and int(nproc) != gpus:
         raise RunctlError(
@@ -90,7 +96,28 @@ def plan(
             "pip install torch (or runctl-jupyter[dist]), then run it again"
         )
     per_node = int(gpus if gpus is not None and gpus != "all" else nproc or 1)
-    return {"nproc_per_node": per_node, "nodes": nodes, "gpus": gpus}
+    done = {"nproc_per_node": per_node, "nodes": nodes, "gpus": gpus}
+    if efa:
+        done["efa"] = True
+    return done
+
+
+def process_count(plan: Mapping[str, Any] | None) -> int:
+    """How many processes (ranks) a run has: nodes x processes per node."""
+    if not plan:
+        return 1
+    return int(plan.get("nodes") or 1) * int(plan.get("nproc_per_node") or 1)
+
+
+def describe(plan: Mapping[str, Any] | None) -> str | None:
+    """The process count for summaries (`show`, the record): nodes x processes per node."""
+    if not plan:
+        return None
+    nodes, per = int(plan.get("nodes") or 1), int(plan.get("nproc_per_node") or 1)
+    each = ", one per GPU" if plan.get("gpus") is not None else ""
+    if nodes > 1:
+        return f"{nodes * per} ({nodes} nodes x {per} per node{each})"
+    return f"{per} on one node{each}"
 
 
 def _check_gpus(asked: int | str, have: int, where: str) -> int:
@@ -143,6 +170,22 @@ def check_instance_type(plan: dict, instance_type: Mapping[str, Any]) -> dict:
 
 
 # -- the agent side: the command, metric lines, the failure ------------------------------
+def node_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This machine's node rank in a multi-node run (RUNCTL_NODE_RANK), 0 otherwise."""
+    env = os.environ if environ is None else environ
+    try:
+        return max(int(env.get("RUNCTL_NODE_RANK") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def node_folder(environ: Mapping[str, str] | None = None) -> str:
+    """Where a node other than node 0 keeps its own events and logs, under the run's S3
+    prefix (`nodes/<rank>/`): node 0's are the run's, the notebook side never reads these."""
+    rank = node_rank(environ)
+    return f"nodes/{rank}/" if rank else ""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -231,6 +274,26 @@ class MainRankLines:
         return self.parser.parse(line[m.end() :])
 
 
+def _log_tail(run_dir: Path, size: int = 256 << 10) -> str:
+    try:
+        with open(Path(run_dir) / "stdout.log", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def stopped_code(returncode: int, run_dir: Path) -> int:
+    """torchrun exits 1 when the SIGTERM of a stop (or a spot notice) ends it: that is
+    -SIGTERM, as for a plain runner; any other exit stays what it was."""
+    if returncode != 1:
+        return returncode
+    tail = _log_tail(run_dir, 16 << 10)
+    if f"got signal: {int(signal.SIGTERM)}" in tail and "SignalException" in tail:
+        return -signal.SIGTERM
+    return returncode
+
+
 def root_cause(text: str) -> tuple[int, int] | None:
     """(rank, exit code) of the rank that failed first, from torchrun's last failure
     report. A rank killed by a signal (other than the SIGTERM torchrun sends the
@@ -260,13 +323,7 @@ def write_error(run_dir: Path, attempt: int) -> None:
     target = run_dir / f"error-{attempt}.json"
     if target.exists():
         return
-    try:
-        with open(run_dir / "stdout.log", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - (256 << 10)))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        tail = ""
-    cause = root_cause(tail)
+    cause = root_cause(_log_tail(run_dir))
     files = sorted(run_dir.glob(f"error-{attempt}-rank*.json"), key=lambda p: p.stat().st_mtime)
     error = None
     if cause is not None:

@@ -350,6 +350,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument("--gpus", "--num-gpus", dest="gpus", type=_gpus, metavar="N|all")
     g.add_argument("--nproc-per-node", type=_positive_int, metavar="N")
     g.add_argument("--nodes", type=_positive_int, metavar="M")
+    g.add_argument(
+        "--efa", action="store_true", help="require EFA networking between the nodes (AWS)"
+    )
 
 
 @functools.lru_cache(maxsize=4)

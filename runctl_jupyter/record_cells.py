@@ -11,6 +11,7 @@ import math
 import re
 from typing import Any
 
+from .distributed import describe as describe_processes
 from .errors import RunctlError
 from .record_facts import RunFacts
 from .record_figure import metrics_figure
@@ -93,6 +94,9 @@ def summary_markdown(facts: RunFacts) -> str:
         ("Backend", backend),
         ("Cost", "unknown" if cost is None else f"${cost:.2f}"),
     ]
+    processes = describe_processes(spec.get("distributed"))
+    if processes:
+        rows.insert(rows.index(("Backend", backend)) + 1, ("Processes", processes))
     if spec.get("kind") == "script":
         script = spec.get("script_path") or spec.get("entry", "")
         rows.append(("Script", " ".join(map(str, [script, *spec.get("args", [])]))))

@@ -4,8 +4,10 @@ in a notebook (HTML, every run-supplied string escaped) and in a terminal (text)
 from __future__ import annotations
 
 import html
+import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -234,6 +236,18 @@ class RunTable:
         return _table_html(self.HEADER, self._cells())
 
 
+def _processes(row: dict) -> list[tuple[str, str]]:
+    """`processes  4 (2 nodes x 2 per node)` for a distributed run (from its spec.json)."""
+    from .distributed import describe
+
+    try:
+        spec = json.loads((Path(row["run_dir"]) / "spec.json").read_text())
+    except (KeyError, TypeError, OSError, ValueError):
+        return []
+    text = describe(spec.get("distributed"))
+    return [("processes", text)] if text else []
+
+
 class RunDetails:
     """`runctl show RUN`: everything about one run."""
 
@@ -250,6 +264,7 @@ class RunDetails:
             ("experiment", str(r.get("experiment"))),
             ("project", str(r.get("project"))),
             ("backend", str(r.get("backend"))),
+            *_processes(r),
             ("started", format_time(r.get("started") or r.get("created"))),
             ("duration", format_duration(r.get("duration"))),
             ("attempts", str(r.get("attempt") or 1)),

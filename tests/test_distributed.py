@@ -341,9 +341,23 @@ def test_without_pytorch_a_distributed_run_is_refused_naming_the_install(monkeyp
     assert "\n" not in str(info.value)
 
 
-def test_distributed_options_on_aws_are_refused_until_built(session):
-    with pytest.raises(RunctlError, match=r"not available on --backend aws.*issue 10"):
-        distributed.plan({"nproc_per_node": 2}, "aws")
+def test_aws_plans_are_checked_later_against_the_instance_type():
+    # no torch needed here (it is installed on the instance); --gpus all is resolved at launch
+    assert distributed.plan({"gpus": "all", "nodes": 2}, "aws") == {
+        "nproc_per_node": 1,
+        "nodes": 2,
+        "gpus": "all",
+    }
+    assert distributed.plan({"nodes": 2, "efa": True}, "aws")["efa"] is True
+    with pytest.raises(RunctlError, match=r"--efa .* add --nodes M") as info:
+        distributed.plan({"efa": True}, "aws")
+    assert "\n" not in str(info.value)
+    assert distributed.describe({"nodes": 2, "nproc_per_node": 4, "gpus": 4}) == (
+        "8 (2 nodes x 4 per node, one per GPU)"
+    )
+    assert distributed.describe({"nodes": 1, "nproc_per_node": 2, "gpus": None}) == (
+        "2 on one node"
+    )
 
 
 def test_instance_types_are_checked_against_describe_instance_types():

@@ -92,7 +92,7 @@ BUNDLE_KEY={key}
 REGION={region}
 RUN_ID={run_id}
 ATTEMPT={attempt}
-ROOT="${{HOME:-/root}}/runctl"
+{node_env}ROOT="${{HOME:-/root}}/runctl"
 RUN_DIR="$ROOT/runs/$RUN_ID"
 PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 mkdir -p "$ROOT/runs" "$ROOT/pkg" "$ROOT/bundles"
@@ -143,9 +143,13 @@ T1=$(date +%s)
 printf '{{"pip_seconds": %s, "python": "%s"}}\n' "$((T1 - T0))" "$VENV/bin/python" > "$RUN_DIR/bootstrap.json"
 
 export PYTHONPATH="$PKG"
+NODE_ENV=()  # a multi-node run: this node's rank and the rendezvous, for the agent service
+if [ -n "${{RUNCTL_NODE_RANK:-}}" ]; then
+  NODE_ENV=(--setenv=RUNCTL_NODE_RANK="$RUNCTL_NODE_RANK" --setenv=RUNCTL_RDZV_ENDPOINT="$RUNCTL_RDZV_ENDPOINT")
+fi
 if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemd-run --unit "runctl-$RUN_ID-$ATTEMPT" --collect --property=KillMode=mixed \
-    --setenv=PYTHONPATH="$PKG" --setenv=HOME="${{HOME:-/root}}" \
+    --setenv=PYTHONPATH="$PKG" --setenv=HOME="${{HOME:-/root}}" ${{NODE_ENV[@]+"${{NODE_ENV[@]}}"}} \
     --working-directory="$RUN_DIR" \
     "$VENV/bin/python" -m runctl_jupyter.agent_s3 service "$RUN_DIR" --attempt "$ATTEMPT"
   echo "systemd:runctl-$RUN_ID-$ATTEMPT" > "$RUN_DIR/service"
@@ -186,9 +190,35 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
-def script(bucket: str, key: str, region: str, run_id: str, attempt: int) -> str:
-    """The bootstrap script for one attempt (values quoted; no parameter or secret in it)."""
+NODE_ENDPOINT = re.compile(r"^[0-9A-Za-z.:-]{1,253}:[0-9]{1,5}$")
+
+
+def _node_env(node: tuple[int, str] | None) -> str:
+    """`export` lines with a node's rank and node 0's host:port (checked, then quoted)."""
+    if node is None:
+        return ""
+    rank, endpoint = node
+    if not NODE_ENDPOINT.match(endpoint):
+        raise RunctlError(f"rendezvous endpoint {endpoint!r} is not host:port")
+    return (
+        f"export RUNCTL_NODE_RANK={shlex.quote(str(int(rank)))}\n"
+        f"export RUNCTL_RDZV_ENDPOINT={shlex.quote(endpoint)}\n"
+    )
+
+
+def script(
+    bucket: str,
+    key: str,
+    region: str,
+    run_id: str,
+    attempt: int,
+    node: tuple[int, str] | None = None,
+) -> str:
+    """The bootstrap script for one attempt (values quoted; no parameter or secret in it).
+    `node`: (node rank, rendezvous host:port) on each node of a multi-node run; the agent
+    service gets them as RUNCTL_NODE_RANK and RUNCTL_RDZV_ENDPOINT."""
     return _TEMPLATE.format(
+        node_env=_node_env(node),
         bucket=shlex.quote(bucket),
         key=shlex.quote(key),
         region=shlex.quote(region),

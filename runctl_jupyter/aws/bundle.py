@@ -40,6 +40,7 @@ AGENT_MODULES = (
     "agent.py",
     "agent_s3.py",
     "agent_cost.py",
+    "agent_cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent_spot.py",
     "agent_watch.py",
     "distributed.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
@@ -196,6 +197,8 @@ def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> 
             pass
         packages = env.get("packages") if isinstance(env.get("packages"), dict) else None
         modules = imported_modules(run_dir, spec)
+        if spec.get("distributed") and importlib.util.find_spec("torch") is not None:
+            modules.add("torch")  # torchrun comes with PyTorch, imported by the code or not
         pins, unresolved = _resolve(modules, packages)
         local = local_modules(modules, spec.get("workdir"))
         missing = [m for m in unresolved if m not in local and importlib.util.find_spec(m) is None]

@@ -30,7 +30,8 @@ def instance_policy(bucket: str) -> dict:
     """The inline policy of the instance role (besides AmazonSSMManagedInstanceCore).
 
     The agent reads its bundle and writes events, logs and checkpoints under
-    `runctl/` of the bucket, stops or terminates only runctl-managed instances,
+    `runctl/` of the bucket, stops or terminates only runctl-managed instances
+    (node 0 of a multi-node run terminates every node when the run ends),
     cancels only runctl-managed spot requests and fleets, and reads spot prices
     (describe calls have no resource-level permissions in EC2).
     """
@@ -152,6 +153,14 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                 "Condition": {"StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"}},
             },
             {
+                # a multi-node run's cluster placement group (aws/cluster.py), created tagged
+                "Sid": "ClusterPlacementGroupTaggedOnly",
+                "Effect": "Allow",
+                "Action": ["ec2:CreatePlacementGroup"],
+                "Resource": f"{ec2}:placement-group/*",
+                "Condition": {"StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"}},
+            },
+            {
                 "Sid": "LaunchFrom",
                 "Effect": "Allow",
                 "Action": ["ec2:RunInstances"],
@@ -160,6 +169,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                     f"{ec2}:subnet/*",
                     f"{ec2}:network-interface/*",
                     f"{ec2}:security-group/*",
+                    f"{ec2}:placement-group/*",  # only runctl's can be created (above)
                 ],
             },
             {
@@ -172,6 +182,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                         "ec2:CreateAction": [
                             "RunInstances",
                             "CreateSecurityGroup",
+                            "CreatePlacementGroup",
                             "RequestSpotInstances",
                         ]
                     }
@@ -190,6 +201,8 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                     "ec2:DeleteFleets",
                     "ec2:DeletePlacementGroup",
                     "ec2:DeleteSecurityGroup",
+                    # the self-referencing rule of a multi-node run's own group
+                    "ec2:AuthorizeSecurityGroupIngress",
                     "ssm:SendCommand",
                 ],
                 "Resource": "*",

@@ -25,11 +25,12 @@ from typing import Any
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from ..aws import bootstrap, bundle, ssm
+from ..aws import bootstrap, bundle, cluster, ssm
 from ..aws.clients import AWSError, Clients, error_code, owner_from_arn
 from ..aws.launch import Launched, LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..events import last_seq
+from . import aws_cluster
 
 PULL_STATE = ".s3pull.json"
 # Options the parser knows that this backend does not honour yet: refused, never ignored.
@@ -158,6 +159,14 @@ class AWSBackend(Configurable):
             ssm_timeout=self.ssm_timeout,
             poll=self.aws_poll,
         )
+        if spec.get("distributed"):  # checked against the instance type before any launch
+            _complete_plan(clients, run_dir, spec, req)
+            if spec["distributed"]["nodes"] > 1:
+                facts = aws_cluster.start(
+                    self, clients, run_dir, spec, attempt, req, bucket, pip, sync_dirs
+                )
+                self._pull.pop(spec["run_id"], None)
+                return facts
         launched = provision(clients, req, progress=self._say)
         try:
             facts = self._ship_and_start(
@@ -228,6 +237,9 @@ class AWSBackend(Configurable):
         if not instance_id:
             return
         clients = self.clients_for(target.get("region"))
+        if target.get("cluster"):
+            aws_cluster.stop(self, clients, spec, target, force, reason)
+            return
         owned = not (target.get("reused") or target.get("keep"))
         launched = Launched(instance_id=instance_id, spot_request_id=target.get("spot_request_id"))
         try:
@@ -280,6 +292,7 @@ class AWSBackend(Configurable):
         keys = sorted(o["Key"] for o in resp.get("Contents", []))
         added = 0
         exits = []
+        resumed = False
         for key in keys:
             body = s3.get_object(Bucket=target["bucket"], Key=key)["Body"].read()
             new_lines = []
@@ -294,6 +307,8 @@ class AWSBackend(Configurable):
                 new_lines.append(json.dumps(event, separators=(",", ":")) + "\n")
                 if event.get("type") == "exit":
                     exits.append(event)
+                elif event.get("status") == "resuming" and target.get("cluster"):
+                    resumed = True  # this attempt's nodes are done: the next gets new ones
             if new_lines:
                 with open(run_dir / "events.jsonl", "a", encoding="utf-8") as f:
                     f.write("".join(new_lines))
@@ -304,6 +319,9 @@ class AWSBackend(Configurable):
         if exits:
             for name in ("stdout.log", "record.ipynb", "env.json", "output.ipynb"):
                 _download(s3, target["bucket"], prefix + name, run_dir / name)
+        if target.get("cluster") and (exits or resumed):
+            # no node, placement group or security group outlives the attempt
+            aws_cluster.ended(self.clients_for(target.get("region")), target)
         now = time.monotonic()
         if now - state["since"] < self.fast_seconds:
             state["interval"] = self.fast_poll
@@ -352,6 +370,10 @@ class AWSBackend(Configurable):
             return cached[1]
         answer: bool | None = None
         try:
+            if target.get("cluster"):
+                answer = aws_cluster.is_alive(self.clients_for(target.get("region")), target)
+                self._alive[instance_id] = (time.monotonic(), answer)
+                return answer
             ec2 = self.clients_for(target.get("region")).ec2
             res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
             state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
@@ -362,6 +384,16 @@ class AWSBackend(Configurable):
                 answer = False
         self._alive[instance_id] = (time.monotonic(), answer)
         return answer
+
+
+def _complete_plan(clients: Clients, run_dir: Path, spec: dict, req: LaunchRequest) -> None:
+    """The distributed plan checked against the instance type (`--gpus all` resolved) and
+    written back into the spec (the caller's too), so the agent on the instance runs
+    torchrun with it."""
+    from ..launch import write_spec
+
+    spec["distributed"] = cluster.check_plan(clients, spec["distributed"], req)
+    write_spec(run_dir, spec)
 
 
 def _check_data(clients: Clients, url: str, validate: bool) -> None:

@@ -1,7 +1,7 @@
 """AWS without AWS: a moto server on 127.0.0.1, and a fixture that plays the instance.
 
 moto is extended in this process where it falls short of AWS:
-- `DescribePlacementGroups` (not implemented): an empty list;
+- placement groups (not implemented): Create/Describe/DeletePlacementGroup kept here;
 - `DescribeInstanceInformation` (moto has no SSM instance registry): every running
   EC2 instance is reported Online, as its SSM agent would be;
 - SendCommand with InstanceIds and no Targets fans out to every instance in moto
@@ -48,6 +48,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PLACEMENT_GROUPS: dict[str, dict[str, dict]] = {}  # region -> name -> group (moto has none)
+
+
+def _ec2_error(code: str, message: str) -> Exception:
+    from moto.ec2.exceptions import EC2ClientError
+
+    return EC2ClientError(code, message)
 
 
 def _extend_moto() -> None:
@@ -98,13 +107,39 @@ def _extend_moto() -> None:
         return inv
 
     ssm_models.Command.invocation_response = pending
-    # moto has no placement groups: an account with none answers an empty list.
+    # moto has no placement groups: kept here per region (PLACEMENT_GROUPS, emptied with
+    # every account reset), with their tags, as EC2 answers them.
+    from moto.core.responses import EmptyResult
     from moto.ec2.responses import EC2Response
 
     def describe_placement_groups(self: EC2Response) -> ActionResult:
-        return ActionResult({"PlacementGroups": []})
+        groups = PLACEMENT_GROUPS.get(self.region, {})
+        return ActionResult({"PlacementGroups": [dict(g) for g in groups.values()]})
+
+    def create_placement_group(self: EC2Response) -> ActionResult:
+        name = self._get_param("GroupName")
+        groups = PLACEMENT_GROUPS.setdefault(self.region, {})
+        if name in groups:
+            raise _ec2_error("InvalidPlacementGroup.Duplicate", f"{name} already exists")
+        tagged = self._parse_tag_specification().get("placement-group", {})
+        groups[name] = {
+            "GroupName": name,
+            "GroupId": f"pg-{len(groups) + 1:017x}",
+            "Strategy": self._get_param("Strategy"),
+            "State": "available",
+            "Tags": [{"Key": k, "Value": v} for k, v in tagged.items()],
+        }
+        return ActionResult({"PlacementGroup": dict(groups[name])})
+
+    def delete_placement_group(self: EC2Response) -> ActionResult:
+        name = self._get_param("GroupName")
+        if PLACEMENT_GROUPS.get(self.region, {}).pop(name, None) is None:
+            raise _ec2_error("InvalidPlacementGroup.Unknown", f"{name} is unknown")
+        return EmptyResult()
 
     EC2Response.describe_placement_groups = describe_placement_groups
+    EC2Response.create_placement_group = create_placement_group
+    EC2Response.delete_placement_group = delete_placement_group
 
     # Load only the AWS-managed policy runctl attaches: all ~1,300 take seconds per reset.
     from moto.iam import aws_managed_policies
@@ -178,6 +213,7 @@ def aws(moto_server: str):
     """A clean moto account with the public AMI parameters registered; yields Clients."""
     req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     urllib.request.urlopen(req).read()
+    PLACEMENT_GROUPS.clear()
     from runctl_jupyter.aws.clients import Clients
 
     clients = Clients(region=REGION)

@@ -1,0 +1,165 @@
+"""AWSBackend's multi-node runs (`--nodes M`): one bundle, M bootstraps, one teardown.
+
+    start   aws/cluster.provision (groups + M instances), the bundle once, then each
+            node's SSM bootstrap with its own RUNCTL_NODE_RANK and node 0's
+            RUNCTL_RDZV_ENDPOINT; a node that fails to start ends every node
+    stop    the stop script on every node still running (node 0's agent then
+            terminates them all); unreachable or forced: terminated from here
+    ended   the run's exit arrived: every node terminated (idempotent), the
+            placement group and the security group deleted
+
+spec["target"] keeps node 0 as `instance_id` (what pull, is_alive and the
+single-node paths read) and the whole cluster under `cluster`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..aws import bootstrap, bundle, cluster, ssm
+from ..aws.clients import AWSError, Clients
+from ..aws.launch import LaunchRequest
+
+
+def start(
+    backend: Any,
+    clients: Clients,
+    run_dir: Path,
+    spec: dict,
+    attempt: int,
+    req: LaunchRequest,
+    bucket: str,
+    pip: Any,
+    sync_dirs: list,
+) -> dict:
+    plan = spec["distributed"]
+    facts = cluster.provision(clients, req, plan, attempt, progress=backend._say)
+    try:
+        return _ship_and_start(
+            backend, clients, run_dir, spec, attempt, facts, req, bucket, pip, sync_dirs
+        )
+    except BaseException:
+        cluster.teardown(clients, facts)
+        raise
+
+
+def _ship_and_start(
+    backend: Any,
+    clients: Clients,
+    run_dir: Path,
+    spec: dict,
+    attempt: int,
+    facts: dict,
+    req: LaunchRequest,
+    bucket: str,
+    pip: Any,
+    sync_dirs: list,
+) -> dict:
+    from .aws import _write_target
+
+    sync_cfg = {
+        "kind": "s3",
+        "bucket": bucket,
+        "prefix": backend.prefix,
+        "region": clients.region,
+        "instance_id": None,  # each node's end is agent_cluster's (node 0 ends them all)
+        "spot_request_id": None,
+        "terminate": True,
+        "cluster": facts,
+    }
+    data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
+    key = bundle.bundle_key(backend.prefix, spec["run_id"], attempt)
+    backend._say("starting", f"uploading the bundle ({len(data) // 1024 + 1} KiB)")
+    clients.s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256")
+    endpoint = cluster.rendezvous_endpoint(facts)
+    commands = []
+    for rank, node in enumerate(facts["nodes"]):
+        script = bootstrap.script(
+            bucket, key, clients.region, spec["run_id"], attempt, node=(rank, endpoint)
+        )
+        backend._say("starting", f"bootstrapping node {rank} ({node['instance_id']}) through SSM")
+        command_id = ssm.send(
+            clients, node["instance_id"], script, comment=f"runctl run {spec['run_id']} node {rank}"
+        )
+        commands.append(command_id)
+        node["command_id"] = command_id
+    for rank, node in enumerate(facts["nodes"]):
+        ssm.wait(
+            clients,
+            node["command_id"],
+            node["instance_id"],
+            timeout=backend.bootstrap_timeout,
+            poll=backend.aws_poll,
+            what=f"bootstrap of node {rank}",
+        )
+    node0 = facts["nodes"][0]
+    target = {
+        "instance_id": node0["instance_id"],
+        "reused": False,
+        "spot_request_id": node0.get("spot_request_id"),
+        "availability_zone": facts["availability_zone"],
+        "instance_type": req.instance_type,
+        "spot": req.spot,
+        "keep": False,
+        "volume": None,
+        "region": clients.region,
+        "bucket": bucket,
+        "prefix": backend.prefix,
+        "bundle_key": key,
+        "command_id": commands[0],
+        "requirements": requirements,
+        "attempt": attempt,
+        "cluster": facts,
+    }
+    _write_target(run_dir, target)
+    return target
+
+
+def stop(
+    backend: Any, clients: Clients, spec: dict, target: dict, force: bool, reason: str
+) -> None:
+    """Stop every node's agent through SSM; forced, or a node unreachable: end them all."""
+    facts = target["cluster"]
+    if force:
+        cluster.teardown(clients, facts)
+        return
+    states = cluster.node_states(clients, facts)
+    script = bootstrap.stop_script(spec["run_id"], force=False, reason=reason)
+    delivered = True
+    for node in facts["nodes"]:
+        iid = node["instance_id"]
+        if states.get(iid) != "running":
+            continue
+        try:
+            command_id = ssm.send(clients, iid, script, comment="runctl stop", delivery_timeout=30)
+            ssm.wait(clients, command_id, iid, timeout=45, poll=backend.aws_poll, what="stop")
+        except AWSError:
+            delivered = False
+    if not delivered or states.get(facts["nodes"][0]["instance_id"]) != "running":
+        cluster.teardown(clients, facts)
+
+
+def ended(clients: Clients, target: dict) -> None:
+    """The attempt ended (exit, or resuming elsewhere): nothing of its cluster may outlive
+    it. Node 0's agent already terminated the nodes; this makes sure, and deletes the
+    groups. A failure here must not break following the run: it says what to do."""
+    try:
+        cluster.teardown(clients, target["cluster"])
+    except Exception as exc:  # noqa: BLE001
+        print(
+            f"[runctl] could not end every node of the run ({exc}); "
+            "`runctl cleanup --yes` removes what is left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def is_alive(clients: Clients, target: dict) -> bool | None:
+    """False when node 0 is gone (no one is left to report the run's end); another node
+    lost ends the job on node 0, whose agent reports it. Else None: heartbeats decide."""
+    states = cluster.node_states(clients, target["cluster"])
+    if states.get(target["cluster"]["nodes"][0]["instance_id"]) != "running":
+        return False
+    return None
