@@ -1,8 +1,18 @@
 """Launching (or reusing) the instance an AWS run's agent runs on.
 
 Everything that can be checked is checked before anything is created (credentials,
-instance type, AMI, the AZ of a `--volume`), so a typo never costs an instance
-boot. Everything created is remembered in a `Launched` record; an exception at
+instance types (fallbacks too), AMI, the AZ of a `--volume`), so a typo never costs an
+instance boot.
+
+A spot run that brings a boot script (`user_data`) gets a *persistent* spot request
+(RequestSpotInstances, InstanceInterruptionBehavior=terminate): when AWS takes the
+instance back, the request opens again and AWS launches a replacement whose boot
+script starts the next attempt, with no notebook alive (docs/reliability.md). Its
+LaunchSpecification cannot carry tags or metadata options, so the instance is tagged
+and IMDSv2 is required right after fulfilment (a replacement does the same to itself).
+
+`--fallback TYPE,...|on-demand`: candidates are tried in order, each in every subnet,
+when one answers a capacity error or a spot request stays unfulfilled. Everything created is remembered in a `Launched` record; an exception at
 any later step terminates what this launch created (never a reused instance)
 and re-raises.
 """
@@ -12,7 +22,7 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import policy, tags
@@ -86,6 +96,13 @@ class LaunchRequest:
     root_gb: int = 100
     ssm_timeout: float = 600.0
     poll: float = 2.0
+    user_data: str | None = None  # the boot script of a persistent spot request's instances
+    fallback: list[str] = field(default_factory=list)  # instance types, or "on-demand"
+    fulfil_timeout: float = 120.0  # a spot request still open after this: try the next candidate
+
+    @property
+    def persistent(self) -> bool:
+        return bool(self.spot and self.user_data and not self.keep and not self.instance_id)
 
 
 @dataclass
@@ -101,6 +118,8 @@ class Launched:
     spot: bool = False
     keep: bool = False
     volume: str | None = None
+    persistent: bool = False  # a persistent spot request refills this instance
+    tried: list[str] = field(default_factory=list)  # candidates that had no capacity
     created: list[str] = field(default_factory=list)
 
     def facts(self) -> dict[str, Any]:
@@ -114,6 +133,8 @@ class Launched:
             "spot": self.spot,
             "keep": self.keep,
             "volume": self.volume,
+            "persistent": self.persistent,
+            "fallback_from": self.tried,
         }
 
 
@@ -275,6 +296,123 @@ def _run_instance(
     return clients.ec2.run_instances(**kwargs)["Instances"][0]
 
 
+# Spot request status codes that mean "not here, not now": try the next candidate.
+UNFULFILLABLE = {
+    "capacity-not-available",
+    "capacity-oversubscribed",
+    "price-too-low",
+    "constraint-not-fulfillable",
+    "az-group-constraint",
+    "placement-group-constraint",
+    "launch-group-constraint",
+    "bad-parameters",
+}
+
+
+class Unfulfilled(Exception):
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def _request_spot(
+    clients: Clients, req: LaunchRequest, image: dict, subnet: dict, security_group: str
+) -> dict:
+    """A persistent spot request (terminate on interruption) carrying the boot script;
+    waits for its instance. Returns {"InstanceId", "SpotInstanceRequestId"}; raises
+    Unfulfilled (the request cancelled) when AWS cannot place it in time."""
+    import base64
+
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    root = image.get("RootDeviceName") or "/dev/xvda"
+    spec: dict[str, Any] = {
+        "ImageId": image["ImageId"],
+        "InstanceType": req.instance_type,
+        "SubnetId": subnet["SubnetId"],
+        "SecurityGroupIds": [security_group],
+        "IamInstanceProfile": {"Name": req.instance_profile},
+        "UserData": base64.b64encode((req.user_data or "").encode()).decode(),
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": root,
+                "Ebs": {
+                    "VolumeSize": req.root_gb,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+    }
+    resp = clients.ec2.request_spot_instances(
+        InstanceCount=1,
+        Type="persistent",
+        InstanceInterruptionBehavior="terminate",
+        LaunchSpecification=spec,
+        TagSpecifications=[
+            {"ResourceType": "spot-instances-request", "Tags": tags.tag_list(run_tags)}
+        ],
+    )
+    request_id = resp["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
+    deadline = time.monotonic() + req.fulfil_timeout
+    while True:
+        try:
+            found = clients.ec2.describe_spot_instance_requests(
+                SpotInstanceRequestIds=[request_id]
+            )["SpotInstanceRequests"]
+        except Exception as exc:  # eventually consistent: a new id may not be visible yet
+            if not error_code(exc).startswith("InvalidSpotInstanceRequestID"):
+                raise
+            found = []
+        sir = found[0] if found else {}
+        code = (sir.get("Status") or {}).get("Code", "")
+        if sir.get("InstanceId"):
+            return {"InstanceId": sir["InstanceId"], "SpotInstanceRequestId": request_id}
+        if code in UNFULFILLABLE or sir.get("State") in ("failed", "cancelled", "closed"):
+            _cancel_request(clients, request_id)
+            raise Unfulfilled(code or sir.get("State", "failed"))
+        if time.monotonic() > deadline:
+            _cancel_request(clients, request_id)
+            raise Unfulfilled(f"still {code or 'open'} after {req.fulfil_timeout:.0f} s")
+        time.sleep(req.poll)
+
+
+def _cancel_request(clients: Clients, request_id: str) -> None:
+    try:
+        clients.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
+    except Exception:  # noqa: BLE001 - `resources`/`cleanup` still list it
+        pass
+
+
+def _adopt_spot_instance(clients: Clients, req: LaunchRequest, instance_id: str) -> dict:
+    """Tag the request's instance (and its volumes) as the run's, and require IMDSv2."""
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    resources = [instance_id]
+    inst = clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+        "Instances"
+    ][0]
+    resources += [m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if m.get("Ebs")]
+    clients.ec2.create_tags(Resources=resources, Tags=tags.tag_list(run_tags))
+    clients.ec2.modify_instance_metadata_options(
+        InstanceId=instance_id,
+        HttpTokens="required",
+        HttpEndpoint="enabled",
+        HttpPutResponseHopLimit=2,
+    )
+    return inst
+
+
+def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
+    """(instance type, spot) to try in order: the type asked for, then --fallback."""
+    out = [(req.instance_type, req.spot)]
+    for item in req.fallback:
+        if item == "on-demand":
+            out.append((req.instance_type, False))
+        elif (item, req.spot) not in out:
+            out.append((item, req.spot))
+    return out
+
+
 def _find_security_group(clients: Clients, vpc_id: str) -> str:
     from .setup import find_security_group
 
@@ -389,44 +527,64 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
                 f"is in {launched.availability_zone}; use an instance in the volume's zone"
             )
     else:
-        info = validate_instance_type(clients, req.instance_type)
-        say("provisioning", info.describe())
-        image = resolve_ami(clients, info, req.ami)
+        if req.fallback and "on-demand" in req.fallback[:-1]:
+            raise LaunchError("--fallback: on-demand can only come last (TYPE,...,on-demand)")
+        tries = candidates(req)
+        infos = {name: validate_instance_type(clients, name) for name, _ in tries}
+        say("provisioning", infos[req.instance_type].describe())
+        images = {name: resolve_ami(clients, info, req.ami) for name, info in infos.items()}
         zone = volume_zone(clients, req.volume) if req.volume else None
         subnets = choose_subnets(clients, req.subnet, zone)
         security_group = req.security_group or _find_security_group(clients, subnets[0]["VpcId"])
-        launched.instance_type = req.instance_type
-        launched.ami = image["ImageId"]
-        launched.spot = req.spot
         errors = []
-        for subnet in subnets:
-            try:
-                say(
-                    "provisioning",
-                    f"launching {req.instance_type} ({'spot' if req.spot else 'on-demand'}) in {subnet['AvailabilityZone']}",
+        for name, spot in tries:
+            attempt = replace(req, instance_type=name, spot=spot)
+            for subnet in subnets:
+                where = (
+                    f"{name} ({'spot' if spot else 'on-demand'}) in {subnet['AvailabilityZone']}"
                 )
-                inst = _run_instance(clients, req, image, subnet, security_group)
-            except Exception as exc:
-                if error_code(exc) in CAPACITY_ERRORS:
-                    errors.append(f"{subnet['AvailabilityZone']}: {error_code(exc)}")
+                try:
+                    say("provisioning", f"launching {where}")
+                    if attempt.persistent:
+                        inst = _request_spot(clients, attempt, images[name], subnet, security_group)
+                    else:
+                        inst = _run_instance(clients, attempt, images[name], subnet, security_group)
+                except Unfulfilled as exc:
+                    errors.append(f"{where}: {exc.code}")
                     continue
-                raise
-            launched.instance_id = inst["InstanceId"]
-            launched.created.append(inst["InstanceId"])
-            launched.spot_request_id = inst.get("SpotInstanceRequestId")
-            launched.availability_zone = inst["Placement"]["AvailabilityZone"]
-            break
+                except Exception as exc:
+                    if error_code(exc) in CAPACITY_ERRORS:
+                        errors.append(f"{where}: {error_code(exc)}")
+                        continue
+                    raise
+                launched.instance_id = inst["InstanceId"]
+                launched.created.append(inst["InstanceId"])
+                launched.spot_request_id = inst.get("SpotInstanceRequestId")
+                launched.instance_type = name
+                launched.ami = images[name]["ImageId"]
+                launched.spot = spot
+                launched.persistent = attempt.persistent
+                launched.availability_zone = subnet["AvailabilityZone"]
+                break
+            if launched.instance_id is not None:
+                break
+        launched.tried = errors
         if launched.instance_id is None:
             alt = (
-                "try --on-demand, another instance type or region"
+                "try --on-demand, --fallback TYPE,...|on-demand, or another region"
                 if req.spot
                 else "try another instance type or region"
             )
-            raise NoCapacity(f"no capacity for {req.instance_type} ({'; '.join(errors)}); {alt}")
+            raise NoCapacity(f"no capacity ({'; '.join(errors)}); {alt}")
+        if errors:
+            say("provisioning", f"fell back to {launched.instance_type} after: {'; '.join(errors)}")
     try:
         if not launched.reused:
+            if launched.persistent:
+                _adopt_spot_instance(clients, req, launched.instance_id)
             say("provisioning", f"waiting for {launched.instance_id} to run")
-            wait_running(clients, launched.instance_id, poll=req.poll)
+            inst = wait_running(clients, launched.instance_id, poll=req.poll)
+            launched.availability_zone = inst["Placement"]["AvailabilityZone"]
             if req.volume:
                 say("provisioning", f"attaching {req.volume}")
                 attach_volume(clients, req.volume, launched.instance_id, poll=req.poll)

@@ -3,7 +3,10 @@
     c.AWSBackend.region = "us-east-1"
     c.AWSBackend.instance_type = "g5.xlarge"
 
-start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service
+start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service;
+           a spot run gets a persistent spot request whose boot script (UserData)
+           starts the next attempt on the replacement AWS launches after an
+           interruption, with no notebook alive (docs/reliability.md)
 pull():    new numbered event chunks from S3 into the local mirror run folder
            (paced: every 1 s for the first 30 s, then 10 s while events flow, backing
            off to 20 s when idle: ~700 calls per run-hour, docs/aws.md), then
@@ -11,6 +14,7 @@ pull():    new numbered event chunks from S3 into the local mirror run folder
 stop():    SSM writes control.json and wakes the agent; it stops the code, syncs,
            and terminates the instance unless it was reused (--instance) or kept (--keep)
 is_alive(): None (the heartbeat timeout decides) unless EC2 says the instance is gone
+           (and, for a persistent spot request, the request is no longer there to refill it)
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..events import last_seq
 
 PULL_STATE = ".s3pull.json"
 # Options the parser knows that this backend does not honour yet: refused, never ignored.
-NOT_YET = {"max_interruptions": 7, "fallback": 7}
+NOT_YET: dict[str, int] = {}
 
 
 class AWSBackend(Configurable):
@@ -81,6 +85,9 @@ class AWSBackend(Configurable):
     aws_poll = Float(2.0, help="Seconds between EC2/SSM state polls during launch.").tag(
         config=True
     )
+    spot_fulfil_timeout = Float(
+        120.0, help="Seconds a spot request may stay unfulfilled before --fallback is tried."
+    ).tag(config=True)
 
     def __init__(self, parent: Any = None, clients: Clients | None = None, **kwargs: Any):
         super().__init__(parent=parent, **kwargs)
@@ -140,13 +147,22 @@ class AWSBackend(Configurable):
         sync_dirs = list(opts.get("sync") or [])
         # Validate the bundle (requirements, --sync folders) before any instance exists.
         bundle.build(run_dir, spec, {"kind": "s3"}, pip=pip, sync_dirs=sync_dirs)
-        spot = opts.get("spot")
+        spot = self.spot if opts.get("spot") is None else bool(opts.get("spot"))
+        fallback = [str(f) for f in (opts.get("fallback") or [])]
+        key = bundle.bundle_key(self.prefix, spec["run_id"], attempt)
+        user_data = None
+        if spot and not opts.get("keep") and not opts.get("instance"):
+            _cancel_old_request(clients, run_dir, spec)  # `resume` by hand: one request per run
+            # the attempt is this launch's: the boot script of its first instance leaves it
+            # to SSM; only a replacement starts one (agent_boot.py)
+            _claim_attempt(clients, bucket, self.prefix, spec["run_id"], attempt)
+            user_data = bootstrap.boot_script(bucket, key, clients.region, spec["run_id"])
         req = LaunchRequest(
             run_id=spec["run_id"],
             owner=opts.get("owner") or owner_from_arn(ident["Arn"]),
             project=spec.get("project") or "default",
             instance_type=opts.get("instance_type") or self.instance_type,
-            spot=self.spot if spot is None else bool(spot),
+            spot=spot,
             ami=opts.get("ami"),
             instance_id=opts.get("instance") or None,
             keep=bool(opts.get("keep")),
@@ -157,6 +173,9 @@ class AWSBackend(Configurable):
             root_gb=self.root_gb,
             ssm_timeout=self.ssm_timeout,
             poll=self.aws_poll,
+            user_data=user_data,
+            fallback=fallback,
+            fulfil_timeout=self.spot_fulfil_timeout,
         )
         launched = provision(clients, req, progress=self._say)
         try:
@@ -187,6 +206,7 @@ class AWSBackend(Configurable):
             "region": clients.region,
             "instance_id": launched.instance_id,
             "spot_request_id": launched.spot_request_id,
+            "persistent": launched.persistent,  # the request refills: leave it open on `resuming`
             "terminate": not (launched.reused or launched.keep),
         }
         data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
@@ -224,10 +244,10 @@ class AWSBackend(Configurable):
         """Stop gracefully through SSM (the agent syncs, then the instance ends unless reused
         or kept); an unreachable instance, or `force`, is terminated directly if the run made it."""
         target = _target(run_dir, spec)
-        instance_id = target.get("instance_id")
+        clients = self.clients_for(target.get("region"))
+        instance_id = _current_instance(clients, target)
         if not instance_id:
             return
-        clients = self.clients_for(target.get("region"))
         owned = not (target.get("reused") or target.get("keep"))
         launched = Launched(instance_id=instance_id, spot_request_id=target.get("spot_request_id"))
         try:
@@ -238,6 +258,8 @@ class AWSBackend(Configurable):
                 raise
             state = "terminated"
         if state in ("shutting-down", "terminated"):
+            if owned and target.get("persistent"):
+                terminate_launched(clients, launched)  # between instances: no refill after a stop
             return
         delivered = False
         if state == "running":
@@ -347,12 +369,19 @@ class AWSBackend(Configurable):
         instance_id = target.get("instance_id")
         if not instance_id:
             return None
+        if target.get("persistent") and target.get("spot_request_id"):
+            instance_id = target["spot_request_id"]  # the request's instance changes on a refill
         cached = self._alive.get(instance_id)
         if cached and time.monotonic() - cached[0] < 60:
             return cached[1]
         answer: bool | None = None
         try:
-            ec2 = self.clients_for(target.get("region")).ec2
+            clients = self.clients_for(target.get("region"))
+            if instance_id != target["instance_id"]:
+                alive = _request_alive(clients, instance_id)
+                self._alive[instance_id] = (time.monotonic(), alive)
+                return alive
+            ec2 = clients.ec2
             res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
             state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
             if state in ("shutting-down", "terminated", "stopping", "stopped"):
@@ -364,9 +393,64 @@ class AWSBackend(Configurable):
         return answer
 
 
+def _request_of(clients: Clients, request_id: str) -> dict | None:
+    try:
+        found = clients.ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])[
+            "SpotInstanceRequests"
+        ]
+    except Exception as exc:
+        if error_code(exc).startswith("InvalidSpotInstanceRequestID"):
+            return None
+        raise
+    return found[0] if found else None
+
+
+def _request_alive(clients: Clients, request_id: str) -> bool | None:
+    """A persistent request that is open or active can still (re)fill the run's instance:
+    heartbeats decide (None); gone, cancelled or closed: False."""
+    req = _request_of(clients, request_id)
+    if req is None or req.get("State") not in ("open", "active"):
+        return False
+    return None
+
+
+def _current_instance(clients: Clients, target: dict) -> str | None:
+    """The run's instance now: a persistent request's latest one, else the one launched."""
+    if target.get("persistent") and target.get("spot_request_id"):
+        try:
+            req = _request_of(clients, target["spot_request_id"])
+        except Exception:  # noqa: BLE001 - fall back to the instance we know
+            req = None
+        if req and req.get("InstanceId"):
+            return req["InstanceId"]
+    return target.get("instance_id")
+
+
+def _cancel_old_request(clients: Clients, run_dir: Path, spec: dict) -> None:
+    """Before a new attempt's launch: the run's earlier persistent request must not refill."""
+    old = _target(run_dir, spec)
+    if old.get("persistent") and old.get("spot_request_id"):
+        try:
+            clients.ec2.cancel_spot_instance_requests(
+                SpotInstanceRequestIds=[old["spot_request_id"]]
+            )
+        except Exception:  # noqa: BLE001 - gone already; `cleanup` lists any left
+            pass
+
+
+def _claim_attempt(clients: Clients, bucket: str, prefix: str, run_id: str, attempt: int) -> None:
+    """Mark the attempt as this launch's (no instance yet) so no boot script starts it."""
+    from ..agent_boot import MARKERS
+    from ..agent_s3 import run_prefix
+
+    key = f"{run_prefix({'prefix': prefix}, run_id)}{MARKERS}{int(attempt):06d}.json"
+    body = json.dumps({"instance_id": None, "by": "launch", "t": time.time()}).encode()
+    clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
+
+
 def _check_data(clients: Clients, url: str, validate: bool) -> None:
     """`--data` must name objects that exist (and, with --validate-data, none empty) before launch."""
-    from ..agent_s3 import data_problems, list_data, parse_s3_url
+    from ..agent_s3_service import data_problems, list_data, parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(url)
