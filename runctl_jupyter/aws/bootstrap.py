@@ -123,6 +123,9 @@ ROOT="${{HOME:-/root}}/runctl"
 RUN_DIR="$ROOT/runs/$RUN_ID"
 mkdir -p "$ROOT/runs" "$ROOT/pkg" "$ROOT/bundles"
 cd "$ROOT"
+# One bootstrap at a time per instance: the boot script (UserData) and the SSM command
+# both run at a spot request's first boot and share the venv (the lock goes with the script).
+if command -v flock >/dev/null 2>&1; then exec 9>"$ROOT/.bootstrap.lock"; flock 9; fi
 say() {{ echo "runctl: $*"; }}
 
 find_python() {{
@@ -186,13 +189,13 @@ if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 else
   cd "$RUN_DIR"
   nohup setsid "$VENV/bin/python" -m runctl_jupyter.agent_s3_service service "$RUN_DIR" --attempt "$ATTEMPT" \
-    </dev/null >>"$RUN_DIR/agent.log" 2>&1 &
+    </dev/null >>"$RUN_DIR/agent.log" 2>&1 9>&- &
   echo "$!" > "$RUN_DIR/service.pid"
   echo "pid:$!" > "$RUN_DIR/service"
 fi
 # a kept instance stops itself after --idle-minutes (default 30) with no run: enforced here,
 # not by the notebook (runctl_jupyter/idle.py; nothing happens for an instance that ends with its run)
-"$VENV/bin/python" -m runctl_jupyter.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" || say "idle watcher not started"
+"$VENV/bin/python" -m runctl_jupyter.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" 9>&- || say "idle watcher not started"
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 

@@ -596,6 +596,16 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
     return launched
 
 
+def _request_instance(clients: Clients, request_id: str) -> list[str]:
+    try:
+        found = clients.ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])[
+            "SpotInstanceRequests"
+        ]
+    except Exception:  # noqa: BLE001 - gone or not visible: nothing more to end
+        return []
+    return [found[0]["InstanceId"]] if found and found[0].get("InstanceId") else []
+
+
 def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     """Terminate what this launch created (never a reused instance); returns what was ended.
 
@@ -604,19 +614,25 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     ended = []
     if launched.reused or not launched.instance_id:
         return ended
+    instance_ids = [launched.instance_id]
     if launched.spot_request_id:
-        try:
+        # A refill launched before the cancel (the instance died during bootstrap) is
+        # not ended by cancelling: its instance is looked up before and after, and ended too.
+        instance_ids += _request_instance(clients, launched.spot_request_id)
+        try:  # cancelled first: a persistent request would refill a terminated instance
             clients.ec2.cancel_spot_instance_requests(
                 SpotInstanceRequestIds=[launched.spot_request_id]
             )
             ended.append(launched.spot_request_id)
         except Exception:
             pass
+        instance_ids += _request_instance(clients, launched.spot_request_id)
+        instance_ids = list(dict.fromkeys(instance_ids))
     last: Exception | None = None
     for attempt in range(5):
         try:
-            clients.ec2.terminate_instances(InstanceIds=[launched.instance_id])
-            ended.append(launched.instance_id)
+            clients.ec2.terminate_instances(InstanceIds=instance_ids)
+            ended.extend(instance_ids)
             return ended
         except Exception as exc:
             if error_code(exc).startswith("InvalidInstanceID.NotFound"):
