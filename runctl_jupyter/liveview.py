@@ -22,7 +22,7 @@ def interrupt_line(event: dict) -> str:
     kind = event.get("kind") or "spot"
     what = "spot interruption notice" if kind == "spot" else f"{kind} notice"
     action = f" ({event['action']} at {event['action_time']})" if event.get("action") else ""
-    return f"attempt {event.get('attempt', 1)}: {what}{action}; checkpointing, then resuming"
+    return f"attempt {event.get('attempt', 1)}: {what}{action}: saving a checkpoint and stopping"
 
 
 class TextView:
