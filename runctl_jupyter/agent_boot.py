@@ -137,6 +137,9 @@ def fail_attempt(run_dir: Path, attempt: int, message: str) -> None:
     from .events import EventWriter
 
     spec = json.loads((run_dir / "spec.json").read_text())
+    cfg = spec.get("sync") or {}
+    # the sync first: it takes what the events hold now (restored from S3) as sent
+    sync = Sync(run_dir, cfg) if cfg.get("kind") == "s3" else None
     events = EventWriter(run_dir, attempt)
     events.write("status", status="starting")
     error = {"type": "ResumeFailed", "message": message, "traceback": ""}
@@ -144,6 +147,5 @@ def fail_attempt(run_dir: Path, attempt: int, message: str) -> None:
         "exit", status="failed", reason="resume", exit_code=None, error=error, duration=0.0
     )
     events.close()
-    cfg = spec.get("sync") or {}
-    if cfg.get("kind") == "s3":
-        Sync(run_dir, cfg).final(deadline=120)
+    if sync is not None:
+        sync.final(deadline=120)
