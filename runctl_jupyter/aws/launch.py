@@ -27,6 +27,7 @@ from typing import Any
 
 from . import policy, tags
 from .clients import AWSError, Clients, error_code
+from .spot_request import Unfulfilled, adopt_spot_instance, request_instance, request_spot
 
 GPU_AMI_PARAMETER = (
     "/aws/service/deeplearning/ami/{arch}/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
@@ -296,112 +297,6 @@ def _run_instance(
     return clients.ec2.run_instances(**kwargs)["Instances"][0]
 
 
-# Spot request status codes that mean "not here, not now": try the next candidate.
-UNFULFILLABLE = {
-    "capacity-not-available",
-    "capacity-oversubscribed",
-    "price-too-low",
-    "constraint-not-fulfillable",
-    "az-group-constraint",
-    "placement-group-constraint",
-    "launch-group-constraint",
-    "bad-parameters",
-}
-
-
-class Unfulfilled(Exception):
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
-
-
-def _request_spot(
-    clients: Clients, req: LaunchRequest, image: dict, subnet: dict, security_group: str
-) -> dict:
-    """A persistent spot request (terminate on interruption) carrying the boot script;
-    waits for its instance. Returns {"InstanceId", "SpotInstanceRequestId"}; raises
-    Unfulfilled (the request cancelled) when AWS cannot place it in time."""
-    import base64
-
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
-    root = image.get("RootDeviceName") or "/dev/xvda"
-    spec: dict[str, Any] = {
-        "ImageId": image["ImageId"],
-        "InstanceType": req.instance_type,
-        "SubnetId": subnet["SubnetId"],
-        "SecurityGroupIds": [security_group],
-        "IamInstanceProfile": {"Name": req.instance_profile},
-        "UserData": base64.b64encode((req.user_data or "").encode()).decode(),
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": root,
-                "Ebs": {
-                    "VolumeSize": req.root_gb,
-                    "VolumeType": "gp3",
-                    "Encrypted": True,
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
-    }
-    resp = clients.ec2.request_spot_instances(
-        InstanceCount=1,
-        Type="persistent",
-        InstanceInterruptionBehavior="terminate",
-        LaunchSpecification=spec,
-        TagSpecifications=[
-            {"ResourceType": "spot-instances-request", "Tags": tags.tag_list(run_tags)}
-        ],
-    )
-    request_id = resp["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
-    deadline = time.monotonic() + req.fulfil_timeout
-    while True:
-        try:
-            found = clients.ec2.describe_spot_instance_requests(
-                SpotInstanceRequestIds=[request_id]
-            )["SpotInstanceRequests"]
-        except Exception as exc:  # eventually consistent: a new id may not be visible yet
-            if not error_code(exc).startswith("InvalidSpotInstanceRequestID"):
-                raise
-            found = []
-        sir = found[0] if found else {}
-        code = (sir.get("Status") or {}).get("Code", "")
-        if sir.get("InstanceId"):
-            return {"InstanceId": sir["InstanceId"], "SpotInstanceRequestId": request_id}
-        if code in UNFULFILLABLE or sir.get("State") in ("failed", "cancelled", "closed"):
-            _cancel_request(clients, request_id)
-            raise Unfulfilled(code or sir.get("State", "failed"))
-        if time.monotonic() > deadline:
-            _cancel_request(clients, request_id)
-            raise Unfulfilled(f"still {code or 'open'} after {req.fulfil_timeout:.0f} s")
-        time.sleep(req.poll)
-
-
-def _cancel_request(clients: Clients, request_id: str) -> None:
-    try:
-        clients.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
-    except Exception:  # noqa: BLE001 - `resources`/`cleanup` still list it
-        pass
-
-
-def _adopt_spot_instance(clients: Clients, req: LaunchRequest, instance_id: str) -> dict:
-    """Tag the request's instance (and its volumes) as the run's, and require IMDSv2."""
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
-    resources = [instance_id]
-    inst = clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
-        "Instances"
-    ][0]
-    resources += [m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if m.get("Ebs")]
-    clients.ec2.create_tags(Resources=resources, Tags=tags.tag_list(run_tags))
-    clients.ec2.modify_instance_metadata_options(
-        InstanceId=instance_id,
-        HttpTokens="required",
-        HttpEndpoint="enabled",
-        HttpPutResponseHopLimit=2,
-    )
-    return inst
-
-
 def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
     """(instance type, spot) to try in order: the type asked for, then --fallback."""
     out = [(req.instance_type, req.spot)]
@@ -546,7 +441,7 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
                 try:
                     say("provisioning", f"launching {where}")
                     if attempt.persistent:
-                        inst = _request_spot(clients, attempt, images[name], subnet, security_group)
+                        inst = request_spot(clients, attempt, images[name], subnet, security_group)
                     else:
                         inst = _run_instance(clients, attempt, images[name], subnet, security_group)
                 except Unfulfilled as exc:
@@ -581,7 +476,7 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
     try:
         if not launched.reused:
             if launched.persistent:
-                _adopt_spot_instance(clients, req, launched.instance_id)
+                adopt_spot_instance(clients, req, launched.instance_id)
             say("provisioning", f"waiting for {launched.instance_id} to run")
             inst = wait_running(clients, launched.instance_id, poll=req.poll)
             launched.availability_zone = inst["Placement"]["AvailabilityZone"]
@@ -596,16 +491,6 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
     return launched
 
 
-def _request_instance(clients: Clients, request_id: str) -> list[str]:
-    try:
-        found = clients.ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])[
-            "SpotInstanceRequests"
-        ]
-    except Exception:  # noqa: BLE001 - gone or not visible: nothing more to end
-        return []
-    return [found[0]["InstanceId"]] if found and found[0].get("InstanceId") else []
-
-
 def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     """Terminate what this launch created (never a reused instance); returns what was ended.
 
@@ -618,7 +503,7 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     if launched.spot_request_id:
         # A refill launched before the cancel (the instance died during bootstrap) is
         # not ended by cancelling: its instance is looked up before and after, and ended too.
-        instance_ids += _request_instance(clients, launched.spot_request_id)
+        instance_ids += request_instance(clients, launched.spot_request_id)
         try:  # cancelled first: a persistent request would refill a terminated instance
             clients.ec2.cancel_spot_instance_requests(
                 SpotInstanceRequestIds=[launched.spot_request_id]
@@ -626,7 +511,7 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
             ended.append(launched.spot_request_id)
         except Exception:
             pass
-        instance_ids += _request_instance(clients, launched.spot_request_id)
+        instance_ids += request_instance(clients, launched.spot_request_id)
         instance_ids = list(dict.fromkeys(instance_ids))
     last: Exception | None = None
     for attempt in range(5):

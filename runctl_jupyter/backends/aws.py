@@ -33,6 +33,7 @@ from ..aws import bootstrap, bundle, ssm
 from ..aws.clients import AWSError, Clients, error_code, owner_from_arn
 from ..aws.launch import Launched, LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
+from ..aws.spot_request import cancel_old_request, claim_attempt, current_instance, request_alive
 from ..events import last_seq
 
 PULL_STATE = ".s3pull.json"
@@ -152,10 +153,12 @@ class AWSBackend(Configurable):
         key = bundle.bundle_key(self.prefix, spec["run_id"], attempt)
         user_data = None
         if spot and not opts.get("keep") and not opts.get("instance"):
-            _cancel_old_request(clients, run_dir, spec)  # `resume` by hand: one request per run
+            cancel_old_request(
+                clients, _target(run_dir, spec)
+            )  # `resume` by hand: one request a run
             # the attempt is this launch's: the boot script of its first instance leaves it
             # to SSM; only a replacement starts one (agent_boot.py)
-            _claim_attempt(clients, bucket, self.prefix, spec["run_id"], attempt)
+            claim_attempt(clients, bucket, self.prefix, spec["run_id"], attempt)
             user_data = bootstrap.boot_script(bucket, key, clients.region, spec["run_id"])
         req = LaunchRequest(
             run_id=spec["run_id"],
@@ -245,7 +248,7 @@ class AWSBackend(Configurable):
         or kept); an unreachable instance, or `force`, is terminated directly if the run made it."""
         target = _target(run_dir, spec)
         clients = self.clients_for(target.get("region"))
-        instance_id = _current_instance(clients, target)
+        instance_id = current_instance(clients, target)
         if not instance_id:
             return
         owned = not (target.get("reused") or target.get("keep"))
@@ -378,7 +381,7 @@ class AWSBackend(Configurable):
         try:
             clients = self.clients_for(target.get("region"))
             if instance_id != target["instance_id"]:
-                alive = _request_alive(clients, instance_id)
+                alive = request_alive(clients, instance_id)
                 self._alive[instance_id] = (time.monotonic(), alive)
                 return alive
             ec2 = clients.ec2
@@ -391,61 +394,6 @@ class AWSBackend(Configurable):
                 answer = False
         self._alive[instance_id] = (time.monotonic(), answer)
         return answer
-
-
-def _request_of(clients: Clients, request_id: str) -> dict | None:
-    try:
-        found = clients.ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])[
-            "SpotInstanceRequests"
-        ]
-    except Exception as exc:
-        if error_code(exc).startswith("InvalidSpotInstanceRequestID"):
-            return None
-        raise
-    return found[0] if found else None
-
-
-def _request_alive(clients: Clients, request_id: str) -> bool | None:
-    """A persistent request that is open or active can still (re)fill the run's instance:
-    heartbeats decide (None); gone, cancelled or closed: False."""
-    req = _request_of(clients, request_id)
-    if req is None or req.get("State") not in ("open", "active"):
-        return False
-    return None
-
-
-def _current_instance(clients: Clients, target: dict) -> str | None:
-    """The run's instance now: a persistent request's latest one, else the one launched."""
-    if target.get("persistent") and target.get("spot_request_id"):
-        try:
-            req = _request_of(clients, target["spot_request_id"])
-        except Exception:  # noqa: BLE001 - fall back to the instance we know
-            req = None
-        if req and req.get("InstanceId"):
-            return req["InstanceId"]
-    return target.get("instance_id")
-
-
-def _cancel_old_request(clients: Clients, run_dir: Path, spec: dict) -> None:
-    """Before a new attempt's launch: the run's earlier persistent request must not refill."""
-    old = _target(run_dir, spec)
-    if old.get("persistent") and old.get("spot_request_id"):
-        try:
-            clients.ec2.cancel_spot_instance_requests(
-                SpotInstanceRequestIds=[old["spot_request_id"]]
-            )
-        except Exception:  # noqa: BLE001 - gone already; `cleanup` lists any left
-            pass
-
-
-def _claim_attempt(clients: Clients, bucket: str, prefix: str, run_id: str, attempt: int) -> None:
-    """Mark the attempt as this launch's (no instance yet) so no boot script starts it."""
-    from ..agent_boot import MARKERS
-    from ..agent_s3 import run_prefix
-
-    key = f"{run_prefix({'prefix': prefix}, run_id)}{MARKERS}{int(attempt):06d}.json"
-    body = json.dumps({"instance_id": None, "by": "launch", "t": time.time()}).encode()
-    clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="AES256")
 
 
 def _check_data(clients: Clients, url: str, validate: bool) -> None:

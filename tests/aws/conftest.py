@@ -289,7 +289,11 @@ def fail():
 # cloudpickle — so the bootstrap really installs what the agent needs from the
 # package index. Each instance has its own HOME (its disk: /root on EC2); the
 # venv the first bootstrap builds is kept for the test session and linked into
-# later instances' disks, to keep the suite fast.
+# later instances' disks, to keep the suite fast. Each instance also has its own
+# IMDSv2 stand-in (its instance-id, and the spot notices a test serves), and the
+# player runs an instance's UserData (a spot request's boot script) at its first
+# boot and refills persistent spot requests whose instance was terminated, as AWS
+# does, so the recovery after an interruption runs with no test code driving it.
 
 
 @pytest.fixture(scope="session")
@@ -387,7 +391,10 @@ def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class InstancePlayer:
-    """Runs the scripts of SSM commands as the target instance would."""
+    """Runs the scripts of SSM commands as the target instance would, and plays what AWS
+    does on its own: UserData at an instance's first boot, a terminated instance's
+    processes gone, persistent spot requests refilled (`refills`, unless `refill` is
+    False); `imds_for(id).spot_notice()` serves a notice to one instance."""
 
     def __init__(self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path, imds: _Imds):
         self.moto_url = moto_url
@@ -396,6 +403,7 @@ class InstancePlayer:
         self.booted: set[str] = set()  # instances whose UserData (boot script) ran
         self.refills: list[tuple[str, str, str]] = []  # (request, old instance, new instance)
         self.refill = True  # play AWS refilling persistent spot requests
+        self._cache_lock = threading.RLock()
         self.bare_bin = bare_bin
         self.venv_cache = venv_cache
         self.sandbox = sandbox
@@ -408,19 +416,21 @@ class InstancePlayer:
 
     def home(self, instance_id: str) -> Path:
         """The instance's disk; a new instance gets the session's cached venv, if built."""
-        home = self.homes.get(instance_id)
-        if home is None:
-            home = self.sandbox / f"disk-{instance_id}"
-            (home / "runctl").mkdir(parents=True)
-            if self.venv_cache.exists():
-                (home / "runctl" / "venv").symlink_to(self.venv_cache)
-            self.homes[instance_id] = home
-        return home
+        with self._cache_lock:  # boot threads, the command loop and tests ask at once
+            home = self.homes.get(instance_id)
+            if home is None:
+                home = self.sandbox / f"disk-{instance_id}"
+                (home / "runctl").mkdir(parents=True)
+                if self.venv_cache.exists():
+                    (home / "runctl" / "venv").symlink_to(self.venv_cache)
+                self.homes[instance_id] = home
+            return home
 
     def imds_for(self, instance_id: str) -> _Imds:
-        if instance_id not in self.imds_of:
-            self.imds_of[instance_id] = self.imds.for_instance(instance_id)
-        return self.imds_of[instance_id]
+        with self._cache_lock:
+            if instance_id not in self.imds_of:
+                self.imds_of[instance_id] = self.imds.for_instance(instance_id)
+            return self.imds_of[instance_id]
 
     def env(self, home: Path, instance_id: str) -> dict[str, str]:
         return {
@@ -547,8 +557,14 @@ class InstancePlayer:
             and venv.is_dir()
             and not venv.is_symlink()
         ):
-            # keep the venv this bootstrap built for later instances (it is run as `python -m pip`)
-            shutil.copytree(venv, self.venv_cache, symlinks=True)
+            # keep the venv this bootstrap built for later instances (it is run as `python -m pip`);
+            # copied aside, then renamed: a new instance never links a half-copied venv
+            with self._cache_lock:
+                if not self.venv_cache.exists():
+                    partial = self.venv_cache.with_name(self.venv_cache.name + ".partial")
+                    shutil.rmtree(partial, ignore_errors=True)
+                    shutil.copytree(venv, partial, symlinks=True)
+                    os.replace(partial, self.venv_cache)
         return proc
 
     def run_dir(self, run_id: str) -> Path:

@@ -154,3 +154,54 @@ def test_ending_a_launch_also_ends_an_instance_the_request_refilled(ready):
     assert refill in ended and launched.spot_request_id in ended
     state = ready.ec2.describe_instances(InstanceIds=[refill])["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] in ("shutting-down", "terminated")
+
+
+def _actions(doc: dict) -> set[str]:
+    out: set[str] = set()
+    for statement in doc["Statement"]:
+        action = statement["Action"]
+        out.update(action if isinstance(action, list) else [action])
+    return out
+
+
+def test_the_user_policy_allows_every_ec2_call_a_spot_launch_and_its_end_make(ready, fail):
+    from runctl_jupyter.aws import policy
+
+    ready.calls.clear()
+    fail(ready, "ec2.RequestSpotInstances", code="InsufficientInstanceCapacity", times=1)
+    launched = provision(ready, _req(fallback=["on-demand"]))
+    terminate_launched(ready, launched)
+    used = {"ec2:" + op.split(".", 1)[1] for op in ready.calls if op.startswith("ec2.")}
+    assert {
+        "ec2:RequestSpotInstances",
+        "ec2:CreateTags",
+        "ec2:ModifyInstanceMetadataOptions",
+    } <= used
+    assert used <= _actions(policy.user_policy("123456789012", "us-east-1"))
+
+
+def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
+    import re
+    from pathlib import Path
+
+    import runctl_jupyter
+    from runctl_jupyter.aws import policy
+
+    pkg = Path(runctl_jupyter.__file__).resolve().parent
+    calls = set()
+    for module in ("agent_boot.py", "agent_s3_service.py"):
+        calls |= set(re.findall(r"\bec2\.(\w+)\(", (pkg / module).read_text()))
+    assert {"create_tags", "attach_volume", "terminate_instances"} <= calls
+    allowed = _actions(policy.instance_policy("b"))
+    for call in calls:
+        action = "ec2:" + "".join(part.title() for part in call.split("_"))
+        assert action in allowed, action
+    tag = next(
+        s for s in policy.instance_policy("b")["Statement"] if s["Sid"] == "TagReplacementInstance"
+    )
+    assert tag["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"] == [
+        tags.MANAGED,
+        tags.RUN_ID,
+        tags.OWNER,
+        tags.PROJECT,
+    ]
