@@ -104,10 +104,17 @@ def request_spot(
 
 
 def _cancel_request(clients: Clients, request_id: str) -> None:
+    """Give up on a request; an instance it got at the last moment is terminated too."""
     try:
         clients.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
     except Exception:  # noqa: BLE001 - `resources`/`cleanup` still list it
         pass
+    late = request_instance(clients, request_id)
+    if late:
+        try:
+            clients.ec2.terminate_instances(InstanceIds=late)
+        except Exception:  # noqa: BLE001 - tagged by nobody yet: `resources` shows the request
+            pass
 
 
 def adopt_spot_instance(clients: Clients, req: LaunchRequest, instance_id: str) -> dict:

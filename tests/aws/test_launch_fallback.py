@@ -205,3 +205,38 @@ def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
         tags.OWNER,
         tags.PROJECT,
     ]
+
+
+def _unfulfilled(aws: Clients, code: str, times: int):
+    """AWS leaving the first `times` requests unfulfilled with status `code` (moto fulfils
+    at once): their describe answers are rewritten as AWS would give them."""
+    hidden: set[str] = set()
+
+    def rewrite(parsed: dict, **_: object) -> None:
+        for sir in parsed.get("SpotInstanceRequests", []):
+            rid = sir["SpotInstanceRequestId"]
+            if rid in hidden or len(hidden) < times:
+                hidden.add(rid)
+                sir.pop("InstanceId", None)
+                sir["State"] = "open"
+                sir["Status"] = {"Code": code, "Message": "injected"}
+
+    aws.ec2.meta.events.register("after-call.ec2.DescribeSpotInstanceRequests", rewrite)
+    return hidden
+
+
+def test_a_request_left_unfulfilled_is_cancelled_and_the_next_candidate_tried(ready):
+    hidden = _unfulfilled(ready, "capacity-not-available", times=_zones(ready))
+    launched = provision(ready, _req(fallback=["t3.small"]))
+    assert launched.instance_type == "t3.small" and launched.persistent
+    assert all("capacity-not-available" in t for t in launched.tried)
+    open_requests = [r for r in _requests(ready) if r["State"] in ("open", "active")]
+    assert [r["SpotInstanceRequestId"] for r in open_requests] == [launched.spot_request_id]
+    assert launched.spot_request_id not in hidden
+
+
+def test_a_request_still_pending_past_the_fulfil_timeout_moves_on(ready):
+    _unfulfilled(ready, "pending-evaluation", times=1)
+    launched = provision(ready, _req(fulfil_timeout=0.3))
+    assert len(launched.tried) == 1 and "still pending-evaluation after" in launched.tried[0]
+    assert launched.availability_zone == "us-east-1b"  # the next zone
