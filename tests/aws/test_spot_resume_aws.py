@@ -183,8 +183,9 @@ def test_max_interruptions_one_resumes_once_then_the_run_ends_and_the_request_is
     first = json.loads((session.store.run_dir(run.id) / "aws.json").read_text())["instance_id"]
     _interrupt_at_step(instance, run.id, first, 10)
     new = _wait(lambda: instance.refills, 60, "the request refilled", instance)[0][2]
-    # the second notice, on the replacement (attempt 2's own steps: the first 10 were restored)
-    _interrupt_at_step(instance, run.id, new, 30, when="2026-11-29T04:07:00Z")
+    # the second notice, on the replacement (attempt 2's own steps: the first 10 were
+    # restored), with the same text as the first: it is this instance's, so it counts
+    _interrupt_at_step(instance, run.id, new, 30)
     _wait_all_gone(aws, instance)
     assert len(instance.refills) == 1  # no third instance
 
