@@ -52,6 +52,7 @@ HANDLED_FILE = "interruptions.json"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ACTION_PATH = "/latest/meta-data/spot/instance-action"
 REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
+INSTANCE_ID_PATH = "/latest/meta-data/instance-id"
 
 
 def endpoint_for(spec: dict) -> str | None:
@@ -87,6 +88,7 @@ class ImdsPoller:
         self.interval = interval
         self.seen = set(seen or ())
         self.error: str | None = None  # the last reason the endpoint could not be read
+        self.instance: str | None = None  # this instance's id ("" when IMDS has none)
         self._token: str | None = None
         self._token_until = 0.0
         self._notices: queue.Queue[dict] = queue.Queue()
@@ -120,8 +122,14 @@ class ImdsPoller:
             self._stop.wait(self.interval)
 
     def check(self) -> list[dict]:
-        """The notices IMDS serves right now (one request each, with a cached token)."""
+        """The notices IMDS serves right now (one request each, with a cached token).
+
+        A notice's key holds this instance's id (asked once; none off EC2): a
+        replacement instance that is served the same text acts on it again."""
         found = []
+        if self.instance is None:
+            self.instance = self._get(INSTANCE_ID_PATH) or ""
+        where = f"{self.instance}:" if self.instance else ""
         action = self._get(ACTION_PATH)
         if action is not None:
             data = _json_object(action)
@@ -130,7 +138,7 @@ class ImdsPoller:
                     "kind": "spot",
                     "action": data.get("action"),
                     "action_time": data.get("time"),
-                    "key": "spot:" + action,
+                    "key": "spot:" + where + action,
                 }
             )
         rebalance = self._get(REBALANCE_PATH)
@@ -141,7 +149,7 @@ class ImdsPoller:
                     "kind": "rebalance",
                     "action": None,
                     "action_time": data.get("noticeTime"),
-                    "key": "rebalance:" + rebalance,
+                    "key": "rebalance:" + where + rebalance,
                 }
             )
         return found

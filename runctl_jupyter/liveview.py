@@ -17,6 +17,14 @@ from typing import Any
 from .results import format_metric
 
 
+def interrupt_line(event: dict) -> str:
+    """One line for an `interrupt` event: what AWS announced, for which attempt and when."""
+    kind = event.get("kind") or "spot"
+    what = "spot interruption notice" if kind == "spot" else f"{kind} notice"
+    action = f" ({event['action']} at {event['action_time']})" if event.get("action") else ""
+    return f"attempt {event.get('attempt', 1)}: {what}{action}: saving a checkpoint and stopping"
+
+
 class TextView:
     """For the shell: the run's output as it comes, status changes, a summary."""
 
@@ -41,6 +49,8 @@ class TextView:
                 self.step = event.get("step")
             elif kind == "warning":
                 self.err.write(f"[runctl] warning: {event.get('message')}\n")
+            elif kind == "interrupt":
+                self.err.write(f"[runctl] {interrupt_line(event)}\n")
         if row["status"] != self.status:
             self.status = row["status"]
             self.err.write(f"[runctl] run {row['id']} ({row.get('name')}): {self.status}\n")

@@ -345,7 +345,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
         "--fallback",
         action=_ExtendSplit,
         metavar="on-demand|TYPE,...",
-        help="where to resume after a spot interruption",
+        help="other types, then on-demand, when spot capacity lacks",
     )
     g.add_argument("--gpus", "--num-gpus", dest="gpus", type=_gpus, metavar="N|all")
     g.add_argument("--nproc-per-node", type=_positive_int, metavar="N")

@@ -10,9 +10,9 @@ On the instance it:
    cloudpickle — the agent's S3 sync and the shipped objects need them;
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
-   (the agent), then `agent_s3.prepare` (spec paths, restore from S3, --data);
+   (the agent), then `agent_s3_service.prepare` (spec paths, restore from S3, --data);
 4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
-5. starts `python -m runctl_jupyter.agent_s3 service` — the agent, then a final
+5. starts `python -m runctl_jupyter.agent_s3_service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
    with a pid file;
@@ -34,9 +34,9 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # One Python process stages an attempt (fixed text; values come as argv): it checks
 # the agent's imports (exit 10: install them, then run again), fetches the bundle
 # from S3, unpacks it into the run folder, the agent package and the working
-# folder, then `agent_s3.prepare` (spec paths, restore from S3, --data staging).
+# folder, then `agent_s3_service.prepare` (spec paths, restore from S3, --data staging).
 _STAGE_PY = """
-import os, shutil, sys, tarfile, time
+import json, os, shutil, sys, tarfile, time
 try:
     import boto3, cloudpickle
     from botocore.config import Config
@@ -46,7 +46,6 @@ bucket, key, region, root, run_id, attempt = sys.argv[1:7]
 bundle = os.path.join(root, "bundles", run_id + "-" + attempt + ".tar.gz")
 stage = bundle[: -len(".tar.gz")]
 run_dir = os.path.join(root, "runs", run_id)
-pkg = os.path.join(root, "pkg", run_id + "-" + attempt)
 kw = {"region_name": region, "config": Config(retries={"mode": "adaptive", "max_attempts": 8})}
 ep = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 if ep:
@@ -62,25 +61,53 @@ for i in range(6):
         time.sleep(2 ** i)
 shutil.rmtree(stage, ignore_errors=True)
 os.makedirs(stage)
-os.makedirs(run_dir, exist_ok=True)
 with tarfile.open(bundle) as tar:
     if hasattr(tarfile, "data_filter"):
         tar.extractall(stage, filter="data")
     else:
         tar.extractall(stage)
+sys.path.insert(0, os.path.join(stage, "pkg"))
+from runctl_jupyter import agent_boot
+from runctl_jupyter.agent_s3_service import _imds_instance_id, _prepare, _terminate_self
+with open(os.path.join(stage, "run", "spec.json")) as f:
+    cfg = json.load(f).get("sync") or {}
+me = _imds_instance_id() or (cfg.get("instance_id") if attempt != "next" else None)
+if attempt == "next":  # a boot script: only a replacement instance starts an attempt
+    why_not = agent_boot.replacement_wanted(cfg, run_id, me)
+    if why_not:
+        print("runctl: " + why_not)
+        sys.exit(11)
+os.makedirs(run_dir, exist_ok=True)
 events = os.path.join(stage, "run", "events.jsonl")
 if os.path.exists(events):  # the instance's own stream is never overwritten: prepare merges
     shutil.move(events, os.path.join(run_dir, ".bundle-events.jsonl"))
 shutil.copytree(os.path.join(stage, "run"), run_dir, dirs_exist_ok=True)
-shutil.rmtree(pkg, ignore_errors=True)
-shutil.copytree(os.path.join(stage, "pkg"), pkg)
 work = os.path.join(run_dir, "work")
 os.makedirs(work, exist_ok=True)
 if os.path.isdir(os.path.join(stage, "work")):
     shutil.copytree(os.path.join(stage, "work"), work, dirs_exist_ok=True)
-sys.path.insert(0, pkg)
-from runctl_jupyter.agent_s3 import _prepare
-sys.exit(_prepare(run_dir))
+from pathlib import Path
+if attempt == "next":
+    agent_boot.adopt(Path(run_dir), me)
+rc = _prepare(run_dir, attach_as=me if attempt == "next" else None)
+if attempt == "next":
+    nxt = agent_boot.next_attempt(Path(run_dir))
+    if rc and nxt is not None and rc != 4:  # events restored: the run says why it stopped
+        why = open(os.path.join(run_dir, ".prepare-error")).read()
+        agent_boot.fail_attempt(Path(run_dir), nxt, "the replacement instance " + me + ": " + why)
+    if rc or nxt is None:  # over, or cannot go on here: no refill loop, nothing left billing
+        print("runctl: not resuming here: cancelling the spot request, terminating " + me)
+        _terminate_self(dict(cfg, instance_id=me))
+        sys.exit(rc or 11)
+    attempt = str(nxt)
+elif rc:
+    sys.exit(rc)
+agent_boot.record_attempt(cfg, run_id, int(attempt), me)
+pkg = os.path.join(root, "pkg", run_id + "-" + attempt)
+shutil.rmtree(pkg, ignore_errors=True)
+shutil.copytree(os.path.join(stage, "pkg"), pkg)
+with open(os.path.join(run_dir, ".attempt"), "w") as f:
+    f.write(attempt)
 """
 
 _TEMPLATE = r"""#!/bin/bash
@@ -94,9 +121,11 @@ RUN_ID={run_id}
 ATTEMPT={attempt}
 {node_env}ROOT="${{HOME:-/root}}/runctl"
 RUN_DIR="$ROOT/runs/$RUN_ID"
-PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 mkdir -p "$ROOT/runs" "$ROOT/pkg" "$ROOT/bundles"
 cd "$ROOT"
+# One bootstrap at a time per instance: the boot script (UserData) and the SSM command
+# both run at a spot request's first boot and share the venv (the lock goes with the script).
+if command -v flock >/dev/null 2>&1; then exec 9>"$ROOT/.bootstrap.lock"; flock 9; fi
 say() {{ echo "runctl: $*"; }}
 
 find_python() {{
@@ -122,17 +151,25 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 STAGE="$ROOT/bundles/$RUN_ID-$ATTEMPT"
-set +e
-"$VENV/bin/python" -c {stage_py} "$BUCKET" "$BUNDLE_KEY" "$REGION" "$ROOT" "$RUN_ID" "$ATTEMPT"
-RC=$?
-set -e
+stage() {{
+  set +e
+  "$VENV/bin/python" -c {stage_py} "$BUCKET" "$BUNDLE_KEY" "$REGION" "$ROOT" "$RUN_ID" "$ATTEMPT"
+  RC=$?
+  set -e
+}}
+stage
 if [ "$RC" = 10 ]; then
   say "installing boto3 and cloudpickle for the agent"
   "$VENV/bin/python" -m pip install -q boto3 cloudpickle
-  "$VENV/bin/python" -c {stage_py} "$BUCKET" "$BUNDLE_KEY" "$REGION" "$ROOT" "$RUN_ID" "$ATTEMPT"
+  stage
+fi
+if [ "$RC" = 11 ]; then
+  exit 0  # a boot script with nothing to start here (it said why)
 elif [ "$RC" != 0 ]; then
   exit "$RC"
 fi
+ATTEMPT="$(cat "$RUN_DIR/.attempt")"
+PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 
 T0=$(date +%s)
 if [ -s "$STAGE/requirements.txt" ]; then
@@ -151,18 +188,18 @@ if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemd-run --unit "runctl-$RUN_ID-$ATTEMPT" --collect --property=KillMode=mixed \
     --setenv=PYTHONPATH="$PKG" --setenv=HOME="${{HOME:-/root}}" ${{NODE_ENV[@]+"${{NODE_ENV[@]}}"}} \
     --working-directory="$RUN_DIR" \
-    "$VENV/bin/python" -m runctl_jupyter.agent_s3 service "$RUN_DIR" --attempt "$ATTEMPT"
+    "$VENV/bin/python" -m runctl_jupyter.agent_s3_service service "$RUN_DIR" --attempt "$ATTEMPT"
   echo "systemd:runctl-$RUN_ID-$ATTEMPT" > "$RUN_DIR/service"
 else
   cd "$RUN_DIR"
-  nohup setsid "$VENV/bin/python" -m runctl_jupyter.agent_s3 service "$RUN_DIR" --attempt "$ATTEMPT" \
-    </dev/null >>"$RUN_DIR/agent.log" 2>&1 &
+  nohup setsid "$VENV/bin/python" -m runctl_jupyter.agent_s3_service service "$RUN_DIR" --attempt "$ATTEMPT" \
+    </dev/null >>"$RUN_DIR/agent.log" 2>&1 9>&- &
   echo "$!" > "$RUN_DIR/service.pid"
   echo "pid:$!" > "$RUN_DIR/service"
 fi
 # a kept instance stops itself after --idle-minutes (default 30) with no run: enforced here,
 # not by the notebook (runctl_jupyter/idle.py; nothing happens for an instance that ends with its run)
-"$VENV/bin/python" -m runctl_jupyter.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" || say "idle watcher not started"
+"$VENV/bin/python" -m runctl_jupyter.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" 9>&- || say "idle watcher not started"
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 
@@ -225,6 +262,24 @@ def script(
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt=shlex.quote(str(int(attempt))),
         stage_py=shlex.quote(_STAGE_PY),
+    )
+
+
+def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
+    """The UserData of a persistent spot request's instances: the same bootstrap, with
+    the attempt left to the instance (`agent_boot`: only a replacement starts one)."""
+    text = _TEMPLATE.format(
+        node_env="",  # multi-node runs are launched whole, never from a persistent request
+        bucket=shlex.quote(bucket),
+        key=shlex.quote(key),
+        region=shlex.quote(region),
+        run_id=shlex.quote(_check_id(run_id, "run id")),
+        attempt="next",
+        stage_py=shlex.quote(_STAGE_PY),
+    )
+    # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
+    return text.replace(
+        "set -euo pipefail\n", 'set -euo pipefail\nexport HOME="${HOME:-/root}"\n', 1
     )
 
 

@@ -39,6 +39,8 @@ AGENT_MODULES = (
     "__init__.py",
     "agent.py",
     "agent_s3.py",
+    "agent_s3_service.py",
+    "agent_boot.py",  # which attempt a replacement instance runs
     "agent_cost.py",
     "agent_cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent_spot.py",

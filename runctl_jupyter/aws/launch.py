@@ -1,8 +1,18 @@
 """Launching (or reusing) the instance an AWS run's agent runs on.
 
 Everything that can be checked is checked before anything is created (credentials,
-instance type, AMI, the AZ of a `--volume`), so a typo never costs an instance
-boot. Everything created is remembered in a `Launched` record; an exception at
+instance types (fallbacks too), AMI, the AZ of a `--volume`), so a typo never costs an
+instance boot.
+
+A spot run that brings a boot script (`user_data`) gets a *persistent* spot request
+(RequestSpotInstances, InstanceInterruptionBehavior=terminate): when AWS takes the
+instance back, the request opens again and AWS launches a replacement whose boot
+script starts the next attempt, with no notebook alive (docs/reliability.md). Its
+LaunchSpecification cannot carry tags or metadata options, so the instance is tagged
+and IMDSv2 is required right after fulfilment (a replacement does the same to itself).
+
+`--fallback TYPE,...|on-demand`: candidates are tried in order, each in every subnet,
+when one answers a capacity error or a spot request stays unfulfilled. Everything created is remembered in a `Launched` record; an exception at
 any later step terminates what this launch created (never a reused instance)
 and re-raises.
 """
@@ -12,11 +22,12 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import policy, tags
 from .clients import AWSError, Clients, error_code
+from .spot_request import Unfulfilled, adopt_spot_instance, request_instance, request_spot
 
 GPU_AMI_PARAMETER = (
     "/aws/service/deeplearning/ami/{arch}/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
@@ -86,6 +97,13 @@ class LaunchRequest:
     root_gb: int = 100
     ssm_timeout: float = 600.0
     poll: float = 2.0
+    user_data: str | None = None  # the boot script of a persistent spot request's instances
+    fallback: list[str] = field(default_factory=list)  # instance types, or "on-demand"
+    fulfil_timeout: float = 120.0  # a spot request still open after this: try the next candidate
+
+    @property
+    def persistent(self) -> bool:
+        return bool(self.spot and self.user_data and not self.keep and not self.instance_id)
 
 
 @dataclass
@@ -101,6 +119,8 @@ class Launched:
     spot: bool = False
     keep: bool = False
     volume: str | None = None
+    persistent: bool = False  # a persistent spot request refills this instance
+    tried: list[str] = field(default_factory=list)  # candidates that had no capacity
     created: list[str] = field(default_factory=list)
 
     def facts(self) -> dict[str, Any]:
@@ -114,6 +134,8 @@ class Launched:
             "spot": self.spot,
             "keep": self.keep,
             "volume": self.volume,
+            "persistent": self.persistent,
+            "fallback_from": self.tried,
         }
 
 
@@ -275,6 +297,17 @@ def _run_instance(
     return clients.ec2.run_instances(**kwargs)["Instances"][0]
 
 
+def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
+    """(instance type, spot) to try in order: the type asked for, then --fallback."""
+    out = [(req.instance_type, req.spot)]
+    for item in req.fallback:
+        if item == "on-demand":
+            out.append((req.instance_type, False))
+        elif (item, req.spot) not in out:
+            out.append((item, req.spot))
+    return out
+
+
 def _find_security_group(clients: Clients, vpc_id: str) -> str:
     from .setup import find_security_group
 
@@ -389,44 +422,64 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
                 f"is in {launched.availability_zone}; use an instance in the volume's zone"
             )
     else:
-        info = validate_instance_type(clients, req.instance_type)
-        say("provisioning", info.describe())
-        image = resolve_ami(clients, info, req.ami)
+        if req.fallback and "on-demand" in req.fallback[:-1]:
+            raise LaunchError("--fallback: on-demand can only come last (TYPE,...,on-demand)")
+        tries = candidates(req)
+        infos = {name: validate_instance_type(clients, name) for name, _ in tries}
+        say("provisioning", infos[req.instance_type].describe())
+        images = {name: resolve_ami(clients, info, req.ami) for name, info in infos.items()}
         zone = volume_zone(clients, req.volume) if req.volume else None
         subnets = choose_subnets(clients, req.subnet, zone)
         security_group = req.security_group or _find_security_group(clients, subnets[0]["VpcId"])
-        launched.instance_type = req.instance_type
-        launched.ami = image["ImageId"]
-        launched.spot = req.spot
         errors = []
-        for subnet in subnets:
-            try:
-                say(
-                    "provisioning",
-                    f"launching {req.instance_type} ({'spot' if req.spot else 'on-demand'}) in {subnet['AvailabilityZone']}",
+        for name, spot in tries:
+            attempt = replace(req, instance_type=name, spot=spot)
+            for subnet in subnets:
+                where = (
+                    f"{name} ({'spot' if spot else 'on-demand'}) in {subnet['AvailabilityZone']}"
                 )
-                inst = _run_instance(clients, req, image, subnet, security_group)
-            except Exception as exc:
-                if error_code(exc) in CAPACITY_ERRORS:
-                    errors.append(f"{subnet['AvailabilityZone']}: {error_code(exc)}")
+                try:
+                    say("provisioning", f"launching {where}")
+                    if attempt.persistent:
+                        inst = request_spot(clients, attempt, images[name], subnet, security_group)
+                    else:
+                        inst = _run_instance(clients, attempt, images[name], subnet, security_group)
+                except Unfulfilled as exc:
+                    errors.append(f"{where}: {exc.code}")
                     continue
-                raise
-            launched.instance_id = inst["InstanceId"]
-            launched.created.append(inst["InstanceId"])
-            launched.spot_request_id = inst.get("SpotInstanceRequestId")
-            launched.availability_zone = inst["Placement"]["AvailabilityZone"]
-            break
+                except Exception as exc:
+                    if error_code(exc) in CAPACITY_ERRORS:
+                        errors.append(f"{where}: {error_code(exc)}")
+                        continue
+                    raise
+                launched.instance_id = inst["InstanceId"]
+                launched.created.append(inst["InstanceId"])
+                launched.spot_request_id = inst.get("SpotInstanceRequestId")
+                launched.instance_type = name
+                launched.ami = images[name]["ImageId"]
+                launched.spot = spot
+                launched.persistent = attempt.persistent
+                launched.availability_zone = subnet["AvailabilityZone"]
+                break
+            if launched.instance_id is not None:
+                break
+        launched.tried = errors
         if launched.instance_id is None:
             alt = (
-                "try --on-demand, another instance type or region"
+                "try --on-demand, --fallback TYPE,...|on-demand, or another region"
                 if req.spot
                 else "try another instance type or region"
             )
-            raise NoCapacity(f"no capacity for {req.instance_type} ({'; '.join(errors)}); {alt}")
+            raise NoCapacity(f"no capacity ({'; '.join(errors)}); {alt}")
+        if errors:
+            say("provisioning", f"fell back to {launched.instance_type} after: {'; '.join(errors)}")
     try:
         if not launched.reused:
+            if launched.persistent:
+                adopt_spot_instance(clients, req, launched.instance_id)
             say("provisioning", f"waiting for {launched.instance_id} to run")
-            wait_running(clients, launched.instance_id, poll=req.poll)
+            inst = wait_running(clients, launched.instance_id, poll=req.poll)
+            launched.availability_zone = inst["Placement"]["AvailabilityZone"]
             if req.volume:
                 say("provisioning", f"attaching {req.volume}")
                 attach_volume(clients, req.volume, launched.instance_id, poll=req.poll)
@@ -446,19 +499,25 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     ended = []
     if launched.reused or not launched.instance_id:
         return ended
+    instance_ids = [launched.instance_id]
     if launched.spot_request_id:
-        try:
+        # A refill launched before the cancel (the instance died during bootstrap) is
+        # not ended by cancelling: its instance is looked up before and after, and ended too.
+        instance_ids += request_instance(clients, launched.spot_request_id)
+        try:  # cancelled first: a persistent request would refill a terminated instance
             clients.ec2.cancel_spot_instance_requests(
                 SpotInstanceRequestIds=[launched.spot_request_id]
             )
             ended.append(launched.spot_request_id)
         except Exception:
             pass
+        instance_ids += request_instance(clients, launched.spot_request_id)
+        instance_ids = list(dict.fromkeys(instance_ids))
     last: Exception | None = None
     for attempt in range(5):
         try:
-            clients.ec2.terminate_instances(InstanceIds=[launched.instance_id])
-            ended.append(launched.instance_id)
+            clients.ec2.terminate_instances(InstanceIds=instance_ids)
+            ended.extend(instance_ids)
             return ended
         except Exception as exc:
             if error_code(exc).startswith("InvalidInstanceID.NotFound"):

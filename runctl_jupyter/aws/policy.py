@@ -75,10 +75,45 @@ def instance_policy(bucket: str) -> dict:
                     "ec2:DescribeSpotPriceHistory",
                     "ec2:DescribeSpotInstanceRequests",
                     "ec2:DescribeInstances",
+                    "ec2:DescribeVolumes",
                 ],
                 "Resource": "*",
             },
+            {
+                # A replacement from a persistent spot request starts untagged (its
+                # LaunchSpecification cannot carry tags): it puts the run's tags on
+                # itself, and nothing but them.
+                "Sid": "TagReplacementInstance",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateTags"],
+                "Resource": "arn:aws:ec2:*:*:instance/*",
+                "Condition": _run_tags_only(),
+            },
+            {
+                "Sid": "SecureAndAttachOwnInstance",
+                "Effect": "Allow",
+                "Action": ["ec2:ModifyInstanceMetadataOptions", "ec2:AttachVolume"],
+                "Resource": "arn:aws:ec2:*:*:instance/*",
+                "Condition": _managed(),
+            },
+            {
+                # the run's --volume follows it to the replacement (the volume is the user's, untagged)
+                "Sid": "AttachRunVolume",
+                "Effect": "Allow",
+                "Action": ["ec2:AttachVolume"],
+                "Resource": "arn:aws:ec2:*:*:volume/*",
+            },
         ],
+    }
+
+
+def _run_tags_only() -> dict:
+    """Tags may be set only as runctl's run tags (managed=true and the run's id/owner/project)."""
+    return {
+        "StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"},
+        "ForAllValues:StringEquals": {
+            "aws:TagKeys": [tags.MANAGED, tags.RUN_ID, tags.OWNER, tags.PROJECT]
+        },
     }
 
 
@@ -144,7 +179,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             {
                 "Sid": "LaunchTaggedOnly",
                 "Effect": "Allow",
-                "Action": ["ec2:RunInstances"],
+                "Action": ["ec2:RunInstances", "ec2:RequestSpotInstances"],
                 "Resource": [
                     f"{ec2}:instance/*",
                     f"{ec2}:volume/*",
@@ -163,7 +198,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             {
                 "Sid": "LaunchFrom",
                 "Effect": "Allow",
-                "Action": ["ec2:RunInstances"],
+                "Action": ["ec2:RunInstances", "ec2:RequestSpotInstances"],
                 "Resource": [
                     f"arn:aws:ec2:{region}::image/*",
                     f"{ec2}:subnet/*",
@@ -189,6 +224,14 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                 },
             },
             {
+                # the instance of a persistent spot request is tagged after it is fulfilled
+                "Sid": "TagSpotRequestInstance",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateTags"],
+                "Resource": [f"{ec2}:instance/*", f"{ec2}:volume/*"],
+                "Condition": _run_tags_only(),
+            },
+            {
                 "Sid": "ManageTaggedOnly",
                 "Effect": "Allow",
                 "Action": [
@@ -198,6 +241,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                     "ec2:CreateTags",
                     "ec2:DeleteVolume",
                     "ec2:CancelSpotInstanceRequests",
+                    "ec2:ModifyInstanceMetadataOptions",
                     "ec2:DeleteFleets",
                     "ec2:DeletePlacementGroup",
                     "ec2:DeleteSecurityGroup",

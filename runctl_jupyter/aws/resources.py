@@ -232,11 +232,12 @@ def delete(clients: Clients, resource: Resource) -> tuple[bool, str]:
     return False, f"unknown kind {resource.kind}"
 
 
-# Instances first (their spot requests and volumes follow), groups last (in use until then).
+# Requests and fleets first (a persistent spot request whose instance is terminated
+# first opens again and launches a new one), then instances, volumes, groups last.
 _ORDER = {
     "fleet": 0,
-    "instance": 1,
-    "spot-request": 2,
+    "spot-request": 1,
+    "instance": 2,
     "volume": 3,
     "placement-group": 4,
     "security-group": 5,

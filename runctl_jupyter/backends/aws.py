@@ -3,7 +3,10 @@
     c.AWSBackend.region = "us-east-1"
     c.AWSBackend.instance_type = "g5.xlarge"
 
-start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service
+start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service;
+           a spot run gets a persistent spot request whose boot script (UserData)
+           starts the next attempt on the replacement AWS launches after an
+           interruption, with no notebook alive (docs/reliability.md)
 pull():    new numbered event chunks from S3 into the local mirror run folder
            (paced: every 1 s for the first 30 s, then 10 s while events flow, backing
            off to 20 s when idle: ~700 calls per run-hour, docs/aws.md), then
@@ -11,6 +14,7 @@ pull():    new numbered event chunks from S3 into the local mirror run folder
 stop():    SSM writes control.json and wakes the agent; it stops the code, syncs,
            and terminates the instance unless it was reused (--instance) or kept (--keep)
 is_alive(): None (the heartbeat timeout decides) unless EC2 says the instance is gone
+           (and, for a persistent spot request, the request is no longer there to refill it)
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from ..aws import bootstrap, bundle, cluster, ssm
 from ..aws.clients import AWSError, Clients, error_code, owner_from_arn
 from ..aws.launch import Launched, LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
+from ..aws.spot_request import cancel_old_request, claim_attempt, current_instance, request_alive
 from ..events import last_seq
 from . import aws_cluster
 
 PULL_STATE = ".s3pull.json"
 # Options the parser knows that this backend does not honour yet: refused, never ignored.
-NOT_YET = {"max_interruptions": 7, "fallback": 7}
+NOT_YET: dict[str, int] = {}
 
 
 class AWSBackend(Configurable):
@@ -82,6 +87,9 @@ class AWSBackend(Configurable):
     aws_poll = Float(2.0, help="Seconds between EC2/SSM state polls during launch.").tag(
         config=True
     )
+    spot_fulfil_timeout = Float(
+        120.0, help="Seconds a spot request may stay unfulfilled before --fallback is tried."
+    ).tag(config=True)
 
     def __init__(self, parent: Any = None, clients: Clients | None = None, **kwargs: Any):
         super().__init__(parent=parent, **kwargs)
@@ -141,13 +149,24 @@ class AWSBackend(Configurable):
         sync_dirs = list(opts.get("sync") or [])
         # Validate the bundle (requirements, --sync folders) before any instance exists.
         bundle.build(run_dir, spec, {"kind": "s3"}, pip=pip, sync_dirs=sync_dirs)
-        spot = opts.get("spot")
+        spot = self.spot if opts.get("spot") is None else bool(opts.get("spot"))
+        fallback = [str(f) for f in (opts.get("fallback") or [])]
+        key = bundle.bundle_key(self.prefix, spec["run_id"], attempt)
+        user_data = None
+        if spot and not opts.get("keep") and not opts.get("instance"):
+            cancel_old_request(
+                clients, _target(run_dir, spec)
+            )  # `resume` by hand: one request a run
+            # the attempt is this launch's: the boot script of its first instance leaves it
+            # to SSM; only a replacement starts one (agent_boot.py)
+            claim_attempt(clients, bucket, self.prefix, spec["run_id"], attempt)
+            user_data = bootstrap.boot_script(bucket, key, clients.region, spec["run_id"])
         req = LaunchRequest(
             run_id=spec["run_id"],
             owner=opts.get("owner") or owner_from_arn(ident["Arn"]),
             project=spec.get("project") or "default",
             instance_type=opts.get("instance_type") or self.instance_type,
-            spot=self.spot if spot is None else bool(spot),
+            spot=spot,
             ami=opts.get("ami"),
             instance_id=opts.get("instance") or None,
             keep=bool(opts.get("keep")),
@@ -158,6 +177,9 @@ class AWSBackend(Configurable):
             root_gb=self.root_gb,
             ssm_timeout=self.ssm_timeout,
             poll=self.aws_poll,
+            user_data=user_data,
+            fallback=fallback,
+            fulfil_timeout=self.spot_fulfil_timeout,
         )
         if spec.get("distributed"):  # checked against the instance type before any launch
             _complete_plan(clients, run_dir, spec, req)
@@ -196,6 +218,7 @@ class AWSBackend(Configurable):
             "region": clients.region,
             "instance_id": launched.instance_id,
             "spot_request_id": launched.spot_request_id,
+            "persistent": launched.persistent,  # the request refills: leave it open on `resuming`
             "terminate": not (launched.reused or launched.keep),
         }
         data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
@@ -233,10 +256,10 @@ class AWSBackend(Configurable):
         """Stop gracefully through SSM (the agent syncs, then the instance ends unless reused
         or kept); an unreachable instance, or `force`, is terminated directly if the run made it."""
         target = _target(run_dir, spec)
-        instance_id = target.get("instance_id")
+        clients = self.clients_for(target.get("region"))
+        instance_id = current_instance(clients, target)
         if not instance_id:
             return
-        clients = self.clients_for(target.get("region"))
         if target.get("cluster"):
             aws_cluster.stop(self, clients, spec, target, force, reason)
             return
@@ -250,6 +273,8 @@ class AWSBackend(Configurable):
                 raise
             state = "terminated"
         if state in ("shutting-down", "terminated"):
+            if owned and target.get("persistent"):
+                terminate_launched(clients, launched)  # between instances: no refill after a stop
             return
         delivered = False
         if state == "running":
@@ -365,16 +390,23 @@ class AWSBackend(Configurable):
         instance_id = target.get("instance_id")
         if not instance_id:
             return None
+        if target.get("persistent") and target.get("spot_request_id"):
+            instance_id = target["spot_request_id"]  # the request's instance changes on a refill
         cached = self._alive.get(instance_id)
         if cached and time.monotonic() - cached[0] < 60:
             return cached[1]
         answer: bool | None = None
         try:
+            clients = self.clients_for(target.get("region"))
             if target.get("cluster"):
-                answer = aws_cluster.is_alive(self.clients_for(target.get("region")), target)
+                answer = aws_cluster.is_alive(clients, target)
                 self._alive[instance_id] = (time.monotonic(), answer)
                 return answer
-            ec2 = self.clients_for(target.get("region")).ec2
+            if instance_id != target["instance_id"]:
+                alive = request_alive(clients, instance_id)
+                self._alive[instance_id] = (time.monotonic(), alive)
+                return alive
+            ec2 = clients.ec2
             res = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
             state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
             if state in ("shutting-down", "terminated", "stopping", "stopped"):
@@ -398,7 +430,7 @@ def _complete_plan(clients: Clients, run_dir: Path, spec: dict, req: LaunchReque
 
 def _check_data(clients: Clients, url: str, validate: bool) -> None:
     """`--data` must name objects that exist (and, with --validate-data, none empty) before launch."""
-    from ..agent_s3 import data_problems, list_data, parse_s3_url
+    from ..agent_s3_service import data_problems, list_data, parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(url)

@@ -325,7 +325,11 @@ def fail():
 # cloudpickle — so the bootstrap really installs what the agent needs from the
 # package index. Each instance has its own HOME (its disk: /root on EC2); the
 # venv the first bootstrap builds is kept for the test session and linked into
-# later instances' disks, to keep the suite fast.
+# later instances' disks, to keep the suite fast. Each instance also has its own
+# IMDSv2 stand-in (its instance-id, and the spot notices a test serves), and the
+# player runs an instance's UserData (a spot request's boot script) at its first
+# boot and refills persistent spot requests whose instance was terminated, as AWS
+# does, so the recovery after an interruption runs with no test code driving it.
 
 
 @pytest.fixture(scope="session")
@@ -341,22 +345,35 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class _Imds:
     """A local stand-in for the instance metadata service, speaking IMDSv2: a token from
     PUT /latest/api/token, then GETs carrying it. It serves no spot notice (404), as EC2
-    does while none is pending; fault tests serve notices with their own server."""
+    does while none is pending. Each played instance gets its own (`for_instance`): it
+    answers `instance-id` and serves the notices a test sets (`spot_notice`); its requests
+    are counted on the session's server too."""
 
     TOKEN = "played-instance-token"
+    ACTION = "/latest/meta-data/spot/instance-action"
 
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str | None = None, parent: _Imds | None = None) -> None:
         import http.server
 
         imds = self
         self.requests = 0
+        self.instance_id = instance_id
+        self.parent = parent
+        self.notices: dict[str, str] = {}
+        if instance_id:
+            self.notices["/latest/meta-data/instance-id"] = instance_id
+
+        def count() -> None:
+            imds.requests += 1
+            if imds.parent is not None:
+                imds.parent.requests += 1
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
             def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
-                imds.requests += 1
+                count()
                 if self.path == "/latest/api/token" and self.headers.get(
                     "X-aws-ec2-metadata-token-ttl-seconds"
                 ):
@@ -365,9 +382,11 @@ class _Imds:
                     self._send(400, "")
 
             def do_GET(self) -> None:  # noqa: N802
-                imds.requests += 1
+                count()
                 if self.headers.get("X-aws-ec2-metadata-token") != imds.TOKEN:
                     self._send(401, "")
+                elif self.path in imds.notices:
+                    self._send(200, imds.notices[self.path])
                 else:
                     self._send(404, "")
 
@@ -382,8 +401,15 @@ class _Imds:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def for_instance(self, instance_id: str) -> _Imds:
+        return _Imds(instance_id, parent=self)
+
+    def spot_notice(self, when: str = "2026-11-29T04:00:00Z") -> None:
+        self.notices[self.ACTION] = json.dumps({"action": "terminate", "time": when})
+
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -401,13 +427,19 @@ def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class InstancePlayer:
-    """Runs the scripts of SSM commands as the target instance would."""
+    """Runs the scripts of SSM commands as the target instance would, and plays what AWS
+    does on its own: UserData at an instance's first boot, a terminated instance's
+    processes gone, persistent spot requests refilled (`refills`, unless `refill` is
+    False); `imds_for(id).spot_notice()` serves a notice to one instance."""
 
-    def __init__(
-        self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path, imds_url: str
-    ):
+    def __init__(self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path, imds: _Imds):
         self.moto_url = moto_url
-        self.imds_url = imds_url
+        self.imds = imds
+        self.imds_of: dict[str, _Imds] = {}  # each instance's own metadata service
+        self.booted: set[str] = set()  # instances whose UserData (boot script) ran
+        self.refills: list[tuple[str, str, str]] = []  # (request, old instance, new instance)
+        self.refill = True  # play AWS refilling persistent spot requests
+        self._cache_lock = threading.RLock()
         self.bare_bin = bare_bin
         self.venv_cache = venv_cache
         self.sandbox = sandbox
@@ -420,16 +452,23 @@ class InstancePlayer:
 
     def home(self, instance_id: str) -> Path:
         """The instance's disk; a new instance gets the session's cached venv, if built."""
-        home = self.homes.get(instance_id)
-        if home is None:
-            home = self.sandbox / f"disk-{instance_id}"
-            (home / "runctl").mkdir(parents=True)
-            if self.venv_cache.exists():
-                (home / "runctl" / "venv").symlink_to(self.venv_cache)
-            self.homes[instance_id] = home
-        return home
+        with self._cache_lock:  # boot threads, the command loop and tests ask at once
+            home = self.homes.get(instance_id)
+            if home is None:
+                home = self.sandbox / f"disk-{instance_id}"
+                (home / "runctl").mkdir(parents=True)
+                if self.venv_cache.exists():
+                    (home / "runctl" / "venv").symlink_to(self.venv_cache)
+                self.homes[instance_id] = home
+            return home
 
-    def env(self, home: Path) -> dict[str, str]:
+    def imds_for(self, instance_id: str) -> _Imds:
+        with self._cache_lock:
+            if instance_id not in self.imds_of:
+                self.imds_of[instance_id] = self.imds.for_instance(instance_id)
+            return self.imds_of[instance_id]
+
+    def env(self, home: Path, instance_id: str) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -437,7 +476,7 @@ class InstancePlayer:
             "HOME": str(home),
             "PATH": f"{self.bare_bin}:/usr/bin:/bin",
             # the metadata service's local stand-in, as AWS_ENDPOINT_URL is AWS's
-            "RUNCTL_IMDS_URL": self.imds_url,
+            "RUNCTL_IMDS_URL": self.imds_for(instance_id).url,
         }
 
     def _loop(self) -> None:
@@ -445,6 +484,7 @@ class InstancePlayer:
         from moto.ssm.models import ssm_backends
 
         while not self._stop.is_set():
+            self._play_ec2(ec2_backends["123456789012"][REGION])
             commands = list(ssm_backends["123456789012"][REGION]._commands)
             for command in commands:
                 if command.command_id in self.seen:
@@ -459,27 +499,84 @@ class InstancePlayer:
                         )
                         continue
                     invocation.update(Status="InProgress", StatusDetails="InProgress")
-                    self._run(command, invocation, self.home(instance_id))
+                    self._run(command, invocation, self.home(instance_id), instance_id)
             self._stop.wait(0.1)
 
-    def _run(self, command: Any, invocation: dict, home: Path) -> None:
+    # -- what AWS does on its own: boot scripts, terminations, refilled spot requests --------
+    def _play_ec2(self, ec2: Any) -> None:
+        """Run each new instance's UserData once (cloud-init at first boot, in a thread like
+        a boot); stop the processes of a terminated instance; and, as AWS does for a
+        persistent spot request (not cancelled) whose instance is gone, launch another."""
+        for reservation in list(ec2.reservations.values()):
+            for inst in reservation.instances:
+                if inst.state == "terminated" and inst.id in self.homes:
+                    self._kill(self.homes[inst.id])
+                elif inst.state == "running" and inst.user_data and inst.id not in self.booted:
+                    self.booted.add(inst.id)
+                    script = inst.user_data.decode() if hasattr(inst.user_data, "decode") else ""
+                    threading.Thread(target=self._boot, args=(inst.id, script), daemon=True).start()
+        if not self.refill:
+            return
+        for request in list(ec2.spot_instance_requests.values()):
+            if request.type != "persistent" or request.state != "active":
+                continue
+            if request.instance.state == "terminated":
+                old = request.instance.id
+                request.instance = request.launch_instance()
+                self.refills.append((request.id, old, request.instance.id))
+
+    def _boot(self, instance_id: str, script: str) -> None:
+        self._execute(script, self.home(instance_id), instance_id, kind="boot")
+
+    def terminate(self, instance_id: str) -> None:
+        """AWS reclaiming a spot instance: the instance (and what runs on it) is gone."""
+        from moto.ec2.models import ec2_backends
+
+        ec2_backends["123456789012"][REGION].terminate_instances([instance_id])
+        if instance_id in self.homes:
+            self._kill(self.homes[instance_id])
+
+    @staticmethod
+    def _kill(home: Path) -> None:
+        import signal
+
+        for pid_file in (home / "runctl" / "runs").glob("*/service.pid"):
+            try:
+                os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+            pid_file.unlink(missing_ok=True)
+
+    def _run(self, command: Any, invocation: dict, home: Path, instance_id: str) -> None:
+        script = "\n".join(command.parameters["commands"])
+        proc = self._execute(script, home, instance_id, kind="ssm")
+        invocation.update(
+            Status="Success" if proc.returncode == 0 else "Failed",
+            StatusDetails="Success" if proc.returncode == 0 else "Failed",
+            ResponseCode=proc.returncode,
+            StandardOutputContent=proc.stdout[-24000:],
+            StandardErrorContent=proc.stderr[-8000:],
+        )
+
+    def _execute(self, script: str, home: Path, instance_id: str, kind: str) -> Any:
         import shutil
         import subprocess
         import tempfile
 
-        script = "\n".join(command.parameters["commands"])
-        cwd = tempfile.mkdtemp(dir=self.sandbox, prefix="ssm-")
+        cwd = tempfile.mkdtemp(dir=self.sandbox, prefix=f"{kind}-")
         started = time.monotonic()
         proc = subprocess.run(
             ["/bin/bash", "-c", script],
             cwd=cwd,
-            env=self.env(home),
+            env=self.env(home, instance_id),
             capture_output=True,
             text=True,
             timeout=900,
         )
         self.runs.append(
             {
+                "kind": kind,
+                "instance_id": instance_id,
                 "script": script,
                 "returncode": proc.returncode,
                 "stdout": proc.stdout,
@@ -496,15 +593,15 @@ class InstancePlayer:
             and venv.is_dir()
             and not venv.is_symlink()
         ):
-            # keep the venv this bootstrap built for later instances (it is run as `python -m pip`)
-            shutil.copytree(venv, self.venv_cache, symlinks=True)
-        invocation.update(
-            Status="Success" if proc.returncode == 0 else "Failed",
-            StatusDetails="Success" if proc.returncode == 0 else "Failed",
-            ResponseCode=proc.returncode,
-            StandardOutputContent=proc.stdout[-24000:],
-            StandardErrorContent=proc.stderr[-8000:],
-        )
+            # keep the venv this bootstrap built for later instances (it is run as `python -m pip`);
+            # copied aside, then renamed: a new instance never links a half-copied venv
+            with self._cache_lock:
+                if not self.venv_cache.exists():
+                    partial = self.venv_cache.with_name(self.venv_cache.name + ".partial")
+                    shutil.rmtree(partial, ignore_errors=True)
+                    shutil.copytree(venv, partial, symlinks=True)
+                    os.replace(partial, self.venv_cache)
+        return proc
 
     def run_dir(self, run_id: str) -> Path:
         for home in self.homes.values():
@@ -517,6 +614,8 @@ class InstancePlayer:
         import signal
 
         self._stop.set()
+        for server in self.imds_of.values():
+            server.close()
         self._thread.join(timeout=5)
         for home in self.homes.values():
             pid_files = [
@@ -539,7 +638,7 @@ def instance(
 ) -> Iterator[InstancePlayer]:
     sandbox = tmp_path / "instance-sandbox"
     sandbox.mkdir()
-    player = InstancePlayer(moto_server, bare_python, venv_cache, sandbox, imds.url)
+    player = InstancePlayer(moto_server, bare_python, venv_cache, sandbox, imds)
     try:
         yield player
     finally:

@@ -130,11 +130,14 @@ def test_a_failure_while_shipping_terminates_the_new_instance(
 
     setup(aws)
     run_dir, spec = _launchable(tmp_path)
-    fail(aws, operation, code="InjectedFailure")
+    # the first PutObject claims the attempt before the launch; the bundle's is the one that fails
+    fail(aws, operation, code="InjectedFailure", skip=1 if operation == "s3.PutObject" else 0)
     with pytest.raises(Exception, match="InjectedFailure"):
         AWSBackend(clients=aws, aws_poll=0.05).start(run_dir, spec, attempt=1)
     assert _live_instances(aws) == []
-    assert aws.calls.get("ec2.RunInstances") == 1
+    assert aws.calls.get("ec2.RequestSpotInstances") == 1  # spot by default: a persistent request
+    requests = aws.ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+    assert [r for r in requests if r["State"] in ("open", "active")] == []  # cancelled: no refill
 
 
 def test_interrupting_the_launch_terminates_the_new_instance(aws, tmp_path: Path):
@@ -161,12 +164,16 @@ def test_a_missing_bucket_says_run_setup_and_launches_nothing(aws, tmp_path: Pat
     assert aws.calls.get("ec2.RunInstances", 0) == 0
 
 
-def test_options_not_built_yet_are_refused_not_ignored(aws, tmp_path: Path):
+def test_a_fallback_with_on_demand_before_a_type_is_refused_before_any_launch(aws, tmp_path: Path):
+    from runctl_jupyter.aws.setup import setup
+
+    setup(aws)
     run_dir, spec = _launchable(tmp_path)
-    spec["options"]["max_interruptions"] = 3
-    with pytest.raises(AWSError, match="--max-interruptions is not available on AWS"):
+    spec["options"]["fallback"] = ["on-demand", "t3.small"]
+    with pytest.raises(AWSError, match="on-demand can only come last"):
         AWSBackend(clients=aws).start(run_dir, spec, attempt=1)
     assert aws.calls.get("ec2.RunInstances", 0) == 0
+    assert aws.calls.get("ec2.RequestSpotInstances", 0) == 0
 
 
 def test_the_mirror_log_grows_from_log_events_while_the_run_streams(aws, tmp_path: Path):
