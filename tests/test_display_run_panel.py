@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -194,7 +195,15 @@ def test_widget_panel_shows_header_status_colour_and_updates(shell, comms):
 def test_cost_ticker_shows_dollars_and_rate_on_aws(shell, comms):
     panel = RunPanel(make_run(backend="aws", cost=1.234, rate=0.526), on_stop=lambda force: None)
     assert "$1.23 ($0.526/h)" in panel.header_html()
-    assert "local" in RunPanel(make_run(), on_stop=lambda f: None).header_html()
+    local = RunPanel(make_run(), on_stop=lambda f: None).header_html()
+    assert "local" in local
+
+
+def test_live_header_names_the_local_backend_once(shell, comms):
+    panel = RunPanel(make_run(params={"steps": 100}), on_stop=lambda f: None)
+    panel.update(panel.run, [Events()("metric", step=10, total=100, values={"loss": 1.0})])
+    text = re.sub(r"<[^>]+>", "", panel.header_html())
+    assert "elapsed" in text and text.count("local") == 1, text
 
 
 def test_metrics_of_different_scale_get_separate_subplots(shell, comms):
@@ -524,9 +533,7 @@ def test_open_record_shows_the_absolute_path_when_no_copy_can_be_made(shell, com
     click(panel.w["open_record"])
     note = panel.w["record"].value
     assert (
-        "could not copy the record here" in note
-        and "<code" in note
-        and str(outside_record) in note
+        "could not copy the record here" in note and "<code" in note and str(outside_record) in note
     )
     summary = finish_summary(panel)
     assert str(outside_record) in summary and "href" not in summary.split("record")[-1]

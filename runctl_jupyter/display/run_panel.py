@@ -223,7 +223,9 @@ class RunPanel:
             eta = self.eta()
             if eta is not None:
                 facts.append(f"ETA {esc(fmt_duration(eta))}")
-        facts.append(f'<span class="runctl-cost">{esc(fmt_cost(run))}</span>')
+        cost = fmt_cost(run)
+        if cost != "local":  # the header already names the local backend once
+            facts.append(f'<span class="runctl-cost">{esc(cost)}</span>')
         html_ = header_html(run, extra=" · ".join(facts))
         if self.warnings:
             html_ += "".join(f'<div style="color:#ef6c00">⚠ {esc(w)}</div>' for w in self.warnings)
