@@ -555,3 +555,21 @@ def test_without_a_click_no_copy_is_made_and_a_record_below_the_folder_is_linked
         panel.show()
     assert panel.w["open_record"].layout.display == "none"
     assert 'href="runs/record.ipynb"' in panel.w["record"].value
+
+
+def test_the_summary_left_in_the_cell_keeps_the_last_lines_of_output(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, log_tail_lines=3)
+    with capture_output() as cap:
+        panel.show()
+        lines = [f"epoch {i} <b>x</b>" for i in range(5)]
+        panel.update(make_run(), [ev("log", stream="stdout", text="\n".join(lines))])
+        panel.update(make_run(), [ev("log", stream="stderr", text="warn")])
+        panel.redraw()
+        panel.finish(make_run(status="stopped", reason="user", ended=time.time(), duration=3.0))
+    summary = [o for o in cap.outputs if o.update][-2].data
+    html = summary["text/html"]
+    assert "epoch 3 &lt;b&gt;x&lt;/b&gt;" in html and "epoch 4" in html and "! warn" in html
+    assert "epoch 2" not in html  # the panel's tail only
+    assert "%runctl logs 3f9a1c2b7d has all" in html and "stopped" in html
+    assert "epoch 4" not in summary["text/plain"]  # plain text stays the summary

@@ -281,6 +281,18 @@ class RunPanel:
             'margin:4px 0;padding:4px;background:#f7f7f7">' + "\n".join(lines) + "</pre>"
         )
 
+    def _with_log_tail(self, bundle: dict) -> dict:
+        """The summary bundle with the panel's last lines of output below it (HTML,
+        escaped; text/plain stays the summary: the output may hold anything)."""
+        n, run_id = len(self.log_tail), self.run.get("id")
+        title = f"last {n} line{'s' if n != 1 else ''} of output (%runctl logs {run_id} has all)"
+        return {
+            **bundle,
+            "text/html": bundle["text/html"]
+            + f'<div style="color:#666;font-size:0.85em;margin-top:6px">{esc(title)}</div>'
+            + self.log_html(),
+        }
+
     def traces(self) -> list[tuple[str, int, list, list]]:
         """(name, subplot, xs, ys) of each metric, smoothed when the toggle is on."""
         out = []
@@ -528,6 +540,8 @@ class RunPanel:
         self.finished = True
         # replace the views first, then close the widgets behind them
         shown = self.mode in ("widgets", "html")
+        if shown and self.log_tail:  # the lines watched live stay in the saved notebook
+            outputs[0] = self._with_log_tail(outputs[0])
         leave_static(
             outputs,
             self._handle if shown else None,
