@@ -468,7 +468,9 @@ class Session:
         rows = self.store.list_runs(
             experiment=experiment, status=status, project=project, sweep_id=sweep, limit=limit
         )
-        return RunTable(rows, self.store.summaries([r["id"] for r in rows]), session=self)
+        filters = {"experiment": experiment, "status": status, "project": project, "sweep": sweep}
+        summaries = self.store.summaries([r["id"] for r in rows])
+        return RunTable(rows, summaries, session=self, filters=filters)
 
     def show(self, ref: str) -> Any:
         """A run's details, or a sweep's (sweep ids start with `s`)."""
