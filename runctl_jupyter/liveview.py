@@ -79,6 +79,8 @@ class PanelView:
     """Adapts display.RunPanel to the view protocol and keeps Stop clickable
     while the cell blocks (pending widget messages are processed in idle())."""
 
+    replays_history = True  # Session._follow: the first update has every event so far
+
     def __init__(self, session: Any, run: Any) -> None:
         from .display.run_panel import RunPanel
         from .display.uipoll import process_ui_events

@@ -159,14 +159,24 @@ class RunTable:
     HEADER = ["id", "name", "experiment", "status", "started", "duration", "metrics", "cost"]
 
     def __init__(
-        self, rows: list[dict], summaries: dict | None = None, session: Any = None
+        self,
+        rows: list[dict],
+        summaries: dict | None = None,
+        session: Any = None,
+        filters: dict | None = None,
     ) -> None:
         self.rows = rows
         self.summaries = summaries or {}
         self.session = session
+        self.filters = {k: v for k, v in (filters or {}).items() if v is not None}
 
     def _ipython_display_(self) -> None:
         """In a kernel: the table with Attach/Stop for runs still going (display/)."""
+        if not self.rows:  # the one line that says why (and what to do), not an empty table
+            from IPython.display import display
+
+            display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)
+            return
         try:
             import ipywidgets
 
@@ -220,6 +230,9 @@ class RunTable:
         return len(self.rows)
 
     def __str__(self) -> str:
+        if not self.rows and self.filters:
+            shown = ", ".join(f"{k} {v}" for k, v in self.filters.items())
+            return f"no runs with {shown}: `%runctl runs` (or `runctl runs`) lists them all"
         if not self.rows:
             return "no runs yet: start one with %%runctl train (or `runctl train SCRIPT.py`)"
         return _table_text(self.HEADER, self._cells())

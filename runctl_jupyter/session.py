@@ -255,9 +255,14 @@ class Session:
         spec = read_spec(self.store.run_dir(run.id))
         target = self.backend(spec.get("backend", "local"))
         interval = self.config.refresh_interval
+        # A panel starts from the whole stream: the events an earlier refresh folded
+        # (%runctl runs, attach, a slow first import of the panel) are never new again.
+        replay = getattr(view, "replays_history", False)
         while True:
             target.pull(self.store.run_dir(run.id), spec)
             events = self.store.refresh(run.id)
+            if replay:
+                events, replay = self.store.events(run.id), False
             row = self.store.get(run.id)
             view.update(row, events)
             if row["status"] in ENDED:
@@ -463,7 +468,9 @@ class Session:
         rows = self.store.list_runs(
             experiment=experiment, status=status, project=project, sweep_id=sweep, limit=limit
         )
-        return RunTable(rows, self.store.summaries([r["id"] for r in rows]), session=self)
+        filters = {"experiment": experiment, "status": status, "project": project, "sweep": sweep}
+        summaries = self.store.summaries([r["id"] for r in rows])
+        return RunTable(rows, summaries, session=self, filters=filters)
 
     def show(self, ref: str) -> Any:
         """A run's details, or a sweep's (sweep ids start with `s`)."""

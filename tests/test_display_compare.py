@@ -293,3 +293,29 @@ def test_sorting_by_a_param_column_is_offered(store, comms):
         panel.w["descending"].value = False
         panel.w["sort"].value = "lr"
     assert [r["run"] for r in panel.table()] == ["r3", "r2", "r1", "r0"]
+
+
+def test_runs_with_the_same_name_are_told_apart_in_the_legends(tmp_path):
+    store = Store(tmp_path / "home")
+    for rid, lr in (("a1", 0.5), ("b2", 0.2), ("c3", 0.1)):  # a rerun keeps the name
+        name = "other" if rid == "c3" else "quickstart"
+        write_run(store, rid, {"lr": lr}, lambda m, s, lr=lr: lr / (s + 1), name=name)
+    store.refresh()
+    panel = ComparePanel(store, ["a1", "b2", "c3"], metric="loss")
+    names = [trace["name"] for trace in panel.curves_bundle()[PLOTLY]["data"]]
+    assert sorted(names) == ["other", "quickstart (a1)", "quickstart (b2)"]
+    scatter = panel.scatter_bundle()[PLOTLY]["data"][0]
+    assert sorted(scatter["text"]) == ["other", "quickstart (a1)", "quickstart (b2)"]
+
+
+def test_the_order_toggle_says_the_order_shown(store, comms):
+    InteractiveShell.instance()
+    panel = ComparePanel(store, IDS, metric="loss", widgets=True)
+    with capture_output():
+        panel.show()
+        toggle = panel.w["descending"]
+        assert (toggle.value, toggle.description) == (False, "ascending")  # lowest loss first
+        toggle.value = True
+        assert toggle.description == "descending" and toggle.icon == "sort-amount-desc"
+        panel.w["metric"].value = "val_acc"  # highest accuracy first
+        assert (toggle.value, toggle.description) == (True, "descending")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -194,7 +195,15 @@ def test_widget_panel_shows_header_status_colour_and_updates(shell, comms):
 def test_cost_ticker_shows_dollars_and_rate_on_aws(shell, comms):
     panel = RunPanel(make_run(backend="aws", cost=1.234, rate=0.526), on_stop=lambda force: None)
     assert "$1.23 ($0.526/h)" in panel.header_html()
-    assert "local" in RunPanel(make_run(), on_stop=lambda f: None).header_html()
+    local = RunPanel(make_run(), on_stop=lambda f: None).header_html()
+    assert "local" in local
+
+
+def test_live_header_names_the_local_backend_once(shell, comms):
+    panel = RunPanel(make_run(params={"steps": 100}), on_stop=lambda f: None)
+    panel.update(panel.run, [Events()("metric", step=10, total=100, values={"loss": 1.0})])
+    text = re.sub(r"<[^>]+>", "", panel.header_html())
+    assert "elapsed" in text and text.count("local") == 1, text
 
 
 def test_metrics_of_different_scale_get_separate_subplots(shell, comms):
@@ -524,9 +533,7 @@ def test_open_record_shows_the_absolute_path_when_no_copy_can_be_made(shell, com
     click(panel.w["open_record"])
     note = panel.w["record"].value
     assert (
-        "could not copy the record here" in note
-        and "<code" in note
-        and str(outside_record) in note
+        "could not copy the record here" in note and "<code" in note and str(outside_record) in note
     )
     summary = finish_summary(panel)
     assert str(outside_record) in summary and "href" not in summary.split("record")[-1]
@@ -548,3 +555,21 @@ def test_without_a_click_no_copy_is_made_and_a_record_below_the_folder_is_linked
         panel.show()
     assert panel.w["open_record"].layout.display == "none"
     assert 'href="runs/record.ipynb"' in panel.w["record"].value
+
+
+def test_the_summary_left_in_the_cell_keeps_the_last_lines_of_output(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(), on_stop=lambda force: None, widgets=True, log_tail_lines=3)
+    with capture_output() as cap:
+        panel.show()
+        lines = [f"epoch {i} <b>x</b>" for i in range(5)]
+        panel.update(make_run(), [ev("log", stream="stdout", text="\n".join(lines))])
+        panel.update(make_run(), [ev("log", stream="stderr", text="warn")])
+        panel.redraw()
+        panel.finish(make_run(status="stopped", reason="user", ended=time.time(), duration=3.0))
+    summary = [o for o in cap.outputs if o.update][-2].data
+    html = summary["text/html"]
+    assert "epoch 3 &lt;b&gt;x&lt;/b&gt;" in html and "epoch 4" in html and "! warn" in html
+    assert "epoch 2" not in html  # the panel's tail only
+    assert "%runctl logs 3f9a1c2b7d has all" in html and "stopped" in html
+    assert "epoch 4" not in summary["text/plain"]  # plain text stays the summary

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 from nbclient import NotebookClient
 
 from runctl_jupyter import cli
@@ -93,7 +94,7 @@ def test_the_shell_runs_a_script_sweep_and_lists_it(home, tmp_path, monkeypatch,
 # ---------------------------------------------------------------- the panel
 
 
-def fake_sweep(home, n: int, hostile: str = "") -> SweepState:
+def fake_sweep(home, n: int, hostile: str = "", objective: bool = True) -> SweepState:
     """A sweep folder as the scheduler leaves it: n trials, most done, some running."""
     sweep_dir = home / "sweeps" / "sabc"
     sweep_dir.mkdir(parents=True)
@@ -108,7 +109,7 @@ def fake_sweep(home, n: int, hostile: str = "") -> SweepState:
             "name": "big",
             "experiment": "big",
             "search": "grid",
-            "objective": {"metric": "acc", "mode": "max"},
+            "objective": {"metric": "acc", "mode": "max"} if objective else None,
             "n_trials": n,
             "plan": plan,
             "created": time.time(),
@@ -146,6 +147,33 @@ def test_the_panel_shows_counts_table_and_figure_and_its_buttons_stop(session, h
     assert stopped_trials == ["r0021"] and "Stopping run r0021" in w["message"].value
     w["stop_sweep"].click()
     assert stopped_sweeps == [1] and w["stop_sweep"].disabled
+
+
+def _shown_widgets(outputs) -> list[str]:
+    return [
+        o.data["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for o in outputs
+        if "application/vnd.jupyter.widget-view+json" in o.data
+    ]
+
+
+@pytest.mark.parametrize("objective", [False, True])
+def test_the_figure_shows_only_once_there_is_an_objective_to_plot(session, home, objective):
+    InteractiveShell.instance()
+    state = fake_sweep(home, 25, objective=objective)
+    trials = trial_rows(session, state)
+    if not objective:
+        trials = [{**t, "objective": None} for t in trials]
+    panel = SweepPanel(state, lambda r: None, lambda: None, widgets=True)
+    panel.trials = trials
+    with capture_output() as cap:
+        panel.show()
+    shown = _shown_widgets(cap.outputs)
+    fig_shown = panel.w["figure"].model_id in shown
+    assert panel.w["top"].model_id in shown and fig_shown is objective, shown
+    # a running trial is chosen for Stop trial: no empty choice
+    assert panel.w["trial"].value == "r0005"
+    panel.close()
 
 
 def test_finishing_closes_the_widgets_and_leaves_an_escaped_static_summary(session, home):

@@ -36,6 +36,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.title.caption = 'runctl runs';
     app.shell.add(sidebar, 'left', { rank: 600 });
 
+    // The "open record" button of a run's summary in a notebook output
+    // (data-commandlinker-command, runctl_jupyter/display/summary.py).
+    app.commands.addCommand('runctl:open-record', {
+      label: 'Open the run record',
+      execute: async args => {
+        const run = typeof args.run === 'string' ? args.run : '';
+        if (run) {
+          open(await model.openRecord(run));
+        }
+      }
+    });
+
     app.commands.addCommand('runctl:show-runs', {
       label: 'Show runctl runs',
       execute: () => app.shell.activateById(sidebar.id)

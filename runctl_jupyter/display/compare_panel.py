@@ -121,8 +121,14 @@ class ComparePanel:
         return self._histories[metric]
 
     def _label(self, rid: str) -> str:
+        """The run's name; with its id when another compared run has the same name
+        (a rerun keeps the name, and two legend entries alike say nothing)."""
         row = self.rows[self.run_ids.index(rid)]
-        return row.get("name") or rid
+        name = row.get("name")
+        if not name:
+            return rid
+        same = sum(1 for r in self.rows if r.get("name") == name)
+        return f"{name} ({rid})" if same > 1 else name
 
     # -------------------------------------------------------------- outputs
     def table_html(self) -> str:
@@ -230,7 +236,7 @@ class ComparePanel:
         front_ids = pareto_front(rows, key, maximize=not self._lower(self.metric), cost=axis)
         by_run = {r["run"]: r for r in points}
         front = [by_run[f] for f in front_ids if f in by_run]
-        labels = [esc(r["name"] or r["run"]) for r in points]
+        labels = [esc(self._label(r["run"])) for r in points]
         axis_title = "cost ($)" if axis == "cost" else "duration (s)"
         data = [
             {
@@ -253,7 +259,7 @@ class ComparePanel:
                 "name": "Pareto front",
                 "x": [r[axis] for r in front],
                 "y": [r[key] for r in front],
-                "text": [esc(r["name"] or r["run"]) for r in front],
+                "text": [esc(self._label(r["run"])) for r in front],
                 "marker": {"size": 12, "color": "#e53935", "symbol": "star"},
                 "line": {"color": "#e53935", "dash": "dot"},
                 "hovertemplate": "%{text} (front)<br>"
@@ -430,9 +436,8 @@ class ComparePanel:
             value=self.sort_by if self.sort_by in columns else "run",
             description="sort by",
         )
-        w["descending"] = W.ToggleButton(
-            value=self.descending, description="descending", icon="sort-amount-desc"
-        )
+        w["descending"] = W.ToggleButton(value=self.descending, tooltip="reverse the order")
+        self._label_order(w["descending"])
         w["all_params"] = W.Checkbox(value=False, description="all params", indent=False)
         w["box"] = W.HBox([w["metric"], w["sort"], w["descending"], w["all_params"]])
         w["metric"].observe(self._on_metric, names="value")
@@ -458,8 +463,16 @@ class ComparePanel:
         if not self._syncing:
             self.refresh()
 
+    @staticmethod
+    def _label_order(button) -> None:
+        """The toggle says the order shown (not the one a click gives)."""
+        down = bool(button.value)
+        button.description = "descending" if down else "ascending"
+        button.icon = "sort-amount-desc" if down else "sort-amount-asc"
+
     def _on_descending(self, change) -> None:
         self.descending = bool(change["new"])
+        self._label_order(self.w["descending"])
         if not self._syncing:
             self.refresh()
 

@@ -223,7 +223,9 @@ class RunPanel:
             eta = self.eta()
             if eta is not None:
                 facts.append(f"ETA {esc(fmt_duration(eta))}")
-        facts.append(f'<span class="runctl-cost">{esc(fmt_cost(run))}</span>')
+        cost = fmt_cost(run)
+        if cost != "local":  # the header already names the local backend once
+            facts.append(f'<span class="runctl-cost">{esc(cost)}</span>')
         html_ = header_html(run, extra=" · ".join(facts))
         if self.warnings:
             html_ += "".join(f'<div style="color:#ef6c00">⚠ {esc(w)}</div>' for w in self.warnings)
@@ -278,6 +280,18 @@ class RunPanel:
             '<pre class="runctl-log tex2jax_ignore mathjax_ignore" style="max-height:22em;overflow:auto;font-size:0.85em;'
             'margin:4px 0;padding:4px;background:#f7f7f7">' + "\n".join(lines) + "</pre>"
         )
+
+    def _with_log_tail(self, bundle: dict) -> dict:
+        """The summary bundle with the panel's last lines of output below it (HTML,
+        escaped; text/plain stays the summary: the output may hold anything)."""
+        n, run_id = len(self.log_tail), self.run.get("id")
+        title = f"last {n} line{'s' if n != 1 else ''} of output (%runctl logs {run_id} has all)"
+        return {
+            **bundle,
+            "text/html": bundle["text/html"]
+            + f'<div style="color:#666;font-size:0.85em;margin-top:6px">{esc(title)}</div>'
+            + self.log_html(),
+        }
 
     def traces(self) -> list[tuple[str, int, list, list]]:
         """(name, subplot, xs, ys) of each metric, smoothed when the toggle is on."""
@@ -526,6 +540,8 @@ class RunPanel:
         self.finished = True
         # replace the views first, then close the widgets behind them
         shown = self.mode in ("widgets", "html")
+        if shown and self.log_tail:  # the lines watched live stay in the saved notebook
+            outputs[0] = self._with_log_tail(outputs[0])
         leave_static(
             outputs,
             self._handle if shown else None,

@@ -412,7 +412,9 @@ class SweepPanel:
         if use_widgets:
             self.build_widgets()
             self._handle = display(self.w["top"], display_id=panel_id)
-            self._fig_handle = display(self.w["figure"], display_id=fig_id)
+            # the figure takes its place once a trial has an objective: until then
+            # (and in a sweep without --objective) it would be 520 px of empty axes
+            self._fig_handle = display({"text/plain": ""}, raw=True, display_id=fig_id)
         else:
             self.mode = "html"
             self._handle = display(self._live_bundle(), raw=True, display_id=panel_id)
@@ -484,7 +486,10 @@ class SweepPanel:
         w["table"].value = table_html(self.state, self.trials, self.max_rows)
         options = [(f"{t['index']} · {t['run']}", t["run"]) for t in self.running()]
         if [o[1] for o in options] != [o[1] for o in w["trial"].options]:
+            chosen, ids = w["trial"].value, [o[1] for o in options]
             w["trial"].options = options
+            if ids:  # ipywidgets leaves an empty choice; Stop trial must show what it stops
+                w["trial"].value = chosen if chosen in ids else ids[0]
         ended = self.state.status in ("succeeded", "failed", "stopped")
         w["stop_sweep"].disabled = ended or self._message.startswith("Stopping the sweep")
         w["stop_trial"].disabled = ended or not options
@@ -504,8 +509,9 @@ class SweepPanel:
         if parcoords is None:
             return
         fig = self.w["figure"]
+        first = not fig.data
         with fig.batch_update():
-            if not fig.data:
+            if first:
                 fig.add_trace(parcoords)
                 fig.add_trace(markers)
                 fig.add_trace(line)
@@ -514,6 +520,8 @@ class SweepPanel:
                 fig.data[0].line.color = parcoords["line"]["color"]
                 for trace, new in ((fig.data[1], markers), (fig.data[2], line)):
                     trace.x, trace.y = new["x"], new["y"]
+        if first and self._fig_handle is not None:
+            self._fig_handle.update(fig)
 
     # ------------------------------------------------------------ controls
     def _stop_sweep(self) -> None:

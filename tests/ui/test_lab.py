@@ -5,8 +5,10 @@ long-running cells), Debian's Chromium through Playwright.
 It runs the quickstart's training cell, checks the live RunPanel (plot + Stop),
 the sidebar (the run with its final status, the status bar item, opening a
 record), Stop in the cell's own panel during a blocking run, and Stop from the
-sidebar (with its confirmation dialog) on a detached run. Screenshots go to
-test-artifacts/ui/.
+sidebar (with its confirmation dialog) on a detached run, and the "open record"
+button of the summary a run leaves in its cell. The lab loads this tree's built
+extension (runctl_jupyter/labextension) when there is one, else the installed
+one. Screenshots go to test-artifacts/ui/.
 """
 
 from __future__ import annotations
@@ -131,6 +133,13 @@ def lab(tmp_path: Path) -> Iterator[dict]:
     _seed_runs(home, OLD_RUNS)
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
+    built = ROOT / "runctl_jupyter" / "labextension"
+    if (built / "package.json").exists():  # this tree's build first, not an older installed one
+        (tmp_path / "jupyter" / "labextensions").mkdir(parents=True)
+        (tmp_path / "jupyter" / "labextensions" / "runctl-jupyter").symlink_to(built)
+        env["JUPYTER_PATH"] = os.pathsep.join(
+            p for p in (str(tmp_path / "jupyter"), env.get("JUPYTER_PATH")) if p
+        )
     env.update(
         RUNCTL_HOME=str(home),
         JUPYTERLAB_SETTINGS_DIR=str(settings),
@@ -380,6 +389,16 @@ def _scenario(page, lab: dict, expect) -> None:
     steps = _row(lab["home"], "blocking")["last_step"]
     assert steps is not None and steps < 2999, "the blocking run went on to its end"
     shot(page, "4-blocking-stopped-from-cell")
+
+    # -- the "open record" button of the summary left in the cell opens its record too
+    live.locator(".runctl-summary button", has_text="open record").click()
+    blocking_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=re.compile(r"^blocking-.*\.ipynb"))  # fmt: skip
+    expect(blocking_tab).to_have_count(1)
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=lab["notebook"]).click()
+    page.wait_for_function(
+        "(name) => window.jupyterapp.shell.currentWidget.context?.path === name",
+        arg=lab["notebook"],
+    )
 
     # -- a detached run stopped from the sidebar, after its confirmation dialog
     run_cell(page, lab["detached"])
