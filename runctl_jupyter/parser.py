@@ -405,7 +405,12 @@ def build_parser(prog: str = "runctl") -> RunctlArgumentParser:
         "runs", help="list runs, newest first", description="List runs, newest first."
     )
     p.add_argument("--experiment", "--experiment-name", dest="experiment", metavar="NAME")
-    p.add_argument("--status", choices=RUN_STATES, metavar="STATUS", help=", ".join(RUN_STATES))
+    p.add_argument(
+        "--status",
+        choices=(*RUN_STATES, "active"),
+        metavar="STATUS",
+        help=", ".join(RUN_STATES) + ", or active (any of the first six: not ended)",
+    )
     p.add_argument("--limit", type=_positive_int, default=20, metavar="N")
     p.add_argument("--all", action="store_true", help="no limit")
     p.add_argument("--project", metavar="P")

@@ -203,8 +203,14 @@ class Store:
         sweep_id: str | None = None,
         limit: int | None = 50,
     ) -> list[dict]:
-        """Rows, newest first (call refresh() first for live states)."""
+        """Rows, newest first (call refresh() first for live states). `status` is a
+        run state, or "active" for any state of a run that has not ended."""
         where, args = [], []
+        if status == "active":
+            states = sorted(ACTIVE_STATUSES)
+            where.append(f"status IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+            status = None
         for col, value in (("experiment", experiment), ("status", status), ("project", project), ("sweep_id", sweep_id)):  # fmt: skip
             if value is not None:
                 where.append(f"{col} = ?")

@@ -538,6 +538,13 @@ def test_list_runs_filters_and_orders_newest_first(store: Store) -> None:
     assert [r["id"] for r in store.list_runs(project="p1", experiment="a")] == ["r4", "r1"]
     assert [r["id"] for r in store.list_runs(status="running")] == ["r4"]
     assert [r["id"] for r in store.list_runs(limit=2)] == ["r4", "r2"]
+    w = start_attempt(make_run(store, "r5", created=5.0))
+    w.write("exit", status="succeeded", reason=None, exit_code=0, error=None, duration=1.0)
+    w.close()
+    make_run(store, "r6")  # just created: queued
+    store.refresh()
+    active = store.list_runs(status="active")  # any state of a run not ended, newest first
+    assert [(r["id"], r["status"]) for r in active] == [("r6", "queued"), ("r4", "running")]
     assert store.list_runs(experiment="none") == []
 
 

@@ -200,13 +200,7 @@ class LabAPI:
         self.refresh()
         want = offset + limit + 1
         filters = {"experiment": experiment or None, "project": project or None, "sweep_id": sweep or None}  # fmt: skip
-        if status == "active":
-            rows: list[dict] = []
-            for state in sorted(ACTIVE_STATUSES):
-                rows.extend(self.store.list_runs(status=state, limit=want, **filters))
-            rows.sort(key=lambda r: (r["created"] or 0.0, r["id"]), reverse=True)
-        else:
-            rows = self.store.list_runs(status=status or None, limit=want, **filters)
+        rows = self.store.list_runs(status=status or None, limit=want, **filters)
         page = rows[offset : offset + limit]
         more = len(rows) > offset + limit
         return {
