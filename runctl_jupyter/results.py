@@ -30,7 +30,7 @@ def format_metric(value: Any) -> str:
 
 def format_cost(row: dict) -> str:
     if row.get("backend", "local") == "local":
-        return "local $0"
+        return "$0 (local)"
     return f"${row.get('cost') or 0:.2f}"
 
 

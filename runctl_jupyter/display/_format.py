@@ -76,10 +76,13 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{minutes}m{sec:02d}s"
 
 
+LOCAL_COST = "$0 (local)"  # one wording everywhere: panel, tables, summary, one-line result
+
+
 def fmt_cost(run: dict) -> str:
-    """Dollars so far and $/h; "local" on the local backend (it costs nothing)."""
+    """Dollars so far and $/h; "$0 (local)" on the local backend (it costs nothing)."""
     if (run.get("backend") or "local") == "local":
-        return "local"
+        return LOCAL_COST
     cost = run.get("cost")
     rate = run.get("rate")
     text = f"${cost:.2f}" if isinstance(cost, (int, float)) else "$–"

@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from ._format import FINAL, as_dict, esc, fmt_cost, fmt_duration, run_elapsed
+from ._format import FINAL, LOCAL_COST, as_dict, esc, fmt_cost, fmt_duration, run_elapsed
 from ._widgets import display_widget, leave_static
 from .figures import scatter, subplot_layout, svg_chart
 from .record_copy import RecordOpener
@@ -224,7 +224,7 @@ class RunPanel:
             if eta is not None:
                 facts.append(f"ETA {esc(fmt_duration(eta))}")
         cost = fmt_cost(run)
-        if cost != "local":  # the header already names the local backend once
+        if cost != LOCAL_COST:  # the header already names the local backend once
             facts.append(f'<span class="runctl-cost">{esc(cost)}</span>')
         html_ = header_html(run, extra=" · ".join(facts))
         if self.warnings:
