@@ -274,7 +274,12 @@ def instance_ids(cluster: dict) -> list[str]:
 def terminate_nodes(clients: Clients, cluster: dict) -> list[str]:
     """Terminate every node and cancel their spot requests; returns the ids ended.
     Each call is tried on its own so one failure does not leave the rest running."""
-    ids = instance_ids(cluster)
+    try:
+        states = node_states(clients, cluster)
+    except Exception:  # noqa: BLE001 - cannot tell: terminate them all
+        states = {}
+    # ended already (node 0's agent ends them all): nothing to do, and EC2 may refuse again
+    ids = [i for i in instance_ids(cluster) if states.get(i) != "terminated"]
     requests = [
         n["spot_request_id"] for n in cluster.get("nodes") or [] if n.get("spot_request_id")
     ]

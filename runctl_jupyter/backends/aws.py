@@ -383,6 +383,14 @@ class AWSBackend(Configurable):
         tmp.write_text(json.dumps({"last_key": state["last_key"]}))
         os.replace(tmp, run_dir / PULL_STATE)
 
+    def next_attempt(self, run_dir: Path, spec: dict) -> int | None:
+        """A multi-node run at `resuming`: the attempt to launch whole from here, claimed
+        in S3 for this caller (docs/distributed.md); None for anything else."""
+        target = _target(Path(run_dir), {**spec, "target": None})  # aws.json: the newest
+        target = target if target.get("bucket") else _target(Path(run_dir), spec)
+        clients = self.clients_for(target.get("region"))
+        return aws_cluster.next_attempt(clients, Path(run_dir), target, spec["run_id"])
+
     # -- is_alive ----------------------------------------------------------------
     def is_alive(self, run_dir: Path, spec: dict) -> bool | None:
         """False when EC2 says the instance is gone; else None (heartbeats decide). One call a minute at most."""
