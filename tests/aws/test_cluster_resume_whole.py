@@ -108,7 +108,11 @@ def nodes(instance, tmp_path: Path):
             )
         return execute(script, home_dir, instance_id, kind)
 
+    def run_dir_of(instance_id: str, run_id: str) -> Path:
+        return home(instance_id) / "runctl" / "runs" / run_id
+
     instance.home = home
+    instance.run_dir_of = run_dir_of
     instance._execute = local_rendezvous
     return instance
 
@@ -212,6 +216,7 @@ def test_an_interrupted_two_node_run_resumes_whole_once_with_two_followers(
     _wait(lambda: _groups_left(aws, run.id) == ([], []), 30, "both attempts' groups deleted")
 
     events = read_events(run_dir / "events.jsonl")[0]
+    assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})  # one copy each
     statuses = [(e.get("status"), e.get("attempt")) for e in events if e["type"] == "status"]
     assert ("resuming", 1) in statuses and statuses[-1][1] == 2, statuses
     exit_event = next(e for e in events if e["type"] == "exit")
@@ -220,6 +225,11 @@ def test_an_interrupted_two_node_run_resumes_whole_once_with_two_followers(
     assert steps and steps[0] > 0 and steps[-1] == 24  # attempt 2 went on from the checkpoint
     assert all(e["values"]["nodes"] == 2 for e in events if e["type"] == "metric")
     assert first.store.get(run.id)["attempt"] == 2
+    # attempt 2's node 0 counts on from attempt 1's resume (--max-interruptions in a row)
+    node0 = json.loads((run_dir / "aws.json").read_text())["cluster"]["nodes"][0]["instance_id"]
+    assert node0 not in attempt1
+    handled = json.loads((nodes.run_dir_of(node0, run.id) / "interruptions.json").read_text())
+    assert [(h["attempt"], h["resumed"]) for h in handled] == [(1, True)], handled
 
     # a later `resume` of the finished run does not relaunch the cluster again
     with pytest.raises(RunctlError):
