@@ -274,3 +274,74 @@ def _node_logs(player) -> str:
         for log in (home / "runctl" / "runs").glob("*/agent.log"):
             text += f"\n--- {log}\n{log.read_text()[-2000:]}"
     return text
+
+
+def test_the_relaunch_claim_goes_to_one_caller_per_attempt_and_none_after_the_end(
+    aws, tmp_path: Path
+):
+    """Two laptops (two homes, one bucket): the S3 claim alone decides who launches."""
+    from runctl_jupyter.backends import aws_cluster
+
+    aws.s3.create_bucket(Bucket="runctl-claims")
+    target = {
+        "bucket": "runctl-claims",
+        "prefix": "runctl/",
+        "attempt": 1,
+        "cluster": {"nodes": []},
+    }
+    mirrors = []
+    for laptop in ("a", "b"):
+        mirror = tmp_path / laptop / "run1"
+        mirror.mkdir(parents=True)
+        (mirror / "events.jsonl").write_text(
+            '{"seq":1,"t":1,"type":"status","status":"running","attempt":1}\n'
+            '{"seq":2,"t":2,"type":"status","status":"resuming","attempt":1,"next_attempt":2}\n'
+        )
+        mirrors.append(mirror)
+    wins = [aws_cluster.next_attempt(aws, m, target, "run1") for m in mirrors]
+    assert wins == [2, None]
+    # the launch of attempt 2 moved the target on: no one claims it again
+    assert aws_cluster.next_attempt(aws, mirrors[1], {**target, "attempt": 2}, "run1") is None
+    # a one-node run, or a run whose last word is its exit, is never relaunched from here
+    assert aws_cluster.next_attempt(aws, mirrors[1], {**target, "cluster": None}, "run1") is None
+    with open(mirrors[1] / "events.jsonl", "a") as f:
+        f.write('{"seq":3,"t":3,"type":"exit","status":"stopped","attempt":1}\n')
+    assert aws_cluster.resuming_to(mirrors[1]) is None
+    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket="runctl-claims")["Contents"]]
+    assert keys == ["runctl/runs/run1/relaunch/000002.json"]
+
+
+def test_resume_of_a_resuming_run_another_follower_relaunches_says_so(aws, tmp_path: Path):
+    from runctl_jupyter.backends import aws_cluster
+    from runctl_jupyter.launch import create_run
+
+    aws.s3.create_bucket(Bucket="runctl-claims2")
+    session = _session(tmp_path)
+    spec = create_run(
+        session.store.runs_dir,
+        kind="cell",
+        code="print(1)\n",
+        params={},
+        experiment="e",
+        name="n",
+        project="p",
+        owner="ann",
+        backend="aws",
+        workdir=str(tmp_path),
+        options={"nodes": 2, "pip": ["none"]},
+        environment={"packages": {}},
+    )
+    session.store.add_run(spec)
+    run_dir = session.store.run_dir(spec["run_id"])
+    target = {"bucket": "runctl-claims2", "prefix": "runctl/", "attempt": 1, "cluster": {}}
+    target["cluster"] = {"nodes": [{"instance_id": "i-0123456789abcdef0"}]}
+    (run_dir / "aws.json").write_text(json.dumps(target))
+    (run_dir / "events.jsonl").write_text(
+        '{"seq":1,"t":1,"type":"status","status":"running","attempt":1}\n'
+        '{"seq":2,"t":2,"type":"status","status":"resuming","attempt":1,"next_attempt":2}\n'
+    )
+    assert aws_cluster.claim(aws, target, spec["run_id"], 2)  # another laptop's
+    session.backend("aws")._clients = aws
+    with pytest.raises(RunctlError, match="is resuming: its next attempt starts by itself"):
+        session.resume(spec["run_id"])
+    assert session.store.get(spec["run_id"])["status"] == "resuming"
