@@ -98,6 +98,7 @@ class AWSBackend(Configurable):
         self._pull: dict[str, dict] = {}
         self._alive: dict[str, tuple[float, bool | None]] = {}
         self._regional: dict[str, Clients] = {}
+        self._relaunch_asked: set[tuple[str, int]] = set()  # (run, attempt) claims tried
         self.progress: Callable[[str, str], None] | None = None
 
     # -- plumbing ----------------------------------------------------------------
@@ -389,7 +390,9 @@ class AWSBackend(Configurable):
         target = _target(Path(run_dir), {**spec, "target": None})  # aws.json: the newest
         target = target if target.get("bucket") else _target(Path(run_dir), spec)
         clients = self.clients_for(target.get("region"))
-        return aws_cluster.next_attempt(clients, Path(run_dir), target, spec["run_id"])
+        return aws_cluster.next_attempt(
+            clients, Path(run_dir), target, spec["run_id"], asked=self._relaunch_asked
+        )
 
     # -- is_alive ----------------------------------------------------------------
     def is_alive(self, run_dir: Path, spec: dict) -> bool | None:

@@ -28,9 +28,9 @@ from typing import Any
 from ..aws import bootstrap, bundle, cluster, ssm
 from ..aws.clients import AWSError, Clients, error_code
 from ..aws.launch import LaunchRequest
-from ..events import read_events
 
 RELAUNCHES = "relaunch/"  # runs/<id>/relaunch/<attempt>.json: who launched that attempt
+TAIL_BYTES = 65536
 LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
@@ -177,11 +177,23 @@ def is_alive(clients: Clients, target: dict) -> bool | None:
 
 
 def resuming_to(run_dir: Path) -> int | None:
-    """The attempt a `resuming` status asks for, when it is the run's last word."""
+    """The attempt a `resuming` status asks for, when it is the run's last word (node 0
+    writes nothing after it, so the file's tail is enough)."""
     path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - TAIL_BYTES))
+            lines = f.read().splitlines()[1 if size > TAIL_BYTES else 0 :]
+    except FileNotFoundError:
         return None
-    for event in reversed(read_events(path)[0]):
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    for event in reversed([e for e in events if isinstance(e, dict)]):
         if event.get("type") == "exit":
             return None
         if event.get("type") == "status":
@@ -217,12 +229,24 @@ def claim(clients: Clients, target: dict, run_id: str, attempt: int) -> bool:
     return True
 
 
-def next_attempt(clients: Clients, run_dir: Path, target: dict, run_id: str) -> int | None:
+def next_attempt(
+    clients: Clients, run_dir: Path, target: dict, run_id: str, asked: set | None = None
+) -> int | None:
     """The attempt this caller must launch whole now, or None (not a multi-node run at
-    `resuming`, that attempt launched already, or another follower claimed it)."""
+    `resuming`, that attempt launched already, or another follower claimed it).
+    `asked`: the (run, attempt) this caller tried already; one S3 claim each, not one a poll."""
     if not target.get("cluster") or not target.get("bucket"):
         return None
     nxt = resuming_to(run_dir)
     if nxt is None or nxt <= int(target.get("attempt") or 1):
         return None
-    return nxt if claim(clients, target, run_id, nxt) else None
+    if asked is not None:
+        if (run_id, nxt) in asked:
+            return None
+        asked.add((run_id, nxt))
+    try:
+        return nxt if claim(clients, target, run_id, nxt) else None
+    except AWSError:
+        if asked is not None:  # S3 did not answer: the next poll asks again
+            asked.discard((run_id, nxt))
+        raise
