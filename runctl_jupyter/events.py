@@ -82,6 +82,36 @@ def last_seq(path: str | os.PathLike) -> int:
     return max((e["seq"] for e in events), default=0)
 
 
+def _tail_seq(f) -> int | None:  # noqa: ANN001 - a binary file opened for reading
+    """The seq of the last complete event in the file's last 64 KiB, if any."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - 65536))
+    for line in reversed(f.read().splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("seq"), int):
+            return event["seq"]
+    return None if size > 65536 else 0
+
+
+def append_mirrored(path: str | os.PathLike, lines: list[str]) -> list[str]:
+    """Append a remote run's event lines to its local mirror, only those newer than the
+    mirror's last: two followers of one run in one home (two kernels, the Lab server)
+    pull the same chunks. Returns the lines appended."""
+    import fcntl
+
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        top = _tail_seq(f)
+        if top is None:
+            top = last_seq(path)
+        fresh = [line for line in lines if json.loads(line).get("seq", 0) > top]
+        f.write("".join(fresh).encode())
+    return fresh
+
+
 class EventWriter:
     """The agent's writer: the only writer of a run's events.jsonl."""
 

@@ -224,6 +224,32 @@ class Session:
             return run
         return self.wait(run)
 
+    def relaunch_whole(self, run_id: str, target: Any, spec: dict) -> bool:
+        """A run the backend resumes whole from here (a multi-node AWS run at `resuming`):
+        launch its next attempt once, the same path as `resume`. True when launched.
+        A failed launch leaves nothing billing and says what to do."""
+        wanted = getattr(target, "next_attempt", None)
+        run_dir = self.store.run_dir(run_id)
+        try:
+            attempt = wanted(run_dir, spec) if wanted is not None else None
+        except RunctlError as exc:
+            print(f"[runctl] {exc}", file=sys.stderr, flush=True)
+            return False
+        if attempt is None:
+            return False
+        print(
+            f"[runctl] run {run_id} was interrupted: launching attempt {attempt} on new nodes",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            self._launch(spec, target, attempt=attempt, detach=True)
+        except RunctlError as exc:
+            print(
+                f"[runctl] {exc}; `runctl resume {run_id}` tries again", file=sys.stderr, flush=True
+            )
+        return True
+
     def _launch_progress(self, run_id: str, state: str, detail: str) -> None:
         if state in ("provisioning", "starting") and self.store.get(run_id)["status"] != state:
             self.store.set_status(run_id, state)
@@ -264,6 +290,8 @@ class Session:
             if replay:
                 events, replay = self.store.events(run.id), False
             row = self.store.get(run.id)
+            if row["status"] == "resuming" and self.relaunch_whole(run.id, target, spec):
+                continue  # the next attempt's nodes are up: follow it
             view.update(row, events)
             if row["status"] in ENDED:
                 return row
@@ -323,6 +351,15 @@ class Session:
         run = self.run(ref)
         self.store.refresh(run.id)
         row = run.row
+        if row["status"] == "resuming":  # a multi-node run waits for its new nodes
+            spec = read_spec(self.store.run_dir(run.id))
+            target = self.backend(spec.get("backend", "local"))
+            if self.relaunch_whole(run.id, target, spec):
+                return run if detach else self.wait(run)
+            raise RunctlError(
+                f"run {run.id} is resuming: its next attempt starts by itself or is being "
+                f"launched already; `%runctl attach {run.id}` follows it"
+            )
         if row["status"] not in ("stopped", "failed", "lost"):
             raise RunctlError(
                 f"run {run.id} is {row['status']}: only a stopped, failed or lost run can be resumed"

@@ -44,6 +44,7 @@ from .launch import (
 
 RDZV_PORT = 29500  # torchrun's usual master port, on node 0's private address
 IN_USE = {"InvalidPlacementGroup.InUse", "DependencyViolation", "InvalidGroup.InUse"}
+ENDING = {"shutting-down", "terminated"}
 GONE = {"InvalidPlacementGroup.Unknown", "InvalidGroup.NotFound", "InvalidGroupId.NotFound"}
 
 Progress = Callable[[str, str], None]
@@ -274,7 +275,12 @@ def instance_ids(cluster: dict) -> list[str]:
 def terminate_nodes(clients: Clients, cluster: dict) -> list[str]:
     """Terminate every node and cancel their spot requests; returns the ids ended.
     Each call is tried on its own so one failure does not leave the rest running."""
-    ids = instance_ids(cluster)
+    try:
+        states = node_states(clients, cluster)
+    except Exception:  # noqa: BLE001 - cannot tell: terminate them all
+        states = {}
+    # ended already (node 0's agent ends them all): nothing to do, and EC2 may refuse again
+    ids = [i for i in instance_ids(cluster) if states.get(i) not in ENDING]
     requests = [
         n["spot_request_id"] for n in cluster.get("nodes") or [] if n.get("spot_request_id")
     ]
@@ -291,14 +297,24 @@ def terminate_nodes(clients: Clients, cluster: dict) -> list[str]:
             clients.ec2.terminate_instances(InstanceIds=ids)
             return ids
         except Exception as exc:  # noqa: BLE001
-            if error_code(exc).startswith("InvalidInstanceID.NotFound"):
-                return ids
+            if error_code(exc).startswith("InvalidInstanceID.NotFound") or _all_ending(
+                clients, cluster, ids
+            ):
+                return ids  # someone else (node 0's agent) terminated them meanwhile
             last = exc
             time.sleep(min(2**attempt, 10) * 0.2)
     raise LaunchError(
         f"could not terminate the nodes {', '.join(ids)} ({error_code(last) or last}); "
         "terminate them in the console or with `runctl cleanup --yes`"
     ) from last
+
+
+def _all_ending(clients: Clients, cluster: dict, ids: list[str]) -> bool:
+    try:
+        states = node_states(clients, cluster)
+    except Exception:  # noqa: BLE001
+        return False
+    return all(states.get(i) in ENDING for i in ids)
 
 
 def delete_groups(clients: Clients, cluster: dict, wait: float = 0.0, poll: float = 2.0) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..aws.clients import AWSError, Clients, error_code, owner_from_arn
 from ..aws.launch import Launched, LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..aws.spot_request import cancel_old_request, claim_attempt, current_instance, request_alive
-from ..events import last_seq
+from ..events import append_mirrored, last_seq
 from . import aws_cluster
 
 PULL_STATE = ".s3pull.json"
@@ -97,6 +98,7 @@ class AWSBackend(Configurable):
         self._pull: dict[str, dict] = {}
         self._alive: dict[str, tuple[float, bool | None]] = {}
         self._regional: dict[str, Clients] = {}
+        self._relaunch_asked: set[tuple[str, int]] = set()  # (run, attempt) claims tried
         self.progress: Callable[[str, str], None] | None = None
 
     # -- plumbing ----------------------------------------------------------------
@@ -335,8 +337,7 @@ class AWSBackend(Configurable):
                 elif event.get("status") == "resuming" and target.get("cluster"):
                     resumed = True  # this attempt's nodes are done: the next gets new ones
             if new_lines:
-                with open(run_dir / "events.jsonl", "a", encoding="utf-8") as f:
-                    f.write("".join(new_lines))
+                new_lines = append_mirrored(run_dir / "events.jsonl", new_lines)
                 added += len(new_lines)
                 _append_log(run_dir, new_lines)
             state["last_key"] = key
@@ -379,9 +380,19 @@ class AWSBackend(Configurable):
 
     @staticmethod
     def _save_pull_state(run_dir: Path, state: dict) -> None:
-        tmp = run_dir / (PULL_STATE + ".tmp")
+        tmp = run_dir / f"{PULL_STATE}.{_unique()}.tmp"  # two followers save at once
         tmp.write_text(json.dumps({"last_key": state["last_key"]}))
         os.replace(tmp, run_dir / PULL_STATE)
+
+    def next_attempt(self, run_dir: Path, spec: dict) -> int | None:
+        """A multi-node run at `resuming`: the attempt to launch whole from here, claimed
+        in S3 for this caller (docs/distributed.md); None for anything else."""
+        target = _target(Path(run_dir), {**spec, "target": None})  # aws.json: the newest
+        target = target if target.get("bucket") else _target(Path(run_dir), spec)
+        clients = self.clients_for(target.get("region"))
+        return aws_cluster.next_attempt(
+            clients, Path(run_dir), target, spec["run_id"], asked=self._relaunch_asked
+        )
 
     # -- is_alive ----------------------------------------------------------------
     def is_alive(self, run_dir: Path, spec: dict) -> bool | None:
@@ -495,6 +506,10 @@ def _append_log(run_dir: Path, lines: list[str]) -> None:
             f.write("".join(parts))
 
 
+def _unique() -> str:
+    return f"{os.getpid()}-{threading.get_ident()}"
+
+
 def _write_target(run_dir: Path, facts: dict) -> None:
     tmp = run_dir / "aws.json.tmp"
     tmp.write_text(json.dumps(facts, indent=1, default=str))
@@ -508,7 +523,7 @@ def _download(s3: Any, bucket: str, key: str, dest: Path) -> bool:
         if error_code(exc) in ("NoSuchKey", "404"):
             return False
         raise
-    tmp = dest.with_name(dest.name + ".tmp")
+    tmp = dest.with_name(f"{dest.name}.{_unique()}.tmp")
     tmp.write_bytes(body)
     os.replace(tmp, dest)
     return True

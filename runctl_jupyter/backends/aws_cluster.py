@@ -7,6 +7,10 @@
             terminates them all); unreachable or forced: terminated from here
     ended   the run's exit arrived: every node terminated (idempotent), the
             placement group and the security group deleted
+    next_attempt
+            the run says `resuming` (a spot notice on any node): the attempt the
+            notebook side should launch whole now, once this caller holds its S3
+            claim (two followers never launch two clusters), else None
 
 spec["target"] keeps node 0 as `instance_id` (what pull, is_alive and the
 single-node paths read) and the whole cluster under `cluster`.
@@ -14,13 +18,20 @@ single-node paths read) and the whole cluster under `cluster`.
 
 from __future__ import annotations
 
+import json
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from ..aws import bootstrap, bundle, cluster, ssm
-from ..aws.clients import AWSError, Clients
+from ..aws.clients import AWSError, Clients, error_code
 from ..aws.launch import LaunchRequest
+
+RELAUNCHES = "relaunch/"  # runs/<id>/relaunch/<attempt>.json: who launched that attempt
+TAIL_BYTES = 65536
+LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
 
 def start(
@@ -163,3 +174,79 @@ def is_alive(clients: Clients, target: dict) -> bool | None:
     if states.get(target["cluster"]["nodes"][0]["instance_id"]) != "running":
         return False
     return None
+
+
+def resuming_to(run_dir: Path) -> int | None:
+    """The attempt a `resuming` status asks for, when it is the run's last word (node 0
+    writes nothing after it, so the file's tail is enough)."""
+    path = Path(run_dir) / "events.jsonl"
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - TAIL_BYTES))
+            lines = f.read().splitlines()[1 if size > TAIL_BYTES else 0 :]
+    except FileNotFoundError:
+        return None
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    for event in reversed([e for e in events if isinstance(e, dict)]):
+        if event.get("type") == "exit":
+            return None
+        if event.get("type") == "status":
+            if event.get("status") != "resuming":
+                return None
+            nxt = event.get("next_attempt")
+            return int(nxt) if isinstance(nxt, int) else None
+    return None
+
+
+def claim(clients: Clients, target: dict, run_id: str, attempt: int) -> bool:
+    """Take the right to launch `attempt` (S3 conditional put: the first writer wins, in
+    any kernel, shell or machine). False when someone else holds it."""
+    prefix = target.get("prefix") or "runctl/"
+    prefix += "" if prefix.endswith("/") else "/"
+    key = f"{prefix}runs/{run_id}/{RELAUNCHES}{int(attempt):06d}.json"
+    body = json.dumps({"host": socket.gethostname(), "t": time.time()}).encode()
+    try:
+        clients.s3.put_object(
+            Bucket=target["bucket"],
+            Key=key,
+            Body=body,
+            IfNoneMatch="*",
+            ServerSideEncryption="AES256",
+        )
+    except Exception as exc:  # noqa: BLE001
+        if error_code(exc) in LOST_RACE:
+            return False
+        raise AWSError(
+            f"could not claim attempt {attempt} of run {run_id} ({error_code(exc) or exc}); "
+            f"`runctl resume {run_id}` tries again"
+        ) from exc
+    return True
+
+
+def next_attempt(
+    clients: Clients, run_dir: Path, target: dict, run_id: str, asked: set | None = None
+) -> int | None:
+    """The attempt this caller must launch whole now, or None (not a multi-node run at
+    `resuming`, that attempt launched already, or another follower claimed it).
+    `asked`: the (run, attempt) this caller tried already; one S3 claim each, not one a poll."""
+    if not target.get("cluster") or not target.get("bucket"):
+        return None
+    nxt = resuming_to(run_dir)
+    if nxt is None or nxt <= int(target.get("attempt") or 1):
+        return None
+    if asked is not None:
+        if (run_id, nxt) in asked:
+            return None
+        asked.add((run_id, nxt))
+    try:
+        return nxt if claim(clients, target, run_id, nxt) else None
+    except AWSError:
+        if asked is not None:  # S3 did not answer: the next poll asks again
+            asked.discard((run_id, nxt))
+        raise

@@ -123,7 +123,10 @@ class LabAPI:
                     try:
                         run_dir = self.store.run_dir(row["id"])
                         spec = read_spec(run_dir)
-                        self.session.backend(row["backend"]).pull(run_dir, spec)
+                        backend = self.session.backend(row["backend"])
+                        backend.pull(run_dir, spec)
+                        if state == "resuming":  # a multi-node run: its next attempt, once
+                            self.session.relaunch_whole(row["id"], backend, spec)
                     except Exception as exc:  # one unreachable run must not stop the others
                         log.warning("runctl: could not pull run %s: %s", row["id"], exc)
         finally:
