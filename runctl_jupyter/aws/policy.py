@@ -242,7 +242,6 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                     "ec2:CreateTags",
                     "ec2:DeleteVolume",
                     "ec2:CancelSpotInstanceRequests",
-                    "ec2:ModifyInstanceMetadataOptions",
                     "ec2:DeleteFleets",
                     "ec2:DeleteLaunchTemplate",
                     "ec2:DeletePlacementGroup",
