@@ -2,7 +2,7 @@
 
 Every attempt that starts on an instance leaves a marker in S3,
 `<prefix>runs/<id>/attempts/000002.json = {"instance_id", "t"}`. The boot script of
-a persistent spot request's instances (aws/bootstrap.py, `ATTEMPT=next`) runs at
+a spot fleet's instances (aws/bootstrap.py, `ATTEMPT=next`) runs at
 every instance's first boot, including the first instance, which the notebook
 bootstraps through SSM. So the boot script starts an attempt only on a
 *replacement*: an attempt was already claimed by another instance. With no marker
@@ -11,8 +11,8 @@ instance, it does nothing, so an attempt never runs twice.
 
 On a replacement, after the run folder is restored from S3 (`restore`), the next
 attempt is one past the last in the events; when the stream ends with an `exit`
-event the run is over (a cancel that failed left the request open): the request is
-cancelled and this instance terminated.
+event the run is over (a delete that failed left the fleet): the fleet is deleted
+and this instance terminated.
 
 boto3 is imported lazily (it is in the instance's venv).
 """
@@ -20,7 +20,6 @@ boto3 is imported lazily (it is in the instance's venv).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -83,8 +82,9 @@ def next_attempt(run_dir: Path) -> int | None:
 
 def adopt(run_dir: Path, me: str) -> dict:
     """Make the spec this instance's: its id in the sync settings (the end of the run
-    terminates this instance), the run's tags on it, IMDSv2 required. (A `--volume` is
-    attached by `_prepare(attach_as=...)`: the request keeps the volume's AZ.)"""
+    terminates this instance). The launch template already tagged it and required
+    IMDSv2; a `--volume` is attached by `_prepare(attach_as=...)` (the fleet launches
+    only in the volume's AZ)."""
     spec_path = run_dir / "spec.json"
     spec = json.loads(spec_path.read_text())
     cfg = spec.get("sync") or {}
@@ -93,22 +93,6 @@ def adopt(run_dir: Path, me: str) -> dict:
     tmp = spec_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(spec, indent=1))
     tmp.replace(spec_path)
-    from .agent_s3_service import make_ec2_client
-
-    ec2 = make_ec2_client(cfg.get("region"))
-    run_tags = {
-        "runctl:managed": "true",
-        "runctl:run-id": spec["run_id"],
-        "runctl:owner": str(spec.get("owner") or ""),
-        "runctl:project": str(spec.get("project") or "default"),
-    }
-    try:  # what `resources`, `cleanup` and `stop` (SSM is allowed on tagged instances) need
-        ec2.create_tags(Resources=[me], Tags=[{"Key": k, "Value": v} for k, v in run_tags.items()])
-        ec2.modify_instance_metadata_options(
-            InstanceId=me, HttpTokens="required", HttpEndpoint="enabled"
-        )
-    except Exception as exc:  # noqa: BLE001 - the run matters more; `resources` shows it untagged
-        sys.stderr.write(f"runctl: could not tag {me} or require IMDSv2: {exc}\n")
     return spec
 
 

@@ -7,10 +7,11 @@
   (`restore`: events by seq, checkpoints, interruptions.json, stdout.log), mount
   a `--volume`, stage `--data`;
 - `service`: the agent, then a last sync, then the instance's end: when the run
-  ended for good its spot request is cancelled and the instance terminated (unless
-  kept or reused); when the attempt ended `resuming` (a spot notice) the request is
-  left open, so AWS launches the replacement whose boot script (aws/bootstrap.py)
-  starts the next attempt (docs/reliability.md);
+  ended for good its spot fleet is deleted (TerminateInstances=False), then its
+  launch template, then the instance terminated (unless kept or reused); when the
+  attempt ended `resuming` (a spot notice) the fleet is left alone and only this
+  instance goes, so the fleet launches the replacement whose boot script
+  (aws/bootstrap.py) starts the next attempt (docs/reliability.md);
 - `claim_boot` (from the boot script of a replacement instance): which attempt
   this instance runs, if any (`agent_boot.py`).
 
@@ -356,17 +357,22 @@ def make_ec2_client(region: str | None) -> Any:
 
 
 def _terminate_self(cfg: dict, cancel: bool = True) -> None:
-    """After the run: cancel our spot request (unless a replacement is wanted) and
-    terminate this instance (not kept/reused)."""
+    """After the run: delete our spot fleet and its launch template (unless a replacement
+    is wanted), then terminate this instance (not kept/reused)."""
     instance_id = cfg.get("instance_id") or _imds_instance_id()
     if not instance_id:
         return
     ec2 = make_ec2_client(cfg.get("region"))
-    if cancel and cfg.get("spot_request_id"):
-        try:
-            ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[cfg["spot_request_id"]])
+    if cancel and cfg.get("fleet_id"):
+        try:  # first: a fleet would refill the instance terminated below
+            ec2.delete_fleets(FleetIds=[cfg["fleet_id"]], TerminateInstances=False)
         except Exception as exc:  # noqa: BLE001
-            sys.stderr.write(f"runctl: cancel spot request: {exc}\n")
+            sys.stderr.write(f"runctl: delete spot fleet: {exc}\n")
+    if cancel and cfg.get("launch_template_id"):
+        try:
+            ec2.delete_launch_template(LaunchTemplateId=cfg["launch_template_id"])
+        except Exception as exc:  # noqa: BLE001 - `cleanup` lists it
+            sys.stderr.write(f"runctl: delete launch template: {exc}\n")
     for attempt in range(5):
         try:
             ec2.terminate_instances(InstanceIds=[instance_id])
@@ -400,12 +406,12 @@ def _service(run_dir: str, attempt: int | None) -> int:
 
                 end_of_run(cfg)
             elif cfg.get("persistent") and attempt_end(run) == "resuming":
-                # A spot notice: the request stays open, so AWS launches the replacement
+                # A spot notice: the fleet stays, so AWS launches the replacement
                 # that runs the next attempt. This instance goes now (a rebalance notice
                 # alone would leave it idle and billing, with no replacement).
                 _terminate_self(cfg, cancel=False)
             elif cfg.get("terminate"):
-                _terminate_self(cfg)  # the run is over: the request first, then the instance
+                _terminate_self(cfg)  # the run is over: the fleet first, then the instance
     return code
 
 

@@ -96,7 +96,7 @@ if attempt == "next":
         why = open(os.path.join(run_dir, ".prepare-error")).read()
         agent_boot.fail_attempt(Path(run_dir), nxt, "the replacement instance " + me + ": " + why)
     if rc or nxt is None:  # over, or cannot go on here: no refill loop, nothing left billing
-        print("runctl: not resuming here: cancelling the spot request, terminating " + me)
+        print("runctl: not resuming here: deleting the spot fleet, terminating " + me)
         _terminate_self(dict(cfg, instance_id=me))
         sys.exit(rc or 11)
     attempt = str(nxt)
@@ -124,7 +124,7 @@ RUN_DIR="$ROOT/runs/$RUN_ID"
 mkdir -p "$ROOT/runs" "$ROOT/pkg" "$ROOT/bundles"
 cd "$ROOT"
 # One bootstrap at a time per instance: the boot script (UserData) and the SSM command
-# both run at a spot request's first boot and share the venv (the lock goes with the script).
+# both run at a spot fleet instance's first boot and share the venv (the lock goes with the script).
 if command -v flock >/dev/null 2>&1; then exec 9>"$ROOT/.bootstrap.lock"; flock 9; fi
 say() {{ echo "runctl: $*"; }}
 
@@ -266,10 +266,10 @@ def script(
 
 
 def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
-    """The UserData of a persistent spot request's instances: the same bootstrap, with
+    """The UserData of a spot fleet's instances (its launch template): the same bootstrap, with
     the attempt left to the instance (`agent_boot`: only a replacement starts one)."""
     text = _TEMPLATE.format(
-        node_env="",  # multi-node runs are launched whole, never from a persistent request
+        node_env="",  # multi-node runs are launched whole, never from a spot fleet
         bucket=shlex.quote(bucket),
         key=shlex.quote(key),
         region=shlex.quote(region),

@@ -4,17 +4,19 @@ Everything that can be checked is checked before anything is created (credential
 instance types (fallbacks too), AMI, the AZ of a `--volume`), so a typo never costs an
 instance boot.
 
-A spot run that brings a boot script (`user_data`) gets a *persistent* spot request
-(RequestSpotInstances, InstanceInterruptionBehavior=terminate): when AWS takes the
-instance back, the request opens again and AWS launches a replacement whose boot
-script starts the next attempt, with no notebook alive (docs/reliability.md). Its
-LaunchSpecification cannot carry tags or metadata options, so the instance is tagged
-and IMDSv2 is required right after fulfilment (a replacement does the same to itself).
+A spot run that brings a boot script (`user_data`) gets an EC2 Fleet of type
+`maintain` from a per-run launch template (aws/spot_fleet.py): when AWS takes the
+instance back, the fleet launches a replacement, in any candidate AZ and with any
+`--fallback` type, whose boot script starts the next attempt, with no notebook alive
+(docs/reliability.md). The template tags the instance and its volumes and requires
+IMDSv2 from the first boot.
 
-`--fallback TYPE,...|on-demand`: candidates are tried in order, each in every subnet,
-when one answers a capacity error or a spot request stays unfulfilled. Everything created is remembered in a `Launched` record; an exception at
-any later step terminates what this launch created (never a reused instance)
-and re-raises.
+`--fallback TYPE,...|on-demand`: the fleet gets every spot candidate (types x subnets)
+at once, by priority; a one-time spot or on-demand launch tries them in order, each in
+every subnet, on a capacity error. `on-demand` (last) is tried when the fleet placed
+nothing in `fulfil_timeout`: that instance is not refilled. Everything created is
+remembered in a `Launched` record; an exception at any later step terminates what this
+launch created (never a reused instance) and re-raises.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from typing import Any
 
 from . import policy, tags
 from .clients import AWSError, Clients, error_code
-from .spot_request import Unfulfilled, adopt_spot_instance, request_instance, request_spot
+from .spot_fleet import (
+    Unfulfilled,
+    create_fleet,
+    create_launch_template,
+    delete_fleet,
+    fleet_instances,
+    overrides,
+    wait_fulfilled,
+)
 
 GPU_AMI_PARAMETER = (
     "/aws/service/deeplearning/ami/{arch}/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
@@ -97,9 +107,9 @@ class LaunchRequest:
     root_gb: int = 100
     ssm_timeout: float = 600.0
     poll: float = 2.0
-    user_data: str | None = None  # the boot script of a persistent spot request's instances
+    user_data: str | None = None  # the boot script of a spot fleet's instances
     fallback: list[str] = field(default_factory=list)  # instance types, or "on-demand"
-    fulfil_timeout: float = 120.0  # a spot request still open after this: try the next candidate
+    fulfil_timeout: float = 120.0  # a fleet with no instance after this: on-demand, or give up
 
     @property
     def persistent(self) -> bool:
@@ -113,13 +123,15 @@ class Launched:
     instance_id: str | None = None
     reused: bool = False
     spot_request_id: str | None = None
+    fleet_id: str | None = None  # the spot fleet that refills this instance
+    launch_template_id: str | None = None
     availability_zone: str | None = None
     instance_type: str | None = None
     ami: str | None = None
     spot: bool = False
     keep: bool = False
     volume: str | None = None
-    persistent: bool = False  # a persistent spot request refills this instance
+    persistent: bool = False  # a spot fleet refills this instance
     tried: list[str] = field(default_factory=list)  # candidates that had no capacity
     created: list[str] = field(default_factory=list)
 
@@ -128,6 +140,8 @@ class Launched:
             "instance_id": self.instance_id,
             "reused": self.reused,
             "spot_request_id": self.spot_request_id,
+            "fleet_id": self.fleet_id,
+            "launch_template_id": self.launch_template_id,
             "availability_zone": self.availability_zone,
             "instance_type": self.instance_type,
             "ami": self.ami,
@@ -404,6 +418,47 @@ def _reuse(clients: Clients, req: LaunchRequest, launched: Launched) -> None:
     launched.keep = True
 
 
+def _launch_fleet(
+    clients: Clients,
+    req: LaunchRequest,
+    launched: Launched,
+    tries: list[tuple[str, bool]],
+    images: dict[str, dict],
+    subnets: list[dict],
+    security_group: str,
+    errors: list[str],
+) -> None:
+    """The spot fleet with every spot candidate; on no capacity in time it is deleted
+    (with anything it launched late) and `errors` says so."""
+    types = [name for name, spot in tries if spot]
+    template_id = create_launch_template(clients, req, images[req.instance_type], security_group)
+    launched.launch_template_id = template_id
+    try:
+        fleet_id = create_fleet(clients, req, template_id, overrides(types, images, subnets))
+    except BaseException:
+        delete_fleet(clients, None, template_id, terminate=True)
+        launched.launch_template_id = None
+        raise
+    launched.fleet_id = fleet_id
+    try:
+        instance_id = wait_fulfilled(clients, fleet_id, req.fulfil_timeout, req.poll)
+    except Unfulfilled as exc:
+        zones = ", ".join(s["AvailabilityZone"] for s in subnets)
+        errors.append(f"{', '.join(types)} (spot fleet) in {zones}: {exc.code}")
+        late = fleet_instances(clients, fleet_id)
+        delete_fleet(clients, fleet_id, template_id, terminate=True)
+        if late:
+            clients.ec2.terminate_instances(InstanceIds=late)
+        launched.fleet_id = launched.launch_template_id = None
+        return
+    launched.instance_id = instance_id
+    launched.created.append(instance_id)
+    launched.instance_type = req.instance_type  # the instance's own type once it runs
+    launched.ami = images[req.instance_type]["ImageId"]
+    launched.spot = True
+    launched.persistent = True
+
+
 def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = None) -> Launched:
     """Validate, then launch (or take over) the instance and wait until SSM can reach it.
 
@@ -431,8 +486,15 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
         zone = volume_zone(clients, req.volume) if req.volume else None
         subnets = choose_subnets(clients, req.subnet, zone)
         security_group = req.security_group or _find_security_group(clients, subnets[0]["VpcId"])
-        errors = []
+        errors: list[str] = []
+        if req.persistent:
+            _launch_fleet(clients, req, launched, tries, images, subnets, security_group, errors)
+            say("provisioning", f"the spot fleet launched {launched.instance_id or 'nothing'}")
         for name, spot in tries:
+            if launched.instance_id is not None:
+                break
+            if req.persistent and spot:
+                continue  # the fleet had these
             attempt = replace(req, instance_type=name, spot=spot)
             for subnet in subnets:
                 where = (
@@ -440,13 +502,7 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
                 )
                 try:
                     say("provisioning", f"launching {where}")
-                    if attempt.persistent:
-                        inst = request_spot(clients, attempt, images[name], subnet, security_group)
-                    else:
-                        inst = _run_instance(clients, attempt, images[name], subnet, security_group)
-                except Unfulfilled as exc:
-                    errors.append(f"{where}: {exc.code}")
-                    continue
+                    inst = _run_instance(clients, attempt, images[name], subnet, security_group)
                 except Exception as exc:
                     if error_code(exc) in CAPACITY_ERRORS:
                         errors.append(f"{where}: {error_code(exc)}")
@@ -458,10 +514,7 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
                 launched.instance_type = name
                 launched.ami = images[name]["ImageId"]
                 launched.spot = spot
-                launched.persistent = attempt.persistent
                 launched.availability_zone = subnet["AvailabilityZone"]
-                break
-            if launched.instance_id is not None:
                 break
         launched.tried = errors
         if launched.instance_id is None:
@@ -475,11 +528,11 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
             say("provisioning", f"fell back to {launched.instance_type} after: {'; '.join(errors)}")
     try:
         if not launched.reused:
-            if launched.persistent:
-                adopt_spot_instance(clients, req, launched.instance_id)
             say("provisioning", f"waiting for {launched.instance_id} to run")
             inst = wait_running(clients, launched.instance_id, poll=req.poll)
             launched.availability_zone = inst["Placement"]["AvailabilityZone"]
+            launched.instance_type = inst.get("InstanceType") or launched.instance_type
+            launched.ami = inst.get("ImageId") or launched.ami  # a fleet may pick a fallback
             if req.volume:
                 say("provisioning", f"attaching {req.volume}")
                 attach_volume(clients, req.volume, launched.instance_id, poll=req.poll)
@@ -500,19 +553,17 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     if launched.reused or not launched.instance_id:
         return ended
     instance_ids = [launched.instance_id]
-    if launched.spot_request_id:
-        # A refill launched before the cancel (the instance died during bootstrap) is
-        # not ended by cancelling: its instance is looked up before and after, and ended too.
-        instance_ids += request_instance(clients, launched.spot_request_id)
-        try:  # cancelled first: a persistent request would refill a terminated instance
-            clients.ec2.cancel_spot_instance_requests(
-                SpotInstanceRequestIds=[launched.spot_request_id]
-            )
-            ended.append(launched.spot_request_id)
-        except Exception:
-            pass
-        instance_ids += request_instance(clients, launched.spot_request_id)
+    if launched.fleet_id:
+        # A refill launched before the delete (the instance died during bootstrap) is
+        # ended too: the fleet's instances are looked up before and after its delete.
+        instance_ids += fleet_instances(clients, launched.fleet_id)
+        ended += delete_fleet(
+            clients, launched.fleet_id, launched.launch_template_id, terminate=True
+        )
+        instance_ids += fleet_instances(clients, launched.fleet_id)
         instance_ids = list(dict.fromkeys(instance_ids))
+    elif launched.spot_request_id:  # a one-time spot request ends with its instance
+        ended.append(launched.spot_request_id)
     last: Exception | None = None
     for attempt in range(5):
         try:

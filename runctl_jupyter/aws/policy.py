@@ -32,8 +32,10 @@ def instance_policy(bucket: str) -> dict:
     The agent reads its bundle and writes events, logs and checkpoints under
     `runctl/` of the bucket, stops or terminates only runctl-managed instances
     (node 0 of a multi-node run terminates every node when the run ends),
-    cancels only runctl-managed spot requests and fleets, and reads spot prices
-    (describe calls have no resource-level permissions in EC2).
+    cancels only runctl-managed spot requests, deletes only runctl-managed fleets
+    and launch templates (its run's, when the run ended for good), and reads spot
+    prices (describe calls have no resource-level permissions in EC2). It tags
+    nothing: the launch template tags a spot fleet's instances at launch.
     """
     return {
         "Version": "2012-10-17",
@@ -61,10 +63,15 @@ def instance_policy(bucket: str) -> dict:
             {
                 "Sid": "CancelOwnSpotRequestOrFleet",
                 "Effect": "Allow",
-                "Action": ["ec2:CancelSpotInstanceRequests", "ec2:DeleteFleets"],
+                "Action": [
+                    "ec2:CancelSpotInstanceRequests",
+                    "ec2:DeleteFleets",
+                    "ec2:DeleteLaunchTemplate",
+                ],
                 "Resource": [
                     "arn:aws:ec2:*:*:spot-instances-request/*",
                     "arn:aws:ec2:*:*:fleet/*",
+                    "arn:aws:ec2:*:*:launch-template/*",
                 ],
                 "Condition": _managed(),
             },
@@ -80,19 +87,9 @@ def instance_policy(bucket: str) -> dict:
                 "Resource": "*",
             },
             {
-                # A replacement from a persistent spot request starts untagged (its
-                # LaunchSpecification cannot carry tags): it puts the run's tags on
-                # itself, and nothing but them.
-                "Sid": "TagReplacementInstance",
+                "Sid": "AttachToOwnInstance",
                 "Effect": "Allow",
-                "Action": ["ec2:CreateTags"],
-                "Resource": "arn:aws:ec2:*:*:instance/*",
-                "Condition": _run_tags_only(),
-            },
-            {
-                "Sid": "SecureAndAttachOwnInstance",
-                "Effect": "Allow",
-                "Action": ["ec2:ModifyInstanceMetadataOptions", "ec2:AttachVolume"],
+                "Action": ["ec2:AttachVolume"],
                 "Resource": "arn:aws:ec2:*:*:instance/*",
                 "Condition": _managed(),
             },
@@ -104,16 +101,6 @@ def instance_policy(bucket: str) -> dict:
                 "Resource": "arn:aws:ec2:*:*:volume/*",
             },
         ],
-    }
-
-
-def _run_tags_only() -> dict:
-    """Tags may be set only as runctl's run tags (managed=true and the run's id/owner/project)."""
-    return {
-        "StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"},
-        "ForAllValues:StringEquals": {
-            "aws:TagKeys": [tags.MANAGED, tags.RUN_ID, tags.OWNER, tags.PROJECT]
-        },
     }
 
 
@@ -161,6 +148,9 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                     "ec2:DescribeSpotPriceHistory",
                     "ec2:DescribeSpotInstanceRequests",
                     "ec2:DescribeFleets",
+                    "ec2:DescribeFleetInstances",
+                    "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribeLaunchTemplateVersions",
                     "ec2:DescribePlacementGroups",
                     "ec2:DescribeTags",
                     "ssm:DescribeInstanceInformation",
@@ -179,13 +169,30 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             {
                 "Sid": "LaunchTaggedOnly",
                 "Effect": "Allow",
-                "Action": ["ec2:RunInstances", "ec2:RequestSpotInstances"],
+                "Action": ["ec2:RunInstances", "ec2:RequestSpotInstances", "ec2:CreateFleet"],
                 "Resource": [
                     f"{ec2}:instance/*",
                     f"{ec2}:volume/*",
                     f"{ec2}:spot-instances-request/*",
+                    f"{ec2}:fleet/*",
                 ],
                 "Condition": {"StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"}},
+            },
+            {
+                # a spot fleet's per-run launch template (aws/spot_fleet.py), created tagged
+                "Sid": "LaunchTemplateTaggedOnly",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateLaunchTemplate"],
+                "Resource": f"{ec2}:launch-template/*",
+                "Condition": {"StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"}},
+            },
+            {
+                # a fleet launches from the run's template, which is runctl's (tag-scoped)
+                "Sid": "FleetFromOwnTemplate",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateFleet", "ec2:RunInstances"],
+                "Resource": f"{ec2}:launch-template/*",
+                "Condition": {"StringEquals": {f"aws:ResourceTag/{tags.MANAGED}": "true"}},
             },
             {
                 # a multi-node run's cluster placement group (aws/cluster.py), created tagged
@@ -198,7 +205,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             {
                 "Sid": "LaunchFrom",
                 "Effect": "Allow",
-                "Action": ["ec2:RunInstances", "ec2:RequestSpotInstances"],
+                "Action": ["ec2:RunInstances", "ec2:RequestSpotInstances", "ec2:CreateFleet"],
                 "Resource": [
                     f"arn:aws:ec2:{region}::image/*",
                     f"{ec2}:subnet/*",
@@ -219,17 +226,11 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                             "CreateSecurityGroup",
                             "CreatePlacementGroup",
                             "RequestSpotInstances",
+                            "CreateFleet",
+                            "CreateLaunchTemplate",
                         ]
                     }
                 },
-            },
-            {
-                # the instance of a persistent spot request is tagged after it is fulfilled
-                "Sid": "TagSpotRequestInstance",
-                "Effect": "Allow",
-                "Action": ["ec2:CreateTags"],
-                "Resource": [f"{ec2}:instance/*", f"{ec2}:volume/*"],
-                "Condition": _run_tags_only(),
             },
             {
                 "Sid": "ManageTaggedOnly",
@@ -241,8 +242,8 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                     "ec2:CreateTags",
                     "ec2:DeleteVolume",
                     "ec2:CancelSpotInstanceRequests",
-                    "ec2:ModifyInstanceMetadataOptions",
                     "ec2:DeleteFleets",
+                    "ec2:DeleteLaunchTemplate",
                     "ec2:DeletePlacementGroup",
                     "ec2:DeleteSecurityGroup",
                     # the self-referencing rule of a multi-node run's own group
@@ -276,6 +277,14 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
                 "Action": ["iam:PassRole"],
                 "Resource": f"arn:aws:iam::{acct}:role/{ROLE_NAME}",
                 "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            },
+            {
+                # EC2 Fleet launches through its service-linked role, made once per account
+                "Sid": "FleetServiceLinkedRole",
+                "Effect": "Allow",
+                "Action": ["iam:CreateServiceLinkedRole"],
+                "Resource": f"arn:aws:iam::{acct}:role/aws-service-role/ec2fleet.amazonaws.com/*",
+                "Condition": {"StringEquals": {"iam:AWSServiceName": "ec2fleet.amazonaws.com"}},
             },
             {
                 "Sid": "SetupInstanceRole",

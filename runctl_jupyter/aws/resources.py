@@ -17,7 +17,15 @@ from . import tags
 from .clients import Clients, error_code
 
 ACTIVE_RUN = frozenset({"queued", "provisioning", "starting", "running", "interrupted", "resuming"})
-KINDS = ("instance", "volume", "security-group", "spot-request", "fleet", "placement-group")
+KINDS = (
+    "instance",
+    "volume",
+    "security-group",
+    "spot-request",
+    "fleet",
+    "launch-template",
+    "placement-group",
+)
 _MANAGED_FILTER = [{"Name": f"tag:{tags.MANAGED}", "Values": ["true"]}]
 
 
@@ -158,6 +166,18 @@ def list_resources(clients: Clients) -> list[Resource]:
                 ftags,
             )
         )
+    for lt in _pages(ec2, "describe_launch_templates", "LaunchTemplates", Filters=_MANAGED_FILTER):
+        out.append(
+            Resource(
+                "launch-template",
+                lt["LaunchTemplateId"],
+                region,
+                "available",
+                lt.get("CreateTime"),
+                tags.tag_dict(lt.get("Tags")),
+                lt.get("LaunchTemplateName", ""),
+            )
+        )
     for pg in ec2.describe_placement_groups().get("PlacementGroups", []):  # few; filtered here
         if tags.tag_dict(pg.get("Tags")).get(tags.MANAGED) != "true":
             continue
@@ -224,6 +244,9 @@ def delete(clients: Clients, resource: Resource) -> tuple[bool, str]:
         if resource.kind == "fleet":
             ec2.delete_fleets(FleetIds=[resource.id], TerminateInstances=True)
             return True, "deleted with its instances"
+        if resource.kind == "launch-template":
+            ec2.delete_launch_template(LaunchTemplateId=resource.id)
+            return True, "deleted"
         if resource.kind == "placement-group":
             ec2.delete_placement_group(GroupName=resource.id)
             return True, "deleted"
@@ -232,15 +255,16 @@ def delete(clients: Clients, resource: Resource) -> tuple[bool, str]:
     return False, f"unknown kind {resource.kind}"
 
 
-# Requests and fleets first (a persistent spot request whose instance is terminated
-# first opens again and launches a new one), then instances, volumes, groups last.
+# Fleets and requests first (a fleet whose instance is terminated first launches a
+# new one), then their templates, instances, volumes, groups last.
 _ORDER = {
     "fleet": 0,
     "spot-request": 1,
-    "instance": 2,
-    "volume": 3,
-    "placement-group": 4,
-    "security-group": 5,
+    "launch-template": 2,
+    "instance": 3,
+    "volume": 4,
+    "placement-group": 5,
+    "security-group": 6,
 }
 
 

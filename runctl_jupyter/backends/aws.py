@@ -4,9 +4,9 @@
     c.AWSBackend.instance_type = "g5.xlarge"
 
 start():   validate -> launch (or reuse) -> bundle to S3 -> SSM bootstrap -> agent service;
-           a spot run gets a persistent spot request whose boot script (UserData)
-           starts the next attempt on the replacement AWS launches after an
-           interruption, with no notebook alive (docs/reliability.md)
+           a spot run gets an EC2 Fleet (maintain, one instance) whose launch
+           template's boot script (UserData) starts the next attempt on the
+           replacement AWS launches after an interruption, with no notebook alive (docs/reliability.md)
 pull():    new numbered event chunks from S3 into the local mirror run folder
            (paced: every 1 s for the first 30 s, then 10 s while events flow, backing
            off to 20 s when idle: ~700 calls per run-hour, docs/aws.md), then
@@ -14,7 +14,7 @@ pull():    new numbered event chunks from S3 into the local mirror run folder
 stop():    SSM writes control.json and wakes the agent; it stops the code, syncs,
            and terminates the instance unless it was reused (--instance) or kept (--keep)
 is_alive(): None (the heartbeat timeout decides) unless EC2 says the instance is gone
-           (and, for a persistent spot request, the request is no longer there to refill it)
+           (and, for a spot fleet's run, the fleet is no longer there to refill it)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..aws import bootstrap, bundle, cluster, ssm
 from ..aws.clients import AWSError, Clients, error_code, owner_from_arn
 from ..aws.launch import Launched, LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
-from ..aws.spot_request import cancel_old_request, claim_attempt, current_instance, request_alive
+from ..aws.spot_fleet import claim_attempt, current_instance, delete_old_fleet, fleet_alive
 from ..events import append_mirrored, last_seq
 from . import aws_cluster
 
@@ -89,7 +89,8 @@ class AWSBackend(Configurable):
         config=True
     )
     spot_fulfil_timeout = Float(
-        120.0, help="Seconds a spot request may stay unfulfilled before --fallback is tried."
+        120.0,
+        help="Seconds the spot fleet may stay without an instance before --fallback on-demand is tried.",
     ).tag(config=True)
 
     def __init__(self, parent: Any = None, clients: Clients | None = None, **kwargs: Any):
@@ -156,9 +157,7 @@ class AWSBackend(Configurable):
         key = bundle.bundle_key(self.prefix, spec["run_id"], attempt)
         user_data = None
         if spot and not opts.get("keep") and not opts.get("instance"):
-            cancel_old_request(
-                clients, _target(run_dir, spec)
-            )  # `resume` by hand: one request a run
+            delete_old_fleet(clients, _target(run_dir, spec))  # `resume` by hand: one fleet a run
             # the attempt is this launch's: the boot script of its first instance leaves it
             # to SSM; only a replacement starts one (agent_boot.py)
             claim_attempt(clients, bucket, self.prefix, spec["run_id"], attempt)
@@ -220,7 +219,9 @@ class AWSBackend(Configurable):
             "region": clients.region,
             "instance_id": launched.instance_id,
             "spot_request_id": launched.spot_request_id,
-            "persistent": launched.persistent,  # the request refills: leave it open on `resuming`
+            "fleet_id": launched.fleet_id,
+            "launch_template_id": launched.launch_template_id,
+            "persistent": launched.persistent,  # the fleet refills: leave it on `resuming`
             "terminate": not (launched.reused or launched.keep),
         }
         data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
@@ -266,7 +267,12 @@ class AWSBackend(Configurable):
             aws_cluster.stop(self, clients, spec, target, force, reason)
             return
         owned = not (target.get("reused") or target.get("keep"))
-        launched = Launched(instance_id=instance_id, spot_request_id=target.get("spot_request_id"))
+        launched = Launched(
+            instance_id=instance_id,
+            spot_request_id=target.get("spot_request_id"),
+            fleet_id=target.get("fleet_id"),
+            launch_template_id=target.get("launch_template_id"),
+        )
         try:
             res = clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
             state = res[0]["Instances"][0]["State"]["Name"] if res else "terminated"
@@ -401,8 +407,8 @@ class AWSBackend(Configurable):
         instance_id = target.get("instance_id")
         if not instance_id:
             return None
-        if target.get("persistent") and target.get("spot_request_id"):
-            instance_id = target["spot_request_id"]  # the request's instance changes on a refill
+        if target.get("persistent") and target.get("fleet_id"):
+            instance_id = target["fleet_id"]  # the fleet's instance changes on a refill
         cached = self._alive.get(instance_id)
         if cached and time.monotonic() - cached[0] < 60:
             return cached[1]
@@ -414,7 +420,7 @@ class AWSBackend(Configurable):
                 self._alive[instance_id] = (time.monotonic(), answer)
                 return answer
             if instance_id != target["instance_id"]:
-                alive = request_alive(clients, instance_id)
+                alive = fleet_alive(clients, instance_id)
                 self._alive[instance_id] = (time.monotonic(), alive)
                 return alive
             ec2 = clients.ec2

@@ -328,8 +328,11 @@ def fail():
 # later instances' disks, to keep the suite fast. Each instance also has its own
 # IMDSv2 stand-in (its instance-id, and the spot notices a test serves), and the
 # player runs an instance's UserData (a spot request's boot script) at its first
-# boot and refills persistent spot requests whose instance was terminated, as AWS
-# does, so the recovery after an interruption runs with no test code driving it.
+# boot and refills EC2 Fleets (maintain) whose instance was terminated, as AWS does
+# (moto launches a fleet's first instance and never refills), in the first of the
+# fleet's overrides (by priority) that has capacity (`no_capacity`: AZs or types the
+# test took away), so the recovery after an interruption runs with no test code
+# driving it.
 
 
 @pytest.fixture(scope="session")
@@ -429,16 +432,20 @@ def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class InstancePlayer:
     """Runs the scripts of SSM commands as the target instance would, and plays what AWS
     does on its own: UserData at an instance's first boot, a terminated instance's
-    processes gone, persistent spot requests refilled (`refills`, unless `refill` is
-    False); `imds_for(id).spot_notice()` serves a notice to one instance."""
+    processes gone, spot fleets refilled (`refills`, unless `refill` is False) in the
+    first override whose AZ and type are not in `no_capacity`;
+    `imds_for(id).spot_notice()` serves a notice to one instance."""
 
     def __init__(self, moto_url: str, bare_bin: Path, venv_cache: Path, sandbox: Path, imds: _Imds):
         self.moto_url = moto_url
         self.imds = imds
         self.imds_of: dict[str, _Imds] = {}  # each instance's own metadata service
         self.booted: set[str] = set()  # instances whose UserData (boot script) ran
-        self.refills: list[tuple[str, str, str]] = []  # (request, old instance, new instance)
-        self.refill = True  # play AWS refilling persistent spot requests
+        self.refills: list[tuple[str, str, str]] = []  # (fleet, old instance, new instance)
+        self.refill = True  # play AWS refilling spot fleets
+        self.no_capacity: set[str] = set()  # AZs and instance types with no spot capacity
+        self.unfilled: set[str] = set()  # fleets that found no capacity for a refill
+        self.fleet_instance: dict[str, str] = {}  # fleet -> its instance last seen
         self._cache_lock = threading.RLock()
         self.bare_bin = bare_bin
         self.venv_cache = venv_cache
@@ -502,11 +509,11 @@ class InstancePlayer:
                     self._run(command, invocation, self.home(instance_id), instance_id)
             self._stop.wait(0.1)
 
-    # -- what AWS does on its own: boot scripts, terminations, refilled spot requests --------
+    # -- what AWS does on its own: boot scripts, terminations, refilled spot fleets --------
     def _play_ec2(self, ec2: Any) -> None:
         """Run each new instance's UserData once (cloud-init at first boot, in a thread like
         a boot); stop the processes of a terminated instance; and, as AWS does for a
-        persistent spot request (not cancelled) whose instance is gone, launch another."""
+        maintain fleet (not deleted) whose instance is gone, launch another."""
         for reservation in list(ec2.reservations.values()):
             for inst in reservation.instances:
                 if inst.state == "terminated" and inst.id in self.homes:
@@ -517,13 +524,32 @@ class InstancePlayer:
                     threading.Thread(target=self._boot, args=(inst.id, script), daemon=True).start()
         if not self.refill:
             return
-        for request in list(ec2.spot_instance_requests.values()):
-            if request.type != "persistent" or request.state != "active":
+        for fleet in list(ec2.fleets.values()):
+            if fleet.fleet_type != "maintain" or fleet.state != "active":
                 continue
-            if request.instance.state == "terminated":
-                old = request.instance.id
-                request.instance = request.launch_instance()
-                self.refills.append((request.id, old, request.instance.id))
+            live = [r.instance.id for r in fleet.spot_requests if r.instance.state != "terminated"]
+            if live:  # moto drops a terminated instance's request from its fleet
+                self.fleet_instance[fleet.id] = live[-1]
+            else:
+                self._refill_fleet(ec2, fleet)
+
+    def _refill_fleet(self, ec2: Any, fleet: Any) -> None:
+        """Launch the fleet's replacement in its best override that has capacity."""
+        old = self.fleet_instance.get(fleet.id, "")
+        for spec in fleet.launch_specs:  # the overrides, best priority first
+            zone = ec2.get_subnet(spec.subnet_id).availability_zone
+            if zone in self.no_capacity or spec.instance_type in self.no_capacity:
+                continue
+            everything = fleet.launch_specs
+            fleet.launch_specs = [spec]
+            try:
+                fleet.create_spot_requests(1)
+            finally:
+                fleet.launch_specs = everything
+            self.refills.append((fleet.id, old, fleet.spot_requests[-1].instance.id))
+            self.unfilled.discard(fleet.id)
+            return
+        self.unfilled.add(fleet.id)
 
     def _boot(self, instance_id: str, script: str) -> None:
         self._execute(script, self.home(instance_id), instance_id, kind="boot")

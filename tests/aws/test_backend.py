@@ -135,9 +135,10 @@ def test_a_failure_while_shipping_terminates_the_new_instance(
     with pytest.raises(Exception, match="InjectedFailure"):
         AWSBackend(clients=aws, aws_poll=0.05).start(run_dir, spec, attempt=1)
     assert _live_instances(aws) == []
-    assert aws.calls.get("ec2.RequestSpotInstances") == 1  # spot by default: a persistent request
-    requests = aws.ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
-    assert [r for r in requests if r["State"] in ("open", "active")] == []  # cancelled: no refill
+    assert aws.calls.get("ec2.CreateFleet") == 1  # spot by default: a fleet that refills
+    fleets = aws.ec2.describe_fleets()["Fleets"]
+    assert [f for f in fleets if not f["FleetState"].startswith("deleted")] == []  # no refill
+    assert aws.ec2.describe_launch_templates()["LaunchTemplates"] == []
 
 
 def test_interrupting_the_launch_terminates_the_new_instance(aws, tmp_path: Path):
@@ -173,7 +174,7 @@ def test_a_fallback_with_on_demand_before_a_type_is_refused_before_any_launch(aw
     with pytest.raises(AWSError, match="on-demand can only come last"):
         AWSBackend(clients=aws).start(run_dir, spec, attempt=1)
     assert aws.calls.get("ec2.RunInstances", 0) == 0
-    assert aws.calls.get("ec2.RequestSpotInstances", 0) == 0
+    assert aws.calls.get("ec2.CreateFleet", 0) == 0
 
 
 def test_the_mirror_log_grows_from_log_events_while_the_run_streams(aws, tmp_path: Path):

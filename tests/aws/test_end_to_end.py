@@ -223,8 +223,8 @@ def test_a_failed_bootstrap_terminates_the_new_instance(aws, instance, tmp_path)
         Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
     )
     assert res["Reservations"] == []
-    requests = aws.ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
-    assert [r for r in requests if r["State"] in ("open", "active")] == []  # nothing refills it
+    fleets = aws.ec2.describe_fleets()["Fleets"]
+    assert [f for f in fleets if not f["FleetState"].startswith("deleted")] == []  # no refill
 
 
 LONG_CELL = """

@@ -1,6 +1,8 @@
-"""Persistent spot requests and --fallback at launch; requests in `resources`/`cleanup`."""
+"""Spot fleets and --fallback at launch; fleets and templates in `resources`/`cleanup`."""
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 
@@ -45,73 +47,131 @@ def _zones(aws: Clients) -> int:
     )
 
 
-def _requests(aws: Clients) -> list[dict]:
-    return aws.ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+def _fleets(aws: Clients) -> list[dict]:
+    return [
+        f for f in aws.ec2.describe_fleets()["Fleets"] if not f["FleetState"].startswith("deleted")
+    ]
 
 
-def test_a_spot_run_gets_a_tagged_persistent_request_and_a_tagged_imdsv2_instance(ready):
+def _templates(aws: Clients) -> list[dict]:
+    return aws.ec2.describe_launch_templates()["LaunchTemplates"]
+
+
+def _live_instances(aws: Clients) -> list[str]:
+    res = aws.ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
+    return [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
+
+
+def _template_data(aws: Clients, template_id: str) -> dict:
+    return aws.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)[
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
+
+
+def _no_spot_capacity(aws: Clients) -> None:
+    """AWS placing nothing for the fleet (moto fills it at once): its instances hidden."""
+
+    def rewrite(parsed: dict, **_: object) -> None:
+        parsed["ActiveInstances"] = []
+
+    aws.ec2.meta.events.register("after-call.ec2.DescribeFleetInstances", rewrite)
+
+
+def test_a_spot_run_gets_a_tagged_fleet_from_a_tagged_imdsv2_template(ready):
     launched = provision(ready, _req())
-    assert launched.persistent and launched.spot_request_id.startswith("sir-")
-    (req,) = _requests(ready)
-    assert req["Type"] == "persistent" and req["InstanceInterruptionBehavior"] == "terminate"
-    assert tags.tag_dict(req["Tags"])[tags.RUN_ID] == "r1"
+    assert launched.persistent and launched.fleet_id and launched.spot_request_id is None
+    (fleet,) = _fleets(ready)
+    assert fleet["FleetId"] == launched.fleet_id and fleet["Type"] == "maintain"
+    assert fleet["TargetCapacitySpecification"] == {
+        "TotalTargetCapacity": 1,
+        "DefaultTargetCapacityType": "spot",
+    }
+    assert fleet["SpotOptions"]["InstanceInterruptionBehavior"] == "terminate"
+    assert tags.tag_dict(fleet["Tags"])[tags.RUN_ID] == "r1"
+    (template,) = _templates(ready)
+    assert template["LaunchTemplateId"] == launched.launch_template_id
+    assert tags.tag_dict(template["Tags"]) == tags.run_tags("r1", "ann", "proj")
+    data = _template_data(ready, launched.launch_template_id)
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"]["Encrypted"] is True and root["Ebs"]["DeleteOnTermination"] is True
+    assert data["IamInstanceProfile"] == {"Name": "runctl-instance"}
+    assert data["SecurityGroupIds"] and data["InstanceInitiatedShutdownBehavior"] == "terminate"
+    assert base64.b64decode(data["UserData"]).decode() == "#!/bin/bash\necho boot\n"
+    spec_tags = {t["ResourceType"]: tags.tag_dict(t["Tags"]) for t in data["TagSpecifications"]}
+    assert spec_tags["instance"] == spec_tags["volume"] == tags.run_tags("r1", "ann", "proj")
     inst = ready.ec2.describe_instances(InstanceIds=[launched.instance_id])["Reservations"][0][
         "Instances"
     ][0]
-    assert tags.tag_dict(inst["Tags"])[tags.MANAGED] == "true"
-    assert inst["MetadataOptions"]["HttpTokens"] == "required"
-    assert launched.facts()["persistent"] is True
+    assert tags.tag_dict(inst["Tags"])[tags.MANAGED] == "true"  # from the template, at launch
+    assert ready.calls.get("ec2.CreateTags", 0) == 0  # nothing tagged after launch
+    assert launched.facts()["persistent"] is True and launched.facts()["fleet_id"]
 
 
-def test_capacity_errors_for_the_type_in_every_zone_fall_back_to_the_next_type(ready, fail):
-    injected = fail(
-        ready, "ec2.RequestSpotInstances", code="InsufficientInstanceCapacity", times=_zones(ready)
-    )
+def test_the_fleet_may_refill_in_every_zone_then_with_each_fallback_type(ready):
+    launched = provision(ready, _req(fallback=["t3.small", "on-demand"]))
+    (fleet,) = _fleets(ready)
+    (config,) = fleet["LaunchTemplateConfigs"]
+    pairs = [(o["InstanceType"], o["SubnetId"]) for o in config["Overrides"]]
+    subnets = ready.ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])[
+        "Subnets"
+    ]
+    by_zone = [s["SubnetId"] for s in sorted(subnets, key=lambda s: s["AvailabilityZone"])]
+    assert pairs == [("t3.micro", s) for s in by_zone] + [("t3.small", s) for s in by_zone]
+    priorities = [o["Priority"] for o in config["Overrides"]]
+    assert priorities == sorted(priorities)  # the type asked for first, then each fallback
+    assert launched.instance_type == "t3.micro" and launched.availability_zone == "us-east-1a"
+
+
+def test_fallback_on_demand_when_the_fleet_places_nothing(ready):
+    _no_spot_capacity(ready)
     said: list[str] = []
     launched = provision(
-        ready, _req(fallback=["t3.small", "on-demand"]), progress=lambda s, d: said.append(d)
+        ready,
+        _req(fallback=["on-demand"], fulfil_timeout=0.3),
+        progress=lambda s, d: said.append(d),
     )
-    assert injected.count == _zones(ready)
-    assert launched.instance_type == "t3.small" and launched.spot and launched.persistent
-    assert all(
-        "t3.micro (spot)" in t and "InsufficientInstanceCapacity" in t for t in launched.tried
-    )
-    assert any(d.startswith("fell back to t3.small") for d in said)
-
-
-def test_fallback_on_demand_when_no_spot_capacity_anywhere(ready, fail):
-    fail(ready, "ec2.RequestSpotInstances", code="InsufficientInstanceCapacity")
-    launched = provision(ready, _req(fallback=["on-demand"]))
     assert launched.spot is False and launched.persistent is False
-    assert launched.spot_request_id is None
+    assert launched.fleet_id is None and launched.spot_request_id is None
     inst = ready.ec2.describe_instances(InstanceIds=[launched.instance_id])["Reservations"][0][
         "Instances"
     ][0]
     assert inst.get("InstanceLifecycle") != "spot"
-    assert [r for r in _requests(ready) if r["State"] in ("open", "active")] == []
+    assert _fleets(ready) == [] and _templates(ready) == []
+    assert _live_instances(ready) == [launched.instance_id]  # the fleet's late one ended too
+    assert "no spot capacity after" in launched.tried[0]
+    assert any(d.startswith("fell back to t3.micro") for d in said)
 
 
-def test_no_capacity_anywhere_says_what_to_try_and_leaves_nothing(ready, fail):
-    fail(ready, "ec2.RequestSpotInstances", code="InsufficientInstanceCapacity")
+def test_no_capacity_anywhere_says_what_to_try_and_leaves_nothing(ready):
+    _no_spot_capacity(ready)
     with pytest.raises(NoCapacity, match="--fallback"):
-        provision(ready, _req(fallback=["t3.small"]))
-    assert [r for r in _requests(ready) if r["State"] in ("open", "active")] == []
+        provision(ready, _req(fallback=["t3.small"], fulfil_timeout=0.3))
+    assert _fleets(ready) == [] and _templates(ready) == [] and _live_instances(ready) == []
 
 
 def test_an_unknown_fallback_type_is_refused_before_anything_is_created(ready):
     with pytest.raises(InvalidInstanceType, match="t3.smal"):
         provision(ready, _req(fallback=["t3.smal"]))
-    assert ready.calls.get("ec2.RequestSpotInstances", 0) == 0
+    assert ready.calls.get("ec2.CreateFleet", 0) == 0
+    assert ready.calls.get("ec2.CreateLaunchTemplate", 0) == 0
 
 
-def test_a_run_with_a_volume_requests_its_replacements_in_the_volume_zone(ready):
+def test_a_run_with_a_volume_gets_its_replacements_only_in_the_volume_zone(ready):
     vol = ready.ec2.create_volume(AvailabilityZone="us-east-1c", Size=1)["VolumeId"]
-    launched = provision(ready, _req(volume=vol))
-    (req,) = _requests(ready)
-    subnet = ready.ec2.describe_subnets(SubnetIds=[req["LaunchSpecification"]["SubnetId"]])[
-        "Subnets"
-    ][0]
-    assert subnet["AvailabilityZone"] == "us-east-1c" == launched.availability_zone
+    launched = provision(ready, _req(volume=vol, fallback=["t3.small"]))
+    (fleet,) = _fleets(ready)
+    overrides = fleet["LaunchTemplateConfigs"][0]["Overrides"]
+    zones = {
+        s["AvailabilityZone"]
+        for s in ready.ec2.describe_subnets(SubnetIds=sorted({o["SubnetId"] for o in overrides}))[
+            "Subnets"
+        ]
+    }
+    assert zones == {"us-east-1c"} == {launched.availability_zone}
+    assert [o["InstanceType"] for o in overrides] == ["t3.micro", "t3.small"]
 
 
 def test_a_replacement_attaches_the_volume_once_the_old_instance_let_it_go(ready):
@@ -129,31 +189,35 @@ def test_a_replacement_attaches_the_volume_once_the_old_instance_let_it_go(ready
     attach_volume(ready.ec2, vol, new, timeout=5)  # again (a rerun boot): nothing to do
 
 
-def test_resources_list_the_run_request_and_cleanup_cancels_it_before_the_instance(ready):
+def test_resources_list_the_fleet_and_template_and_cleanup_deletes_them_before_the_instance(
+    ready,
+):
     launched = provision(ready, _req())
     found = resources.list_resources(ready)
-    (req,) = [r for r in found if r.kind == "spot-request"]
-    assert req.id == launched.spot_request_id and req.run_id == "r1"
+    (fleet,) = [r for r in found if r.kind == "fleet"]
+    (template,) = [r for r in found if r.kind == "launch-template"]
+    assert fleet.id == launched.fleet_id and fleet.run_id == "r1"
+    assert template.id == launched.launch_template_id and template.run_id == "r1"
     orphans = resources.orphans(found, lambda run_id: "failed", owner="ann")
     done = resources.cleanup(ready, orphans)
     kinds = [r.kind for r, ok, _ in done if ok]
-    assert kinds.index("spot-request") < kinds.index("instance")  # no refill in between
-    assert [r for r in _requests(ready) if r["State"] in ("open", "active")] == []
+    assert kinds.index("fleet") < kinds.index("instance")  # no refill in between
+    assert "launch-template" in kinds
+    assert _fleets(ready) == [] and _templates(ready) == [] and _live_instances(ready) == []
 
 
-def test_ending_a_launch_also_ends_an_instance_the_request_refilled(ready):
+def test_ending_a_launch_also_ends_an_instance_the_fleet_refilled(ready):
     from moto.ec2.models import ec2_backends
 
     launched = provision(ready, _req())
     backend = ec2_backends["123456789012"]["us-east-1"]
-    request = backend.spot_instance_requests[launched.spot_request_id]
     backend.terminate_instances([launched.instance_id])
-    request.instance = request.launch_instance()  # AWS refilled it meanwhile
-    refill = request.instance.id
+    backend.fleets[launched.fleet_id].create_spot_requests(1)  # AWS refilled it meanwhile
+    (refill,) = _live_instances(ready)
     ended = terminate_launched(ready, launched)
-    assert refill in ended and launched.spot_request_id in ended
-    state = ready.ec2.describe_instances(InstanceIds=[refill])["Reservations"][0]["Instances"][0]
-    assert state["State"]["Name"] in ("shutting-down", "terminated")
+    assert refill in ended and launched.fleet_id in ended
+    assert launched.launch_template_id in ended
+    assert _live_instances(ready) == [] and _fleets(ready) == [] and _templates(ready) == []
 
 
 def _actions(doc: dict) -> set[str]:
@@ -164,20 +228,69 @@ def _actions(doc: dict) -> set[str]:
     return out
 
 
-def test_the_user_policy_allows_every_ec2_call_a_spot_launch_and_its_end_make(ready, fail):
+def test_the_user_policy_allows_every_ec2_call_a_spot_launch_and_its_end_make(ready):
     from runctl_jupyter.aws import policy
 
     ready.calls.clear()
-    fail(ready, "ec2.RequestSpotInstances", code="InsufficientInstanceCapacity", times=1)
-    launched = provision(ready, _req(fallback=["on-demand"]))
+    spot = provision(ready, _req(run_id="r2"))
+    terminate_launched(ready, spot)
+    _no_spot_capacity(ready)
+    launched = provision(ready, _req(fallback=["on-demand"], fulfil_timeout=0.3))
     terminate_launched(ready, launched)
     used = {"ec2:" + op.split(".", 1)[1] for op in ready.calls if op.startswith("ec2.")}
     assert {
-        "ec2:RequestSpotInstances",
-        "ec2:CreateTags",
-        "ec2:ModifyInstanceMetadataOptions",
+        "ec2:CreateLaunchTemplate",
+        "ec2:CreateFleet",
+        "ec2:DescribeFleetInstances",
+        "ec2:DeleteFleets",
+        "ec2:DeleteLaunchTemplate",
+        "ec2:RunInstances",
     } <= used
     assert used <= _actions(policy.user_policy("123456789012", "us-east-1"))
+
+
+def _grants(doc: dict, action: str) -> list[dict]:
+    return [
+        s
+        for s in doc["Statement"]
+        if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    ]
+
+
+def test_no_policy_lets_anyone_tag_an_untagged_resource():
+    """CreateTags only on runctl-managed resources or as part of a tagged create: never a
+    RequestTag-only grant that could mark any untagged instance as managed."""
+    from runctl_jupyter.aws import policy
+
+    assert _grants(policy.instance_policy("b"), "ec2:CreateTags") == []
+    for statement in _grants(policy.user_policy("1", "us-east-1"), "ec2:CreateTags"):
+        condition = statement["Condition"]["StringEquals"]
+        assert set(condition) in (
+            {"ec2:CreateAction"},
+            {f"aws:ResourceTag/{tags.MANAGED}"},
+        ), statement["Sid"]
+
+
+def test_the_fleet_and_template_actions_are_scoped_by_the_managed_tag():
+    from runctl_jupyter.aws import policy
+
+    user = policy.user_policy("1", "us-east-1")
+    for action in ("ec2:CreateLaunchTemplate", "ec2:DeleteFleets", "ec2:DeleteLaunchTemplate"):
+        for statement in _grants(user, action):
+            keys = set(statement["Condition"]["StringEquals"])
+            assert keys & {
+                f"aws:RequestTag/{tags.MANAGED}",
+                f"aws:ResourceTag/{tags.MANAGED}",
+            }, (action, statement["Sid"])
+    create = _grants(user, "ec2:CreateFleet")
+    tagged = [s for s in create if "Condition" in s]
+    assert any(
+        s["Condition"]["StringEquals"] == {f"aws:RequestTag/{tags.MANAGED}": "true"}
+        and "arn:aws:ec2:us-east-1:1:fleet/*" in s["Resource"]
+        for s in tagged
+    )
+    for statement in _grants(policy.instance_policy("b"), "ec2:DeleteFleets"):
+        assert statement["Condition"]["StringEquals"] == {f"aws:ResourceTag/{tags.MANAGED}": "true"}
 
 
 def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
@@ -191,52 +304,9 @@ def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
     calls = set()
     for module in ("agent_boot.py", "agent_s3_service.py"):
         calls |= set(re.findall(r"\bec2\.(\w+)\(", (pkg / module).read_text()))
-    assert {"create_tags", "attach_volume", "terminate_instances"} <= calls
+    assert {"delete_fleets", "delete_launch_template", "attach_volume"} <= calls
+    assert "terminate_instances" in calls and "create_tags" not in calls
     allowed = _actions(policy.instance_policy("b"))
     for call in calls:
         action = "ec2:" + "".join(part.title() for part in call.split("_"))
         assert action in allowed, action
-    tag = next(
-        s for s in policy.instance_policy("b")["Statement"] if s["Sid"] == "TagReplacementInstance"
-    )
-    assert tag["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"] == [
-        tags.MANAGED,
-        tags.RUN_ID,
-        tags.OWNER,
-        tags.PROJECT,
-    ]
-
-
-def _unfulfilled(aws: Clients, code: str, times: int):
-    """AWS leaving the first `times` requests unfulfilled with status `code` (moto fulfils
-    at once): their describe answers are rewritten as AWS would give them."""
-    hidden: set[str] = set()
-
-    def rewrite(parsed: dict, **_: object) -> None:
-        for sir in parsed.get("SpotInstanceRequests", []):
-            rid = sir["SpotInstanceRequestId"]
-            if rid in hidden or len(hidden) < times:
-                hidden.add(rid)
-                sir.pop("InstanceId", None)
-                sir["State"] = "open"
-                sir["Status"] = {"Code": code, "Message": "injected"}
-
-    aws.ec2.meta.events.register("after-call.ec2.DescribeSpotInstanceRequests", rewrite)
-    return hidden
-
-
-def test_a_request_left_unfulfilled_is_cancelled_and_the_next_candidate_tried(ready):
-    hidden = _unfulfilled(ready, "capacity-not-available", times=_zones(ready))
-    launched = provision(ready, _req(fallback=["t3.small"]))
-    assert launched.instance_type == "t3.small" and launched.persistent
-    assert all("capacity-not-available" in t for t in launched.tried)
-    open_requests = [r for r in _requests(ready) if r["State"] in ("open", "active")]
-    assert [r["SpotInstanceRequestId"] for r in open_requests] == [launched.spot_request_id]
-    assert launched.spot_request_id not in hidden
-
-
-def test_a_request_still_pending_past_the_fulfil_timeout_moves_on(ready):
-    _unfulfilled(ready, "pending-evaluation", times=1)
-    launched = provision(ready, _req(fulfil_timeout=0.3))
-    assert len(launched.tried) == 1 and "still pending-evaluation after" in launched.tried[0]
-    assert launched.availability_zone == "us-east-1b"  # the next zone

@@ -80,6 +80,9 @@ def test_setup_creates_role_and_profile_with_ssm_core_and_scoped_policy(aws: Cli
     assert stop["Resource"] == "arn:aws:ec2:*:*:instance/*"
     cancel = statements["CancelOwnSpotRequestOrFleet"]
     assert "ec2:CancelSpotInstanceRequests" in cancel["Action"] and "Condition" in cancel
+    assert {"ec2:DeleteFleets", "ec2:DeleteLaunchTemplate"} <= set(cancel["Action"])
+    assert cancel["Condition"]["StringEquals"] == {"aws:ResourceTag/runctl:managed": "true"}
+    assert "TagReplacementInstance" not in statements  # the launch template tags instances
     assert "ec2:DescribeSpotPriceHistory" in statements["ReadSpotPricesAndSelf"]["Action"]
     profile = iam.get_instance_profile(InstanceProfileName=result.instance_profile)[
         "InstanceProfile"

@@ -1,6 +1,7 @@
-"""Spot interruptions on AWS with nobody watching: the persistent spot request's
-replacement instance runs the next attempt (the fixture plays AWS: the notice through
-the instance's IMDSv2, the termination, the refill and the new instance's boot script).
+"""Spot interruptions on AWS with nobody watching: the spot fleet's replacement
+instance runs the next attempt (the fixture plays AWS: the notice through the
+instance's IMDSv2, the termination, the fleet's refill and the new instance's boot
+script).
 
 No kernel, CLI or pull runs between the launch and the end of the recovery: the test
 only reads the played instances' disks to know when to serve the notice, then comes
@@ -80,8 +81,14 @@ def _interrupt_at_step(
     instance.imds_for(instance_id).spot_notice(when)
 
 
-def _requests(aws) -> list[dict]:
-    return aws.ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+def _fleets(aws) -> list[dict]:
+    return [
+        f for f in aws.ec2.describe_fleets()["Fleets"] if not f["FleetState"].startswith("deleted")
+    ]
+
+
+def _templates(aws) -> list[dict]:
+    return aws.ec2.describe_launch_templates()["LaunchTemplates"]
 
 
 def _live_instances(aws) -> list[str]:
@@ -93,12 +100,9 @@ def _live_instances(aws) -> list[str]:
 
 def _wait_all_gone(aws, instance) -> None:
     _wait(
-        lambda: (
-            not _live_instances(aws)
-            and not [r for r in _requests(aws) if r["State"] in ("open", "active")]
-        ),
+        lambda: not _live_instances(aws) and not _fleets(aws) and not _templates(aws),
         60,
-        "the request cancelled and every instance terminated",
+        "the fleet and its template deleted and every instance terminated",
         instance,
     )
 
@@ -113,21 +117,21 @@ def test_a_spot_interruption_resumes_on_the_replacement_with_no_kernel_alive(
     )
     target = json.loads((session.store.run_dir(run.id) / "aws.json").read_text())
     first = target["instance_id"]
-    assert target["persistent"] is True and target["spot_request_id"].startswith("sir-")
+    assert target["persistent"] is True and target["fleet_id"].startswith("fleet-")
     del session  # nobody watches from here on
 
     _interrupt_at_step(instance, run.id, first, 15)
-    # AWS (the fixture) takes the instance back and refills the request; the boot script
+    # AWS (the fixture) takes the instance back and the fleet refills; the boot script
     # of the new instance starts attempt 2
-    request_id, old, new = _wait(lambda: instance.refills, 60, "the request refilled", instance)[0]
-    assert (request_id, old) == (target["spot_request_id"], first) and new != first
+    fleet_id, old, new = _wait(lambda: instance.refills, 60, "the fleet refilled", instance)[0]
+    assert (fleet_id, old) == (target["fleet_id"], first) and new != first
     _wait(
         lambda: any(e["type"] == "exit" for e in _instance_events(instance, run.id, new)),
         180,
         "attempt 2 ends on the replacement",
         instance,
     )
-    _wait_all_gone(aws, instance)  # the run is over: request cancelled, instance terminated
+    _wait_all_gone(aws, instance)  # the run is over: fleet deleted, instance terminated
     # the first instance's boot script ran at its first boot and started nothing
     boots = [r for r in instance.runs if r["kind"] == "boot"]
     assert {r["instance_id"] for r in boots} == {first, new}
@@ -168,7 +172,7 @@ def test_a_spot_interruption_resumes_on_the_replacement_with_no_kernel_alive(
     assert f"resumed from step {ckpt}" in (later.store.run_dir(run.id) / "stdout.log").read_text()
 
 
-def test_max_interruptions_one_resumes_once_then_the_run_ends_and_the_request_is_cancelled(
+def test_max_interruptions_one_resumes_once_then_the_run_ends_and_the_fleet_is_deleted(
     aws, instance, tmp_path
 ):
     setup(aws)
@@ -182,7 +186,7 @@ def test_max_interruptions_one_resumes_once_then_the_run_ends_and_the_request_is
     )
     first = json.loads((session.store.run_dir(run.id) / "aws.json").read_text())["instance_id"]
     _interrupt_at_step(instance, run.id, first, 10)
-    new = _wait(lambda: instance.refills, 60, "the request refilled", instance)[0][2]
+    new = _wait(lambda: instance.refills, 60, "the fleet refilled", instance)[0][2]
     # the second notice, on the replacement (attempt 2's own steps: the first 10 were
     # restored), with the same text as the first: it is this instance's, so it counts
     _interrupt_at_step(instance, run.id, new, 30)
@@ -224,9 +228,9 @@ def test_an_instance_that_dies_during_bootstrap_fails_the_launch_and_leaves_noth
 
     def reclaimed_while_bootstrapping(run_id: str, state: str, detail: str) -> None:
         if detail.startswith("bootstrapping"):
-            # AWS takes the instance back before SSM runs anything, and refills the request
+            # AWS takes the instance back before SSM runs anything, and the fleet refills
             instance.terminate(detail.split()[1])
-            _wait(lambda: instance.refills, 30, "the request refilled", instance)
+            _wait(lambda: instance.refills, 30, "the fleet refilled", instance)
 
     session._launch_progress = reclaimed_while_bootstrapping  # type: ignore[method-assign]
     with pytest.raises(Exception, match="bootstrap|Undeliverable|terminated|InvalidInstanceId"):
