@@ -30,6 +30,7 @@ from typing import Any
 from .. import distributed
 from . import tags
 from .clients import Clients, error_code
+from .instance_spec import add_one_time_spot, instance_settings
 from .launch import (
     CAPACITY_ERRORS,
     LaunchError,
@@ -144,40 +145,10 @@ def instances_request(
             "GroupName": placement_group,
             "AvailabilityZone": subnet["AvailabilityZone"],
         },
-        "IamInstanceProfile": {"Name": req.instance_profile},
-        "MetadataOptions": {
-            "HttpTokens": "required",
-            "HttpEndpoint": "enabled",
-            "HttpPutResponseHopLimit": 2,
-        },
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": image.get("RootDeviceName") or "/dev/xvda",
-                "Ebs": {
-                    "VolumeSize": req.root_gb,
-                    "VolumeType": "gp3",
-                    "Encrypted": True,
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
-        "InstanceInitiatedShutdownBehavior": "terminate",
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": tags.tag_list(run_tags)},
-            {"ResourceType": "volume", "Tags": tags.tag_list(run_tags)},
-        ],
+        **instance_settings(req.instance_profile, req.root_gb, image, run_tags),
     }
     if req.spot:
-        kwargs["InstanceMarketOptions"] = {
-            "MarketType": "spot",
-            "SpotOptions": {
-                "SpotInstanceType": "one-time",
-                "InstanceInterruptionBehavior": "terminate",
-            },
-        }
-        kwargs["TagSpecifications"].append(
-            {"ResourceType": "spot-instances-request", "Tags": tags.tag_list(run_tags)}
-        )
+        add_one_time_spot(kwargs, run_tags)
     return kwargs
 
 

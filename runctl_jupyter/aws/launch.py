@@ -29,6 +29,7 @@ from typing import Any
 
 from . import policy, tags
 from .clients import AWSError, Clients, error_code
+from .instance_spec import add_one_time_spot, instance_settings
 from .spot_fleet import (
     Unfulfilled,
     create_fleet,
@@ -266,7 +267,6 @@ def _run_instance(
     run_tags = tags.run_tags(req.run_id, req.owner, req.project)
     if req.keep:
         run_tags[tags.KEEP] = "true"
-    root = image.get("RootDeviceName") or "/dev/xvda"
     kwargs: dict[str, Any] = {
         "ImageId": image["ImageId"],
         "InstanceType": req.instance_type,
@@ -274,40 +274,16 @@ def _run_instance(
         "MaxCount": 1,
         "SubnetId": subnet["SubnetId"],
         "SecurityGroupIds": [security_group],
-        "IamInstanceProfile": {"Name": req.instance_profile},
-        "MetadataOptions": {
-            "HttpTokens": "required",
-            "HttpEndpoint": "enabled",
-            "HttpPutResponseHopLimit": 2,
-        },
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": root,
-                "Ebs": {
-                    "VolumeSize": req.root_gb,
-                    "VolumeType": "gp3",
-                    "Encrypted": True,
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
-        "InstanceInitiatedShutdownBehavior": "stop" if req.keep else "terminate",
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": tags.tag_list(run_tags)},
-            {"ResourceType": "volume", "Tags": tags.tag_list(run_tags)},
-        ],
+        **instance_settings(
+            req.instance_profile,
+            req.root_gb,
+            image,
+            run_tags,
+            shutdown="stop" if req.keep else "terminate",
+        ),
     }
     if req.spot:
-        kwargs["InstanceMarketOptions"] = {
-            "MarketType": "spot",
-            "SpotOptions": {
-                "SpotInstanceType": "one-time",
-                "InstanceInterruptionBehavior": "terminate",
-            },
-        }
-        kwargs["TagSpecifications"].append(
-            {"ResourceType": "spot-instances-request", "Tags": tags.tag_list(run_tags)}
-        )
+        add_one_time_spot(kwargs, run_tags)
     return clients.ec2.run_instances(**kwargs)["Instances"][0]
 
 

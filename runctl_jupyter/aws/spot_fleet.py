@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import tags
 from .clients import Clients, error_code
+from .instance_spec import instance_settings
 
 if TYPE_CHECKING:
     from .launch import LaunchRequest
@@ -36,39 +37,18 @@ def create_launch_template(
     clients: Clients, req: LaunchRequest, image: dict, security_group: str
 ) -> str:
     """The run's launch template (named after the run): returns its id."""
-    run_tags = tags.tag_list(tags.run_tags(req.run_id, req.owner, req.project))
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
     data: dict[str, Any] = {
         "ImageId": image["ImageId"],
         "InstanceType": req.instance_type,
         "SecurityGroupIds": [security_group],
-        "IamInstanceProfile": {"Name": req.instance_profile},
         "UserData": base64.b64encode((req.user_data or "").encode()).decode(),
-        "MetadataOptions": {
-            "HttpTokens": "required",
-            "HttpEndpoint": "enabled",
-            "HttpPutResponseHopLimit": 2,
-        },
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": image.get("RootDeviceName") or "/dev/xvda",
-                "Ebs": {
-                    "VolumeSize": req.root_gb,
-                    "VolumeType": "gp3",
-                    "Encrypted": True,
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
-        "InstanceInitiatedShutdownBehavior": "terminate",
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": run_tags},
-            {"ResourceType": "volume", "Tags": run_tags},
-        ],
+        **instance_settings(req.instance_profile, req.root_gb, image, run_tags),
     }
     resp = clients.ec2.create_launch_template(
         LaunchTemplateName=f"runctl-{req.run_id}-{int(time.time())}",
         LaunchTemplateData=data,
-        TagSpecifications=[{"ResourceType": "launch-template", "Tags": run_tags}],
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags.tag_list(run_tags)}],
     )
     return resp["LaunchTemplate"]["LaunchTemplateId"]
 
