@@ -77,7 +77,7 @@ def _moto() -> Iterator[str]:
 
 def run(ctx: Ctx) -> dict[str, Result]:
     try:
-        from runctl_jupyter.agent_s3 import Sync
+        from runctl_jupyter.agent.s3 import Sync
         from runctl_jupyter.aws.clients import Clients
         from runctl_jupyter.backends.aws import AWSBackend
         from runctl_jupyter.events import EventWriter, read_events

@@ -6,7 +6,9 @@ modules (plotly, ipywidgets, boto3, cloudpickle) are imported only when used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "load_ipython_extension"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module attribute hook

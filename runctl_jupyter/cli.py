@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import parser as _parser
+from .commands import parser as _parser
 from .errors import RunctlError, RunFailed
 from .params import merge_params
 

@@ -18,7 +18,7 @@ from IPython.core.magic import (
     output_can_be_silenced,
 )
 
-from . import parser as _parser
+from .commands import parser as _parser
 from .errors import RunctlError, RunFailed
 from .params import merge_params
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_helpers import exit_event, make_run_dir, run_agent  # noqa: E402
 
-from runctl_jupyter.agent_cost import CostMeter, SpotRefresher, previous_cost  # noqa: E402
+from runctl_jupyter.agent.cost import CostMeter, SpotRefresher, previous_cost  # noqa: E402
 from runctl_jupyter.events import EventWriter  # noqa: E402
 
 T0 = 1_764_380_000.0
@@ -220,7 +220,7 @@ def test_a_local_agent_run_records_a_zero_cost_event(tmp_path):
 
 
 def _agent_json(run_dir: Path, pid: int) -> None:
-    from runctl_jupyter.idle import _proc_start
+    from runctl_jupyter.agent.idle import _proc_start
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "agent.json").write_text(json.dumps({"pid": pid, "proc_start": _proc_start(pid)}))
@@ -229,7 +229,7 @@ def _agent_json(run_dir: Path, pid: int) -> None:
 def test_a_kept_instance_is_idle_only_while_no_agent_runs(tmp_path):
     import subprocess
 
-    from runctl_jupyter.idle import Watcher
+    from runctl_jupyter.agent.idle import Watcher
 
     marker = tmp_path / "stopped"
     (tmp_path / "idle.json").write_text(json.dumps({"minutes": 1}))
@@ -251,7 +251,7 @@ def test_a_kept_instance_is_idle_only_while_no_agent_runs(tmp_path):
 
 
 def test_ensure_starts_one_watcher_for_a_keep_run_that_stops_the_instance(tmp_path, monkeypatch):
-    from runctl_jupyter.idle import PID, main, wanted_minutes
+    from runctl_jupyter.agent.idle import PID, main, wanted_minutes
 
     assert wanted_minutes({"options": {"keep": True}}) == 30.0
     assert wanted_minutes({"options": {"idle_minutes": 5}}) == 5.0
@@ -262,7 +262,7 @@ def test_ensure_starts_one_watcher_for_a_keep_run_that_stops_the_instance(tmp_pa
     marker = tmp_path / "stopped"
     args = ["ensure", str(root), "--spec", str(spec), "--poll", "0.1", "--", "touch", str(marker)]
     repo = str(Path(__file__).resolve().parent.parent)
-    monkeypatch.setenv("PYTHONPATH", repo)  # the daemon imports runctl_jupyter.idle
+    monkeypatch.setenv("PYTHONPATH", repo)  # the daemon imports runctl_jupyter.agent.idle
     assert main(args) == 0
     deadline = time.monotonic() + 10
     while not marker.exists():

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from runctl_jupyter.capture import (
+from runctl_jupyter.errors import RunctlError
+from runctl_jupyter.runs.capture import (
     check_syntax,
     collect_objects,
     free_names,
     load_objects,
     ship_objects,
 )
-from runctl_jupyter.errors import RunctlError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -265,7 +265,7 @@ def test_round_trip_in_another_process(tmp_path):
     (tmp_path / "objects.pkl").write_bytes(data)
     script = (
         "import sys\n"
-        "from runctl_jupyter.capture import load_objects\n"
+        "from runctl_jupyter.runs.capture import load_objects\n"
         "ns = load_objects(open(sys.argv[1], 'rb').read())\n"
         "globals().update(ns)\n" + code + "\n"
     )
@@ -303,7 +303,7 @@ def test_local_module_travels_by_value(tmp_path, monkeypatch):
     elsewhere.mkdir()
     (elsewhere / "objects.pkl").write_bytes(data)
     script = (
-        "from runctl_jupyter.capture import load_objects\n"
+        "from runctl_jupyter.runs.capture import load_objects\n"
         "ns = load_objects(open('objects.pkl', 'rb').read())\n"
         "print(ns['use'](4))\n"
     )

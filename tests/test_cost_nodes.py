@@ -11,11 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_helpers import make_run_dir  # noqa: E402
 
-from runctl_jupyter.agent_cost import CostMeter  # noqa: E402
+from runctl_jupyter.agent.cost import CostMeter  # noqa: E402
 from runctl_jupyter.config import Runctl  # noqa: E402
-from runctl_jupyter.costs import Estimate  # noqa: E402
+from runctl_jupyter.cost.costs import Estimate  # noqa: E402
 from runctl_jupyter.errors import RunctlError  # noqa: E402
-from runctl_jupyter.results import RunDetails  # noqa: E402
+from runctl_jupyter.runs.results import RunDetails  # noqa: E402
 from runctl_jupyter.session import Session  # noqa: E402
 
 T0 = 1_764_380_000.0
@@ -122,8 +122,8 @@ def test_live_cost_events_count_every_node_and_a_spot_refresh_per_node(tmp_path)
 
 
 def test_show_and_the_record_say_how_many_processes(tmp_path):
-    from runctl_jupyter.record_cells import summary_markdown
-    from runctl_jupyter.record_facts import RunFacts
+    from runctl_jupyter.record.cells import summary_markdown
+    from runctl_jupyter.record.facts import RunFacts
 
     plan = {"nproc_per_node": 4, "nodes": 2, "gpus": 4}
     run_dir = make_run_dir(tmp_path, "pass", distributed=plan, backend="aws")

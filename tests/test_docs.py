@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runctl_jupyter import parser
+from runctl_jupyter.commands import parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ def test_every_command_and_train_option_is_in_the_command_reference():
 
 def test_the_event_types_the_agent_writes_are_documented():
     text = (ROOT / "docs" / "events.md").read_text()
-    source = (ROOT / "runctl_jupyter" / "agent.py").read_text()
+    source = (ROOT / "runctl_jupyter" / "agent" / "supervise.py").read_text()
     written = set(re.findall(r'events\.write\(\s*"(\w+)"', source)) | {"metric", "checkpoint"}
     for kind in written:
         assert f"| `{kind}` |" in text, f"docs/events.md lacks the `{kind}` event"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from runctl_jupyter.liveview import TextView
+from runctl_jupyter.runs.liveview import TextView
 
 
 def test_the_text_view_prints_one_line_per_interruption():

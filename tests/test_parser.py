@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from runctl_jupyter import cli
-from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.parser import (
+from runctl_jupyter.commands.parser import (
     HelpRequested,
     UsageProblem,
     format_help,
@@ -22,6 +21,7 @@ from runctl_jupyter.parser import (
     split_line,
     to_call,
 )
+from runctl_jupyter.errors import RunctlError
 from runctl_jupyter.session import Session
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,14 +10,14 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.pricing import (
+from runctl_jupyter.cost.prices import (
     Prices,
     dollars,
     hourly,
     pricing_filters,
     table,
 )
+from runctl_jupyter.errors import RunctlError
 
 T0 = dt.datetime(2026, 11, 29, 1, 0, tzinfo=dt.timezone.utc).timestamp()
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from runctl_jupyter.capture import ship_objects
 from runctl_jupyter.errors import RunctlError
 from runctl_jupyter.events import EventWriter
 from runctl_jupyter.record import (
@@ -26,6 +25,7 @@ from runctl_jupyter.record import (
     read_record,
     write_record,
 )
+from runctl_jupyter.runs.capture import ship_objects
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_764_380_000.0

@@ -302,7 +302,7 @@ def test_early_stopping_stops_a_run_that_stopped_improving(session):
 def test_attach_from_the_runs_table_follows_a_run_in_the_background(session):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from runctl_jupyter.liveview import follow_in_background
+    from runctl_jupyter.runs.liveview import follow_in_background
 
     InteractiveShell.instance()  # a shell to display into; the kernel stays free meanwhile
     run = session.train(
@@ -338,7 +338,7 @@ def test_following_a_fast_run_in_the_background_barely_delays_other_work(session
     follower holding the GIL through its backlog delays nearly every sleep."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from runctl_jupyter.liveview import follow_in_background
+    from runctl_jupyter.runs.liveview import follow_in_background
 
     InteractiveShell.instance()
     code = (

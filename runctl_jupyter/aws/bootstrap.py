@@ -12,11 +12,11 @@ On the instance it:
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
    (the agent), then `agent_s3_service.prepare` (spec paths, restore from S3, --data);
 4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
-5. starts `python -m runctl_jupyter.agent_s3_service service` — the agent, then a final
+5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
    with a pid file;
-6. for a kept instance, makes sure its idle watcher runs (`runctl_jupyter.idle`).
+6. for a kept instance, makes sure its idle watcher runs (`runctl_jupyter.agent.idle`).
 
 `$ROOT` is `$HOME/runctl` (`/root/runctl` under SSM, where HOME may be unset).
 """
@@ -68,7 +68,7 @@ with tarfile.open(bundle) as tar:
         tar.extractall(stage)
 sys.path.insert(0, os.path.join(stage, "pkg"))
 from runctl_jupyter import agent_boot
-from runctl_jupyter.agent_s3_service import _imds_instance_id, _prepare, _terminate_self
+from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate_self
 with open(os.path.join(stage, "run", "spec.json")) as f:
     cfg = json.load(f).get("sync") or {}
 me = _imds_instance_id() or (cfg.get("instance_id") if attempt != "next" else None)
@@ -188,18 +188,18 @@ if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemd-run --unit "runctl-$RUN_ID-$ATTEMPT" --collect --property=KillMode=mixed \
     --setenv=PYTHONPATH="$PKG" --setenv=HOME="${{HOME:-/root}}" ${{NODE_ENV[@]+"${{NODE_ENV[@]}}"}} \
     --working-directory="$RUN_DIR" \
-    "$VENV/bin/python" -m runctl_jupyter.agent_s3_service service "$RUN_DIR" --attempt "$ATTEMPT"
+    "$VENV/bin/python" -m runctl_jupyter.agent.service service "$RUN_DIR" --attempt "$ATTEMPT"
   echo "systemd:runctl-$RUN_ID-$ATTEMPT" > "$RUN_DIR/service"
 else
   cd "$RUN_DIR"
-  nohup setsid "$VENV/bin/python" -m runctl_jupyter.agent_s3_service service "$RUN_DIR" --attempt "$ATTEMPT" \
+  nohup setsid "$VENV/bin/python" -m runctl_jupyter.agent.service service "$RUN_DIR" --attempt "$ATTEMPT" \
     </dev/null >>"$RUN_DIR/agent.log" 2>&1 9>&- &
   echo "$!" > "$RUN_DIR/service.pid"
   echo "pid:$!" > "$RUN_DIR/service"
 fi
 # a kept instance stops itself after --idle-minutes (default 30) with no run: enforced here,
 # not by the notebook (runctl_jupyter/idle.py; nothing happens for an instance that ends with its run)
-"$VENV/bin/python" -m runctl_jupyter.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" 9>&- || say "idle watcher not started"
+"$VENV/bin/python" -m runctl_jupyter.agent.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" 9>&- || say "idle watcher not started"
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 

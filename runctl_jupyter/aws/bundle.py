@@ -30,33 +30,37 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import runctl_jupyter
-
 from ..errors import RunctlError
 
-# The package's stdlib-only modules: the agent, the in-run client and their helpers.
+# The package's stdlib-only modules: the agent, the in-run client and their helpers
+# (tests/test_layers.py checks this is every module they import).
+PACKAGE = Path(__file__).resolve().parents[1]
 AGENT_MODULES = (
     "__init__.py",
-    "agent.py",
-    "agent_s3.py",
-    "agent_s3_service.py",
-    "agent_boot.py",  # which attempt a replacement instance runs
-    "agent_cost.py",
-    "agent_cluster.py",  # the end of a multi-node run: node 0 terminates every node
-    "agent_spot.py",
-    "agent_watch.py",
-    "distributed.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
+    "_version.py",
+    "agent/__init__.py",
+    "agent/__main__.py",
+    "agent/supervise.py",
+    "agent/runner.py",
+    "agent/torchrun.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
+    "agent/s3.py",
+    "agent/service.py",
+    "agent/boot.py",  # which attempt a replacement instance runs
+    "agent/cost.py",
+    "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
+    "agent/spot.py",
+    "agent/watch.py",
+    "agent/idle.py",  # the idle watcher of a --keep instance (docs/cost.md)
+    "distributed.py",
     "environment.py",
     "errors.py",
     "events.py",
-    "idle.py",  # the idle watcher of a --keep instance (docs/cost.md)
-    "record.py",  # and the record_* modules it is split into
-    "record_cells.py",
-    "record_facts.py",
-    "record_figure.py",
-    "record_notebook.py",
-    "record_read.py",
-    "runner.py",
+    "record/__init__.py",
+    "record/cells.py",
+    "record/facts.py",
+    "record/figure.py",
+    "record/notebook.py",
+    "record/read.py",
     "runtime.py",
 )
 RUN_FILES = (
@@ -304,9 +308,8 @@ def build(
             path = run_dir / name
             if path.exists():
                 add_bytes(tar, f"run/{name}", path.read_bytes())
-        pkg = Path(runctl_jupyter.__file__).resolve().parent
         for name in AGENT_MODULES:
-            add_bytes(tar, f"pkg/runctl_jupyter/{name}", (pkg / name).read_bytes())
+            add_bytes(tar, f"pkg/runctl_jupyter/{name}", (PACKAGE / name).read_bytes())
         workdir = spec.get("workdir")
         for name, path in local_modules(imported_modules(run_dir, spec), workdir).items():
             if path.is_file():

@@ -179,8 +179,8 @@ def delete_old_fleet(clients: Clients, target: dict) -> None:
 
 def claim_attempt(clients: Clients, bucket: str, prefix: str, run_id: str, attempt: int) -> None:
     """Mark the attempt as this launch's (no instance yet) so no boot script starts it."""
-    from ..agent_boot import MARKERS
-    from ..agent_s3 import run_prefix
+    from ..agent.boot import MARKERS
+    from ..agent.s3 import run_prefix
 
     key = f"{run_prefix({'prefix': prefix}, run_id)}{MARKERS}{int(attempt):06d}.json"
     body = json.dumps({"instance_id": None, "by": "launch", "t": time.time()}).encode()

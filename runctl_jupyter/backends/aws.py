@@ -439,7 +439,7 @@ def _complete_plan(clients: Clients, run_dir: Path, spec: dict, req: LaunchReque
     """The distributed plan checked against the instance type (`--gpus all` resolved) and
     written back into the spec (the caller's too), so the agent on the instance runs
     torchrun with it."""
-    from ..launch import write_spec
+    from ..store.folders import write_spec
 
     spec["distributed"] = cluster.check_plan(clients, spec["distributed"], req)
     write_spec(run_dir, spec)
@@ -447,7 +447,7 @@ def _complete_plan(clients: Clients, run_dir: Path, spec: dict, req: LaunchReque
 
 def _check_data(clients: Clients, url: str, validate: bool) -> None:
     """`--data` must name objects that exist (and, with --validate-data, none empty) before launch."""
-    from ..agent_s3_service import data_problems, list_data, parse_s3_url
+    from ..agent.service import data_problems, list_data, parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(url)

@@ -26,6 +26,7 @@ from ._widgets import close_all, display_widget
 from .figures import PALETTE, PLOTLY_MIME, json_ready, svg_chart
 from .series import downsample
 from .summary import CELL, CELL_L, TABLE_STYLE
+from .text import table_text
 
 __all__ = ["ComparePanel", "compare"]
 
@@ -360,8 +361,6 @@ class ComparePanel:
 
     def table_text(self) -> str:
         """The table for a terminal: the same columns as the HTML one, aligned."""
-        from ..results import _table_text
-
         rows = self.table()
         if not rows:
             return "no runs to compare"
@@ -378,7 +377,7 @@ class ComparePanel:
                 + [fmt_num(r.get(c)) for c in metric_cols]
                 + [fmt_duration(r.get("duration")), fmt_cost(by_id.get(r["run"], {}))]
             )
-        return _table_text(header, lines)
+        return table_text(header, lines)
 
     # --------------------------------------------------------------- display
     def show(self) -> None:

@@ -25,6 +25,7 @@ from ._format import badge, esc, fmt_duration, fmt_num, fmt_value
 from ._widgets import leave_static
 from .figures import PALETTE, PLOTLY_MIME, json_ready, svg_chart
 from .summary import CELL, CELL_L, TABLE_STYLE
+from .text import sweep_line
 
 __all__ = ["SweepPanel", "figure_spec", "static_outputs", "static_summary", "summary_html"]
 
@@ -179,10 +180,8 @@ def summary_html(state: Any, trials: list[dict], max_rows: int = 20) -> str:
 
 
 def summary_text(state: Any, trials: list[dict], max_rows: int = 20) -> str:
-    from ..sweeps.results import one_line
-
     metric, mode = _objective(state)
-    lines = [one_line(state)]
+    lines = [sweep_line(state)]
     for t in ordered(trials, mode)[:max_rows]:
         params = " ".join(f"{k}={fmt_value(v)}" for k, v in t["params"].items())
         value = (

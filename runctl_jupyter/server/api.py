@@ -21,8 +21,8 @@ from ..display.record_copy import record_copy_name
 from ..display.series import downsample
 from ..errors import RunctlError, RunNotFound
 from ..events import ACTIVE_STATUSES, ALL_STATUSES
-from ..launch import read_spec
 from ..session import Session
+from ..store.folders import read_spec
 
 log = logging.getLogger(__name__)
 

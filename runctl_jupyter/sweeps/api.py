@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..display.text import counts_text, sweep_line
 from ..errors import RunctlError
 from ..params import BadParam, check_key, normalize_params, parse_early_stop, parse_objective
 from .record import (
@@ -34,7 +35,7 @@ from .record import (
     sweeps_dir,
     write_json,
 )
-from .results import SweepDetails, SweepTable, counts_text, one_line, trial_rows
+from .results import SweepDetails, SweepTable, trial_rows
 from .space import grid_plan, grid_size, normalize_space, optuna_distributions, random_plan
 from .watch import watch
 
@@ -44,7 +45,7 @@ __all__ = [
     "counts_text",
     "find",
     "lookup",
-    "one_line",
+    "sweep_line",
     "show",
     "sweep",
     "sweeps",
@@ -102,7 +103,7 @@ class Sweep:
         return self
 
     def __repr__(self) -> str:
-        return one_line(self.state)
+        return sweep_line(self.state)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(repr(self))
@@ -279,7 +280,7 @@ def _resumable(state: SweepState, retry_failed: bool) -> bool:
 
 def create(session: Any, **kw: Any) -> Sweep:
     """Check everything, then write the sweep folder (nothing runs yet)."""
-    from ..session import check_options
+    from ..runs.start import check_options
 
     code, target = kw["code"], kw["target"]
     if (code is None) == (target is None):
@@ -357,7 +358,9 @@ def create(session: Any, **kw: Any) -> Sweep:
     max_hours = kw["max_hours"]
     if max_hours is not None and max_hours <= 0:
         raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
-    from ..costs import before_launch  # the estimate (trials x a run), --yes above the threshold
+    from ..cost.costs import (
+        before_launch,  # the estimate (trials x a run), --yes above the threshold
+    )
 
     price = before_launch(
         session, backend_name, options, max_hours, kw["experiment"] or kw["name"],
@@ -368,8 +371,8 @@ def create(session: Any, **kw: Any) -> Sweep:
     objects = None
     object_names: list[str] = []
     if code is not None:
-        from ..capture import check_syntax, collect_objects
-        from ..capture import ship_objects as pickle_objects
+        from ..runs.capture import check_syntax, collect_objects
+        from ..runs.capture import ship_objects as pickle_objects
 
         check_syntax(code)
         workdir = os.getcwd()

@@ -6,50 +6,18 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..results import _table_html, _table_text, format_duration, format_metric
+from ..display.text import (
+    best_text,
+    counts_text,
+    fmt_params,
+    format_duration,
+    format_metric,
+    table_html,
+    table_text,
+)
 from .record import RUN_ENDED, SweepState, trial_group
 
-__all__ = ["SweepDetails", "SweepTable", "best_text", "counts_text", "one_line", "trial_rows"]
-
-
-def _fmt_params(params: dict) -> str:
-    return " ".join(
-        f"{k}={format_metric(v) if isinstance(v, float) else v}" for k, v in params.items()
-    )
-
-
-def counts_text(state: SweepState) -> str:
-    c = state.counts()
-    parts = [f"{c['done']} done", f"{c['running']} running", f"{c['queued']} queued"]
-    for key in ("failed", "pruned", "stopped"):
-        if c[key]:
-            parts.append(f"{c[key]} {key}")
-    return ", ".join(parts)
-
-
-def best_text(state: SweepState) -> str:
-    best = state.best()
-    metric = (state.spec.get("objective") or {}).get("metric")
-    if best is None or not metric:
-        return ""
-    return (
-        f"best {metric}={format_metric(best['objective'])} (trial {best['index']}, run "
-        f"{best['run_id']}: {_fmt_params(best['params'])})"
-    )
-
-
-def one_line(state: SweepState) -> str:
-    status = state.display_status()
-    text = f"sweep {state.id} '{state.name}' {status}"
-    if state.reason and status != "succeeded":
-        text += f" ({state.reason})"
-    text += f": {state.n_planned} trials ({counts_text(state)})"
-    best = best_text(state)
-    if best:
-        text += f" · {best}"
-    if status == "orphaned":
-        text += f" · `%runctl sweep --resume {state.id}` continues it"
-    return text
+__all__ = ["SweepDetails", "SweepTable", "trial_rows"]
 
 
 def trial_rows(
@@ -151,7 +119,7 @@ class SweepTable:
                     str(r["queued"]),
                     str(r["failed"]),
                     best,
-                    _fmt_params(r["best_params"]) if r["best_params"] else "-",
+                    fmt_params(r["best_params"]) if r["best_params"] else "-",
                 ]
             )
         return cells
@@ -162,7 +130,7 @@ class SweepTable:
     def __str__(self) -> str:
         if not self.states:
             return "no sweeps yet: start one with %%runctl sweep --grid KEY=V1,V2 (or `runctl sweep SCRIPT.py ...`)"
-        return _table_text(self.HEADER, self._cells())
+        return table_text(self.HEADER, self._cells())
 
     __repr__ = __str__
 
@@ -172,7 +140,7 @@ class SweepTable:
     def _repr_html_(self) -> str:
         if not self.states:
             return f"<p>{html.escape(str(self))}</p>"
-        return _table_html(self.HEADER, self._cells())
+        return table_html(self.HEADER, self._cells())
 
 
 class SweepDetails:
@@ -214,7 +182,7 @@ class SweepDetails:
                 )
             )
         if spec.get("fixed"):
-            fields.append(("fixed", _fmt_params(spec["fixed"])))
+            fields.append(("fixed", fmt_params(spec["fixed"])))
         best = best_text(s)
         if best:
             fields.append(("best", best.removeprefix("best ")))
@@ -235,7 +203,7 @@ class SweepDetails:
                     t["run"] or "-",
                     status,
                     format_metric(t["objective"]) if t["objective"] is not None else "-",
-                    _fmt_params(t["params"]),
+                    fmt_params(t["params"]),
                     format_duration(t["duration"]),
                 ]
             )
@@ -245,7 +213,7 @@ class SweepDetails:
         fields = self._fields()
         width = max(len(k) for k, _ in fields)
         head = "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
-        return head + "\n\n" + _table_text(self.HEADER, self._trial_cells())
+        return head + "\n\n" + table_text(self.HEADER, self._trial_cells())
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
@@ -257,6 +225,6 @@ class SweepDetails:
 
             bundle.update(static_summary(self.state, self.trial_list))
         except ImportError:
-            bundle["text/html"] = _table_html(["", ""], [[k, v] for k, v in self._fields()])
+            bundle["text/html"] = table_html(["", ""], [[k, v] for k, v in self._fields()])
         bundle["text/plain"] = str(self)
         return bundle

@@ -55,7 +55,7 @@ def trial_objective(summary: dict, metric: str | None, mode: str) -> float | Non
 class Scheduler:
     def __init__(self, sweep_dir: Path, resume: bool = False, retry_failed: bool = False):
         from ..config import Runctl
-        from ..session import Session
+        from ..runs.control import RunControl
 
         self.dir = Path(sweep_dir).resolve()
         self.state = SweepState(self.dir)
@@ -67,7 +67,7 @@ class Scheduler:
             backend=run.get("backend") or "local",
             lost_timeout=float(spec.get("lost_timeout") or 60.0),
         )
-        self.session = Session(config=config)
+        self.session = RunControl(config=config)
         self.store = self.session.store
         from .instances import InstancePool  # AWS: a finished trial's instance takes the next
 
@@ -115,7 +115,7 @@ class Scheduler:
         self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
         self.launches: dict[Any, tuple[int, str]] = {}
         self.started: set[str] = set()  # runs this scheduler started: never started twice
-        from ..costs import SweepBudget  # --cost-limit: the sum of the trials' cost
+        from ..cost.costs import SweepBudget  # --cost-limit: the sum of the trials' cost
 
         self.budget = SweepBudget(spec.get("cost_limit"))
         self.spent, self.last_spent = 0.0, 0.0
@@ -329,7 +329,7 @@ class Scheduler:
 
     def _check_budget(self, now: bool = False) -> None:
         """Stop the sweep (reason cost-limit) when its trials' cost reaches --cost-limit."""
-        from ..costs import check_sweep_budget
+        from ..cost.costs import check_sweep_budget
 
         check_sweep_budget(self, every=0.0 if now else 1.0)
 
@@ -430,7 +430,7 @@ class Scheduler:
                 self.instances.started(index, future.result())
 
     def _create_run(self, index: int, params: dict) -> dict:
-        from ..launch import create_run
+        from ..store.folders import create_run
 
         run = self.spec["run"]
         options = dict(run.get("options") or {})
@@ -463,7 +463,7 @@ class Scheduler:
             environment=self.environment,
             sweep_id=self.state.id,
         )
-        from ..costs import attach_price
+        from ..cost.costs import attach_price
 
         attach_price(self.store.run_dir(spec["run_id"]), spec, run.get("price"))
         self.store.add_run(spec)

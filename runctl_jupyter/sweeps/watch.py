@@ -11,10 +11,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..display.text import counts_text, fmt_params, format_metric
 from ..errors import RunctlError, RunFailed
-from ..results import format_metric
 from .record import FINAL, RUN_ENDED, SweepState, request_stop, scheduler_alive, trial_group
-from .results import _fmt_params, counts_text, trial_rows
+from .results import trial_rows
 
 if TYPE_CHECKING:
     from .api import Sweep
@@ -134,7 +134,7 @@ class TextSweepView:
                 why = f" ({t['reason']})" if t["reason"] and t["status"] != "succeeded" else ""
                 self.out.write(
                     f"[runctl] trial {t['index']} run {t['run']} {t['status']}{why}{value}"
-                    f" [{_fmt_params(t['params'])}] · {counts_text(state)}\n"
+                    f" [{fmt_params(t['params'])}] · {counts_text(state)}\n"
                 )
         if state.status != self.status:
             self.status = state.status
@@ -185,7 +185,7 @@ class PanelSweepView:
 
 
 def _make_view(session: Any, handle: Sweep) -> Any:
-    from ..liveview import in_kernel
+    from ..runs.liveview import in_kernel
 
     if in_kernel(session.shell):
         try:

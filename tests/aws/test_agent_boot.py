@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runctl_jupyter import agent_boot
-from runctl_jupyter.agent_s3_service import attempt_end
+from runctl_jupyter.agent import boot as agent_boot
+from runctl_jupyter.agent.service import attempt_end
 from runctl_jupyter.aws.clients import Clients
 from runctl_jupyter.events import EventWriter, read_events
 

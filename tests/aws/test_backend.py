@@ -92,7 +92,7 @@ def test_pull_paces_itself_however_often_it_is_called(aws, tmp_path: Path):
 
 
 def _launchable(tmp_path: Path) -> tuple[Path, dict]:
-    from runctl_jupyter.launch import create_run
+    from runctl_jupyter.store.folders import create_run
 
     runs = tmp_path / "runs"
     runs.mkdir(exist_ok=True)

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from runctl_jupyter.agent_s3 import Sync
+from runctl_jupyter.agent.s3 import Sync
 from runctl_jupyter.aws.clients import Clients
 from runctl_jupyter.backends.aws import AWSBackend
 from runctl_jupyter.events import EventWriter, read_events

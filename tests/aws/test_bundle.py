@@ -12,7 +12,7 @@ import pytest
 
 from runctl_jupyter.aws import bootstrap, bundle
 from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.launch import create_run
+from runctl_jupyter.store.folders import create_run
 
 
 def _run(
@@ -136,17 +136,8 @@ def test_stop_script_writes_a_fixed_control_file():
 
 
 def test_every_module_the_shipped_agent_imports_is_shipped_too():
-    import re
+    from test_layers import PACKAGE, shipped  # the agent's import closure, read with ast
 
-    import runctl_jupyter
-
-    pkg = Path(runctl_jupyter.__file__).resolve().parent
-    shipped = {m[:-3] for m in bundle.AGENT_MODULES}
-    for module in bundle.AGENT_MODULES:
-        source = (pkg / module).read_text()
-        names = re.findall(r"^\s*from \.(\w+) import", source, flags=re.M)
-        names += re.findall(r"^\s*from \. import (\w+)", source, flags=re.M)
-        for name in names:
-            if module == "__init__.py" and name == "magics":
-                continue  # only for IPython's %load_ext, never on the instance
-            assert name in shipped, f"{module} imports .{name}, which the bundle does not ship"
+    needed = {path.relative_to(PACKAGE).as_posix() for path in shipped()}
+    missing = needed - set(bundle.AGENT_MODULES)
+    assert not missing, f"the agent imports {sorted(missing)}, which the bundle does not ship"

@@ -15,7 +15,7 @@ from runctl_jupyter.aws.clients import Clients
 from runctl_jupyter.aws.setup import setup
 from runctl_jupyter.backends.aws import AWSBackend
 from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.launch import create_run, read_spec
+from runctl_jupyter.store.folders import create_run, read_spec
 
 REGION = "us-east-1"
 

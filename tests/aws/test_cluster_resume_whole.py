@@ -313,7 +313,7 @@ def test_the_relaunch_claim_goes_to_one_caller_per_attempt_and_none_after_the_en
 
 def test_resume_of_a_resuming_run_another_follower_relaunches_says_so(aws, tmp_path: Path):
     from runctl_jupyter.backends import aws_cluster
-    from runctl_jupyter.launch import create_run
+    from runctl_jupyter.store.folders import create_run
 
     aws.s3.create_bucket(Bucket="runctl-claims2")
     session = _session(tmp_path)

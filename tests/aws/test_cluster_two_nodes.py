@@ -1,6 +1,6 @@
 """Two nodes of a multi-node AWS run, played by two agent services on 127.0.0.1.
 
-Each is what a node's bootstrap starts (`python -m runctl_jupyter.agent_s3_service service`)
+Each is what a node's bootstrap starts (`python -m runctl_jupyter.agent.service service`)
 with the environment its SSM script exports (RUNCTL_NODE_RANK, RUNCTL_RDZV_ENDPOINT),
 syncing to the moto server's S3: a real torchrun with `--nnodes 2` (gloo, CPU) on
 each, one rendezvous. Node 0's events are the run's; node 1's are kept under
@@ -117,7 +117,7 @@ def _start_nodes(
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "runctl_jupyter.agent_s3_service", "service", str(run_dir)]
+                [sys.executable, "-m", "runctl_jupyter.agent.service", "service", str(run_dir)]
                 + ["--attempt", "1"],
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ from runctl_jupyter.aws import tags
 from runctl_jupyter.aws.setup import setup
 from runctl_jupyter.backends.aws import AWSBackend
 from runctl_jupyter.events import read_events
-from runctl_jupyter.launch import create_run
+from runctl_jupyter.store.folders import create_run
 
 CELL = """
 import json

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from runctl_jupyter.agent_boot import attach_volume
+from runctl_jupyter.agent.boot import attach_volume
 from runctl_jupyter.aws import resources, tags
 from runctl_jupyter.aws.clients import Clients
 from runctl_jupyter.aws.launch import (
@@ -302,7 +302,7 @@ def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
 
     pkg = Path(runctl_jupyter.__file__).resolve().parent
     calls = set()
-    for module in ("agent_boot.py", "agent_s3_service.py"):
+    for module in ("agent/boot.py", "agent/service.py"):
         calls |= set(re.findall(r"\bec2\.(\w+)\(", (pkg / module).read_text()))
     assert {"delete_fleets", "delete_launch_template", "attach_volume"} <= calls
     assert "terminate_instances" in calls and "create_tags" not in calls

@@ -28,7 +28,7 @@ def test_a_tiny_cell_on_a_real_t3_micro(tmp_path: Path):
     from runctl_jupyter.aws.setup import setup
     from runctl_jupyter.backends.aws import AWSBackend
     from runctl_jupyter.events import read_events
-    from runctl_jupyter.launch import create_run
+    from runctl_jupyter.store.folders import create_run
 
     clients = Clients()
     setup(clients)

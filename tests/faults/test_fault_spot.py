@@ -184,7 +184,7 @@ def test_on_stop_callback_saves_on_a_notice_and_the_next_attempt_loads_it(sessio
 
 
 def test_imds_poller_speaks_imdsv2_and_renews_an_expired_token(imds):
-    from runctl_jupyter.agent_spot import EC2_IMDS, ImdsPoller, endpoint_for
+    from runctl_jupyter.agent.spot import EC2_IMDS, ImdsPoller, endpoint_for
 
     poller = ImdsPoller(imds.url)
     assert poller.check() == []  # 404 on both paths: no notice

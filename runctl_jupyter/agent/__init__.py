@@ -1,0 +1,15 @@
+"""The agent: the process next to the user's code, locally or on EC2 (stdlib only,
+but for boto3 in its AWS side). `python -m runctl_jupyter.agent RUN_DIR` runs it.
+
+supervise   one attempt: the runner, its output, events, heartbeats, Stop, the end
+runner      the child process that runs the cell, script or notebook
+torchrun    a distributed run's ranks under torchrun
+spot        IMDSv2 spot notices and the next attempt
+watch       stalls, checkpoint gaps, lines an earlier attempt never sent
+cost        dollars so far, `cost` events, --cost-limit
+idle        a kept instance that stops itself when idle
+s3          the S3 sync of events, logs and checkpoints (EC2)
+service     the instance side around the agent: prepare the run folder, run, end
+boot        which attempt a spot fleet's replacement instance runs
+cluster     a multi-node run's notices and end, on its nodes
+"""

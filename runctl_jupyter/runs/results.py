@@ -1,0 +1,327 @@
+"""What the API hands back: a Run handle, tables and texts that show themselves
+in a notebook (HTML, every run-supplied string escaped) and in a terminal (text)."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..display.text import (
+    format_cost,
+    format_duration,
+    format_metric,
+    format_time,
+    table_html,
+    table_text,
+)
+
+
+def one_line(row: dict) -> str:
+    if row["status"] not in ("succeeded", "failed", "stopped", "lost"):
+        return (
+            f"run {row['id']} '{row.get('name')}' is {row['status']}: "
+            f"`%runctl attach {row['id']}` follows it, `%runctl stop {row['id']}` stops it"
+        )
+    metrics = " ".join(
+        f"{k}={format_metric(v)}" for k, v in (row.get("final_metrics") or {}).items()
+    )
+    from ..cost.costs import cost_phrase
+
+    # the success line: "Training completed in 42m 10s — cost $0.31 (spot, saved $0.74 ...)"
+    if row["status"] == "succeeded":
+        parts = [
+            f"Training completed in {format_duration(row.get('duration'))} — {cost_phrase(row)}",
+            f"run {row['id']} '{row.get('name')}'",
+        ]
+        return " · ".join(parts + ([metrics] if metrics else []))
+    parts = [f"run {row['id']} '{row.get('name')}' {row['status']}"]
+    if row.get("reason"):
+        parts[0] += f" ({row['reason']})"
+    parts[0] += f" in {format_duration(row.get('duration'))}"
+    if metrics:
+        parts.append(metrics)
+    parts.append(cost_phrase(row))
+    return " · ".join(parts)
+
+
+class Run:
+    """A handle on one run; always reads the store, so it is never stale."""
+
+    def __init__(self, session: Any, run_id: str) -> None:
+        self.session = session
+        self.id = run_id
+
+    @property
+    def row(self) -> dict:
+        return self.session.store.get(self.id)
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+    @property
+    def name(self) -> str:
+        return self.row["name"]
+
+    @property
+    def params(self) -> dict:
+        return self.row["params"]
+
+    @property
+    def metrics(self) -> dict:
+        """The final value of each metric."""
+        return self.row["final_metrics"]
+
+    def history(self, keys: list[str] | None = None) -> dict[str, list[tuple[int, float]]]:
+        """Every logged point: {metric: [(step, value), ...]}."""
+        return self.session.store.metrics(self.id, keys)
+
+    def checkpoints(self) -> list[dict]:
+        return self.session.store.checkpoints(self.id)
+
+    def refresh(self) -> Run:
+        self.session.store.refresh(self.id)
+        return self
+
+    def wait(self) -> Run:
+        return self.session.wait(self)
+
+    def stop(self, force: bool = False) -> Run:
+        return self.session.stop(self.id, force=force)
+
+    def logs(self) -> str:
+        return str(self.session.logs(self.id))
+
+    @property
+    def record_path(self) -> str:
+        return str(self.session.store.run_dir(self.id) / "record.ipynb")
+
+    def __repr__(self) -> str:
+        return one_line(self.row)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+
+class LogText(str):
+    """A run's output; shows as plain text, not as a quoted string."""
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+class RunTable:
+    """`runctl runs`: newest first."""
+
+    HEADER = ["id", "name", "experiment", "status", "started", "duration", "metrics", "cost"]
+
+    def __init__(
+        self,
+        rows: list[dict],
+        summaries: dict | None = None,
+        session: Any = None,
+        filters: dict | None = None,
+    ) -> None:
+        self.rows = rows
+        self.summaries = summaries or {}
+        self.session = session
+        self.filters = {k: v for k, v in (filters or {}).items() if v is not None}
+
+    def _ipython_display_(self) -> None:
+        """In a kernel: the table with Attach/Stop for runs still going (display/)."""
+        if not self.rows:  # the one line that says why (and what to do), not an empty table
+            from IPython.display import display
+
+            display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)
+            return
+        try:
+            import ipywidgets
+
+            from ..display._widgets import display_widget
+            from ..display.runs_table import RunsTable
+            from .liveview import follow_in_background
+        except ImportError:
+            print(str(self))
+            return
+        session = self.session
+        followed = ipywidgets.Output()
+        table = RunsTable(
+            self.rows,
+            on_attach=(lambda rid: follow_in_background(session, rid, followed))
+            if session
+            else None,
+            on_stop=(lambda rid: session.backend_stop(rid)) if session else None,
+            summaries=self.summaries,
+        )
+        table.show()
+        if session is not None and any(
+            r["status"] not in ("succeeded", "failed", "stopped", "lost") for r in self.rows
+        ):
+            display_widget(followed, "")  # no 'Output()' text in a saved notebook
+
+    def _cells(self) -> list[list[str]]:
+        out = []
+        for r in self.rows:
+            metrics = " ".join(
+                f"{k}={format_metric(v)}"
+                for k, v in list((r.get("final_metrics") or {}).items())[:3]
+            )
+            status = r["status"] + (
+                f" ({r['reason']})" if r.get("reason") and r["status"] != "succeeded" else ""
+            )
+            out.append(
+                [
+                    r["id"],
+                    str(r.get("name") or ""),
+                    str(r.get("experiment") or ""),
+                    status,
+                    format_time(r.get("started") or r.get("created")),
+                    format_duration(r.get("duration")),
+                    metrics,
+                    format_cost(r),
+                ]
+            )
+        return out
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __str__(self) -> str:
+        if not self.rows and self.filters:
+            shown = ", ".join(f"{k} {v}" for k, v in self.filters.items())
+            return f"no runs with {shown}: `%runctl runs` (or `runctl runs`) lists them all"
+        if not self.rows:
+            return "no runs yet: start one with %%runctl train (or `runctl train SCRIPT.py`)"
+        return table_text(self.HEADER, self._cells())
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<p>{html.escape(str(self))}</p>"
+        return table_html(self.HEADER, self._cells())
+
+
+def _processes(row: dict) -> list[tuple[str, str]]:
+    """`processes  4 (2 nodes x 2 per node)` for a distributed run (from its spec.json)."""
+    from ..distributed import describe
+
+    try:
+        spec = json.loads((Path(row["run_dir"]) / "spec.json").read_text())
+    except (KeyError, TypeError, OSError, ValueError):
+        return []
+    text = describe(spec.get("distributed"))
+    return [("processes", text)] if text else []
+
+
+class RunDetails:
+    """`runctl show RUN`: everything about one run."""
+
+    def __init__(self, row: dict, metrics: dict, checkpoints: list[dict]) -> None:
+        self.row = row
+        self.metrics = metrics
+        self.checkpoints = checkpoints
+
+    def _fields(self) -> list[tuple[str, str]]:
+        r = self.row
+        fields = [
+            ("run", f"{r['id']} ({r.get('name')})"),
+            ("status", r["status"] + (f" ({r['reason']})" if r.get("reason") else "")),
+            ("experiment", str(r.get("experiment"))),
+            ("project", str(r.get("project"))),
+            ("backend", str(r.get("backend"))),
+            *_processes(r),
+            ("started", format_time(r.get("started") or r.get("created"))),
+            ("duration", format_duration(r.get("duration"))),
+            ("attempts", str(r.get("attempt") or 1)),
+            ("cost", format_cost(r)),
+            ("params", " ".join(f"{k}={v!r}" for k, v in (r.get("params") or {}).items()) or "-"),
+        ]
+        for name, points in self.metrics.items():
+            values = [v for _, v in points]
+            if values:
+                fields.append(
+                    (
+                        f"metric {name}",
+                        f"last={format_metric(values[-1])} min={format_metric(min(values))} "
+                        f"max={format_metric(max(values))} points={len(values)}",
+                    )
+                )
+        if self.checkpoints:
+            last = self.checkpoints[-1]
+            fields.append(
+                (
+                    "checkpoints",
+                    f"{len(self.checkpoints)}, latest step {last['step']}: {last['path']}",
+                )
+            )
+        error = r.get("error")
+        if error:
+            fields.append(("error", f"{error.get('type')}: {error.get('message')}"))
+        fields.append(("folder", str(r.get("run_dir"))))
+        return fields
+
+    def __str__(self) -> str:
+        fields = self._fields()
+        width = max(len(k) for k, _ in fields)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _ipython_display_(self) -> None:
+        """In a notebook: the run's summary table, then its figure (two outputs, so
+        plotly's renderer never hides the table)."""
+        try:
+            from ..display.run_panel import display_static
+        except ImportError:  # no plotly/ipywidgets: the text form
+            print(str(self))
+            return
+        display_static(
+            self.row,
+            self.metrics,
+            self.row.get("run_dir") and f"{self.row['run_dir']}/record.ipynb",
+        )
+
+
+class ResourceTable:
+    """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a notebook)."""
+
+    def __init__(self, listing: Any, costs: dict | None = None) -> None:
+        self.listing = listing
+        costs = costs or {}
+        self.rows = []
+        for row in listing.rows():
+            rate, spent = costs.get(row["id"], (None, None))
+            row["usd_per_h"] = None if rate is None else round(rate, 4)
+            row["usd_so_far"] = None if spent is None else round(spent, 2)
+            self.rows.append(row)
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return str(self.listing)
+        header = list(self.rows[0])
+        cells = [["-" if r[k] is None else str(r[k]) for k in header] for r in self.rows]
+        burn = sum(r["usd_per_h"] or 0 for r in self.rows)
+        return table_text(header, cells) + f"\nburn rate ${burn:.3f}/h"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<pre>{html.escape(str(self))}</pre>"
+        header = list(self.rows[0])
+        return table_html(header, [[str(r.get(k, "")) for k in header] for r in self.rows])
+
+
+def elapsed(row: dict) -> float:
+    start = row.get("started") or row.get("created") or time.time()
+    return (row.get("ended") or time.time()) - start

@@ -1,0 +1,258 @@
+"""Starting a run: a cell, a script, a rerun of a run or record, a whole notebook.
+Everything is checked and written to a new run folder before any process starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import RunctlError
+from ..store.folders import create_run, new_run_id, read_spec
+from .control import RunControl
+from .results import Run
+
+# Train options the parser knows that are not built yet: refused, never silently ignored.
+NOT_YET: dict[str, int] = {}
+CLOUD_ONLY = (
+    "ami",
+    "data",
+    "fallback",
+    "idle_minutes",
+    "instance",
+    "instance_type",
+    "keep",
+    "pip",
+    "region",
+    "requirements",
+    "spot",
+    "sync",
+    "validate_data",
+    "volume",
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_options(options: dict, backend: str) -> None:
+    """Refuse options that would be ignored: a typo'd intent must never cost a run."""
+    # spot=False is `--on-demand`: given, though falsy
+    given = {
+        k: v
+        for k, v in options.items()
+        if v is not None and (v is not False or k == "spot") and v != ()
+    }
+    for name, issue in NOT_YET.items():
+        if name in given:
+            raise RunctlError(
+                f"{_flag(name)} is not available in this version yet (issue {issue}); drop it"
+            )
+    if backend == "local":
+        for name in CLOUD_ONLY:
+            if name in given:
+                raise RunctlError(
+                    f"{_flag(name)} is for cloud runs: add --backend aws, or drop it for a local run"
+                )
+    from ..distributed import plan
+
+    plan(options, backend)  # --gpus/--nproc-per-node/--nodes that cannot work (issue 10)
+
+
+
+class RunStarter(RunControl):
+    """`train`, `rerun` and `execute`: a new run folder, then its first attempt."""
+
+    # -- train ----------------------------------------------------------------
+    def train(
+        self,
+        *,
+        code: str | None = None,
+        script: str | None = None,
+        args: list[str] | tuple = (),
+        params: dict | None = None,
+        experiment: str | None = None,
+        name: str | None = None,
+        project: str | None = None,
+        tags: list[str] | tuple = (),
+        backend: str | None = None,
+        metrics: list[str] | tuple = (),
+        detach: bool = False,
+        max_hours: float | None = None,
+        ship_objects: bool = True,
+        user_ns: dict | None = None,
+        options: dict | None = None,
+        sweep_id: str | None = None,
+    ) -> Run:
+        """Start a run of a cell's `code` or a `script`; wait for it unless `detach`."""
+        if (code is None) == (script is None):
+            raise RunctlError("train needs either cell code or a SCRIPT.py (not both)")
+        params = dict(params or {})
+        objects = None
+        object_names: list[str] = []
+        if code is not None:
+            from .capture import check_syntax, collect_objects
+            from .capture import ship_objects as pickle_objects
+
+            check_syntax(code)
+            workdir = os.getcwd()
+            if ship_objects and self.config.ship_objects and user_ns is not None:
+                found = collect_objects(code, user_ns, exclude=set(params))
+                if found:
+                    objects = pickle_objects(found, workdir)
+                    object_names = sorted(found)
+        else:
+            path = Path(script).expanduser()
+            if not path.is_file():
+                raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
+            script = str(path.resolve())
+            workdir = str(path.resolve().parent)
+        if max_hours is not None and max_hours <= 0:
+            raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
+        experiment = experiment or self.config.experiment
+        backend_name = backend or self.config.backend
+        options = dict(options or {})
+        check_options(options, backend_name)
+        if backend_name != "local" and self._owner_chosen():
+            options.setdefault("owner", self.config.owner)  # else the IAM user name tags resources
+        grace = options.pop("grace_seconds", None)
+        grace = self.config.grace_seconds if grace is None else grace
+        target = self.backend(backend_name)  # an unknown backend fails before anything is written
+        from ..cost.costs import attach_price, before_launch
+
+        project = project or self.config.project
+        price = before_launch(self, backend_name, options, max_hours, experiment, project=project)
+        spec = create_run(
+            self.store.runs_dir,
+            kind="cell" if code is not None else "script",
+            code=code,
+            script=script,
+            args=args,
+            params=params,
+            objects=objects,
+            object_names=object_names,
+            experiment=experiment,
+            name=name or self._default_name(experiment),
+            project=project or self.config.project,
+            owner=self.config.owner,
+            backend=backend_name,
+            workdir=workdir,
+            tags=tags,
+            metrics=metrics,
+            max_hours=max_hours,
+            grace_seconds=grace,
+            options=options,
+            environment=self._environment(workdir, params),
+            sweep_id=sweep_id,
+        )
+        attach_price(self.store.run_dir(spec["run_id"]), spec, price)
+        return self._launch(spec, target, attempt=1, detach=detach)
+
+    def rerun(self, ref: str, params: dict | None = None, detach: bool = False) -> Run:
+        """A fresh run (new id) with the same code and params (overrides allowed).
+        `ref` is a run or the path of a record.ipynb (which carries everything)."""
+        source = self._rerun_source(ref)
+        spec, code, objects = source["spec"], source["code"], source["objects"]
+        kind = spec.get("kind", "cell")
+        merged = {**spec.get("params", {}), **(params or {})}
+        workdir = spec.get("workdir") or os.getcwd()
+        if not os.path.isdir(workdir):
+            workdir = os.getcwd()
+        backend_name = spec.get("backend") or self.config.backend
+        target = self.backend(backend_name)
+        experiment = spec.get("experiment") or self.config.experiment
+        source_file = None
+        if kind != "cell":  # create_run copies a script or notebook from a file
+            suffix = ".ipynb" if kind == "notebook" else ".py"
+            source_file = Path(self.store.home) / "tmp" / f"{new_run_id()}{suffix}"
+            source_file.parent.mkdir(parents=True, exist_ok=True)
+            source_file.write_text(code)
+        try:
+            new = create_run(
+                self.store.runs_dir,
+                kind=kind,
+                code=code if kind == "cell" else None,
+                script=str(source_file) if kind == "script" else None,
+                notebook=str(source_file) if kind == "notebook" else None,
+                args=spec.get("args", []),
+                params=merged,
+                objects=objects,
+                object_names=spec.get("objects", []),
+                experiment=experiment,
+                name=spec.get("name") or self._default_name(experiment),
+                project=spec.get("project") or self.config.project,
+                owner=self.config.owner,
+                backend=backend_name,
+                workdir=workdir,
+                tags=spec.get("tags", []),
+                metrics=spec.get("metrics", []),
+                max_hours=spec.get("max_hours"),
+                grace_seconds=self.config.grace_seconds,
+                options=spec.get("options"),
+                environment=self._environment(workdir, merged),
+                rerun_of=spec.get("run_id"),
+                script_path=spec.get("script_path"),
+            )
+        finally:
+            if source_file is not None:
+                source_file.unlink(missing_ok=True)
+        from ..cost.costs import attach_price, before_launch
+
+        price = before_launch(
+            self,
+            backend_name,
+            dict(new.get("options") or {}),
+            new.get("max_hours"),
+            experiment,
+            yes=True,
+        )
+        attach_price(self.store.run_dir(new["run_id"]), new, price)
+        return self._launch(new, target, attempt=1, detach=detach)
+
+    def _rerun_source(self, ref: str) -> dict:
+        if ref.endswith(".ipynb") and Path(ref).is_file():
+            from ..record import read_record
+
+            return read_record(Path(ref))
+        run_id = self.store.resolve(ref)
+        run_dir = self.store.run_dir(run_id)
+        spec = read_spec(run_dir)
+        objects_path = run_dir / "objects.pkl"
+        return {
+            "spec": spec,
+            "code": (run_dir / spec.get("entry", "code.py")).read_text(),
+            "objects": objects_path.read_bytes() if objects_path.exists() else None,
+        }
+
+    def execute(
+        self,
+        notebook: str,
+        params: dict | None = None,
+        experiment: str | None = None,
+        name: str | None = None,
+        detach: bool = False,
+    ) -> Run:
+        """Run a whole notebook headless (papermill's `parameters` cell) as a run;
+        the executed copy is the run's record."""
+        path = Path(notebook).expanduser()
+        if not path.is_file() or path.suffix != ".ipynb":
+            raise RunctlError(f"no notebook {notebook!r}: give the path of an .ipynb file")
+        params = dict(params or {})
+        experiment = experiment or path.stem
+        workdir = str(path.resolve().parent)
+        spec = create_run(
+            self.store.runs_dir,
+            kind="notebook",
+            notebook=str(path),
+            params=params,
+            experiment=experiment,
+            name=name or self._default_name(experiment),
+            project=self.config.project,
+            owner=self.config.owner,
+            backend="local",
+            workdir=workdir,
+            grace_seconds=self.config.grace_seconds,
+            environment=self._environment(workdir, params),
+        )
+        return self._launch(spec, self.backend("local"), attempt=1, detach=detach)
