@@ -372,3 +372,17 @@ def test_the_runs_table_leaves_no_widget_repr_as_text(session):
         assert run.id in texts and "Output()" not in texts
     finally:
         session.stop(run.id, force=True)
+
+
+def test_the_code_sees_the_folder_that_holds_the_package_first_on_its_path(session):
+    """The runner's PYTHONPATH starts with the folder holding runctl_jupyter, never a
+    folder inside it (where `events.py` or `params.py` would shadow a user's modules)."""
+    from pathlib import Path
+
+    import runctl_jupyter
+
+    code = "import os\nprint('path0', os.environ['PYTHONPATH'].split(os.pathsep)[0])\n"
+    run = session.train(code=code)
+    out = (session.store.run_dir(run.id) / "stdout.log").read_text()
+    first = out.split("path0 ", 1)[1].splitlines()[0]
+    assert Path(first) == Path(runctl_jupyter.__file__).resolve().parents[1]

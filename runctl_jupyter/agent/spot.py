@@ -334,7 +334,7 @@ class Interruptions:
             except Exception as exc:  # noqa: BLE001 - nothing else can be done on the way out
                 sys.stderr.write(f"runctl: final sync after an interruption failed: {exc}\n")
             return 0
-        package_parent = str(Path(__file__).resolve().parent.parent)
+        package_parent = str(Path(__file__).resolve().parents[2])  # the folder holding the package
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         argv = [

@@ -287,7 +287,7 @@ class Agent:
             self.events.write("warning", message=f"could not record host facts: {exc}")
 
     def _start_child(self) -> subprocess.Popen:
-        package_parent = str(Path(__file__).resolve().parent.parent)
+        package_parent = str(Path(__file__).resolve().parents[2])  # the folder holding the package
         env = dict(os.environ)
         env.update(
             RUNCTL_RUN_DIR=str(self.run_dir),
