@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .commands import parser as _parser
+from .commands import HelpRequested, UsageProblem, parse, to_call
 from .errors import RunctlError, RunFailed
-from .params import merge_params
+from .params.values import merge_params
 
 PROG = "runctl"
 
@@ -62,15 +62,15 @@ def _params_file(path: str | None) -> dict[str, Any] | None:
 
 def build_call(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """The Session method and keyword arguments for a command line (no cell in a shell)."""
-    ns = _parser.parse(argv, prog=PROG)
-    method, kwargs = _parser.to_call(ns)
+    ns = parse(argv, prog=PROG)
+    method, kwargs = to_call(ns)
     if ns.command == "train" and not ns.script:
-        raise _parser.UsageProblem(
+        raise UsageProblem(
             "train needs SCRIPT.py in the shell (runctl train train.py); "
             "a cell runs with %%runctl train in a notebook"
         )
     if ns.command == "sweep" and not ns.target and not ns.resume:
-        raise _parser.UsageProblem(
+        raise UsageProblem(
             "sweep needs SCRIPT.py or NOTEBOOK.ipynb in the shell, or --resume SWEEP; "
             "a cell sweeps with %%runctl sweep in a notebook"
         )
@@ -146,7 +146,7 @@ def _main(argv: list[str]) -> int:
         if call is None:
             raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
         result = call(**kwargs)
-    except _parser.HelpRequested as exc:
+    except HelpRequested as exc:
         _print(exc.text)
         return 0
     except RunFailed as exc:  # its traceback was streamed with the run's output already

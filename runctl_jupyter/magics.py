@@ -1,4 +1,4 @@
-"""The `%runctl` / `%%runctl` magic: words -> parser.py -> one Session call. Nothing else.
+"""The `%runctl` / `%%runctl` magic: words -> commands/ -> one Session call. Nothing else.
 
 Kept cheap to import (`%load_ext runctl_jupyter` < 0.3 s): the session, widgets,
 plotly, boto3 and cloudpickle are imported only when a command needs them.
@@ -18,9 +18,9 @@ from IPython.core.magic import (
     output_can_be_silenced,
 )
 
-from .commands import parser as _parser
+from .commands import HelpRequested, format_help, parse, split_line, to_call
 from .errors import RunctlError, RunFailed
-from .params import merge_params
+from .params.values import merge_params
 
 PROG = "%runctl"
 
@@ -38,7 +38,7 @@ def _help_text() -> str:
         "    %runctl compare RUN RUN ... | sweeps | resources | cleanup | cost | execute NB.ipynb\n\n"
         "The line is split like a shell line (quotes group words: -p note='a b');\n"
         "nothing in it is expanded or executed. `%runctl COMMAND --help` shows a\n"
-        "command's options.\n\n" + _parser.format_help(PROG)
+        "command's options.\n\n" + format_help(PROG)
     )
 
 
@@ -70,15 +70,15 @@ class RunctlMagics(Magics):
     def build_call(self, line: str, cell: str | None = None) -> tuple[str, dict[str, Any]]:
         """The Session method and keyword arguments for a magic line (and its cell).
 
-        Raises RunctlError (a usage problem) or parser.HelpRequested.
+        Raises RunctlError (a usage problem) or HelpRequested.
         """
-        ns = _parser.parse(_parser.split_line(line), prog=PROG)
+        ns = parse(split_line(line), prog=PROG)
         command = ns.command
         if cell is not None and command not in _CELL_COMMANDS:
             raise RunctlError(
                 f"%%runctl {command} does not take a cell; write it on one line: %runctl {command} ..."
             )
-        method, kwargs = _parser.to_call(ns)
+        method, kwargs = to_call(ns)
         if command in _CELL_COMMANDS:
             self._add_code(ns, kwargs, cell)
             kwargs["params"] = merge_params(self._params_var(ns.params_var), ns.params)
@@ -149,7 +149,7 @@ class RunctlMagics(Magics):
             if call is None:
                 raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
             result = call(**kwargs)
-        except _parser.HelpRequested as exc:
+        except HelpRequested as exc:
             print(exc.text.rstrip("\n"))
             return None
         except RunFailed:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runctl_jupyter.commands import parser
+from runctl_jupyter.commands import format_help
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_command_and_train_option_is_in_the_command_reference():
     text = (ROOT / "docs" / "commands.md").read_text()
-    top = parser.format_help("runctl")
+    top = format_help("runctl")
     commands = re.findall(r"^    (\w+)\s", top, flags=re.M)
     assert "train" in commands and "runs" in commands
     for command in commands:
         assert f"## {command}" in text, f"docs/commands.md lacks `{command}`"
-    train_help = parser.format_help("runctl", "train")
+    train_help = format_help("runctl", "train")
     for option in re.findall(r"--[a-z][a-z-]+", train_help):
         assert option in text, f"docs/commands.md lacks {option}"
 

@@ -1,4 +1,4 @@
-"""params.py: typed values, -p assignments, the original runctl's aliases, grids and spaces."""
+"""params/: typed values, -p assignments, the original runctl's aliases, grids and spaces."""
 
 from __future__ import annotations
 
@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 
 from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.params import (
-    BadParam,
-    merge_params,
-    parse_assignments,
-    parse_early_stop,
-    parse_grid,
-    parse_grid_hyperparams,
-    parse_hyperparams,
-    parse_objective,
-    parse_space,
-    parse_value,
-)
+from runctl_jupyter.params.assignments import parse_assignments, parse_hyperparams
+from runctl_jupyter.params.objectives import parse_early_stop, parse_objective
+from runctl_jupyter.params.search import parse_grid, parse_grid_hyperparams, parse_space
+from runctl_jupyter.params.values import BadParam, merge_params, parse_value
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""parser.py (the one parser of the magic and the shell) and cli.py (the `runctl` command)."""
+"""commands/ (the one parser of the magic and the shell) and cli.py (the `runctl` command)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runctl_jupyter import cli
-from runctl_jupyter.commands.parser import (
+from runctl_jupyter.commands import (
     HelpRequested,
     UsageProblem,
     format_help,

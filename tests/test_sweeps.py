@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from runctl_jupyter.errors import MissingDependency, RunctlError, RunFailed
-from runctl_jupyter.params import BadParam, parse_space
+from runctl_jupyter.params.search import parse_space
+from runctl_jupyter.params.values import BadParam
 from runctl_jupyter.sweeps import space as S
 from runctl_jupyter.sweeps.api import sweeps
 from runctl_jupyter.sweeps.pruning import Pruner, value_at

@@ -20,7 +20,8 @@ from typing import Any
 
 from ..display.text import counts_text, sweep_line
 from ..errors import RunctlError
-from ..params import BadParam, check_key, normalize_params, parse_early_stop, parse_objective
+from ..params.objectives import parse_early_stop, parse_objective
+from ..params.values import BadParam, check_key, normalize_params
 from .record import (
     FINAL,
     FORMAT,

@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from ..errors import MissingDependency, RunctlError
-from ..params import parse_space
+from ..params.search import parse_space
 
 __all__ = ["OptunaSearch", "grid_plan", "grid_size", "normalize_space", "random_plan", "sample"]
 

@@ -1,0 +1,153 @@
+"""The options of a run, shared by `train` and `sweep` (whose trials are runs):
+hyperparameters, tracking, execution, cloud; and their checks after parsing."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..params.objectives import parse_early_stop
+from ..params.values import BadParam
+from .hyperparams import add_params, merge_param_items
+from .value_types import (
+    checkpoint_every,
+    gpus,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    typed,
+)
+
+__all__ = ["add_run_options", "finish_run"]
+
+
+class _ExtendSplit(argparse.Action):
+    """`--metrics loss,acc --metrics lr` -> ["loss", "acc", "lr"] (deduplicated, in order)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest, None) or [])
+        for part in re.split(r"[,\s]+", values):
+            if part and part not in items:
+                items.append(part)
+        setattr(namespace, self.dest, items)
+
+
+def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    add_params(p, hyper_is_grid=sweep)
+    p.add_argument(
+        "--params",
+        dest="params_var",
+        metavar="VAR",
+        help="a dict of hyperparameters: a notebook variable (magic) or a JSON file (shell); -p wins",
+    )
+    _add_tracking(p.add_argument_group("tracking"))
+    _add_execution(p.add_argument_group("execution"))
+    _add_cloud(p.add_argument_group("cloud (AWS)"))
+
+
+def _add_tracking(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--experiment", "--experiment-name", dest="experiment", metavar="NAME")
+    g.add_argument("--name", metavar="NAME", help="run name (RUN can be a name)")
+    g.add_argument("--project", metavar="P")
+    g.add_argument("--tag", dest="tags", action="append", default=None, metavar="TAG")
+    g.add_argument(
+        "--metrics",
+        "--monitor-metrics",
+        dest="metrics",
+        action=_ExtendSplit,
+        metavar="a,b",
+        help="metrics to parse from printed lines (loss=0.3, loss: 0.3, JSON lines)",
+    )
+
+
+def _add_execution(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--backend", metavar="NAME", help="local (default) or aws")
+    g.add_argument("--detach", action="store_true", help="return at once; the run goes on")
+    g.add_argument(
+        "--no-vars",
+        dest="ship_objects",
+        action="store_false",
+        help="do not ship notebook objects the cell uses",
+    )
+    g.add_argument("--yes", action="store_true", help="confirm a launch above the cost threshold")
+    g.add_argument(
+        "--max-hours", type=positive_float, metavar="H", help="stop the run after H hours"
+    )
+    g.add_argument("--cost-limit", type=positive_float, metavar="DOLLARS")
+    g.add_argument(
+        "--early-stop",
+        "--early-stopping",
+        dest="early_stop",
+        type=typed(parse_early_stop),
+        metavar="METRIC:MODE,patience=N",
+        help="e.g. val_loss:min,patience=10[,min_delta=0.001]",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        "--checkpoint-interval",
+        dest="checkpoint_every",
+        type=checkpoint_every,
+        metavar="N|Nm",
+        help="checkpoint every N steps or N minutes (10m)",
+    )
+    g.add_argument("--keep-checkpoints", type=positive_int, metavar="K")
+    g.add_argument("--grace", dest="grace_seconds", type=nonneg_float, metavar="SECONDS")
+    g.add_argument("--stall-minutes", type=positive_float, metavar="M")
+    g.add_argument("--stop-on-stall", action="store_true")
+
+
+def _add_cloud(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--instance-type", metavar="TYPE", help="e.g. g5.xlarge")
+    spot = g.add_mutually_exclusive_group()
+    spot.add_argument("--spot", dest="spot", action="store_true", default=None)
+    spot.add_argument("--on-demand", dest="spot", action="store_false")
+    g.add_argument("--instance", metavar="ID", help="reuse a running instance (i-...)")
+    g.add_argument("--keep", action="store_true", help="leave a new instance running for reuse")
+    g.add_argument("--idle-minutes", type=positive_float, metavar="M")
+    g.add_argument("--region", metavar="REGION")
+    g.add_argument("--ami", metavar="AMI_ID")
+    g.add_argument("--data", "--data-s3", dest="data", metavar="S3_URL")
+    g.add_argument("--validate-data", action="store_true")
+    g.add_argument("--volume", metavar="VOL_ID")
+    g.add_argument("--sync", action="append", default=None, metavar="DIR")
+    g.add_argument(
+        "--pip",
+        action=_ExtendSplit,
+        metavar="auto|none|PKG",
+        help="packages to install on the instance (default auto)",
+    )
+    g.add_argument("--requirements", metavar="FILE")
+    g.add_argument("--max-interruptions", type=nonneg_int, metavar="N")
+    g.add_argument(
+        "--fallback",
+        action=_ExtendSplit,
+        metavar="on-demand|TYPE,...",
+        help="other types, then on-demand, when spot capacity lacks",
+    )
+    g.add_argument("--gpus", "--num-gpus", dest="gpus", type=gpus, metavar="N|all")
+    g.add_argument("--nproc-per-node", type=positive_int, metavar="N")
+    g.add_argument("--nodes", type=positive_int, metavar="M")
+    g.add_argument(
+        "--efa", action="store_true", help="require EFA networking between the nodes (AWS)"
+    )
+
+
+def finish_run(ns: argparse.Namespace) -> None:
+    ns.params = merge_param_items(ns)
+    del ns.param_items
+    ns.tags = list(ns.tags or [])
+    ns.metrics = list(ns.metrics or [])
+    if ns.pip is not None:
+        if ns.pip == ["auto"]:
+            ns.pip = None
+        elif any(p in ("auto", "none") for p in ns.pip) and len(ns.pip) > 1:
+            raise BadParam("--pip auto and --pip none cannot be mixed with package names")
+        elif ns.pip == ["none"]:
+            ns.pip = []
+    if ns.instance and ns.instance_type:
+        raise BadParam(
+            "--instance reuses a running instance of its own type; leave out --instance-type"
+        )
+    if ns.params_var is not None and not ns.params_var:
+        raise BadParam("--params needs a variable name (a dict of hyperparameters)")
