@@ -1,8 +1,9 @@
 """RunPanel: the live view of one run in a cell's output.
 
-Widget mode (a kernel with ipywidgets): the panel's widgets (run_widgets.py).
-HTML mode (terminal IPython, or `live=False`): the same facts as HTML with an SVG
-chart (run_live_html.py), updated through display handles. Either way `finish()`
+Widget mode (a kernel with ipywidgets): header, progress bar, plotly FigureWidget
+curves, Smooth, Stop / Open record and the log tail (run_widgets.py). HTML mode
+(terminal IPython, or `live=False`): the same facts as HTML with an SVG chart
+(run_live_html.py), updated through display handles. Either way `finish()`
 closes every widget and leaves the static summary (`summary.static_outputs`) in
 their place.
 
