@@ -331,7 +331,7 @@ def test_a_sweep_stops_when_its_trials_cost_reaches_its_limit(session, capsys):
     assert limits[0] == 2.0 and limits[1] == pytest.approx(
         2.0 - session.store.get(runs[0]["run_id"])["cost"]
     )
-    from runctl_jupyter.display.sweep_panel import header_html
+    from runctl_jupyter.display.sweep_table import header_html
     from runctl_jupyter.sweeps.results import trial_rows
 
     spent = sum(session.store.get(t["run_id"])["cost"] for t in runs)

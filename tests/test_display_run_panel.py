@@ -11,8 +11,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from runctl_jupyter.display.run_panel import RunPanel, static_outputs, static_summary
+from runctl_jupyter.display.run_panel import RunPanel
 from runctl_jupyter.display.series import MinMaxDecimator
+from runctl_jupyter.display.summary import static_outputs, static_summary
 
 PLOTLY = "application/vnd.plotly.v1+json"
 EVIL = "<script>alert(1)</script></table>"
@@ -428,7 +429,7 @@ def test_record_link_is_relative_below_the_notebook_folder_else_the_path(tmp_pat
 
 
 def test_display_static_shows_the_table_and_the_figure_as_two_outputs(shell):
-    from runctl_jupyter.display.run_panel import display_static
+    from runctl_jupyter.display.summary import display_static
 
     with capture_output() as cap:
         display_static(make_run(status="succeeded", duration=3.0), {"loss": [(0, 1.0), (1, 0.5)]})

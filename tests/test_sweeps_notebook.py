@@ -15,7 +15,8 @@ from IPython.utils.capture import capture_output
 from nbclient import NotebookClient
 
 from runctl_jupyter import cli
-from runctl_jupyter.display.sweep_panel import SweepPanel, static_outputs
+from runctl_jupyter.display.sweep_panel import SweepPanel
+from runctl_jupyter.display.sweep_summary import static_outputs
 from runctl_jupyter.magics import RunctlMagics
 from runctl_jupyter.sweeps.api import trial_rows
 from runctl_jupyter.sweeps.record import (

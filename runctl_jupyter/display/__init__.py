@@ -18,10 +18,14 @@ __all__ = [
 
 
 def __getattr__(name: str):  # lazy: `from runctl_jupyter.display import RunPanel`
-    if name in ("RunPanel", "static_summary"):
-        from . import run_panel
+    if name == "RunPanel":
+        from .run_panel import RunPanel
 
-        return getattr(run_panel, name)
+        return RunPanel
+    if name == "static_summary":
+        from .summary import static_summary
+
+        return static_summary
     if name == "ComparePanel":
         from .compare_panel import ComparePanel
 

@@ -280,7 +280,7 @@ class RunDetails:
         """In a notebook: the run's summary table, then its figure (two outputs, so
         plotly's renderer never hides the table)."""
         try:
-            from ..display.run_panel import display_static
+            from ..display.summary import display_static
         except ImportError:  # no plotly/ipywidgets: the text form
             print(str(self))
             return

@@ -221,7 +221,7 @@ class SweepDetails:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
         bundle = {"text/plain": str(self)}
         try:
-            from ..display.sweep_panel import static_summary
+            from ..display.sweep_summary import static_summary
 
             bundle.update(static_summary(self.state, self.trial_list))
         except ImportError:
