@@ -1,4 +1,5 @@
-"""capture.py: syntax checks, free names, and shipping notebook objects for real."""
+"""cell_syntax.py, free_names.py, capture.py: syntax checks, free names, and shipping
+notebook objects for real."""
 
 from __future__ import annotations
 
@@ -14,13 +15,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.runs.capture import (
-    check_syntax,
-    collect_objects,
-    free_names,
-    load_objects,
-    ship_objects,
-)
+from runctl_jupyter.runs.capture import collect_objects, load_objects, ship_objects
+from runctl_jupyter.runs.cell_syntax import check_syntax
+from runctl_jupyter.runs.free_names import free_names
 
 REPO = Path(__file__).resolve().parents[1]
 

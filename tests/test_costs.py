@@ -294,7 +294,7 @@ def test_runctl_cost_in_the_shell_prints_the_report(tmp_path, no_aws, monkeypatc
 
 
 def test_a_sweep_stops_when_its_trials_cost_reaches_its_limit(session, capsys):
-    from runctl_jupyter.sweeps.api import create
+    from runctl_jupyter.sweeps.create import create
     from runctl_jupyter.sweeps.record import SweepState, read_json, write_json
     from runctl_jupyter.sweeps.scheduler import spawn
 

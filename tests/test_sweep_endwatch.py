@@ -7,7 +7,7 @@ import threading
 import time
 
 from runctl_jupyter.sweeps import scheduler as scheduler_module
-from runctl_jupyter.sweeps.api import create
+from runctl_jupyter.sweeps.create import create
 from runctl_jupyter.sweeps.endwatch import EndWatch
 
 

@@ -16,7 +16,7 @@ import time
 
 from runctl_jupyter.display.sweep_panel import SweepPanel
 from runctl_jupyter.events import FORMAT, EventWriter
-from runctl_jupyter.sweeps.api import Sweep
+from runctl_jupyter.sweeps.handle import Sweep
 from runctl_jupyter.sweeps.record import SPEC_FILE, append_log, take_lock, write_json
 from runctl_jupyter.sweeps.watch import _Follower
 

@@ -14,7 +14,7 @@ import pytest
 from agent_helpers import wait_for
 
 from runctl_jupyter.errors import RunctlError
-from runctl_jupyter.sweeps.api import Sweep
+from runctl_jupyter.sweeps.handle import Sweep
 from runctl_jupyter.sweeps.record import SweepState, all_sweeps, scheduler_alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,8 +169,9 @@ def test_resume_attaches_to_a_sweep_that_is_still_running(session):
 
 
 def test_a_trial_whose_launch_was_cut_short_is_started_on_resume(session, monkeypatch):
+    from runctl_jupyter.sweeps import launching
     from runctl_jupyter.sweeps import scheduler as S
-    from runctl_jupyter.sweeps.api import create
+    from runctl_jupyter.sweeps.create import create
     from runctl_jupyter.sweeps.record import append_log
 
     handle = create(session, code=LOOP, target=None, args=(), params={"steps": 2, "pause": 0.01}, grid={"lr": [1, 2]}, space=None, search=None, trials=None, seed=None, max_parallel=1, objective="acc:max", stop_on_failure=False, max_failures=None, prune=None, early_stop=None, experiment=None, name=None, project=None, tags=(), backend=None, metrics=(), yes=False, max_hours=None, ship_objects=True, user_ns={}, options={})  # fmt: skip
@@ -178,7 +179,7 @@ def test_a_trial_whose_launch_was_cut_short_is_started_on_resume(session, monkey
     dead = S.Scheduler(handle.dir)
     spec = dead._create_run(0, {"lr": 1})
     append_log(handle.dir, type="trial", index=0, run_id=spec["run_id"], status="starting")
-    monkeypatch.setattr(S, "LAUNCH_GRACE", 0.0)
+    monkeypatch.setattr(launching, "LAUNCH_GRACE", 0.0)
     assert S.Scheduler(handle.dir, resume=True).run() == 0  # in this process, to the end
     state = SweepState(handle.dir)
     assert state.status == "succeeded" and state.counts()["done"] == 2

@@ -60,7 +60,6 @@ def check_options(options: dict, backend: str) -> None:
     plan(options, backend)  # --gpus/--nproc-per-node/--nodes that cannot work (issue 10)
 
 
-
 class RunStarter(RunControl):
     """`train`, `rerun` and `execute`: a new run folder, then its first attempt."""
 
@@ -89,25 +88,9 @@ class RunStarter(RunControl):
         if (code is None) == (script is None):
             raise RunctlError("train needs either cell code or a SCRIPT.py (not both)")
         params = dict(params or {})
-        objects = None
-        object_names: list[str] = []
-        if code is not None:
-            from .capture import check_syntax, collect_objects
-            from .capture import ship_objects as pickle_objects
-
-            check_syntax(code)
-            workdir = os.getcwd()
-            if ship_objects and self.config.ship_objects and user_ns is not None:
-                found = collect_objects(code, user_ns, exclude=set(params))
-                if found:
-                    objects = pickle_objects(found, workdir)
-                    object_names = sorted(found)
-        else:
-            path = Path(script).expanduser()
-            if not path.is_file():
-                raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
-            script = str(path.resolve())
-            workdir = str(path.resolve().parent)
+        script, workdir, objects, object_names = self._what_runs(
+            code, script, params, ship_objects, user_ns
+        )
         if max_hours is not None and max_hours <= 0:
             raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
         experiment = experiment or self.config.experiment
@@ -148,6 +131,33 @@ class RunStarter(RunControl):
         )
         attach_price(self.store.run_dir(spec["run_id"]), spec, price)
         return self._launch(spec, target, attempt=1, detach=detach)
+
+    def _what_runs(
+        self, code: str | None, script: str | None, params: dict, ship: bool, user_ns: dict | None
+    ) -> tuple[str | None, str, bytes | None, list[str]]:
+        """What the cell or script brings: the script's full path, the folder the run
+        starts in, and the notebook objects a cell reads (pickled) with their names."""
+        objects = None
+        object_names: list[str] = []
+        if code is not None:
+            from .capture import collect_objects
+            from .capture import ship_objects as pickle_objects
+            from .cell_syntax import check_syntax
+
+            check_syntax(code)
+            workdir = os.getcwd()
+            if ship and self.config.ship_objects and user_ns is not None:
+                found = collect_objects(code, user_ns, exclude=set(params))
+                if found:
+                    objects = pickle_objects(found, workdir)
+                    object_names = sorted(found)
+        else:
+            path = Path(script).expanduser()
+            if not path.is_file():
+                raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
+            script = str(path.resolve())
+            workdir = str(path.resolve().parent)
+        return script, workdir, objects, object_names
 
     def rerun(self, ref: str, params: dict | None = None, detach: bool = False) -> Run:
         """A fresh run (new id) with the same code and params (overrides allowed).

@@ -71,14 +71,7 @@ def create_run(
     run_id = run_id or new_run_id()
     run_dir = Path(runs_dir) / run_id
     run_dir.mkdir(parents=True)
-    entry = "code.py"
-    if kind == "cell":
-        (run_dir / entry).write_text(code or "")
-    elif kind == "script":
-        shutil.copy2(script, run_dir / entry)  # the record keeps the exact code that ran
-    else:
-        entry = "input.ipynb"
-        shutil.copy2(notebook, run_dir / entry)
+    entry = _write_entry(run_dir, kind, code, script, notebook)
     params = _json_params(params)
     (run_dir / "params.json").write_text(json.dumps(params, indent=1))
     if objects is not None:
@@ -117,6 +110,22 @@ def create_run(
     write_spec(run_dir, spec)
     (run_dir / "env.json").write_text(json.dumps(environment or {}, indent=1, default=str))
     return spec
+
+
+def _write_entry(
+    run_dir: Path, kind: str, code: str | None, script: str | None, notebook: str | None
+) -> str:
+    """The code the run executes, into its folder (the cell, or a copy of the script or
+    notebook); returns its file name."""
+    entry = "code.py"
+    if kind == "cell":
+        (run_dir / entry).write_text(code or "")
+    elif kind == "script":
+        shutil.copy2(script, run_dir / entry)  # the record keeps the exact code that ran
+    else:
+        entry = "input.ipynb"
+        shutil.copy2(notebook, run_dir / entry)
+    return entry
 
 
 def write_spec(run_dir: Path, spec: dict) -> None:

@@ -14,6 +14,9 @@ them through the store, prunes laggards, applies
 On a resume it re-attaches trials that are still running, resumes trials the
 sweep's stop cut short from their checkpoints (same run id, next attempt), and,
 with --retry-failed, resumes failed ones too; finished trials are never rerun.
+
+Here: the process (`main`, and `spawn` that starts it) and the loop; starting
+trials is in launching.py, judging them (objective, failures, pruning) in judging.py.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunctlError
+from .judging import Judging, search_state
+from .launching import Launching
 from .record import (
     CONTROL_FILE,
     RUN_ENDED,
@@ -41,18 +46,11 @@ from .record import (
 
 POLL = 0.05
 PRUNE_EVERY = 0.5
-LAUNCH_GRACE = 20.0  # seconds after which a created run with no agent was never started
 
 
-def trial_objective(summary: dict, metric: str | None, mode: str) -> float | None:
-    """A trial's objective: its best value of the metric (max or min over its steps)."""
-    if not metric or metric not in summary:
-        return None
-    value = summary[metric].get("max" if mode == "max" else "min")
-    return float(value) if isinstance(value, (int, float)) else None
+class Scheduler(Launching, Judging):
+    """One sweep's scheduler: its state, and the loop that runs the sweep to its end."""
 
-
-class Scheduler:
     def __init__(self, sweep_dir: Path, resume: bool = False, retry_failed: bool = False):
         from ..config import Runctl
         from ..runs.control import RunControl
@@ -88,23 +86,7 @@ class Scheduler:
         self.warned_objective = False
         self.last_prune = 0.0
         self.finished_histories: dict[int, list] = {}
-        self.pruner = None
-        self.search = None
-        prune = spec.get("prune")
-        if spec.get("search") == "optuna":
-            from .space import OptunaSearch
-
-            self.search = OptunaSearch(
-                spec.get("space") or {},
-                spec.get("grid") or {},
-                self.mode,
-                int(spec.get("seed") or 0),
-                prune=prune,
-            )
-        elif prune and self.metric:
-            from .pruning import Pruner
-
-            self.pruner = Pruner(prune, self.mode)
+        self._start_judging()  # optuna, or a median/ASHA pruner
         self.pending: list[int] = []  # trial indices to launch (or resume), in order
         from .endwatch import EndWatch
 
@@ -156,7 +138,7 @@ class Scheduler:
             elif group == "failed" and self.retry_failed:
                 resumes.append(trial["index"])
             elif self.search is not None:
-                self.search.replay(trial["params"], trial.get("objective"), _search_state(trial))
+                self.search.replay(trial["params"], trial.get("objective"), search_state(trial))
         self.pending = resumes + fresh
         self.instances.restore(self.dir, running)
 
@@ -250,83 +232,6 @@ class Scheduler:
             elif row["status"] == "queued":
                 self._restart_if_never_started(trial, row)
 
-    def _restart_if_never_started(self, trial: dict, row: dict) -> None:
-        """A run created but whose agent never started (a scheduler killed mid-launch):
-        start it, once no launch of it can still be on its way."""
-        run_id = trial["run_id"]
-        if run_id in self.started:  # its agent may not have written agent.json yet
-            return
-        run_dir = self.store.run_dir(run_id)
-        if (run_dir / "agent.json").exists() or time.time() - (
-            row.get("created") or 0
-        ) < LAUNCH_GRACE:
-            return
-        spec = read_json(run_dir / "spec.json") or {}
-        self.warn(f"trial {trial['index']}: run {run_id} was never started; starting it now")
-        target = self.session.backend(spec.get("backend") or "local")
-        future = self.launcher.submit(target.start, run_dir, spec, 1)
-        self.launches[future] = (trial["index"], run_id)
-        self.started.add(run_id)
-
-    def _ended(self, trial: dict, row: dict, judge: bool = True) -> None:
-        self.instances.ended(trial["index"], self.store.run_dir(row["id"]))
-        summary = self.store.summaries([row["id"]]).get(row["id"], {})
-        objective = trial_objective(summary, self.metric, self.mode)
-        status, reason = row["status"], row.get("reason")
-        self.log(
-            type="trial",
-            index=trial["index"],
-            run_id=row["id"],
-            status=status,
-            reason=reason,
-            objective=objective,
-        )
-        group = trial_group(trial)
-        if self.metric and objective is None and group in ("done", "pruned"):
-            if not self.warned_objective:
-                self.warned_objective = True
-                logged = ", ".join(sorted(summary)) or "no metrics"
-                self.warn(
-                    f"trial {trial['index']} (run {row['id']}) logged no {self.metric!r} "
-                    f"(it logged: {logged}): check --objective, or log it with "
-                    f"runctl.log({self.metric}=...)"
-                )
-        history: list = []
-        if self.metric and group in ("done", "pruned"):
-            try:
-                history = self.store.metrics(row["id"], [self.metric]).get(self.metric, [])
-            except RunctlError:
-                pass
-            self.finished_histories[trial["index"]] = history
-        if self.search is not None:
-            # The whole curve first: optuna's pruners compare later trials with the
-            # completed ones step by step, and a short trial may end between two polls.
-            self.search.report(trial["index"], history)
-            self.search.tell(trial["index"], objective, _search_state(trial))
-        if group == "failed" and judge:  # a resume counts failures from then on
-            self.failures += 1
-            self._check_failures(trial, row)
-
-    def _check_failures(self, trial: dict, row: dict) -> None:
-        if self.halt is not None:
-            return
-        why = None
-        if self.spec.get("stop_on_failure"):
-            why = "stop-on-failure"
-        elif self.spec.get("max_failures") is not None and self.failures > int(
-            self.spec["max_failures"]
-        ):
-            why = "max-failures"
-        if why is None:
-            return
-        self.halt = ("failed", why)
-        self.warn(
-            f"trial {trial['index']} (run {row['id']}) {row['status']}: stopping the sweep "
-            f"({why}, {self.failures} failed)"
-        )
-        for other in self._running():
-            self._stop_run(other["run_id"], "sweep")
-
     def _check_budget(self, now: bool = False) -> None:
         """Stop the sweep (reason cost-limit) when its trials' cost reaches --cost-limit."""
         from ..cost.costs import check_sweep_budget
@@ -339,135 +244,6 @@ class Scheduler:
             self.session.backend_stop(run_id, reason=reason)
         except RunctlError as exc:  # e.g. an unreachable instance: the sweep goes on
             self.warn(f"could not stop run {run_id}: {exc}")
-
-    # -- pruning ---------------------------------------------------------------------------
-    def _prune(self) -> None:
-        if not self.metric or (self.pruner is None and self.search is None):
-            return
-        running = self._running()
-        if not running:
-            return
-        histories = {}
-        for trial in running:
-            try:
-                histories[trial["index"]] = self.store.metrics(trial["run_id"], [self.metric]).get(
-                    self.metric, []
-                )
-            except RunctlError:
-                continue
-        for trial in running:
-            index = trial["index"]
-            if index in self.pruned:
-                continue  # asked to stop already; it is on its way out
-            history = histories.get(index) or []
-            if self.search is not None:
-                if self.search.report(index, history) and self.spec.get("prune"):
-                    self.pruned.add(index)
-                    self.warn(f"trial {index} pruned by optuna at step {history[-1][0]}")
-                    self._stop_run(trial["run_id"], "pruned")
-                continue
-            others = {i: h for i, h in histories.items() if i != index}
-            why = self.pruner.check(index, history, self.finished_histories, others)
-            if why:
-                self.pruned.add(index)
-                self.warn(f"trial {index} pruned: {why}")
-                self._stop_run(trial["run_id"], "pruned")
-
-    # -- launching --------------------------------------------------------------------------
-    def _launch_free_slots(self) -> None:
-        free = self.max_parallel - len(self._running())
-        if free > 0 and self._has_more():
-            self._check_budget(now=True)  # never launch past the sweep's --cost-limit
-        while free > 0 and self.halt is None:
-            index = self._next_index()
-            if index is None:
-                return
-            self._launch(index)
-            free -= 1
-
-    def _next_index(self) -> int | None:
-        if self.pending:
-            return self.pending.pop(0)
-        if self.search is not None and len(self.state.trials) < int(self.spec.get("n_trials") or 0):
-            index = len(self.state.trials)
-            params = self.search.ask(index)
-            self.log(type="trial", index=index, params=params, status="queued")
-            return index
-        return None
-
-    def _launch(self, index: int) -> None:
-        trial = self.state.trials[index]
-        if trial.get("run_id"):
-            try:  # cut short by a sweep stop, or a failed trial retried: from its checkpoint
-                self.session.resume(trial["run_id"], detach=True)
-            except RunctlError as exc:
-                self.warn(f"trial {index}: could not resume run {trial['run_id']}: {exc}")
-                self.log(type="trial", index=index, status="failed", reason="launch")
-                self.failures += 1
-                return
-            self.log(type="trial", index=index, run_id=trial["run_id"], status="starting", reason=None, objective=None)  # fmt: skip
-            self.specs.pop(trial["run_id"], None)  # its next attempt's spec
-            self.instances.adopt(index, self.store.run_dir(trial["run_id"]))
-            return
-        spec = self._create_run(index, trial["params"])
-        self.log(type="trial", index=index, run_id=spec["run_id"], status="starting")
-        target = self.session.backend(spec.get("backend") or "local")
-        # Starting an agent means booting a Python process: in a thread, so two slots
-        # that free together start together and the loop keeps watching meanwhile.
-        future = self.launcher.submit(target.start, self.store.run_dir(spec["run_id"]), spec, 1)
-        self.launches[future] = (index, spec["run_id"])
-        self.started.add(spec["run_id"])
-
-    def _reap_launches(self) -> None:
-        for future in [f for f in self.launches if f.done()]:
-            index, run_id = self.launches.pop(future)
-            exc = future.exception()
-            if exc is not None:  # one trial's launch must not end the sweep
-                self.instances.ended(index, None)
-                self.store.set_status(run_id, "failed", reason="launch")
-                self.warn(f"trial {index}: could not start run {run_id}: {exc}")
-            else:
-                self.instances.started(index, future.result())
-
-    def _create_run(self, index: int, params: dict) -> dict:
-        from ..store.folders import create_run
-
-        run = self.spec["run"]
-        options = dict(run.get("options") or {})
-        grace = options.pop("grace_seconds", None) or run.get("grace_seconds") or 10.0
-        options.update(self.instances.options(index))  # AWS: reuse a free kept instance
-        if self.budget.limit is not None:  # a trial stops itself at what the sweep has left
-            options["cost_limit"] = self.budget.trial_limit(options.get("cost_limit"), self.spent)
-        target = self.spec["target"]
-        spec = create_run(
-            self.store.runs_dir,
-            kind=target["kind"],
-            code=self.code if target["kind"] == "cell" else None,
-            script=target.get("script"),
-            notebook=target.get("notebook"),
-            args=target.get("args") or [],
-            params={**(self.spec.get("fixed") or {}), **params},
-            objects=self.objects,
-            object_names=run.get("object_names") or [],
-            experiment=self.spec["experiment"],
-            name=f"{self.state.name}-{index}",
-            project=self.spec.get("project") or "default",
-            owner=self.spec.get("owner") or "unknown",
-            backend=run.get("backend") or "local",
-            workdir=target["workdir"],
-            tags=run.get("tags") or [],
-            metrics=run.get("metrics") or [],
-            max_hours=run.get("max_hours"),
-            grace_seconds=grace,
-            options=options,
-            environment=self.environment,
-            sweep_id=self.state.id,
-        )
-        from ..cost.costs import attach_price
-
-        attach_price(self.store.run_dir(spec["run_id"]), spec, run.get("price"))
-        self.store.add_run(spec)
-        return spec
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -502,15 +278,6 @@ def _profile_config() -> Any:
     except Exception as exc:  # a broken profile must not stop the sweep
         print(f"warning: ignoring {profile / 'ipython_config.py'}: {exc}", file=sys.stderr)
         return Config()
-
-
-def _search_state(trial: dict) -> str:
-    group = trial_group(trial)
-    if group == "done":
-        return "complete"
-    if group == "pruned":
-        return "pruned"
-    return "fail"
 
 
 def spawn(sweep_dir: Path, resume: bool = False, retry_failed: bool = False) -> None:

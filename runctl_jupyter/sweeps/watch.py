@@ -17,7 +17,7 @@ from .record import FINAL, RUN_ENDED, SweepState, request_stop, scheduler_alive,
 from .results import trial_rows
 
 if TYPE_CHECKING:
-    from .api import Sweep
+    from .handle import Sweep
 
 __all__ = ["PanelSweepView", "TextSweepView", "watch"]
 

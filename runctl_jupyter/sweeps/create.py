@@ -1,0 +1,154 @@
+"""A new sweep: its settings checked (settings.py) and its cost estimated, then its
+folder written: code.py, objects.pkl, env.json and sweep.json with the trial plan.
+
+The folder holds all a trial needs, so the scheduler process starts every trial
+with the notebook closed. Nothing runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunctlError
+from .handle import Sweep
+from .record import FORMAT, SPEC_FILE, all_sweeps, new_sweep_id, sweeps_dir, write_json
+from .settings import checked_settings
+
+
+def create(session: Any, **kw: Any) -> Sweep:
+    """Check everything, then write the sweep folder (nothing runs yet)."""
+    asked = checked_settings(session, kw)
+    from ..cost.costs import (
+        before_launch,  # the estimate (trials x a run), --yes above the threshold
+    )
+
+    price = before_launch(
+        session,
+        asked["backend"],
+        asked["options"],
+        asked["max_hours"],
+        kw["experiment"] or kw["name"],
+        trials=asked["n_trials"],
+        parallel=asked["max_parallel"],
+        yes=kw["yes"],
+        limit=kw.get("cost_limit"),
+        project=kw["project"] or session.config.project,
+    )
+    swept = set(asked["fixed"]) | set(asked["grid"]) | set(asked["space"])
+    what = _what_runs(session, kw, swept)
+    return Sweep(session, _write_folder(session, kw, asked, what, price))
+
+
+def _what_runs(session: Any, kw: dict, swept: set) -> dict:
+    """The cell (its syntax checked, the notebook objects it reads pickled), or the
+    SCRIPT.py / NOTEBOOK.ipynb file, and the folder the trials run in."""
+    code, target = kw["code"], kw["target"]
+    if code is not None:
+        from ..runs.capture import collect_objects
+        from ..runs.capture import ship_objects as pickle_objects
+        from ..runs.cell_syntax import check_syntax
+
+        check_syntax(code)
+        workdir = os.getcwd()
+        objects = None
+        object_names: list[str] = []
+        if kw["ship_objects"] and session.config.ship_objects and kw["user_ns"] is not None:
+            found = collect_objects(code, kw["user_ns"], exclude=swept)
+            if found:
+                objects = pickle_objects(found, workdir)
+                object_names = sorted(found)
+        return {
+            "kind": "cell",
+            "script": None,
+            "notebook": None,
+            "workdir": workdir,
+            "objects": objects,
+            "object_names": object_names,
+        }
+    path = Path(target).expanduser()
+    if not path.is_file():
+        raise RunctlError(f"no file {target!r} (looked in {Path.cwd()}): check the path")
+    kind = "notebook" if path.suffix == ".ipynb" else "script"
+    if kind == "script" and path.suffix != ".py":
+        raise RunctlError(f"{target!r}: a sweep runs a .py script or an .ipynb notebook")
+    return {
+        "kind": kind,
+        "script": str(path.resolve()) if kind == "script" else None,
+        "notebook": str(path.resolve()) if kind == "notebook" else None,
+        "workdir": str(path.resolve().parent),
+        "objects": None,
+        "object_names": [],
+    }
+
+
+def _write_folder(session: Any, kw: dict, asked: dict, what: dict, price: Any) -> Path:
+    """The sweep's folder: the cell and its objects, env.json, then sweep.json."""
+    from ..environment import capture_environment
+
+    sweep_id = new_sweep_id()
+    existing = len(all_sweeps(session.store.home))
+    name = kw["name"] or f"sweep-{existing + 1}"
+    sweep_dir = sweeps_dir(session.store.home) / sweep_id
+    sweep_dir.mkdir(parents=True)
+    if kw["code"] is not None:
+        (sweep_dir / "code.py").write_text(kw["code"])
+    if what["objects"] is not None:
+        (sweep_dir / "objects.pkl").write_bytes(what["objects"])
+    (sweep_dir / "env.json").write_text(
+        json.dumps(capture_environment(what["workdir"], asked["fixed"]), indent=1, default=str)
+    )
+    write_json(sweep_dir / SPEC_FILE, _spec(session, kw, asked, what, price, sweep_id, name))
+    return sweep_dir
+
+
+def _spec(
+    session: Any, kw: dict, asked: dict, what: dict, price: Any, sweep_id: str, name: str
+) -> dict:
+    """sweep.json: the plan and settings the scheduler runs, and what each trial's run gets."""
+    options = asked["options"]
+    grace = options.pop("grace_seconds", None) or session.config.grace_seconds
+    return {
+        "format": FORMAT,
+        "sweep_id": sweep_id,
+        "name": name,
+        "experiment": kw["experiment"] or name,
+        "project": kw["project"] or session.config.project,
+        "owner": session.config.owner,
+        "created": time.time(),
+        "search": asked["search"],
+        "grid": asked["grid"],
+        "space": asked["space"],
+        "fixed": asked["fixed"],
+        "seed": asked["seed"],
+        "n_trials": asked["n_trials"],
+        "objective": asked["objective"],
+        "max_parallel": asked["max_parallel"],
+        "stop_on_failure": bool(kw["stop_on_failure"]),
+        "max_failures": asked["max_failures"],
+        "prune": asked["prune"],
+        "early_stop": asked["early_stop"],
+        "target": {
+            "kind": what["kind"],
+            "script": what["script"],
+            "notebook": what["notebook"],
+            "args": list(kw["args"] or ()),
+            "workdir": what["workdir"],
+        },
+        "run": {
+            "backend": asked["backend"],
+            "tags": list(kw["tags"] or ()),
+            "metrics": asked["metrics"],
+            "max_hours": asked["max_hours"],
+            "grace_seconds": grace,
+            "options": options,
+            "object_names": what["object_names"],
+            "price": price,
+        },
+        "cost_limit": kw.get("cost_limit"),
+        "lost_timeout": session.config.lost_timeout,
+        "plan": asked["plan"],
+    }
