@@ -93,31 +93,15 @@ def _detached_by_interrupt(method: str, kwargs: dict[str, Any], result: Any) -> 
         return False
 
 
-def _profile_config() -> Any:
-    """c.Runctl settings from IPython's default profile, so the shell and the kernel agree."""
-    import os
-
-    from traitlets.config import Config
-    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
-
-    ipython_dir = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython").expanduser()
-    profile = ipython_dir / "profile_default"
-    if not (profile / "ipython_config.py").is_file():
-        return Config()
-    try:
-        return PyFileConfigLoader("ipython_config.py", str(profile)).load_config()
-    except ConfigFileNotFound:
-        return Config()
-    except Exception as exc:  # a broken profile must not break the command
-        _err(f"{PROG}: warning: ignoring {profile / 'ipython_config.py'}: {exc}")
-        return Config()
+def _warn_profile(path: Path, exc: Exception) -> None:
+    _err(f"{PROG}: warning: ignoring {path}: {exc}")
 
 
 def _make_session() -> Any:
-    from .config import Runctl
+    from .config import Runctl, profile_config
     from .session import Session
 
-    return Session(config=Runctl(config=_profile_config()), shell=None)
+    return Session(config=Runctl(config=profile_config(_warn_profile)), shell=None)
 
 
 def main(argv: list[str] | None = None) -> int:

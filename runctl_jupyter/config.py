@@ -8,14 +8,34 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from traitlets import Bool, Enum, Float, Int, Unicode, default
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 
 def default_home() -> Path:
     return Path(os.environ.get("RUNCTL_HOME") or Path.home() / ".runctl").expanduser()
+
+
+def profile_config(warn: Callable[[Path, Exception], None]) -> Config:
+    """Settings from IPython's default profile (ipython_config.py), as a kernel has them,
+    for the processes with no kernel: the shell command and a sweep's scheduler. A broken
+    profile is reported through `warn` and ignored: it must not stop the command."""
+    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+
+    ipython_dir = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython").expanduser()
+    profile = ipython_dir / "profile_default"
+    if not (profile / "ipython_config.py").is_file():
+        return Config()
+    try:
+        return PyFileConfigLoader("ipython_config.py", str(profile)).load_config()
+    except ConfigFileNotFound:
+        return Config()
+    except Exception as exc:  # noqa: BLE001 - any error in the user's file
+        warn(profile / "ipython_config.py", exc)
+        return Config()
 
 
 class Runctl(Configurable):

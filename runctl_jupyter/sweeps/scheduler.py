@@ -52,7 +52,7 @@ class Scheduler(Launching, Judging):
     """One sweep's scheduler: its state, and the loop that runs the sweep to its end."""
 
     def __init__(self, sweep_dir: Path, resume: bool = False, retry_failed: bool = False):
-        from ..config import Runctl
+        from ..config import Runctl, profile_config
         from ..runs.control import RunControl
 
         self.dir = Path(sweep_dir).resolve()
@@ -60,7 +60,7 @@ class Scheduler(Launching, Judging):
         self.spec = spec = self.state.spec
         run = spec["run"]
         config = Runctl(
-            config=_profile_config(),  # c.AWSBackend etc., as the shell reads them
+            config=profile_config(_warn_profile),  # c.AWSBackend etc., as the shell reads them
             home=str(self.dir.parent.parent),
             backend=run.get("backend") or "local",
             lost_timeout=float(spec.get("lost_timeout") or 60.0),
@@ -264,20 +264,8 @@ class Scheduler(Launching, Judging):
         self.log(type="status", status=status, reason=reason)
 
 
-def _profile_config() -> Any:
-    """Settings from IPython's default profile (ipython_config.py), as the kernel has them."""
-    from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
-
-    ipython_dir = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython").expanduser()
-    profile = ipython_dir / "profile_default"
-    if not (profile / "ipython_config.py").is_file():
-        return Config()
-    try:
-        return PyFileConfigLoader("ipython_config.py", str(profile)).load_config()
-    except Exception as exc:  # a broken profile must not stop the sweep
-        print(f"warning: ignoring {profile / 'ipython_config.py'}: {exc}", file=sys.stderr)
-        return Config()
+def _warn_profile(path: Path, exc: Exception) -> None:
+    print(f"warning: ignoring {path}: {exc}", file=sys.stderr)
 
 
 def spawn(sweep_dir: Path, resume: bool = False, retry_failed: bool = False) -> None:
