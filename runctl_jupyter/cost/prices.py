@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import RunctlError
 
-TABLE_FILE = Path(__file__).resolve().parent / "data" / "prices.json"
+TABLE_FILE = Path(__file__).resolve().parent.parent / "data" / "prices.json"
 CACHE_FILE = "prices.json"
 PRICING_REGION = "us-east-1"  # the Pricing API's own endpoint
 SPOT_CACHE_SECONDS = 3600.0

@@ -60,7 +60,6 @@ def check_options(options: dict, backend: str) -> None:
     plan(options, backend)  # --gpus/--nproc-per-node/--nodes that cannot work (issue 10)
 
 
-
 class RunStarter(RunControl):
     """`train`, `rerun` and `execute`: a new run folder, then its first attempt."""
 
@@ -119,7 +118,8 @@ class RunStarter(RunControl):
         grace = options.pop("grace_seconds", None)
         grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
-        from ..cost.costs import attach_price, before_launch
+        from ..cost.estimate import before_launch
+        from ..cost.facts import attach_price
 
         project = project or self.config.project
         price = before_launch(self, backend_name, options, max_hours, experiment, project=project)
@@ -197,7 +197,8 @@ class RunStarter(RunControl):
         finally:
             if source_file is not None:
                 source_file.unlink(missing_ok=True)
-        from ..cost.costs import attach_price, before_launch
+        from ..cost.estimate import before_launch
+        from ..cost.facts import attach_price
 
         price = before_launch(
             self,

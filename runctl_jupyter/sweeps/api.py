@@ -358,7 +358,7 @@ def create(session: Any, **kw: Any) -> Sweep:
     max_hours = kw["max_hours"]
     if max_hours is not None and max_hours <= 0:
         raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
-    from ..cost.costs import (
+    from ..cost.estimate import (
         before_launch,  # the estimate (trials x a run), --yes above the threshold
     )
 

@@ -115,7 +115,7 @@ class Scheduler:
         self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
         self.launches: dict[Any, tuple[int, str]] = {}
         self.started: set[str] = set()  # runs this scheduler started: never started twice
-        from ..cost.costs import SweepBudget  # --cost-limit: the sum of the trials' cost
+        from ..cost.sweep_budget import SweepBudget  # --cost-limit: the sum of the trials' cost
 
         self.budget = SweepBudget(spec.get("cost_limit"))
         self.spent, self.last_spent = 0.0, 0.0
@@ -329,7 +329,7 @@ class Scheduler:
 
     def _check_budget(self, now: bool = False) -> None:
         """Stop the sweep (reason cost-limit) when its trials' cost reaches --cost-limit."""
-        from ..cost.costs import check_sweep_budget
+        from ..cost.sweep_budget import check_sweep_budget
 
         check_sweep_budget(self, every=0.0 if now else 1.0)
 
@@ -463,7 +463,7 @@ class Scheduler:
             environment=self.environment,
             sweep_id=self.state.id,
         )
-        from ..cost.costs import attach_price
+        from ..cost.facts import attach_price
 
         attach_price(self.store.run_dir(spec["run_id"]), spec, run.get("price"))
         self.store.add_run(spec)
