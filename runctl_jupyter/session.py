@@ -140,8 +140,8 @@ class Session(RunStarter):
         return LogText(text)
 
     def cost(self, **kwargs: Any) -> Any:
-        """`runctl cost` (spend report) or `runctl cost price TYPE` (runctl_jupyter/costs.py)."""
-        from .cost.costs import cost
+        """`runctl cost` (spend report) or `runctl cost price TYPE` (runctl_jupyter/cost/report.py)."""
+        from .cost.report import cost
 
         return cost(self, **kwargs)
 
@@ -169,7 +169,6 @@ class Session(RunStarter):
         return compare(
             self.store, refs, experiment=experiment, sweep=sweep, metric=metric, objective=objective
         )
-
 
 
 __all__ = ["Session", "Run", "format_duration", "one_line"]

@@ -13,7 +13,7 @@ from agent_helpers import make_run_dir  # noqa: E402
 
 from runctl_jupyter.agent.cost import CostMeter  # noqa: E402
 from runctl_jupyter.config import Runctl  # noqa: E402
-from runctl_jupyter.cost.costs import Estimate  # noqa: E402
+from runctl_jupyter.cost.estimate import Estimate  # noqa: E402
 from runctl_jupyter.errors import RunctlError  # noqa: E402
 from runctl_jupyter.runs.results import RunDetails  # noqa: E402
 from runctl_jupyter.session import Session  # noqa: E402

@@ -11,14 +11,10 @@ import pytest
 
 from runctl_jupyter import cli
 from runctl_jupyter.config import Runctl
-from runctl_jupyter.cost.costs import (
-    Estimate,
-    SweepBudget,
-    check_confirm,
-    cost_phrase,
-    estimate,
-    report,
-)
+from runctl_jupyter.cost.estimate import Estimate, check_confirm, estimate
+from runctl_jupyter.cost.report import report
+from runctl_jupyter.cost.spent import cost_phrase
+from runctl_jupyter.cost.sweep_budget import SweepBudget
 from runctl_jupyter.errors import RunctlError
 from runctl_jupyter.events import EventWriter
 from runctl_jupyter.runs.results import one_line
@@ -65,7 +61,7 @@ def seed_prices(home: Path, **entries: float) -> None:
 
 def test_the_estimate_totals_max_hours_at_the_on_demand_price_plus_storage(session):
     seed_prices(session.store.home, od__us_east_1__g5_xlarge=1.006)
-    from runctl_jupyter.cost.costs import price_facts
+    from runctl_jupyter.cost.facts import price_facts
 
     facts = price_facts(session, "aws", {"instance_type": "g5.xlarge", "spot": False})
     assert (
@@ -83,7 +79,7 @@ def test_a_spot_estimate_uses_the_spot_price_and_keeps_on_demand_for_savings(ses
     seed_prices(
         session.store.home, od__us_east_1__g5_xlarge=1.006, spot__us_east_1__g5_xlarge=0.4123
     )
-    from runctl_jupyter.cost.costs import price_facts
+    from runctl_jupyter.cost.facts import price_facts
 
     facts = price_facts(session, "aws", {"instance_type": "g5.xlarge"})  # spot by default
     assert (facts["spot"], facts["rate"], facts["on_demand"], facts["zone"]) == (
@@ -356,7 +352,7 @@ def test_an_expensive_sweep_shows_its_estimate_and_asks_for_yes(session, capsys)
 def test_a_monthly_budget_warns_from_80_percent_caps_the_run_and_refuses_when_spent(
     session, capsys
 ):
-    from runctl_jupyter.cost.costs import apply_monthly_budget
+    from runctl_jupyter.cost.monthly_budget import apply_monthly_budget
 
     session.config.monthly_budget = 5.0
     session.config.project = "vision"
@@ -402,7 +398,7 @@ def test_the_magic_prints_a_price_and_shows_the_report_with_its_figure(
 
 
 def test_a_type_with_no_price_anywhere_does_not_block_the_launch_unless_limited(session, capsys):
-    from runctl_jupyter.cost.costs import before_launch
+    from runctl_jupyter.cost.estimate import before_launch
 
     options = {"instance_type": "t3.mirco", "spot": False}
     assert before_launch(session, "aws", dict(options), None, "exp") is None

@@ -1,7 +1,7 @@
 """The agent's cost meter: dollars so far, `cost` events, and `--cost-limit` on the instance.
 
 Stdlib only (it ships to EC2 with the agent). The notebook side puts the price
-facts in `spec["target"]["price"]` before launch (runctl_jupyter/costs.py):
+facts in `spec["target"]["price"]` before launch (runctl_jupyter/cost/facts.py):
 
     {"instance_type": "g5.xlarge", "region": "us-east-1", "zone": null, "spot": true,
      "rate": 0.4123, "on_demand": 1.006, "ebs_gb": 100, "ebs_gb_month": 0.08,

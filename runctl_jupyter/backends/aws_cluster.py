@@ -28,6 +28,7 @@ from typing import Any
 from ..aws import bootstrap, bundle, cluster, ssm
 from ..aws.clients import AWSError, Clients, error_code
 from ..aws.launch import LaunchRequest
+from .aws_target import write_target
 
 RELAUNCHES = "relaunch/"  # runs/<id>/relaunch/<attempt>.json: who launched that attempt
 TAIL_BYTES = 65536
@@ -68,8 +69,6 @@ def _ship_and_start(
     pip: Any,
     sync_dirs: list,
 ) -> dict:
-    from .aws import _write_target
-
     sync_cfg = {
         "kind": "s3",
         "bucket": bucket,
@@ -124,7 +123,7 @@ def _ship_and_start(
         "attempt": attempt,
         "cluster": facts,
     }
-    _write_target(run_dir, target)
+    write_target(run_dir, target)
     return target
 
 

@@ -28,7 +28,7 @@ def one_line(row: dict) -> str:
     metrics = " ".join(
         f"{k}={format_metric(v)}" for k, v in (row.get("final_metrics") or {}).items()
     )
-    from ..cost.costs import cost_phrase
+    from ..cost.spent import cost_phrase
 
     # the success line: "Training completed in 42m 10s — cost $0.31 (spot, saved $0.74 ...)"
     if row["status"] == "succeeded":

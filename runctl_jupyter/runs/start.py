@@ -102,7 +102,8 @@ class RunStarter(RunControl):
         grace = options.pop("grace_seconds", None)
         grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
-        from ..cost.costs import attach_price, before_launch
+        from ..cost.estimate import before_launch
+        from ..cost.facts import attach_price
 
         project = project or self.config.project
         price = before_launch(self, backend_name, options, max_hours, experiment, project=project)
@@ -207,7 +208,8 @@ class RunStarter(RunControl):
         finally:
             if source_file is not None:
                 source_file.unlink(missing_ok=True)
-        from ..cost.costs import attach_price, before_launch
+        from ..cost.estimate import before_launch
+        from ..cost.facts import attach_price
 
         price = before_launch(
             self,

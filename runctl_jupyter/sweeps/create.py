@@ -22,7 +22,7 @@ from .settings import checked_settings
 def create(session: Any, **kw: Any) -> Sweep:
     """Check everything, then write the sweep folder (nothing runs yet)."""
     asked = checked_settings(session, kw)
-    from ..cost.costs import (
+    from ..cost.estimate import (
         before_launch,  # the estimate (trials x a run), --yes above the threshold
     )
 

@@ -108,7 +108,7 @@ class Launching:
             environment=self.environment,
             sweep_id=self.state.id,
         )
-        from ..cost.costs import attach_price
+        from ..cost.facts import attach_price
 
         attach_price(self.store.run_dir(spec["run_id"]), spec, run.get("price"))
         self.store.add_run(spec)

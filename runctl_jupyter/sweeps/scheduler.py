@@ -97,7 +97,7 @@ class Scheduler(Launching, Judging):
         self.launcher = ThreadPoolExecutor(max_workers=min(self.max_parallel, 8))
         self.launches: dict[Any, tuple[int, str]] = {}
         self.started: set[str] = set()  # runs this scheduler started: never started twice
-        from ..cost.costs import SweepBudget  # --cost-limit: the sum of the trials' cost
+        from ..cost.sweep_budget import SweepBudget  # --cost-limit: the sum of the trials' cost
 
         self.budget = SweepBudget(spec.get("cost_limit"))
         self.spent, self.last_spent = 0.0, 0.0
@@ -234,7 +234,7 @@ class Scheduler(Launching, Judging):
 
     def _check_budget(self, now: bool = False) -> None:
         """Stop the sweep (reason cost-limit) when its trials' cost reaches --cost-limit."""
-        from ..cost.costs import check_sweep_budget
+        from ..cost.sweep_budget import check_sweep_budget
 
         check_sweep_budget(self, every=0.0 if now else 1.0)
 

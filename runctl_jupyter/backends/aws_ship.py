@@ -1,0 +1,68 @@
+"""An attempt started on a launched instance: its bundle (with the S3 sync settings its
+agent follows) uploaded, the SSM bootstrap that starts the agent service, and the facts
+kept in aws.json. A multi-node run does the same for M nodes (aws_cluster.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..aws import bootstrap, bundle, ssm
+from ..aws.clients import Clients
+from ..aws.launch import Launched
+from .aws_target import write_target
+
+
+def ship_and_start(
+    backend: Any,
+    clients: Clients,
+    run_dir: Path,
+    spec: dict,
+    attempt: int,
+    launched: Launched,
+    bucket: str,
+    pip: Any,
+    sync_dirs: list,
+) -> dict:
+    sync_cfg = {
+        "kind": "s3",
+        "bucket": bucket,
+        "prefix": backend.prefix,
+        "region": clients.region,
+        "instance_id": launched.instance_id,
+        "spot_request_id": launched.spot_request_id,
+        "fleet_id": launched.fleet_id,
+        "launch_template_id": launched.launch_template_id,
+        "persistent": launched.persistent,  # the fleet refills: leave it on `resuming`
+        "terminate": not (launched.reused or launched.keep),
+    }
+    data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
+    key = bundle.bundle_key(backend.prefix, spec["run_id"], attempt)
+    backend._say("starting", f"uploading the bundle ({len(data) // 1024 + 1} KiB)")
+    clients.s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256")
+    script = bootstrap.script(bucket, key, clients.region, spec["run_id"], attempt)
+    backend._say("starting", f"bootstrapping {launched.instance_id} through SSM")
+    command_id = ssm.send(
+        clients, launched.instance_id, script, comment=f"runctl run {spec['run_id']}"
+    )
+    ssm.wait(
+        clients,
+        command_id,
+        launched.instance_id,
+        timeout=backend.bootstrap_timeout,
+        poll=backend.aws_poll,
+        what="bootstrap",
+    )
+    facts = launched.facts()
+    facts.update(
+        region=clients.region,
+        bucket=bucket,
+        prefix=backend.prefix,
+        bundle_key=key,
+        command_id=command_id,
+        requirements=requirements,
+        attempt=attempt,
+    )
+    write_target(run_dir, facts)
+    return facts
