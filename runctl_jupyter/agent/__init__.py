@@ -1,7 +1,12 @@
 """The agent: the process next to the user's code, locally or on EC2 (stdlib only,
 but for boto3 in its AWS side). `python -m runctl_jupyter.agent RUN_DIR` runs it.
 
-supervise   one attempt: the runner, its output, events, heartbeats, Stop, the end
+supervise   one attempt, tick by tick: the runner, its output, heartbeats, the end
+spawn       the runner's process: its environment, process group, death with the agent
+output      printed lines and the runtime files -> log, metric, checkpoint events
+early_stop  --early-stop: when a metric has stopped improving
+stop        how a stop reaches the code: control.json, signals, --max-hours, SIGKILL
+end         the attempt's status, record.ipynb, the exit event
 runner      the child process that runs the cell, script or notebook
 torchrun    a distributed run's ranks under torchrun
 spot        IMDSv2 spot notices and the next attempt

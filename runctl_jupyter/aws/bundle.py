@@ -41,6 +41,11 @@ AGENT_MODULES = (
     "agent/__init__.py",
     "agent/__main__.py",
     "agent/supervise.py",
+    "agent/spawn.py",
+    "agent/output.py",
+    "agent/early_stop.py",
+    "agent/stop.py",
+    "agent/end.py",
     "agent/runner.py",
     "agent/torchrun.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
     "agent/s3.py",
@@ -55,6 +60,7 @@ AGENT_MODULES = (
     "environment.py",
     "errors.py",
     "events.py",
+    "procs.py",  # the agent's identity in agent.json (pid, boot id, start time)
     "record/__init__.py",
     "record/cells.py",
     "record/facts.py",
