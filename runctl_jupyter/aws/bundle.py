@@ -50,6 +50,9 @@ AGENT_MODULES = (
     "agent/torchrun.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
     "agent/s3.py",
     "agent/service.py",
+    "agent/restore.py",  # the run folder made whole from S3 before an attempt
+    "agent/volume.py",
+    "agent/data.py",
     "agent/boot.py",  # which attempt a replacement instance runs
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
