@@ -1,8 +1,8 @@
 """What the code prints and logs, turned into events.
 
-Printed lines become `log` events, one per stream and tick, and with `--metrics`
-`metric` events too (`MetricParser`: `loss=0.3`, `loss: 0.3`, JSON lines). The in-run
-`runctl` object writes its metrics, checkpoints and warnings to
+Printed lines become `log` events, one per stream and tick; with `--metrics`,
+stdout's lines become `metric` events too (`MetricParser`: `loss=0.3`, `loss: 0.3`,
+JSON). The in-run `runctl` object writes its metrics, checkpoints and warnings to
 `runtime/<attempt>-<pid>.jsonl`; `RuntimeTail` reads what is new in them each tick.
 stdout.log keeps every byte; a `log` event keeps only the tail of a flood.
 """

@@ -51,9 +51,8 @@ def _fail(run: Path, line: str, code: int) -> int:
 
 
 def _prepare_steps(run: Path, attach_as: str | None) -> int:
-    (run / "control.json").unlink(
-        missing_ok=True
-    )  # a stop of an earlier attempt is not for this one
+    # a stop of an earlier attempt is not for this one
+    (run / "control.json").unlink(missing_ok=True)
     spec_path = run / "spec.json"
     spec = json.loads(spec_path.read_text())
     spec["python"] = sys.executable

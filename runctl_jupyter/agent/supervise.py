@@ -37,6 +37,9 @@ TICK = 0.05
 
 
 class Agent(Stopping, Ending):
+    """One attempt of a run, from the runner's start to the `exit` event (its stop
+    methods are in stop.py, its end in end.py)."""
+
     def __init__(self, run_dir: Path, attempt: int):
         self.run_dir = run_dir
         self.attempt = attempt
