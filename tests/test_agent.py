@@ -9,7 +9,8 @@ import time
 
 from agent_helpers import events_of, exit_event, make_run_dir, run_agent, start_agent, wait_for
 
-from runctl_jupyter.agent.supervise import MetricParser, process_start
+from runctl_jupyter.agent.output import MetricParser
+from runctl_jupyter.procs import process_start
 
 
 def test_a_successful_run_streams_metrics_checkpoints_and_output(tmp_path):

@@ -24,7 +24,8 @@ def test_every_command_and_train_option_is_in_the_command_reference():
 
 def test_the_event_types_the_agent_writes_are_documented():
     text = (ROOT / "docs" / "events.md").read_text()
-    source = (ROOT / "runctl_jupyter" / "agent" / "supervise.py").read_text()
+    agent = sorted((ROOT / "runctl_jupyter" / "agent").glob("*.py"))
+    source = "\n".join(path.read_text() for path in agent)
     written = set(re.findall(r'events\.write\(\s*"(\w+)"', source)) | {"metric", "checkpoint"}
     for kind in written:
         assert f"| `{kind}` |" in text, f"docs/events.md lacks the `{kind}` event"

@@ -14,9 +14,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "runctl_jupyter"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-# The agent's AWS side on EC2 (S3 sync, the instance service, a cluster's end, the
-# spot price refresh): the bootstrap installs boto3 there, nothing else.
-AWS_SIDE = {"agent/s3.py", "agent/service.py", "agent/cluster.py", "agent/cost.py"}
+# The agent's AWS side on EC2 (S3 sync, the instance service, --data staging with
+# boto3's transfers, a cluster's end, the spot price refresh): the bootstrap installs
+# boto3 there, nothing else.
+AWS_SIDE = {
+    "agent/s3.py",
+    "agent/service.py",
+    "agent/data.py",
+    "agent/cluster.py",
+    "agent/cost.py",
+}
 AWS_PACKAGES = {"boto3", "botocore"}
 # A whole-notebook run (`runctl execute`) runs papermill, and only on this machine:
 # `execute` has no --backend, so the instance never takes that path.
@@ -172,4 +179,3 @@ def test_the_modules_shipped_to_an_instance_import_only_the_standard_library():
                 continue
             problems.append(f"runctl_jupyter/{rel}:{line} imports {target}")
     assert problems == [], "shipped to instances, stdlib only:\n" + "\n".join(problems)
-

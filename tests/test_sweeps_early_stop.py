@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent_helpers import exit_event, make_run_dir, run_agent
 
-from runctl_jupyter.agent.supervise import EarlyStop
+from runctl_jupyter.agent.early_stop import EarlyStop
 
 PLATEAU = """
 import time

@@ -4,18 +4,17 @@
     python -m runctl_jupyter.agent.service service RUN_DIR --attempt N
 
 - `prepare`: point the spec at this machine, make the run folder whole from S3
-  (`restore`: events by seq, checkpoints, interruptions.json, stdout.log), mount
-  a `--volume`, stage `--data`;
+  (restore.py: events by seq, checkpoints, interruptions.json, stdout.log), mount
+  a `--volume` (volume.py), stage `--data` (data.py);
 - `service`: the agent, then a last sync, then the instance's end: when the run
   ended for good its spot fleet is deleted (TerminateInstances=False), then its
   launch template, then the instance terminated (unless kept or reused); when the
   attempt ended `resuming` (a spot notice) the fleet is left alone and only this
   instance goes, so the fleet launches the replacement whose boot script
-  (aws/bootstrap.py) starts the next attempt (docs/reliability.md);
-- `claim_boot` (from the boot script of a replacement instance): which attempt
-  this instance runs, if any (`agent_boot.py`).
+  (aws/bootstrap.py) starts the next attempt (docs/reliability.md); which attempt
+  a replacement runs, if any, is boot.py's.
 
-The S3 sync itself is `agent_s3.Sync`. boto3 is imported lazily.
+The S3 sync itself is `s3.Sync`. boto3 is imported lazily.
 """
 
 from __future__ import annotations
@@ -28,230 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..distributed import node_folder
-from .s3 import SYNC_DIR, Sync, make_s3_client, run_prefix
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/prefix/` -> (bucket, prefix); ValueError for anything else."""
-    if not url.startswith("s3://") or len(url) <= 5:
-        raise ValueError(f"--data must look like s3://bucket/prefix/, not {url!r}")
-    bucket, _, prefix = url[5:].partition("/")
-    if not bucket:
-        raise ValueError(f"--data must name a bucket: s3://bucket/prefix/, not {url!r}")
-    return bucket, prefix
-
-
-def list_data(s3: Any, bucket: str, prefix: str) -> list[tuple[str, int, str]]:
-    """(key, size, etag) of every object under the prefix (folder markers left out)."""
-    out = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if not obj["Key"].endswith("/"):
-                out.append((obj["Key"], int(obj["Size"]), obj.get("ETag", "").strip('"')))
-    return out
-
-
-def data_problems(entries: list[tuple[str, int, str]], url: str) -> str | None:
-    """What `--validate-data` refuses: no files, or empty files (named)."""
-    if not entries:
-        return f"--validate-data: no files under {url}; check the prefix"
-    empty = [k for k, size, _ in entries if size == 0]
-    if empty:
-        more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
-        return (
-            f"--validate-data: {len(empty)} empty file(s) under {url}: {', '.join(empty[:3])}{more}"
-        )
-    return None
-
-
-def manifest_of(url: str, entries: list[tuple[str, int, str]]) -> dict:
-    """Keys, sizes and ETags, and one hash over them all (the data's identity)."""
-    import hashlib
-
-    lines = "\n".join(f"{k}\t{size}\t{etag}" for k, size, etag in sorted(entries))
-    return {
-        "url": url,
-        "files": len(entries),
-        "bytes": sum(size for _, size, _ in entries),
-        "hash": "sha256:" + hashlib.sha256(lines.encode()).hexdigest(),
-        "keys": [
-            {"key": k, "size": size, "etag": etag} for k, size, etag in sorted(entries)[:1000]
-        ],
-    }
-
-
-def stage_data(
-    url: str, dest: Path, region: str | None, validate: bool, concurrency: int = 16
-) -> dict:
-    """Copy `url` to `dest` (s5cmd when present, else boto3 transfers in parallel); the manifest."""
-    import shutil
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-
-    bucket, prefix = parse_s3_url(url)
-    s3 = make_s3_client(region)
-    entries = list_data(s3, bucket, prefix)
-    problem = data_problems(entries, url) if validate else None
-    if problem:
-        raise ValueError(problem)
-    dest.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    s5cmd = shutil.which("s5cmd")
-    tool = "s5cmd" if s5cmd else "boto3"
-    if s5cmd and entries:
-        cmd = [s5cmd]
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            cmd += ["--endpoint-url", endpoint]
-        cmd += ["cp", f"s3://{bucket}/{prefix}*", str(dest) + "/"]
-        subprocess.run(cmd, check=True)
-    else:
-        from boto3.s3.transfer import TransferConfig
-
-        config = TransferConfig(max_concurrency=4)
-
-        def fetch(entry: tuple[str, int, str]) -> None:
-            rel = entry[0][len(prefix) :].lstrip("/") or Path(entry[0]).name
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, entry[0], str(target), Config=config)
-
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(fetch, entries))
-    if validate:
-        missing = [
-            k
-            for k, size, _ in entries
-            if not (dest / (k[len(prefix) :].lstrip("/") or Path(k).name)).is_file()
-        ]
-        if missing:
-            raise ValueError(
-                f"--validate-data: {len(missing)} file(s) did not arrive, e.g. {missing[0]}"
-            )
-    manifest = manifest_of(url, entries)
-    manifest.update(tool=tool, seconds=round(time.time() - started, 3), path="data/")
-    return manifest
-
-
-def volume_device(volume_id: str, root: str = "/", timeout: float = 60.0) -> str | None:
-    """The block device of an attached EBS volume (Nitro: by its NVMe serial; Xen: /dev/sdf)."""
-    serial = volume_id.replace("-", "")
-    candidates = [
-        f"dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}",
-        f"dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}-ns-1",
-        "dev/sdf",
-        "dev/xvdf",
-    ]
-    end = time.monotonic() + timeout
-    while True:
-        for rel in candidates:
-            path = os.path.join(root, rel)
-            if os.path.exists(path):
-                return path
-        if time.monotonic() > end:
-            return None
-        time.sleep(1.0)
-
-
-def mount_volume(volume_id: str, work: Path, root: str = "/") -> Path:
-    """Mount the `--volume` (never formatted: it holds the user's data) and link it as work/volume."""
-    import subprocess
-
-    device = volume_device(volume_id, root)
-    if device is None:
-        raise RuntimeError(
-            f"volume {volume_id} is attached but no device appeared; check `lsblk` on the instance"
-        )
-    mount_point = Path(root) / "mnt" / volume_id
-    mounted = Path(root, "proc", "mounts")
-    text = mounted.read_text() if mounted.exists() else ""
-    if f" {mount_point} " not in text:
-        mount_point.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", device, str(mount_point)], check=True)
-    link = work / "volume"
-    if not link.exists():
-        link.symlink_to(mount_point)
-    return mount_point
-
-
-def _read_lines(path: Path) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return out
-    for line in data.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("seq"), int):
-            out[event["seq"]] = line.strip() + b"\n"
-    return out
-
-
-def restore(run: Path, cfg: dict) -> dict:
-    """Make this machine's run folder whole before an attempt starts here.
-
-    - what a previous agent on this instance left unsent goes up first;
-    - events.jsonl becomes the union (by seq) of the instance's own stream, the
-      bundle's copy of the mirror and every chunk in S3, so a resume numbers on
-      from the true last seq (no gap, no duplicate);
-    - checkpoints and stdout.log from S3 that are missing here are fetched, so
-      `runctl.load_checkpoint()` finds the last checkpoint on a new instance;
-    - interruptions.json (the notices handled so far) too: --max-interruptions
-      counts across instances;
-    - the sync state is reset: the next chunk follows the last one in S3.
-    """
-    spec = json.loads((run / "spec.json").read_text())
-    prefix = run_prefix(cfg, spec["run_id"])
-    s3 = make_s3_client(cfg.get("region"))
-    if (run / SYNC_DIR / "state.json").exists():
-        Sync(run, cfg, client=s3).final(deadline=120)
-    events = _read_lines(run / "events.jsonl")
-    bundled = run / ".bundle-events.jsonl"
-    events.update({k: v for k, v in _read_lines(bundled).items() if k not in events})
-    fetched = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=prefix + "events/"
-    ):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=cfg["bucket"], Key=obj["Key"])["Body"].read()
-            for line in body.splitlines():
-                try:
-                    seq = json.loads(line).get("seq")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(seq, int) and seq not in events:
-                    events[seq] = line.strip() + b"\n"
-                    fetched += 1
-    tmp = run / "events.jsonl.tmp"
-    tmp.write_bytes(b"".join(events[k] for k in sorted(events)))
-    os.replace(tmp, run / "events.jsonl")
-    bundled.unlink(missing_ok=True)
-    restored = 0
-    shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=shared + "checkpoints/"
-    ):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(shared) :]
-            target = run / rel
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(cfg["bucket"], obj["Key"], str(target))
-                restored += 1
-    for name in ("stdout.log", "interruptions.json"):
-        if not (run / name).exists():
-            try:
-                s3.download_file(cfg["bucket"], prefix + name, str(run / name))
-            except Exception:  # noqa: BLE001 - a first attempt has none
-                pass
-    import shutil
-
-    shutil.rmtree(run / SYNC_DIR, ignore_errors=True)
-    return {"events": len(events), "fetched_events": fetched, "checkpoints": restored}
+from .data import stage_data
+from .restore import restore
+from .s3 import Sync
+from .volume import mount_volume
 
 
 def _prepare(run_dir: str, attach_as: str | None = None) -> int:
@@ -272,9 +51,8 @@ def _fail(run: Path, line: str, code: int) -> int:
 
 
 def _prepare_steps(run: Path, attach_as: str | None) -> int:
-    (run / "control.json").unlink(
-        missing_ok=True
-    )  # a stop of an earlier attempt is not for this one
+    # a stop of an earlier attempt is not for this one
+    (run / "control.json").unlink(missing_ok=True)
     spec_path = run / "spec.json"
     spec = json.loads(spec_path.read_text())
     spec["python"] = sys.executable

@@ -41,10 +41,18 @@ AGENT_MODULES = (
     "agent/__init__.py",
     "agent/__main__.py",
     "agent/supervise.py",
+    "agent/spawn.py",
+    "agent/output.py",
+    "agent/early_stop.py",
+    "agent/stop.py",
+    "agent/end.py",
     "agent/runner.py",
     "agent/torchrun.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
     "agent/s3.py",
     "agent/service.py",
+    "agent/restore.py",  # the run folder made whole from S3 before an attempt
+    "agent/volume.py",
+    "agent/data.py",
     "agent/boot.py",  # which attempt a replacement instance runs
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
@@ -55,6 +63,7 @@ AGENT_MODULES = (
     "environment.py",
     "errors.py",
     "events.py",
+    "procs.py",  # the agent's identity in agent.json (pid, boot id, start time)
     "record/__init__.py",
     "record/cells.py",
     "record/facts.py",

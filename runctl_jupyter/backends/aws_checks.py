@@ -63,7 +63,7 @@ def complete_plan(clients: Clients, run_dir: Path, spec: dict, req: LaunchReques
 
 def _check_data(clients: Clients, url: str, validate: bool) -> None:
     """`--data` must name objects that exist (and, with --validate-data, none empty) before launch."""
-    from ..agent.service import data_problems, list_data, parse_s3_url
+    from ..agent.data import data_problems, list_data, parse_s3_url
 
     try:
         bucket, prefix = parse_s3_url(url)

@@ -194,7 +194,7 @@ def test_when_files_keep_failing_the_events_still_go_up(aws: Clients, tmp_path: 
 
 
 def test_the_volume_device_is_found_by_its_nvme_serial_or_xen_name(tmp_path: Path):
-    from runctl_jupyter.agent.service import volume_device
+    from runctl_jupyter.agent.volume import volume_device
 
     by_id = tmp_path / "dev" / "disk" / "by-id"
     by_id.mkdir(parents=True)

@@ -1,0 +1,95 @@
+"""The run folder made whole from S3 before an attempt starts on this instance.
+
+A resume may start on a new instance (a spot fleet's replacement) or on one whose
+earlier agent was killed: the events, checkpoints, stdout.log and the handled spot
+notices all come back from the run's S3 prefix, so the attempt numbers its events
+on from the true last one and `runctl.load_checkpoint()` finds the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..distributed import node_folder
+from .s3 import SYNC_DIR, Sync, make_s3_client, run_prefix
+
+
+def _read_lines(path: Path) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("seq"), int):
+            out[event["seq"]] = line.strip() + b"\n"
+    return out
+
+
+def restore(run: Path, cfg: dict) -> dict:
+    """Make this machine's run folder whole before an attempt starts here.
+
+    - what a previous agent on this instance left unsent goes up first;
+    - events.jsonl becomes the union (by seq) of the instance's own stream, the
+      bundle's copy of the mirror and every chunk in S3, so a resume numbers on
+      from the true last seq (no gap, no duplicate);
+    - checkpoints and stdout.log from S3 that are missing here are fetched, so
+      `runctl.load_checkpoint()` finds the last checkpoint on a new instance;
+    - interruptions.json (the notices handled so far) too: --max-interruptions
+      counts across instances;
+    - the sync state is reset: the next chunk follows the last one in S3.
+    """
+    spec = json.loads((run / "spec.json").read_text())
+    prefix = run_prefix(cfg, spec["run_id"])
+    s3 = make_s3_client(cfg.get("region"))
+    if (run / SYNC_DIR / "state.json").exists():
+        Sync(run, cfg, client=s3).final(deadline=120)
+    events = _read_lines(run / "events.jsonl")
+    bundled = run / ".bundle-events.jsonl"
+    events.update({k: v for k, v in _read_lines(bundled).items() if k not in events})
+    fetched = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=cfg["bucket"], Prefix=prefix + "events/"
+    ):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=cfg["bucket"], Key=obj["Key"])["Body"].read()
+            for line in body.splitlines():
+                try:
+                    seq = json.loads(line).get("seq")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(seq, int) and seq not in events:
+                    events[seq] = line.strip() + b"\n"
+                    fetched += 1
+    tmp = run / "events.jsonl.tmp"
+    tmp.write_bytes(b"".join(events[k] for k in sorted(events)))
+    os.replace(tmp, run / "events.jsonl")
+    bundled.unlink(missing_ok=True)
+    restored = 0
+    shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=cfg["bucket"], Prefix=shared + "checkpoints/"
+    ):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(shared) :]
+            target = run / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(cfg["bucket"], obj["Key"], str(target))
+                restored += 1
+    for name in ("stdout.log", "interruptions.json"):
+        if not (run / name).exists():
+            try:
+                s3.download_file(cfg["bucket"], prefix + name, str(run / name))
+            except Exception:  # noqa: BLE001 - a first attempt has none
+                pass
+    import shutil
+
+    shutil.rmtree(run / SYNC_DIR, ignore_errors=True)
+    return {"events": len(events), "fetched_events": fetched, "checkpoints": restored}
