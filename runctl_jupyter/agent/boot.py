@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .s3 import make_s3_client, run_prefix
+from .clients import make_s3_client
+from .s3 import run_prefix
 
 MARKERS = "attempts/"
 

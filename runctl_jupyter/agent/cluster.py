@@ -25,7 +25,6 @@ closed kernel left behind.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
@@ -33,23 +32,10 @@ import time
 from typing import Any
 
 from ..distributed import node_rank
+from .clients import make_ec2_client, make_s3_client
 
 NOTICES = "notices/"
 PEER_POLL_SECONDS = 2.0
-
-
-def _ec2(region: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {
-        "region_name": region,
-        "config": Config(retries={"mode": "adaptive", "max_attempts": 8}),
-    }
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        kwargs["endpoint_url"] = endpoint
-    return boto3.session.Session().client("ec2", **kwargs)
 
 
 def nodes_to_end(cluster: dict, rank: int) -> list[dict]:
@@ -66,7 +52,7 @@ def end_of_run(cfg: dict, ec2: Any = None) -> list[str]:
     ids = [n["instance_id"] for n in nodes if n.get("instance_id")]
     if not ids:
         return []
-    ec2 = ec2 or _ec2(cfg.get("region"))
+    ec2 = ec2 or make_ec2_client(cfg.get("region"))
     requests = [n["spot_request_id"] for n in nodes if n.get("spot_request_id")]
     if requests:
         try:
@@ -90,12 +76,6 @@ def _notices_prefix(cfg: dict, run_id: str) -> str:
     return f"{prefix}runs/{run_id}/{NOTICES}"
 
 
-def _s3(region: str | None) -> Any:
-    from .s3 import make_s3_client
-
-    return make_s3_client(region)
-
-
 class SharedNotices:
     """The spot poller of a node of a multi-node run (wraps the IMDS poller).
 
@@ -108,7 +88,7 @@ class SharedNotices:
         self.attempt = attempt
         self.rank = node_rank()
         self.prefix = _notices_prefix(cfg, run_id)
-        self.s3 = client or _s3(cfg.get("region"))
+        self.s3 = client or make_s3_client(cfg.get("region"))
         self.seen: set[str] = set()
         self._notices: queue.Queue[dict] = queue.Queue()
         self._stop = threading.Event()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .s3 import make_s3_client
+from .clients import make_s3_client
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

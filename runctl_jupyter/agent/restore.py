@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from ..distributed import node_folder
-from .s3 import SYNC_DIR, Sync, make_s3_client, run_prefix
+from .clients import make_s3_client
+from .s3 import SYNC_DIR, Sync, run_prefix
 
 
 def _read_lines(path: Path) -> dict[int, bytes]:

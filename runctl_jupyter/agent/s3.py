@@ -20,7 +20,7 @@ an attempt too; other metrics and logs at most every `interval` seconds (15);
 heartbeat-only chunks every `heartbeat_interval` seconds (20).
 
 The instance-side service around the agent (prepare, restore, the end of an
-attempt) is `agent_s3_service.py`.
+attempt) is `agent/service.py`.
 
 This module imports boto3 lazily: only the agent's sync needs it.
 """
@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from .clients import make_s3_client
 
 SYNC_DIR = ".sync"
 URGENT = frozenset({"status", "checkpoint", "warning", "interrupt", "exit", "cost"})
@@ -53,23 +55,6 @@ def run_prefix(cfg: dict, run_id: str) -> str:
     from ..distributed import node_folder  # another node of a multi-node run: its own place
 
     return f"{prefix}runs/{run_id}/{node_folder()}"
-
-
-def make_s3_client(region: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        region_name=region,
-        retries={"mode": "adaptive", "max_attempts": 8},
-        connect_timeout=10,
-        read_timeout=60,
-    )
-    kwargs: dict[str, Any] = {"config": config, "region_name": region}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        kwargs["endpoint_url"] = endpoint
-    return boto3.session.Session().client("s3", **kwargs)
 
 
 class Sync:
@@ -327,14 +312,3 @@ class Sync:
             else:
                 ok = False
         return ok
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The instance-side CLI lives in agent_s3_service; kept here for older bootstrap scripts."""
-    from .service import main as service_main
-
-    return service_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

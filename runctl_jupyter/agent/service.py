@@ -25,8 +25,8 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+from .clients import make_ec2_client
 from .data import stage_data
 from .restore import restore
 from .s3 import Sync
@@ -40,8 +40,7 @@ def _prepare(run_dir: str, attach_as: str | None = None) -> int:
     A failure's one line also goes to `.prepare-error` (the boot script reports it)."""
     run = Path(run_dir).resolve()
     (run / ".prepare-error").unlink(missing_ok=True)
-    code = _prepare_steps(run, attach_as)
-    return code
+    return _prepare_steps(run, attach_as)
 
 
 def _fail(run: Path, line: str, code: int) -> int:
@@ -120,20 +119,6 @@ def _imds_instance_id() -> str | None:
         return None
 
 
-def make_ec2_client(region: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {
-        "region_name": region,
-        "config": Config(retries={"mode": "adaptive", "max_attempts": 8}),
-    }
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        kwargs["endpoint_url"] = endpoint
-    return boto3.session.Session().client("ec2", **kwargs)
-
-
 def _terminate_self(cfg: dict, cancel: bool = True) -> None:
     """After the run: delete our spot fleet and its launch template (unless a replacement
     is wanted), then terminate this instance (not kept/reused)."""
@@ -208,7 +193,7 @@ def attempt_end(run: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runctl_jupyter.agent.s3")
+    parser = argparse.ArgumentParser(prog="python -m runctl_jupyter.agent.service")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("run_dir")

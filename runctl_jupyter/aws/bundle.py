@@ -48,6 +48,7 @@ AGENT_MODULES = (
     "agent/end.py",
     "agent/runner.py",
     "agent/torchrun.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
+    "agent/clients.py",  # boto3 clients for S3 and EC2 on the instance
     "agent/s3.py",
     "agent/service.py",
     "agent/restore.py",  # the run folder made whole from S3 before an attempt
