@@ -172,3 +172,40 @@ def test_the_modules_shipped_to_an_instance_import_only_the_standard_library():
                 continue
             problems.append(f"runctl_jupyter/{rel}:{line} imports {target}")
     assert problems == [], "shipped to instances, stdlib only:\n" + "\n".join(problems)
+
+
+def embedded_python() -> list[tuple[str, str]]:
+    """(where, source) of the Python the package sends as text (the boot script's
+    staging step, run on the instance): strings that parse and import runctl_jupyter."""
+    found = []
+    for path in sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                if "import" not in text or "runctl_jupyter" not in text:
+                    continue
+                try:
+                    ast.parse(text)
+                except SyntaxError:
+                    continue
+                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", text))
+    return found
+
+
+def test_the_python_sent_as_text_imports_names_that_exist():
+    import importlib
+
+    sent = embedded_python()
+    assert any("agent" in text for _, text in sent), "the boot script's Python was not found"
+    problems = []
+    for where, text in sent:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "runctl_jupyter"
+            ):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}"
+                    if not hasattr(module, alias.name) and not is_module(name):
+                        problems.append(f"{where}: imports {name}, which does not exist")
+    assert problems == [], "\n".join(problems)
