@@ -10,7 +10,7 @@ On the instance it:
    cloudpickle — the agent's S3 sync and the shipped objects need them;
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
-   (the agent), then `agent_s3_service.prepare` (spec paths, restore from S3, --data);
+   (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data);
 4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
 5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
@@ -34,7 +34,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # One Python process stages an attempt (fixed text; values come as argv): it checks
 # the agent's imports (exit 10: install them, then run again), fetches the bundle
 # from S3, unpacks it into the run folder, the agent package and the working
-# folder, then `agent_s3_service.prepare` (spec paths, restore from S3, --data staging).
+# folder, then `agent.service._prepare` (spec paths, restore from S3, --data staging).
 _STAGE_PY = """
 import json, os, shutil, sys, tarfile, time
 try:
@@ -67,7 +67,7 @@ with tarfile.open(bundle) as tar:
     else:
         tar.extractall(stage)
 sys.path.insert(0, os.path.join(stage, "pkg"))
-from runctl_jupyter import agent_boot
+from runctl_jupyter.agent import boot as agent_boot
 from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate_self
 with open(os.path.join(stage, "run", "spec.json")) as f:
     cfg = json.load(f).get("sync") or {}
@@ -267,7 +267,7 @@ def script(
 
 def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
     """The UserData of a spot fleet's instances (its launch template): the same bootstrap, with
-    the attempt left to the instance (`agent_boot`: only a replacement starts one)."""
+    the attempt left to the instance (`agent.boot`: only a replacement starts one)."""
     text = _TEMPLATE.format(
         node_env="",  # multi-node runs are launched whole, never from a spot fleet
         bucket=shlex.quote(bucket),
