@@ -10,7 +10,7 @@ On the instance it:
    cloudpickle — the agent's S3 sync and the shipped objects need them;
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
-   (the agent), then `agent.service.prepare` (spec paths, restore from S3, --data);
+   (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data);
 4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
 5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
@@ -34,7 +34,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # One Python process stages an attempt (fixed text; values come as argv): it checks
 # the agent's imports (exit 10: install them, then run again), fetches the bundle
 # from S3, unpacks it into the run folder, the agent package and the working
-# folder, then `agent.service.prepare` (spec paths, restore from S3, --data staging).
+# folder, then `agent.service._prepare` (spec paths, restore from S3, --data staging).
 _STAGE_PY = """
 import json, os, shutil, sys, tarfile, time
 try:
@@ -267,7 +267,7 @@ def script(
 
 def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
     """The UserData of a spot fleet's instances (its launch template): the same bootstrap, with
-    the attempt left to the instance (`agent/boot.py`: only a replacement starts one)."""
+    the attempt left to the instance (`agent.boot`: only a replacement starts one)."""
     text = _TEMPLATE.format(
         node_env="",  # multi-node runs are launched whole, never from a spot fleet
         bucket=shlex.quote(bucket),

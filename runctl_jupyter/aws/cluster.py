@@ -29,19 +29,14 @@ from typing import Any
 
 from .. import distributed
 from . import tags
+from .ami import resolve_ami
+from .candidates import choose_subnets
 from .clients import Clients, error_code
+from .instance_ready import wait_running, wait_ssm_online
 from .instance_spec import add_one_time_spot, instance_settings
-from .launch import (
-    CAPACITY_ERRORS,
-    LaunchError,
-    LaunchRequest,
-    NoCapacity,
-    choose_subnets,
-    resolve_ami,
-    validate_instance_type,
-    wait_running,
-    wait_ssm_online,
-)
+from .instance_types import validate_instance_type
+from .launch import LaunchRequest
+from .launch_errors import CAPACITY_ERRORS, LaunchError, NoCapacity
 
 RDZV_PORT = 29500  # torchrun's usual master port, on node 0's private address
 IN_USE = {"InvalidPlacementGroup.InUse", "DependencyViolation", "InvalidGroup.InUse"}

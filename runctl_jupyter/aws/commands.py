@@ -13,6 +13,7 @@ from typing import Any
 from . import policy as _policy
 from .clients import AWSError, Clients, owner_from_arn
 from .resources import Resource, annotate, cleanup, list_resources, orphans, table
+from .user_policy import user_policy
 
 RunStatus = Callable[[str], "str | None"]
 
@@ -44,7 +45,7 @@ def aws(action: str, config: Any = None, region: str | None = None) -> AWSReport
         except AWSError:  # the policy is useful before credentials exist
             account, reg = "*", region or "*"
         bucket = getattr(config, "bucket", "") or None
-        return AWSReport(_policy.render(_policy.user_policy(account, reg, bucket)))
+        return AWSReport(_policy.render(user_policy(account, reg, bucket)))
     clients = make_clients(config, region)
     bucket = getattr(config, "bucket", "") or None
     if action == "setup":

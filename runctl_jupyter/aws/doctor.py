@@ -8,6 +8,8 @@ from . import policy
 from .clients import AWSError, Clients, error_code
 from .setup import default_vpc, find_security_group
 
+SETUP_FIX = "run `runctl aws setup`"
+
 
 @dataclass
 class Check:
@@ -27,8 +29,7 @@ def _detail(exc: BaseException) -> str:
 
 
 def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
-    checks: list[Check] = []
-    setup_fix = "run `runctl aws setup`"
+    """Each check in turn; without credentials nothing else can be asked."""
     try:
         ident = clients.identity()
     except AWSError as exc:
@@ -40,23 +41,31 @@ def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
                 "configure credentials (aws configure / AWS_PROFILE)",
             )
         ]
-    checks.append(Check("credentials", True, ident["Arn"]))
-    account = ident["Account"]
+    return [
+        Check("credentials", True, ident["Arn"]),
+        _region(clients),
+        _bucket(clients, bucket or policy.bucket_name(ident["Account"], clients.region)),
+        _instance_profile(clients),
+        _security_group(clients),
+        _ssm(clients),
+    ]
 
+
+def _region(clients: Clients) -> Check:
     try:
         zones = clients.ec2.describe_availability_zones()["AvailabilityZones"]
-        checks.append(Check("region", True, f"{clients.region} ({len(zones)} availability zones)"))
+        return Check("region", True, f"{clients.region} ({len(zones)} availability zones)")
     except Exception as exc:
-        checks.append(
-            Check(
-                "region",
-                False,
-                f"{clients.region}: {_detail(exc)}",
-                "set c.AWSBackend.region or AWS_DEFAULT_REGION",
-            )
+        return Check(
+            "region",
+            False,
+            f"{clients.region}: {_detail(exc)}",
+            "set c.AWSBackend.region or AWS_DEFAULT_REGION",
         )
 
-    bucket = bucket or policy.bucket_name(account, clients.region)
+
+def _bucket(clients: Clients, bucket: str) -> Check:
+    """The bucket exists, blocks every kind of public access and encrypts by default."""
     s3 = clients.s3
     try:
         s3.head_bucket(Bucket=bucket)
@@ -80,77 +89,65 @@ def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
         except Exception:
             problems.append("no default encryption")
         if problems:
-            checks.append(
-                Check("bucket", False, f"s3://{bucket}: {', '.join(problems)}", setup_fix)
-            )
-        else:
-            checks.append(Check("bucket", True, f"s3://{bucket} (encrypted, private)"))
+            return Check("bucket", False, f"s3://{bucket}: {', '.join(problems)}", SETUP_FIX)
+        return Check("bucket", True, f"s3://{bucket} (encrypted, private)")
     except Exception as exc:
-        checks.append(
-            Check(
-                "bucket", False, f"s3://{bucket} missing or unreachable ({_detail(exc)})", setup_fix
-            )
+        return Check(
+            "bucket", False, f"s3://{bucket} missing or unreachable ({_detail(exc)})", SETUP_FIX
         )
 
+
+def _instance_profile(clients: Clients) -> Check:
     try:
         prof = clients.iam.get_instance_profile(InstanceProfileName=policy.PROFILE_NAME)[
             "InstanceProfile"
         ]
         roles = [r["RoleName"] for r in prof.get("Roles", [])]
         if policy.ROLE_NAME in roles:
-            checks.append(
-                Check("instance profile", True, f"{policy.PROFILE_NAME} -> role {policy.ROLE_NAME}")
+            return Check(
+                "instance profile", True, f"{policy.PROFILE_NAME} -> role {policy.ROLE_NAME}"
             )
-        else:
-            checks.append(
-                Check(
-                    "instance profile",
-                    False,
-                    f"{policy.PROFILE_NAME} has no role {policy.ROLE_NAME}",
-                    setup_fix,
-                )
-            )
+        return Check(
+            "instance profile",
+            False,
+            f"{policy.PROFILE_NAME} has no role {policy.ROLE_NAME}",
+            SETUP_FIX,
+        )
     except Exception as exc:
-        checks.append(
-            Check(
-                "instance profile",
-                False,
-                f"{policy.PROFILE_NAME} missing ({_detail(exc)})",
-                setup_fix,
-            )
+        return Check(
+            "instance profile",
+            False,
+            f"{policy.PROFILE_NAME} missing ({_detail(exc)})",
+            SETUP_FIX,
         )
 
+
+def _security_group(clients: Clients) -> Check:
     try:
         group = find_security_group(clients, default_vpc(clients))
         if group:
-            checks.append(Check("security group", True, group))
-        else:
-            checks.append(
-                Check("security group", False, f"{policy.SECURITY_GROUP_NAME} missing", setup_fix)
-            )
+            return Check("security group", True, group)
+        return Check("security group", False, f"{policy.SECURITY_GROUP_NAME} missing", SETUP_FIX)
     except Exception as exc:
-        checks.append(
-            Check(
-                "security group",
-                False,
-                str(exc) if isinstance(exc, AWSError) else _detail(exc),
-                setup_fix,
-            )
+        return Check(
+            "security group",
+            False,
+            str(exc) if isinstance(exc, AWSError) else _detail(exc),
+            SETUP_FIX,
         )
 
+
+def _ssm(clients: Clients) -> Check:
     try:
         clients.ssm.describe_instance_information(MaxResults=5)
-        checks.append(Check("ssm", True, f"Systems Manager reachable in {clients.region}"))
+        return Check("ssm", True, f"Systems Manager reachable in {clients.region}")
     except Exception as exc:
-        checks.append(
-            Check(
-                "ssm",
-                False,
-                f"Systems Manager not reachable ({_detail(exc)})",
-                "allow ssm:DescribeInstanceInformation and ssm:SendCommand (`runctl aws policy`)",
-            )
+        return Check(
+            "ssm",
+            False,
+            f"Systems Manager not reachable ({_detail(exc)})",
+            "allow ssm:DescribeInstanceInformation and ssm:SendCommand (`runctl aws policy`)",
         )
-    return checks
 
 
 def report(checks: list[Check]) -> str:

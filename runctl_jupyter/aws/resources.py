@@ -90,6 +90,21 @@ def list_resources(clients: Clients) -> list[Resource]:
     ec2 = clients.ec2
     region = clients.region
     out: list[Resource] = []
+    for kind in (
+        _instances,
+        _volumes,
+        _security_groups,
+        _spot_requests,
+        _fleets,
+        _launch_templates,
+        _placement_groups,
+    ):
+        out.extend(kind(ec2, region))
+    return out
+
+
+def _instances(ec2: Any, region: str) -> list[Resource]:
+    out = []
     for res in _pages(ec2, "describe_instances", "Reservations", Filters=_MANAGED_FILTER):
         for inst in res["Instances"]:
             state = inst["State"]["Name"]
@@ -107,51 +122,67 @@ def list_resources(clients: Clients) -> list[Resource]:
                     f"{inst['InstanceType']} {kind} {inst.get('Placement', {}).get('AvailabilityZone', '')}",
                 )
             )
-    for vol in _pages(ec2, "describe_volumes", "Volumes", Filters=_MANAGED_FILTER):
-        out.append(
-            Resource(
-                "volume",
-                vol["VolumeId"],
-                region,
-                vol["State"],
-                vol.get("CreateTime"),
-                tags.tag_dict(vol.get("Tags")),
-                f"{vol['Size']} GiB {vol.get('VolumeType', '')} {vol['AvailabilityZone']}",
-            )
+    return out
+
+
+def _volumes(ec2: Any, region: str) -> list[Resource]:
+    return [
+        Resource(
+            "volume",
+            vol["VolumeId"],
+            region,
+            vol["State"],
+            vol.get("CreateTime"),
+            tags.tag_dict(vol.get("Tags")),
+            f"{vol['Size']} GiB {vol.get('VolumeType', '')} {vol['AvailabilityZone']}",
         )
-    for sg in _pages(ec2, "describe_security_groups", "SecurityGroups", Filters=_MANAGED_FILTER):
-        out.append(
-            Resource(
-                "security-group",
-                sg["GroupId"],
-                region,
-                "available",
-                None,
-                tags.tag_dict(sg.get("Tags")),
-                sg["GroupName"],
-            )
+        for vol in _pages(ec2, "describe_volumes", "Volumes", Filters=_MANAGED_FILTER)
+    ]
+
+
+def _security_groups(ec2: Any, region: str) -> list[Resource]:
+    return [
+        Resource(
+            "security-group",
+            sg["GroupId"],
+            region,
+            "available",
+            None,
+            tags.tag_dict(sg.get("Tags")),
+            sg["GroupName"],
         )
+        for sg in _pages(ec2, "describe_security_groups", "SecurityGroups", Filters=_MANAGED_FILTER)
+    ]
+
+
+def _spot_requests(ec2: Any, region: str) -> list[Resource]:
+    """Open or active requests only: a closed or cancelled one holds nothing."""
     spot_filters = [*_MANAGED_FILTER, {"Name": "state", "Values": ["open", "active"]}]
-    for req in _pages(
-        ec2, "describe_spot_instance_requests", "SpotInstanceRequests", Filters=spot_filters
-    ):
-        out.append(
-            Resource(
-                "spot-request",
-                req["SpotInstanceRequestId"],
-                region,
-                req["State"],
-                req.get("CreateTime"),
-                tags.tag_dict(req.get("Tags")),
-                req.get("InstanceId", ""),
-            )
+    return [
+        Resource(
+            "spot-request",
+            req["SpotInstanceRequestId"],
+            region,
+            req["State"],
+            req.get("CreateTime"),
+            tags.tag_dict(req.get("Tags")),
+            req.get("InstanceId", ""),
         )
+        for req in _pages(
+            ec2, "describe_spot_instance_requests", "SpotInstanceRequests", Filters=spot_filters
+        )
+    ]
+
+
+def _fleets(ec2: Any, region: str) -> list[Resource]:
+    """Fleets not deleted (DescribeFleets has no tag filter: filtered here)."""
     try:
         fleets = list(_pages(ec2, "describe_fleets", "Fleets"))
     except Exception as exc:  # noqa: BLE001 - older accounts/emulators without fleets
         if error_code(exc) not in ("InvalidAction", "UnsupportedOperation", "NotImplemented"):
             raise
         fleets = []
+    out = []
     for fleet in fleets:
         ftags = tags.tag_dict(fleet.get("Tags"))
         if ftags.get(tags.MANAGED) != "true" or fleet.get("FleetState", "").startswith("deleted"):
@@ -166,18 +197,28 @@ def list_resources(clients: Clients) -> list[Resource]:
                 ftags,
             )
         )
-    for lt in _pages(ec2, "describe_launch_templates", "LaunchTemplates", Filters=_MANAGED_FILTER):
-        out.append(
-            Resource(
-                "launch-template",
-                lt["LaunchTemplateId"],
-                region,
-                "available",
-                lt.get("CreateTime"),
-                tags.tag_dict(lt.get("Tags")),
-                lt.get("LaunchTemplateName", ""),
-            )
+    return out
+
+
+def _launch_templates(ec2: Any, region: str) -> list[Resource]:
+    return [
+        Resource(
+            "launch-template",
+            lt["LaunchTemplateId"],
+            region,
+            "available",
+            lt.get("CreateTime"),
+            tags.tag_dict(lt.get("Tags")),
+            lt.get("LaunchTemplateName", ""),
         )
+        for lt in _pages(
+            ec2, "describe_launch_templates", "LaunchTemplates", Filters=_MANAGED_FILTER
+        )
+    ]
+
+
+def _placement_groups(ec2: Any, region: str) -> list[Resource]:
+    out = []
     for pg in ec2.describe_placement_groups().get("PlacementGroups", []):  # few; filtered here
         if tags.tag_dict(pg.get("Tags")).get(tags.MANAGED) != "true":
             continue

@@ -24,7 +24,7 @@ from .clients import Clients, error_code
 from .instance_spec import instance_settings
 
 if TYPE_CHECKING:
-    from .launch import LaunchRequest
+    from .launch import Launched, LaunchRequest
 
 
 class Unfulfilled(Exception):
@@ -138,6 +138,47 @@ def delete_fleet(
         except Exception:  # noqa: BLE001 - gone already; `cleanup` lists any left
             pass
     return ended
+
+
+def launch_fleet(
+    clients: Clients,
+    req: LaunchRequest,
+    launched: Launched,
+    tries: list[tuple[str, bool]],
+    images: dict[str, dict],
+    subnets: list[dict],
+    security_group: str,
+    errors: list[str],
+) -> None:
+    """The spot fleet with every spot candidate; on no capacity in time it is deleted
+    (with anything it launched late) and `errors` says so."""
+    types = [name for name, spot in tries if spot]
+    template_id = create_launch_template(clients, req, images[req.instance_type], security_group)
+    launched.launch_template_id = template_id
+    try:
+        fleet_id = create_fleet(clients, req, template_id, overrides(types, images, subnets))
+    except BaseException:
+        delete_fleet(clients, None, template_id, terminate=True)
+        launched.launch_template_id = None
+        raise
+    launched.fleet_id = fleet_id
+    try:
+        instance_id = wait_fulfilled(clients, fleet_id, req.fulfil_timeout, req.poll)
+    except Unfulfilled as exc:
+        zones = ", ".join(s["AvailabilityZone"] for s in subnets)
+        errors.append(f"{', '.join(types)} (spot fleet) in {zones}: {exc.code}")
+        late = fleet_instances(clients, fleet_id)
+        delete_fleet(clients, fleet_id, template_id, terminate=True)
+        if late:
+            clients.ec2.terminate_instances(InstanceIds=late)
+        launched.fleet_id = launched.launch_template_id = None
+        return
+    launched.instance_id = instance_id
+    launched.created.append(instance_id)
+    launched.instance_type = req.instance_type  # the instance's own type once it runs
+    launched.ami = images[req.instance_type]["ImageId"]
+    launched.spot = True
+    launched.persistent = True
 
 
 def fleet_of(clients: Clients, fleet_id: str) -> dict | None:

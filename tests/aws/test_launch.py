@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 
 from runctl_jupyter.aws import tags
+from runctl_jupyter.aws.ami import resolve_ami
 from runctl_jupyter.aws.clients import Clients
-from runctl_jupyter.aws.launch import (
+from runctl_jupyter.aws.instance_types import validate_instance_type
+from runctl_jupyter.aws.launch import LaunchRequest, provision
+from runctl_jupyter.aws.launch_errors import (
     InvalidInstanceType,
     LaunchError,
-    LaunchRequest,
     NoCapacity,
     VolumeZoneMismatch,
-    provision,
-    resolve_ami,
-    validate_instance_type,
 )
 from runctl_jupyter.aws.setup import setup
 

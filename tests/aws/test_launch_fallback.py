@@ -9,13 +9,8 @@ import pytest
 from runctl_jupyter.agent.boot import attach_volume
 from runctl_jupyter.aws import resources, tags
 from runctl_jupyter.aws.clients import Clients
-from runctl_jupyter.aws.launch import (
-    InvalidInstanceType,
-    LaunchRequest,
-    NoCapacity,
-    provision,
-    terminate_launched,
-)
+from runctl_jupyter.aws.launch import LaunchRequest, provision, terminate_launched
+from runctl_jupyter.aws.launch_errors import InvalidInstanceType, NoCapacity
 from runctl_jupyter.aws.setup import setup
 
 
@@ -229,7 +224,7 @@ def _actions(doc: dict) -> set[str]:
 
 
 def test_the_user_policy_allows_every_ec2_call_a_spot_launch_and_its_end_make(ready):
-    from runctl_jupyter.aws import policy
+    from runctl_jupyter.aws.user_policy import user_policy
 
     ready.calls.clear()
     spot = provision(ready, _req(run_id="r2"))
@@ -246,7 +241,7 @@ def test_the_user_policy_allows_every_ec2_call_a_spot_launch_and_its_end_make(re
         "ec2:DeleteLaunchTemplate",
         "ec2:RunInstances",
     } <= used
-    assert used <= _actions(policy.user_policy("123456789012", "us-east-1"))
+    assert used <= _actions(user_policy("123456789012", "us-east-1"))
 
 
 def _grants(doc: dict, action: str) -> list[dict]:
@@ -261,9 +256,10 @@ def test_no_policy_lets_anyone_tag_an_untagged_resource():
     """CreateTags only on runctl-managed resources or as part of a tagged create: never a
     RequestTag-only grant that could mark any untagged instance as managed."""
     from runctl_jupyter.aws import policy
+    from runctl_jupyter.aws.user_policy import user_policy
 
     assert _grants(policy.instance_policy("b"), "ec2:CreateTags") == []
-    for statement in _grants(policy.user_policy("1", "us-east-1"), "ec2:CreateTags"):
+    for statement in _grants(user_policy("1", "us-east-1"), "ec2:CreateTags"):
         condition = statement["Condition"]["StringEquals"]
         assert set(condition) in (
             {"ec2:CreateAction"},
@@ -273,8 +269,9 @@ def test_no_policy_lets_anyone_tag_an_untagged_resource():
 
 def test_the_fleet_and_template_actions_are_scoped_by_the_managed_tag():
     from runctl_jupyter.aws import policy
+    from runctl_jupyter.aws.user_policy import user_policy
 
-    user = policy.user_policy("1", "us-east-1")
+    user = user_policy("1", "us-east-1")
     for action in ("ec2:CreateLaunchTemplate", "ec2:DeleteFleets", "ec2:DeleteLaunchTemplate"):
         for statement in _grants(user, action):
             keys = set(statement["Condition"]["StringEquals"])

@@ -10,6 +10,7 @@ from runctl_jupyter.aws import policy, tags
 from runctl_jupyter.aws.clients import AWSCredentialsMissing, Clients, owner_from_arn
 from runctl_jupyter.aws.doctor import doctor, report
 from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.aws.user_policy import user_policy
 
 
 def test_clients_honour_aws_endpoint_url_for_every_service(aws: Clients, moto_server: str):
@@ -131,7 +132,7 @@ def test_setup_is_idempotent(aws: Clients):
 
 
 def test_user_policy_scopes_mutations_to_managed_tags():
-    doc = json.loads(policy.render(policy.user_policy("123456789012", "us-east-1")))
+    doc = json.loads(policy.render(user_policy("123456789012", "us-east-1")))
     statements = {s["Sid"]: s for s in doc["Statement"]}
     launch = statements["LaunchTaggedOnly"]
     assert launch["Condition"]["StringEquals"] == {"aws:RequestTag/runctl:managed": "true"}

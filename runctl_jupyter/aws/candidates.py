@@ -1,0 +1,64 @@
+"""What a launch tries, in order: the (instance type, spot) candidates of `--fallback`
+and the subnets, one an AZ (only the `--volume`'s AZ when there is one, since a volume
+attaches only in its own AZ). A capacity error moves on to the next candidate."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .clients import Clients, error_code
+from .launch_errors import LaunchError, VolumeZoneMismatch
+
+if TYPE_CHECKING:
+    from .launch import LaunchRequest
+
+
+def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
+    """(instance type, spot) to try in order: the type asked for, then --fallback."""
+    out = [(req.instance_type, req.spot)]
+    for item in req.fallback:
+        if item == "on-demand":
+            out.append((req.instance_type, False))
+        elif (item, req.spot) not in out:
+            out.append((item, req.spot))
+    return out
+
+
+def volume_zone(clients: Clients, volume_id: str) -> str:
+    try:
+        vols = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+    except Exception as exc:
+        if not error_code(exc).startswith("InvalidVolume"):
+            raise
+        vols = []
+    if not vols:
+        raise LaunchError(
+            f"volume {volume_id} not found in {clients.region}; check --volume and the region"
+        )
+    vol = vols[0]
+    if vol["State"] != "available":
+        raise LaunchError(f"volume {volume_id} is {vol['State']}, not available; detach it first")
+    return vol["AvailabilityZone"]
+
+
+def choose_subnets(clients: Clients, subnet: str | None, zone: str | None) -> list[dict]:
+    """Candidate subnets, best first: the one given, else default subnets (of `zone` if set)."""
+    ec2 = clients.ec2
+    if subnet:
+        subnets = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
+        if zone and subnets[0]["AvailabilityZone"] != zone:
+            raise VolumeZoneMismatch(
+                f"subnet {subnet} is in {subnets[0]['AvailabilityZone']} but the volume is in {zone}; "
+                f"choose a subnet in {zone} or a volume in {subnets[0]['AvailabilityZone']}"
+            )
+        return subnets
+    filters = [{"Name": "default-for-az", "Values": ["true"]}]
+    if zone:
+        filters.append({"Name": "availability-zone", "Values": [zone]})
+    subnets = ec2.describe_subnets(Filters=filters)["Subnets"]
+    if not subnets:
+        where = zone or clients.region
+        raise LaunchError(
+            f"no default subnet in {where}; set c.AWSBackend.subnet to a subnet there"
+        )
+    return sorted(subnets, key=lambda s: s["AvailabilityZone"])
