@@ -1,7 +1,7 @@
 """aws_api_calls: notebook-side AWS API calls per run-hour of streaming, counted against moto.
 
 A moto server on 127.0.0.1 stands in for AWS. A busy run streams: the agent's
-S3 sync plugin (`agent_s3.Sync`) uploads event chunks, and the notebook side
+S3 sync plugin (`agent.s3.Sync`) uploads event chunks, and the notebook side
 (`AWSBackend.pull`, which paces itself, plus `is_alive`, at most one EC2
 describe a minute) is called as often as a live panel would. Every call the
 notebook's `Clients` make is counted. Time is scaled (every interval of the
@@ -38,7 +38,7 @@ ABOUT = {
         "log lines a second, heartbeats), counted by the package's `Clients` against a moto "
         "server: `AWSBackend.pull` called as often as a live panel would (it paces itself), "
         "plus `is_alive` (at most one EC2 describe a minute); the agent side is the real "
-        "`agent_s3.Sync`. Time scaled 30x (every interval / 30), one scaled run-hour streamed. "
+        "`agent.s3.Sync`. Time scaled 30x (every interval / 30), one scaled run-hour streamed. "
         "Peer: polling SSM every 2 s, 1,800 calls a run-hour (computed, not run)."
     )
 }
@@ -82,7 +82,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
         from runctl_jupyter.backends.aws import AWSBackend
         from runctl_jupyter.events import EventWriter, read_events
     except ImportError as exc:
-        raise NotLanded(f"AWS streaming (agent_s3, backends.aws): {exc}") from exc
+        raise NotLanded(f"AWS streaming (agent.s3, backends.aws): {exc}") from exc
 
     seconds = ctx.size(3600 / SCALE, 8.0)  # real seconds streamed
     folder = ctx.scratch("aws")

@@ -1,12 +1,12 @@
 """A multi-node run on its nodes: spot notices shared through S3, and the run's end
-(boto3; imported by agent_spot and agent_s3's service, only for multi-node runs).
+(boto3; imported by agent/spot.py and agent/service.py, only for multi-node runs).
 
 A spot notice (or rebalance recommendation) on any node interrupts the whole run:
 
     node k > 0   does not stop its own ranks: it puts the notice in S3
                  (`runs/<id>/notices/node-<k>-attempt-<n>.json`) for node 0
     node 0       polls those next to its own IMDS; either notice goes through the
-                 usual graceful stop (agent_spot): status `interrupted`, the ranks
+                 usual graceful stop (agent/spot.py): status `interrupted`, the ranks
                  stopped and the checkpoint saved, `resuming`; the other nodes'
                  ranks end with the job
 
@@ -151,7 +151,7 @@ class SharedNotices:
 
 
 def shared_notices(spec: dict, attempt: int, own: Any) -> Any:
-    """The poller agent_spot uses: `own` (IMDS) for a one-node run, else SharedNotices."""
+    """The poller agent/spot.py uses: `own` (IMDS) for a one-node run, else SharedNotices."""
     cfg = spec.get("sync") or {}
     if not cfg.get("cluster") or cfg.get("kind") != "s3" or own is None:
         return own

@@ -61,7 +61,7 @@ def endpoint_for(spec: dict) -> str | None:
     endpoint = spec.get("imds_endpoint") or options.get("imds_endpoint")
     if endpoint:
         return str(endpoint).rstrip("/")
-    if spec.get("backend") == "aws":  # RUNCTL_IMDS_URL: as agent_s3 reads its instance id
+    if spec.get("backend") == "aws":  # RUNCTL_IMDS_URL: as agent/s3.py reads its instance id
         return os.environ.get("RUNCTL_IMDS_URL", EC2_IMDS).rstrip("/")
     return None
 

@@ -96,7 +96,7 @@ class Store:
         `queued`. Idempotent: adding a known run re-reads it from its folder."""
         run_id = spec.get("run_id") if isinstance(spec, dict) else None
         if not run_id:
-            raise RunctlError("the run spec has no run_id: write spec.json with launch.py")
+            raise RunctlError("the run spec has no run_id: write spec.json with store/folders.py")
         self.run_dir(run_id)
         with immediate(self._conn()) as conn:
             load_run(conn, self.runs_dir, spec)
