@@ -6,18 +6,20 @@ modules (plotly, ipywidgets, boto3, cloudpickle) are imported only when used.
 
 from __future__ import annotations
 
-from ._version import __version__
-
 __all__ = ["__version__", "load_ipython_extension"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
     # `from runctl_jupyter import runctl` in a script: the in-run object, imported only
-    # when asked for, so `%load_ext runctl_jupyter` stays light.
+    # when asked for, so `%load_ext runctl_jupyter` stays light (the version too).
     if name == "runctl":
         from .runtime import runctl
 
         return runctl
+    if name == "__version__":
+        from ._version import __version__
+
+        return __version__
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -6,7 +6,6 @@ c.Runctl.backend = "aws"
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +86,8 @@ class Runctl(Configurable):
     @default("owner")
     def _owner_default(self) -> str:
         try:
+            import getpass  # only when no owner is set: it costs %load_ext a module
+
             return getpass.getuser()
         except Exception:  # no login name in some containers
             return "unknown"

@@ -66,27 +66,47 @@ _FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH}
 _CALLS = {**train.CALLS, **sweep.CALLS, **runs.CALLS, **cost.CALLS, **aws.CALLS}
 
 
-@functools.lru_cache(maxsize=4)
-def build_parser(prog: str = "runctl") -> RunctlArgumentParser:
-    """The parser for every subcommand (cached per prog: "runctl" or "%runctl")."""
+class _CommandListed:
+    """Stands in for a command's parser when only the list of commands is wanted (the
+    magic's docstring at `%load_ext`, `--help`): every call on it is skipped, so no
+    command parser is built (most of the cost of the full parser)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+
+def _top_parser(prog: str, parser_class: type) -> RunctlArgumentParser:
     top = RunctlArgumentParser(
         prog=prog,
         description="Run notebook cells and scripts as tracked training runs, here or on EC2 spot.",
         epilog=f"`{prog} COMMAND --help` shows a command's options.",
     )
     top.add_argument("--version", action="store_true", help="show the version")
-    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=RunctlArgumentParser)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for add in _ADD_PARSERS:
         add(sub)
     top.commands = dict(sub.choices)
     return top
 
 
+@functools.lru_cache(maxsize=4)
+def build_parser(prog: str = "runctl") -> RunctlArgumentParser:
+    """The parser for every subcommand (cached per prog: "runctl" or "%runctl")."""
+    return _top_parser(prog, RunctlArgumentParser)
+
+
+@functools.lru_cache(maxsize=4)
+def _command_list(prog: str) -> str:
+    return _top_parser(prog, _CommandListed).format_help()
+
+
 def format_help(prog: str = "runctl", command: str | None = None) -> str:
-    top = build_parser(prog)
     if command is None:
-        return top.format_help()
-    return _subparser(top, command).format_help()
+        return _command_list(prog)
+    return _subparser(build_parser(prog), command).format_help()
 
 
 def _subparser(top: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -107,10 +127,9 @@ def split_line(line: str) -> list[str]:
 
 def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
     """Parse words into a namespace with `.command` and one spelling per option."""
-    top = build_parser(prog)
     words = list(words)
     if not words or words[0] in ("-h", "--help"):
-        raise HelpRequested(top.format_help())
+        raise HelpRequested(format_help(prog))
     if words[0] == "--version":
         from .._version import __version__
 
@@ -128,7 +147,7 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
     if "--" in rest:
         cut = rest.index("--")
         rest, script_args = rest[:cut], rest[cut + 1 :]
-    sub = _subparser(top, command)
+    sub = _subparser(build_parser(prog), command)
     try:
         ns = sub.parse_intermixed_args(rest)
     except argparse.ArgumentError as exc:
