@@ -343,3 +343,41 @@ def stubbed_any():
     from botocore.stub import ANY
 
     return ANY
+
+
+def test_a_kept_instance_started_again_watches_its_idleness_from_boot(tmp_path, monkeypatch):
+    """A stopped kept instance runs again with no bootstrap (started by hand, or by EC2
+    after a spot interruption stopped it): cloud-init's per-boot script starts the
+    watcher, which stops it again when nobody uses it."""
+    import subprocess
+
+    from runctl_jupyter.agent.idle import BOOT_HOOK, main, watcher_alive
+
+    per_boot = tmp_path / "per-boot"
+    per_boot.mkdir()
+    monkeypatch.setenv("RUNCTL_PER_BOOT_DIR", str(per_boot))
+    repo = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", repo)
+    root = tmp_path / "runctl"
+    marker = tmp_path / "stopped"
+    args = ["ensure", str(root), "--minutes", "0.01", "--poll", "0.1", "--", "touch", str(marker)]
+    assert main(args) == 0
+    hook = per_boot / BOOT_HOOK
+    assert hook.stat().st_mode & 0o111  # cloud-init runs only executable scripts
+    text = hook.read_text()
+    assert "runctl_jupyter.agent.idle ensure" in text and "--minutes 0.01" in text
+    deadline = time.monotonic() + 10
+    while not marker.exists():  # the first watcher stops the instance
+        assert time.monotonic() < deadline, (root / "idle.log").read_text()
+        time.sleep(0.05)
+    while watcher_alive(root):  # it returns after its action, as the instance stops
+        assert time.monotonic() < deadline, (root / "idle.log").read_text()
+        time.sleep(0.05)
+    marker.unlink()
+    boot = subprocess.run(["sh", str(hook)], env={"PATH": "/usr/bin:/bin"}, timeout=30)
+    assert boot.returncode == 0
+    deadline = time.monotonic() + 10
+    while not marker.exists():  # the boot's watcher stops it again
+        assert time.monotonic() < deadline, (root / "idle.log").read_text()
+        time.sleep(0.05)
+    assert (root / "idle.log").read_text().count("idle watcher started") == 2

@@ -15,7 +15,15 @@ written to recently (a bootstrap unpacking the next run); it is idle from the
 latest of those moments. After `minutes` idle it logs why and runs the action,
 `shutdown -h now` by default: a kept instance is launched with
 InstanceInitiatedShutdownBehavior=stop, so it stops (no more compute billing;
-its volumes stay) rather than terminating.
+its volumes stay) rather than terminating. A kept spot instance comes from a
+persistent request (the only spot instance EC2 can stop); its stop disables the
+request, which then starts nothing until the instance is started again.
+
+A stopped instance can run again without a bootstrap: started by hand, or by EC2
+when a spot interruption stopped it and capacity came back. So `ensure` also leaves
+a cloud-init per-boot script (`/var/lib/cloud/scripts/per-boot/runctl-idle`, or
+`$RUNCTL_PER_BOOT_DIR`) that starts the watcher at every boot: an instance nobody
+uses stops again after the idle minutes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -34,6 +43,8 @@ CONFIG = "idle.json"
 PID = "idle.pid"
 LOG = "idle.log"
 SHUTDOWN = ("shutdown", "-h", "now")
+PER_BOOT_DIR = "/var/lib/cloud/scripts/per-boot"  # cloud-init runs these at every boot
+BOOT_HOOK = "runctl-idle"
 
 
 def _proc_start(pid: int) -> int | None:
@@ -174,6 +185,7 @@ def ensure(root: Path, spec_path: Path | None, minutes: float | None, argv_tail:
     tmp = root / (CONFIG + ".tmp")
     tmp.write_text(json.dumps({"minutes": minutes}))
     os.replace(tmp, root / CONFIG)
+    install_boot_hook(root, minutes, argv_tail)
     if watcher_alive(root):
         return 0
     cmd = [sys.executable, "-m", "runctl_jupyter.agent.idle", "watch", str(root), *argv_tail]
@@ -187,6 +199,31 @@ def ensure(root: Path, spec_path: Path | None, minutes: float | None, argv_tail:
             env=dict(os.environ),
         )
     return 0
+
+
+def install_boot_hook(root: Path, minutes: float, argv_tail: list[str]) -> Path | None:
+    """The per-boot script that starts the watcher again after a start; None without
+    cloud-init (no per-boot folder) or without the right to write there."""
+    folder = Path(os.environ.get("RUNCTL_PER_BOOT_DIR") or PER_BOOT_DIR)
+    if not folder.is_dir():
+        return None
+    env = {k: os.environ[k] for k in ("HOME", "PYTHONPATH") if k in os.environ}
+    cmd = [sys.executable, "-m", "runctl_jupyter.agent.idle", "ensure", str(root)]
+    cmd += ["--minutes", f"{minutes:g}", *argv_tail]
+    text = (
+        "#!/bin/sh\n# runctl: a kept instance started again stops itself when nobody uses it\n"
+        + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        + f"exec {shlex.join(cmd)}\n"
+    )
+    path = folder / BOOT_HOOK
+    try:
+        tmp = folder / (BOOT_HOOK + ".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    except OSError:
+        return None
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,14 +43,33 @@ def instance_settings(
 
 
 def add_one_time_spot(kwargs: dict[str, Any], run_tags: dict) -> None:
-    """RunInstances parameters asking for a one-time spot instance, its request tagged."""
-    kwargs["InstanceMarketOptions"] = {
-        "MarketType": "spot",
-        "SpotOptions": {
-            "SpotInstanceType": "one-time",
-            "InstanceInterruptionBehavior": "terminate",
-        },
-    }
+    """RunInstances parameters asking for a one-time spot instance, its request tagged.
+
+    Only with shutdown behaviour `terminate`: EC2 cannot stop an instance of a one-time
+    request (AWS, "Stop a Spot Instance"); a kept spot instance is persistent (below)."""
+    _add_spot(
+        kwargs,
+        run_tags,
+        {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+    )
+
+
+def add_persistent_spot(kwargs: dict[str, Any], run_tags: dict) -> None:
+    """RunInstances parameters of a kept spot instance: a persistent request that stops
+    (never terminates) on an interruption, so the instance can stop and start again.
+
+    AWS: RunInstances takes a persistent request only with interruption behaviour
+    `stop` or `hibernate` (API reference, SpotMarketOptions); only an instance of a
+    persistent request can be stopped ("Stop a Spot Instance"; stopping it disables the
+    request, starting it enables it again); the request must be cancelled before the
+    instance is terminated, or it launches another ("Terminate a Spot Instance")."""
+    _add_spot(
+        kwargs, run_tags, {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}
+    )
+
+
+def _add_spot(kwargs: dict[str, Any], run_tags: dict, options: dict[str, str]) -> None:
+    kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
     kwargs["TagSpecifications"].append(
         {"ResourceType": "spot-instances-request", "Tags": tags.tag_list(run_tags)}
     )

@@ -12,10 +12,12 @@ instance back, the fleet launches a replacement, in any candidate AZ and with an
 IMDSv2 from the first boot.
 
 `--fallback TYPE,...|on-demand`: the fleet gets every spot candidate (types x subnets)
-at once, by priority; a one-time spot or on-demand launch tries them in order, each in
-every subnet, on a capacity error (aws/candidates.py). `on-demand` (last) is tried when
-the fleet placed nothing in `fulfil_timeout`: that instance is not refilled. Everything
-created is remembered in a `Launched` record; an exception at any later step terminates
+at once, by priority; a kept (persistent) spot, one-time spot or on-demand launch tries
+them in order, each in every subnet, on a capacity error (aws/candidates.py). `on-demand`
+(last) is tried when the fleet placed nothing in `fulfil_timeout`: that instance is not
+refilled. A kept spot instance (`--keep`, a sweep's slots) comes from a persistent request
+that stops on an interruption: the only spot instance EC2 can stop (docs/aws.md, "Kept
+instances"). Everything created is remembered in a `Launched` record; an exception at any later step terminates
 what this launch created (never a reused instance) and re-raises.
 """
 
@@ -31,7 +33,7 @@ from .ami import resolve_ami
 from .candidates import candidates, choose_subnets, volume_zone
 from .clients import Clients, error_code
 from .instance_ready import attach_volume, wait_running, wait_ssm_online
-from .instance_spec import add_one_time_spot, instance_settings
+from .instance_spec import add_one_time_spot, add_persistent_spot, instance_settings
 from .instance_types import validate_instance_type
 from .launch_errors import CAPACITY_ERRORS, LaunchError, NoCapacity, VolumeZoneMismatch
 from .spot_fleet import delete_fleet, fleet_instances, launch_fleet
@@ -123,7 +125,9 @@ def _run_instance(
             shutdown="stop" if req.keep else "terminate",
         ),
     }
-    if req.spot:
+    if req.spot and req.keep:  # stoppable: a persistent request that stops, never one-time
+        add_persistent_spot(kwargs, run_tags)
+    elif req.spot:
         add_one_time_spot(kwargs, run_tags)
     return clients.ec2.run_instances(**kwargs)["Instances"][0]
 
@@ -293,8 +297,11 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
         )
         instance_ids += fleet_instances(clients, launched.fleet_id)
         instance_ids = list(dict.fromkeys(instance_ids))
-    elif launched.spot_request_id:  # a one-time spot request ends with its instance
-        ended.append(launched.spot_request_id)
+    elif launched.spot_request_id:
+        # first: a kept instance's persistent request would launch another in its place
+        # (a one-time request ends with its instance; cancelling it first is harmless)
+        if cancel_spot_request(clients, launched.spot_request_id):
+            ended.append(launched.spot_request_id)
     last: Exception | None = None
     for attempt in range(5):
         try:
@@ -310,3 +317,20 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
         f"could not terminate {launched.instance_id} ({error_code(last) or last}); "
         f"terminate it in the console or with `runctl cleanup --yes`"
     ) from last
+
+
+def cancel_spot_request(clients: Clients, request_id: str) -> bool:
+    """Cancel a spot request (open, active or disabled); False when it was already gone.
+
+    Terminating before this succeeds would let a persistent request launch another
+    instance, so a failure stops here with what to do."""
+    try:
+        clients.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=[request_id])
+        return True
+    except Exception as exc:
+        if error_code(exc).startswith("InvalidSpotInstanceRequestID"):
+            return False
+        raise LaunchError(
+            f"could not cancel spot request {request_id} ({error_code(exc) or exc}); "
+            f"run `runctl cleanup --yes`, or cancel it, then terminate its instance, in the console"
+        ) from exc

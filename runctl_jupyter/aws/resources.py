@@ -3,7 +3,9 @@
 Only resources tagged `runctl:managed=true` are ever listed or touched. An orphan
 is one of this owner's (or anyone's with `all_owners`) whose run is over or
 unknown and that is not kept on purpose (`runctl:keep`, `runctl:persistent`,
-`runctl:protected`, `runctl:role=setup`).
+`runctl:protected`, `runctl:role=setup`). A kept instance's persistent spot request
+is kept with it, but not once that instance is gone: it would launch another, so it is
+an orphan then (`stranded`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Resource:
     tags: dict[str, str] = field(default_factory=dict)
     detail: str = ""  # instance type, volume size, ...
     run_status: str | None = None
+    stranded: bool = False  # a kept spot request whose instance is gone
 
     @property
     def owner(self) -> str:
@@ -50,7 +53,7 @@ class Resource:
 
     @property
     def kept(self) -> bool:
-        return tags.is_kept(self.tags)
+        return tags.is_kept(self.tags) and not self.stranded
 
     def age_hours(self, now: _dt.datetime | None = None) -> float | None:
         if self.created is None:
@@ -100,6 +103,9 @@ def list_resources(clients: Clients) -> list[Resource]:
         _placement_groups,
     ):
         out.extend(kind(ec2, region))
+    live = {r.id for r in out if r.kind == "instance"}
+    for r in out:  # a persistent request outlives a terminated instance, and replaces it
+        r.stranded = r.kind == "spot-request" and r.detail not in live
     return out
 
 
@@ -156,8 +162,10 @@ def _security_groups(ec2: Any, region: str) -> list[Resource]:
 
 
 def _spot_requests(ec2: Any, region: str) -> list[Resource]:
-    """Open or active requests only: a closed or cancelled one holds nothing."""
-    spot_filters = [*_MANAGED_FILTER, {"Name": "state", "Values": ["open", "active"]}]
+    """Open, active or disabled (a kept instance stopped) requests: a closed or cancelled
+    one holds nothing."""
+    states = ["open", "active", "disabled"]
+    spot_filters = [*_MANAGED_FILTER, {"Name": "state", "Values": states}]
     return [
         Resource(
             "spot-request",

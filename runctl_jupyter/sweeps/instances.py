@@ -5,8 +5,10 @@ it ends its instance goes back to the pool and the next trial gets `instance=<id
 (a reuse: no launch, no new bootstrap of the environment). An instance that is no
 longer running is dropped and the next trial launches a new one. When the sweep
 ends (done, stopped, failed, cost limit) the instances the sweep launched are
-terminated, unless the sweep itself was given `keep`. sweep.jsonl records
-`{"type": "instance", "instance_id", "event": "launched"|"terminated"|"lost", ...}`
+terminated (a kept spot instance's persistent request cancelled first, so it launches
+no other), unless the sweep itself was given `keep`. A kept instance found stopped (a
+spot interruption stops it, and EC2 would start it again later) is ended the same
+way. sweep.jsonl records `{"type": "instance", "instance_id", "event": "launched"|"terminated"|"lost", ...}`
 so a resumed sweep's scheduler reuses the instances still running.
 
 A sweep given `instance=i-...` runs every trial on that instance and never ends it;
@@ -73,8 +75,10 @@ class InstancePool:
             if self._running(instance_id):
                 self.busy[index] = instance_id
                 return {"instance": instance_id}
-            self.kept.pop(instance_id, None)
+            facts = self.kept.pop(instance_id, None) or {}
             self.log(type="instance", instance_id=instance_id, event="lost")
+            if not self.leave:  # stopped by a spot interruption: EC2 would start it again
+                self._end(instance_id, facts)
         return {"keep": True}
 
     def started(self, index: int, facts: Any) -> None:
@@ -130,25 +134,31 @@ class InstancePool:
             return False
         return bool(res) and res[0]["Instances"][0]["State"]["Name"] == "running"
 
-    def release(self) -> None:
-        """The sweep ended: terminate the instances it launched (nothing left billing)."""
+    def _end(self, instance_id: str, facts: dict) -> bool:
+        """Cancel the instance's persistent spot request, then terminate it; False on failure."""
         from ..aws.launch import Launched, terminate_launched
 
+        try:
+            clients = self._backend().clients_for(facts.get("region"))
+            terminate_launched(
+                clients,
+                Launched(instance_id=instance_id, spot_request_id=facts.get("spot_request_id")),
+            )
+        except Exception as exc:  # noqa: BLE001 - say so, and try the others
+            self.log(
+                type="warning",
+                message=f"could not terminate instance {instance_id}: {exc}; "
+                f"`runctl cleanup --yes` ends it",
+            )
+            return False
+        return True
+
+    def release(self) -> None:
+        """The sweep ended: terminate the instances it launched (nothing left billing)."""
         if not self.active or self.leave:
             return
         for instance_id, facts in list(self.kept.items()):
-            try:
-                clients = self._backend().clients_for(facts.get("region"))
-                terminate_launched(
-                    clients,
-                    Launched(instance_id=instance_id, spot_request_id=facts.get("spot_request_id")),
-                )
-            except Exception as exc:  # noqa: BLE001 - say so, and try the others
-                self.log(
-                    type="warning",
-                    message=f"could not terminate instance {instance_id}: {exc}; "
-                    f"`runctl cleanup --yes` ends it",
-                )
+            if not self._end(instance_id, facts):
                 continue
             self.kept.pop(instance_id, None)
             self.log(type="instance", instance_id=instance_id, event="terminated")
