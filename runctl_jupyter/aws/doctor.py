@@ -40,14 +40,15 @@ def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
     try:
         ident = clients.identity()
     except AWSError as exc:
+        cause = exc.__cause__
+        if cause is not None and actionable(cause):  # the call, AWS's code, what to do
+            return [Check("credentials", False, _detail(cause), hint(cause))]
         return [
             Check(
                 "credentials",
                 False,
                 str(exc),
-                ""
-                if exc.__cause__ is not None
-                else "configure credentials (aws configure / AWS_PROFILE)",
+                "configure credentials (aws configure / AWS_PROFILE)",
             )
         ]
     return [
