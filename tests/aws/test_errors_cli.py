@@ -2,8 +2,7 @@
 one-line UsageError (issue 14): each error kind injected for real (no credentials, a
 bad region, a closed port) or answered by the moto server's side of botocore
 (`before-send`, a real-shaped HTTP error answer that botocore parses and retries as
-AWS's), through every command that calls AWS. `--debug` and c.Runctl.debug show the
-traceback instead."""
+AWS's), through every command that calls AWS. (The magic and --debug: test_errors_magic.py)"""
 
 from __future__ import annotations
 
@@ -13,116 +12,20 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
+import aws_errors_inject as fx
 import pytest
+from aws_errors_inject import one_line
 
 from runctl_jupyter import cli
-from runctl_jupyter.aws.clients import Clients
 from runctl_jupyter.aws.setup import setup
+
+# the shared fixtures (aws_errors_inject.py), used by name
+inject, no_credentials, no_wait, shell_env = fx.inject, fx.no_credentials, fx.no_wait, fx.shell_env
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-
-
-class _Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_: Any):
-        yield self.body
-
-
-class Inject:
-    """Every client made from now on (the CLI's and the magic's own) answers
-    `service.Operation` with AWS's error `code` at HTTP `status`."""
-
-    def __init__(self, monkeypatch, operation: str, code: str, status: int = 400, message=None):
-        self.service, self.operation = operation.split(".")
-        self.code, self.status = code, status
-        self.message = message or f"injected {code}"
-        self.count = 0
-        original = Clients.client
-
-        def client(clients: Clients, service: str) -> Any:
-            c = original(clients, service)
-            if service == self.service:
-                model = c.meta.service_model
-                c.meta.events.register(
-                    f"before-send.{model.service_id.hyphenize()}.{self.operation}",
-                    lambda **_: self._answer(model.protocol),
-                    unique_id="inject",
-                )
-            return c
-
-        monkeypatch.setattr(Clients, "client", client)
-
-    def _answer(self, protocol: str) -> Any:
-        from botocore.awsrequest import AWSResponse
-
-        self.count += 1
-        code, msg = self.code, self.message
-        if protocol == "ec2":
-            body = f"<Response><Errors><Error><Code>{code}</Code><Message>{msg}</Message></Error></Errors><RequestID>x</RequestID></Response>"
-        elif protocol == "query":
-            body = f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{msg}</Message></Error><RequestId>x</RequestId></ErrorResponse>"
-        elif protocol == "rest-xml":
-            body = f"<Error><Code>{code}</Code><Message>{msg}</Message><RequestId>x</RequestId></Error>"
-        else:
-            body = json.dumps({"__type": code, "message": msg})
-        return AWSResponse(
-            "http://127.0.0.1/", self.status, {"x-amzn-requestid": "x"}, _Raw(body.encode())
-        )
-
-
-@pytest.fixture
-def inject(monkeypatch):
-    def make(operation: str, code: str, status: int = 400, message: str | None = None) -> Inject:
-        return Inject(monkeypatch, operation, code, status, message)
-
-    return make
-
-
-@pytest.fixture
-def no_wait(monkeypatch):
-    """botocore's retries, every one of them, without their sleeps (backoff, rate limit)."""
-    from botocore.retries import bucket, standard
-
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
-    monkeypatch.setattr(bucket.TokenBucket, "acquire", lambda self, amount=1, block=True: True)
-
-
-@pytest.fixture
-def shell_env(aws_clients_env, tmp_path, monkeypatch):
-    """A clean runctl home and an IPython profile of our own (c.Runctl.debug unset)."""
-    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.chdir(tmp_path)
-    return aws_clients_env
-
-
-@pytest.fixture
-def no_credentials(monkeypatch, tmp_path):
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-def one_line(capsys, argv: list[str], *expected: str, code: int = 2) -> str:
-    """Run `runctl ARGV`: exit `code`, exactly one line on stderr, no traceback, saying
-    `expected` (a launch's `[runctl] provisioning: ...` progress lines aside)."""
-    assert cli.main(argv) == code
-    err = capsys.readouterr().err
-    lines = [x for x in err.strip("\n").splitlines() if not x.startswith("[runctl] ")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("runctl: error: "), err
-    assert "Traceback" not in err
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 def test_no_credentials_resources_and_cleanup(shell_env, no_credentials, capsys):
@@ -366,71 +269,3 @@ def test_resume_an_aws_run_expired(shell_env, inject, capsys, tmp_path):
     run_id = _aws_run(shell_env, tmp_path, "stopped")
     inject("sts.GetCallerIdentity", "ExpiredToken", 403)
     one_line(capsys, ["resume", run_id, "--detach"], "ExpiredToken", "`aws sso login`")
-
-
-def test_debug_flag_shows_the_traceback(shell_env, inject, capsys):
-    inject("iam.AttachRolePolicy", "NoSuchEntity", 404)
-    assert cli.main(["--debug", "aws", "setup"]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and "botocore" in err
-    assert err.strip().splitlines()[-1].startswith("runctl: error: iam:AttachRolePolicy failed")
-
-
-def test_debug_setting_shows_the_traceback(shell_env, inject, capsys, tmp_path):
-    profile = tmp_path / "ipython" / "profile_default"
-    profile.mkdir(parents=True)
-    (profile / "ipython_config.py").write_text("c.Runctl.debug = True\n")
-    inject("sts.GetCallerIdentity", "ExpiredToken", 403)
-    assert cli.main(["resources"]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and "ClientError" in err
-    assert "`aws sso login`" in err.strip().splitlines()[-1]
-
-
-# -- the notebook ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def ip(shell_env, tmp_path):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    from runctl_jupyter.magics import RunctlMagics
-
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "runctl_jupyter")
-    magics = RunctlMagics(shell=shell)
-    shell.register_magics(magics)
-    yield shell
-    shell.run_line_magic("config", "Runctl.debug = False")
-
-
-def test_the_magic_raises_a_one_line_usage_error(ip, inject, capsys):
-    from IPython.core.error import UsageError
-
-    inject("iam.AttachRolePolicy", "NoSuchEntity", 404)
-    with pytest.raises(UsageError) as raised:
-        ip.run_line_magic("runctl", "aws setup")
-    text = str(raised.value)
-    assert "\n" not in text and "iam:AttachRolePolicy failed (NoSuchEntity)" in text
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
-
-
-def test_the_magic_doctor_prints_the_report_then_one_line(ip, inject, capsys):
-    from IPython.core.error import UsageError
-
-    inject("sts.GetCallerIdentity", "ExpiredToken", 403)
-    with pytest.raises(UsageError) as raised:
-        ip.run_line_magic("runctl", "aws doctor")
-    assert "[FAIL] credentials" in capsys.readouterr().out
-    assert "\n" not in str(raised.value) and "aws sso login" in str(raised.value)
-
-
-def test_the_magic_with_debug_raises_the_error_itself(ip, inject):
-    from botocore.exceptions import ClientError
-
-    inject("iam.AttachRolePolicy", "NoSuchEntity", 404)
-    with pytest.raises(ClientError):
-        ip.run_line_magic("runctl", "--debug aws setup")
-    ip.run_line_magic("config", "Runctl.debug = True")
-    with pytest.raises(ClientError):
-        ip.run_line_magic("runctl", "aws setup")
