@@ -4,7 +4,9 @@
     runctl runs --experiment digits
     runctl aws doctor
 
-Exit codes: 0 ok, 1 a run failed, 2 a usage or runctl error, 130 interrupted.
+Exit codes: 0 ok, 1 a run failed, 2 a usage or runctl error (an AWS error too: one
+line, `aws/errors.py`), 130 interrupted. `runctl --debug ...` (or c.Runctl.debug)
+prints an error's full traceback before its line, for a bug report.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .commands import HelpRequested, UsageProblem, parse, to_call
-from .errors import RunctlError, RunFailed
+from .commands import HelpRequested, UsageProblem, parse, strip_global, to_call
+from .errors import Reported, RunctlError, RunFailed
 from .params.values import merge_params
 
 PROG = "runctl"
@@ -121,11 +123,34 @@ def _print(text: str) -> None:
     print(text if text.endswith("\n") else text + "\n", end="", flush=True)
 
 
+def _aws_error(exc: BaseException) -> RunctlError | None:
+    """A botocore exception as its one line (aws/errors.py); None for anything else (a bug)."""
+    if type(exc).__module__.split(".")[0] not in ("botocore", "boto3", "s3transfer"):
+        return None
+    from .aws.errors import translate
+
+    return translate(exc)
+
+
+def _fail(exc: BaseException, line: RunctlError, debug: bool) -> int:
+    """An error as one line on stderr (after its traceback with --debug); exit code 2."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(line, Reported) and line.report:
+        _print(_shell_text(line.report))
+    _err(f"{PROG}: error: {_shell_text(str(line))}")
+    return 2
+
+
 def _main(argv: list[str]) -> int:
-    command = argv[0] if argv else None
+    debug, words = strip_global(argv)
+    command = words[0] if words else None
     try:
         method, kwargs = build_call(argv)
         session = _make_session()
+        debug = debug or bool(getattr(session.config, "debug", False))
         call = getattr(session, method, None)
         if call is None:
             raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
@@ -136,9 +161,16 @@ def _main(argv: list[str]) -> int:
     except RunFailed as exc:  # its traceback was streamed with the run's output already
         _err(f"{PROG}: {_shell_text(str(exc))}")
         return 1
-    except RunctlError as exc:
+    except UsageProblem as exc:
         _err(f"{PROG}: error: {_shell_text(str(exc))}")
         return 2
+    except RunctlError as exc:
+        return _fail(exc, exc, debug)
+    except Exception as exc:
+        line = _aws_error(exc)
+        if line is None:
+            raise
+        return _fail(exc, line, debug)
     except KeyboardInterrupt:
         if command in _RUN_COMMANDS:
             _err(

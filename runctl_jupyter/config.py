@@ -78,6 +78,11 @@ class Runctl(Configurable):
         config=True
     )
     log_tail_lines = Int(30, help="Lines of log shown in a live run's panel.").tag(config=True)
+    debug = Bool(
+        False,
+        help="Show an error's full traceback (for a bug report) instead of its one line "
+        "(as `runctl --debug` / `%runctl --debug`).",
+    ).tag(config=True)
 
     @default("home")
     def _home_default(self) -> str:

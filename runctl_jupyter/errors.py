@@ -7,6 +7,15 @@ class RunctlError(Exception):
     """Base class: the magic shows it as a one-line UsageError, the shell exits 2."""
 
 
+class Reported(RunctlError):
+    """A command's report (many lines, e.g. `aws doctor`) that ends in a problem: the
+    surfaces show the report, then the error's one line."""
+
+    def __init__(self, message: str, report: str = ""):
+        super().__init__(message)
+        self.report = report
+
+
 class RunNotFound(RunctlError):
     pass
 

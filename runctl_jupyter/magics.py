@@ -18,8 +18,16 @@ from IPython.core.magic import (
     output_can_be_silenced,
 )
 
-from .commands import HelpRequested, format_help, parse, split_line, to_call
-from .errors import RunctlError, RunFailed
+from .commands import (
+    HelpRequested,
+    UsageProblem,
+    format_help,
+    parse,
+    split_line,
+    strip_global,
+    to_call,
+)
+from .errors import Reported, RunctlError, RunFailed
 from .params.values import merge_params
 
 PROG = "%runctl"
@@ -154,9 +162,29 @@ class RunctlMagics(Magics):
             return None
         except RunFailed:
             raise  # shows the run's own traceback (_render_traceback_) and stops Run All
-        except RunctlError as exc:
+        except UsageProblem as exc:
             raise UsageError(str(exc)) from None
+        except Exception as exc:
+            self._one_line(exc, line)
+            raise  # not ours: a bug, with its traceback
         return result
+
+    def _one_line(self, exc: Exception, line: str) -> None:
+        """A runctl or AWS error (aws/errors.py) as a one-line UsageError; with `--debug`
+        or c.Runctl.debug, re-raised whole (its traceback, for a bug report)."""
+        if isinstance(exc, RunctlError):
+            error: RunctlError = exc
+        elif type(exc).__module__.split(".")[0] in ("botocore", "boto3", "s3transfer"):
+            from .aws.errors import translate
+
+            error = translate(exc)
+        else:
+            return
+        if strip_global(split_line(line))[0] or self.config_obj.debug:
+            return  # the caller re-raises it: IPython shows the whole traceback
+        if isinstance(error, Reported) and error.report:
+            print(error.report.rstrip("\n"))
+        raise UsageError(str(error)) from None
 
 
 RunctlMagics.runctl.__doc__ = _help_text()

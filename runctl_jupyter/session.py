@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .errors import RunctlError
+from .errors import Reported, RunctlError
 from .runs.results import (
     LogText,
     ResourceTable,
@@ -82,9 +82,7 @@ class Session(RunStarter):
 
         report = aws(action, config=self.backend("aws"), region=region)
         if not report.ok:
-            raise RunctlError(
-                f"{report}\nfix what is marked above, then run `runctl aws doctor` again"
-            )
+            raise Reported(report.problem or "fix what is marked FAIL above", str(report))
         return LogText(str(report))
 
     def resources(self, regions: list[str] | None = None, all_owners: bool = False) -> Any:

@@ -183,7 +183,7 @@ def test_help_prints_and_does_not_exit(ip):
 def test_the_magic_docstring_is_its_help(ip):
     doc = ip.find_line_magic("runctl").__doc__
     assert "%%runctl train -p lr=0.05" in doc
-    assert "usage: %runctl [-h] [--version] COMMAND" in doc
+    assert "usage: %runctl [-h] [--version] [--debug] COMMAND" in doc
     for command in ("train", "sweep", "runs", "logs", "rerun", "compare", "execute"):
         assert f"    {command}" in doc
 

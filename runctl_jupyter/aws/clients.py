@@ -3,7 +3,9 @@
 Every AWS call of the notebook side goes through `Clients`: region and profile
 come from the `AWSBackend` settings (else boto3's usual chain), `AWS_ENDPOINT_URL`
 is honoured for every service (so tests point everything at a local moto
-server), and botocore's adaptive retry mode absorbs throttling.
+server), and botocore's adaptive retry mode absorbs throttling. A failed call is
+tagged with its IAM action (`exc.runctl_operation`, or `RunctlOperation` in a
+ClientError's response) so `errors.explain` can name it in one line.
 """
 
 from __future__ import annotations
@@ -12,16 +14,10 @@ import os
 import threading
 from typing import Any
 
-from ..errors import MissingDependency, RunctlError
+from ..errors import MissingDependency
+from .errors import AWSCredentialsMissing, AWSError, error_code, translate
 
-
-class AWSError(RunctlError):
-    """An AWS call failed in a way the user has to act on."""
-
-
-class AWSCredentialsMissing(AWSError):
-    pass
-
+__all__ = ["AWSCredentialsMissing", "AWSError", "Clients", "error_code", "owner_from_arn"]
 
 DEFAULT_REGION = "us-east-1"
 RETRY_ATTEMPTS = 8
@@ -81,6 +77,8 @@ class Clients:
                     kwargs["endpoint_url"] = endpoint
                 c = self.session.client(service, **kwargs)
                 c.meta.events.register("before-call", self._count)
+                c.meta.events.register("after-call", _tag_error_answer)
+                c.meta.events.register("after-call-error", _tag_exception)
                 self._clients[service] = c
             return c
 
@@ -114,29 +112,43 @@ class Clients:
         return self.client("sts")
 
     def identity(self) -> dict:
-        """The caller's account and ARN; a one-line error when there are no credentials."""
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        """The caller's account and ARN; one line (errors.explain) when AWS says no."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self.sts.get_caller_identity()
-        except NoCredentialsError as exc:
-            raise AWSCredentialsMissing(
-                "no AWS credentials found; run `aws configure` or set AWS_PROFILE, then `runctl aws doctor`"
-            ) from exc
-        except ClientError as exc:
-            raise AWSError(
-                f"AWS rejected the credentials ({error_code(exc)}); check them with `aws sts get-caller-identity`"
-            ) from exc
-        except BotoCoreError as exc:
-            raise AWSError(
-                f"cannot reach AWS STS ({exc}); check the network or AWS_ENDPOINT_URL"
-            ) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
 
 
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError ('' for anything else)."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
+def _action(model: Any) -> str:
+    """The IAM action of an operation: `ec2:RunInstances` (S3's own names: errors.IAM_ACTION)."""
+    service = model.service_model
+    return f"{service.signing_name or service.endpoint_prefix}:{model.name}"
+
+
+def _tag_error_answer(
+    http_response: Any = None, parsed: Any = None, model: Any = None, **_: Any
+) -> None:
+    """after-call: an error answer (the ClientError's response to be) learns its IAM action."""
+    if (
+        model is not None
+        and isinstance(parsed, dict)
+        and getattr(http_response, "status_code", 200) >= 300
+    ):
+        parsed["RunctlOperation"] = _action(model)
+
+
+def _tag_exception(exception: BaseException | None = None, **kwargs: Any) -> None:
+    """after-call-error: no credentials, no connection... learn the call they stopped."""
+    event = str(kwargs.get("event_name", ""))  # after-call-error.<service-id>.<Operation>
+    if exception is not None and not getattr(exception, "runctl_operation", None):
+        parts = event.split(".")
+        if len(parts) == 3:
+            try:
+                exception.runctl_operation = f"{parts[1]}:{parts[2]}"  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
 
 
 def owner_from_arn(arn: str) -> str:

@@ -30,6 +30,7 @@ def make_clients(config: Any = None, region: str | None = None) -> Clients:
 class AWSReport:
     text: str
     ok: bool = True
+    problem: str = ""  # not ok: one line saying what to fix
 
     def __str__(self) -> str:
         return self.text
@@ -53,10 +54,11 @@ def aws(action: str, config: Any = None, region: str | None = None) -> AWSReport
 
         return AWSReport(setup(clients, bucket).summary())
     if action == "doctor":
-        from .doctor import doctor, report
+        from .doctor import doctor, report, summary
 
         checks = doctor(clients, bucket)
-        return AWSReport(report(checks), ok=all(c.ok for c in checks))
+        ok = all(c.ok for c in checks)
+        return AWSReport(report(checks), ok=ok, problem="" if ok else summary(checks))
     raise AWSError(f"unknown aws action {action!r}: use setup, policy or doctor")
 
 

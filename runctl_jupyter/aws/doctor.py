@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from . import policy
 from .clients import AWSError, Clients, error_code
+from .errors import actionable, hint
 from .setup import default_vpc, find_security_group
 
 SETUP_FIX = "run `runctl aws setup`"
@@ -28,11 +29,20 @@ def _detail(exc: BaseException) -> str:
     return error_code(exc) or type(exc).__name__
 
 
+def _fix(exc: BaseException, fix: str) -> str:
+    """No credentials, no permission, no network...: what to do about that (errors.hint);
+    a missing resource: `fix`."""
+    return hint(exc) if actionable(exc) else fix
+
+
 def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
     """Each check in turn; without credentials nothing else can be asked."""
     try:
         ident = clients.identity()
     except AWSError as exc:
+        cause = exc.__cause__
+        if cause is not None and actionable(cause):  # the call, AWS's code, what to do
+            return [Check("credentials", False, _detail(cause), hint(cause))]
         return [
             Check(
                 "credentials",
@@ -60,7 +70,7 @@ def _region(clients: Clients) -> Check:
             "region",
             False,
             f"{clients.region}: {_detail(exc)}",
-            "set c.AWSBackend.region or AWS_DEFAULT_REGION",
+            _fix(exc, "set c.AWSBackend.region or AWS_DEFAULT_REGION"),
         )
 
 
@@ -93,7 +103,10 @@ def _bucket(clients: Clients, bucket: str) -> Check:
         return Check("bucket", True, f"s3://{bucket} (encrypted, private)")
     except Exception as exc:
         return Check(
-            "bucket", False, f"s3://{bucket} missing or unreachable ({_detail(exc)})", SETUP_FIX
+            "bucket",
+            False,
+            f"s3://{bucket} missing or unreachable ({_detail(exc)})",
+            _fix(exc, SETUP_FIX),
         )
 
 
@@ -118,7 +131,7 @@ def _instance_profile(clients: Clients) -> Check:
             "instance profile",
             False,
             f"{policy.PROFILE_NAME} missing ({_detail(exc)})",
-            SETUP_FIX,
+            _fix(exc, SETUP_FIX),
         )
 
 
@@ -133,7 +146,7 @@ def _security_group(clients: Clients) -> Check:
             "security group",
             False,
             str(exc) if isinstance(exc, AWSError) else _detail(exc),
-            SETUP_FIX,
+            _fix(exc, SETUP_FIX),
         )
 
 
@@ -146,8 +159,20 @@ def _ssm(clients: Clients) -> Check:
             "ssm",
             False,
             f"Systems Manager not reachable ({_detail(exc)})",
-            "allow ssm:DescribeInstanceInformation and ssm:SendCommand (`runctl aws policy`)",
+            _fix(
+                exc,
+                "allow ssm:DescribeInstanceInformation and ssm:SendCommand (`runctl aws policy`)",
+            ),
         )
+
+
+def summary(checks: list[Check]) -> str:
+    """The failed checks and their fixes, one line (the shell's error line after the report)."""
+    bad = [c for c in checks if not c.ok]
+    fixes = list(dict.fromkeys(c.fix for c in bad if c.fix))
+    names = ", ".join(c.name for c in bad)
+    todo = "; ".join(fixes) or "fix what is marked FAIL above"
+    return f"{len(bad)} problem(s) ({names}): {todo}; then `runctl aws doctor` again"
 
 
 def report(checks: list[Check]) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "format_help",
     "parse",
     "split_line",
+    "strip_global",
     "to_call",
 ]
 
@@ -85,6 +86,11 @@ def _top_parser(prog: str, parser_class: type) -> RunctlArgumentParser:
         epilog=f"`{prog} COMMAND --help` shows a command's options.",
     )
     top.add_argument("--version", action="store_true", help="show the version")
+    top.add_argument(
+        "--debug",
+        action="store_true",
+        help="before COMMAND: show an error's full traceback (for a bug report), not its one line",
+    )
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for add in _ADD_PARSERS:
         add(sub)
@@ -125,9 +131,19 @@ def split_line(line: str) -> list[str]:
         ) from None
 
 
-def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
-    """Parse words into a namespace with `.command` and one spelling per option."""
+def strip_global(words: list[str]) -> tuple[bool, list[str]]:
+    """`--debug` before the command (`runctl --debug aws setup`): (debug, the other words)."""
     words = list(words)
+    debug = False
+    while words and words[0] == "--debug":
+        debug, words = True, words[1:]
+    return debug, words
+
+
+def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
+    """Parse words into a namespace with `.command` and one spelling per option
+    (`.debug`: the global `--debug` came first)."""
+    debug, words = strip_global(words)
     if not words or words[0] in ("-h", "--help"):
         raise HelpRequested(format_help(prog))
     if words[0] == "--version":
@@ -157,6 +173,7 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
     except BadParam as exc:
         raise UsageProblem(f"{sub.prog}: {exc}", sub.format_usage()) from None
     ns.command = command
+    ns.debug = debug
     if script_args and command not in ("train", "sweep"):
         raise UsageProblem(f"{sub.prog}: only train and sweep take script arguments after --")
     ns.args = script_args

@@ -96,6 +96,11 @@ class RunControl:
             self.store.set_status(run_id, "failed", reason="launch")
             if isinstance(exc, RunctlError):
                 raise
+            if isinstance(exc, Exception):
+                from ..aws.errors import explain, is_aws  # no boto3: class names only
+
+                if is_aws(exc):
+                    raise RunctlError(f"could not start run {run_id}: {explain(exc)}") from exc
             raise RunctlError(f"could not start run {run_id}: {exc}") from exc
         run = Run(self, run_id)
         if detach:
