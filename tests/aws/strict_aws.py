@@ -237,7 +237,10 @@ def one_time_spot_interruption_stop(req: Request) -> None:
     if market.get("MarketType") != "spot":
         return
     behaviour = spot.get("InstanceInterruptionBehavior", "terminate")
-    if spot.get("SpotInstanceType", "one-time") == "one-time" and behaviour in ("stop", "hibernate"):
+    if spot.get("SpotInstanceType", "one-time") == "one-time" and behaviour in (
+        "stop",
+        "hibernate",
+    ):
         raise Refusal(
             "InvalidParameterCombination",
             f"Interruption behavior '{behaviour}' is supported only for persistent Spot Instance requests.",
@@ -459,10 +462,15 @@ def metadata_tokens_value(req: Request) -> None:
     # HttpTokens valid values: optional | required; HttpEndpoint: disabled | enabled.
     opts = req.params if req.action == "ModifyInstanceMetadataOptions" else None
     opts = opts or _spec_of(req).get("MetadataOptions") or {}
-    for key, allowed in (("HttpTokens", {"optional", "required"}), ("HttpEndpoint", {"enabled", "disabled"})):
+    for key, allowed in (
+        ("HttpTokens", {"optional", "required"}),
+        ("HttpEndpoint", {"enabled", "disabled"}),
+    ):
         value = opts.get(key)
         if value is not None and value not in allowed:
-            raise Refusal("InvalidParameterValue", f"Value ({value}) for parameter {key} is invalid.")
+            raise Refusal(
+                "InvalidParameterValue", f"Value ({value}) for parameter {key} is invalid."
+            )
 
 
 # -- EC2: tags ----------------------------------------------------------------------
@@ -637,7 +645,9 @@ def pass_role_allowed(req: Request) -> None:
     # user policy allows `runctl-instance` only). EC2 answers UnauthorizedOperation, 403.
     profiles = [req.params.get("IamInstanceProfile")]
     if req.action == "RunInstances":
-        profiles.append(_template_data(req, req.params.get("LaunchTemplate")).get("IamInstanceProfile"))
+        profiles.append(
+            _template_data(req, req.params.get("LaunchTemplate")).get("IamInstanceProfile")
+        )
     for cfg in req.params.get("LaunchTemplateConfigs") or []:
         data = _template_data(req, cfg.get("LaunchTemplateSpecification"))
         profiles.append(data.get("IamInstanceProfile"))
@@ -674,7 +684,11 @@ def _iam_name(req: Request, key: str, limit: int) -> None:
         )
 
 
-@rule("iam", ("CreateRole",), "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html")
+@rule(
+    "iam",
+    ("CreateRole",),
+    "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html",
+)
 def iam_role_name(req: Request) -> None:
     """CreateRole: RoleName over 64 characters or outside [\\w+=,.@-]."""
     # RoleName: Length 1-64, Pattern [\w+=,.@-]+

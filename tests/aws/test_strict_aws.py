@@ -23,7 +23,10 @@ def _ami(aws: Any) -> str:
 def _subnets(aws: Any) -> dict[str, str]:
     """AZ -> a default subnet there."""
     subnets = aws.ec2.describe_subnets()["Subnets"]
-    return {s["AvailabilityZone"]: s["SubnetId"] for s in sorted(subnets, key=lambda s: s["AvailabilityZone"])}
+    return {
+        s["AvailabilityZone"]: s["SubnetId"]
+        for s in sorted(subnets, key=lambda s: s["AvailabilityZone"])
+    }
 
 
 def _run(aws: Any, **kw: Any) -> dict:
@@ -104,8 +107,8 @@ def _attach_setup(aws: Any) -> dict:
     return {"instance": instance, "volume": _volume(aws, "us-east-1b")}
 
 
-def _fleet(aws: Any, kind: str, behaviour: str) -> Any:
-    template = _template(aws)
+def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> Any:
+    template = template or _template(aws)
     return aws.ec2.create_fleet(
         Type=kind,
         LaunchTemplateConfigs=[
@@ -138,7 +141,8 @@ CASES = [
     Case(
         "fleet_stop_needs_maintain",
         "InvalidParameterCombination",
-        lambda aws, _: _fleet(aws, "instant", "stop"),
+        lambda aws, template: _fleet(aws, "instant", "stop", template),
+        setup=_template,
     ),
     Case(
         "spot_stop_in_placement_group",
@@ -198,7 +202,9 @@ CASES = [
         "tag_key_aws_prefix",
         "InvalidParameterValue",
         lambda aws, _: aws.ec2.create_volume(
-            AvailabilityZone="us-east-1a", Size=1, **_on_volume([{"Key": "aws:owner", "Value": "me"}])
+            AvailabilityZone="us-east-1a",
+            Size=1,
+            **_on_volume([{"Key": "aws:owner", "Value": "me"}]),
         ),
     ),
     Case(
@@ -372,7 +378,9 @@ def test_valid_requests_pass_every_rule(aws):
         MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 64},
         IamInstanceProfile={"Name": "runctl-instance"},
         InstanceMarketOptions=_spot("persistent", "stop"),
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "runctl:managed", "Value": "true"}]}],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "runctl:managed", "Value": "true"}]}
+        ],
     )["Instances"][0]["InstanceId"]
     aws.ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=inst, Device="/dev/sdf")
     group = _cluster_group(aws)
@@ -391,7 +399,8 @@ def test_valid_requests_pass_every_rule(aws):
         LaunchTemplateData={"ImageId": _ami(aws), "MetadataOptions": {"HttpTokens": "optional"}},
     )
     aws.ec2.create_security_group(
-        GroupName="runctl-agent", Description="runctl-jupyter instances: no inbound, reached through SSM"
+        GroupName="runctl-agent",
+        Description="runctl-jupyter instances: no inbound, reached through SSM",
     )
     aws.iam.create_role(RoleName="r" * 64, AssumeRolePolicyDocument="{}")
     aws.iam.create_instance_profile(InstanceProfileName="p" * 128)
