@@ -121,8 +121,9 @@ def off() -> Iterator[None]:
 
 
 def reset() -> None:
-    """Forget what moto's reset forgets (the cluster groups' members)."""
+    """Forget what moto's reset forgets (the cluster groups' members, the fixture's groups)."""
     _CLUSTER_MEMBERS.clear()
+    _state["placement_groups"].clear()
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 import pytest
@@ -14,6 +15,32 @@ import strict_aws
 from botocore.exceptions import ClientError
 
 REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def account(moto_server: str) -> Any:
+    """One clean moto account for the whole file (each case names its own resources):
+    a reset per test would cost most of this file's time."""
+    import urllib.request
+
+    from runctl_jupyter.aws.clients import Clients
+
+    req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(req).read()
+    strict_aws.reset()  # and the fixture's placement groups, which moto does not have
+    clients = Clients(region=REGION)
+    clients.test_amis = {  # type: ignore[attr-defined]
+        "al2023-x86": clients.ec2.register_image(
+            Name="al2023-x86",
+            Architecture="x86_64",
+            RootDeviceName="/dev/xvda",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+        )["ImageId"]
+    }
+    return clients
+
+
+_serial = count(1)
 
 
 def _ami(aws: Any) -> str:
@@ -46,12 +73,14 @@ def _volume(aws: Any, az: str = "us-east-1a") -> str:
     return aws.ec2.create_volume(AvailabilityZone=az, Size=1)["VolumeId"]
 
 
-def _cluster_group(aws: Any, name: str = "runctl-pg") -> str:
+def _cluster_group(aws: Any, name: str | None = None) -> str:
+    name = name or f"runctl-pg-{next(_serial)}"
     aws.ec2.create_placement_group(GroupName=name, Strategy="cluster")
     return name
 
 
-def _template(aws: Any, name: str = "runctl-lt", **data: Any) -> str:
+def _template(aws: Any, name: str | None = None, **data: Any) -> str:
+    name = name or f"runctl-lt-{next(_serial)}"
     body = {"ImageId": _ami(aws), "InstanceType": "t3.micro", **data}
     with strict_aws.off():
         return aws.ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=body)[
@@ -346,7 +375,8 @@ def test_every_rule_has_a_refusing_case_and_a_doc_page():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
-def test_rule_refuses_what_moto_accepts(aws, case: Case):
+def test_rule_refuses_what_moto_accepts(account, case: Case):
+    aws = account
     ctx = case.setup(aws)
     with strict_aws.off():
         case.call(aws, ctx)  # moto alone: accepted
@@ -360,7 +390,8 @@ def test_rule_refuses_what_moto_accepts(aws, case: Case):
     assert strict_aws.REFUSED[before][0] == case.rule
 
 
-def test_valid_requests_pass_every_rule(aws):
+def test_valid_requests_pass_every_rule(account):
+    aws = account
     before = len(strict_aws.REFUSED)
     subnets = _subnets(aws)
     tags = _tags(50, key_len=128, value_len=256)
