@@ -8,6 +8,10 @@ moto is extended in this process where it falls short of AWS:
   (a moto bug); here it goes to the instances named, as in AWS;
 - command invocations start `Pending`; the instance fixture runs the script and
   records its real exit code, output and status.
+
+And made stricter where it is lenient: strict_aws.py refuses, with AWS's error code,
+status and message, the requests AWS refuses and moto accepts (docs/aws.md, "The
+strict AWS layer"); it is installed with the extensions, for every test using moto.
 """
 
 from __future__ import annotations
@@ -59,12 +63,22 @@ def _ec2_error(code: str, message: str) -> Exception:
     return EC2ClientError(code, message)
 
 
+def _strict():
+    """The strict AWS layer (strict_aws.py), importable from tests/aws and from tests/."""
+    try:
+        import strict_aws
+    except ImportError:
+        from aws import strict_aws
+    return strict_aws
+
+
 def _extend_moto() -> None:
     from moto.core.responses import ActionResult
     from moto.ec2.models import ec2_backends
     from moto.ssm import models as ssm_models
     from moto.ssm.responses import SimpleSystemManagerResponse
 
+    _strict().install(placement_groups=PLACEMENT_GROUPS)  # the strict AWS layer, always on
     if getattr(SimpleSystemManagerResponse, "_runctl_extended", False):
         return
 
@@ -214,6 +228,7 @@ def aws(moto_server: str):
     req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     urllib.request.urlopen(req).read()
     PLACEMENT_GROUPS.clear()
+    _strict().reset()
     from runctl_jupyter.aws.clients import Clients
 
     clients = Clients(region=REGION)

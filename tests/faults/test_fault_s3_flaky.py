@@ -81,8 +81,10 @@ class FaultyS3:
 @pytest.fixture
 def flaky_s3(monkeypatch):
     import boto3
+    from aws.strict_aws import install
     from moto.server import ThreadedMotoServer
 
+    install()  # the strict AWS layer, as for every test using moto
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -1,0 +1,923 @@
+"""The strict AWS layer: requests AWS refuses and moto accepts are refused here too.
+
+moto accepts many requests that EC2, SSM, S3 and IAM reject, so a suite green on moto
+can launch nothing on AWS (issue 14). `install()` wraps moto's one dispatch point
+(`BaseResponse.call_action`, every query and JSON protocol request: EC2, IAM, SSM) and
+S3's bucket PUT (CreateBucket) in this process; before moto answers, every rule
+registered for the request's service and action looks at its parameters and may
+refuse it with AWS's error code, HTTP status and message (botocore gets a real
+ClientError). Each rule is one small function with the AWS documentation page that
+states the limit; where AWS's exact message is not published, the message says the
+documented rule in AWS's words and the code is the one the API reference names.
+
+`off()` turns the layer off for a block (the tests that show moto alone accepts a
+request); `REFUSED` keeps what was refused, for a test's failure message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import ipaddress
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCOUNT = "123456789012"
+
+
+def _shared() -> dict:
+    """One state for the process, kept on moto's module: this file may be imported under
+    two names (`strict_aws` from tests/aws, `aws.strict_aws` from tests/), and both must
+    see one switch, one install and one record."""
+    import moto.core.responses as moto_responses
+
+    if not hasattr(moto_responses, "_runctl_strict"):
+        moto_responses._runctl_strict = {
+            "on": True,
+            "installed": False,
+            "lock": threading.Lock(),
+            "refused": [],
+            "members": {},
+            "passable": {"runctl-instance"},
+            "placement_groups": {},
+        }
+    return moto_responses._runctl_strict
+
+
+_state = _shared()
+# iam:PassRole, simulated: the roles the test caller may pass to EC2 (runctl's policy
+# allows only its own instance role: `runctl aws policy`). A test may add to it.
+PASSABLE_ROLES: set[str] = _state["passable"]
+_lock = _state["lock"]
+REFUSED: list[tuple[str, str, str, str]] = _state["refused"]  # (rule, action, code, message)
+# cluster placement group name -> instance ids launched in it (moto has no groups)
+_CLUSTER_MEMBERS: dict[tuple[str, str], list[str]] = _state["members"]
+
+
+class Refusal(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclass
+class Request:
+    service: str
+    action: str
+    params: dict
+    region: str
+    account: str = ACCOUNT
+    response: Any = None
+
+    def ec2(self) -> Any:
+        from moto.ec2.models import ec2_backends
+
+        return ec2_backends[self.account][self.region]
+
+    def iam(self) -> Any:
+        from moto.iam.models import iam_backends
+
+        return iam_backends[self.account]["global"]
+
+
+@dataclass
+class Rule:
+    name: str
+    service: str
+    actions: tuple[str, ...]
+    doc: str
+    check: Callable[[Request], None]
+    summary: str = field(default="")
+
+
+RULES: list[Rule] = []
+
+
+def rule(service: str, actions: tuple[str, ...], doc: str) -> Callable:
+    def register(fn: Callable[[Request], None]) -> Callable[[Request], None]:
+        summary = (fn.__doc__ or "").strip().splitlines()[0]
+        RULES.append(Rule(fn.__name__, service, actions, doc, fn, summary))
+        return fn
+
+    return register
+
+
+@contextlib.contextmanager
+def off() -> Iterator[None]:
+    """moto alone, for the block (the layer stays installed)."""
+    with _lock:
+        before = _state["on"]
+        _state["on"] = False
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["on"] = before
+
+
+def reset() -> None:
+    """Forget what moto's reset forgets (the cluster groups' members, the fixture's groups)."""
+    _CLUSTER_MEMBERS.clear()
+    _state["placement_groups"].clear()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _spec_of(req: Request) -> dict:
+    """The launch specification a request carries (RunInstances, or a template's data)."""
+    if req.action == "CreateLaunchTemplate":
+        return req.params.get("LaunchTemplateData") or {}
+    return req.params
+
+
+def _instance_types() -> dict:
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    return INSTANCE_TYPES
+
+
+def _region_types(region: str) -> set[str]:
+    from moto.ec2.models.instance_types import INSTANCE_TYPE_OFFERINGS
+
+    return {o["InstanceType"] for o in INSTANCE_TYPE_OFFERINGS["region"].get(region, [])}
+
+
+def _fleet_types(req: Request) -> list[str]:
+    types = []
+    for cfg in req.params.get("LaunchTemplateConfigs") or []:
+        for o in cfg.get("Overrides") or []:
+            if o.get("InstanceType"):
+                types.append(o["InstanceType"])
+    return types
+
+
+def _template_data(req: Request, ref: dict | None) -> dict:
+    """The data of the launch template a RunInstances/CreateFleet names (moto's copy)."""
+    if not ref:
+        return {}
+    backend = req.ec2()
+    tid, name = ref.get("LaunchTemplateId"), ref.get("LaunchTemplateName")
+    try:
+        template = (
+            backend.get_launch_template(tid) if tid else backend.get_launch_template_by_name(name)
+        )
+    except Exception:
+        return {}
+    version = template.default_version()
+    data = getattr(version, "data", {}) or {}
+    return data if isinstance(data, dict) else {}
+
+
+def _all_tag_specs(req: Request) -> list[dict]:
+    specs = list(req.params.get("TagSpecifications") or [])
+    if req.action == "CreateLaunchTemplate":
+        specs += list((req.params.get("LaunchTemplateData") or {}).get("TagSpecifications") or [])
+    return specs
+
+
+def _tag_sets(req: Request) -> list[list[dict]]:
+    """Every set of tags the request puts on one resource."""
+    if req.action == "CreateTags":
+        return [list(req.params.get("Tags") or [])]
+    return [list(s.get("Tags") or []) for s in _all_tag_specs(req)]
+
+
+TAGGING = (
+    "RunInstances",
+    "CreateLaunchTemplate",
+    "CreateFleet",
+    "CreateSecurityGroup",
+    "CreatePlacementGroup",
+    "CreateVolume",
+    "RequestSpotInstances",
+    "CreateTags",
+)
+LAUNCHING = ("RunInstances", "CreateLaunchTemplate")
+
+
+# -- EC2: spot ----------------------------------------------------------------------
+
+
+@rule(
+    "ec2",
+    ("RunInstances",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/interruption-behavior.html",
+)
+def one_time_spot_shutdown_stop(req: Request) -> None:
+    """RunInstances: a one-time spot instance with InstanceInitiatedShutdownBehavior=stop."""
+    # "Stop interrupted Spot Instances ... The Spot Instance request type must be
+    # persistent": a one-time spot instance can be terminated, never stopped.
+    market = req.params.get("InstanceMarketOptions") or {}
+    if market.get("MarketType") != "spot":
+        return
+    kind = (market.get("SpotOptions") or {}).get("SpotInstanceType", "one-time")
+    if kind == "one-time" and req.params.get("InstanceInitiatedShutdownBehavior") == "stop":
+        raise Refusal(
+            "InvalidParameterCombination",
+            "The parameter instanceInitiatedShutdownBehavior=stop is not supported for spot instances.",
+        )
+
+
+@rule(
+    "ec2",
+    ("RunInstances", "CreateLaunchTemplate"),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_SpotMarketOptions.html",
+)
+def one_time_spot_interruption_stop(req: Request) -> None:
+    """A one-time spot request whose InstanceInterruptionBehavior is stop or hibernate."""
+    # SpotMarketOptions: persistent requests are supported only when the interruption
+    # behaviour is hibernate or stop; the user guide: stop/hibernate need `persistent`.
+    market = _spec_of(req).get("InstanceMarketOptions") or {}
+    spot = market.get("SpotOptions") or {}
+    if market.get("MarketType") != "spot":
+        return
+    behaviour = spot.get("InstanceInterruptionBehavior", "terminate")
+    if spot.get("SpotInstanceType", "one-time") == "one-time" and behaviour in (
+        "stop",
+        "hibernate",
+    ):
+        raise Refusal(
+            "InvalidParameterCombination",
+            f"Interruption behavior '{behaviour}' is supported only for persistent Spot Instance requests.",
+        )
+
+
+@rule(
+    "ec2",
+    ("CreateFleet",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/interruption-behavior.html",
+)
+def fleet_stop_needs_maintain(req: Request) -> None:
+    """CreateFleet: stop/hibernate interruption behaviour on a fleet not of type maintain."""
+    # "For EC2 Fleet or Spot Fleet, the request type must be maintain" (stop and hibernate).
+    behaviour = (req.params.get("SpotOptions") or {}).get("InstanceInterruptionBehavior")
+    kind = req.params.get("Type", "maintain")
+    if behaviour in ("stop", "hibernate") and kind != "maintain":
+        raise Refusal(
+            "InvalidParameterCombination",
+            f"InstanceInterruptionBehavior '{behaviour}' requires a fleet of type maintain, not {kind}.",
+        )
+
+
+@rule(
+    "ec2",
+    ("RunInstances",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/placement-groups-limitations.html",
+)
+def spot_stop_in_placement_group(req: Request) -> None:
+    """RunInstances: a spot instance that stops or hibernates, in a placement group."""
+    # "You can't launch a Spot Instance that is configured to stop or hibernate on
+    # interruption in a placement group."
+    market = req.params.get("InstanceMarketOptions") or {}
+    behaviour = (market.get("SpotOptions") or {}).get("InstanceInterruptionBehavior")
+    group = (req.params.get("Placement") or {}).get("GroupName")
+    if market.get("MarketType") == "spot" and group and behaviour in ("stop", "hibernate"):
+        raise Refusal(
+            "InvalidParameterCombination",
+            "You can't launch a Spot Instance configured to stop or hibernate on interruption "
+            "in a placement group.",
+        )
+
+
+# -- EC2: instance types, placement, EFA ---------------------------------------------
+
+
+@rule(
+    "ec2",
+    ("RunInstances", "CreateLaunchTemplate", "CreateFleet"),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instance-discovery.html",
+)
+def instance_type_in_region(req: Request) -> None:
+    """An instance type that is not offered in the region (DescribeInstanceTypeOfferings)."""
+    # Instance types differ by Region; a type not offered there cannot be launched. moto
+    # launches any string. The offerings are moto's copy of AWS's per-region lists.
+    wanted = [_spec_of(req).get("InstanceType")] if req.action != "CreateFleet" else []
+    wanted += _fleet_types(req)
+    offered = _region_types(req.region)
+    for itype in filter(None, wanted):
+        if itype not in offered:
+            raise Refusal("InvalidParameterValue", f"Invalid value '{itype}' for InstanceType.")
+
+
+@rule(
+    "ec2",
+    ("RunInstances",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/placement-groups-limitations.html",
+)
+def cluster_group_instance_type(req: Request) -> None:
+    """RunInstances into a cluster placement group with a type that does not support cluster."""
+    # Cluster placement groups: not burstable (T2...), Mac1, M7i-flex; DescribeInstanceTypes'
+    # PlacementGroupInfo.SupportedStrategies says which types accept `cluster`.
+    group = (req.params.get("Placement") or {}).get("GroupName")
+    if not group or _group_strategy(req, group) != "cluster":
+        return
+    itype = req.params.get("InstanceType") or ""
+    info = _instance_types().get(itype, {}).get("PlacementGroupInfo") or {}
+    if "cluster" not in info.get("SupportedStrategies", []):
+        raise Refusal(
+            "Unsupported",
+            f"Cluster placement groups do not support the instance type {itype}. "
+            "The requested configuration is currently not supported. "
+            "Please check the documentation for supported configurations.",
+        )
+
+
+def _group_strategy(req: Request, group: str) -> str | None:
+    g = _state["placement_groups"].get(req.region, {}).get(group)
+    return g.get("Strategy") if g else None
+
+
+def _launch_az(req: Request) -> str | None:
+    backend = req.ec2()
+    az = (req.params.get("Placement") or {}).get("AvailabilityZone")
+    subnet = req.params.get("SubnetId")
+    for nic in req.params.get("NetworkInterfaces") or []:
+        subnet = subnet or nic.get("SubnetId")
+    if not az and subnet:
+        with contextlib.suppress(Exception):
+            az = backend.get_subnet(subnet).availability_zone
+    return az
+
+
+def _live(req: Request, ids: list[str]) -> list[Any]:
+    out = []
+    backend = req.ec2()
+    for iid in ids:
+        with contextlib.suppress(Exception):
+            inst = backend.get_instance(iid)
+            if inst.state not in ("terminated", "shutting-down"):
+                out.append(inst)
+    return out
+
+
+@rule(
+    "ec2",
+    ("RunInstances",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/placement-strategies.html",
+)
+def cluster_group_one_az(req: Request) -> None:
+    """RunInstances into a cluster placement group whose instances are in another AZ."""
+    # "A cluster placement group is a logical grouping of instances within a single
+    # Availability Zone"; the limitations page: it can't span multiple AZs.
+    group = (req.params.get("Placement") or {}).get("GroupName")
+    if not group or _group_strategy(req, group) != "cluster":
+        return
+    az = _launch_az(req)
+    for inst in _live(req, _CLUSTER_MEMBERS.get((req.region, group), [])):
+        if az and inst._placement.zone != az:
+            raise Refusal(
+                "InvalidParameterCombination",
+                f"The cluster placement group {group} has instances in {inst._placement.zone}; "
+                f"a cluster placement group can't span multiple Availability Zones ({az}).",
+            )
+
+
+def _after_run_instances(req: Request, body: Any) -> None:
+    group = (req.params.get("Placement") or {}).get("GroupName")
+    if not group:
+        return
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    ids = re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)
+    _CLUSTER_MEMBERS.setdefault((req.region, group), []).extend(ids)
+
+
+@rule(
+    "ec2",
+    ("RunInstances", "CreateLaunchTemplate"),
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa.html",
+)
+def efa_needs_supported_type(req: Request) -> None:
+    """A network interface of type efa on an instance type without EFA support."""
+    # EFA works only on the supported instance types (DescribeInstanceTypes:
+    # NetworkInfo.EfaSupported).
+    spec = _spec_of(req)
+    if not any(n.get("InterfaceType") == "efa" for n in spec.get("NetworkInterfaces") or []):
+        return
+    itype = spec.get("InstanceType") or ""
+    if itype and not (_instance_types().get(itype, {}).get("NetworkInfo") or {}).get(
+        "EfaSupported"
+    ):
+        raise Refusal(
+            "Unsupported",
+            f"The instance type {itype} does not support Elastic Fabric Adapter. "
+            "The requested configuration is currently not supported. "
+            "Please check the documentation for supported configurations.",
+        )
+
+
+# -- EC2: user data, metadata options --------------------------------------------------
+
+
+@rule(
+    "ec2",
+    LAUNCHING,
+    "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html",
+)
+def user_data_16kb(req: Request) -> None:
+    """UserData over 16 KB in raw form (before base64)."""
+    # "User data is limited to 16 KB, in raw form, before it is base64-encoded."
+    data = _spec_of(req).get("UserData")
+    if not data:
+        return
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        raw = data.encode()
+    if len(raw) > 16 * 1024:
+        raise Refusal(
+            "InvalidParameterValue", f"User data is limited to 16384 bytes (got {len(raw)})."
+        )
+
+
+@rule(
+    "ec2",
+    (*LAUNCHING, "ModifyInstanceMetadataOptions"),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceMetadataOptionsRequest.html",
+)
+def metadata_hop_limit(req: Request) -> None:
+    """IMDS HttpPutResponseHopLimit outside 1-64."""
+    # HttpPutResponseHopLimit: "Possible values: Integers from 1 to 64".
+    opts = req.params if req.action == "ModifyInstanceMetadataOptions" else None
+    opts = opts or _spec_of(req).get("MetadataOptions") or {}
+    hop = opts.get("HttpPutResponseHopLimit")
+    if hop is not None and not 1 <= int(hop) <= 64:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"The HttpPutResponseHopLimit {hop} is not valid: it must be an integer from 1 to 64.",
+        )
+
+
+@rule(
+    "ec2",
+    (*LAUNCHING, "ModifyInstanceMetadataOptions"),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceMetadataOptionsRequest.html",
+)
+def metadata_tokens_value(req: Request) -> None:
+    """IMDS HttpTokens other than optional/required (or HttpEndpoint other than enabled/disabled)."""
+    # HttpTokens valid values: optional | required; HttpEndpoint: disabled | enabled.
+    opts = req.params if req.action == "ModifyInstanceMetadataOptions" else None
+    opts = opts or _spec_of(req).get("MetadataOptions") or {}
+    for key, allowed in (
+        ("HttpTokens", {"optional", "required"}),
+        ("HttpEndpoint", {"enabled", "disabled"}),
+    ):
+        value = opts.get(key)
+        if value is not None and value not in allowed:
+            raise Refusal(
+                "InvalidParameterValue", f"Value ({value}) for parameter {key} is invalid."
+            )
+
+
+# -- EC2: tags ----------------------------------------------------------------------
+
+TAG_DOC = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html#tag-restrictions"
+
+
+@rule("ec2", TAGGING, TAG_DOC)
+def tag_key_aws_prefix(req: Request) -> None:
+    """A tag key starting with aws: (reserved for AWS)."""
+    # "You can't use the aws: prefix in your tag names or values because it's reserved".
+    for tags in _tag_sets(req):
+        for t in tags:
+            if str(t.get("Key", "")).lower().startswith("aws:"):
+                raise Refusal(
+                    "InvalidParameterValue",
+                    f"Value ( {t['Key']} ) for parameter key is invalid. "
+                    "Tag keys starting with 'aws:' are reserved for internal use",
+                )
+
+
+@rule("ec2", TAGGING, TAG_DOC)
+def tag_key_128(req: Request) -> None:
+    """A tag key over 128 characters."""
+    # "Maximum key length: 128 Unicode characters in UTF-8".
+    for tags in _tag_sets(req):
+        for t in tags:
+            if len(str(t.get("Key", ""))) > 128:
+                raise Refusal(
+                    "InvalidParameterValue",
+                    "Tag key exceeds the maximum length of 128 characters.",
+                )
+
+
+@rule("ec2", TAGGING, TAG_DOC)
+def tag_value_256(req: Request) -> None:
+    """A tag value over 256 characters."""
+    # "Maximum value length: 256 Unicode characters in UTF-8".
+    for tags in _tag_sets(req):
+        for t in tags:
+            if len(str(t.get("Value", ""))) > 256:
+                raise Refusal(
+                    "InvalidParameterValue",
+                    "Tag value exceeds the maximum length of 256 characters.",
+                )
+
+
+@rule("ec2", TAGGING, TAG_DOC)
+def tags_50_per_resource(req: Request) -> None:
+    """More than 50 tags on one resource (TagSpecifications, or CreateTags with those it has)."""
+    # "Maximum number of tags per resource: 50".
+    for tags in _tag_sets(req):
+        keys = {t.get("Key") for t in tags}
+        if req.action == "CreateTags":
+            for rid in req.params.get("Resources") or []:
+                have = set(req.ec2().tags.get(rid, {}))
+                if len(have | keys) > 50:
+                    raise Refusal(
+                        "TagLimitExceeded",
+                        f"The maximum number of Tags for a resource has been reached ({rid}).",
+                    )
+        elif len(keys) > 50:
+            raise Refusal(
+                "TagLimitExceeded", "The maximum number of Tags for a resource has been reached."
+            )
+
+
+# -- EC2: names ---------------------------------------------------------------------
+
+
+@rule(
+    "ec2",
+    ("CreateLaunchTemplate",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateLaunchTemplate.html",
+)
+def launch_template_name(req: Request) -> None:
+    """CreateLaunchTemplate: LaunchTemplateName not 3-128 characters of [a-zA-Z0-9().-/_]."""
+    # LaunchTemplateName: Length Constraints 3-128, Pattern [a-zA-Z0-9\(\)\.\-/_]+
+    name = req.params.get("LaunchTemplateName") or ""
+    if not re.fullmatch(r"[a-zA-Z0-9().\-/_]{3,128}", name):
+        raise Refusal(
+            "InvalidLaunchTemplateName.MalformedException",
+            "A launch template name must be between 3 and 128 characters, and may contain "
+            "letters, numbers, and the following characters: - ( ) . / _.'",
+        )
+
+
+SG_DOC = "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html"
+
+
+@rule("ec2", ("CreateSecurityGroup",), SG_DOC)
+def security_group_name(req: Request) -> None:
+    """CreateSecurityGroup: GroupName over 255 characters or starting with sg-."""
+    # GroupName: "Constraints: Up to 255 characters in length. Cannot start with sg-."
+    name = req.params.get("GroupName") or ""
+    if name.lower().startswith("sg-"):
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({name}) for parameter GroupName is invalid. Group names may not be in the format sg-*.",
+        )
+    if len(name) > 255:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({name}) for parameter GroupName is invalid. Group name cannot exceed 255 characters.",
+        )
+
+
+@rule("ec2", ("CreateSecurityGroup",), SG_DOC)
+def security_group_description(req: Request) -> None:
+    """CreateSecurityGroup: Description over 255 characters or with characters a VPC group refuses."""
+    # Description: "Up to 255 characters in length ... a-z, A-Z, 0-9, spaces, and
+    # ._-:/()#,@[]+=&;{}!$*" (VPC security groups; EC2-Classic is gone).
+    desc = req.params.get("Description") or ""
+    if len(desc) > 255 or not re.fullmatch(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*", desc):
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({desc}) for parameter GroupDescription is invalid. "
+            "Up to 255 characters: a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=&;{}!$*",
+        )
+
+
+# -- EC2: volumes ----------------------------------------------------------------------
+
+
+@rule(
+    "ec2",
+    ("AttachVolume",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AttachVolume.html",
+)
+def attach_volume_same_az(req: Request) -> None:
+    """AttachVolume: a volume in another Availability Zone than the instance."""
+    # "The volume and instance must be within the same Availability Zone" (error code
+    # InvalidVolume.ZoneMismatch in the EC2 error codes page).
+    backend = req.ec2()
+    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
+    try:
+        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
+    except Exception:
+        return  # moto answers the unknown id itself
+    vol_az = getattr(volume.zone, "name", volume.zone)
+    inst_az = inst._placement.zone
+    if vol_az != inst_az:
+        raise Refusal(
+            "InvalidVolume.ZoneMismatch",
+            f"The volume '{vid}' is not in the same availability zone as instance '{iid}'",
+        )
+
+
+# -- IAM: PassRole (simulated) ------------------------------------------------------
+
+
+def _profile_roles(req: Request, profile: dict | None) -> list[str]:
+    if not profile:
+        return []
+    name = profile.get("Name") or (profile.get("Arn") or "").rsplit("/", 1)[-1]
+    try:
+        prof = req.iam().get_instance_profile(name)
+    except Exception:
+        return []  # moto refuses an unknown profile itself
+    return [r.name for r in prof.roles]
+
+
+@rule(
+    "ec2",
+    ("RunInstances", "CreateFleet"),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html",
+)
+def pass_role_allowed(req: Request) -> None:
+    """A launch whose instance profile holds a role the caller may not pass (iam:PassRole)."""
+    # FIXTURE RULE (moto evaluates no IAM): launching with an instance profile needs
+    # iam:PassRole on its role; the caller here may pass only PASSABLE_ROLES (runctl's
+    # user policy allows `runctl-instance` only). EC2 answers UnauthorizedOperation, 403.
+    profiles = [req.params.get("IamInstanceProfile")]
+    if req.action == "RunInstances":
+        profiles.append(
+            _template_data(req, req.params.get("LaunchTemplate")).get("IamInstanceProfile")
+        )
+    for cfg in req.params.get("LaunchTemplateConfigs") or []:
+        data = _template_data(req, cfg.get("LaunchTemplateSpecification"))
+        profiles.append(data.get("IamInstanceProfile"))
+    for profile in profiles:
+        for role in _profile_roles(req, profile):
+            if role not in PASSABLE_ROLES:
+                raise Refusal(
+                    "UnauthorizedOperation",
+                    f"You are not authorized to perform this operation. User: "
+                    f"arn:aws:iam::{req.account}:user/test is not authorized to perform: "
+                    f"iam:PassRole on resource: arn:aws:iam::{req.account}:role/{role} "
+                    "because no identity-based policy allows the iam:PassRole action",
+                    status=403,
+                )
+
+
+# -- IAM: names -------------------------------------------------------------------------
+
+
+def _iam_name(req: Request, key: str, limit: int) -> None:
+    name = req.params.get(key) or ""
+    field = key[0].lower() + key[1:]
+    if len(name) > limit:
+        raise Refusal(
+            "ValidationError",
+            f"1 validation error detected: Value '{name}' at '{field}' failed to satisfy "
+            f"constraint: Member must have length less than or equal to {limit}",
+        )
+    if not re.fullmatch(r"[\w+=,.@-]+", name):
+        raise Refusal(
+            "ValidationError",
+            f"1 validation error detected: Value '{name}' at '{field}' failed to satisfy "
+            r"constraint: Member must satisfy regular expression pattern: [\w+=,.@-]+",
+        )
+
+
+@rule(
+    "iam",
+    ("CreateRole",),
+    "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html",
+)
+def iam_role_name(req: Request) -> None:
+    """CreateRole: RoleName over 64 characters or outside [\\w+=,.@-]."""
+    # RoleName: Length 1-64, Pattern [\w+=,.@-]+
+    _iam_name(req, "RoleName", 64)
+
+
+@rule(
+    "iam",
+    ("CreateInstanceProfile",),
+    "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateInstanceProfile.html",
+)
+def iam_instance_profile_name(req: Request) -> None:
+    """CreateInstanceProfile: InstanceProfileName over 128 characters or outside [\\w+=,.@-]."""
+    # InstanceProfileName: Length 1-128, Pattern [\w+=,.@-]+
+    _iam_name(req, "InstanceProfileName", 128)
+
+
+@rule(
+    "iam",
+    ("CreateRole", "CreateInstanceProfile"),
+    "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html",
+)
+def iam_path(req: Request) -> None:
+    """CreateRole/CreateInstanceProfile: a Path not /.../ of printable ASCII, or over 512."""
+    # Path: Length 1-512, Pattern (\u002F)|(\u002F[\u0021-\u007E]+\u002F)
+    path = req.params.get("Path")
+    if path is None:
+        return
+    if len(path) > 512 or not re.fullmatch(r"/|/[\x21-\x7e]+/", path):
+        raise Refusal(
+            "ValidationError",
+            f"1 validation error detected: Value '{path}' at 'path' failed to satisfy "
+            r"constraint: Member must satisfy regular expression pattern: "
+            r"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)",
+        )
+
+
+# -- SSM ---------------------------------------------------------------------------
+
+SEND_DOC = "https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html"
+
+
+@rule("ssm", ("SendCommand",), SEND_DOC)
+def send_command_instance_ids(req: Request) -> None:
+    """SendCommand: more than 50 InstanceIds."""
+    # InstanceIds: "you can specify up to 50 IDs" (Array Members: maximum 50 items).
+    ids = req.params.get("InstanceIds") or []
+    if len(ids) > 50:
+        raise Refusal(
+            "ValidationException",
+            "1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: "
+            "Member must have length less than or equal to 50",
+        )
+
+
+@rule("ssm", ("SendCommand",), SEND_DOC)
+def send_command_comment(req: Request) -> None:
+    """SendCommand: a Comment over 100 characters."""
+    # Comment: Length Constraints: Maximum length of 100.
+    comment = req.params.get("Comment") or ""
+    if len(comment) > 100:
+        raise Refusal(
+            "ValidationException",
+            f"1 validation error detected: Value '{comment}' at 'comment' failed to satisfy "
+            "constraint: Member must have length less than or equal to 100",
+        )
+
+
+@rule("ssm", ("SendCommand",), SEND_DOC)
+def send_command_timeout(req: Request) -> None:
+    """SendCommand: TimeoutSeconds outside 30-2592000."""
+    # TimeoutSeconds: Valid Range: Minimum value of 30. Maximum value of 2592000.
+    timeout = req.params.get("TimeoutSeconds")
+    if timeout is not None and not 30 <= int(timeout) <= 2592000:
+        raise Refusal(
+            "ValidationException",
+            f"1 validation error detected: Value '{timeout}' at 'timeoutSeconds' failed to "
+            "satisfy constraint: Member must have value between 30 and 2592000",
+        )
+
+
+# -- S3 ----------------------------------------------------------------------------
+
+BUCKET_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"
+
+
+def _bad_bucket() -> Refusal:
+    return Refusal("InvalidBucketName", "The specified bucket is not valid.")
+
+
+@rule("s3", ("CreateBucket",), BUCKET_DOC)
+def bucket_name_characters(req: Request) -> None:
+    """CreateBucket: a name not of lowercase letters, digits, dots and hyphens, or not 3-63 long."""
+    # "Bucket names can consist only of lowercase letters, numbers, periods (.), and
+    # hyphens (-)"; "must be between 3 (min) and 63 (max) characters long".
+    if not re.fullmatch(r"[a-z0-9.\-]{3,63}", req.params["Bucket"]):
+        raise _bad_bucket()
+
+
+@rule("s3", ("CreateBucket",), BUCKET_DOC)
+def bucket_name_edges(req: Request) -> None:
+    """CreateBucket: a name not beginning and ending with a letter or digit, or with two adjacent periods."""
+    # "must begin and end with a letter or number"; "must not contain two adjacent periods".
+    name = req.params["Bucket"]
+    if not (name[:1].isalnum() and name[-1:].isalnum()) or ".." in name:
+        raise _bad_bucket()
+
+
+@rule("s3", ("CreateBucket",), BUCKET_DOC)
+def bucket_name_ip(req: Request) -> None:
+    """CreateBucket: a name formatted as an IP address (192.168.5.4)."""
+    # "must not be formatted as an IP address (for example, 192.168.5.4)".
+    with contextlib.suppress(ValueError):
+        ipaddress.IPv4Address(req.params["Bucket"])
+        raise _bad_bucket()
+
+
+@rule("s3", ("CreateBucket",), BUCKET_DOC)
+def bucket_name_reserved(req: Request) -> None:
+    """CreateBucket: a reserved prefix (xn--, sthree-, amzn-s3-demo-) or suffix (-s3alias, --ol-s3, .mrap, --x-s3)."""
+    # "must not start with the prefix xn--", "sthree-", "amzn-s3-demo-"; "must not end with
+    # the suffix -s3alias", "--ol-s3", ".mrap", "--x-s3" (reserved for access points etc.).
+    name = req.params["Bucket"]
+    if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(
+        ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+    ):
+        raise _bad_bucket()
+
+
+# -- the hook -------------------------------------------------------------------------
+
+
+def check(req: Request) -> None:
+    """Raise the first Refusal of a rule for this request (nothing when the layer is off)."""
+    if not _state["on"]:
+        return
+    for r in RULES:
+        if r.service == req.service and req.action in r.actions:
+            try:
+                r.check(req)
+            except Refusal as refusal:
+                REFUSED.append((r.name, req.action, refusal.code, refusal.message))
+                raise
+
+
+def _request_of(response: Any) -> Request | None:
+    service = getattr(response, "service_name", None)
+    if service not in ("ec2", "iam", "ssm"):
+        return None
+    action = response._get_action()
+    if service == "ssm":
+        try:
+            params = json.loads(response.body or "{}")
+        except ValueError:
+            params = {}
+    else:
+        params = response._get_params()
+    return Request(
+        service=service,
+        action=action,
+        params=params if isinstance(params, dict) else {},
+        region=getattr(response, "region", "us-east-1"),
+        account=getattr(response, "current_account", ACCOUNT),
+        response=response,
+    )
+
+
+def _exception_class(service: str) -> type:
+    """The service's own moto exception: moto finds the error model from its module."""
+    if service == "ec2":
+        from moto.ec2.exceptions import EC2ClientError
+
+        return EC2ClientError
+    if service == "iam":
+        from moto.iam.exceptions import IAMException
+
+        return IAMException
+    from moto.ssm.exceptions import SSMException
+
+    return SSMException
+
+
+def install(placement_groups: dict | None = None) -> None:
+    """Wrap moto's dispatch in this process (once); the layer is on from now.
+
+    `placement_groups`: the fixture's own placement groups (region -> name -> group),
+    since moto has none."""
+    with _lock:
+        if placement_groups is not None:
+            _state["placement_groups"] = placement_groups
+        if _state["installed"]:
+            return
+        _state["installed"] = True
+    from moto.core.responses import ActionResult, BaseResponse
+    from moto.s3.responses import S3Response
+
+    original = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> Any:
+        req = None
+        if _state["on"]:
+            req = _request_of(self)
+            if req is not None:
+                try:
+                    check(req)
+                except Refusal as refusal:
+                    error = _exception_class(req.service)(refusal.code, refusal.message)
+                    _, headers, body = self.serialized(ActionResult(error))
+                    headers, body = self._enrich_response(headers, body)
+                    return refusal.status, headers, body
+        status, headers, body = original(self)
+        if req is not None and req.action == "RunInstances" and status == 200:
+            _after_run_instances(req, body)
+        return status, headers, body
+
+    BaseResponse.call_action = call_action
+
+    original_put = S3Response._bucket_response_put
+
+    def bucket_put(self: S3Response, request: Any, bucket_name: str, querystring: dict) -> Any:
+        if not querystring and _state["on"]:  # a PUT on the bucket itself: CreateBucket
+            req = Request("s3", "CreateBucket", {"Bucket": bucket_name}, "us-east-1")
+            try:
+                check(req)
+            except Refusal as refusal:
+                from moto.s3.exceptions import S3ClientError
+
+                raise S3ClientError(refusal.code, refusal.message) from None
+        return original_put(self, request, bucket_name, querystring)
+
+    S3Response._bucket_response_put = bucket_put

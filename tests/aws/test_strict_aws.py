@@ -1,0 +1,447 @@
+"""The strict AWS layer (strict_aws.py): each rule refuses, with AWS's code and HTTP status,
+a request that moto alone accepts; valid requests pass through every rule.
+
+Direct boto3 calls against the real moto server (no instance player): a few seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+import pytest
+import strict_aws
+from botocore.exceptions import ClientError
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def account(moto_server: str) -> Any:
+    """One clean moto account for the whole file (each case names its own resources):
+    a reset per test would cost most of this file's time."""
+    import urllib.request
+
+    from runctl_jupyter.aws.clients import Clients
+
+    req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(req).read()
+    strict_aws.reset()  # and the fixture's placement groups, which moto does not have
+    clients = Clients(region=REGION)
+    clients.test_amis = {  # type: ignore[attr-defined]
+        "al2023-x86": clients.ec2.register_image(
+            Name="al2023-x86",
+            Architecture="x86_64",
+            RootDeviceName="/dev/xvda",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+        )["ImageId"]
+    }
+    return clients
+
+
+_serial = count(1)
+
+
+def _ami(aws: Any) -> str:
+    return aws.test_amis["al2023-x86"]
+
+
+def _subnets(aws: Any) -> dict[str, str]:
+    """AZ -> a default subnet there."""
+    subnets = aws.ec2.describe_subnets()["Subnets"]
+    return {
+        s["AvailabilityZone"]: s["SubnetId"]
+        for s in sorted(subnets, key=lambda s: s["AvailabilityZone"])
+    }
+
+
+def _run(aws: Any, **kw: Any) -> dict:
+    args = {"ImageId": _ami(aws), "MinCount": 1, "MaxCount": 1, "InstanceType": "t3.micro"}
+    args.update(kw)
+    return aws.ec2.run_instances(**args)
+
+
+def _spot(kind: str = "one-time", behaviour: str = "terminate") -> dict:
+    return {
+        "MarketType": "spot",
+        "SpotOptions": {"SpotInstanceType": kind, "InstanceInterruptionBehavior": behaviour},
+    }
+
+
+def _volume(aws: Any, az: str = "us-east-1a") -> str:
+    return aws.ec2.create_volume(AvailabilityZone=az, Size=1)["VolumeId"]
+
+
+def _cluster_group(aws: Any, name: str | None = None) -> str:
+    name = name or f"runctl-pg-{next(_serial)}"
+    aws.ec2.create_placement_group(GroupName=name, Strategy="cluster")
+    return name
+
+
+def _template(aws: Any, name: str | None = None, **data: Any) -> str:
+    name = name or f"runctl-lt-{next(_serial)}"
+    body = {"ImageId": _ami(aws), "InstanceType": "t3.micro", **data}
+    with strict_aws.off():
+        return aws.ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=body)[
+            "LaunchTemplate"
+        ]["LaunchTemplateId"]
+
+
+def _tags(n: int, key_len: int = 5, value_len: int = 5) -> list[dict]:
+    return [{"Key": f"k{i}".ljust(key_len, "k"), "Value": "v" * value_len} for i in range(n)]
+
+
+def _on_volume(tags: list[dict]) -> dict:
+    return {"TagSpecifications": [{"ResourceType": "volume", "Tags": tags}]}
+
+
+@dataclass
+class Case:
+    rule: str
+    code: str
+    call: Callable[[Any, Any], Any]  # (clients, setup) -> the request
+    setup: Callable[[Any], Any] = lambda aws: None
+    status: int = 400
+
+
+def _second_az_launch(aws: Any, ctx: dict) -> Any:
+    return _run(
+        aws,
+        InstanceType="c5n.18xlarge",
+        Placement={"GroupName": ctx["group"]},
+        SubnetId=ctx["subnets"][1],
+    )
+
+
+def _cluster_first_member(aws: Any) -> dict:
+    group = _cluster_group(aws)
+    subnets = list(_subnets(aws).values())
+    _run(aws, InstanceType="c5n.18xlarge", Placement={"GroupName": group}, SubnetId=subnets[0])
+    return {"group": group, "subnets": subnets}
+
+
+def _other_profile(aws: Any) -> str:
+    aws.iam.create_role(RoleName="someone-elses-role", AssumeRolePolicyDocument="{}")
+    aws.iam.create_instance_profile(InstanceProfileName="someone-elses-profile")
+    aws.iam.add_role_to_instance_profile(
+        InstanceProfileName="someone-elses-profile", RoleName="someone-elses-role"
+    )
+    return "someone-elses-profile"
+
+
+def _attach_setup(aws: Any) -> dict:
+    subnets = _subnets(aws)
+    instance = _run(aws, SubnetId=subnets["us-east-1a"])["Instances"][0]["InstanceId"]
+    return {"instance": instance, "volume": _volume(aws, "us-east-1b")}
+
+
+def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> Any:
+    template = template or _template(aws)
+    return aws.ec2.create_fleet(
+        Type=kind,
+        LaunchTemplateConfigs=[
+            {"LaunchTemplateSpecification": {"LaunchTemplateId": template, "Version": "$Latest"}}
+        ],
+        TargetCapacitySpecification={
+            "TotalTargetCapacity": 1,
+            "DefaultTargetCapacityType": "spot",
+        },
+        SpotOptions={
+            "InstanceInterruptionBehavior": behaviour,
+            "AllocationStrategy": "capacity-optimized-prioritized",
+        },
+    )
+
+
+CASES = [
+    Case(
+        "one_time_spot_shutdown_stop",
+        "InvalidParameterCombination",
+        lambda aws, _: _run(
+            aws, InstanceMarketOptions=_spot(), InstanceInitiatedShutdownBehavior="stop"
+        ),
+    ),
+    Case(
+        "one_time_spot_interruption_stop",
+        "InvalidParameterCombination",
+        lambda aws, _: _run(aws, InstanceMarketOptions=_spot("one-time", "stop")),
+    ),
+    Case(
+        "fleet_stop_needs_maintain",
+        "InvalidParameterCombination",
+        lambda aws, template: _fleet(aws, "instant", "stop", template),
+        setup=_template,
+    ),
+    Case(
+        "spot_stop_in_placement_group",
+        "InvalidParameterCombination",
+        lambda aws, group: _run(
+            aws,
+            InstanceType="c5n.18xlarge",
+            InstanceMarketOptions=_spot("persistent", "stop"),
+            Placement={"GroupName": group},
+        ),
+        setup=_cluster_group,
+    ),
+    Case(
+        "instance_type_in_region",
+        "InvalidParameterValue",
+        lambda aws, _: _run(aws, InstanceType="g5.xlargee"),
+    ),
+    Case(
+        "cluster_group_instance_type",
+        "Unsupported",
+        lambda aws, group: _run(aws, InstanceType="t3.micro", Placement={"GroupName": group}),
+        setup=_cluster_group,
+    ),
+    Case(
+        "cluster_group_one_az",
+        "InvalidParameterCombination",
+        _second_az_launch,
+        setup=_cluster_first_member,
+    ),
+    Case(
+        "efa_needs_supported_type",
+        "Unsupported",
+        lambda aws, subnet: _run(
+            aws,
+            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet, "InterfaceType": "efa"}],
+        ),
+        setup=lambda aws: next(iter(_subnets(aws).values())),
+    ),
+    Case(
+        "user_data_16kb",
+        "InvalidParameterValue",
+        lambda aws, _: _run(aws, UserData="#!/bin/sh\n" + "x" * (16 * 1024)),
+    ),
+    Case(
+        "metadata_hop_limit",
+        "InvalidParameterValue",
+        lambda aws, _: _run(
+            aws, MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 65}
+        ),
+    ),
+    Case(
+        "metadata_tokens_value",
+        "InvalidParameterValue",
+        lambda aws, _: _run(aws, MetadataOptions={"HttpTokens": "always"}),
+    ),
+    Case(
+        "tag_key_aws_prefix",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a",
+            Size=1,
+            **_on_volume([{"Key": "aws:owner", "Value": "me"}]),
+        ),
+    ),
+    Case(
+        "tag_key_128",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=1, **_on_volume(_tags(1, key_len=129))
+        ),
+    ),
+    Case(
+        "tag_value_256",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=1, **_on_volume(_tags(1, value_len=257))
+        ),
+    ),
+    Case(
+        "tags_50_per_resource",
+        "TagLimitExceeded",
+        # moto counts a resource's own tags; a template's instance tags it does not
+        lambda aws, _: aws.ec2.create_launch_template(
+            LaunchTemplateName="runctl-tags",
+            LaunchTemplateData={
+                "ImageId": _ami(aws),
+                "TagSpecifications": [{"ResourceType": "instance", "Tags": _tags(51)}],
+            },
+        ),
+    ),
+    Case(
+        "launch_template_name",
+        "InvalidLaunchTemplateName.MalformedException",
+        lambda aws, _: aws.ec2.create_launch_template(
+            LaunchTemplateName="runctl run:1", LaunchTemplateData={"ImageId": _ami(aws)}
+        ),
+    ),
+    Case(
+        "security_group_name",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_security_group(GroupName="sg-runctl", Description="ok"),
+    ),
+    Case(
+        "security_group_description",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_security_group(
+            GroupName="runctl-desc", Description="runctl's agents <no inbound>"
+        ),
+    ),
+    Case(
+        "attach_volume_same_az",
+        "InvalidVolume.ZoneMismatch",
+        lambda aws, ctx: aws.ec2.attach_volume(
+            VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/sdf"
+        ),
+        setup=_attach_setup,
+    ),
+    Case(
+        "pass_role_allowed",
+        "UnauthorizedOperation",
+        lambda aws, profile: _run(aws, IamInstanceProfile={"Name": profile}),
+        setup=_other_profile,
+        status=403,
+    ),
+    Case(
+        "iam_role_name",
+        "ValidationError",
+        lambda aws, _: aws.iam.create_role(RoleName="r" * 65, AssumeRolePolicyDocument="{}"),
+    ),
+    Case(
+        "iam_instance_profile_name",
+        "ValidationError",
+        lambda aws, _: aws.iam.create_instance_profile(InstanceProfileName="p" * 129),
+    ),
+    Case(
+        "iam_path",
+        "ValidationError",
+        lambda aws, _: aws.iam.create_role(
+            RoleName="runctl-path", Path="runctl", AssumeRolePolicyDocument="{}"
+        ),
+    ),
+    Case(
+        "send_command_instance_ids",
+        "ValidationException",
+        lambda aws, _: aws.ssm.send_command(
+            InstanceIds=[f"i-{n:017x}" for n in range(51)],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"]},
+        ),
+    ),
+    Case(
+        "send_command_comment",
+        "ValidationException",
+        lambda aws, _: aws.ssm.send_command(
+            InstanceIds=["i-00000000000000001"],
+            DocumentName="AWS-RunShellScript",
+            Comment="c" * 101,
+            Parameters={"commands": ["true"]},
+        ),
+    ),
+    Case(
+        "send_command_timeout",
+        "ValidationException",
+        lambda aws, _: aws.ssm.send_command(
+            InstanceIds=["i-00000000000000001"],
+            DocumentName="AWS-RunShellScript",
+            TimeoutSeconds=2592001,
+            Parameters={"commands": ["true"]},
+        ),
+    ),
+    Case(
+        "bucket_name_characters",
+        "InvalidBucketName",
+        lambda aws, _: aws.s3.create_bucket(Bucket="Runctl_Bucket"),
+    ),
+    Case(
+        "bucket_name_edges",
+        "InvalidBucketName",
+        lambda aws, _: aws.s3.create_bucket(Bucket="runctl..bucket"),
+    ),
+    Case(
+        "bucket_name_ip",
+        "InvalidBucketName",
+        lambda aws, _: aws.s3.create_bucket(Bucket="192.168.5.4"),
+    ),
+    Case(
+        "bucket_name_reserved",
+        "InvalidBucketName",
+        lambda aws, _: aws.s3.create_bucket(Bucket="runctl-data-s3alias"),
+    ),
+]
+
+
+def test_every_rule_has_a_refusing_case_and_a_doc_page():
+    names = [r.name for r in strict_aws.RULES]
+    assert len(names) >= 20
+    assert sorted(names) == sorted(c.rule for c in CASES)
+    for r in strict_aws.RULES:
+        assert r.doc.startswith("https://docs.aws.amazon.com/"), r.name
+        assert r.summary, r.name
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
+def test_rule_refuses_what_moto_accepts(account, case: Case):
+    aws = account
+    ctx = case.setup(aws)
+    with strict_aws.off():
+        case.call(aws, ctx)  # moto alone: accepted
+    before = len(strict_aws.REFUSED)
+    with pytest.raises(ClientError) as caught:
+        case.call(aws, ctx)
+    error = caught.value.response
+    assert error["Error"]["Code"] == case.code
+    assert error["Error"]["Message"]
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == case.status
+    assert strict_aws.REFUSED[before][0] == case.rule
+
+
+def test_valid_requests_pass_every_rule(account):
+    aws = account
+    before = len(strict_aws.REFUSED)
+    subnets = _subnets(aws)
+    tags = _tags(50, key_len=128, value_len=256)
+    volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, **_on_volume(tags))
+    aws.iam.create_role(RoleName="runctl-instance", Path="/runctl/", AssumeRolePolicyDocument="{}")
+    aws.iam.create_instance_profile(InstanceProfileName="runctl-instance", Path="/")
+    aws.iam.add_role_to_instance_profile(
+        InstanceProfileName="runctl-instance", RoleName="runctl-instance"
+    )
+    inst = _run(
+        aws,
+        InstanceType="g5.xlarge",
+        SubnetId=subnets["us-east-1a"],
+        UserData="x" * (16 * 1024),
+        MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 64},
+        IamInstanceProfile={"Name": "runctl-instance"},
+        InstanceMarketOptions=_spot("persistent", "stop"),
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "runctl:managed", "Value": "true"}]}
+        ],
+    )["Instances"][0]["InstanceId"]
+    aws.ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=inst, Device="/dev/sdf")
+    group = _cluster_group(aws)
+    for _ in range(2):  # the same AZ twice
+        _run(
+            aws,
+            InstanceType="p4d.24xlarge",
+            Placement={"GroupName": group},
+            NetworkInterfaces=[
+                {"DeviceIndex": 0, "SubnetId": subnets["us-east-1a"], "InterfaceType": "efa"}
+            ],
+        )
+    _fleet(aws, "maintain", "stop")  # stop is allowed on a maintain fleet
+    aws.ec2.create_launch_template(
+        LaunchTemplateName="runctl-(run)_1.2/3-" + "x" * 100,
+        LaunchTemplateData={"ImageId": _ami(aws), "MetadataOptions": {"HttpTokens": "optional"}},
+    )
+    aws.ec2.create_security_group(
+        GroupName="runctl-agent",
+        Description="runctl-jupyter instances: no inbound, reached through SSM",
+    )
+    aws.iam.create_role(RoleName="r" * 64, AssumeRolePolicyDocument="{}")
+    aws.iam.create_instance_profile(InstanceProfileName="p" * 128)
+    aws.ssm.send_command(
+        InstanceIds=[inst],
+        DocumentName="AWS-RunShellScript",
+        Comment="c" * 100,
+        TimeoutSeconds=2592000,
+        Parameters={"commands": ["true"]},
+    )
+    for bucket in ("runctl-123456789012-us-east-1", "a.b-c", "xn-runctl", "runctl-s3aliasx"):
+        aws.s3.create_bucket(Bucket=bucket)
+    assert strict_aws.REFUSED[before:] == []
