@@ -5,8 +5,9 @@
     runctl aws doctor
 
 Exit codes: 0 ok, 1 a run failed, 2 a usage or runctl error (an AWS error too: one
-line, `aws/errors.py`), 130 interrupted. `runctl --debug ...` (or c.Runctl.debug)
-prints an error's full traceback before its line, for a bug report.
+line, `aws/errors.py`), 3 a partial listing (`resources`, `cleanup`: a describe call
+failed; what it could not read is named), 130 interrupted. `runctl --debug ...` (or
+c.Runctl.debug) prints an error's full traceback before its line, for a bug report.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def _main(argv: list[str]) -> int:
         _print(_shell_text(str(result)))
     if _detached_by_interrupt(method, kwargs, result):
         return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
-    return 0
+    return int(getattr(result, "exit_code", 0) or 0)  # 3: a partial listing
 
 
 if __name__ == "__main__":  # pragma: no cover

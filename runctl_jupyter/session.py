@@ -16,6 +16,7 @@ from typing import Any
 from .errors import Reported, RunctlError
 from .runs.results import (
     LogText,
+    ReportText,
     ResourceTable,
     Run,
     RunDetails,
@@ -85,39 +86,44 @@ class Session(RunStarter):
             raise Reported(report.problem or "fix what is marked FAIL above", str(report))
         return LogText(str(report))
 
-    def resources(self, regions: list[str] | None = None, all_owners: bool = False) -> Any:
-        """Every runctl-managed cloud resource with its owner, run, state and $/h."""
+    def resources(
+        self,
+        regions: list[str] | None = None,
+        all_regions: bool = False,
+        all_owners: bool = False,
+    ) -> Any:
+        """Every runctl-managed cloud resource with its owner, run, state, $/h and $/month;
+        what could not be read is named under the table (and the shell exits non-zero)."""
         from .aws.commands import resources
 
-        listing = resources(self._run_status, config=self.backend("aws"), regions=regions)
-        return ResourceTable(listing, self._resource_costs(listing.resources))
+        listing = resources(
+            self._run_status, config=self.backend("aws"), regions=regions, all_regions=all_regions
+        )
+        return ResourceTable(listing, self._resource_costs(listing))
 
-    def _resource_costs(self, found: list) -> dict[str, tuple[float | None, float | None]]:
-        """{resource id: ($/h, dollars so far)} for instances: the run's own meter when the
-        store knows the run, else the bundled on-demand price x age (an orphan's upper bound)."""
+    def _resource_costs(self, found: list) -> dict[str, dict[str, Any]]:
+        """{resource id: {rate, spent, basis}} (cost/resource_costs.py)."""
         from .cost.prices import Prices
+        from .cost.resource_costs import resource_costs
 
-        prices = Prices(self.store.home)
-        costs: dict[str, tuple[float | None, float | None]] = {}
-        for res in found:
-            if res.kind != "instance":
-                continue
+        def run_row(run_id: str) -> dict | None:
             try:
-                row = self.store.get(res.run_id) if res.run_id else None
+                return self.store.get(run_id)
             except RunctlError:
-                row = None
-            if row is not None and row.get("rate") is not None:
-                costs[res.id] = (row["rate"], row.get("cost"))
-                continue
-            instance_type = (res.detail or "").split(" ")[0]
-            rate = prices.table_on_demand(instance_type, res.region) if instance_type else None
-            age = res.age_hours()
-            spent = rate * age if rate is not None and age is not None else None
-            costs[res.id] = (rate if res.state in ("pending", "running") else 0.0, spent)
-        return costs
+                return None
 
-    def cleanup(self, yes: bool = False, all_owners: bool = False) -> Any:
-        """List orphaned resources; delete them with --yes (or after a yes at a terminal)."""
+        return resource_costs(found, Prices(self.store.home), run_row)
+
+    def cleanup(
+        self,
+        yes: bool = False,
+        all_owners: bool = False,
+        regions: list[str] | None = None,
+        all_regions: bool = False,
+        partial: bool = False,
+    ) -> Any:
+        """List orphaned resources; delete them with --yes (or after a yes at a terminal);
+        on a partial listing only with --partial too."""
         from .aws.commands import cleanup_orphans
 
         interactive = self.shell is None and sys.stdin is not None and sys.stdin.isatty()
@@ -127,15 +133,18 @@ class Session(RunStarter):
             else None
         )
         owner = self.config.owner if self._owner_chosen() else None
-        text = cleanup_orphans(
+        report = cleanup_orphans(
             self._run_status,
             owner=owner,
             all_owners=all_owners,
             yes=yes,
             confirm=confirm,
             config=self.backend("aws"),
+            regions=regions,
+            all_regions=all_regions,
+            partial=partial,
         )
-        return LogText(text)
+        return ReportText(report, partial=bool(report.failures))
 
     def cost(self, **kwargs: Any) -> Any:
         """`runctl cost` (spend report) or `runctl cost price TYPE` (runctl_jupyter/cost/report.py)."""

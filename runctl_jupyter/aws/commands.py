@@ -7,12 +7,14 @@ the shell; each returns text (or rows) and never prints.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import policy as _policy
-from .clients import AWSError, Clients, owner_from_arn
-from .resources import Resource, annotate, cleanup, list_resources, orphans, table
+from .clients import AWSError, Clients, error_code, owner_from_arn
+from .inventory import Failure, Listing, Resource, partial_note
+from .policy import RUN_PREFIX, bucket_name
+from .resources import annotate, cleanup, list_resources, orphans, table
 from .user_policy import user_policy
 
 RunStatus = Callable[[str], "str | None"]
@@ -62,36 +64,92 @@ def aws(action: str, config: Any = None, region: str | None = None) -> AWSReport
     raise AWSError(f"unknown aws action {action!r}: use setup, policy or doctor")
 
 
-@dataclass
-class ResourceList:
-    resources: list[Resource] = field(default_factory=list)
-    regions: list[str] = field(default_factory=list)
+class ResourceList(Listing):
+    """`runctl resources`: what was read in every region asked, and what was not."""
+
+    @property
+    def resources(self) -> list[Resource]:
+        return list(self)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [r.row() for r in self.resources]
+        return [r.row() for r in self]
 
     def __str__(self) -> str:
-        return table(self.resources)
+        return "\n".join(
+            [table(self), *self.gaps(), *([partial_note(self.failures)] if self.partial else [])]
+        )
 
 
-def _regions(config: Any, regions: Iterable[str] | None) -> list[str | None]:
+def _regions(
+    config: Any, regions: Iterable[str] | None, all_regions: bool = False
+) -> list[str | None]:
+    """The regions asked (`--region`, repeated or comma-separated), every region enabled
+    for the account (`--all-regions`: ec2 DescribeRegions), else the configured one."""
+    if all_regions:
+        clients = make_clients(config)
+        try:
+            answer = clients.ec2.describe_regions()  # enabled (opted-in) regions only
+        except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+            raise AWSError(
+                f"--all-regions: cannot list the account's regions (ec2 DescribeRegions: "
+                f"{error_code(exc) or type(exc).__name__}); name them with --region R instead"
+            ) from None
+        return sorted(r["RegionName"] for r in answer.get("Regions", []))
     chosen = [r for r in (regions or []) if r]
-    return list(chosen) or [getattr(config, "region", "") or None]
+    return list(dict.fromkeys(chosen)) or [getattr(config, "region", "") or None]
+
+
+def _bucket(config: Any, account: str, region: str, home: str) -> str:
+    """runctl's bucket in `region`: c.AWSBackend.bucket in its own region, else the default name."""
+    configured = getattr(config, "bucket", "") or ""
+    return configured if configured and region == home else bucket_name(account, region)
+
+
+def _list_all(
+    config: Any, regions: Iterable[str] | None, all_regions: bool
+) -> tuple[ResourceList, dict]:
+    """Every region's listing (a few regions at a time) and the caller's identity."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = make_clients(config)
+    ident = home.identity()  # no credentials: one clear line, not a botocore traceback
+    wanted = _regions(config, regions, all_regions)
+    prefix = getattr(config, "prefix", "") or RUN_PREFIX
+
+    def one(region: str | None) -> Listing:
+        clients = home if region in (None, home.region) else make_clients(config, region)
+        bucket = _bucket(config, ident["Account"], clients.region, home.region)
+        return list_resources(clients, bucket=bucket, prefix=prefix)
+
+    out = ResourceList()
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool:
+        for listing in pool.map(one, wanted):
+            out.add(listing)
+    return out, ident
 
 
 def resources(
-    run_status: RunStatus, config: Any = None, regions: Iterable[str] | None = None
+    run_status: RunStatus,
+    config: Any = None,
+    regions: Iterable[str] | None = None,
+    all_regions: bool = False,
 ) -> ResourceList:
-    """Every runctl-managed resource in the configured regions, with its run's status."""
-    out = ResourceList()
-    for region in _regions(config, regions):
-        clients = make_clients(config, region)
-        clients.identity()  # no credentials: one clear line, not a botocore traceback
-        found = list_resources(clients)
-        annotate(found, run_status)
-        out.resources.extend(found)
-        out.regions.append(clients.region)
-    return out
+    """Every runctl-managed resource in the regions asked, with its run's status; what
+    could not be read is in `.failures`."""
+    listing, _ = _list_all(config, regions, all_regions)
+    annotate(listing, run_status)
+    return listing
+
+
+class CleanupReport(str):
+    """What `cleanup` did, as text; `.failures`: what its listing could not read."""
+
+    failures: list[Failure]
+
+    def __new__(cls, text: str, failures: Iterable[Failure] = ()) -> CleanupReport:
+        report = super().__new__(cls, text)
+        report.failures = list(failures)
+        return report
 
 
 def cleanup_orphans(
@@ -102,32 +160,50 @@ def cleanup_orphans(
     confirm: Callable[[str], bool] | None = None,
     config: Any = None,
     regions: Iterable[str] | None = None,
-) -> str:
-    """List orphans; delete them with `yes`, or after `confirm(question)` says so; else a dry run."""
+    all_regions: bool = False,
+    partial: bool = False,
+) -> CleanupReport:
+    """List orphans; delete them with `yes`, or after `confirm(question)` says so; else a
+    dry run. On a partial listing nothing is deleted unless `partial` too."""
+    listing, ident = _list_all(config, regions, all_regions)
+    who = owner or owner_from_arn(ident["Arn"])
+    scope = "everyone's" if all_owners else f"{who}'s"
+    found = orphans(listing, run_status, who, all_owners)
     lines: list[str] = []
-    for region in _regions(config, regions):
-        clients = make_clients(config, region)
-        who = owner or owner_from_arn(clients.identity()["Arn"])
-        found = orphans(list_resources(clients), run_status, who, all_owners)
-        scope = "everyone's" if all_owners else f"{who}'s"
-        if not found:
+    for region in listing.regions:
+        here = [r for r in found if r.region == region]
+        if here:
             lines.append(
-                f"{clients.region}: no orphans ({scope} runctl-managed resources are all in use or kept)"
+                f"{region}: {len(here)} orphan(s) of {scope} runs that are over or unknown:"
             )
-            continue
+            lines.append(table(here))
+        else:
+            lines.append(
+                f"{region}: no orphans ({scope} runctl-managed resources are all in use or kept)"
+            )
+    lines.extend(listing.gaps())
+    if not found:
+        if listing.partial:
+            lines.append(partial_note(listing.failures))
+        return CleanupReport("\n".join(lines), listing.failures)
+    if listing.partial and not partial:
         lines.append(
-            f"{clients.region}: {len(found)} orphan(s) of {scope} runs that are over or unknown:"
+            "not deleting: the listing is partial (see above), and deleting on it could leave a "
+            "fleet or request to relaunch what goes; fix access and rerun, or "
+            "`runctl cleanup --yes --partial` to delete what was listed"
         )
-        lines.append(table(found))
-        go = yes or (
-            confirm is not None
-            and confirm(f"delete these {len(found)} resource(s) in {clients.region}?")
-        )
-        if not go:
-            lines.append("dry run: nothing deleted; run `runctl cleanup --yes` to delete them")
-            continue
-        for resource, ok, what in cleanup(clients, found):
-            lines.append(
-                f"  {resource.kind} {resource.id}: {what}" + ("" if ok else "  <- see above")
-            )
-    return "\n".join(lines)
+        return CleanupReport("\n".join(lines), listing.failures)
+    go = yes or (confirm is not None and confirm(f"delete these {len(found)} resource(s)?"))
+    if not go:
+        flags = "--yes --partial" if listing.partial else "--yes"
+        lines.append(f"dry run: nothing deleted; run `runctl cleanup {flags}` to delete them")
+        return CleanupReport("\n".join(lines), listing.failures)
+    for region in listing.regions:
+        here = [r for r in found if r.region == region]
+        if here:
+            clients = make_clients(config, region)
+            for resource, ok, what in cleanup(clients, here):
+                lines.append(
+                    f"  {resource.kind} {resource.id}: {what}" + ("" if ok else "  <- see above")
+                )
+    return CleanupReport("\n".join(lines), listing.failures)

@@ -5,243 +5,82 @@ is one of this owner's (or anyone's with `all_owners`) whose run is over or
 unknown and that is not kept on purpose (`runctl:keep`, `runctl:persistent`,
 `runctl:protected`, `runctl:role=setup`). A kept instance's persistent spot request
 is kept with it, but not once that instance is gone: it would launch another, so it is
-an orphan then (`stranded`).
+an orphan then (`stranded`). A listing never fails whole: a describe
+call that answers an error is named in `Listing.failures` and the others go on
+(one lister a kind: listers.py; what a listing holds: inventory.py).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import tags
 from .clients import Clients, error_code
+from .inventory import Failure, Listing, Resource, partial_note
+from .listers import LISTERS, bucket_storage
+from .policy import RUN_PREFIX
+
+__all__ = [
+    "KINDS",
+    "Failure",
+    "Listing",
+    "Resource",
+    "annotate",
+    "cleanup",
+    "delete",
+    "list_resources",
+    "orphans",
+    "partial_note",
+    "table",
+]
 
 ACTIVE_RUN = frozenset({"queued", "provisioning", "starting", "running", "interrupted", "resuming"})
-KINDS = (
-    "instance",
-    "volume",
-    "security-group",
-    "spot-request",
-    "fleet",
-    "launch-template",
-    "placement-group",
-)
-_MANAGED_FILTER = [{"Name": f"tag:{tags.MANAGED}", "Values": ["true"]}]
+KINDS = (*(kind for kind, *_ in LISTERS), "bucket")
 
 
-@dataclass
-class Resource:
-    kind: str
-    id: str
-    region: str
-    state: str
-    created: _dt.datetime | None
-    tags: dict[str, str] = field(default_factory=dict)
-    detail: str = ""  # instance type, volume size, ...
-    run_status: str | None = None
-    stranded: bool = False  # a kept spot request whose instance is gone
+def list_resources(
+    clients: Clients, bucket: str | None = None, prefix: str = RUN_PREFIX
+) -> Listing:
+    """Managed resources in the clients' region (instances that are not terminated, ...)
+    and, given `bucket`, the bucket's storage under `prefix`. A call that fails is named
+    in `.failures` (service, operation, region, error code) and the others go on; once a
+    service's endpoint cannot be reached, its remaining calls are named, not tried."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    @property
-    def owner(self) -> str:
-        return self.tags.get(tags.OWNER, "")
-
-    @property
-    def run_id(self) -> str:
-        return self.tags.get(tags.RUN_ID, "")
-
-    @property
-    def kept(self) -> bool:
-        return tags.is_kept(self.tags) and not self.stranded
-
-    def age_hours(self, now: _dt.datetime | None = None) -> float | None:
-        if self.created is None:
-            return None
-        now = now or _dt.datetime.now(_dt.timezone.utc)
-        created = (
-            self.created if self.created.tzinfo else self.created.replace(tzinfo=_dt.timezone.utc)
-        )
-        return max(0.0, (now - created).total_seconds() / 3600)
-
-    def row(self) -> dict[str, Any]:
-        age = self.age_hours()
-        return {
-            "kind": self.kind,
-            "id": self.id,
-            "region": self.region,
-            "state": self.state,
-            "detail": self.detail,
-            "age_h": None if age is None else round(age, 2),
-            "owner": self.owner,
-            "run": self.run_id,
-            "run_status": self.run_status,
-            "kept": self.kept,
-        }
+    listing = Listing(regions=[clients.region])
+    jobs = list(LISTERS)
+    if bucket:
+        jobs.append(("bucket", "s3", "ListObjectsV2", lambda c: bucket_storage(c, bucket, prefix)))
+    down: dict[str, str] = {}  # service -> why it cannot be reached
+    for kind, service, operation, lister in jobs:
+        if service in down:
+            listing.failures.append(
+                Failure(service, operation, clients.region, f"not tried ({down[service]})", kind)
+            )
+            continue
+        try:
+            listing.extend(lister(clients))
+        except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc) or type(exc).__name__
+            op = getattr(exc, "operation_name", None) or operation
+            answered = isinstance(exc, ClientError)
+            message = "" if answered else str(exc).splitlines()[0] if str(exc) else ""
+            listing.failures.append(Failure(service, op, clients.region, code, kind, message))
+            if not answered:
+                down[service] = code
+    _mark_stranded(listing)
+    return listing
 
 
-def _pages(client: Any, op: str, key: str, **kwargs: Any) -> Iterable[dict]:
-    if client.can_paginate(op):
-        for page in client.get_paginator(op).paginate(**kwargs):
-            yield from page.get(key, [])
-    else:
-        yield from getattr(client, op)(**kwargs).get(key, [])
-
-
-def list_resources(clients: Clients) -> list[Resource]:
-    """Managed resources in the clients' region (instances that are not terminated, ...)."""
-    ec2 = clients.ec2
-    region = clients.region
-    out: list[Resource] = []
-    for kind in (
-        _instances,
-        _volumes,
-        _security_groups,
-        _spot_requests,
-        _fleets,
-        _launch_templates,
-        _placement_groups,
-    ):
-        out.extend(kind(ec2, region))
-    live = {r.id for r in out if r.kind == "instance"}
-    for r in out:  # a persistent request outlives a terminated instance, and replaces it
+def _mark_stranded(listing: Listing) -> None:
+    """A persistent request outlives a terminated instance, and replaces it: a kept
+    request whose instance is not listed is an orphan. Not decided when the instances
+    could not be read."""
+    if any(f.kind == "instance" for f in listing.failures):
+        return
+    live = {r.id for r in listing if r.kind == "instance"}
+    for r in listing:
         r.stranded = r.kind == "spot-request" and r.detail not in live
-    return out
-
-
-def _instances(ec2: Any, region: str) -> list[Resource]:
-    out = []
-    for res in _pages(ec2, "describe_instances", "Reservations", Filters=_MANAGED_FILTER):
-        for inst in res["Instances"]:
-            state = inst["State"]["Name"]
-            if state == "terminated":
-                continue
-            kind = "spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand"
-            out.append(
-                Resource(
-                    "instance",
-                    inst["InstanceId"],
-                    region,
-                    state,
-                    inst.get("LaunchTime"),
-                    tags.tag_dict(inst.get("Tags")),
-                    f"{inst['InstanceType']} {kind} {inst.get('Placement', {}).get('AvailabilityZone', '')}",
-                )
-            )
-    return out
-
-
-def _volumes(ec2: Any, region: str) -> list[Resource]:
-    return [
-        Resource(
-            "volume",
-            vol["VolumeId"],
-            region,
-            vol["State"],
-            vol.get("CreateTime"),
-            tags.tag_dict(vol.get("Tags")),
-            f"{vol['Size']} GiB {vol.get('VolumeType', '')} {vol['AvailabilityZone']}",
-        )
-        for vol in _pages(ec2, "describe_volumes", "Volumes", Filters=_MANAGED_FILTER)
-    ]
-
-
-def _security_groups(ec2: Any, region: str) -> list[Resource]:
-    return [
-        Resource(
-            "security-group",
-            sg["GroupId"],
-            region,
-            "available",
-            None,
-            tags.tag_dict(sg.get("Tags")),
-            sg["GroupName"],
-        )
-        for sg in _pages(ec2, "describe_security_groups", "SecurityGroups", Filters=_MANAGED_FILTER)
-    ]
-
-
-def _spot_requests(ec2: Any, region: str) -> list[Resource]:
-    """Open, active or disabled (a kept instance stopped) requests: a closed or cancelled
-    one holds nothing."""
-    states = ["open", "active", "disabled"]
-    spot_filters = [*_MANAGED_FILTER, {"Name": "state", "Values": states}]
-    return [
-        Resource(
-            "spot-request",
-            req["SpotInstanceRequestId"],
-            region,
-            req["State"],
-            req.get("CreateTime"),
-            tags.tag_dict(req.get("Tags")),
-            req.get("InstanceId", ""),
-        )
-        for req in _pages(
-            ec2, "describe_spot_instance_requests", "SpotInstanceRequests", Filters=spot_filters
-        )
-    ]
-
-
-def _fleets(ec2: Any, region: str) -> list[Resource]:
-    """Fleets not deleted (DescribeFleets has no tag filter: filtered here)."""
-    try:
-        fleets = list(_pages(ec2, "describe_fleets", "Fleets"))
-    except Exception as exc:  # noqa: BLE001 - older accounts/emulators without fleets
-        if error_code(exc) not in ("InvalidAction", "UnsupportedOperation", "NotImplemented"):
-            raise
-        fleets = []
-    out = []
-    for fleet in fleets:
-        ftags = tags.tag_dict(fleet.get("Tags"))
-        if ftags.get(tags.MANAGED) != "true" or fleet.get("FleetState", "").startswith("deleted"):
-            continue
-        out.append(
-            Resource(
-                "fleet",
-                fleet["FleetId"],
-                region,
-                fleet.get("FleetState", ""),
-                fleet.get("CreateTime"),
-                ftags,
-            )
-        )
-    return out
-
-
-def _launch_templates(ec2: Any, region: str) -> list[Resource]:
-    return [
-        Resource(
-            "launch-template",
-            lt["LaunchTemplateId"],
-            region,
-            "available",
-            lt.get("CreateTime"),
-            tags.tag_dict(lt.get("Tags")),
-            lt.get("LaunchTemplateName", ""),
-        )
-        for lt in _pages(
-            ec2, "describe_launch_templates", "LaunchTemplates", Filters=_MANAGED_FILTER
-        )
-    ]
-
-
-def _placement_groups(ec2: Any, region: str) -> list[Resource]:
-    out = []
-    for pg in ec2.describe_placement_groups().get("PlacementGroups", []):  # few; filtered here
-        if tags.tag_dict(pg.get("Tags")).get(tags.MANAGED) != "true":
-            continue
-        out.append(
-            Resource(
-                "placement-group",
-                pg["GroupName"],
-                region,
-                pg.get("State", ""),
-                None,
-                tags.tag_dict(pg.get("Tags")),
-                pg.get("Strategy", ""),
-            )
-        )
-    return out
 
 
 def annotate(resources: list[Resource], run_status: Callable[[str], str | None]) -> None:
@@ -284,6 +123,9 @@ def delete(clients: Clients, resource: Resource) -> tuple[bool, str]:
         if resource.kind == "volume":
             ec2.delete_volume(VolumeId=resource.id)
             return True, "deleted"
+        if resource.kind == "snapshot":
+            ec2.delete_snapshot(SnapshotId=resource.id)
+            return True, "deleted"
         if resource.kind == "security-group":
             ec2.delete_security_group(GroupId=resource.id)
             return True, "deleted"
@@ -312,8 +154,9 @@ _ORDER = {
     "launch-template": 2,
     "instance": 3,
     "volume": 4,
-    "placement-group": 5,
-    "security-group": 6,
+    "snapshot": 5,
+    "placement-group": 6,
+    "security-group": 7,
 }
 
 

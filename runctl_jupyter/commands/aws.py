@@ -6,14 +6,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from .value_types import region_list
+
 __all__ = ["CALLS", "add_aws", "add_cleanup", "add_resources"]
+
+
+def _where(p: Any) -> None:
+    """--region R (repeatable, or R1,R2) and --all-regions: where to look."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--region",
+        dest="regions",
+        action="extend",
+        type=region_list,
+        default=None,
+        metavar="REGION",
+        help="look in this region (repeat it, or R1,R2); default: c.AWSBackend.region",
+    )
+    g.add_argument(
+        "--all-regions",
+        action="store_true",
+        help="look in every region enabled for the account (ec2 DescribeRegions)",
+    )
 
 
 def add_resources(sub: Any) -> None:
     p = sub.add_parser(
-        "resources", help="runctl-managed cloud resources", description="List cloud resources."
+        "resources",
+        help="runctl-managed cloud resources",
+        description=(
+            "List cloud resources with $/h and $/month; what could not be read is named "
+            "under the table and the exit code is 3."
+        ),
     )
-    p.add_argument("--region", dest="regions", action="append", default=None, metavar="REGION")
+    _where(p)
     p.add_argument("--all-owners", action="store_true")
 
 
@@ -21,9 +47,18 @@ def add_cleanup(sub: Any) -> None:
     p = sub.add_parser(
         "cleanup",
         help="delete orphaned cloud resources",
-        description="List orphaned resources; delete them with --yes.",
+        description=(
+            "List orphaned resources; delete them with --yes. On a partial listing "
+            "(a describe call failed) nothing is deleted unless --partial too."
+        ),
     )
     p.add_argument("--yes", action="store_true", help="delete without asking")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="delete even if the listing is partial (with --yes, or a yes at a terminal)",
+    )
+    _where(p)
     p.add_argument("--all-owners", action="store_true")
 
 
@@ -38,7 +73,19 @@ def add_aws(sub: Any) -> None:
 
 
 CALLS = {
-    "resources": lambda ns: ("resources", {"regions": ns.regions, "all_owners": ns.all_owners}),
-    "cleanup": lambda ns: ("cleanup", {"yes": ns.yes, "all_owners": ns.all_owners}),
+    "resources": lambda ns: (
+        "resources",
+        {"regions": ns.regions, "all_regions": ns.all_regions, "all_owners": ns.all_owners},
+    ),
+    "cleanup": lambda ns: (
+        "cleanup",
+        {
+            "yes": ns.yes,
+            "partial": ns.partial,
+            "regions": ns.regions,
+            "all_regions": ns.all_regions,
+            "all_owners": ns.all_owners,
+        },
+    ),
     "aws": lambda ns: ("aws", {"action": ns.action, "region": ns.region}),
 }

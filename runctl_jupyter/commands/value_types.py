@@ -18,6 +18,7 @@ __all__ = [
     "nonneg_int",
     "positive_float",
     "positive_int",
+    "region_list",
     "typed",
 ]
 
@@ -89,6 +90,22 @@ def checkpoint_every(text: str) -> dict[str, Any]:
     if minutes <= 0:
         raise argparse.ArgumentTypeError(f"minutes must be > 0, got {text!r}")
     return {"every": minutes, "unit": "minutes"}
+
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
+def region_list(text: str) -> list[str]:
+    """`--region us-east-1` or `--region us-east-1,eu-west-1`: AWS region names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a region name such as us-east-1")
+    for name in names:
+        if not _REGION.fullmatch(name):
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is not an AWS region name (such as us-east-1 or eu-west-1)"
+            )
+    return names
 
 
 def typed(parse_fn):

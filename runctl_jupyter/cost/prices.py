@@ -4,6 +4,7 @@
     prices.on_demand("g5.xlarge", "us-east-1")   # Price(usd_per_hour=1.006, source="AWS Pricing API ...")
     prices.spot("g5.xlarge", "us-east-1", zone="us-east-1a")
     prices.ebs("us-east-1")                      # (0.08 $/GB-month, source)
+    storage_price("s3_gb_month", "us-east-1", "STANDARD", "S3")   # (0.023, source)
 
 On-demand prices come from the AWS Pricing API (Linux, shared tenancy), cached on
 disk under `$RUNCTL_HOME/cache/prices.json` with the day they were fetched: at
@@ -303,17 +304,28 @@ class Prices:
 
     # -- EBS -----------------------------------------------------------------------
     def ebs(self, region: str, volume_type: str = "gp3") -> tuple[float, str]:
-        """$ per GB-month of an EBS volume type (bundled table; us-east-1's when the
-        region has no row, said so in the source)."""
-        ebs = table()["ebs_gb_month"]
-        row = ebs.get(region)
-        source = f"bundled table (AWS published EBS prices, {table()['date']})"
-        if row is None or volume_type not in row:
-            row = ebs["us-east-1"]
-            source += f"; {region} not in it, us-east-1's price used"
-        if volume_type not in row:
-            raise RunctlError(f"no EBS price for volume type {volume_type!r}: use gp3 or gp2")
-        return float(row[volume_type]), source
+        """$ per GB-month of an EBS volume type, or of a snapshot (`snapshot`,
+        `snapshot-archive`) (bundled table; us-east-1's when the region has no row, said so
+        in the source)."""
+        found = storage_price("ebs_gb_month", region, volume_type, "EBS")
+        if found is None:
+            known = ", ".join(k for k in table()["ebs_gb_month"]["us-east-1"])
+            raise RunctlError(f"no EBS price for volume type {volume_type!r}: use one of {known}")
+        return found
+
+
+def storage_price(section: str, region: str, key: str, what: str) -> tuple[float, str] | None:
+    """A storage price from the bundled table (`ebs_gb_month`, `ebs_iops_month`,
+    `s3_gb_month`): (USD, source), us-east-1's when the region has no row; None if unknown."""
+    prices = table()[section]
+    row = prices.get(region)
+    source = f"bundled table (AWS published {what} prices, {prices.get('date') or table()['date']})"
+    if not isinstance(row, dict) or key not in row:
+        row = prices["us-east-1"]
+        source += f"; {region} not in it, us-east-1's price used"
+    if key not in row:
+        return None
+    return float(row[key]), source
 
 
 def latest_spot(

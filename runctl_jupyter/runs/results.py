@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cost.prices import HOURS_PER_MONTH
 from ..display.text import (
     format_cost,
     format_duration,
@@ -291,35 +292,82 @@ class RunDetails:
         )
 
 
+PARTIAL_EXIT = 3  # the shell's exit code for a listing that could not read everything
+
+
+class ReportText(LogText):
+    """A command's text report; `exit_code` is PARTIAL_EXIT when its listing was partial."""
+
+    exit_code = 0
+
+    def __new__(cls, text: str, partial: bool = False) -> ReportText:
+        report = super().__new__(cls, text)
+        report.exit_code = PARTIAL_EXIT if partial else 0
+        return report
+
+
 class ResourceTable:
-    """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a notebook)."""
+    """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a
+    notebook) with $/h, $/month and dollars so far; under it, what could not be read."""
 
     def __init__(self, listing: Any, costs: dict | None = None) -> None:
         self.listing = listing
+        self.failures = list(getattr(listing, "failures", []))
         costs = costs or {}
         self.rows = []
+        self._rates: list[tuple[str, float]] = []  # (kind, $/h) unrounded, for the totals
         for row in listing.rows():
-            rate, spent = costs.get(row["id"], (None, None))
+            cost = costs.get(row["id"]) or {}
+            rate, spent = cost.get("rate"), cost.get("spent")
+            self._rates.append((row["kind"], rate or 0.0))
             row["usd_per_h"] = None if rate is None else round(rate, 4)
+            row["usd_per_month"] = None if rate is None else round(rate * HOURS_PER_MONTH, 2)
             row["usd_so_far"] = None if spent is None else round(spent, 2)
+            row["priced"] = cost.get("basis") or None
             self.rows.append(row)
+
+    @property
+    def exit_code(self) -> int:
+        return PARTIAL_EXIT if self.failures else 0
+
+    def warnings(self) -> list[str]:
+        """One line per describe call that failed, then what that means."""
+        if not self.failures:
+            return []
+        from ..aws.inventory import partial_note
+
+        return [f"could not read {f.describe()}" for f in self.failures] + [
+            partial_note(self.failures)
+        ]
+
+    def burn(self) -> str:
+        compute = sum(rate for kind, rate in self._rates if kind == "instance")
+        storage = sum(rate for kind, rate in self._rates if kind != "instance")
+        return (
+            f"burn rate ${compute + storage:.3f}/h (instances ${compute:.3f}/h, "
+            f"storage ${storage * HOURS_PER_MONTH:.2f}/month)"
+        )
 
     def __str__(self) -> str:
         if not self.rows:
-            return str(self.listing)
+            return "\n".join(["no runctl-managed resources", *self.warnings()])
         header = list(self.rows[0])
         cells = [["-" if r[k] is None else str(r[k]) for k in header] for r in self.rows]
-        burn = sum(r["usd_per_h"] or 0 for r in self.rows)
-        return table_text(header, cells) + f"\nburn rate ${burn:.3f}/h"
+        return "\n".join([table_text(header, cells), self.burn(), *self.warnings()])
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
 
     def _repr_html_(self) -> str:
+        warn = "".join(
+            f'<div style="color:#b45309;font-weight:600">&#9888; {html.escape(line)}</div>'
+            for line in self.warnings()
+        )
         if not self.rows:
-            return f"<pre>{html.escape(str(self))}</pre>"
+            return warn + "<pre>no runctl-managed resources</pre>"
         header = list(self.rows[0])
-        return table_html(header, [[str(r.get(k, "")) for k in header] for r in self.rows])
+        cells = [["" if r.get(k) is None else str(r.get(k)) for k in header] for r in self.rows]
+        return warn + table_html(header, cells) + f"<div>{html.escape(self.burn())}</div>"
 
 
 def elapsed(row: dict) -> float:

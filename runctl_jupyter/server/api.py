@@ -308,7 +308,7 @@ class LabAPI:
                 note: str | None = NO_AWS_NOTE
             else:
                 try:
-                    found, note = self._list_aws(), None
+                    found, note = self._list_aws()
                 except Exception as exc:  # no credentials, no network: say so, list nothing
                     found, note = [], f"could not list AWS resources: {exc}"
             self._resources = (time.monotonic(), found, note)
@@ -335,11 +335,13 @@ class LabAPI:
         )
         return clients
 
-    def _list_aws(self) -> list[dict]:
+    def _list_aws(self) -> tuple[list[dict], str | None]:
+        """The rows read, and a note naming the describe calls that failed (if any)."""
         from ..aws.resources import list_resources
 
         out = []
-        for resource in list_resources(self._aws_clients()):
+        listing = list_resources(self._aws_clients())
+        for resource in listing:
             row = resource.row()
             row["rate"] = None
             if row["run"]:
@@ -352,7 +354,11 @@ class LabAPI:
                     if run["status"] in ACTIVE_STATUSES and resource.kind == "instance":
                         row["rate"] = run["rate"]
             out.append({k: _finite(v) for k, v in row.items()})
-        return out
+        if not listing.failures:
+            return out, None
+        first = listing.failures[0]
+        more = f" (and {len(listing.failures) - 1} more)" if len(listing.failures) > 1 else ""
+        return out, f"could not list AWS resources: {first.message or first.describe()}{more}"
 
     def cost(self) -> dict:
         """Spend: the sum of run costs (local runs cost 0), by backend and by
