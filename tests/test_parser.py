@@ -400,6 +400,15 @@ def test_cli_usage_error_is_one_line_on_stderr_exit_2(capsys):
     assert err == "runctl: error: train: unrecognized arguments: --lr 3 (see runctl train --help)\n"
 
 
+def test_a_region_that_is_not_a_region_name_is_one_line_before_any_aws_call(capsys):
+    assert cli.main(["resources", "--region", "us-east-1,no such region!"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "'no such region!' is not an AWS region name" in err
+    regions = p("cleanup --region us-east-1,eu-west-1 --region ap-south-1").regions
+    assert regions == ["us-east-1", "eu-west-1", "ap-south-1"]
+
+
 def test_cli_train_needs_a_script(capsys):
     assert cli.main(["train", "-p", "a=1"]) == 2
     assert "train needs SCRIPT.py in the shell" in capsys.readouterr().err

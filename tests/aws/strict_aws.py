@@ -771,6 +771,16 @@ def send_command_timeout(req: Request) -> None:
         )
 
 
+@rule("ssm", ("SendCommand",), SEND_DOC)
+def send_command_document_size(req: Request) -> None:
+    """SendCommand: the command's parameters (the script we send) over 64 KB."""
+    # Errors: MaxDocumentSizeExceeded, "The size limit of a document is 64 KB."; a
+    # command is its document with these parameters filled in.
+    size = len(json.dumps(req.params.get("Parameters") or {}).encode())
+    if size > 64 * 1024:
+        raise Refusal("MaxDocumentSizeExceeded", "The size limit of a document is 64 KB.")
+
+
 # -- S3 ----------------------------------------------------------------------------
 
 BUCKET_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"

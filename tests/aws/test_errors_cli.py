@@ -82,10 +82,12 @@ def test_rejected_credentials_mask_the_key_and_never_show_the_secret(
     assert KEY_ID not in line and SECRET not in line
 
 
-def test_a_bad_region_says_how_to_set_one(shell_env, capsys):
+def test_a_bad_region_says_how_to_set_one(shell_env, capsys, monkeypatch):
+    # the environment's region (`--region` words are checked by the parser first)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "no such region!")
     one_line(
         capsys,
-        ["resources", "--region", "no such region!"],
+        ["resources"],
         "InvalidRegionError",
         "'no such region!' is not an AWS region",
         "AWS_DEFAULT_REGION",

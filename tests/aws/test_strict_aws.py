@@ -343,6 +343,15 @@ CASES = [
         ),
     ),
     Case(
+        "send_command_document_size",
+        "MaxDocumentSizeExceeded",
+        lambda aws, _: aws.ssm.send_command(
+            InstanceIds=["i-00000000000000001"],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["echo " + "x" * (64 * 1024)]},
+        ),
+    ),
+    Case(
         "bucket_name_characters",
         "InvalidBucketName",
         lambda aws, _: aws.s3.create_bucket(Bucket="Runctl_Bucket"),
