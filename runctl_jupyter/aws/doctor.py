@@ -172,7 +172,9 @@ def summary(checks: list[Check]) -> str:
     fixes = list(dict.fromkeys(c.fix for c in bad if c.fix))
     names = ", ".join(c.name for c in bad)
     todo = "; ".join(fixes) or "fix what is marked FAIL above"
-    return f"{len(bad)} problem(s) ({names}): {todo}; then `runctl aws doctor` again"
+    if not todo.endswith("`runctl aws doctor`"):  # most fixes end by saying so already
+        todo += "; then `runctl aws doctor` again"
+    return f"{len(bad)} problem(s) ({names}): {todo}"
 
 
 def report(checks: list[Check]) -> str:
