@@ -10,15 +10,18 @@ runner. The plan (how many processes) is runctl_jupyter/distributed.py.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import faulthandler
 import json
 import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import RunctlError
 
@@ -180,10 +183,12 @@ def write_error(run_dir: Path, attempt: int) -> None:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
+            output = rank_output(run_dir, attempt, rank)
             error = {
                 "type": name,
                 "message": f"rank {rank} was killed by {name}; the other ranks were stopped",
-                "traceback": "",
+                "traceback": output,
+                "output": output,
             }
         else:
             error = {
@@ -201,6 +206,39 @@ def write_error(run_dir: Path, attempt: int) -> None:
         target.write_text(json.dumps(error))
 
 
+def _tail_lines(path: Path, count: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - (64 << 10)))
+            return f.read().decode("utf-8", "replace").splitlines()[-count:]
+    except OSError:
+        return []
+
+
+def rank_output(run_dir: Path, attempt: int, rank: int, count: int = 40) -> str:
+    """The last lines a rank wrote (its own stdout.log and stderr.log under `ranks/`,
+    written by the rank itself, so they survive its death): for a rank killed by a
+    signal, its last words and faulthandler's "Fatal Python error" with every
+    thread's stack (main() enables it)."""
+    try:
+        plan = json.loads((Path(run_dir) / "spec.json").read_text()).get("distributed") or {}
+        local = rank % max(int(plan.get("nproc_per_node") or 1), 1)
+    except (OSError, ValueError, TypeError):
+        local = rank
+    folders = sorted(
+        (Path(run_dir) / RANKS_FOLDER).glob(f"attempt-{attempt}-node-*/*/attempt_*/{local}"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not folders:
+        return ""
+    parts = []
+    for name in ("stdout.log", "stderr.log"):
+        lines = _tail_lines(folders[-1] / name, count)
+        if lines:
+            parts.append(f"-- rank {rank}'s last {name} lines:\n" + "\n".join(lines))
+    return "\n".join(parts) + "\n" if parts else ""
+
+
 # -- one rank's process ------------------------------------------------------------------
 def _die_with_torchrun() -> None:
     """torchrun starts each rank in a session of its own: a SIGKILLed torchrun (a
@@ -214,11 +252,37 @@ def _die_with_torchrun() -> None:
         os._exit(1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     _die_with_torchrun()
+    # A rank killed by SIGABRT/SIGSEGV/SIGBUS/SIGFPE leaves "Fatal Python error" and every
+    # thread's stack in its own stderr.log (torchrun's --tee file), which write_error keeps.
+    faulthandler.enable(all_threads=True)
     from .runner import main as run
 
-    return run(sys.argv[1:] if argv is None else argv)
+    _exit_before_finalizing(run(sys.argv[1:] if argv is None else argv))
+
+
+def _exit_before_finalizing(code: int) -> NoReturn:
+    """End the rank without Python's finalization (issue 21). A gloo worker thread
+    (ProcessGroupGloo::runLoop) may still be destroying the last collective's work,
+    alive after `destroy_process_group()` because the DDP model holds the group; that
+    destructor takes the GIL, and during Py_FinalizeEx taking the GIL ends the thread
+    with pthread_exit, whose unwinding through the noexcept destructor calls
+    std::terminate: SIGABRT, "terminate called without an active exception", about one
+    2-rank run in ten, under plain torchrun too. So the rank does what finalization
+    would that matters (waits for its non-daemon threads, runs the atexit functions,
+    flushes its streams) and leaves with os._exit, before the race can happen."""
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

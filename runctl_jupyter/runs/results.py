@@ -266,6 +266,8 @@ class RunDetails:
         error = r.get("error")
         if error:
             fields.append(("error", f"{error.get('type')}: {error.get('message')}"))
+            if error.get("output"):  # a rank killed by a signal: its last lines, its stacks
+                fields.append(("last output", "\n" + str(error["output"]).rstrip("\n")))
         fields.append(("folder", str(r.get("run_dir"))))
         return fields
 
