@@ -60,6 +60,7 @@ def test_subcommands_and_a_prefix(ip):
     assert complete(ip, "%runctl s") == ["sweep", "show", "stop", "sweeps"]
     assert complete(ip, "%%runctl sw") == ["sweep", "sweeps"]
     assert complete(ip, "%runctl --debug ru") == ["runs"]
+    assert complete(ip, "%runctl --d") == ["--debug"]
 
 
 def test_flags_come_from_the_real_parser(ip):
@@ -70,6 +71,7 @@ def test_flags_come_from_the_real_parser(ip):
     assert complete(ip, "%runctl logs --f") == ["--follow"]
     assert complete(ip, "%runctl show x --") == ["--help"]
     assert complete(ip, "%runctl aws ") == ["setup", "policy", "doctor"]
+    assert ours(ip, "%runctl train t.py -- --l") == []  # the script's own arguments
 
 
 def test_runs_newest_first_after_run_commands(ip, home):

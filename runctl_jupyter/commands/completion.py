@@ -34,10 +34,11 @@ def complete(text: str, home: str | os.PathLike) -> tuple[str, list[str]]:
     while words and words[0] == "--debug":
         words.pop(0)
     if not words:
-        return current, _starting(COMMANDS, current)
+        top = ["--debug", "--help", "--version"] if current.startswith("-") else COMMANDS
+        return current, _starting(top, current)
     command, rest = words[0], words[1:]
     parser = build_parser("%runctl").commands.get(command)
-    if parser is None:
+    if parser is None or "--" in rest:  # after --: the script's own arguments
         return current, []
     options = _options(parser)
     if current.startswith("--") and "=" in current:
