@@ -24,9 +24,10 @@ def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
 
 
 def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's own signature
-    from .magics import RunctlMagics
+    from .magics import RunctlMagics, register_completer
 
     ipython.register_magics(RunctlMagics(shell=ipython))
+    register_completer(ipython)  # tab completion on %runctl / %%runctl lines
 
 
 def _jupyter_server_extension_points() -> list[dict]:

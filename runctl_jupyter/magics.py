@@ -1,4 +1,5 @@
-"""The `%runctl` / `%%runctl` magic: words -> commands/ -> one Session call. Nothing else.
+"""The `%runctl` / `%%runctl` magic: words -> commands/ -> one Session call, and its tab
+completion hooked into IPython's completer (the completions: commands/completion.py).
 
 Kept cheap to import (`%load_ext runctl_jupyter` < 0.3 s): the session, widgets,
 plotly, boto3 and cloudpickle are imported only when a command needs them.
@@ -6,6 +7,7 @@ plotly, boto3 and cloudpickle are imported only when a command needs them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +33,8 @@ from .errors import Reported, RunctlError, RunFailed
 from .params.values import merge_params
 
 PROG = "%runctl"
+COMPLETER_ID = "runctl"
+_MAGIC_LINE = re.compile(r"^\s*(?:[\w.]+\s*=\s*)?(%%?)runctl\s")
 
 _CELL_COMMANDS = ("train", "sweep")
 
@@ -188,3 +192,35 @@ class RunctlMagics(Magics):
 
 
 RunctlMagics.runctl.__doc__ = _help_text()
+
+
+def register_completer(shell: Any) -> None:
+    """Tab completion on `%runctl ...` lines and a `%%runctl ...` cell's first line:
+    an IPython matcher (API v2, IPython >= 8.6), added once per shell. It imports the
+    parser and the store only when a line is completed (commands/completion.py)."""
+    from IPython.core.completer import SimpleCompletion, context_matcher
+
+    completer = getattr(shell, "Completer", None)
+    if completer is None or any(
+        getattr(m, "matcher_identifier", None) == COMPLETER_ID for m in completer.custom_matchers
+    ):
+        return
+
+    @context_matcher(identifier=COMPLETER_ID, priority=100)
+    def runctl_matcher(context: Any) -> dict[str, Any]:
+        line = context.text_until_cursor
+        found = _MAGIC_LINE.match(line)
+        magics = shell.magics_manager.registry.get("RunctlMagics")
+        if found is None or magics is None or (found.group(1) == "%%" and context.cursor_line):
+            return {"completions": [], "suppress": False}
+        from .commands.completion import complete
+
+        fragment, words = complete(line[found.end() :], magics.config_obj.home)
+        return {
+            "completions": [SimpleCompletion(word, type="runctl") for word in words],
+            "matched_fragment": fragment,
+            "suppress": True,
+            "ordered": True,
+        }
+
+    completer.custom_matchers.append(runctl_matcher)

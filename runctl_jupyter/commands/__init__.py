@@ -15,6 +15,7 @@ aws.py (aws, resources, cleanup). A module adds its subparsers, finishes its
 namespace after parsing (FINISH) and maps it to a Session call (CALLS).
 Shared by them: argparser.py (raise, never exit), value_types.py and hyperparams.py
 (-p and --hyperparams kept in line order).
+completion.py completes a magic line from these parsers (imported only on a Tab).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from .fold import (
     write_state,
 )
 from .lost import AgentWatch, mark_lost
-from .rows import resolve_ref, rows_from_records
+from .rows import experiment_words, ref_words, resolve_ref, rows_from_records
 from .schema import DB_FILE, REFRESH_COLS, ROW_SELECT, immediate, open_db
 
 _ACTIVE = tuple(sorted(ACTIVE_STATUSES))
@@ -194,6 +194,12 @@ class Store:
         """A run id from a reference: an id, a run name (the newest run of that name),
         or a unique prefix of an id."""
         return resolve_ref(self._conn(), ref, self._require)
+
+    def completion_words(self, kind: str, prefix: str, limit: int = 200) -> list[str]:
+        """For tab completion, without a refresh: run ids and names ("runs"), newest
+        first, or experiment names ("experiments"), starting with `prefix`."""
+        words = ref_words if kind == "runs" else experiment_words
+        return words(self._conn(), prefix, limit)
 
     def list_runs(
         self,

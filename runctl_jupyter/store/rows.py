@@ -77,6 +77,38 @@ def resolve_ref(conn: sqlite3.Connection, ref: str, require: Callable[[str], Non
     raise RunNotFound(f"no run {ref!r}: see `runctl runs` for run ids")
 
 
+def ref_words(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+    """Run ids and names starting with `prefix`, newest run first (a name once, at its
+    newest run): what `%runctl show <TAB>` offers. One query: the newest rows on the
+    created index, or, with a prefix, the id index and the covering name index."""
+    if not prefix:
+        records = conn.execute(
+            "SELECT id, name FROM runs ORDER BY created DESC, id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        words = dict.fromkeys(word for record in records for word in record if word)
+        return list(words)[:limit]
+    end = prefix + "\U0010ffff"
+    records = conn.execute(
+        "SELECT word FROM ("
+        " SELECT id AS word, created, 0 AS kind FROM runs WHERE id >= ? AND id < ?"
+        " UNION ALL"
+        " SELECT name, max(created), 1 FROM runs WHERE name >= ? AND name < ? GROUP BY name"
+        ") ORDER BY created DESC, kind, word DESC LIMIT ?",
+        (prefix, end, prefix, end, limit),
+    ).fetchall()
+    return list(dict.fromkeys(word for (word,) in records))
+
+
+def experiment_words(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+    """Experiment names starting with `prefix`, the one with the newest run first."""
+    records = conn.execute(
+        "SELECT experiment FROM runs WHERE experiment >= ? AND experiment < ?"
+        " GROUP BY experiment ORDER BY max(created) DESC LIMIT ?",
+        (prefix, prefix + "\U0010ffff", limit),
+    )
+    return [experiment for (experiment,) in records if experiment]
+
+
 def _when(t: float | None) -> str:
     if t is None:
         return "never"
