@@ -81,3 +81,59 @@ def test_ddp_ranks_exit_without_sigabrt_run_after_run(session):
 
 
 RACE_RUNS = 8
+
+
+TORCHRUN_REPORT = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+runner FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-05_21:40:00
+  host      : vm
+  rank      : 1 (local_rank: 1)
+  exitcode  : 1 (pid: 1201)
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-05_21:40:00
+  host      : vm
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 1200)
+============================================================
+"""
+PEER_GONE = {
+    "type": "RuntimeError",
+    "message": "[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:15245. "
+    "This is typically caused by a remote worker crashing.",
+    "traceback": "",
+}
+
+
+def test_the_rank_that_raised_is_the_cause_not_the_peer_that_saw_it_go(tmp_path):
+    # torchrun may observe the rank whose peer died before the rank that raised
+    import json
+    import os
+
+    from runctl_jupyter.agent.torchrun import write_error
+
+    (tmp_path / "stdout.log").write_text(TORCHRUN_REPORT)
+    (tmp_path / "error-1-rank0.json").write_text(json.dumps(PEER_GONE))
+    own = {"type": "ValueError", "message": "bad shard on this rank", "traceback": "tb"}
+    (tmp_path / "error-1-rank1.json").write_text(json.dumps(own))
+    os.utime(tmp_path / "error-1-rank0.json", (1, 1))  # the peer's file even came first
+    write_error(tmp_path, 1)
+    error = json.loads((tmp_path / "error-1.json").read_text())
+    assert error["rank"] == 1 and error["message"] == "rank 1: bad shard on this rank"
+
+
+def test_a_peer_gone_error_stays_the_cause_when_no_rank_raised_anything_else(tmp_path):
+    import json
+
+    from runctl_jupyter.agent.torchrun import write_error
+
+    (tmp_path / "stdout.log").write_text(TORCHRUN_REPORT)
+    (tmp_path / "error-1-rank0.json").write_text(json.dumps(PEER_GONE))
+    write_error(tmp_path, 1)
+    error = json.loads((tmp_path / "error-1.json").read_text())
+    assert error["rank"] == 0 and "Connection closed by peer" in error["message"]

@@ -162,6 +162,24 @@ def root_cause(text: str) -> tuple[int, int] | None:
     return (int(first.group(1)), int(first.group(2))) if first else failures[0]
 
 
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")
+
+
+def _peer_went_away(error: dict) -> bool:
+    """A rank that failed only because another rank died (gloo's "Connection closed by
+    peer"): not the cause, whichever rank torchrun happened to see exit first."""
+    return any(text in (error.get("message") or "") for text in _PEER_GONE)
+
+
+def _first_own_failure(files: list[Path], default: tuple[int, dict]) -> tuple[int, dict]:
+    """The first rank (by time) whose own error is not its peer going away."""
+    for path in files:
+        error = json.loads(path.read_text())
+        if not _peer_went_away(error):
+            return int(path.stem.rsplit("rank", 1)[1]), error
+    return default
+
+
 def write_error(run_dir: Path, attempt: int) -> None:
     """Leave the failed rank's error as the attempt's `error-<attempt>.json`: that
     rank's own exception when it raised one, `rank N was killed by SIGKILL` when a
@@ -178,6 +196,8 @@ def write_error(run_dir: Path, attempt: int) -> None:
         own = run_dir / f"error-{attempt}-rank{rank}.json"
         if own.exists():
             error = json.loads(own.read_text())
+            if _peer_went_away(error):  # torchrun saw the peer's failure first
+                rank, error = _first_own_failure(files, default=(rank, error))
         elif code < 0:
             try:
                 name = signal.Signals(-code).name
