@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_errors_inject import _Raw  # a raw HTTP body botocore reads an error from
 
 REGION = "us-east-1"
 FAKE_ENV = {
@@ -255,14 +256,6 @@ def aws(moto_server: str):
 def aws_clients_env(aws):
     """The `aws` account, for code that makes its own clients from the environment."""
     return aws
-
-
-class _Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_: Any):
-        yield self.body
 
 
 class Fail:
