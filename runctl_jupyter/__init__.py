@@ -24,10 +24,11 @@ def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
 
 
 def load_ipython_extension(ipython):  # noqa: ANN001 - IPython's own signature
-    from .magics import RunctlMagics, register_completer
+    from .magics import RunctlMagics, register_completer, register_help_transformer
 
     ipython.register_magics(RunctlMagics(shell=ipython))
     register_completer(ipython)  # tab completion on %runctl / %%runctl lines
+    register_help_transformer(ipython)  # `%runctl train?` shows train's options
 
 
 def _jupyter_server_extension_points() -> list[dict]:

@@ -224,3 +224,30 @@ def register_completer(shell: Any) -> None:
         }
 
     completer.custom_matchers.append(runctl_matcher)
+
+
+_HELP_END = re.compile(r"^(\s*)%%?runctl\s+(?P<words>[^?\s][^?]*?)\s*\?\??\s*$")
+
+
+def help_end_to_option(lines: list[str]) -> list[str]:
+    """`%runctl train?` (or `%%runctl sweep??` on a cell) -> `%runctl train --help`.
+
+    IPython's own `?` would look up an object named `train`; this runs first (a cleanup
+    transform) so a subcommand's `?` shows its options, like `%runctl?` shows the list.
+    A cell whose first line asks for help is only that request: its body is not run."""
+    for i, line in enumerate(lines):
+        found = _HELP_END.match(line.rstrip("\n"))
+        if found is None or (line.lstrip().startswith("%%") and i > 0):
+            continue
+        request = f"{found.group(1)}%runctl {found.group('words')} --help\n"
+        return (
+            [request] if line.lstrip().startswith("%%") else [*lines[:i], request, *lines[i + 1 :]]
+        )
+    return lines
+
+
+def register_help_transformer(shell: Any) -> None:
+    """Add help_end_to_option to the shell's cleanup transforms, once."""
+    transforms = getattr(shell, "input_transformers_cleanup", None)
+    if transforms is not None and help_end_to_option not in transforms:
+        transforms.append(help_end_to_option)

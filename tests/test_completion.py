@@ -5,27 +5,14 @@ from __future__ import annotations
 import statistics
 import time
 
-import pytest
 from IPython.core.completer import provisionalcompleter
-from IPython.core.interactiveshell import InteractiveShell
 from test_magics_parse import HEAVY, fresh_python
 
 from runctl_jupyter.commands import COMMANDS, build_parser
 from runctl_jupyter.cost.prices import table
-from runctl_jupyter.magics import COMPLETER_ID, RunctlMagics
+from runctl_jupyter.magics import COMPLETER_ID
 from runctl_jupyter.store import Store
 from runctl_jupyter.store.folders import new_run_id
-
-
-@pytest.fixture
-def ip(home, tmp_path, monkeypatch):
-    shell = InteractiveShell.instance()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    shell.run_line_magic("load_ext", "runctl_jupyter")
-    shell.register_magics(RunctlMagics(shell=shell))  # a new Runctl reads this RUNCTL_HOME
-    return shell
 
 
 def add_runs(home, runs: list[tuple[str, str | None, str | None, float]]) -> None:

@@ -12,28 +12,12 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from runctl_jupyter.errors import RunFailed
-from runctl_jupyter.magics import RunctlMagics
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("plotly", "ipywidgets", "boto3", "botocore", "cloudpickle", "runctl_jupyter.session")
-
-
-@pytest.fixture
-def ip(home, tmp_path, monkeypatch):
-    """The real IPython shell with the extension loaded and a fresh magic for this test's home."""
-    shell = InteractiveShell.instance()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    shell.run_line_magic("load_ext", "runctl_jupyter")
-    shell.register_magics(RunctlMagics(shell=shell))  # a new Runctl reads this RUNCTL_HOME
-    shell.run_line_magic("config", "Runctl.refresh_interval = 0.05")
-    shell.run_line_magic("config", "Runctl.grace_seconds = 3.0")
-    return shell
 
 
 def usage_error(ip, line: str, cell: str | None = None) -> str:
@@ -178,6 +162,66 @@ def test_help_prints_and_does_not_exit(ip):
     with capture_output() as cap:
         ip.run_cell_magic("runctl", "sweep -h", "pass\n")
     assert "--max-parallel" in cap.stdout
+
+
+HELP_GROUPS = (
+    "hyperparameters:",
+    "tracking:",
+    "where it runs:",
+    "cost and limits:",
+    "data:",
+    "checkpoints and interruptions:",
+    "distributed:",
+)
+
+
+def test_a_question_mark_after_a_command_shows_its_grouped_options(ip):
+    with capture_output() as cap:
+        ip.run_cell("%runctl train?")
+    text = cap.stdout
+    assert text.startswith("usage: %runctl train [SCRIPT]"), text[:200]
+    positions = [text.index(group) for group in HELP_GROUPS]
+    assert positions == sorted(positions), "groups out of order"
+    assert text.index("--nproc-per-node") > text.index("distributed:")
+    assert text.index("--cost-limit") > text.index("cost and limits:")
+
+
+def test_a_cell_asking_for_help_shows_it_and_runs_nothing(ip):
+    with capture_output() as cap:
+        result = ip.run_cell("%%runctl sweep??\nran = True\n")
+    assert result.success
+    assert "search:" in cap.stdout and "--max-parallel" in cap.stdout
+    assert "ran" not in ip.user_ns
+    # a line magic asking for help inside a longer cell: the other lines still run
+    with capture_output() as cap:
+        ip.run_cell("before = 1\n%runctl logs?\nafter = 2\n")
+    assert "--follow" in cap.stdout
+    assert ip.user_ns["before"] == 1 and ip.user_ns["after"] == 2
+    # the bare magic keeps IPython's own ? (its docstring: the commands, one line each)
+    assert ip.transform_cell("%runctl?") == "get_ipython().run_line_magic('pinfo', '%runctl')\n"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_every_run_option_says_what_it_does(command):
+    from runctl_jupyter.commands import build_parser
+
+    parser = build_parser("%runctl").commands[command]
+    silent = [a.option_strings[0] for a in parser._actions if a.option_strings and not a.help]
+    assert silent == [], f"options with no help line: {silent}"
+
+
+def test_a_command_usage_names_the_magic_every_time(ip):
+    """argparse keeps a formatted usage after a parse and %-formats it again: '%runctl'
+    once came out as "{'prog': '%runctl show'}unctl show"."""
+    for _ in range(2):
+        with capture_output() as cap:
+            ip.run_line_magic("runctl", "show --help")
+        assert cap.stdout.startswith("usage: %runctl show [-h] RUN"), cap.stdout[:80]
+    from runctl_jupyter.commands import UsageProblem, parse
+
+    with pytest.raises(UsageProblem) as info:
+        parse(["show"], prog="%runctl")
+    assert info.value.usage.startswith("usage: %runctl show [-h] RUN"), info.value.usage
 
 
 def test_the_magic_docstring_is_its_help(ip):

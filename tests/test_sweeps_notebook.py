@@ -17,7 +17,6 @@ from nbclient import NotebookClient
 from runctl_jupyter import cli
 from runctl_jupyter.display.sweep_panel import SweepPanel
 from runctl_jupyter.display.sweep_summary import static_outputs
-from runctl_jupyter.magics import RunctlMagics
 from runctl_jupyter.sweeps.api import trial_rows
 from runctl_jupyter.sweeps.record import (
     SPEC_FILE,
@@ -33,15 +32,9 @@ PLOTLY = "application/vnd.plotly.v1+json"
 
 
 @pytest.fixture
-def ip(home, tmp_path, monkeypatch):
-    shell = InteractiveShell.instance()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    shell.run_line_magic("load_ext", "runctl_jupyter")
-    shell.register_magics(RunctlMagics(shell=shell))
-    shell.run_line_magic("config", "Runctl.grace_seconds = 3.0")
-    yield shell
+def ip(ip, home):
+    """The shared shell (conftest.py); sweeps still running at the end are stopped."""
+    yield ip
     for state in all_sweeps(home):
         if scheduler_alive(state.dir):
             (state.dir / "control.json").write_text('{"stop": true}')

@@ -49,6 +49,13 @@ class RunctlArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.add_argument("-h", "--help", action=_HelpAction, help="show this help")
 
+    def parse_known_intermixed_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self.usage is None:
+            # argparse keeps the formatted usage here and %-formats it again for every
+            # later help or error: "%runctl show" would print as "{'prog': ...}unctl show"
+            self.usage = self.format_usage().removeprefix("usage: ").replace("%", "%%")
+        return super().parse_known_intermixed_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         raise UsageProblem(f"{self.prog}: {message} (see {self.prog} --help)", self.format_usage())
 

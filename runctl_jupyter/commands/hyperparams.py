@@ -36,7 +36,7 @@ class GridItem(_Ordered):
     kind = "grid"
 
 
-def add_params(p: argparse.ArgumentParser, *, hyper_is_grid: bool = False) -> None:
+def add_params(p: argparse._ActionsContainer, *, hyper_is_grid: bool = False) -> None:
     p.add_argument(
         "-p",
         "--param",

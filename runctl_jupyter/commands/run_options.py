@@ -1,5 +1,6 @@
 """The options of a run, shared by `train` and `sweep` (whose trials are runs):
-hyperparameters, tracking, execution, cloud; and their checks after parsing."""
+hyperparameters, tracking, where it runs, cost and limits, data, checkpoints,
+distributed; and their checks after parsing."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .value_types import (
     typed,
 )
 
-__all__ = ["add_run_options", "finish_run"]
+__all__ = ["add_hyperparameters", "add_run_options", "finish_run"]
 
 
 class _ExtendSplit(argparse.Action):
@@ -33,24 +34,51 @@ class _ExtendSplit(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
-def add_run_options(p: argparse.ArgumentParser, *, sweep: bool) -> None:
-    add_params(p, hyper_is_grid=sweep)
-    p.add_argument(
+def add_hyperparameters(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    """The first group of `train`/`sweep --help`: what the code is given."""
+    g = p.add_argument_group("hyperparameters")
+    add_params(g, hyper_is_grid=sweep)
+    g.add_argument(
         "--params",
         dest="params_var",
         metavar="VAR",
         help="a dict of hyperparameters: a notebook variable (magic) or a JSON file (shell); -p wins",
     )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The groups after the hyperparameters (and a sweep's search), in the order a
+    researcher decides them: naming, where, what it may cost, data, checkpoints, ranks."""
     _add_tracking(p.add_argument_group("tracking"))
-    _add_execution(p.add_argument_group("execution"))
-    _add_cloud(p.add_argument_group("cloud (AWS)"))
+    _add_where(p.add_argument_group("where it runs"))
+    _add_limits(p.add_argument_group("cost and limits"))
+    _add_data(p.add_argument_group("data"))
+    _add_checkpoints(p.add_argument_group("checkpoints and interruptions"))
+    _add_distributed(p.add_argument_group("distributed"))
 
 
 def _add_tracking(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--experiment", "--experiment-name", dest="experiment", metavar="NAME")
+    g.add_argument(
+        "--experiment",
+        "--experiment-name",
+        dest="experiment",
+        metavar="NAME",
+        help="group runs to compare (compare --experiment NAME)",
+    )
     g.add_argument("--name", metavar="NAME", help="run name (RUN can be a name)")
-    g.add_argument("--project", metavar="P")
-    g.add_argument("--tag", dest="tags", action="append", default=None, metavar="TAG")
+    g.add_argument(
+        "--project",
+        metavar="P",
+        help="tags the run and its cloud resources (runctl cost splits by it)",
+    )
+    g.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        default=None,
+        metavar="TAG",
+        help="a label (repeatable)",
+    )
     g.add_argument(
         "--metrics",
         "--monitor-metrics",
@@ -61,7 +89,7 @@ def _add_tracking(g: argparse._ArgumentGroup) -> None:
     )
 
 
-def _add_execution(g: argparse._ArgumentGroup) -> None:
+def _add_where(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--backend", metavar="NAME", help="local (default) or aws")
     g.add_argument("--detach", action="store_true", help="return at once; the run goes on")
     g.add_argument(
@@ -70,11 +98,54 @@ def _add_execution(g: argparse._ArgumentGroup) -> None:
         action="store_false",
         help="do not ship notebook objects the cell uses",
     )
+    g.add_argument("--instance-type", metavar="TYPE", help="e.g. g5.xlarge (AWS)")
+    spot = g.add_mutually_exclusive_group()
+    spot.add_argument(
+        "--spot",
+        dest="spot",
+        action="store_true",
+        default=None,
+        help="a spot instance (the default)",
+    )
+    spot.add_argument(
+        "--on-demand", dest="spot", action="store_false", help="an on-demand instance"
+    )
+    g.add_argument(
+        "--fallback",
+        action=_ExtendSplit,
+        metavar="on-demand|TYPE,...",
+        help="other types, then on-demand, when spot capacity lacks",
+    )
+    g.add_argument("--instance", metavar="ID", help="reuse a running instance (i-...)")
+    g.add_argument("--keep", action="store_true", help="leave a new instance running for reuse")
+    g.add_argument(
+        "--idle-minutes",
+        type=positive_float,
+        metavar="M",
+        help="a kept instance stops itself after M minutes with no run (30)",
+    )
+    g.add_argument("--region", metavar="REGION", help="launch in this region (c.AWSBackend.region)")
+    g.add_argument("--ami", metavar="AMI_ID", help="instead of the Deep Learning AMI")
+    g.add_argument(
+        "--pip",
+        action=_ExtendSplit,
+        metavar="auto|none|PKG",
+        help="packages to install on the instance (default auto)",
+    )
+    g.add_argument("--requirements", metavar="FILE", help="a requirements.txt to install")
+
+
+def _add_limits(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--yes", action="store_true", help="confirm a launch above the cost threshold")
+    g.add_argument(
+        "--cost-limit",
+        type=positive_float,
+        metavar="DOLLARS",
+        help="stop the run gracefully when it has cost this much",
+    )
     g.add_argument(
         "--max-hours", type=positive_float, metavar="H", help="stop the run after H hours"
     )
-    g.add_argument("--cost-limit", type=positive_float, metavar="DOLLARS")
     g.add_argument(
         "--early-stop",
         "--early-stopping",
@@ -84,6 +155,39 @@ def _add_execution(g: argparse._ArgumentGroup) -> None:
         help="e.g. val_loss:min,patience=10[,min_delta=0.001]",
     )
     g.add_argument(
+        "--stall-minutes",
+        type=positive_float,
+        metavar="M",
+        help="warn when no step or output for M minutes (30)",
+    )
+    g.add_argument("--stop-on-stall", action="store_true", help="stop, not only warn, on a stall")
+
+
+def _add_data(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--data",
+        "--data-s3",
+        dest="data",
+        metavar="S3_URL",
+        help="staged to data/ next to the code (AWS)",
+    )
+    g.add_argument(
+        "--validate-data", action="store_true", help="refuse an empty prefix or empty files first"
+    )
+    g.add_argument(
+        "--volume", metavar="VOL_ID", help="attach this EBS volume (the instance goes to its AZ)"
+    )
+    g.add_argument(
+        "--sync",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="ship this folder with the code (repeatable)",
+    )
+
+
+def _add_checkpoints(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
         "--checkpoint-every",
         "--checkpoint-interval",
         dest="checkpoint_every",
@@ -91,43 +195,37 @@ def _add_execution(g: argparse._ArgumentGroup) -> None:
         metavar="N|Nm",
         help="checkpoint every N steps or N minutes (10m)",
     )
-    g.add_argument("--keep-checkpoints", type=positive_int, metavar="K")
-    g.add_argument("--grace", dest="grace_seconds", type=nonneg_float, metavar="SECONDS")
-    g.add_argument("--stall-minutes", type=positive_float, metavar="M")
-    g.add_argument("--stop-on-stall", action="store_true")
+    g.add_argument(
+        "--keep-checkpoints", type=positive_int, metavar="K", help="keep the K newest checkpoints"
+    )
+    g.add_argument(
+        "--grace",
+        dest="grace_seconds",
+        type=nonneg_float,
+        metavar="SECONDS",
+        help="from a Stop's SIGTERM to SIGKILL (10)",
+    )
+    g.add_argument(
+        "--max-interruptions",
+        type=nonneg_int,
+        metavar="N",
+        help="automatic resumes after spot interruptions in a row (3)",
+    )
 
 
-def _add_cloud(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--instance-type", metavar="TYPE", help="e.g. g5.xlarge")
-    spot = g.add_mutually_exclusive_group()
-    spot.add_argument("--spot", dest="spot", action="store_true", default=None)
-    spot.add_argument("--on-demand", dest="spot", action="store_false")
-    g.add_argument("--instance", metavar="ID", help="reuse a running instance (i-...)")
-    g.add_argument("--keep", action="store_true", help="leave a new instance running for reuse")
-    g.add_argument("--idle-minutes", type=positive_float, metavar="M")
-    g.add_argument("--region", metavar="REGION")
-    g.add_argument("--ami", metavar="AMI_ID")
-    g.add_argument("--data", "--data-s3", dest="data", metavar="S3_URL")
-    g.add_argument("--validate-data", action="store_true")
-    g.add_argument("--volume", metavar="VOL_ID")
-    g.add_argument("--sync", action="append", default=None, metavar="DIR")
+def _add_distributed(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
-        "--pip",
-        action=_ExtendSplit,
-        metavar="auto|none|PKG",
-        help="packages to install on the instance (default auto)",
+        "--gpus",
+        "--num-gpus",
+        dest="gpus",
+        type=gpus,
+        metavar="N|all",
+        help="one process per GPU under torchrun",
     )
-    g.add_argument("--requirements", metavar="FILE")
-    g.add_argument("--max-interruptions", type=nonneg_int, metavar="N")
     g.add_argument(
-        "--fallback",
-        action=_ExtendSplit,
-        metavar="on-demand|TYPE,...",
-        help="other types, then on-demand, when spot capacity lacks",
+        "--nproc-per-node", type=positive_int, metavar="N", help="processes per machine (torchrun)"
     )
-    g.add_argument("--gpus", "--num-gpus", dest="gpus", type=gpus, metavar="N|all")
-    g.add_argument("--nproc-per-node", type=positive_int, metavar="N")
-    g.add_argument("--nodes", type=positive_int, metavar="M")
+    g.add_argument("--nodes", type=positive_int, metavar="M", help="machines (AWS; one run)")
     g.add_argument(
         "--efa", action="store_true", help="require EFA networking between the nodes (AWS)"
     )

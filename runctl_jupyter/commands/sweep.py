@@ -12,7 +12,7 @@ from ..params.objectives import parse_objective
 from ..params.search import parse_grid, parse_grid_hyperparams, parse_space
 from ..params.values import BadParam
 from .hyperparams import GridItem
-from .run_options import add_run_options, finish_run
+from .run_options import add_hyperparameters, add_run_options, finish_run
 from .train import train_options
 from .value_types import nonneg_int, positive_int, typed
 
@@ -37,22 +37,48 @@ def add_sweep(sub: Any) -> None:
         epilog=SWEEP_EPILOG,
     )
     p.add_argument("target", nargs="?", metavar="TARGET", help="SCRIPT.py or NOTEBOOK.ipynb")
-    add_run_options(p, sweep=True)
+    add_hyperparameters(p, sweep=True)
     g = p.add_argument_group("search")
-    g.add_argument("--grid", dest="grid_items", action=GridItem, metavar="K=V1,V2")
+    g.add_argument(
+        "--grid",
+        dest="grid_items",
+        action=GridItem,
+        metavar="K=V1,V2",
+        help="every combination of the values (repeatable)",
+    )
     g.add_argument("--random", type=positive_int, metavar="N", help="N random trials over --space")
-    g.add_argument("--space", action="append", default=None, metavar="K=DIST(ARGS)")
-    g.add_argument("--search", choices=("grid", "random", "optuna"))
-    g.add_argument("--trials", type=positive_int, metavar="N")
-    g.add_argument("--seed", type=int, metavar="S")
-    g.add_argument("--objective", type=typed(parse_objective), metavar="METRIC:max|min")
-    g.add_argument("--prune", choices=("median", "asha"))
+    g.add_argument(
+        "--space",
+        action="append",
+        default=None,
+        metavar="K=DIST(ARGS)",
+        help="a distribution to sample (repeatable; below)",
+    )
+    g.add_argument(
+        "--search", choices=("grid", "random", "optuna"), help="optuna: TPE over --space"
+    )
+    g.add_argument(
+        "--trials", type=positive_int, metavar="N", help="trials of a random/optuna search"
+    )
+    g.add_argument("--seed", type=int, metavar="S", help="the search's seed (recorded)")
+    g.add_argument(
+        "--objective",
+        type=typed(parse_objective),
+        metavar="METRIC:max|min",
+        help="how trials are ranked (a trial's best value)",
+    )
+    g.add_argument(
+        "--prune", choices=("median", "asha"), help="stop trials worse than the others so far"
+    )
     g = p.add_argument_group("scheduling")
-    g.add_argument("--max-parallel", type=positive_int, metavar="N")
-    g.add_argument("--stop-on-failure", action="store_true")
-    g.add_argument("--max-failures", type=nonneg_int, metavar="K")
+    g.add_argument("--max-parallel", type=positive_int, metavar="N", help="trials at once")
+    g.add_argument("--stop-on-failure", action="store_true", help="stop at the first failed trial")
+    g.add_argument(
+        "--max-failures", type=nonneg_int, metavar="K", help="tolerate K failures, stop at the next"
+    )
     g.add_argument("--resume", metavar="SWEEP", help="continue a stopped or orphaned sweep")
     g.add_argument("--retry-failed", action="store_true", help="with --resume: rerun failed trials")
+    add_run_options(p)
 
 
 def add_sweeps(sub: Any) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .run_options import add_run_options, finish_run
+from .run_options import add_hyperparameters, add_run_options, finish_run
 
 __all__ = ["CALLS", "FINISH", "add_train", "train_options"]
 
@@ -30,7 +30,8 @@ def add_train(sub: Any) -> None:
         epilog=TRAIN_EPILOG,
     )
     p.add_argument("script", nargs="?", metavar="SCRIPT", help="a .py file (shell: required)")
-    add_run_options(p, sweep=False)
+    add_hyperparameters(p, sweep=False)
+    add_run_options(p)
 
 
 # train fields passed as keyword arguments; every other run option goes in `options`
