@@ -3,9 +3,13 @@ rank that does die by a signal leaves its last lines and its stacks in the recor
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from agent_helpers import wait_for
 
+from runctl_jupyter.agent.torchrun import rank_output
 from runctl_jupyter.errors import RunctlError
 
 
@@ -137,3 +141,17 @@ def test_a_peer_gone_error_stays_the_cause_when_no_rank_raised_anything_else(tmp
     write_error(tmp_path, 1)
     error = json.loads((tmp_path / "error-1.json").read_text())
     assert error["rank"] == 0 and "Connection closed by peer" in error["message"]
+
+
+def test_a_ranks_last_lines_come_from_its_own_node(tmp_path):
+    """Global rank 3 of a 2-node x 2-process run is node 1's local rank 1: its lines,
+    not node 0's local rank 1 (whose files may be newer)."""
+    (tmp_path / "spec.json").write_text(json.dumps({"distributed": {"nproc_per_node": 2}}))
+    for node in (1, 0):  # node 0's files written last: the newest
+        folder = tmp_path / "ranks" / f"attempt-1-node-{node}" / "run_x" / "attempt_0" / "1"
+        folder.mkdir(parents=True)
+        (folder / "stderr.log").write_text(f"node {node} local 1 speaking\n")
+        time.sleep(0.01)
+    assert "node 1 local 1 speaking" in rank_output(tmp_path, 1, 3)
+    assert "node 0 local 1 speaking" in rank_output(tmp_path, 1, 1)
+    assert rank_output(tmp_path, 1, 5) == ""  # node 2: no files here

@@ -242,11 +242,14 @@ def rank_output(run_dir: Path, attempt: int, rank: int, count: int = 40) -> str:
     thread's stack (main() enables it)."""
     try:
         plan = json.loads((Path(run_dir) / "spec.json").read_text()).get("distributed") or {}
-        local = rank % max(int(plan.get("nproc_per_node") or 1), 1)
+        per_node = max(int(plan.get("nproc_per_node") or 1), 1)
     except (OSError, ValueError, TypeError):
-        local = rank
+        per_node = rank + 1  # no plan: one node
+    # global rank -> (node, local rank): a rank of another node has its files on that
+    # node, never this node's rank with the same local number
+    node, local = divmod(rank, per_node)
     folders = sorted(
-        (Path(run_dir) / RANKS_FOLDER).glob(f"attempt-{attempt}-node-*/*/attempt_*/{local}"),
+        (Path(run_dir) / RANKS_FOLDER).glob(f"attempt-{attempt}-node-{node}/*/attempt_*/{local}"),
         key=lambda p: p.stat().st_mtime,
     )
     if not folders:
