@@ -152,10 +152,7 @@ def _main(argv: list[str]) -> int:
         method, kwargs = build_call(argv)
         session = _make_session()
         debug = debug or bool(getattr(session.config, "debug", False))
-        call = getattr(session, method, None)
-        if call is None:
-            raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
-        result = call(**kwargs)
+        result = session.call(method, kwargs)
     except HelpRequested as exc:
         _print(exc.text)
         return 0

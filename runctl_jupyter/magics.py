@@ -157,10 +157,7 @@ class RunctlMagics(Magics):
             line = line.rstrip()[:-1]  # `%runctl runs;` silences the output, as in Python
         try:
             method, kwargs = self.build_call(line, cell)
-            call = getattr(self.session, method, None)
-            if call is None:
-                raise RunctlError(f"`{PROG} {method}` is not available in this version yet")
-            result = call(**kwargs)
+            result = self.session.call(method, kwargs)
         except HelpRequested as exc:
             print(exc.text.rstrip("\n"))
             return None

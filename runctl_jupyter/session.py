@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .errors import Reported, RunctlError
+from .errors import Reported, RunctlError, RunFailed
 from .runs.results import (
     LogText,
     ReportText,
@@ -29,6 +29,81 @@ from .runs.start import RunStarter
 
 class Session(RunStarter):
     """One per kernel (or shell command): settings, the store and the backends."""
+
+    def call(self, method: str, kwargs: dict[str, Any]) -> Any:
+        """What the magic and the shell run for a parsed line (commands.to_call): the
+        method, with this notebook's context memory around a launch."""
+        function = getattr(self, method, None) if not method.startswith("_") else None
+        if function is None:
+            raise RunctlError(f"`%runctl {method}` is not available in this version yet")
+        if method not in ("train", "sweep") or kwargs.get("resume"):
+            return function(**kwargs)
+        return self._launch_in_context(function, method, kwargs)
+
+    # -- context memory (runs/context.py) ----------------------------------------------
+    def _context(self) -> Any:
+        from .runs.context import Context, context_key
+
+        return Context(self.store.home, context_key(getattr(self.shell, "user_ns", None)))
+
+    def _launch_in_context(self, function: Any, method: str, kwargs: dict[str, Any]) -> Any:
+        memory = self._context()
+        if not kwargs.setdefault("options", {}).pop("fresh", False):
+            line = memory.fill(kwargs, self._kept_instance, one_instance=method == "train")
+            if line:
+                print(line, flush=True)
+        try:
+            result = function(**kwargs)
+        except RunFailed as exc:  # a run was made: what it was launched with is remembered
+            memory.remember(kwargs, exc.run_id)
+            raise
+        memory.remember(kwargs, getattr(result, "id", None) if method == "train" else None)
+        return result
+
+    def _kept_instance(self, run_id: str) -> tuple[str | None, str]:
+        """The instance `run_id` kept or reused, if it ended and the instance still
+        runs: (its id, "") or (None, why not, "" when there is nothing to say)."""
+        from .backends.aws_target import read_target
+        from .events import FINAL_STATUSES
+        from .store.folders import read_spec
+
+        try:
+            row = self.store.get(run_id)
+            run_dir = self.store.run_dir(run_id)
+            target = read_target(run_dir, read_spec(run_dir))
+        except (RunctlError, OSError, ValueError):
+            return None, ""
+        instance = target.get("instance_id")
+        if not instance or not (target.get("keep") or target.get("reused")):
+            return None, ""
+        if row.get("status") not in FINAL_STATUSES:
+            return None, f"{instance} is still busy with run {run_id}: a new instance"
+        state = self.backend("aws").instance_state(instance, target.get("region"))
+        if state != "running":
+            return None, f"the kept instance {instance} is {state or 'gone'}: a new instance"
+        return instance, ""
+
+    def context(self, clear: bool = False) -> LogText:
+        """`%runctl context`: what this notebook (shell: folder) launched with last."""
+        memory = self._context()
+        if clear:
+            memory.clear()
+            return LogText(f"forgot the context of {memory.key}\n")
+        data = memory.read()
+        lines = [f"context of {memory.key}"]
+        if not data:
+            return LogText(lines[0] + ": nothing yet (a train or sweep with options sets it)\n")
+        from .runs.context import REMEMBERED
+
+        for field in (*REMEMBERED, "last_run"):
+            if data.get(field) is not None:
+                lines.append(f"  {field.replace('_', ' '):<14} {data[field]}")
+        if data.get("last_run"):
+            instance, why_not = self._kept_instance(data["last_run"])
+            if instance or why_not:
+                lines.append(f"  {'instance':<14} {instance or why_not}")
+        lines.append("(a bare train reuses these; --fresh ignores them; --clear forgets them)")
+        return LogText("\n".join(lines) + "\n")
 
     # -- reading -------------------------------------------------------------------
     def runs(

@@ -115,6 +115,19 @@ class AWSBackend(Configurable):
             self._regional[region] = Clients(region=region, profile=self.profile or None)
         return self._regional[region]
 
+    def instance_state(self, instance_id: str, region: str | None = None) -> str | None:
+        """"running", "stopped", ... or None when the instance does not exist (any more)."""
+        try:
+            found = self.clients_for(region).ec2.describe_instances(InstanceIds=[instance_id])
+        except Exception as exc:
+            if error_code(exc).startswith("InvalidInstanceID"):
+                return None
+            raise
+        for reservation in found["Reservations"]:
+            for inst in reservation["Instances"]:
+                return inst["State"]["Name"]
+        return None
+
     def _say(self, state: str, detail: str) -> None:
         if self.progress is not None:
             self.progress(state, detail)

@@ -43,7 +43,7 @@ __all__ = [
 
 COMMANDS = (
     "train sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
-    "cost execute aws"
+    "cost execute context aws"
 ).split()
 
 # each adds its subparsers, in the order `runctl --help` lists them
@@ -62,6 +62,7 @@ _ADD_PARSERS = (
     aws.add_cleanup,
     cost.add_cost,
     runs.add_execute,
+    runs.add_context,
     aws.add_aws,
 )
 _FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH}

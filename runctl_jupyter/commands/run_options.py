@@ -91,6 +91,11 @@ def _add_tracking(g: argparse._ArgumentGroup) -> None:
 
 def _add_where(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--backend", metavar="NAME", help="local (default) or aws")
+    g.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore what this notebook used last (%%%%runctl context)",
+    )
     g.add_argument("--detach", action="store_true", help="return at once; the run goes on")
     g.add_argument(
         "--no-vars",

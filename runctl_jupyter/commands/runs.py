@@ -172,8 +172,20 @@ def _call_execute(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     }
 
 
+def add_context(sub: Any) -> None:
+    p = sub.add_parser(
+        "context",
+        help="what this notebook used last (reused by a bare train)",
+        description="What this notebook (in the shell: this folder) launched with last.\n"
+        "A train or sweep that leaves these out reuses them, and says so once;\n"
+        "--fresh on a launch ignores them.",
+    )
+    p.add_argument("--clear", action="store_true", help="forget it")
+
+
 CALLS = {
     "runs": _call_runs,
+    "context": lambda ns: ("context", {"clear": ns.clear}),
     "show": lambda ns: ("show", {"ref": ns.ref}),
     "attach": lambda ns: ("attach", {"ref": ns.ref}),
     "logs": lambda ns: ("logs", {"ref": ns.ref, "follow": ns.follow, "tail": ns.tail}),

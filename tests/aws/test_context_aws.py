@@ -1,0 +1,62 @@
+"""Context memory on AWS (issue 17): a bare train after a `--keep` one reuses the kept
+instance while it runs, and launches a new one of the same type once it is stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.config import Config
+
+from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.backends.aws_target import read_target
+from runctl_jupyter.config import Runctl
+from runctl_jupyter.session import Session
+from runctl_jupyter.store.folders import read_spec
+
+CELL = "runctl.log(step=0, acc=1.0)\n"
+
+
+def _session(tmp_path: Path) -> Session:
+    cfg = Config()
+    cfg.Runctl.home = str(tmp_path / "home")
+    cfg.AWSBackend.aws_poll = 0.1
+    cfg.AWSBackend.fast_poll = 0.2
+    return Session(config=Runctl(config=cfg))
+
+
+def _target(session: Session, run_id: str) -> dict:
+    run_dir = session.store.run_dir(run_id)
+    return read_target(run_dir, read_spec(run_dir))
+
+
+def test_a_bare_train_reuses_the_kept_instance_then_a_new_one_once_stopped(
+    aws, instance, tmp_path, monkeypatch, capsys
+):
+    setup(aws)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "cloud.ipynb"))
+    session = _session(tmp_path)
+    first = session.call(
+        "train",
+        {"code": CELL, "backend": "aws", "options": {"instance_type": "t3.micro", "keep": True}},
+    )
+    kept = _target(session, first.id)["instance_id"]
+    assert session.store.get(first.id)["status"] == "succeeded"
+    capsys.readouterr()
+
+    second = session.call("train", {"code": CELL, "options": {}})
+    said = capsys.readouterr().out
+    assert f"--backend aws --instance {kept}" in said, said
+    assert _target(session, second.id)["instance_id"] == kept
+    assert _target(session, second.id)["reused"] is True
+    assert session.store.get(second.id)["status"] == "succeeded"
+    assert kept in str(session.context())
+
+    aws.ec2.stop_instances(InstanceIds=[kept])
+    third = session.call("train", {"code": CELL, "options": {}})
+    said = capsys.readouterr().out
+    assert f"the kept instance {kept} is stopp" in said, said  # stopping or stopped
+    assert "--instance-type t3.micro" in said
+    new = _target(session, third.id)
+    assert new["instance_id"] != kept
+    described = aws.ec2.describe_instances(InstanceIds=[new["instance_id"]])
+    assert described["Reservations"][0]["Instances"][0]["InstanceType"] == "t3.micro"
