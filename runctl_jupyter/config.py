@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from traitlets import Bool, Enum, Float, Int, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 
 
@@ -74,6 +74,18 @@ class Runctl(Configurable):
     ship_objects = Bool(True, help="Ship notebook objects a cell uses (cloudpickle).").tag(
         config=True
     )
+    suggestions = Bool(
+        True,
+        help="Suggest before a launch when it looks like a costly mistake (once per notebook).",
+    ).tag(config=True)
+    quiet_suggestions = List(
+        Unicode(),
+        help="Suggestion rules not to show: spot-savings, spot-no-checkpoint, gpu-unused, "
+        "parallel-over-budget, big-grid, kept-idle.",
+    ).tag(config=True)
+    suggest_spot_savings_above = Float(
+        1.0, help="Dollars spot would save on the estimate above which on-demand gets a suggestion."
+    ).tag(config=True)
     refresh_interval = Float(0.1, help="Seconds between reads of a live run's events.").tag(
         config=True
     )

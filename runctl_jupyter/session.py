@@ -52,6 +52,8 @@ class Session(RunStarter):
             line = memory.fill(kwargs, self._kept_instance, one_instance=method == "train")
             if line:
                 print(line, flush=True)
+        if (kwargs.get("backend") or self.config.backend) == "aws" and self.config.suggestions:
+            self._suggest_idle_kept()
         try:
             result = function(**kwargs)
         except RunFailed as exc:  # a run was made: what it was launched with is remembered
@@ -82,6 +84,30 @@ class Session(RunStarter):
         if state != "running":
             return None, f"the kept instance {instance} is {state or 'gone'}: a new instance"
         return instance, ""
+
+    def suggest(self, rule: str, line: str) -> None:
+        """Show a suggestion before a launch (cost/suggestions.py), once per notebook."""
+        config = self.config
+        if not config.suggestions or rule in config.quiet_suggestions:
+            return
+        if self._context().first_time(rule):
+            print(
+                f"suggestion: {line} (once per notebook; c.Runctl.quiet_suggestions = "
+                f"[{rule!r}] silences it, c.Runctl.suggestions = False all of them)",
+                flush=True,
+            )
+
+    def _suggest_idle_kept(self) -> None:
+        from .runs.context import idle_kept_instances
+
+        state_of = self.backend("aws").instance_state
+        for instance, hours in idle_kept_instances(self.store, state_of):
+            self.suggest(
+                "kept-idle",
+                f"{instance} was kept and has run idle for {hours:.1f} h: reuse it "
+                f"(--instance {instance}) or stop it (aws ec2 stop-instances --instance-ids "
+                f"{instance}); --idle-minutes M makes a kept instance stop itself",
+            )
 
     def context(self, clear: bool = False) -> LogText:
         """`%runctl context`: what this notebook (shell: folder) launched with last."""

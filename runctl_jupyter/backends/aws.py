@@ -116,7 +116,7 @@ class AWSBackend(Configurable):
         return self._regional[region]
 
     def instance_state(self, instance_id: str, region: str | None = None) -> str | None:
-        """"running", "stopped", ... or None when the instance does not exist (any more)."""
+        """ "running", "stopped", ... or None when the instance does not exist (any more)."""
         try:
             found = self.clients_for(region).ec2.describe_instances(InstanceIds=[instance_id])
         except Exception as exc:

@@ -17,6 +17,7 @@ from ..errors import RunctlError
 from .facts import price_facts
 from .monthly_budget import apply_monthly_budget
 from .prices import dollars, hourly
+from .suggestions import Launch, suggest
 
 MEDIAN_OF = 20  # earlier succeeded runs of the experiment a duration estimate looks at
 
@@ -121,9 +122,13 @@ def before_launch(
     yes: bool | None = None,
     limit: float | None = None,
     project: str | None = None,
+    launch: Launch | None = None,
 ) -> dict | None:
     """Price the run (or sweep), show the estimate, and refuse above c.Runctl.confirm_above
-    without --yes. Runs before anything is created. Returns the price facts."""
+    without --yes. Runs before anything is created. Returns the price facts. `launch`
+    (the code, the sweep's grid) feeds the suggestions (cost/suggestions.py)."""
+    launch = launch or Launch(None, None)
+    launch.trials, launch.parallel, launch.options = max(trials, 1), max(parallel, 1), options
     if yes is None:
         yes = bool(options.pop("yes", False))
     else:
@@ -136,11 +141,14 @@ def before_launch(
         print(f"Estimate unavailable ({exc}): this run's cost is not metered", flush=True)
         return None
     if facts is None:
+        suggest(session, launch)  # a local sweep's grid
         return None
     est = estimate(session, facts, max_hours, experiment, trials, parallel)
     print(str(est), flush=True)
     apply_monthly_budget(session, project or session.config.project, options)
     cap = limit if limit is not None else options.get("cost_limit")
+    launch.facts, launch.hours, launch.budget_left = facts, est.hours, cap
+    suggest(session, launch)
     check_confirm(est, float(session.config.confirm_above), yes, cap)
     return facts
 

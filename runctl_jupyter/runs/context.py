@@ -113,6 +113,15 @@ class Context:
         show = "%runctl context" if where == "notebook" else "runctl context"
         return text + f" (--fresh ignores it; `{show}` shows it)"
 
+    def first_time(self, rule: str) -> bool:
+        """True once per notebook for a suggestion rule (and remembers it was shown)."""
+        memory = self.read()
+        shown = list(memory.get("suggested") or [])
+        if rule in shown:
+            return False
+        self._write({**memory, "suggested": [*shown, rule]})
+        return True
+
     # -- after a launch ------------------------------------------------------------
     def remember(self, kwargs: dict[str, Any], run_id: str | None) -> None:
         """Keep what was typed (or reused) for this launch, and the run it made."""
@@ -129,3 +138,43 @@ class Context:
             memory["last_run"] = run_id
         memory["updated"] = time.time()
         self._write(memory)
+
+
+def idle_kept_instances(
+    store: Any,
+    state_of: Callable[[str, str | None], str | None],
+    now: float | None = None,
+    idle_hours: float = 1.0,
+    look_at: int = 50,
+) -> list[tuple[str, float]]:
+    """Kept (or reused) instances of the newest AWS runs whose last run ended over
+    `idle_hours` ago and that still run: [(instance id, hours idle)]."""
+    from ..backends.aws_target import read_target
+    from ..events import FINAL_STATUSES
+    from ..store.folders import read_spec
+
+    last_end: dict[str, tuple[float, str | None]] = {}
+    busy: set[str] = set()
+    for row in store.list_runs(limit=look_at):
+        if row.get("backend") != "aws":
+            continue
+        try:
+            run_dir = store.run_dir(row["id"])
+            target = read_target(run_dir, read_spec(run_dir))
+        except (OSError, ValueError):
+            continue
+        instance = target.get("instance_id")
+        if not instance or not (target.get("keep") or target.get("reused")):
+            continue
+        if row["status"] not in FINAL_STATUSES:
+            busy.add(instance)
+        elif (row.get("ended") or 0) > last_end.get(instance, (0.0, None))[0]:
+            last_end[instance] = (row.get("ended") or 0.0, target.get("region"))
+    now = time.time() if now is None else now
+    return [
+        (instance, (now - ended) / 3600)
+        for instance, (ended, region) in last_end.items()
+        if instance not in busy
+        and now - ended > idle_hours * 3600
+        and state_of(instance, region) == "running"
+    ]

@@ -32,6 +32,13 @@ CLOUD_ONLY = (
 )
 
 
+def _text(path: str | None) -> str | None:
+    try:
+        return Path(path).read_text() if path else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -104,9 +111,15 @@ class RunStarter(RunControl):
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
         from ..cost.estimate import before_launch
         from ..cost.facts import attach_price
+        from ..cost.suggestions import Launch
 
         project = project or self.config.project
-        price = before_launch(self, backend_name, options, max_hours, experiment, project=project)
+        launch = Launch(
+            None, None, code=code if code is not None else _text(script), workdir=Path(workdir)
+        )
+        price = before_launch(
+            self, backend_name, options, max_hours, experiment, project=project, launch=launch
+        )
         spec = create_run(
             self.store.runs_dir,
             kind="cell" if code is not None else "script",

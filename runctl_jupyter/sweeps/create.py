@@ -25,7 +25,23 @@ def create(session: Any, **kw: Any) -> Sweep:
     from ..cost.estimate import (
         before_launch,  # the estimate (trials x a run), --yes above the threshold
     )
+    from ..cost.suggestions import Launch
 
+    target = kw["target"] if kw["code"] is None else None
+    code = kw["code"]
+    if target and str(target).endswith(".py"):
+        try:
+            code = Path(target).read_text()
+        except OSError:
+            code = None  # a missing file is _what_runs' one-line error
+    launch = Launch(
+        None,
+        None,
+        code=code,
+        workdir=Path.cwd(),
+        max_parallel=kw["max_parallel"],
+        grid=asked["search"] == "grid",
+    )
     price = before_launch(
         session,
         asked["backend"],
@@ -37,6 +53,7 @@ def create(session: Any, **kw: Any) -> Sweep:
         yes=kw["yes"],
         limit=kw.get("cost_limit"),
         project=kw["project"] or session.config.project,
+        launch=launch,
     )
     swept = set(asked["fixed"]) | set(asked["grid"]) | set(asked["space"])
     what = _what_runs(session, kw, swept)

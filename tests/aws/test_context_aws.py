@@ -3,6 +3,7 @@ instance while it runs, and launches a new one of the same type once it is stopp
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from traitlets.config import Config
@@ -10,6 +11,7 @@ from traitlets.config import Config
 from runctl_jupyter.aws.setup import setup
 from runctl_jupyter.backends.aws_target import read_target
 from runctl_jupyter.config import Runctl
+from runctl_jupyter.runs.context import idle_kept_instances
 from runctl_jupyter.session import Session
 from runctl_jupyter.store.folders import read_spec
 
@@ -50,6 +52,12 @@ def test_a_bare_train_reuses_the_kept_instance_then_a_new_one_once_stopped(
     assert _target(session, second.id)["reused"] is True
     assert session.store.get(second.id)["status"] == "succeeded"
     assert kept in str(session.context())
+    # an hour after its last run the kept instance is idle: the kept-idle suggestion's list
+    state_of = session.backend("aws").instance_state
+    later = time.time() + 2 * 3600
+    idle = idle_kept_instances(session.store, state_of, now=later)
+    assert [i for i, _ in idle] == [kept] and 1.9 < idle[0][1] < 2.1
+    assert idle_kept_instances(session.store, state_of) == []  # just used: not idle
 
     aws.ec2.stop_instances(InstanceIds=[kept])
     third = session.call("train", {"code": CELL, "options": {}})
@@ -58,5 +66,7 @@ def test_a_bare_train_reuses_the_kept_instance_then_a_new_one_once_stopped(
     assert "--instance-type t3.micro" in said
     new = _target(session, third.id)
     assert new["instance_id"] != kept
+    stopped = idle_kept_instances(session.store, state_of, now=later + 3600)
+    assert kept not in [i for i, _ in stopped]  # a stopped instance bills no hours
     described = aws.ec2.describe_instances(InstanceIds=[new["instance_id"]])
     assert described["Reservations"][0]["Instances"][0]["InstanceType"] == "t3.micro"

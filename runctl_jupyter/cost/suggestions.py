@@ -1,0 +1,179 @@
+"""Suggestions before a launch: each rule names a likely costly mistake, from what is
+known before anything is created (the estimate, the options, the code's imports).
+
+A rule returns its one line or None; `session.suggest(rule, line)` decides whether it
+is shown (once per notebook per rule; `c.Runctl.suggestions = False` silences them
+all, `c.Runctl.quiet_suggestions = ["gpu-unused"]` one). A rule never refuses a launch.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .prices import dollars, hourly
+
+RULES = (
+    "spot-savings",
+    "spot-no-checkpoint",
+    "gpu-unused",
+    "parallel-over-budget",
+    "big-grid",
+    "kept-idle",
+)
+# imports that put a GPU to work (the top-level package name)
+GPU_LIBRARIES = frozenset(
+    "torch tensorflow keras jax jaxlib flax cupy cudf cuml mxnet paddle numba xgboost "
+    "lightgbm catboost transformers accelerate lightning pytorch_lightning deepspeed vllm "
+    "onnxruntime tensorrt triton".split()
+)
+CHECKPOINT_CALLS = ("save_checkpoint", "register_checkpoint")
+LONG_RUN_HOURS = 10 / 60
+BIG_GRID = 100
+
+
+@dataclass
+class Launch:
+    """What is known about a launch before anything is created."""
+
+    facts: dict | None  # price facts (cost/facts.py); None for a local run
+    hours: float | None  # one run's expected duration
+    trials: int = 1
+    max_parallel: int | None = None  # as typed (None: not given)
+    parallel: int = 1  # what the sweep will run at once
+    code: str | None = None  # the cell, or the script's text
+    workdir: Path | None = None
+    options: dict = field(default_factory=dict)
+    budget_left: float | None = None  # the monthly budget's rest, or the sweep's limit
+    grid: bool = False
+
+
+def imports(code: str, workdir: Path | None) -> tuple[set[str], bool] | None:
+    """(top-level packages imported, whether a local module is among them), or None
+    when the code does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    local = workdir is not None and any(
+        (workdir / f"{n}.py").is_file() or (workdir / n / "__init__.py").is_file() for n in names
+    )
+    return names, local
+
+
+def is_gpu_type(instance_type: str) -> bool:
+    """EC2's accelerated computing families with NVIDIA GPUs: P and G (g4dn, g5, g6, p4d...)."""
+    family = instance_type.split(".")[0]
+    return family[:1] in ("g", "p") and not family.startswith("gr")
+
+
+def spot_savings(launch: Launch, spot_rate: Callable[[], float | None], above: float) -> str | None:
+    f = launch.facts
+    if not f or f["spot"] or launch.hours is None or launch.options.get("instance"):
+        return None
+    spot = spot_rate()
+    if spot is None:
+        return None
+    saved = (f["on_demand"] - spot) * launch.hours * launch.trials * int(f.get("nodes") or 1)
+    if saved <= above:
+        return None
+    return (
+        f"spot would save about {dollars(saved)} on this estimate ({f['instance_type']} spot "
+        f"{hourly(spot)} vs on-demand {hourly(f['on_demand'])}); runs checkpoint and resume "
+        "across interruptions: drop --on-demand"
+    )
+
+
+def spot_no_checkpoint(launch: Launch) -> str | None:
+    f = launch.facts
+    if not f or not f["spot"] or launch.hours is None or launch.hours <= LONG_RUN_HOURS:
+        return None
+    if launch.code is None or launch.options.get("checkpoint_every"):
+        return None
+    found = imports(launch.code, launch.workdir)
+    if found is None or found[1] or any(call in launch.code for call in CHECKPOINT_CALLS):
+        return None  # a local module may checkpoint: not ours to guess
+    return (
+        f"this spot run is expected to take {launch.hours * 60:.0f} minutes and the code never "
+        "saves a checkpoint: a spot interruption would start it over; call "
+        "runctl.save_checkpoint(state) (or runctl.register_checkpoint(fn) with --checkpoint-every)"
+    )
+
+
+def gpu_unused(launch: Launch) -> str | None:
+    f = launch.facts
+    if not f or launch.code is None or not is_gpu_type(f["instance_type"]):
+        return None
+    found = imports(launch.code, launch.workdir)
+    if found is None or found[1] or found[0] & GPU_LIBRARIES:
+        return None
+    return (
+        f"{f['instance_type']} is a GPU type ({hourly(f['rate'])}) but the code imports no GPU "
+        "library (torch, tensorflow, jax, ...): a CPU type such as c5.xlarge costs less"
+    )
+
+
+def parallel_over_budget(launch: Launch) -> str | None:
+    f = launch.facts
+    if not f or launch.trials < 2 or launch.budget_left is None:
+        return None
+    per_hour = f["rate"] * launch.parallel * int(f.get("nodes") or 1)
+    if per_hour <= launch.budget_left:
+        return None
+    return (
+        f"{launch.parallel} trials at once cost {hourly(per_hour)}, more than the "
+        f"{dollars(launch.budget_left)} of budget left: the budget stops the sweep within the "
+        "hour; lower --max-parallel"
+    )
+
+
+def big_grid(launch: Launch) -> str | None:
+    if not launch.grid or launch.trials <= BIG_GRID or launch.max_parallel is not None:
+        return None
+    return (
+        f"this grid has {launch.trials} trials and no --max-parallel: they run "
+        f"{launch.parallel} at a time; set --max-parallel N, or sample it: --random N --space ..."
+    )
+
+
+def launch_suggestions(
+    launch: Launch, spot_rate: Callable[[], float | None], savings_above: float
+) -> list[tuple[str, str]]:
+    """[(rule, line)] for this launch (the account-wide `kept-idle` is in runs/)."""
+    lines = {
+        "spot-savings": spot_savings(launch, spot_rate, savings_above),
+        "spot-no-checkpoint": spot_no_checkpoint(launch),
+        "gpu-unused": gpu_unused(launch),
+        "parallel-over-budget": parallel_over_budget(launch),
+        "big-grid": big_grid(launch),
+    }
+    return [(rule, line) for rule, line in lines.items() if line]
+
+
+def suggest(session: Any, launch: Launch) -> None:
+    """Show this launch's suggestions through `session.suggest` (once per notebook)."""
+    say = getattr(session, "suggest", None)
+    if say is None or not getattr(session.config, "suggestions", True):
+        return
+    f = launch.facts
+
+    def spot_rate() -> float | None:
+        from .facts import session_prices
+
+        try:
+            return session_prices(session).spot(f["instance_type"], f["region"]).usd_per_hour
+        except Exception:  # noqa: BLE001 - no spot price: no suggestion
+            return None
+
+    above = float(getattr(session.config, "suggest_spot_savings_above", 1.0))
+    for rule, line in launch_suggestions(launch, spot_rate, above):
+        say(rule, line)
