@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunctlError
+from .registry import check_name, digest_of, write_artifact
 
 FLUSH_SECONDS = 0.05
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -167,7 +168,7 @@ class Runtime:
         folder = self.checkpoint_dir
         name = f"step-{step:08d}"
         try:
-            target, size = self._write_checkpoint(folder, name, obj)
+            target, size = write_artifact(folder, name, obj)
         except OSError as exc:
             for tmp in (folder / f".{name}.tmp", folder / f".{name}.pkl.tmp"):
                 if tmp.is_dir():
@@ -191,32 +192,6 @@ class Runtime:
         self.flush()
         return target
 
-    def _write_checkpoint(self, folder: Path, name: str, obj: Any) -> tuple[Path, int]:
-        folder.mkdir(parents=True, exist_ok=True)
-        if isinstance(obj, (str, os.PathLike)) and Path(obj).exists():
-            source = Path(obj)
-            target = folder / name
-            tmp = folder / f".{name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            if source.is_dir():
-                shutil.copytree(source, tmp / source.name)
-            else:
-                shutil.copy2(source, tmp / source.name)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-        else:
-            target = folder / f"{name}.pkl"
-            tmp = folder / f".{name}.pkl.tmp"
-            with open(tmp, "wb") as f:
-                pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)  # a crash mid-write never leaves a torn checkpoint
-            size = target.stat().st_size
-        return target, size
-
     def _prune_checkpoints(self) -> list[str]:
         """`--keep-checkpoints K`: only the K newest checkpoints stay (rank 0 writes).
         Returns the paths (relative to the run folder) that are gone now."""
@@ -234,6 +209,39 @@ class Runtime:
             if not old.exists():
                 pruned.append(old.relative_to(self.run_dir).as_posix())
         return pruned
+
+    # -- models ------------------------------------------------------------------
+    def register_model(self, obj: Any, name: str, **metadata: Any) -> Path | None:
+        """Save a model (a picklable object, or the path of a file or folder) as an
+        artifact of this run, with its digest; the registry numbers it (`runctl models`)
+        once the run is read. Only rank 0 writes. Returns where it went."""
+        check_name(name)
+        if self.run_dir is None:
+            print(f"model {name} (not registered: no runctl run)")
+            return None
+        if self.rank != 0:
+            return None
+        folder = self.run_dir / "models" / name
+        count = len(list(folder.iterdir())) if folder.is_dir() else 0
+        target, _ = write_artifact(folder, f"{count + 1:03d}", obj)
+        digest, size = digest_of(target)
+        rel = target.relative_to(self.run_dir).as_posix()
+        record = {"t": time.time(), "type": "model", "name": name, "path": rel}
+        record.update(digest=digest, bytes=size, step=max(self._step, 0), metadata=metadata)
+        self._write(record)
+        self.flush()
+        return target
+
+    def load_model(self, name: str, version: int | None = None, alias: str | None = None) -> Any:
+        """A registered model (the newest version, or `version`, or `alias`), its digest
+        checked: a pickled object, or the Path of a registered file or folder."""
+        from .registry import Registry
+
+        if self.run_dir is not None:
+            home = self.run_dir.parent.parent  # $RUNCTL_HOME/runs/<run id>
+        else:
+            home = Path(os.environ.get("RUNCTL_HOME") or Path.home() / ".runctl")
+        return Registry(home).load(name, version, alias)
 
     # -- registered state ----------------------------------------------------------
     def register_checkpoint(self, fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -60,7 +60,30 @@ class Session(RunStarter):
             memory.remember(kwargs, exc.run_id)
             raise
         memory.remember(kwargs, getattr(result, "id", None) if method == "train" else None)
+        if method == "train" and not kwargs.get("detach"):
+            self._register_models(result.id)
         return result
+
+    def _register_models(self, run_id: str) -> None:
+        """After a run ends here: the versions it asked for (`register_model`,
+        `--register-model`), numbered now (store/model_sync.py)."""
+        from .registry import Registry
+        from .store.model_sync import sync_run
+
+        for line in sync_run(self.store, Registry(self.store.home), run_id):
+            print(line, flush=True)
+
+    def models(
+        self,
+        action: str = "list",
+        name: str | None = None,
+        target: Any = None,
+        alias: str = "production",
+    ) -> Any:
+        """`runctl models [show NAME | register NAME RUN | promote NAME VERSION | rollback NAME]`."""
+        from .runs.models import models
+
+        return models(self, action, name, target, alias)
 
     def _kept_instance(self, run_id: str) -> tuple[str | None, str]:
         """The instance `run_id` kept or reused, if it ended and the instance still

@@ -72,6 +72,7 @@ AGENT_MODULES = (
     "record/notebook.py",
     "record/read.py",
     "runtime.py",
+    "registry.py",
 )
 RUN_FILES = (
     "spec.json",

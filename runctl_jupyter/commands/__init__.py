@@ -11,7 +11,7 @@ kernel can print it.
 Each command is parsed in the module named for it or its group: train.py (with
 run_options.py, the options every run takes), sweep.py (sweep, sweeps), runs.py
 (runs, show, logs, attach, stop, resume, rerun, compare, execute), cost.py, and
-aws.py (aws, resources, cleanup). A module adds its subparsers, finishes its
+aws.py (aws, resources, cleanup), models.py (the model registry). A module adds its subparsers, finishes its
 namespace after parsing (FINISH) and maps it to a Session call (CALLS).
 Shared by them: argparser.py (raise, never exit), value_types.py and hyperparams.py
 (-p and --hyperparams kept in line order).
@@ -26,7 +26,7 @@ import shlex
 from typing import Any
 
 from ..params.values import BadParam
-from . import aws, cost, runs, sweep, train
+from . import aws, cost, models, runs, sweep, train
 from .argparser import HelpRequested, RunctlArgumentParser, UsageProblem
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
 
 COMMANDS = (
     "train sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
-    "cost execute context aws"
+    "cost execute context models aws"
 ).split()
 
 # each adds its subparsers, in the order `runctl --help` lists them
@@ -63,10 +63,18 @@ _ADD_PARSERS = (
     cost.add_cost,
     runs.add_execute,
     runs.add_context,
+    models.add_models,
     aws.add_aws,
 )
-_FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH}
-_CALLS = {**train.CALLS, **sweep.CALLS, **runs.CALLS, **cost.CALLS, **aws.CALLS}
+_FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH, **models.FINISH}
+_CALLS = {
+    **train.CALLS,
+    **sweep.CALLS,
+    **runs.CALLS,
+    **cost.CALLS,
+    **aws.CALLS,
+    **models.CALLS,
+}
 
 
 class _CommandListed:

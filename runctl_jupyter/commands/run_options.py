@@ -10,6 +10,7 @@ import re
 from ..params.objectives import parse_early_stop
 from ..params.values import BadParam
 from .hyperparams import add_params, merge_param_items
+from .models import add_register_options, check_register_options
 from .value_types import (
     checkpoint_every,
     gpus,
@@ -87,6 +88,7 @@ def _add_tracking(g: argparse._ArgumentGroup) -> None:
         metavar="a,b",
         help="metrics to parse from printed lines (loss=0.3, loss: 0.3, JSON lines)",
     )
+    add_register_options(g)
 
 
 def _add_where(g: argparse._ArgumentGroup) -> None:
@@ -94,7 +96,7 @@ def _add_where(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--fresh",
         action="store_true",
-        help="ignore what this notebook used last (%%%%runctl context)",
+        help="ignore what this notebook used last (%%runctl context)",
     )
     g.add_argument("--detach", action="store_true", help="return at once; the run goes on")
     g.add_argument(
@@ -237,6 +239,7 @@ def _add_distributed(g: argparse._ArgumentGroup) -> None:
 
 
 def finish_run(ns: argparse.Namespace) -> None:
+    check_register_options(ns)
     ns.params = merge_param_items(ns)
     del ns.param_items
     ns.tags = list(ns.tags or [])

@@ -79,6 +79,8 @@ class Launching:
 
         run = self.spec["run"]
         options = dict(run.get("options") or {})
+        for own in ("register_model", "register_if"):  # the sweep registers its best trial
+            options.pop(own, None)
         grace = options.pop("grace_seconds", None) or run.get("grace_seconds") or 10.0
         options.update(self.instances.options(index))  # AWS: reuse a free kept instance
         if self.budget.limit is not None:  # a trial stops itself at what the sweep has left

@@ -152,6 +152,7 @@ class SweepState:
         self.started: float | None = None
         self.ended: float | None = None
         self.warnings: list[str] = []
+        self.models: list[str] = []  # what --register-model registered at the end
         self._offset = 0
         self.refresh()
 
@@ -181,6 +182,8 @@ class SweepState:
             self.ended = record.get("t") if self.status in FINAL else None
         elif kind == "warning":
             self.warnings.append(str(record.get("message")))
+        elif kind == "model":
+            self.models.append(str(record.get("message")))
 
     # -- facts --------------------------------------------------------------------
     @property

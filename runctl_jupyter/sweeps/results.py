@@ -188,6 +188,8 @@ class SweepDetails:
             fields.append(("best", best.removeprefix("best ")))
         for warning in s.warnings[-5:]:
             fields.append(("warning", warning))
+        for line in s.models:
+            fields.append(("model", line))
         fields.append(("folder", str(s.dir)))
         return fields
 

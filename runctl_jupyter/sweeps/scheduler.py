@@ -261,7 +261,24 @@ class Scheduler(Launching, Judging):
             self.warn(
                 f"no trial logged the objective {self.metric!r}: nothing to rank the trials by"
             )
+        self._register_best()
         self.log(type="status", status=status, reason=reason)
+
+    def _register_best(self) -> None:
+        """`--register-model NAME` on a sweep: its best trial, if `--register-if` holds."""
+        options = self.spec["run"].get("options") or {}
+        name, best = options.get("register_model"), self.state.best()
+        if not name:
+            return
+        if best is None or not best.get("run_id"):
+            self.log(type="model", message=f"{name} not registered: no trial has the objective")
+            return
+        from ..registry import Registry
+        from ..store.model_sync import register_run
+
+        registry = Registry(self.store.home)
+        line = register_run(self.store, registry, best["run_id"], name, options.get("register_if"))
+        self.log(type="model", message=line)
 
 
 def _warn_profile(path: Path, exc: Exception) -> None:
