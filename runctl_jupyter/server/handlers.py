@@ -154,7 +154,9 @@ class OpenRecordHandler(RunctlHandler):
 
     @tornado.web.authenticated
     @authorized("write", message=_denied("open records", "write on runctl"))
-    @authorized("write", resource="contents", message=_denied("save notebooks", "write on contents"))
+    @authorized(
+        "write", resource="contents", message=_denied("save notebooks", "write on contents")
+    )
     async def post(self, ref: str) -> None:
         try:
             run_id, source = await self.call(self.api.record, ref)
