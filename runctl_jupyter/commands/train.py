@@ -47,6 +47,7 @@ _TRAIN_KWARGS = (
     "detach",
     "max_hours",
     "ship_objects",
+    "ship",
 )
 _NOT_OPTIONS = {"command", "params_var", "help"}
 

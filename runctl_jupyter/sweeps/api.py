@@ -80,6 +80,7 @@ def sweep(
     yes: bool = False,
     max_hours: float | None = None,
     ship_objects: bool = True,
+    ship: list[str] | tuple = (),
     user_ns: dict | None = None,
     options: dict | None = None,
 ) -> Sweep:
@@ -121,6 +122,7 @@ def sweep(
         yes=yes,
         max_hours=max_hours,
         ship_objects=ship_objects,
+        ship=ship,
         user_ns=user_ns,
         options=options,
     )

@@ -1,0 +1,192 @@
+"""Which notebook objects look like secrets, so a cell's run is not given them.
+
+A run's objects are pickled into its folder, its S3 bundle and its record.ipynb,
+so a token in an earlier cell (`api_key = "..."`) would travel with every run
+that reads it. A notebook variable is held back (unless named in `--ship NAME`)
+when:
+
+- its name has a secret's word (key, token, secret, password, passwd, credential,
+  and words ending in them: apikey, hftoken; not keys, tokens, tokenizer, monkey)
+  and its value is text: str or bytes, or a list/tuple/set/dict of only text;
+- its value holds an AWS access key id (AKIA/ASIA + 16) or what looks like an AWS
+  secret key (40 base64 characters, mixed case and digits, not a 40-hex git hash),
+  in a str or bytes or inside a dict/list/tuple/set of them (a few levels deep);
+- it is a dict with a secret-named key holding text (`{"wandb_key": "..."}`).
+
+Values are only looked at cheaply: the first STRINGS_LOOKED_AT strings of an
+object, the first CHARS_LOOKED_AT characters of each.
+"""
+
+from __future__ import annotations
+
+import dis
+import re
+import types
+from collections.abc import Iterator
+from typing import Any
+
+STRINGS_LOOKED_AT = 10_000
+CHARS_LOOKED_AT = 100_000
+_DEPTH = 4
+
+_SECRET_ENDINGS = (
+    "token",
+    "secret",
+    "secrets",
+    "password",
+    "passwords",
+    "passwd",
+    "credential",
+    "credentials",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "passkey",
+)
+# a name's words: snake_case and camelCase parts (APIKey -> API, Key)
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+AWS_KEY_ID_BYTES = re.compile(AWS_KEY_ID.pattern.encode())
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_TEXT = (str, bytes, bytearray)
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def secret_name(name: str) -> bool:
+    """True for `api_key`, `HF_TOKEN`, `apiKey`, `db_password`; False for `tokenizer`,
+    `keys`, `monkey`, `max_tokens`."""
+    for word in _WORD.findall(name):
+        word = word.lower()
+        if word == "key" or word.endswith(_SECRET_ENDINGS):
+            return True
+    return False
+
+
+def _is_text(value: Any, depth: int = 0) -> bool:
+    """str/bytes, or a non-empty container holding only text (a dict: its values)."""
+    if isinstance(value, _TEXT):
+        return True
+    if depth >= _DEPTH:
+        return False
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, _CONTAINERS):
+        items = list(value)
+    else:
+        return False
+    return bool(items) and all(_is_text(item, depth + 1) for item in items[:STRINGS_LOOKED_AT])
+
+
+def _looks_like_aws_secret(text: str) -> bool:
+    for match in _AWS_SECRET.finditer(text):
+        word = match.group()
+        mixed = any(c.isupper() for c in word) and any(c.islower() for c in word)
+        # a random key has ~30 distinct characters; paths and words have far fewer
+        if mixed and any(c.isdigit() for c in word) and len(set(word)) >= 20:
+            return True
+    return False
+
+
+def _strings(value: Any, budget: list[int], depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """(text, the dict key it sits under or None) for the text in `value`, within budget."""
+    if isinstance(value, _TEXT):
+        if budget[0] > 0:
+            budget[0] -= 1
+            text = value if isinstance(value, str) else bytes(value).decode("latin-1")
+            yield text[:CHARS_LOOKED_AT], None
+        return
+    if depth >= _DEPTH:
+        return
+    if isinstance(value, dict):
+        for key, item in list(value.items()):
+            if budget[0] <= 0:
+                return
+            if isinstance(key, _TEXT):
+                yield from _strings(key, budget, depth + 1)
+            for text, _ in _strings(item, budget, depth + 1):
+                yield text, key
+    elif isinstance(value, _CONTAINERS):
+        for item in list(value):
+            if budget[0] <= 0:
+                return
+            yield from _strings(item, budget, depth + 1)
+
+
+def why_secret(name: str, value: Any) -> str | None:
+    """Why the notebook variable `name` looks like a secret, or None."""
+    if secret_name(name) and _is_text(value):
+        return "named like a secret"
+    for text, key in _strings(value, [STRINGS_LOOKED_AT]):
+        if AWS_KEY_ID.search(text):
+            return "holds an AWS access key id"
+        if _looks_like_aws_secret(text):
+            return "holds what looks like an AWS secret key"
+        if isinstance(key, str) and secret_name(key):
+            return f"holds text under {key!r}"
+    return None
+
+
+def hold_back(candidates: dict[str, Any], ship: set[str]) -> dict[str, str]:
+    """{name: why} for the candidates that look like secrets and were not named in --ship."""
+    held = {}
+    for name, value in candidates.items():
+        if name in ship:
+            continue
+        why = why_secret(name, value)
+        if why is not None:
+            held[name] = why
+    return held
+
+
+# -- what a shipped function takes along ------------------------------------------
+_GLOBAL_OPS = {"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"}
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _GLOBAL_OPS:
+            names.add(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _functions(obj: Any, module: str) -> list[types.FunctionType]:
+    """The notebook functions cloudpickle pickles by value along with `obj`."""
+    if isinstance(obj, types.MethodType):
+        obj = obj.__func__
+    if isinstance(obj, types.FunctionType):
+        return [obj]
+    cls = obj if isinstance(obj, type) else type(obj)
+    if getattr(cls, "__module__", None) != module:
+        return []
+    found = []
+    for member in vars(cls).values():
+        member = getattr(member, "__func__", member)  # staticmethod, classmethod
+        if isinstance(member, types.FunctionType):
+            found.append(member)
+    return found
+
+
+def reached_globals(objects: dict[str, Any], user_ns: dict[str, Any]) -> dict[str, Any]:
+    """The notebook variables that shipped notebook functions (and classes' methods)
+    read: cloudpickle ships them with the function, though the cell never names them."""
+    module = user_ns.get("__name__", "__main__")
+    reached: dict[str, Any] = {}
+    todo, seen = list(objects.values()), set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        for function in _functions(obj, module):
+            if function.__globals__ is not user_ns:
+                continue
+            for name in _global_names(function.__code__):
+                if name in user_ns and name not in objects and name not in reached:
+                    reached[name] = user_ns[name]
+                    todo.append(user_ns[name])
+    return reached
