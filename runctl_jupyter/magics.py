@@ -215,7 +215,7 @@ def register_completer(shell: Any) -> None:
             return {"completions": [], "suppress": False}
         from .commands.completion import complete
 
-        fragment, words = complete(line[found.end() :], magics.config_obj.home)
+        fragment, words = complete(line[found.end() :], magics.config_obj.home, shell.user_ns)
         return {
             "completions": [SimpleCompletion(word, type="runctl") for word in words],
             "matched_fragment": fragment,
