@@ -223,3 +223,18 @@ def test_ship_in_the_shell_is_refused_with_one_line(home, tmp_path, capsys):
     assert "a SCRIPT (and the shell) has none to send: drop --ship" in err
     assert len(err.splitlines()) == 1
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())
+
+
+def test_params_from_a_variable_with_a_secret_are_refused_unless_shipped(ip, home):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("runctl", "train --params config", "print(lr)\n")
+    assert str(info.value) == (
+        "--params config: config['db_password'] looks like a secret (named like a secret) and "
+        "hyperparameters are recorded with the run: take it out of config, or add --ship config "
+        "to record it"
+    )
+    assert not (home / "runs").exists() or not list((home / "runs").iterdir())
+    run = ip.run_cell_magic("runctl", "train --params config --ship config", "print(lr)\n")
+    assert run.status == "succeeded" and run.params["db_password"] == "hunter2-db-pass"

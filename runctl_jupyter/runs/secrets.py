@@ -22,8 +22,10 @@ from __future__ import annotations
 import dis
 import re
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from ..errors import RunctlError
 
 STRINGS_LOOKED_AT = 10_000
 CHARS_LOOKED_AT = 100_000
@@ -137,6 +139,20 @@ def hold_back(candidates: dict[str, Any], ship: set[str]) -> dict[str, str]:
         if why is not None:
             held[name] = why
     return held
+
+
+def refuse_secret_params(var: str, params: dict[str, Any], ship: Iterable[str]) -> None:
+    """`--params VAR`: hyperparameters are recorded (spec, record, tables), so a dict
+    entry that looks like a secret is refused, unless VAR is named in --ship."""
+    if var in ship:
+        return
+    for key, value in params.items():
+        why = why_secret(str(key), value)
+        if why is not None:
+            raise RunctlError(
+                f"--params {var}: {var}[{key!r}] looks like a secret ({why}) and hyperparameters "
+                f"are recorded with the run: take it out of {var}, or add --ship {var} to record it"
+            )
 
 
 # -- what a shipped function takes along ------------------------------------------
