@@ -17,7 +17,7 @@ from IPython.utils.capture import capture_output
 from runctl_jupyter.cli import main as cli_main
 from runctl_jupyter.errors import RunFailed
 from runctl_jupyter.magics import RunctlMagics
-from runctl_jupyter.runs.secrets import secret_name, why_secret
+from runctl_jupyter.runs.secrets import has_aws_key_id, secret_name, why_secret
 
 API_KEY = "sk-live-0123456789abcdef"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented example shape
@@ -238,3 +238,18 @@ def test_params_from_a_variable_with_a_secret_are_refused_unless_shipped(ip, hom
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())
     run = ip.run_cell_magic("runctl", "train --params config --ship config", "print(lr)\n")
     assert run.status == "succeeded" and run.params["db_password"] == "hunter2-db-pass"
+
+
+def test_looking_is_cheap_and_bounded():
+    import os
+    import time
+
+    numbers = list(range(3_000_000))
+    pickled = os.urandom(20_000_000) + b" AKIAIOSFODNN7EXAMPLE "
+    started = time.perf_counter()
+    assert why_secret("numbers", numbers) is None
+    assert why_secret("api_key_list", numbers) is None  # a secret's name, but not text
+    assert has_aws_key_id(pickled)
+    assert not has_aws_key_id(pickled[:-22] + b"XAKIAIOSFODNN7EXAMPLE")  # 21 capitals: not an id
+    # ~0.1 s on a quiet machine; generous for a loaded one
+    assert time.perf_counter() - started < 5

@@ -212,14 +212,14 @@ def _aws_key_carriers(
 ) -> dict[str, str]:
     """The objects whose pickle holds an AWS access key id (found in the bytes, so
     anywhere inside them); each is pickled alone only when the whole has one."""
-    from .secrets import AWS_KEY_ID_BYTES
+    from .secrets import has_aws_key_id
 
-    if data is None or not AWS_KEY_ID_BYTES.search(data):
+    if data is None or not has_aws_key_id(data):
         return {}
     return {
         name: "an AWS access key id inside it"
         for name, value in objects.items()
-        if name not in ship and AWS_KEY_ID_BYTES.search(ship_objects({name: value}, workdir))
+        if name not in ship and has_aws_key_id(ship_objects({name: value}, workdir))
     }
 
 

@@ -13,8 +13,8 @@ when:
   in a str or bytes or inside a dict/list/tuple/set of them (a few levels deep);
 - it is a dict with a secret-named key holding text (`{"wandb_key": "..."}`).
 
-Values are only looked at cheaply: the first STRINGS_LOOKED_AT strings of an
-object, the first CHARS_LOOKED_AT characters of each.
+Values are only looked at cheaply: the first ITEMS_LOOKED_AT items of an object
+(strings, numbers, containers), the first CHARS_LOOKED_AT characters of a string.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ import dis
 import re
 import types
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 from ..errors import RunctlError
 
-STRINGS_LOOKED_AT = 10_000
+ITEMS_LOOKED_AT = 10_000
 CHARS_LOOKED_AT = 100_000
 _DEPTH = 4
 
@@ -49,7 +50,7 @@ _SECRET_ENDINGS = (
 # a name's words: snake_case and camelCase parts (APIKey -> API, Key)
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
-AWS_KEY_ID_BYTES = re.compile(AWS_KEY_ID.pattern.encode())
+_AWS_KEY_ID_BYTES = re.compile(AWS_KEY_ID.pattern.encode())
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _TEXT = (str, bytes, bytearray)
 _CONTAINERS = (list, tuple, set, frozenset)
@@ -71,13 +72,10 @@ def _is_text(value: Any, depth: int = 0) -> bool:
         return True
     if depth >= _DEPTH:
         return False
-    if isinstance(value, dict):
-        items = list(value.values())
-    elif isinstance(value, _CONTAINERS):
-        items = list(value)
-    else:
+    if not isinstance(value, (dict, *_CONTAINERS)):
         return False
-    return bool(items) and all(_is_text(item, depth + 1) for item in items[:STRINGS_LOOKED_AT])
+    items = list(islice(value.values() if isinstance(value, dict) else value, ITEMS_LOOKED_AT))
+    return bool(items) and all(_is_text(item, depth + 1) for item in items)
 
 
 def _looks_like_aws_secret(text: str) -> bool:
@@ -91,35 +89,46 @@ def _looks_like_aws_secret(text: str) -> bool:
 
 
 def _strings(value: Any, budget: list[int], depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """(text, the dict key it sits under or None) for the text in `value`, within budget."""
+    """(text, the dict key it sits under or None) for the text in `value`; every item
+    looked at (text or not) spends the budget, so a list of a million floats is cheap."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
     if isinstance(value, _TEXT):
-        if budget[0] > 0:
-            budget[0] -= 1
-            text = value if isinstance(value, str) else bytes(value).decode("latin-1")
-            yield text[:CHARS_LOOKED_AT], None
+        text = value if isinstance(value, str) else bytes(value[:CHARS_LOOKED_AT]).decode("latin-1")
+        yield text[:CHARS_LOOKED_AT], None
         return
     if depth >= _DEPTH:
         return
     if isinstance(value, dict):
-        for key, item in list(value.items()):
-            if budget[0] <= 0:
-                return
+        for key, item in islice(value.items(), max(budget[0], 0)):
             if isinstance(key, _TEXT):
                 yield from _strings(key, budget, depth + 1)
             for text, _ in _strings(item, budget, depth + 1):
                 yield text, key
     elif isinstance(value, _CONTAINERS):
-        for item in list(value):
-            if budget[0] <= 0:
-                return
+        for item in islice(value, max(budget[0], 0)):
             yield from _strings(item, budget, depth + 1)
+
+
+def has_aws_key_id(data: bytes) -> bool:
+    """An AWS access key id anywhere in `data` (a pickle): bytes.find for the prefixes
+    (fast on hundreds of MB), the pattern only where one is found."""
+    for prefix in (b"AKIA", b"ASIA"):
+        start = data.find(prefix)
+        while start != -1:
+            # match() from `start` still looks behind it; endpos keeps the byte after the id
+            if _AWS_KEY_ID_BYTES.match(data, start, start + 21):
+                return True
+            start = data.find(prefix, start + 1)
+    return False
 
 
 def why_secret(name: str, value: Any) -> str | None:
     """Why the notebook variable `name` looks like a secret, or None."""
     if secret_name(name) and _is_text(value):
         return "named like a secret"
-    for text, key in _strings(value, [STRINGS_LOOKED_AT]):
+    for text, key in _strings(value, [ITEMS_LOOKED_AT]):
         if AWS_KEY_ID.search(text):
             return "holds an AWS access key id"
         if _looks_like_aws_secret(text):
