@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from test_magics_parse import ip as _magic_shell  # noqa: F401 - its `ip` fixture, as _magic_shell
 
 from runctl_jupyter.cli import main as cli_main
 from runctl_jupyter.errors import RunFailed
-from runctl_jupyter.magics import RunctlMagics
 from runctl_jupyter.runs.secrets import has_aws_key_id, secret_name, why_secret
 
 API_KEY = "sk-live-0123456789abcdef"
@@ -30,14 +29,9 @@ NOTEBOOK_NAMES = ("Tokenizer", "tokenizer", "tokens", "api_key", "AWS_SECRET", "
 
 
 @pytest.fixture
-def ip(home, tmp_path, monkeypatch):
-    shell = InteractiveShell.instance()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    shell.run_line_magic("load_ext", "runctl_jupyter")
-    shell.register_magics(RunctlMagics(shell=shell))
-    shell.run_line_magic("config", "Runctl.refresh_interval = 0.05")
+def notebook(request):
+    """test_magics_parse's real shell, with a notebook's worth of variables."""
+    shell = request.getfixturevalue("_magic_shell")
     shell.run_cell(
         f"""
 class Tokenizer:
@@ -116,9 +110,9 @@ def test_values_that_look_like_secrets():
     assert why_secret("cfg", {"lr": 0.1, "sort_key": len}) is None
 
 
-def test_secret_like_objects_are_held_back_and_the_run_starts(ip, home):
+def test_secret_like_objects_are_held_back_and_the_run_starts(notebook, home):
     with capture_output() as cap:
-        run = ip.run_cell_magic("runctl", "train --name held", READS_ALL)
+        run = notebook.run_cell_magic("runctl", "train --name held", READS_ALL)
     assert run.status == "succeeded"
     held = [line for line in cap.stderr.splitlines() if "held back" in line]
     assert len(held) == 1, cap.stderr
@@ -129,7 +123,7 @@ def test_secret_like_objects_are_held_back_and_the_run_starts(ip, home):
                  "add --ship NAME"):  # fmt: skip
         assert part in line, line
     assert "tokenizer" not in line and "tokens" not in line
-    logs = str(ip.run_line_magic("runctl", f"logs {run.id}"))
+    logs = str(notebook.run_line_magic("runctl", f"logs {run.id}"))
     assert "encoded [1, 2]" in logs  # the tokenizer object was shipped and works
     assert "got ['tokens']" in logs
     run_dir = _run_dir(home, run.id)
@@ -141,50 +135,50 @@ def test_secret_like_objects_are_held_back_and_the_run_starts(ip, home):
         assert secret not in text, secret
 
 
-def test_a_name_error_for_a_held_back_name_says_to_ship_it(ip, home):
+def test_a_name_error_for_a_held_back_name_says_to_ship_it(notebook, home):
     with pytest.raises(RunFailed) as info:
-        ip.run_cell_magic("runctl", "train", "print(len(api_key))\n")
+        notebook.run_cell_magic("runctl", "train", "print(len(api_key))\n")
     assert "add --ship api_key to send it" in str(info.value)
     assert "NameError" in str(info.value)
 
 
-def test_a_shipped_function_does_not_take_a_held_back_global_along(ip, home):
+def test_a_shipped_function_does_not_take_a_held_back_global_along(notebook, home):
     code = "try:\n    auth_header()\nexcept NameError as exc:\n    print('refused', exc.name)\n"
     with capture_output() as cap:
-        run = ip.run_cell_magic("runctl", "train", code)
+        run = notebook.run_cell_magic("runctl", "train", code)
     assert "api_key (named like a secret)" in cap.stderr
-    assert "refused api_key" in str(ip.run_line_magic("runctl", f"logs {run.id}"))
+    assert "refused api_key" in str(notebook.run_line_magic("runctl", f"logs {run.id}"))
     assert API_KEY not in _folder_text(_run_dir(home, run.id))
-    assert ip.user_ns["api_key"] == API_KEY  # the notebook keeps its variable
+    assert notebook.user_ns["api_key"] == API_KEY  # the notebook keeps its variable
 
 
-def test_ship_sends_a_named_secret_and_only_that(ip, home):
+def test_ship_sends_a_named_secret_and_only_that(notebook, home):
     code = "print('len', len(api_key), auth_header()[:6])\nif False:\n    print(AWS_SECRET)\n"
     with capture_output() as cap:
-        run = ip.run_cell_magic("runctl", "train --ship api_key", code)
+        run = notebook.run_cell_magic("runctl", "train --ship api_key", code)
     assert run.status == "succeeded"
-    assert "len 24 Bearer" in str(ip.run_line_magic("runctl", f"logs {run.id}"))
+    assert "len 24 Bearer" in str(notebook.run_line_magic("runctl", f"logs {run.id}"))
     assert "AWS_SECRET (" in cap.stderr and "api_key (" not in cap.stderr
     text = _folder_text(_run_dir(home, run.id))
     assert API_KEY in text and AWS_SECRET not in text
 
 
-def test_an_aws_key_inside_an_object_is_found_in_its_pickle(ip, home):
-    ip.run_cell("class Settings: pass\nsettings = Settings()\nsettings.ids = {'aws': " + repr(AWS_KEY_ID) + "}\n")  # fmt: skip
+def test_an_aws_key_inside_an_object_is_found_in_its_pickle(notebook, home):
+    notebook.run_cell("class Settings: pass\nsettings = Settings()\nsettings.ids = {'aws': " + repr(AWS_KEY_ID) + "}\n")  # fmt: skip
     try:
         with capture_output() as cap:
-            run = ip.run_cell_magic(
+            run = notebook.run_cell_magic(
                 "runctl", "train", "if False:\n    print(settings)\nprint('ok')\n"
             )
         assert "settings (an AWS access key id inside it)" in cap.stderr
         assert AWS_KEY_ID not in _folder_text(_run_dir(home, run.id))
     finally:
-        ip.user_ns.pop("settings", None)
+        notebook.user_ns.pop("settings", None)
 
 
-def test_a_sweep_holds_back_too(ip, home):
+def test_a_sweep_holds_back_too(notebook, home):
     with capture_output() as cap:
-        sweep = ip.run_cell_magic("runctl", "sweep --grid lr=1,2 --name s", READS_ALL)
+        sweep = notebook.run_cell_magic("runctl", "sweep --grid lr=1,2 --name s", READS_ALL)
     assert sweep.state.status == "succeeded"
     assert "api_key (named like a secret)" in cap.stderr
     sweep_dir = sweep.dir
@@ -206,11 +200,11 @@ def test_a_sweep_holds_back_too(ip, home):
         ("train --ship nope", "there is no notebook variable 'nope'"),
     ],
 )
-def test_bad_ship_is_one_line(ip, line, says):
+def test_bad_ship_is_one_line(notebook, line, says):
     from IPython.core.error import UsageError
 
     with pytest.raises(UsageError) as info:
-        ip.run_cell_magic("runctl", line, "print(1)\n")
+        notebook.run_cell_magic("runctl", line, "print(1)\n")
     assert says in str(info.value) and "\n" not in str(info.value)
 
 
@@ -225,18 +219,18 @@ def test_ship_in_the_shell_is_refused_with_one_line(home, tmp_path, capsys):
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())
 
 
-def test_params_from_a_variable_with_a_secret_are_refused_unless_shipped(ip, home):
+def test_params_from_a_variable_with_a_secret_are_refused_unless_shipped(notebook, home):
     from IPython.core.error import UsageError
 
     with pytest.raises(UsageError) as info:
-        ip.run_cell_magic("runctl", "train --params config", "print(lr)\n")
+        notebook.run_cell_magic("runctl", "train --params config", "print(lr)\n")
     assert str(info.value) == (
         "--params config: config['db_password'] looks like a secret (named like a secret) and "
         "hyperparameters are recorded with the run: take it out of config, or add --ship config "
         "to record it"
     )
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())
-    run = ip.run_cell_magic("runctl", "train --params config --ship config", "print(lr)\n")
+    run = notebook.run_cell_magic("runctl", "train --params config --ship config", "print(lr)\n")
     assert run.status == "succeeded" and run.params["db_password"] == "hunter2-db-pass"
 
 

@@ -33,7 +33,7 @@ class ReadOnlyAuthorizer(Authorizer):
 
 
 @pytest.fixture
-def jp_server_config(runctl_home: Path) -> dict:
+def jp_server_config(home: Path) -> dict:
     return {
         "ServerApp": {
             "jpserver_extensions": {"runctl_jupyter": True},
@@ -42,25 +42,17 @@ def jp_server_config(runctl_home: Path) -> dict:
     }
 
 
-@pytest.fixture
-def runctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "runctl-home"
-    home.mkdir()
-    monkeypatch.setenv("RUNCTL_HOME", str(home))
-    return home
-
-
 def _agent_alive(run_dir: Path) -> bool:
     info = agent_info(run_dir)
     return info is not None and process_start(info["pid"]) == info["proc_start"]
 
 
-async def test_a_read_only_user_lists_runs_but_cannot_stop_one(jp_fetch, runctl_home):
+async def test_a_read_only_user_lists_runs_but_cannot_stop_one(jp_fetch, home):
     run_id = start_local_run(
         "import time\nfor i in range(600):\n    runctl.log(step=i, x=i)\n    time.sleep(0.1)\n",
         name="forever",
     )
-    run_dir = runctl_home / "runs" / run_id
+    run_dir = home / "runs" / run_id
     try:
         await wait_status(jp_fetch, run_id, {"running"})
         listed = await get_json(jp_fetch, "runs")
@@ -82,10 +74,10 @@ async def test_a_read_only_user_lists_runs_but_cannot_stop_one(jp_fetch, runctl_
             await asyncio.sleep(0.2)
 
 
-async def test_a_read_only_user_cannot_open_a_record(jp_fetch, runctl_home, jp_root_dir):
+async def test_a_read_only_user_cannot_open_a_record(jp_fetch, home, jp_root_dir):
     run_id = start_local_run("runctl.log(step=0, loss=0.5)\n", name="tiny")
     await wait_status(jp_fetch, run_id, {"succeeded"})
-    assert (runctl_home / "runs" / run_id / "record.ipynb").exists()
+    assert (home / "runs" / run_id / "record.ipynb").exists()
     code, body = await error_of(jp_fetch, "runs", run_id, "open-record", method="POST", body="")
     assert code == 403 and "may not open records" in body["message"]
     assert not (Path(jp_root_dir) / "runctl-records").exists()
