@@ -100,6 +100,9 @@ def test_values_that_look_like_secrets():
     assert why_secret("credentials", {"user": "ann", "pass": "x"}) == "named like a secret"
     assert why_secret("key_fn", len) is None  # a secret's name, but not text
     assert why_secret("max_tokens", 512) is None
+    assert why_secret("pad_token", "<pad>") is None and why_secret("cls_token", "[CLS]") is None
+    assert why_secret("eos_token", "<|endoftext|>") is None
+    assert why_secret("hf_token", "hf_abc<pad>") == "named like a secret"
     assert why_secret("x", [["AKIAIOSFODNN7EXAMPLE"]]) == "holds an AWS access key id"
     assert why_secret("x", ("ASIA" + "Q" * 16,)) == "holds an AWS access key id"
     assert why_secret("x", "AKIAIOSFODNN7EXAMPLEX") is None  # 17 after AKIA: not a key id

@@ -7,7 +7,8 @@ when:
 
 - its name has a secret's word (key, token, secret, password, passwd, credential,
   and words ending in them: apikey, hftoken; not keys, tokens, tokenizer, monkey)
-  and its value is text: str or bytes, or a list/tuple/set/dict of only text;
+  and its value is text: str or bytes, or a list/tuple/set/dict of only text
+  (a tokenizer's special token such as `pad_token = "<pad>"` or `"[CLS]"` is not);
 - its value holds an AWS access key id (AKIA/ASIA + 16) or what looks like an AWS
   secret key (40 base64 characters, mixed case and digits, not a 40-hex git hash),
   in a str or bytes or inside a dict/list/tuple/set of them (a few levels deep);
@@ -52,6 +53,7 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
 _AWS_KEY_ID_BYTES = re.compile(AWS_KEY_ID.pattern.encode())
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_SPECIAL_TOKEN = re.compile(r"<[^<>\s]*>|\[[^\[\]\s]*\]")
 _TEXT = (str, bytes, bytearray)
 _CONTAINERS = (list, tuple, set, frozenset)
 
@@ -67,12 +69,13 @@ def secret_name(name: str) -> bool:
 
 
 def _is_text(value: Any, depth: int = 0) -> bool:
-    """str/bytes, or a non-empty container holding only text (a dict: its values)."""
+    """str/bytes, or a non-empty container holding only text (a dict: its values);
+    a tokenizer's special token (`<pad>`, `</s>`, `[CLS]`) is not secret text."""
+    if isinstance(value, str):
+        return not _SPECIAL_TOKEN.fullmatch(value)
     if isinstance(value, _TEXT):
         return True
-    if depth >= _DEPTH:
-        return False
-    if not isinstance(value, (dict, *_CONTAINERS)):
+    if depth >= _DEPTH or not isinstance(value, (dict, *_CONTAINERS)):
         return False
     items = list(islice(value.values() if isinstance(value, dict) else value, ITEMS_LOOKED_AT))
     return bool(items) and all(_is_text(item, depth + 1) for item in items)

@@ -88,9 +88,9 @@ def sweep(
     from .scheduler import spawn
 
     if resume:
-        if grid or space or trials or code:
+        if grid or space or trials or code or ship:
             raise RunctlError(
-                f"--resume {resume} continues the sweep as it was planned; drop the cell, --grid, --space and --trials"
+                f"--resume {resume} continues the sweep as it was planned; drop the cell, --grid, --space, --trials and --ship"
             )
         return _resume(session, resume, retry_failed, detach)
     if retry_failed:
