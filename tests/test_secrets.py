@@ -250,3 +250,24 @@ def test_looking_is_cheap_and_bounded():
     assert not has_aws_key_id(pickled[:-22] + b"XAKIAIOSFODNN7EXAMPLE")  # 21 capitals: not an id
     # ~0.1 s on a quiet machine; generous for a loaded one
     assert time.perf_counter() - started < 5
+
+
+def test_an_object_made_with_a_secret_is_held_back_too(notebook, home):
+    notebook.run_cell(
+        "class Client:\n    def __init__(self, api_key):\n        self._key = api_key\n"
+        "    def ping(self):\n        return 'pong'\n"
+        "client = Client(api_key)\nscore_key = 'val_loss'\nsorter = {'by': score_key}\n"
+    )
+    try:
+        with capture_output() as cap:
+            run = notebook.run_cell_magic(
+                "runctl", "train", "if False:\n    client.ping()\nprint(sorter['by'])\n"
+            )
+        # the cell never names api_key, but the client carries its value
+        assert "client (the value of api_key inside it)" in cap.stderr
+        assert "sorter" not in cap.stderr  # 'val_loss' is too plain to hunt for elsewhere
+        assert "val_loss" in str(notebook.run_line_magic("runctl", f"logs {run.id}"))
+        assert API_KEY not in _folder_text(_run_dir(home, run.id))
+    finally:
+        for name in ("Client", "client", "score_key", "sorter"):
+            notebook.user_ns.pop(name, None)

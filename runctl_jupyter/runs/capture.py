@@ -165,7 +165,7 @@ def pack_objects(
     those that look like secrets: the held-back names are said in one line on
     stderr, and hidden from the pickler, so a shipped function does not take them
     along as its globals either."""
-    from .secrets import hold_back, reached_globals
+    from .secrets import hold_back, key_like_texts, named_secrets, reached_globals
 
     ship = set(ship)
     for name in sorted(ship):
@@ -178,10 +178,12 @@ def pack_objects(
     held = hold_back(found, ship)
     objects = {name: value for name, value in found.items() if name not in held}
     held.update(hold_back(reached_globals(objects, user_ns), ship))
+    secrets = {**named_secrets(user_ns, ship), **{name: user_ns[name] for name in held}}
+    held_texts = key_like_texts(secrets)
     with _hidden(user_ns, held):
         data = ship_objects(objects, workdir) if objects else None
-        carriers = _aws_key_carriers(data, objects, workdir, ship)
-        if carriers:  # e.g. a key id inside an object's attributes or a closure
+        carriers = _carriers(data, objects, workdir, ship, held_texts)
+        if carriers:  # e.g. a client made with api_key=api_key, a key id in a closure
             held.update(carriers)
             objects = {name: value for name, value in objects.items() if name not in held}
             data = ship_objects(objects, workdir) if objects else None
@@ -207,20 +209,30 @@ def _hidden(user_ns: dict[str, Any], names: Iterable[str]) -> Iterator[None]:
         user_ns.update(taken)
 
 
-def _aws_key_carriers(
-    data: bytes | None, objects: dict[str, Any], workdir: str | os.PathLike, ship: set[str]
+def _carriers(
+    data: bytes | None,
+    objects: dict[str, Any],
+    workdir: str | os.PathLike,
+    ship: set[str],
+    held_texts: dict[str, list[bytes]],
 ) -> dict[str, str]:
-    """The objects whose pickle holds an AWS access key id (found in the bytes, so
-    anywhere inside them); each is pickled alone only when the whole has one."""
-    from .secrets import has_aws_key_id
+    """{name: why} for the objects whose pickle carries a secret (secrets.secret_inside:
+    found in the bytes, so anywhere inside them); each object is pickled alone only
+    when the whole carries one."""
+    from .secrets import secret_inside
 
-    if data is None or not has_aws_key_id(data):
+    if data is None or secret_inside(data, held_texts) is None:
         return {}
-    return {
-        name: "an AWS access key id inside it"
-        for name, value in objects.items()
-        if name not in ship and has_aws_key_id(ship_objects({name: value}, workdir))
-    }
+    found = {}
+    for name, value in objects.items():
+        why = (
+            None
+            if name in ship
+            else secret_inside(ship_objects({name: value}, workdir), held_texts)
+        )
+        if why is not None:
+            found[name] = why
+    return found
 
 
 def load_objects(data: bytes) -> dict[str, Any]:

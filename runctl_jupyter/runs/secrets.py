@@ -14,8 +14,9 @@ when:
   in a str or bytes or inside a dict/list/tuple/set of them (a few levels deep);
 - it is a dict with a secret-named key holding text (`{"wandb_key": "..."}`).
 
-Values are only looked at cheaply: the first ITEMS_LOOKED_AT items of an object
-(strings, numbers, containers), the first CHARS_LOOKED_AT characters of a string.
+Values are only looked at cheaply: the first ITEMS_LOOKED_AT items of a variable
+(strings, numbers, containers), CHARS_LOOKED_AT characters of a string and
+TEXT_LOOKED_AT in all.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 from ..errors import RunctlError
 
 ITEMS_LOOKED_AT = 10_000
-CHARS_LOOKED_AT = 100_000
+CHARS_LOOKED_AT = 100_000  # of one string
+TEXT_LOOKED_AT = 1_000_000  # of one variable
 _DEPTH = 4
 
 _SECRET_ENDINGS = (
@@ -92,14 +94,17 @@ def _looks_like_aws_secret(text: str) -> bool:
 
 
 def _strings(value: Any, budget: list[int], depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """(text, the dict key it sits under or None) for the text in `value`; every item
-    looked at (text or not) spends the budget, so a list of a million floats is cheap."""
+    """(text, the dict key it sits under or None) for the text in `value`; `budget` is
+    [items, characters]: every item looked at (text or not) spends one, so a list of
+    a million floats is cheap, and a corpus of documents at most TEXT_LOOKED_AT."""
     budget[0] -= 1
-    if budget[0] < 0:
+    if budget[0] < 0 or budget[1] <= 0:
         return
     if isinstance(value, _TEXT):
-        text = value if isinstance(value, str) else bytes(value[:CHARS_LOOKED_AT]).decode("latin-1")
-        yield text[:CHARS_LOOKED_AT], None
+        size = min(CHARS_LOOKED_AT, budget[1])
+        budget[1] -= size
+        text = value if isinstance(value, str) else bytes(value[:size]).decode("latin-1")
+        yield text[:size], None
         return
     if depth >= _DEPTH:
         return
@@ -112,6 +117,10 @@ def _strings(value: Any, budget: list[int], depth: int = 0) -> Iterator[tuple[st
     elif isinstance(value, _CONTAINERS):
         for item in islice(value, max(budget[0], 0)):
             yield from _strings(item, budget, depth + 1)
+
+
+def _budget() -> list[int]:
+    return [ITEMS_LOOKED_AT, TEXT_LOOKED_AT]
 
 
 def has_aws_key_id(data: bytes) -> bool:
@@ -127,11 +136,52 @@ def has_aws_key_id(data: bytes) -> bool:
     return False
 
 
+def named_secrets(namespace: dict[str, Any], skip: set[str]) -> dict[str, Any]:
+    """Every variable of `namespace` named like a secret and holding text, read by the
+    cell or not (cheap: its name is looked at first): its value must not travel
+    inside another object either."""
+    return {
+        name: value
+        for name, value in list(namespace.items())
+        if not name.startswith("_") and name not in skip and secret_name(name) and _is_text(value)
+    }
+
+
+def key_like_texts(held: dict[str, Any]) -> dict[str, list[bytes]]:
+    """{name: its texts as a pickle stores them (UTF-8)} for the held-back values that
+    look like a key (16+ characters, letters and digits, no space), to find them
+    inside other objects (a client made with `api_key=api_key`); shorter or plainer
+    text (`sort_key = "loss"`) would be found in innocent objects."""
+    found = {}
+    for name, value in held.items():
+        texts = {
+            text.encode("utf-8", "surrogatepass")
+            for text, _ in _strings(value, _budget())
+            if len(text) >= 16
+            and not any(c.isspace() for c in text)
+            and any(c.isdigit() for c in text)
+            and any(c.isalpha() for c in text)
+        }
+        if texts:
+            found[name] = sorted(texts)
+    return found
+
+
+def secret_inside(blob: bytes, held_texts: dict[str, list[bytes]]) -> str | None:
+    """Why a pickle carries a secret: an AWS access key id, or a held-back value."""
+    if has_aws_key_id(blob):
+        return "an AWS access key id inside it"
+    for name, texts in held_texts.items():
+        if any(text in blob for text in texts):
+            return f"the value of {name} inside it"
+    return None
+
+
 def why_secret(name: str, value: Any) -> str | None:
     """Why the notebook variable `name` looks like a secret, or None."""
     if secret_name(name) and _is_text(value):
         return "named like a secret"
-    for text, key in _strings(value, [ITEMS_LOOKED_AT]):
+    for text, key in _strings(value, _budget()):
         if AWS_KEY_ID.search(text):
             return "holds an AWS access key id"
         if _looks_like_aws_secret(text):
