@@ -12,7 +12,12 @@ when:
 - its value holds an AWS access key id (AKIA/ASIA + 16) or what looks like an AWS
   secret key (40 base64 characters, mixed case and digits, not a 40-hex git hash),
   in a str or bytes or inside a dict/list/tuple/set of them (a few levels deep);
-- it is a dict with a secret-named key holding text (`{"wandb_key": "..."}`).
+- it is a dict with a secret-named key holding text (`{"wandb_key": "..."}`);
+- its pickle carries an AWS access key id, or the key-like value of a notebook
+  variable named like a secret (`client = Client(api_key=api_key)`).
+
+A shipped notebook function takes along the globals it reads (`reached_globals`):
+those are judged the same way, and capture.py hides the held-back ones from it.
 
 Values are only looked at cheaply: the first ITEMS_LOOKED_AT items of a variable
 (strings, numbers, containers), CHARS_LOOKED_AT characters of a string and
@@ -52,8 +57,8 @@ _SECRET_ENDINGS = (
 )
 # a name's words: snake_case and camelCase parts (APIKey -> API, Key)
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
-_AWS_KEY_ID_BYTES = re.compile(AWS_KEY_ID.pattern.encode())
+_AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+_AWS_KEY_ID_BYTES = re.compile(_AWS_KEY_ID.pattern.encode())
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _SPECIAL_TOKEN = re.compile(r"<[^<>\s]*>|\[[^\[\]\s]*\]")
 _TEXT = (str, bytes, bytearray)
@@ -182,7 +187,7 @@ def why_secret(name: str, value: Any) -> str | None:
     if secret_name(name) and _is_text(value):
         return "named like a secret"
     for text, key in _strings(value, _budget()):
-        if AWS_KEY_ID.search(text):
+        if _AWS_KEY_ID.search(text):
             return "holds an AWS access key id"
         if _looks_like_aws_secret(text):
             return "holds what looks like an AWS secret key"
