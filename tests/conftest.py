@@ -32,6 +32,25 @@ def session(home, tmp_path, monkeypatch):
     return Session(config=config)
 
 
+@pytest.fixture
+def ip(home, tmp_path, monkeypatch):
+    """The real IPython shell with the extension loaded, in a fresh working folder, and a
+    fresh magic that reads this test's RUNCTL_HOME; quick refresh and a short grace."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from runctl_jupyter.magics import RunctlMagics
+
+    shell = InteractiveShell.instance()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    shell.run_line_magic("load_ext", "runctl_jupyter")
+    shell.register_magics(RunctlMagics(shell=shell))
+    shell.run_line_magic("config", "Runctl.refresh_interval = 0.05")
+    shell.run_line_magic("config", "Runctl.grace_seconds = 3.0")
+    return shell
+
+
 @pytest.fixture(autouse=True)
 def _package_on_path(monkeypatch):
     # agents and runners are separate processes: make sure they import this checkout

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from IPython.utils.capture import capture_output
-from test_magics_parse import ip as _magic_shell  # noqa: F401 - its `ip` fixture, as _magic_shell
 
 from runctl_jupyter.cli import main as cli_main
 from runctl_jupyter.errors import RunFailed
@@ -29,9 +28,9 @@ NOTEBOOK_NAMES = ("Tokenizer", "tokenizer", "tokens", "api_key", "AWS_SECRET", "
 
 
 @pytest.fixture
-def notebook(request):
-    """test_magics_parse's real shell, with a notebook's worth of variables."""
-    shell = request.getfixturevalue("_magic_shell")
+def notebook(ip):
+    """conftest's real shell, with a notebook's worth of variables."""
+    shell = ip
     shell.run_cell(
         f"""
 class Tokenizer:
