@@ -110,6 +110,7 @@ def test_values_that_look_like_secrets():
     assert why_secret("path", "data/ImageNet/train/n01440764/n01440764A") is None
     assert why_secret("cfg", {"lr": 0.1, "wandb_key": "abc"}) == "holds text under 'wandb_key'"
     assert why_secret("cfg", {"lr": 0.1, "sort_key": len}) is None
+    assert why_secret("special_tokens_map", {"pad_token": "<pad>", "eos_token": "</s>"}) is None
 
 
 def test_secret_like_objects_are_held_back_and_the_run_starts(notebook, home):

@@ -191,7 +191,7 @@ def why_secret(name: str, value: Any) -> str | None:
             return "holds an AWS access key id"
         if _looks_like_aws_secret(text):
             return "holds what looks like an AWS secret key"
-        if isinstance(key, str) and secret_name(key):
+        if isinstance(key, str) and secret_name(key) and _is_text(text):
             return f"holds text under {key!r}"
     return None
 
