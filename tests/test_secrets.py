@@ -271,3 +271,13 @@ def test_an_object_made_with_a_secret_is_held_back_too(notebook, home):
     finally:
         for name in ("Client", "client", "score_key", "sorter"):
             notebook.user_ns.pop(name, None)
+
+
+def test_a_sweep_ships_what_ship_names(notebook, home):
+    sweep = notebook.run_cell_magic(
+        "runctl", "sweep --grid lr=1 --ship api_key --name s2", "print('len', len(api_key))\n"
+    )
+    assert sweep.state.status == "succeeded"
+    run_id = sweep.state.trials[0]["run_id"]
+    assert "len 24" in str(notebook.run_line_magic("runctl", f"logs {run_id}"))
+    assert API_KEY in (sweep.dir / "objects.pkl").read_bytes().decode("latin-1")
