@@ -93,7 +93,12 @@ class RunctlMagics(Magics):
         method, kwargs = to_call(ns)
         if command in _CELL_COMMANDS:
             self._add_code(ns, kwargs, cell)
-            kwargs["params"] = merge_params(self._params_var(ns.params_var), ns.params)
+            from_var = self._params_var(ns.params_var)
+            if from_var:
+                from .runs.secrets import refuse_secret_params
+
+                refuse_secret_params(ns.params_var, from_var, ns.ship)
+            kwargs["params"] = merge_params(from_var, ns.params)
             kwargs["user_ns"] = self.shell.user_ns if self.shell is not None else None
         return method, kwargs
 
@@ -212,7 +217,7 @@ def register_completer(shell: Any) -> None:
             return {"completions": [], "suppress": False}
         from .commands.completion import complete
 
-        fragment, words = complete(line[found.end() :], magics.config_obj.home)
+        fragment, words = complete(line[found.end() :], magics.config_obj.home, shell.user_ns)
         return {
             "completions": [SimpleCompletion(word, type="runctl") for word in words],
             "matched_fragment": fragment,

@@ -160,3 +160,15 @@ def test_load_ext_imports_neither_the_store_nor_the_completer_and_tab_nothing_he
         """.replace("HEAVY", repr(HEAVY))
     )
     assert out.splitlines() == ["[]", "['logs'] []"]
+
+
+def test_notebook_variables_after_ship(ip):
+    ip.run_cell("api_key = 'x'\napi_url = 'y'\nimport json\n_hidden = 1\n")
+    try:
+        assert ours(ip, "%%runctl train --ship api") == ["api_key", "api_url"]
+        found = ours(ip, "%%runctl sweep --grid lr=1,2 --ship ")
+        assert "api_key" in found and "json" not in found and "_hidden" not in found
+        assert "In" not in found and "get_ipython" not in found
+    finally:
+        for name in ("api_key", "api_url", "_hidden"):
+            ip.user_ns.pop(name, None)

@@ -38,6 +38,15 @@ def _user_frames_only(exc: BaseException) -> str:
     return "".join(te.format())
 
 
+def _held_back_hint(exc: BaseException, spec: dict) -> str | None:
+    """A NameError for a notebook variable runctl held back as a likely secret
+    (runs/secrets.py) says how to send it after all."""
+    name = getattr(exc, "name", None)
+    if isinstance(exc, NameError) and name in (spec.get("options") or {}).get("held_back", ()):
+        return f"runctl held back {name!r} as a likely secret: add --ship {name} to send it"
+    return None
+
+
 def _run_cell(run_dir: Path, spec: dict) -> None:
     code_path = run_dir / spec.get("entry", "code.py")
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
@@ -111,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then the exit code says it failed
         text = _user_frames_only(exc)
+        message = str(exc)
+        hint = _held_back_hint(exc, spec)
+        if hint:
+            text, message = f"{text}{hint}\n", f"{message} ({hint})"
         sys.stderr.write(text)
         sys.stderr.flush()
-        error = {"type": type(exc).__name__, "message": str(exc), "traceback": text}
+        error = {"type": type(exc).__name__, "message": message, "traceback": text}
         attempt = os.environ.get("RUNCTL_ATTEMPT", "1")
         rank = f"-rank{runctl.rank}" if runctl.world_size > 1 else ""  # ranks never race
         (run_dir / f"error-{attempt}{rank}.json").write_text(json.dumps(error))

@@ -3,6 +3,7 @@ drifts), the store's index and the bundled price table.
 
     complete("show ex", home)      # ("ex", ["exp-3", "exp-2"])  run ids and names, newest first
     complete("train --ins", home)  # ("--ins", ["--instance", "--instance-type"])
+    complete("train --ship a", home, user_ns)  # ("a", ["api_key"])  notebook variables
 
 `text` is the line after the magic's name, up to the cursor; the answer is the word
 being completed (the fragment the completions replace) and the completions, in the
@@ -14,7 +15,9 @@ imported on the first call, never at `%load_ext`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # commands whose positional words are runs
@@ -24,9 +27,11 @@ LIMIT = 200
 _STORES: dict[str, Any] = {}
 
 
-def complete(text: str, home: str | os.PathLike) -> tuple[str, list[str]]:
+def complete(
+    text: str, home: str | os.PathLike, user_ns: Mapping[str, Any] | None = None
+) -> tuple[str, list[str]]:
     """(the word being completed, its completions) for `text`, the words after
-    `%runctl` up to the cursor."""
+    `%runctl` up to the cursor; `user_ns` is the notebook's namespace (for --ship)."""
     from . import COMMANDS, build_parser
 
     words = text.split()
@@ -43,9 +48,9 @@ def complete(text: str, home: str | os.PathLike) -> tuple[str, list[str]]:
     options = _options(parser)
     if current.startswith("--") and "=" in current:
         option, _, value = current.partition("=")
-        return value, _values(options.get(option), value, home)
+        return value, _values(options.get(option), value, home, user_ns)
     if rest and _takes_value(options.get(rest[-1])):
-        return current, _values(options[rest[-1]], current, home)
+        return current, _values(options[rest[-1]], current, home, user_ns)
     if current.startswith("-"):
         return current, _starting(list(options), current)
     return current, _positional(parser, command, _positionals(rest, options), current, home)
@@ -88,9 +93,14 @@ def _positional(
     return []
 
 
-def _values(action: Any, prefix: str, home: str | os.PathLike) -> list[str]:
-    """The values an option takes: experiments, instance types, or its own choices."""
+def _values(
+    action: Any, prefix: str, home: str | os.PathLike, user_ns: Mapping[str, Any] | None
+) -> list[str]:
+    """The values an option takes: experiments, instance types, notebook variables,
+    or its own choices."""
     dest = getattr(action, "dest", None)
+    if dest == "ship":
+        return _starting(notebook_variables(user_ns or {}), prefix)
     if dest == "experiment":
         return _store_words(home, "experiments", prefix)
     if dest == "instance_type":
@@ -115,6 +125,20 @@ def _store_words(home: str | os.PathLike, kind: str, prefix: str) -> list[str]:
             return []
         store = _STORES[home] = Store(home)
     return store.completion_words(kind, prefix, LIMIT)
+
+
+_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+
+
+def notebook_variables(user_ns: Mapping[str, Any]) -> list[str]:
+    """The user's own variables, sorted: no _names, IPython's names or modules."""
+    return sorted(
+        name
+        for name, value in list(user_ns.items())
+        if not name.startswith("_")
+        and name not in _IPYTHON_NAMES
+        and not isinstance(value, ModuleType)
+    )
 
 
 def instance_types(prefix: str) -> list[str]:

@@ -105,6 +105,13 @@ def _add_where(g: argparse._ArgumentGroup) -> None:
         action="store_false",
         help="do not ship notebook objects the cell uses",
     )
+    g.add_argument(
+        "--ship",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="ship notebook variable NAME even if it looks like a secret (held back otherwise)",
+    )
     g.add_argument("--instance-type", metavar="TYPE", help="e.g. g5.xlarge (AWS)")
     spot = g.add_mutually_exclusive_group()
     spot.add_argument(
@@ -255,5 +262,22 @@ def finish_run(ns: argparse.Namespace) -> None:
         raise BadParam(
             "--instance reuses a running instance of its own type; leave out --instance-type"
         )
+    _check_ship(ns)
     if ns.params_var is not None and not ns.params_var:
         raise BadParam("--params needs a variable name (a dict of hyperparameters)")
+
+
+def _check_ship(ns: argparse.Namespace) -> None:
+    ns.ship = list(dict.fromkeys(ns.ship or ()))
+    if not ns.ship:
+        return
+    bad = next((name for name in ns.ship if not name.isidentifier()), None)
+    if bad is not None:
+        raise BadParam(f"--ship {bad!r}: give the name of a notebook variable, e.g. --ship api_key")
+    if not ns.ship_objects:
+        raise BadParam("--ship sends notebook variables and --no-vars sends none: drop one of them")
+    if getattr(ns, "script", None) or getattr(ns, "target", None):
+        raise BadParam(
+            "--ship sends a notebook variable to a cell's run; a SCRIPT (and the shell) "
+            "has none to send: drop --ship"
+        )

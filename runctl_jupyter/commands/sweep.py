@@ -165,6 +165,7 @@ _SWEEP_KWARGS = (
     "yes",
     "max_hours",
     "ship_objects",
+    "ship",
 )
 # sweep-only fields that never belong in a trial's run options
 _SWEEP_ONLY = ("random",)

@@ -48,6 +48,7 @@ _TRAIN_KWARGS = (
     "detach",
     "max_hours",
     "ship_objects",
+    "ship",
 )
 _NOT_OPTIONS = {"command", "params_var", "help"}
 

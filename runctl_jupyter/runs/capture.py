@@ -7,6 +7,8 @@ function, a class, a data array) must be shipped: `free_names` (free_names.py)
 finds the names the cell reads but does not bind first, `collect_objects` keeps
 those present in the user's namespace, `ship_objects` cloudpickles them (local
 modules by value), and `load_objects` unpickles them in the run's process.
+`pack_objects` does it all for a new run or sweep, holding back the objects that
+look like secrets (secrets.py) unless the user named them in `--ship NAME`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import os
 import re
 import sys
 import sysconfig
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 from ..errors import RunctlError
 from .free_names import free_names
@@ -143,6 +146,93 @@ def ship_objects(objects: dict[str, Any], workdir: str | os.PathLike) -> bytes:
                     cloudpickle.unregister_pickle_by_value(module)
                 except ValueError:
                     pass
+
+
+class Shipment(NamedTuple):
+    data: bytes | None  # the pickled objects, None when there are none
+    names: list[str]  # what was shipped
+    held_back: dict[str, str]  # name -> why it looks like a secret
+
+
+def pack_objects(
+    code: str,
+    user_ns: dict[str, Any],
+    workdir: str | os.PathLike,
+    exclude: Iterable[str] = (),
+    ship: Iterable[str] = (),
+) -> Shipment:
+    """The notebook objects the cell reads (and the `--ship` names), pickled, less
+    those that look like secrets: the held-back names are said in one line on
+    stderr, and hidden from the pickler, so a shipped function does not take them
+    along as its globals either."""
+    from .secrets import hold_back, key_like_texts, named_secrets, reached_globals
+
+    ship = set(ship)
+    for name in sorted(ship):
+        if name not in user_ns:
+            raise RunctlError(
+                f"--ship {name}: there is no notebook variable {name!r}; check the name"
+            )
+    found = collect_objects(code, user_ns, exclude)
+    found.update({name: user_ns[name] for name in ship if name not in exclude})
+    held = hold_back(found, ship)
+    objects = {name: value for name, value in found.items() if name not in held}
+    held.update(hold_back(reached_globals(objects, user_ns), ship))
+    secrets = {**named_secrets(user_ns, ship), **{name: user_ns[name] for name in held}}
+    held_texts = key_like_texts(secrets)
+    with _hidden(user_ns, held):
+        data = ship_objects(objects, workdir) if objects else None
+        carriers = _carriers(data, objects, workdir, ship, held_texts)
+        if carriers:  # e.g. a client made with api_key=api_key, a key id in a closure
+            held.update(carriers)
+            objects = {name: value for name, value in objects.items() if name not in held}
+            data = ship_objects(objects, workdir) if objects else None
+    if held:
+        reasons = ", ".join(f"{name} ({why})" for name, why in sorted(held.items()))
+        print(
+            f"[runctl] held back notebook variables that look like secrets: {reasons}; "
+            "the run does not get them (add --ship NAME to send one)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return Shipment(data, sorted(objects), held)
+
+
+@contextmanager
+def _hidden(user_ns: dict[str, Any], names: Iterable[str]) -> Iterator[None]:
+    """Take `names` out of the notebook's namespace for a moment: cloudpickle ships a
+    function with the globals it reads, found in that namespace."""
+    taken = {name: user_ns.pop(name) for name in names if name in user_ns}
+    try:
+        yield
+    finally:
+        user_ns.update(taken)
+
+
+def _carriers(
+    data: bytes | None,
+    objects: dict[str, Any],
+    workdir: str | os.PathLike,
+    ship: set[str],
+    held_texts: dict[str, list[bytes]],
+) -> dict[str, str]:
+    """{name: why} for the objects whose pickle carries a secret (secrets.secret_inside:
+    found in the bytes, so anywhere inside them); each object is pickled alone only
+    when the whole carries one."""
+    from .secrets import secret_inside
+
+    if data is None or secret_inside(data, held_texts) is None:
+        return {}
+    found = {}
+    for name, value in objects.items():
+        why = (
+            None
+            if name in ship
+            else secret_inside(ship_objects({name: value}, workdir), held_texts)
+        )
+        if why is not None:
+            found[name] = why
+    return found
 
 
 def load_objects(data: bytes) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import RunctlError
 from ..store.folders import create_run, new_run_id, read_spec
+from .capture import Shipment
 from .control import RunControl
 from .results import Run
 
@@ -87,6 +88,7 @@ class RunStarter(RunControl):
         detach: bool = False,
         max_hours: float | None = None,
         ship_objects: bool = True,
+        ship: list[str] | tuple = (),
         user_ns: dict | None = None,
         options: dict | None = None,
         sweep_id: str | None = None,
@@ -95,8 +97,8 @@ class RunStarter(RunControl):
         if (code is None) == (script is None):
             raise RunctlError("train needs either cell code or a SCRIPT.py (not both)")
         params = dict(params or {})
-        script, workdir, objects, object_names = self._what_runs(
-            code, script, params, ship_objects, user_ns
+        script, workdir, shipment = self._what_runs(
+            code, script, params, user_ns, ship_objects, ship
         )
         if max_hours is not None and max_hours <= 0:
             raise RunctlError("--max-hours must be a positive number of hours, e.g. --max-hours 2")
@@ -104,6 +106,8 @@ class RunStarter(RunControl):
         backend_name = backend or self.config.backend
         options = dict(options or {})
         check_options(options, backend_name)
+        if shipment.held_back:  # names only: the runner's NameError says to --ship them
+            options["held_back"] = sorted(shipment.held_back)
         if backend_name != "local" and self._owner_chosen():
             options.setdefault("owner", self.config.owner)  # else the IAM user name tags resources
         grace = options.pop("grace_seconds", None)
@@ -127,8 +131,8 @@ class RunStarter(RunControl):
             script=script,
             args=args,
             params=params,
-            objects=objects,
-            object_names=object_names,
+            objects=shipment.data,
+            object_names=shipment.names,
             experiment=experiment,
             name=name or self._default_name(experiment),
             project=project or self.config.project,
@@ -147,31 +151,32 @@ class RunStarter(RunControl):
         return self._launch(spec, target, attempt=1, detach=detach)
 
     def _what_runs(
-        self, code: str | None, script: str | None, params: dict, ship: bool, user_ns: dict | None
-    ) -> tuple[str | None, str, bytes | None, list[str]]:
+        self,
+        code: str | None,
+        script: str | None,
+        params: dict,
+        user_ns: dict | None,
+        ship_objects: bool,
+        ship: list[str] | tuple,
+    ) -> tuple[str | None, str, Shipment]:
         """What the cell or script brings: the script's full path, the folder the run
-        starts in, and the notebook objects a cell reads (pickled) with their names."""
-        objects = None
-        object_names: list[str] = []
+        starts in, and the notebook objects a cell reads (pickled, secrets held back)."""
+        shipment = Shipment(None, [], {})
         if code is not None:
-            from .capture import collect_objects
-            from .capture import ship_objects as pickle_objects
+            from .capture import pack_objects
             from .cell_syntax import check_syntax
 
             check_syntax(code)
             workdir = os.getcwd()
-            if ship and self.config.ship_objects and user_ns is not None:
-                found = collect_objects(code, user_ns, exclude=set(params))
-                if found:
-                    objects = pickle_objects(found, workdir)
-                    object_names = sorted(found)
+            if ship_objects and self.config.ship_objects and user_ns is not None:
+                shipment = pack_objects(code, user_ns, workdir, exclude=set(params), ship=ship)
         else:
             path = Path(script).expanduser()
             if not path.is_file():
                 raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
             script = str(path.resolve())
             workdir = str(path.resolve().parent)
-        return script, workdir, objects, object_names
+        return script, workdir, shipment
 
     def rerun(self, ref: str, params: dict | None = None, detach: bool = False) -> Run:
         """A fresh run (new id) with the same code and params (overrides allowed).

@@ -9,6 +9,11 @@ waits on it), answer JSON. Domain errors become 4xx JSON: {"error", "message"}.
     GET  /runctl/api/summary                    (status bar)
     GET  /runctl/api/resources
     GET  /runctl/api/cost
+
+Every handler is authenticated, then authorized on the resource "runctl" (jupyter_server's
+Authorizer): GETs need "read"; stop and open-record need "write" (open-record also
+"write" on "contents": it saves a notebook through the contents manager), so a
+deployment can give read-only users the sidebar without its buttons.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import ensure_async, url_path_join
 
@@ -49,8 +55,17 @@ def _status_for(exc: Exception) -> int:
     return 500
 
 
+def _denied(what: str, permission: str) -> str:
+    return (
+        f"this user may not {what} here (the server's Authorizer does not grant {permission}): "
+        "ask the server's administrator for that permission"
+    )
+
+
 class RunctlHandler(APIHandler):
     """Base: the shared LabAPI, a worker thread per call, errors as JSON."""
+
+    auth_resource = "runctl"  # what @authorized asks the server's Authorizer about
 
     @property
     def api(self) -> LabAPI:
@@ -87,6 +102,7 @@ class RunctlHandler(APIHandler):
 
 class RunsHandler(RunctlHandler):
     @tornado.web.authenticated
+    @authorized("read")
     async def get(self) -> None:
         arg = self.get_query_argument
         try:
@@ -107,6 +123,7 @@ class RunsHandler(RunctlHandler):
 
 class RunHandler(RunctlHandler):
     @tornado.web.authenticated
+    @authorized("read")
     async def get(self, ref: str) -> None:
         try:
             run = await self.call(self.api.run, ref, self.get_query_argument("max_points", None))
@@ -117,6 +134,7 @@ class RunHandler(RunctlHandler):
 
 class StopHandler(RunctlHandler):
     @tornado.web.authenticated
+    @authorized("write", message=_denied("stop runs", "write on runctl"))
     async def post(self, ref: str) -> None:
         try:
             force = self.body().get("force", False)
@@ -135,6 +153,10 @@ class OpenRecordHandler(RunctlHandler):
     normal notebook: it can be read, shared and rerun with `%runctl rerun PATH`)."""
 
     @tornado.web.authenticated
+    @authorized("write", message=_denied("open records", "write on runctl"))
+    @authorized(
+        "write", resource="contents", message=_denied("save notebooks", "write on contents")
+    )
     async def post(self, ref: str) -> None:
         try:
             run_id, source = await self.call(self.api.record, ref)
@@ -166,6 +188,7 @@ def _read_notebook(path: Path) -> Any:
 
 class SummaryHandler(RunctlHandler):
     @tornado.web.authenticated
+    @authorized("read")
     async def get(self) -> None:
         try:
             summary = await self.call(self.api.live_summary)
@@ -176,6 +199,7 @@ class SummaryHandler(RunctlHandler):
 
 class ResourcesHandler(RunctlHandler):
     @tornado.web.authenticated
+    @authorized("read")
     async def get(self) -> None:
         try:
             resources = await self.call(self.api.resources)
@@ -186,6 +210,7 @@ class ResourcesHandler(RunctlHandler):
 
 class CostHandler(RunctlHandler):
     @tornado.web.authenticated
+    @authorized("read")
     async def get(self) -> None:
         try:
             cost = await self.call(self.api.cost)

@@ -80,6 +80,7 @@ def sweep(
     yes: bool = False,
     max_hours: float | None = None,
     ship_objects: bool = True,
+    ship: list[str] | tuple = (),
     user_ns: dict | None = None,
     options: dict | None = None,
 ) -> Sweep:
@@ -87,9 +88,9 @@ def sweep(
     from .scheduler import spawn
 
     if resume:
-        if grid or space or trials or code:
+        if grid or space or trials or code or ship:
             raise RunctlError(
-                f"--resume {resume} continues the sweep as it was planned; drop the cell, --grid, --space and --trials"
+                f"--resume {resume} continues the sweep as it was planned; drop the cell, --grid, --space, --trials and --ship"
             )
         return _resume(session, resume, retry_failed, detach)
     if retry_failed:
@@ -121,6 +122,7 @@ def sweep(
         yes=yes,
         max_hours=max_hours,
         ship_objects=ship_objects,
+        ship=ship,
         user_ns=user_ns,
         options=options,
     )

@@ -65,26 +65,24 @@ def _what_runs(session: Any, kw: dict, swept: set) -> dict:
     SCRIPT.py / NOTEBOOK.ipynb file, and the folder the trials run in."""
     code, target = kw["code"], kw["target"]
     if code is not None:
-        from ..runs.capture import collect_objects
-        from ..runs.capture import ship_objects as pickle_objects
+        from ..runs.capture import Shipment, pack_objects
         from ..runs.cell_syntax import check_syntax
 
         check_syntax(code)
         workdir = os.getcwd()
-        objects = None
-        object_names: list[str] = []
+        shipment = Shipment(None, [], {})
         if kw["ship_objects"] and session.config.ship_objects and kw["user_ns"] is not None:
-            found = collect_objects(code, kw["user_ns"], exclude=swept)
-            if found:
-                objects = pickle_objects(found, workdir)
-                object_names = sorted(found)
+            shipment = pack_objects(
+                code, kw["user_ns"], workdir, exclude=swept, ship=kw.get("ship") or ()
+            )
         return {
             "kind": "cell",
             "script": None,
             "notebook": None,
             "workdir": workdir,
-            "objects": objects,
-            "object_names": object_names,
+            "objects": shipment.data,
+            "object_names": shipment.names,
+            "held_back": sorted(shipment.held_back),
         }
     path = Path(target).expanduser()
     if not path.is_file():
@@ -99,6 +97,7 @@ def _what_runs(session: Any, kw: dict, swept: set) -> dict:
         "workdir": str(path.resolve().parent),
         "objects": None,
         "object_names": [],
+        "held_back": [],
     }
 
 
@@ -128,6 +127,8 @@ def _spec(
     """sweep.json: the plan and settings the scheduler runs, and what each trial's run gets."""
     options = asked["options"]
     grace = options.pop("grace_seconds", None) or session.config.grace_seconds
+    if what["held_back"]:  # names only: a trial's NameError says to --ship them
+        options["held_back"] = what["held_back"]
     return {
         "format": FORMAT,
         "sweep_id": sweep_id,
