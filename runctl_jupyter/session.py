@@ -79,11 +79,13 @@ class Session(RunStarter):
         name: str | None = None,
         target: Any = None,
         alias: str = "production",
+        mlflow: str | None = None,
     ) -> Any:
-        """`runctl models [show NAME | register NAME RUN | promote NAME VERSION | rollback NAME]`."""
+        """`runctl models [show NAME | register NAME RUN | promote NAME VERSION |
+        rollback NAME | export NAME VERSION --mlflow URI]` (runs/models.py)."""
         from .runs.models import models
 
-        return models(self, action, name, target, alias)
+        return models(self, action, name, target, alias, mlflow)
 
     def _kept_instance(self, run_id: str) -> tuple[str | None, str]:
         """The instance `run_id` kept or reused, if it ended and the instance still

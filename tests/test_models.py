@@ -130,3 +130,23 @@ def test_a_sweep_registers_its_best_trial(ip, home):
     assert len(versions) == 1, versions  # the best trial only, not one per trial
     assert versions[0]["params"]["lr"] == 0.7
     assert Runtime(environ={}).load_model("swept") == {"lr": 0.7}
+
+
+def test_a_version_exports_into_a_real_mlflow_registry(ip, home, tmp_path):
+    from mlflow import MlflowClient
+
+    _train(ip, "--register-model digits -p lr=0.1", SAVES.format(acc=0.8))
+    _magic(ip, "models promote digits 1 --alias production")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = _magic(ip, f"models export digits 1 --mlflow {uri}")
+    assert "exported digits version 1" in out and "aliases production" in out, out
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("digits", "production")
+    assert version.tags["runctl.sha256"] == Registry(home).get("digits", 1)["digest"]
+    run = client.get_run(version.run_id)
+    assert run.data.params["lr"] == "0.1" and run.data.metrics["acc"] == 0.8
+    assert run.data.tags["runctl.run_id"] == Registry(home).get("digits", 1)["run_id"]
+    listed = [f.path for f in client.list_artifacts(version.run_id, "model")]
+    assert listed == ["model/step-00000000.pkl"], listed
+    with pytest.raises(UsageError, match="--mlflow URI goes with export"):
+        ip.run_line_magic("runctl", "models export digits 1")

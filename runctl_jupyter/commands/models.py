@@ -12,14 +12,15 @@ from ..registry import RegistryError, check_name
 
 __all__ = ["CALLS", "FINISH", "add_models", "add_register_options", "check_register_options"]
 
-ACTIONS = ("list", "show", "register", "promote", "rollback")
+ACTIONS = ("list", "show", "register", "promote", "rollback", "export")
 MODELS_EPILOG = """\
 examples:
   %runctl models                                   # names, versions, aliases
   %runctl models show digits                       # versions with their runs
   %runctl models register digits RUN               # a run's latest checkpoint
   %runctl models promote digits 3 --alias production
-  %runctl models rollback digits --alias production"""
+  %runctl models rollback digits --alias production
+  runctl models export digits 3 --mlflow sqlite:///mlflow.db   # into an MLflow registry"""
 
 
 def add_register_options(g: Any) -> None:
@@ -53,7 +54,7 @@ def add_models(sub: Any) -> None:
         help="the model registry: versions, aliases, promote, rollback",
         description="Registered models: versions with their runs, and aliases.",
         usage="%(prog)s [list | show NAME | register NAME RUN | promote NAME VERSION | "
-        "rollback NAME] [--alias A]",
+        "rollback NAME | export NAME VERSION --mlflow URI] [--alias A]",
         epilog=MODELS_EPILOG,
     )
     p.add_argument("action", nargs="?", default="list", choices=ACTIONS, metavar="ACTION")
@@ -62,10 +63,12 @@ def add_models(sub: Any) -> None:
     p.add_argument(
         "--alias", default="production", metavar="A", help="promote/rollback (production)"
     )
+    p.add_argument("--mlflow", metavar="URI", help="export: an MLflow tracking URI")
 
 
 def _finish_models(ns: argparse.Namespace) -> None:
-    needs = {"show": 1, "register": 2, "promote": 2, "rollback": 1, "list": 0}[ns.action]
+    needs = {"show": 1, "register": 2, "promote": 2, "rollback": 1, "list": 0, "export": 2}
+    needs = needs[ns.action]
     given = [x for x in (ns.name, ns.target) if x is not None]
     if len(given) != needs:
         shapes = {
@@ -74,6 +77,7 @@ def _finish_models(ns: argparse.Namespace) -> None:
             "register": "models register NAME RUN",
             "promote": "models promote NAME VERSION [--alias A]",
             "rollback": "models rollback NAME [--alias A]",
+            "export": "models export NAME VERSION --mlflow URI",
         }
         raise BadParam(f"it is: {shapes[ns.action]}")
     try:
@@ -82,7 +86,11 @@ def _finish_models(ns: argparse.Namespace) -> None:
         check_name(ns.alias, "alias")
     except RegistryError as exc:
         raise BadParam(str(exc)) from None
-    if ns.action == "promote":
+    if (ns.action == "export") != (ns.mlflow is not None):
+        raise BadParam(
+            "--mlflow URI goes with export, and export needs it: models export NAME VERSION --mlflow URI"
+        )
+    if ns.action in ("promote", "export"):
         try:
             ns.target = int(ns.target)
         except ValueError:
@@ -93,6 +101,12 @@ FINISH = {"models": _finish_models}
 CALLS = {
     "models": lambda ns: (
         "models",
-        {"action": ns.action, "name": ns.name, "target": ns.target, "alias": ns.alias},
+        {
+            "action": ns.action,
+            "name": ns.name,
+            "target": ns.target,
+            "alias": ns.alias,
+            "mlflow": ns.mlflow,
+        },
     )
 }

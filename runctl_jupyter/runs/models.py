@@ -23,7 +23,9 @@ def _metrics(values: dict) -> str:
     )
 
 
-def models(session: Any, action: str, name: str | None, target: Any, alias: str) -> LogText:
+def models(
+    session: Any, action: str, name: str | None, target: Any, alias: str, mlflow: str | None = None
+) -> LogText:
     registry = Registry(session.store.home)
     said = sync(session.store, registry)
     if action == "register":
@@ -36,6 +38,10 @@ def models(session: Any, action: str, name: str | None, target: Any, alias: str)
         move = registry.promote(str(name), int(target), alias)
         was = f" (was version {move['previous']})" if move["previous"] else ""
         said.append(f"{name} {alias} -> version {target}{was}")
+    elif action == "export":
+        from .mlflow_export import export
+
+        return LogText(export(registry, str(name), int(target), str(mlflow)) + "\n")
     elif action == "rollback":
         move = registry.rollback(str(name), alias)
         said.append(f"{name} {alias} -> version {move['version']} (back from {move['previous']})")
