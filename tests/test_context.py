@@ -109,3 +109,27 @@ def test_the_shell_remembers_per_working_folder(home, tmp_path, monkeypatch, cap
     monkeypatch.chdir(other)
     assert cli.main(["context"]) == 0
     assert "nothing yet" in capsys.readouterr().out
+
+
+def test_an_executed_notebook_remembers_as_that_notebook(session, tmp_path, monkeypatch):
+    """`runctl execute NB.ipynb`: the kernel is told the notebook's path as Jupyter tells
+    its own kernels (JPY_SESSION_NAME), so the memory is that notebook's."""
+    import nbformat
+
+    from runctl_jupyter.runs.context import Context
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext runctl_jupyter"),
+        nbformat.v4.new_code_cell(f"%%runctl train --experiment nb-exp\n{CELL}"),
+        nbformat.v4.new_code_cell(f"%%runctl train --name second\n{CELL}"),
+    ]
+    path = tmp_path / "work" / "exec_me.ipynb"
+    nbformat.write(nb, path)
+    run = session.execute(str(path))
+    assert session.store.get(run.id)["status"] == "succeeded", session.logs(run.id)
+    second = session.store.get(session.run("second").id)
+    assert second["experiment"] == "nb-exp"
+    assert "as before in this notebook: --experiment nb-exp" in str(session.logs(run.id))
+    assert Context(session.store.home, str(path.resolve())).read()["experiment"] == "nb-exp"

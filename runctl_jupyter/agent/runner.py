@@ -83,6 +83,8 @@ def _run_notebook(run_dir: Path, spec: dict) -> None:
 
     source = run_dir / spec.get("entry", "input.ipynb")
     kernelspec = json.loads(source.read_text()).get("metadata", {}).get("kernelspec") or {}
+    if spec.get("notebook_path"):  # what Jupyter tells its kernels: this notebook's path
+        os.environ.setdefault("JPY_SESSION_NAME", spec["notebook_path"])
     papermill.execute_notebook(
         str(source),
         str(run_dir / "output.ipynb"),
