@@ -2,7 +2,7 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { requestAPI } from './request';
-import { ICost, IResources, IRun, IRunsPage, ISummary } from './types';
+import { ICost, IModels, IResources, IRun, IRunsPage, ISummary } from './types';
 
 /** Poll intervals (ms): quick while runs are live, slow when nothing runs. */
 const LIVE_INTERVAL = 2000;
@@ -120,6 +120,10 @@ export class RunsModel {
 
   cost(): Promise<ICost> {
     return requestAPI<ICost>('cost');
+  }
+
+  models(): Promise<IModels> {
+    return requestAPI<IModels>('models');
   }
 
   dispose(): void {

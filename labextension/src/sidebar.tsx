@@ -3,6 +3,7 @@ import { Message } from '@lumino/messaging';
 import React, { useEffect, useState } from 'react';
 
 import { RunsModel } from './model';
+import { ModelsView } from './models';
 import { ResourcesView } from './resources';
 import { RunsView } from './runs';
 import { IRun } from './types';
@@ -26,7 +27,7 @@ function Sidebar(props: {
 }): JSX.Element {
   const { model } = props;
   useModel(model);
-  const [tab, setTab] = useState<'runs' | 'resources'>('runs');
+  const [tab, setTab] = useState<'runs' | 'resources' | 'models'>('runs');
 
   const stop = async (run: IRun) => {
     const again = model.isStopping(run.id);
@@ -71,6 +72,12 @@ function Sidebar(props: {
         >
           Resources
         </button>
+        <button
+          className={`jp-runctl-tab jp-runctl-tab-models ${tab === 'models' ? 'jp-mod-active' : ''}`}
+          onClick={() => setTab('models')}
+        >
+          Models
+        </button>
       </div>
       {tab === 'runs' ? (
         <RunsView
@@ -85,8 +92,10 @@ function Sidebar(props: {
           stopping={id => model.isStopping(id)}
           onMore={() => model.loadMore()}
         />
-      ) : (
+      ) : tab === 'resources' ? (
         <ResourcesView model={model} />
+      ) : (
+        <ModelsView model={model} />
       )}
     </div>
   );

@@ -73,3 +73,24 @@ export interface ICost {
   rate: number;
   running: number;
 }
+
+export interface IModelVersion {
+  version: number;
+  run_id: string | null;
+  created: number | null;
+  bytes: number | null;
+  sha256: string;
+  metrics: { [name: string]: number | null };
+  aliases: string[];
+  source: string | null;
+}
+
+export interface IModel {
+  name: string;
+  aliases: { [alias: string]: number };
+  versions: IModelVersion[];
+}
+
+export interface IModels {
+  models: IModel[];
+}

@@ -219,6 +219,19 @@ class CostHandler(RunctlHandler):
         self.answer(cost)
 
 
+class ModelsHandler(RunctlHandler):
+    @tornado.web.authenticated
+    @authorized("read")
+    async def get(self) -> None:
+        from .models_api import models_payload
+
+        try:
+            models = await self.call(models_payload, self.api.store)
+        except Exception as exc:
+            return self.fail(exc)
+        self.answer(models)
+
+
 _REF = r"([^/]+)"
 
 
@@ -237,5 +250,6 @@ def setup_handlers(web_app: tornado.web.Application, api: LabAPI) -> None:
             (url_path_join(base, "summary"), SummaryHandler),
             (url_path_join(base, "resources"), ResourcesHandler),
             (url_path_join(base, "cost"), CostHandler),
+            (url_path_join(base, "models"), ModelsHandler),
         ],
     )
