@@ -1,8 +1,9 @@
-import React, { useEffect, useState } from 'react';
+import React from 'react';
 
 import { metric } from './format';
 import { RunsModel } from './model';
-import { IModels, IModelVersion } from './types';
+import { usePolled } from './polled';
+import { IModelVersion } from './types';
 
 function metrics(v: IModelVersion): string {
   return Object.entries(v.metrics)
@@ -14,33 +15,7 @@ function metrics(v: IModelVersion): string {
 /** The model registry: each name with its versions (newest first), their runs and
  * aliases. Fetched when the tab is shown and every 30 s while it stays visible. */
 export function ModelsView(props: { model: RunsModel }): JSX.Element {
-  const [models, setModels] = useState<IModels | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    let alive = true;
-    const load = async () => {
-      if (document.hidden) {
-        return;
-      }
-      try {
-        const answer = await props.model.models();
-        if (alive) {
-          setModels(answer);
-          setError(null);
-        }
-      } catch (e) {
-        if (alive) {
-          setError(String((e as Error).message || e));
-        }
-      }
-    };
-    void load();
-    const timer = window.setInterval(load, 30000);
-    return () => {
-      alive = false;
-      window.clearInterval(timer);
-    };
-  }, [props.model]);
+  const { value: models, error } = usePolled(() => props.model.models(), props.model);
   return (
     <div className="jp-runctl-models">
       {error && <div className="jp-runctl-error">{error}</div>}

@@ -1,44 +1,17 @@
-import React, { useEffect, useState } from 'react';
+import React from 'react';
 
 import { dollars } from './format';
 import { RunsModel } from './model';
-import { ICost, IResources } from './types';
+import { usePolled } from './polled';
 
 /** Running instances and other managed resources, burn rate and spend. Fetched
  * when the tab is shown and every 30 s while it stays shown and visible. */
 export function ResourcesView(props: { model: RunsModel }): JSX.Element {
-  const [resources, setResources] = useState<IResources | null>(null);
-  const [cost, setCost] = useState<ICost | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    let alive = true;
-    const load = async () => {
-      if (document.hidden) {
-        return;
-      }
-      try {
-        const [r, c] = await Promise.all([
-          props.model.resources(),
-          props.model.cost()
-        ]);
-        if (alive) {
-          setResources(r);
-          setCost(c);
-          setError(null);
-        }
-      } catch (e) {
-        if (alive) {
-          setError(String((e as Error).message || e));
-        }
-      }
-    };
-    void load();
-    const timer = window.setInterval(load, 30000);
-    return () => {
-      alive = false;
-      window.clearInterval(timer);
-    };
-  }, [props.model]);
+  const { value, error } = usePolled(
+    () => Promise.all([props.model.resources(), props.model.cost()]),
+    props.model
+  );
+  const [resources, cost] = value ?? [null, null];
   return (
     <div className="jp-runctl-resources">
       {error && <div className="jp-runctl-error">{error}</div>}
