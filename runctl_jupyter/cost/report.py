@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import RunctlError
 from .facts import default_region, session_prices
-from .prices import dollars, hourly
+from .prices import Price, dollars, hourly
 from .spent import last_cost
 
 RUNNING = ("queued", "provisioning", "starting", "running", "interrupted", "resuming")
@@ -214,7 +214,7 @@ def live_instances(session: Any) -> tuple[list[dict], str]:
 
 def price_command(
     session: Any, instance_type: str, region: str | None, spot: bool, offline: bool
-) -> Any:
+) -> Price:
     if not region:
         try:
             region = default_region(session.backend("aws"))
@@ -235,7 +235,7 @@ def cost(
     region: str | None = None,
     spot: bool = False,
     offline: bool = False,
-) -> Any:
+) -> CostReport | Price:
     """`runctl cost` (the report) or `runctl cost price TYPE`."""
     if action == "price":
         if not instance_type:

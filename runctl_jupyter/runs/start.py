@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import RunctlError
 from ..store.folders import create_run, new_run_id, read_spec
@@ -36,7 +37,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_options(options: dict, backend: str) -> None:
+def check_options(options: dict[str, Any], backend: str) -> None:
     """Refuse options that would be ignored: a typo'd intent must never cost a run."""
     # spot=False is `--on-demand`: given, though falsy
     given = {
@@ -69,19 +70,19 @@ class RunStarter(RunControl):
         *,
         code: str | None = None,
         script: str | None = None,
-        args: list[str] | tuple = (),
-        params: dict | None = None,
+        args: list[str] | tuple[str, ...] = (),
+        params: dict[str, Any] | None = None,
         experiment: str | None = None,
         name: str | None = None,
         project: str | None = None,
-        tags: list[str] | tuple = (),
+        tags: list[str] | tuple[str, ...] = (),
         backend: str | None = None,
-        metrics: list[str] | tuple = (),
+        metrics: list[str] | tuple[str, ...] = (),
         detach: bool = False,
         max_hours: float | None = None,
         ship_objects: bool = True,
-        user_ns: dict | None = None,
-        options: dict | None = None,
+        user_ns: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
         sweep_id: str | None = None,
     ) -> Run:
         """Start a run of a cell's `code` or a `script`; wait for it unless `detach`."""
@@ -134,7 +135,12 @@ class RunStarter(RunControl):
         return self._launch(spec, target, attempt=1, detach=detach)
 
     def _what_runs(
-        self, code: str | None, script: str | None, params: dict, ship: bool, user_ns: dict | None
+        self,
+        code: str | None,
+        script: str | None,
+        params: dict[str, Any],
+        ship: bool,
+        user_ns: dict[str, Any] | None,
     ) -> tuple[str | None, str, bytes | None, list[str]]:
         """What the cell or script brings: the script's full path, the folder the run
         starts in, and the notebook objects a cell reads (pickled) with their names."""
@@ -153,6 +159,7 @@ class RunStarter(RunControl):
                     objects = pickle_objects(found, workdir)
                     object_names = sorted(found)
         else:
+            assert script is not None, "train() takes code or a script"
             path = Path(script).expanduser()
             if not path.is_file():
                 raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
@@ -160,7 +167,7 @@ class RunStarter(RunControl):
             workdir = str(path.resolve().parent)
         return script, workdir, objects, object_names
 
-    def rerun(self, ref: str, params: dict | None = None, detach: bool = False) -> Run:
+    def rerun(self, ref: str, params: dict[str, Any] | None = None, detach: bool = False) -> Run:
         """A fresh run (new id) with the same code and params (overrides allowed).
         `ref` is a run or the path of a record.ipynb (which carries everything)."""
         source = self._rerun_source(ref)
@@ -222,7 +229,7 @@ class RunStarter(RunControl):
         attach_price(self.store.run_dir(new["run_id"]), new, price)
         return self._launch(new, target, attempt=1, detach=detach)
 
-    def _rerun_source(self, ref: str) -> dict:
+    def _rerun_source(self, ref: str) -> dict[str, Any]:
         if ref.endswith(".ipynb") and Path(ref).is_file():
             from ..record import read_record
 
@@ -240,7 +247,7 @@ class RunStarter(RunControl):
     def execute(
         self,
         notebook: str,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         experiment: str | None = None,
         name: str | None = None,
         detach: bool = False,
