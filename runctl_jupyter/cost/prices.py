@@ -247,7 +247,7 @@ class Prices:
     ) -> Price:
         """The current spot $/h in `zone` (the cheapest zone when None). Offline or without
         access, the on-demand price stands in as the upper bound (spot never bills more)."""
-        error = "offline"
+        error: str | None = "offline"
         if not offline:
             key = f"{region}/{zone or '*'}/{instance_type}"
             entry = self._read_cache().get("spot", {}).get(key)
