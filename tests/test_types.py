@@ -90,3 +90,13 @@ def test_a_bad_call_against_the_public_api_is_a_type_error(
         if match:
             found.add((int(match.group(1)), match.group(2)))
     assert found == expected, output
+
+
+def test_the_package_ships_py_typed() -> None:
+    """PEP 561: with py.typed in the wheel, a user's checker reads these types."""
+    assert (PACKAGE / "py.typed").is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    wheel = pyproject.split("[tool.hatch.build.targets.wheel]", 1)[1].split("\n[", 1)[0]
+    assert 'packages = ["runctl_jupyter"]' in wheel  # the folder, whole
+    ignored = (ROOT / ".gitignore").read_text().split()  # hatch leaves out what git ignores
+    assert not any(p in ignored for p in ("py.typed", "*.typed", "runctl_jupyter/py.typed"))
