@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .display.text import format_duration
 from .errors import Reported, RunctlError
 from .runs.results import (
     LogText,
@@ -22,6 +21,7 @@ from .runs.results import (
     Run,
     RunDetails,
     RunTable,
+    format_duration,
     one_line,
 )
 from .runs.start import RunStarter

@@ -384,3 +384,17 @@ class ResourceTable:
 def elapsed(row: dict[str, Any]) -> float:
     start = row.get("started") or row.get("created") or time.time()
     return (row.get("ended") or time.time()) - start
+
+
+__all__ = [
+    "PARTIAL_EXIT",
+    "LogText",
+    "ReportText",
+    "ResourceTable",
+    "Run",
+    "RunDetails",
+    "RunTable",
+    "elapsed",
+    "format_duration",  # the API's own, from display/text.py
+    "one_line",
+]
