@@ -386,15 +386,6 @@ def elapsed(row: dict[str, Any]) -> float:
     return (row.get("ended") or time.time()) - start
 
 
-__all__ = [
-    "PARTIAL_EXIT",
-    "LogText",
-    "ReportText",
-    "ResourceTable",
-    "Run",
-    "RunDetails",
-    "RunTable",
-    "elapsed",
-    "format_duration",  # the API's own, from display/text.py
-    "one_line",
-]
+# format_duration: the API's own, from display/text.py
+__all__ = ["PARTIAL_EXIT", "LogText", "ReportText", "ResourceTable", "Run", "RunDetails",
+           "RunTable", "elapsed", "format_duration", "one_line"]  # fmt: skip
