@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "runctl_jupyter"
 
 # Each line a bad call the checker must reject, with the error code it must give.
-PLANTED = '''\
+PLANTED = """\
 from runctl_jupyter.runtime import runctl
 from runctl_jupyter.session import Session
 
@@ -32,7 +32,7 @@ Session().runs(limit="a")  # arg-type
 Session().train(code="pass", detach=True).status + 1  # operator
 Session().show("r1").row  # union-attr
 runctl.params.missing()  # attr-defined
-'''
+"""
 
 
 def package_files() -> list[str]:

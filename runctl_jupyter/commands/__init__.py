@@ -92,7 +92,9 @@ def _top_parser(prog: str, parser_class: type) -> RunctlArgumentParser:
         action="store_true",
         help="before COMMAND: show an error's full traceback (for a bug report), not its one line",
     )
-    sub: argparse._SubParsersAction[Any] = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
+    sub: argparse._SubParsersAction[Any] = top.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=parser_class
+    )
     for add in _ADD_PARSERS:
         add(sub)
     top.commands = dict(sub.choices)

@@ -180,7 +180,9 @@ class RunPanel(RunFeed):
         self.redraw()
 
     # ---------------------------------------------------------------- finish
-    def finish(self, run: dict[str, Any], metrics: dict[str, list[tuple[int, float]]] | None = None) -> None:
+    def finish(
+        self, run: dict[str, Any], metrics: dict[str, list[tuple[int, float]]] | None = None
+    ) -> None:
         """Close every live widget and leave the static summary in their place."""
         if self.finished:
             return

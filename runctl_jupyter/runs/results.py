@@ -321,7 +321,9 @@ class ResourceTable:
     """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a
     notebook) with $/h, $/month and dollars so far; under it, what could not be read."""
 
-    def __init__(self, listing: ResourceList, costs: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, listing: ResourceList, costs: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.listing = listing
         self.failures = list(getattr(listing, "failures", []))
         costs = costs or {}
