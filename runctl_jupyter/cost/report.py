@@ -27,10 +27,10 @@ RUNNING = ("queued", "provisioning", "starting", "running", "interrupted", "resu
 class CostReport:
     """Spend by experiment, project, owner, instance type and day; what runs now."""
 
-    runs: list[dict]
+    runs: list[dict[str, Any]]
     groups: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
-    running: list[dict] = field(default_factory=list)
-    live: list[dict] = field(default_factory=list)
+    running: list[dict[str, Any]] = field(default_factory=list)
+    live: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
     total: float = 0.0
     saved: float = 0.0
@@ -116,7 +116,7 @@ class CostReport:
             )
 
 
-def _day(row: dict) -> str:
+def _day(row: dict[str, Any]) -> str:
     t = row.get("started") or row.get("created") or time.time()
     return time.strftime("%Y-%m-%d", time.localtime(t))
 
@@ -166,7 +166,7 @@ def report(session: Any, live: bool = True) -> CostReport:
     return rep
 
 
-def live_instances(session: Any) -> tuple[list[dict], str]:
+def live_instances(session: Any) -> tuple[list[dict[str, Any]], str]:
     """Running runctl-managed instances and their $/h; a one-line note when AWS is unreachable."""
     try:
         backend = session.backend("aws")
