@@ -47,8 +47,8 @@ def parse_objective(objective: str | None) -> tuple[str | None, str | None]:
     """ "val_acc:max" -> ("val_acc", "max"); "loss" -> ("loss", None)."""
     if not objective:
         return None, None
-    name, _, direction = objective.partition(":")
-    direction = direction.strip().lower() or None
+    name, _, given = objective.partition(":")
+    direction = given.strip().lower() or None
     if direction not in (None, "min", "max"):
         raise ValueError(
             f"objective direction must be min or max, not {direction!r} (e.g. val_acc:max)"

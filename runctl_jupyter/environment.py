@@ -112,9 +112,9 @@ def git_info(workdir: str | os.PathLike) -> dict[str, Any] | None:
         top = _git(["rev-parse", "--show-toplevel"], cwd, deadline)
         if top is None:
             return None
-        lines = [top.strip(), None]
+        lines: list[str | None] = [top.strip(), None]
     else:
-        lines = head.split()
+        lines = [*head.split()]
     info: dict[str, Any] = {"root": lines[0], "commit": lines[1] if len(lines) > 1 else None}
     status = _git(["status", "--porcelain=v1", "--branch", "--untracked-files=no"], cwd, deadline)
     info["branch"] = None

@@ -20,9 +20,9 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import RunctlError
 from .registry import check_name, digest_of, write_artifact
@@ -57,8 +57,8 @@ def _number(name: str, value: Any) -> float:
 class Runtime:
     """What training code sees as `runctl` (one per process)."""
 
-    def __init__(self, environ: dict | None = None) -> None:
-        env = os.environ if environ is None else environ
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env: Mapping[str, str] = os.environ if environ is None else environ
         run_dir = env.get("RUNCTL_RUN_DIR")
         self.run_dir: Path | None = Path(run_dir) if run_dir else None
         self.run_id: str | None = env.get("RUNCTL_RUN_ID") or (
@@ -67,9 +67,9 @@ class Runtime:
         self.attempt = int(env.get("RUNCTL_ATTEMPT", "1"))
         self.rank = int(env.get("RANK", "0"))
         self.world_size = int(env.get("WORLD_SIZE", "1"))
-        self._params: dict | None = None
+        self._params: dict[str, Any] | None = None
         self._step = -1
-        self._out = None
+        self._out: BinaryIO | None = None
         self._queue: deque[bytes] = deque()
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
@@ -78,7 +78,7 @@ class Runtime:
         self._stop_checked = False
         self._on_stop: list[Callable[[], Any]] = []
         self._state_fn: Callable[[], Any] | None = None  # register_checkpoint
-        self._options: dict | None = None
+        self._options: dict[str, Any] | None = None
         self._saved_step: int | None = None
         self._saved_at = time.monotonic()
         self._stop_saved = False
@@ -94,7 +94,7 @@ class Runtime:
         return self.rank == 0
 
     @property
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         """The run's hyperparameters ({} outside a run)."""
         if self._params is None:
             self._params = {}
@@ -105,7 +105,7 @@ class Runtime:
                     pass
         return dict(self._params)
 
-    def use_params(self, params: dict) -> None:
+    def use_params(self, params: Mapping[str, Any]) -> None:
         """Set `runctl.params` by hand, e.g. when a record notebook is rerun without runctl."""
         self._params = dict(params)
 
@@ -165,7 +165,7 @@ class Runtime:
             return None
         if self.rank != 0:
             return None
-        folder = self.checkpoint_dir
+        folder = self.run_dir / "checkpoints"
         name = f"step-{step:08d}"
         try:
             target, size = write_artifact(folder, name, obj)
@@ -196,9 +196,10 @@ class Runtime:
         """`--keep-checkpoints K`: only the K newest checkpoints stay (rank 0 writes).
         Returns the paths (relative to the run folder) that are gone now."""
         keep = self._option("keep_checkpoints")
-        if not keep:
+        run_dir = self.run_dir
+        if not keep or run_dir is None:
             return []
-        folder = self.checkpoint_dir
+        folder = run_dir / "checkpoints"
         found = sorted(p for p in folder.iterdir() if p.name.startswith("step-"))
         pruned = []
         for old in found[: -int(keep)]:
@@ -207,7 +208,7 @@ class Runtime:
             else:
                 old.unlink(missing_ok=True)
             if not old.exists():
-                pruned.append(old.relative_to(self.run_dir).as_posix())
+                pruned.append(old.relative_to(run_dir).as_posix())
         return pruned
 
     # -- models ------------------------------------------------------------------
@@ -288,7 +289,7 @@ class Runtime:
         else:
             last = -1 if self._saved_step is None else self._saved_step
             due = step - last >= int(every["every"])
-        if due:
+        if due and self._state_fn is not None:
             self.save_checkpoint(self._state_fn(), step=step)
 
     def _save_state_on_stop(self) -> None:
@@ -344,7 +345,7 @@ class Runtime:
     # `log` only appends the encoded line to a deque (thread-safe, no lock, no I/O);
     # a daemon thread drains it to this process's own file every FLUSH_SECONDS, so
     # a training step never waits on the disk, nor on a flush in progress.
-    def _write(self, record: dict) -> None:
+    def _write(self, record: dict[str, Any]) -> None:
         if self._out is None:
             self._open()
         self._queue.append((_encode(record) + "\n").encode())
@@ -352,6 +353,7 @@ class Runtime:
     def _open(self) -> None:
         with self._lock:
             if self._out is None:
+                assert self.run_dir is not None, "only a run writes its runtime file"
                 folder = self.run_dir / "runtime"
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{self.attempt}-{os.getpid()}.jsonl"

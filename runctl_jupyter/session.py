@@ -11,7 +11,7 @@ run.wait()
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Reported, RunctlError, RunFailed
 from .runs.results import (
@@ -25,6 +25,14 @@ from .runs.results import (
     one_line,
 )
 from .runs.start import RunStarter
+
+if TYPE_CHECKING:
+    from .aws.commands import ResourceList
+    from .cost.prices import Price
+    from .cost.report import CostReport
+    from .display.compare_panel import ComparePanel
+    from .sweeps.handle import Sweep
+    from .sweeps.results import SweepDetails, SweepTable
 
 
 class Session(RunStarter):
@@ -180,7 +188,7 @@ class Session(RunStarter):
         summaries = self.store.summaries([r["id"] for r in rows])
         return RunTable(rows, summaries, session=self, filters=filters)
 
-    def show(self, ref: str) -> Any:
+    def show(self, ref: str) -> RunDetails | SweepDetails:
         """A run's details, or a sweep's (sweep ids start with `s`)."""
         from .sweeps.api import lookup
         from .sweeps.api import show as show_sweep
@@ -192,18 +200,18 @@ class Session(RunStarter):
         self.store.refresh(run.id)
         return RunDetails(run.row, self.store.metrics(run.id), self.store.checkpoints(run.id))
 
-    def sweep(self, **kwargs: Any) -> Any:
+    def sweep(self, **kwargs: Any) -> Sweep:
         """Many runs over a search space (runctl_jupyter/sweeps/)."""
         from .sweeps.api import sweep
 
         return sweep(self, **kwargs)
 
-    def sweeps(self, **kwargs: Any) -> Any:
+    def sweeps(self, **kwargs: Any) -> SweepTable:
         from .sweeps.api import sweeps
 
         return sweeps(self, **kwargs)
 
-    def aws(self, action: str, region: str | None = None) -> Any:
+    def aws(self, action: str, region: str | None = None) -> LogText:
         """`runctl aws setup | policy | doctor` (runctl_jupyter/aws/commands.py)."""
         from .aws.commands import aws
 
@@ -217,7 +225,7 @@ class Session(RunStarter):
         regions: list[str] | None = None,
         all_regions: bool = False,
         all_owners: bool = False,
-    ) -> Any:
+    ) -> ResourceTable:
         """Every runctl-managed cloud resource with its owner, run, state, $/h and $/month;
         what could not be read is named under the table (and the shell exits non-zero)."""
         from .aws.commands import resources
@@ -227,12 +235,12 @@ class Session(RunStarter):
         )
         return ResourceTable(listing, self._resource_costs(listing))
 
-    def _resource_costs(self, found: list) -> dict[str, dict[str, Any]]:
+    def _resource_costs(self, found: ResourceList) -> dict[str, dict[str, Any]]:
         """{resource id: {rate, spent, basis}} (cost/resource_costs.py)."""
         from .cost.prices import Prices
         from .cost.resource_costs import resource_costs
 
-        def run_row(run_id: str) -> dict | None:
+        def run_row(run_id: str) -> dict[str, Any] | None:
             try:
                 return self.store.get(run_id)
             except RunctlError:
@@ -247,7 +255,7 @@ class Session(RunStarter):
         regions: list[str] | None = None,
         all_regions: bool = False,
         partial: bool = False,
-    ) -> Any:
+    ) -> ReportText:
         """List orphaned resources; delete them with --yes (or after a yes at a terminal);
         on a partial listing only with --partial too."""
         from .aws.commands import cleanup_orphans
@@ -272,7 +280,7 @@ class Session(RunStarter):
         )
         return ReportText(report, partial=bool(report.failures))
 
-    def cost(self, **kwargs: Any) -> Any:
+    def cost(self, **kwargs: Any) -> CostReport | Price:
         """`runctl cost` (spend report) or `runctl cost price TYPE` (runctl_jupyter/cost/report.py)."""
         from .cost.report import cost
 
@@ -280,11 +288,11 @@ class Session(RunStarter):
 
     def compare(
         self,
-        refs: list[str] | tuple = (),
+        refs: list[str] | tuple[str, ...] = (),
         experiment: str | None = None,
         sweep: str | None = None,
         metric: str | None = None,
-    ) -> Any:
+    ) -> ComparePanel:
         """Runs side by side: curves, the params that differ, cost against objective."""
         from .display.compare_panel import compare
 

@@ -39,7 +39,7 @@ WARN_AT = 0.8
 SPOT_REFRESH = 600.0
 IMDS = "http://169.254.169.254"
 
-Write = Callable[..., None]
+Write = Callable[..., object]
 Stop = Callable[[str], None]
 
 

@@ -36,7 +36,7 @@ class EarlyStop:
             return None
         if isinstance(step, int) and step < self.warmup:
             return None
-        if self.mode is None:
+        if self.mode is None and self.metric is not None:
             name = self.metric.lower()
             self.mode = "min" if lower_is_better(name) else "max"
         if self.best is None or (

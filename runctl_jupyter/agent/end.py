@@ -13,10 +13,32 @@ from __future__ import annotations
 import json
 import signal
 import time
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..events import EventWriter
+    from .cost import CostMeter
+    from .s3 import Sync
+    from .spot import Interruptions
 
 
 class Ending:
     """The agent's end methods (a part of `Agent`)."""
+
+    if TYPE_CHECKING:  # the Agent's state they read (supervise.py)
+        run_dir: Path
+        attempt: int
+        spec: dict[str, Any]
+        events: EventWriter
+        stop_reason: str | None
+        stop_detail: dict[str, Any] | None
+        started: float
+        spot: Interruptions
+        cost: CostMeter
+        stdout_log: BinaryIO
+        sync: Sync | None
 
     def _exit(self, returncode: int) -> int:
         if self.spec.get("distributed") and self.stop_reason is not None:
@@ -59,7 +81,7 @@ class Ending:
     def _finish(
         self, status: str, reason: str | None, returncode: int | None, error: dict | None
     ) -> int:
-        final = {
+        final: dict[str, Any] = {
             "status": status,
             "reason": reason,
             "exit_code": returncode,

@@ -62,7 +62,7 @@ class RuntimeTail:
         self.offsets: dict[str, int] = {}
 
     def read(self) -> list[dict]:
-        records = []
+        records: list[dict] = []
         try:
             entries = list(os.scandir(self.folder))
         except FileNotFoundError:

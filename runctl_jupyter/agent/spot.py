@@ -316,6 +316,7 @@ class Interruptions:
         if self.poller is not None:
             self.poller.close()
         nxt = agent.attempt + 1
+        assert self.notice is not None, "a spot resume follows a notice"
         self._record({**self.notice_entry(), "resumed": True})
         cost = getattr(agent, "cost", None)
         if cost is not None:

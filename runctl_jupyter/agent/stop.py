@@ -14,12 +14,30 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..events import EventWriter
 
 
 class Stopping:
     """The agent's stop methods (a part of `Agent`, which holds the state they share:
     `stop_reason`, `signaled`, `kill_at`, `control_mtime`, `deadline`, `grace`)."""
+
+    if TYPE_CHECKING:  # the Agent's state (supervise.py)
+        run_dir: Path
+        events: EventWriter
+        child: subprocess.Popen[bytes]
+        stop_reason: str | None
+        signaled: bool
+        kill_at: float | None
+        control_mtime: float
+        deadline: float | None
+        grace: float
 
     def request_stop(self, reason: str, force: bool = False) -> None:
         if getattr(self, "child", None) is None or self.child.poll() is not None:

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..events import FORMAT, EventWriter, read_events
 from ..procs import boot_id, process_start
@@ -32,6 +33,9 @@ from .spawn import start_runner
 from .spot import Interruptions
 from .stop import Stopping
 from .watch import Watch, replay_unsent
+
+if TYPE_CHECKING:
+    from .torchrun import MainRankLines
 
 TICK = 0.05
 
@@ -49,7 +53,9 @@ class Agent(Stopping, Ending):
         self.heartbeat_every = float(self.spec.get("heartbeat_seconds") or 5)
         max_hours = self.spec.get("max_hours")
         self.deadline = time.time() + float(max_hours) * 3600 if max_hours else None
-        self.metrics = MetricParser(list(self.spec.get("metrics") or []))
+        self.metrics: MetricParser | MainRankLines = MetricParser(
+            list(self.spec.get("metrics") or [])
+        )
         self.runtime = RuntimeTail(run_dir / "runtime", attempt)
         self.stop_reason: str | None = None
         self.signaled = False
@@ -146,13 +152,14 @@ class Agent(Stopping, Ending):
 
     def _supervise(self) -> int:
         selector = selectors.DefaultSelector()
+        assert self.child.stdout is not None and self.child.stderr is not None  # piped
         selector.register(self.child.stdout, selectors.EVENT_READ, "stdout")
         selector.register(self.child.stderr, selectors.EVENT_READ, "stderr")
         open_streams = 2
         last_beat = last_sync = time.monotonic()
         while True:
             for key, _ in selector.select(TICK):
-                data = os.read(key.fileobj.fileno(), 1 << 16)
+                data = os.read(key.fd, 1 << 16)
                 if data:
                     self._output(key.data, data)
                 else:
@@ -228,6 +235,7 @@ class Agent(Stopping, Ending):
         self.request_stop("early-stop")
 
     def _sync_tick(self) -> None:
+        assert self.sync is not None, "ticked only with a sync"
         try:
             self.sync.tick()
         except Exception as exc:  # noqa: BLE001 - a sync hiccup must not end the training

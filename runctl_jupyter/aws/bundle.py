@@ -122,7 +122,7 @@ def _pickle_modules(data: bytes) -> set[str]:
         for op, arg, _ in pickletools.genops(data):
             if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
                 names.add(arg.split(" ", 1)[0].split(".")[0])
-            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8") and isinstance(arg, str):  # fmt: skip
                 strings.append(arg)
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                 names.add(strings[-2].split(".")[0])

@@ -124,8 +124,8 @@ class AWSCredentialsMissing(AWSCallFailed):
     pass
 
 
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError ('' for anything else)."""
+def error_code(exc: BaseException | None) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else, or None)."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 

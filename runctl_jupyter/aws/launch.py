@@ -266,6 +266,7 @@ def _run_in_order(
 
 def _wait_usable(clients: Clients, req: LaunchRequest, launched: Launched, say: Progress) -> None:
     """Until SSM reaches the instance: a new one must run first (then gets its volume)."""
+    assert launched.instance_id is not None, "launched or chosen before it is waited on"
     if not launched.reused:
         say("provisioning", f"waiting for {launched.instance_id} to run")
         inst = wait_running(clients, launched.instance_id, poll=req.poll)
@@ -284,7 +285,7 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
 
     Each step is tried on its own so one failure does not leave the rest running.
     """
-    ended = []
+    ended: list[str] = []
     if launched.reused or not launched.instance_id:
         return ended
     instance_ids = [launched.instance_id]

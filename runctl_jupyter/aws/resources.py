@@ -48,7 +48,7 @@ def list_resources(
     from botocore.exceptions import BotoCoreError, ClientError
 
     listing = Listing(regions=[clients.region])
-    jobs = list(LISTERS)
+    jobs: list[tuple[str, str, str, Callable[[Clients], list[Resource]]]] = list(LISTERS)
     if bucket:
         jobs.append(("bucket", "s3", "ListObjectsV2", lambda c: bucket_storage(c, bucket, prefix)))
     down: dict[str, str] = {}  # service -> why it cannot be reached

@@ -58,7 +58,7 @@ def overrides(
 ) -> list[dict[str, Any]]:
     """Every (type, subnet) the fleet may launch in, the type asked for first, then each
     fallback type; within a type, the subnets in order (priority 0 is the best)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for name in types:
         for subnet in subnets:
             out.append(

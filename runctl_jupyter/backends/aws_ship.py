@@ -25,6 +25,7 @@ def ship_and_start(
     pip: Any,
     sync_dirs: list,
 ) -> dict:
+    assert launched.instance_id is not None, "ships to a launched (or chosen) instance"
     sync_cfg = {
         "kind": "s3",
         "bucket": bucket,

@@ -101,7 +101,9 @@ def _top_parser(prog: str, parser_class: type) -> RunctlArgumentParser:
         action="store_true",
         help="before COMMAND: show an error's full traceback (for a bug report), not its one line",
     )
-    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
+    sub: argparse._SubParsersAction[Any] = top.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=parser_class
+    )
     for add in _ADD_PARSERS:
         add(sub)
     top.commands = dict(sub.choices)
@@ -125,7 +127,7 @@ def format_help(prog: str = "runctl", command: str | None = None) -> str:
     return _subparser(build_parser(prog), command).format_help()
 
 
-def _subparser(top: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+def _subparser(top: RunctlArgumentParser, command: str) -> argparse.ArgumentParser:
     return top.commands[command]
 
 

@@ -41,6 +41,8 @@ class _HelpAction(argparse.Action):
 class RunctlArgumentParser(argparse.ArgumentParser):
     """An ArgumentParser that raises instead of printing and exiting."""
 
+    commands: dict[str, argparse.ArgumentParser]  # the top parser's: command -> its parser
+
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("add_help", False)
         kwargs.setdefault("allow_abbrev", False)

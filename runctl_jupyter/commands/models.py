@@ -67,8 +67,8 @@ def add_models(sub: Any) -> None:
 
 
 def _finish_models(ns: argparse.Namespace) -> None:
-    needs = {"show": 1, "register": 2, "promote": 2, "rollback": 1, "list": 0, "export": 2}
-    needs = needs[ns.action]
+    words = {"show": 1, "register": 2, "promote": 2, "rollback": 1, "list": 0, "export": 2}
+    needs = words[ns.action]
     given = [x for x in (ns.name, ns.target) if x is not None]
     if len(given) != needs:
         shapes = {

@@ -104,6 +104,7 @@ def estimate(
     trials: int = 1,
     parallel: int = 1,
 ) -> Estimate:
+    hours: float | None
     if max_hours:
         hours, basis = float(max_hours), "--max-hours"
     else:

@@ -75,10 +75,10 @@ def today() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
 
 
-_TABLE: dict | None = None
+_TABLE: dict[str, Any] | None = None
 
 
-def table() -> dict:
+def table() -> dict[str, Any]:
     """The bundled price table (data/prices.json)."""
     global _TABLE
     if _TABLE is None:
@@ -107,7 +107,7 @@ def _error_text(exc: BaseException) -> str:
     return str(code or type(exc).__name__)
 
 
-def parse_price_list(price_list: list) -> float | None:
+def parse_price_list(price_list: list[Any]) -> float | None:
     """The hourly USD price in a Pricing API `GetProducts` answer (on-demand terms)."""
     for item in price_list:
         product = json.loads(item) if isinstance(item, str) else item
@@ -121,7 +121,7 @@ def parse_price_list(price_list: list) -> float | None:
     return None
 
 
-def pricing_filters(instance_type: str, region: str) -> list[dict]:
+def pricing_filters(instance_type: str, region: str) -> list[dict[str, str]]:
     pairs = {
         "instanceType": instance_type,
         "regionCode": region,
@@ -140,7 +140,7 @@ class Prices:
 
     def __init__(
         self,
-        home: str | os.PathLike,
+        home: str | os.PathLike[str],
         pricing: Any = None,
         ec2: Any = None,
         clock: Any = time.time,
@@ -154,14 +154,14 @@ class Prices:
         self.calls = {"pricing": 0, "spot": 0}
 
     # -- cache -------------------------------------------------------------------
-    def _read_cache(self) -> dict:
+    def _read_cache(self) -> dict[str, Any]:
         try:
             data = json.loads(self.cache_path.read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _write_cache(self, section: str, key: str, entry: dict) -> None:
+    def _write_cache(self, section: str, key: str, entry: dict[str, Any]) -> None:
         data = self._read_cache()
         data.setdefault(section, {})[key] = entry
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +247,7 @@ class Prices:
     ) -> Price:
         """The current spot $/h in `zone` (the cheapest zone when None). Offline or without
         access, the on-demand price stands in as the upper bound (spot never bills more)."""
-        error = "offline"
+        error: str | None = "offline"
         if not offline:
             key = f"{region}/{zone or '*'}/{instance_type}"
             entry = self._read_cache().get("spot", {}).get(key)
@@ -329,7 +329,7 @@ def storage_price(section: str, region: str, key: str, what: str) -> tuple[float
 
 
 def latest_spot(
-    entries: list[dict], zone: str | None
+    entries: list[dict[str, Any]], zone: str | None
 ) -> tuple[tuple[float, str] | None, str | None]:
     """The newest price per zone from a SpotPriceHistory list; that zone's, else the cheapest."""
     newest: dict[str, tuple[Any, float]] = {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import RunctlError
 from .facts import default_region, session_prices
-from .prices import dollars, hourly
+from .prices import Price, dollars, hourly
 from .spent import last_cost
 
 RUNNING = ("queued", "provisioning", "starting", "running", "interrupted", "resuming")
@@ -27,10 +27,10 @@ RUNNING = ("queued", "provisioning", "starting", "running", "interrupted", "resu
 class CostReport:
     """Spend by experiment, project, owner, instance type and day; what runs now."""
 
-    runs: list[dict]
+    runs: list[dict[str, Any]]
     groups: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
-    running: list[dict] = field(default_factory=list)
-    live: list[dict] = field(default_factory=list)
+    running: list[dict[str, Any]] = field(default_factory=list)
+    live: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
     total: float = 0.0
     saved: float = 0.0
@@ -116,7 +116,7 @@ class CostReport:
             )
 
 
-def _day(row: dict) -> str:
+def _day(row: dict[str, Any]) -> str:
     t = row.get("started") or row.get("created") or time.time()
     return time.strftime("%Y-%m-%d", time.localtime(t))
 
@@ -166,7 +166,7 @@ def report(session: Any, live: bool = True) -> CostReport:
     return rep
 
 
-def live_instances(session: Any) -> tuple[list[dict], str]:
+def live_instances(session: Any) -> tuple[list[dict[str, Any]], str]:
     """Running runctl-managed instances and their $/h; a one-line note when AWS is unreachable."""
     try:
         backend = session.backend("aws")
@@ -214,7 +214,7 @@ def live_instances(session: Any) -> tuple[list[dict], str]:
 
 def price_command(
     session: Any, instance_type: str, region: str | None, spot: bool, offline: bool
-) -> Any:
+) -> Price:
     if not region:
         try:
             region = default_region(session.backend("aws"))
@@ -235,7 +235,7 @@ def cost(
     region: str | None = None,
     spot: bool = False,
     offline: bool = False,
-) -> Any:
+) -> CostReport | Price:
     """`runctl cost` (the report) or `runctl cost price TYPE`."""
     if action == "price":
         if not instance_type:

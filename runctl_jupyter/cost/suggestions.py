@@ -169,6 +169,8 @@ def suggest(session: Any, launch: Launch) -> None:
     def spot_rate() -> float | None:
         from .facts import session_prices
 
+        if f is None:
+            return None
         try:
             return session_prices(session).spot(f["instance_type"], f["region"]).usd_per_hour
         except Exception:  # noqa: BLE001 - no spot price: no suggestion

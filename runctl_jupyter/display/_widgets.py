@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
 
 
-def widget_tree(roots: Iterable) -> list:
+def widget_tree(roots: Iterable[Any]) -> list[Any]:
     """Every widget reachable from `roots` through children, layout and style."""
     import ipywidgets as W
 
@@ -24,7 +28,7 @@ def widget_tree(roots: Iterable) -> list:
     return list(seen.values())
 
 
-def close_all(roots: Iterable) -> None:
+def close_all(roots: Iterable[Any]) -> None:
     for widget in widget_tree(roots):
         try:
             widget.close()
@@ -32,7 +36,7 @@ def close_all(roots: Iterable) -> None:
             pass
 
 
-def display_widget(widget, text: str, display_id: str | None = None):
+def display_widget(widget: Any, text: str, display_id: str | None = None) -> DisplayHandle | None:
     """Display a widget with `text` as its plain-text fallback (what a saved
     notebook shows where the widget cannot be drawn), not the widget's repr."""
     from IPython.display import display
@@ -44,10 +48,15 @@ def display_widget(widget, text: str, display_id: str | None = None):
     return display(bundle, raw=True, display_id=display_id)
 
 
-def leave_static(outputs: list[dict], handle, fig_handle, text_mode: bool) -> None:
+def leave_static(
+    outputs: list[dict[str, Any]],
+    handle: DisplayHandle | None,
+    fig_handle: DisplayHandle | None,
+    text_mode: bool,
+) -> None:
     """Put a finished panel's static outputs where its live views were: the display
     handles of a shown panel, else printed (a terminal) or displayed anew."""
-    if handle is not None:
+    if handle is not None and fig_handle is not None:
         handle.update(outputs[0], raw=True)
         fig_handle.update(outputs[1] if len(outputs) > 1 else {"text/plain": ""}, raw=True)
     elif text_mode:

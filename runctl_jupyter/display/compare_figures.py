@@ -6,6 +6,7 @@ the best value with the Pareto front, and parallel coordinates of the params.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..compare import compare_table, cost_axis, pareto_front
 from ._format import as_dict, esc, fmt_num, fmt_value
@@ -25,7 +26,8 @@ def curves_bundle(cmp: Comparison) -> dict | None:
     if not history:
         return None
     per_run = max(100, min(1000, TOTAL_POINTS // max(1, len(history))))
-    data, svg_series = [], []
+    data: list[dict[str, Any]] = []
+    svg_series: list[tuple[str, list[Any], list[Any]]] = []
     for i, (rid, points) in enumerate(history.items()):
         xs, ys = json_ready(*downsample(points, per_run))
         label = cmp.label(rid)
@@ -156,10 +158,11 @@ def parcoords_bundle(cmp: Comparison) -> dict | None:
     dims = []
     for p in varying[:8]:
         values = [by_id[r["run"]].get(p) for r in rows]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            dim: dict = {"label": esc(p), "values": values}
-            if all(v > 0 for v in values) and max(values) / min(values) >= 100:
-                dim = {"label": esc(f"log10 {p}"), "values": [math.log10(v) for v in values]}
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(nums) == len(values):
+            dim: dict[str, Any] = {"label": esc(p), "values": nums}
+            if all(v > 0 for v in nums) and max(nums) / min(nums) >= 100:
+                dim = {"label": esc(f"log10 {p}"), "values": [math.log10(v) for v in nums]}
         else:
             cats = list(dict.fromkeys(fmt_value(v) for v in values))
             dim = {

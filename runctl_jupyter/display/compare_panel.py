@@ -11,12 +11,18 @@ kernel, and no plotly.js widget state. What is compared and how it is sorted is 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import compare_figures, compare_tables
 from ._widgets import close_all, display_widget
 from .comparison import Comparison
 from .figures import PLOTLY_MIME
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
+    from ipywidgets import HBox, ToggleButton, Widget
+
+    from ..store import Store
 
 __all__ = ["ComparePanel", "compare"]
 
@@ -26,19 +32,19 @@ class ComparePanel(Comparison):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_ids: list[str],
         metric: str | None = None,
         *,
         objective: str | None = None,
         widgets: bool | None = None,
-    ):
+    ) -> None:
         super().__init__(store, run_ids, metric, objective=objective)
         self._want_widgets = widgets
-        self._handles: list = []
-        self._widgets: list = []
+        self._handles: list[DisplayHandle] = []
+        self._widgets: list[Widget] = []
         self._syncing = False
-        self.w: dict = {}
+        self.w: dict[str, Widget] = {}
 
     # -------------------------------------------------------------- outputs
     def table_html(self) -> str:
@@ -48,19 +54,19 @@ class ComparePanel(Comparison):
         """The table for a terminal: the same columns as the HTML one, aligned."""
         return compare_tables.table_text(self)
 
-    def curves_bundle(self) -> dict | None:
+    def curves_bundle(self) -> dict[str, Any] | None:
         """Overlaid curves of the chosen metric, one trace per run."""
         return compare_figures.curves_bundle(self)
 
-    def scatter_bundle(self) -> dict | None:
+    def scatter_bundle(self) -> dict[str, Any] | None:
         """Cost (or compute time) against the best objective, Pareto front marked."""
         return compare_figures.scatter_bundle(self)
 
-    def parcoords_bundle(self) -> dict | None:
+    def parcoords_bundle(self) -> dict[str, Any] | None:
         """Parallel coordinates, params -> best objective, for 3 runs or more."""
         return compare_figures.parcoords_bundle(self)
 
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[dict[str, Any]]:
         """The static outputs, in order: table, curves, cost vs objective, parallel coordinates."""
         table = {"text/html": self.table_html(), "text/plain": self.table_text()}
         figures = [self.curves_bundle(), self.scatter_bundle(), self.parcoords_bundle()]
@@ -95,7 +101,7 @@ class ComparePanel(Comparison):
                 handle.update({"text/plain": ""}, raw=True)
             handle.update(bundle, raw=True)
 
-    def _build_controls(self):
+    def _build_controls(self) -> HBox:
         import ipywidgets as W
 
         params = self.param_columns(self.table()) if self.rows else []
@@ -124,7 +130,7 @@ class ComparePanel(Comparison):
         self._widgets = list(w.values())
         return w["box"]
 
-    def _on_metric(self, change) -> None:
+    def _on_metric(self, change: dict[str, Any]) -> None:
         self.metric = change["new"] or None
         if self.metric:
             self._syncing = True
@@ -135,25 +141,25 @@ class ComparePanel(Comparison):
                 self._syncing = False
         self.refresh()
 
-    def _on_sort(self, change) -> None:
+    def _on_sort(self, change: dict[str, Any]) -> None:
         self.sort_by = change["new"]
         if not self._syncing:
             self.refresh()
 
     @staticmethod
-    def _label_order(button) -> None:
+    def _label_order(button: ToggleButton) -> None:
         """The toggle says the order shown (not the one a click gives)."""
         down = bool(button.value)
         button.description = "descending" if down else "ascending"
         button.icon = "sort-amount-desc" if down else "sort-amount-asc"
 
-    def _on_descending(self, change) -> None:
+    def _on_descending(self, change: dict[str, Any]) -> None:
         self.descending = bool(change["new"])
         self._label_order(self.w["descending"])
         if not self._syncing:
             self.refresh()
 
-    def _on_all_params(self, change) -> None:
+    def _on_all_params(self, change: dict[str, Any]) -> None:
         self.all_params = bool(change["new"])
         self.refresh()
 
@@ -162,7 +168,7 @@ class ComparePanel(Comparison):
         close_all(self._widgets)
         self._widgets = []
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/html": self.table_html(), "text/plain": self.table_text()}
 
     def _ipython_display_(self) -> None:
@@ -174,7 +180,7 @@ class ComparePanel(Comparison):
 
 
 def compare(
-    store: Any,
+    store: Store,
     refs: tuple[str, ...] | list[str] = (),
     experiment: str | None = None,
     sweep: str | None = None,

@@ -6,7 +6,7 @@ gives the rows in that order with the Pareto flag; histories are read once per m
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..compare import (
     compare_table,
@@ -17,6 +17,9 @@ from ..compare import (
     parse_objective,
 )
 
+if TYPE_CHECKING:
+    from ..store import Store
+
 NON_PARAM_COLUMNS = ("run", "name", "status", "experiment", "duration", "cost", "pareto")
 
 
@@ -25,7 +28,7 @@ class Comparison:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_ids: list[str],
         metric: str | None = None,
         *,
@@ -41,7 +44,7 @@ class Comparison:
         self.metric = metric or objective_name or (self.metrics[0] if self.metrics else None)
         self.all_params = False
         self.sort_by = f"{self.metric}_best" if self.metric else "run"
-        self.descending = bool(self.metric) and not self.minimizes(self.metric)
+        self.descending = bool(self.metric and not self.minimizes(self.metric))
         self._histories: dict[str, dict[str, list]] = {}
 
     def minimizes(self, metric: str) -> bool:

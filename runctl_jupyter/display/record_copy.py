@@ -62,7 +62,7 @@ class RecordOpener:
 
     def build(self, widgets, run: dict) -> tuple:
         """(button, note) widgets; the button is hidden when there is nothing to copy."""
-        below = bool(self.record_path) and _below_cwd(self.record_path)
+        below = bool(self.record_path and _below_cwd(self.record_path))
         self.button = widgets.Button(
             description="Open record",
             icon="book",
@@ -103,6 +103,7 @@ class RecordOpener:
 
     def _copy(self, run: dict) -> None:
         self.pending = False
+        assert self.record_path, "click() and finish() copy only a record that exists"
         try:
             self.copy = copy_record(self.record_path, run.get("name"), str(run.get("id")))
         except OSError as exc:

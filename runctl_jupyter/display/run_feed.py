@@ -89,7 +89,7 @@ class RunFeed:
             elif kind == "log":
                 stream = event.get("stream") or "stdout"
                 text = event.get("text") or ""
-                for line in str(text).splitlines()[-self.log_tail.maxlen :]:
+                for line in str(text).splitlines()[-(self.log_tail.maxlen or 1) :]:
                     self.log_tail.append((stream, line))
             elif kind == "warning":
                 self.warnings.append(str(event.get("message") or ""))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import run_live_html
 from ._widgets import display_widget, leave_static
@@ -23,6 +24,9 @@ from .record_copy import RecordOpener
 from .run_feed import RunFeed
 from .run_widgets import RunWidgets
 from .summary import static_outputs, static_summary
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
 
 __all__ = ["RunPanel"]
 
@@ -52,7 +56,7 @@ class RunPanel(RunFeed):
 
     def __init__(
         self,
-        run: dict,
+        run: dict[str, Any],
         on_stop: Callable[[bool], None],
         record_path: str | None = None,
         log_tail_lines: int = 30,
@@ -61,7 +65,7 @@ class RunPanel(RunFeed):
         widgets: bool | None = None,
         max_points: int = 2000,
         redraw_interval: float = 0.25,
-    ):
+    ) -> None:
         super().__init__(run, max_points=max_points, log_tail_lines=log_tail_lines)
         self.on_stop = on_stop
         self.record_path = record_path
@@ -75,16 +79,16 @@ class RunPanel(RunFeed):
         self.mode: str | None = None  # "widgets" | "html" | "text" once shown
         self.finished = False
         self._terminal = False
-        self._handle = None
-        self._fig_handle = None
+        self._handle: DisplayHandle | None = None
+        self._fig_handle: DisplayHandle | None = None
         self.ui = RunWidgets(self)
 
     @property
-    def w(self) -> dict:
+    def w(self) -> dict[str, Any]:
         """The widgets by name (empty until shown in widget mode)."""
         return self.ui.w
 
-    def update(self, run: dict, events: list[dict]) -> None:
+    def update(self, run: dict[str, Any], events: list[dict[str, Any]]) -> None:
         """Take a refreshed run row and the new events; redraw if the throttle allows."""
         super().update(run, events)
         self._dirty = True
@@ -125,7 +129,7 @@ class RunPanel(RunFeed):
         self.regroup()
         if self.mode == "widgets":
             self.ui.draw()
-        elif self.mode == "html":
+        elif self.mode == "html" and self._handle is not None and self._fig_handle is not None:
             self._handle.update(
                 {"text/html": self.live_html(), "text/plain": self.status_line()}, raw=True
             )
@@ -176,7 +180,9 @@ class RunPanel(RunFeed):
         self.redraw()
 
     # ---------------------------------------------------------------- finish
-    def finish(self, run: dict, metrics: dict[str, list[tuple[int, float]]] | None = None) -> None:
+    def finish(
+        self, run: dict[str, Any], metrics: dict[str, list[tuple[int, float]]] | None = None
+    ) -> None:
         """Close every live widget and leave the static summary in their place."""
         if self.finished:
             return
@@ -202,7 +208,7 @@ class RunPanel(RunFeed):
         """Close all widgets (their comms): no widget state stays in a saved notebook."""
         self.ui.close()
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         if self.finished:
             return static_summary(
                 self.run, {n: list(zip(*s.raw.points())) for n, s in self.series.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ._format import (
     FINAL,
@@ -22,12 +23,20 @@ from ._format import (
 )
 from .summary import CELL, CELL_L, TABLE_STYLE
 
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
+    from ipywidgets import VBox
+
 __all__ = ["RunsTable", "runs_text", "runs_html"]
 
 MAX_METRICS = 3
+# {run id: {metric: {"last": ..., ...}}}, as the store's `summaries` gives them
+Summaries = dict[str, dict[str, dict[str, Any]]]
 
 
-def _metrics(row: dict, summaries: dict | None = None) -> list[tuple[str, float]]:
+def _metrics(
+    row: dict[str, Any], summaries: Summaries | None = None
+) -> list[tuple[str, float | None]]:
     if summaries and row.get("id") in summaries:
         items = [(k, v.get("last")) for k, v in summaries[row["id"]].items()]
     else:
@@ -35,15 +44,15 @@ def _metrics(row: dict, summaries: dict | None = None) -> list[tuple[str, float]
     return items[:MAX_METRICS]
 
 
-def _metrics_text(row: dict, summaries: dict | None = None) -> str:
+def _metrics_text(row: dict[str, Any], summaries: Summaries | None = None) -> str:
     return " ".join(f"{k}={fmt_num(v)}" for k, v in _metrics(row, summaries))
 
 
-def _active(row: dict) -> bool:
+def _active(row: dict[str, Any]) -> bool:
     return row.get("status") not in FINAL and row.get("status") != "lost"
 
 
-def runs_text(rows: list[dict], summaries: dict | None = None) -> str:
+def runs_text(rows: list[dict[str, Any]], summaries: Summaries | None = None) -> str:
     """A plain text table for the shell (`runctl runs`)."""
     header = ["RUN", "NAME", "STATUS", "EXPERIMENT", "METRICS", "STARTED", "DURATION", "COST"]
     table = [header]
@@ -73,7 +82,7 @@ def runs_text(rows: list[dict], summaries: dict | None = None) -> str:
     )
 
 
-def runs_html(rows: list[dict], summaries: dict | None = None) -> str:
+def runs_html(rows: list[dict[str, Any]], summaries: Summaries | None = None) -> str:
     """The same table as HTML, every run-supplied string escaped."""
     if not rows:
         return "<div>no runs</div>"
@@ -107,27 +116,27 @@ class RunsTable:
 
     def __init__(
         self,
-        rows: list[dict],
-        on_attach: Callable[[str], None] | None = None,
-        on_stop: Callable[[str], None] | None = None,
-        summaries: dict | None = None,
+        rows: list[dict[str, Any]],
+        on_attach: Callable[[str], object] | None = None,
+        on_stop: Callable[[str], object] | None = None,
+        summaries: Summaries | None = None,
         *,
         widgets: bool | None = None,
-    ):
+    ) -> None:
         self.rows = list(rows)
         self.on_attach = on_attach
         self.on_stop = on_stop
         self.summaries = summaries
         self._want_widgets = widgets
-        self._handle = None
-        self._actions = None
-        self.buttons: dict[str, dict] = {}
+        self._handle: DisplayHandle | None = None
+        self._actions: VBox | None = None
+        self.buttons: dict[str, dict[str, Any]] = {}
         self.message = ""
 
     def __str__(self) -> str:
         return runs_text(self.rows, self.summaries)
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/html": runs_html(self.rows, self.summaries), "text/plain": str(self)}
 
     def _ipython_display_(self) -> None:
@@ -155,7 +164,7 @@ class RunsTable:
 
             display_widget(self._build_actions(active), "")
 
-    def _build_actions(self, active: list[dict]):
+    def _build_actions(self, active: list[dict[str, Any]]) -> VBox:
         import ipywidgets as W
 
         lines = []
@@ -183,7 +192,7 @@ class RunsTable:
         self._actions = W.VBox([*lines, self._message])
         return self._actions
 
-    def _act(self, action: Callable[[str], None], run_id: str, what: str) -> None:
+    def _act(self, action: Callable[[str], object], run_id: str, what: str) -> None:
         try:
             action(run_id)
         except Exception as exc:  # shown next to the buttons: a click has no traceback
@@ -195,7 +204,7 @@ class RunsTable:
         if self._actions is not None:
             self._message.value = esc(self.message)
 
-    def update(self, rows: list[dict], summaries: dict | None = None) -> None:
+    def update(self, rows: list[dict[str, Any]], summaries: Summaries | None = None) -> None:
         """Redraw the table with fresh rows (e.g. after a Stop)."""
         self.rows = list(rows)
         if summaries is not None:

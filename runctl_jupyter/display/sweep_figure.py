@@ -17,8 +17,9 @@ MAX_CATEGORIES = 30
 
 
 def _dimension(label: str, values: list[Any]) -> dict | None:
-    nums = [number(v) for v in values]
-    if all(n is not None for n in nums):
+    found = [number(v) for v in values]
+    nums = [n for n in found if n is not None]
+    if len(nums) == len(found):
         positive = all(n > 0 for n in nums)
         lo, hi = (min(nums), max(nums)) if nums else (0, 0)
         if positive and lo > 0 and hi / lo >= 100:  # a log-uniform kind of range
@@ -107,7 +108,7 @@ def figure_layout(state: Any) -> dict:
 
 def figure_spec(state: Any, trials: list[dict]) -> dict | None:
     parcoords, markers, line = figure_data(state, trials)
-    if parcoords is None:
+    if parcoords is None or markers is None or line is None:
         return None
     markers["x"], markers["y"] = json_ready(markers["x"], markers["y"])
     line["x"], line["y"] = json_ready(line["x"], line["y"])

@@ -17,13 +17,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._format import esc
 from ._widgets import leave_static
 from .sweep_figure import figure_bundle, figure_data, figure_layout
 from .sweep_summary import static_outputs, static_summary, summary_text
 from .sweep_table import header_html, table_html
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
 
 __all__ = ["SweepPanel"]
 
@@ -48,9 +51,9 @@ class SweepPanel:
         widgets: bool | None = None,
         max_rows: int = 30,
         redraw_interval: float = 0.5,
-    ):
+    ) -> None:
         self.state = state
-        self.trials: list[dict] = []
+        self.trials: list[dict[str, Any]] = []
         self.on_stop_trial = on_stop_trial
         self.on_stop_sweep = on_stop_sweep
         self.max_rows = max_rows
@@ -62,18 +65,18 @@ class SweepPanel:
         self._last_draw = -1e9
         self._dirty = True
         self._message = ""
-        self._figure_key: tuple = ()
-        self._handle = None
-        self._fig_handle = None
+        self._figure_key: tuple[tuple[int, Any], ...] = ()
+        self._handle: DisplayHandle | None = None
+        self._fig_handle: DisplayHandle | None = None
         self.w: dict[str, Any] = {}
 
     # ------------------------------------------------------------ data
-    def update(self, state: Any, trials: list[dict]) -> None:
+    def update(self, state: Any, trials: list[dict[str, Any]]) -> None:
         self.state, self.trials = state, trials
         self._dirty = True
         self._maybe_redraw()
 
-    def running(self) -> list[dict]:
+    def running(self) -> list[dict[str, Any]]:
         return [t for t in self.trials if t["group"] == "running" and t["run"]]
 
     # ------------------------------------------------------------ display
@@ -103,7 +106,7 @@ class SweepPanel:
             self._fig_handle = display({"text/plain": ""}, raw=True, display_id=fig_id)
         self.redraw()
 
-    def _live_bundle(self) -> dict:
+    def _live_bundle(self) -> dict[str, str]:
         return {
             "text/html": header_html(self.state, self.trials)
             + table_html(self.state, self.trials, self.max_rows),
@@ -148,10 +151,10 @@ class SweepPanel:
         self.redraws += 1
         if self.mode == "widgets":
             self._draw_widgets()
-        elif self.mode == "html":
+        elif self.mode == "html" and self._handle is not None:
             self._handle.update(self._live_bundle(), raw=True)
             fig = figure_bundle(self.state, self.trials)
-            if fig is not None:
+            if fig is not None and self._fig_handle is not None:
                 self._fig_handle.update({"text/html": fig["text/html"], "text/plain": ""}, raw=True)
 
     def redraw(self) -> None:
@@ -188,7 +191,7 @@ class SweepPanel:
             return
         self._figure_key = key
         parcoords, markers, line = figure_data(self.state, self.trials)
-        if parcoords is None:
+        if parcoords is None or markers is None or line is None:
             return
         fig = self.w["figure"]
         first = not fig.data
@@ -230,7 +233,7 @@ class SweepPanel:
         self.redraw()
 
     # ------------------------------------------------------------ the end
-    def finish(self, state: Any, trials: list[dict]) -> None:
+    def finish(self, state: Any, trials: list[dict[str, Any]]) -> None:
         """Close every widget and leave the static summary in their place."""
         if self.finished:
             return
@@ -267,5 +270,5 @@ class SweepPanel:
             close_all([self.w["top"], fig])
         self.w = {}
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return static_summary(self.state, self.trials) if self.finished else self._live_bundle()

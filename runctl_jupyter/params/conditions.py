@@ -69,15 +69,16 @@ def holds(tree: ast.expr, metrics: dict[str, Any]) -> tuple[bool, str]:
                 return ok, why
         return want_all, " and ".join(why for _, why in results)
     assert isinstance(tree, ast.Compare)
-    terms = [_value(t, metrics) for t in (tree.left, *tree.comparators)]
+    values = [_value(t, metrics) for t in (tree.left, *tree.comparators)]
+    terms = [v for v in values if v is not None]
     shown = ast.unparse(tree)
-    if any(v is None for v in terms):
+    if len(terms) < len(values):
         missing = ", ".join(sorted(n for n in metric_names(tree) if metrics.get(n) is None))
         return False, f"{shown}: the run logged no {missing}"
     for op, a, b in zip(tree.ops, terms, terms[1:]):
         if not _OPS[type(op)](a, b):
-            values = ", ".join(f"{n}={metrics[n]:g}" for n in sorted(metric_names(tree)))
-            return False, f"{shown} is false ({values})"
+            seen = ", ".join(f"{n}={metrics[n]:g}" for n in sorted(metric_names(tree)))
+            return False, f"{shown} is false ({seen})"
     return True, shown
 
 

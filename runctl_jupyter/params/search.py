@@ -89,11 +89,11 @@ def _space_error(key: str, text: str, why: str) -> BadParam:
     return BadParam(f"bad --space {key}={text}: {why}; use one of {known}")
 
 
-def parse_space(items: Iterable[str] | None, option: str = "--space") -> dict[str, dict]:
+def parse_space(items: Iterable[str] | None, option: str = "--space") -> dict[str, dict[str, Any]]:
     """`["lr=loguniform(1e-4,1e-1)", "layers=choice(2,3,4)"]` ->
     `{"lr": {"dist": "loguniform", "args": [0.0001, 0.1]}, "layers": {"dist": "choice", ...}}`.
     """
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for item in items or ():
         key, sep, text = item.partition("=")
         key = key.strip()

@@ -157,12 +157,12 @@ def setup_source(facts: RunFacts) -> str:
     if names:
         lines.append(f"runctl.use_params({{name: globals()[name] for name in {names!r}}})")
     if facts.objects_b64() is not None:
-        names = ", ".join(map(str, facts.spec.get("objects", []))) or "the notebook objects"
+        shipped = ", ".join(map(str, facts.spec.get("objects", []))) or "the notebook objects"
         run_id = str(facts.spec.get("run_id", ""))
         lines += [
             "from runctl_jupyter.record import load_shipped_objects",
             "",
-            f"# The notebook objects the run was given ({names}), from this record's metadata",
+            f"# The notebook objects the run was given ({shipped}), from this record's metadata",
             f"globals().update(load_shipped_objects({run_id!r}))",
         ]
     return "\n".join(lines)

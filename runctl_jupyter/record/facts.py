@@ -61,7 +61,7 @@ class RunFacts:
 
     def series(self) -> dict[str, tuple[list, list]]:
         """name -> (steps, values), sorted by step; a step logged again (resume) keeps the last."""
-        points: dict[str, dict[int, float]] = {}
+        points: dict[str, dict[float, float]] = {}
         for event in self.events:
             if event.get("type") != "metric":
                 continue

@@ -32,7 +32,7 @@ class RunControl:
         home = Path(self.config.home).expanduser()
         self.store = Store(home, lost_timeout=self.config.lost_timeout)
         self._backends: dict[str, Any] = {}
-        self._last_env: dict | None = None
+        self._last_env: dict[str, Any] | None = None
         self._last_env_at = -1e9
 
     # -- helpers -------------------------------------------------------------
@@ -55,7 +55,7 @@ class RunControl:
         count = len(self.store.list_runs(experiment=experiment, limit=None))
         return f"{experiment}-{count + 1}"
 
-    def _environment(self, workdir: str, params: dict) -> dict:
+    def _environment(self, workdir: str, params: dict[str, Any]) -> dict[str, Any]:
         """env.json facts; launches seconds apart (a sweep) share the git and package scan."""
         from ..environment import capture_environment
 
@@ -70,7 +70,8 @@ class RunControl:
         """For AWS resources: the status of the run a resource belongs to (None: unknown)."""
         try:
             self.store.refresh(run_id)
-            return self.store.get(run_id)["status"]
+            status: str | None = self.store.get(run_id)["status"]
+            return status
         except RunctlError:
             return None
 
@@ -78,7 +79,7 @@ class RunControl:
         """Was c.Runctl.owner set on purpose? (else AWS tags use the IAM user name)"""
         return "owner" in self.config.config.get("Runctl", {})
 
-    def _launch(self, spec: dict, target: Any, attempt: int, detach: bool) -> Run:
+    def _launch(self, spec: dict[str, Any], target: Any, attempt: int, detach: bool) -> Run:
         run_id = spec["run_id"]
         if attempt == 1:
             self.store.add_run(spec)
@@ -107,7 +108,7 @@ class RunControl:
             return run
         return self.wait(run)
 
-    def relaunch_whole(self, run_id: str, target: Any, spec: dict) -> bool:
+    def relaunch_whole(self, run_id: str, target: Any, spec: dict[str, Any]) -> bool:
         """A run the backend resumes whole from here (a multi-node AWS run at `resuming`):
         launch its next attempt once, the same path as `resume`. True when launched.
         A failed launch leaves nothing billing and says what to do."""
@@ -160,7 +161,7 @@ class RunControl:
         view.finish(row, self.store.metrics(run.id))
         return self._outcome(run, row)
 
-    def _follow(self, run: Run, view: Any) -> dict:
+    def _follow(self, run: Run, view: Any) -> dict[str, Any]:
         spec = read_spec(self.store.run_dir(run.id))
         target = self.backend(spec.get("backend", "local"))
         interval = self.config.refresh_interval
@@ -180,7 +181,7 @@ class RunControl:
                 return row
             view.idle(interval)
 
-    def _outcome(self, run: Run, row: dict) -> Run:
+    def _outcome(self, run: Run, row: dict[str, Any]) -> Run:
         if self.shell is not None:
             self.shell.user_ns["_runctl_run"] = run
         if row["status"] == "failed":
@@ -264,7 +265,8 @@ class RunControl:
         run = self.run(ref)
         path = self.store.run_dir(run.id) / "stdout.log"
         if follow:
-            return self._follow_logs(run, path)
+            self._follow_logs(run, path)
+            return None
         text = path.read_text(errors="replace") if path.exists() else ""
         if int(run.row.get("attempt") or 1) > 1 and not text.startswith("=== attempt 1"):
             text = "=== attempt 1 ===\n" + text

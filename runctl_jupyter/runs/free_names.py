@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import ast
 import builtins
+import sys
 
 _BUILTINS = frozenset(dir(builtins))
 
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+if sys.version_info >= (3, 11):
+    _TRY = (ast.Try, ast.TryStar)
+else:
+    _TRY = (ast.Try,)
 
 
 class _Scan:
@@ -38,8 +43,8 @@ class _Scan:
             self.deferred |= _function_outer(node)
         elif isinstance(node, ast.ClassDef):
             self.stores.add(node.name)
-            for item in [*node.decorator_list, *node.bases, *node.keywords]:
-                self.visit(item)
+            for part in [*node.decorator_list, *node.bases, *node.keywords]:
+                self.visit(part)
             self.deferred |= _class_outer(node)
         elif isinstance(node, _COMPS):
             # The first iterable is evaluated in this scope; the rest is the comprehension's.
@@ -123,7 +128,9 @@ def _class_outer(node: ast.ClassDef) -> set[str]:
     return ((scan.loads | scan.comp_loads) - local) | scan.deferred
 
 
-def _comprehension_outer(node: ast.expr) -> tuple[set[str], set[str]]:
+def _comprehension_outer(
+    node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp,
+) -> tuple[set[str], set[str]]:
     """(names read from outside, walrus targets that bind in the enclosing scope)."""
     scan = _Scan()
     targets = _Scan()
@@ -193,7 +200,7 @@ class _ModuleFlow:
                 bound = self.expr(item.context_expr, bound)
                 bound = self.bind(item.optional_vars, bound)
             return self.block(node.body, bound)
-        if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+        if isinstance(node, _TRY):
             after_body = self.block(node.body, set(bound))
             outcomes = [self.block(node.orelse, after_body)]
             for handler in node.handlers:
@@ -204,7 +211,7 @@ class _ModuleFlow:
                 outcomes.append(self.block(handler.body, inner))
             after = set.intersection(*outcomes)
             return self.block(node.finalbody, after)
-        if type(node).__name__ == "Match":
+        if isinstance(node, ast.Match):
             bound = self.expr(node.subject, bound)
             for case in node.cases:
                 inner = self.bind(case.pattern, set(bound))

@@ -167,5 +167,4 @@ def follow_in_background(
 
     thread = threading.Thread(target=follow, name=f"runctl-follow-{run_id}", daemon=True)
     thread.start()
-    panel.thread = thread
     return thread

@@ -7,7 +7,7 @@ import html
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..cost.prices import HOURS_PER_MONTH
 from ..display.text import (
@@ -19,8 +19,12 @@ from ..display.text import (
     table_text,
 )
 
+if TYPE_CHECKING:
+    from ..aws.commands import ResourceList
+    from .control import RunControl
 
-def one_line(row: dict) -> str:
+
+def one_line(row: dict[str, Any]) -> str:
     if row["status"] not in ("succeeded", "failed", "stopped", "lost"):
         return (
             f"run {row['id']} '{row.get('name')}' is {row['status']}: "
@@ -51,36 +55,36 @@ def one_line(row: dict) -> str:
 class Run:
     """A handle on one run; always reads the store, so it is never stale."""
 
-    def __init__(self, session: Any, run_id: str) -> None:
+    def __init__(self, session: RunControl, run_id: str) -> None:
         self.session = session
         self.id = run_id
 
     @property
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         return self.session.store.get(self.id)
 
     @property
     def status(self) -> str:
-        return self.row["status"]
+        return cast(str, self.row["status"])
 
     @property
     def name(self) -> str:
-        return self.row["name"]
+        return cast(str, self.row["name"])
 
     @property
-    def params(self) -> dict:
-        return self.row["params"]
+    def params(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self.row["params"])
 
     @property
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, float]:
         """The final value of each metric."""
-        return self.row["final_metrics"]
+        return cast("dict[str, float]", self.row["final_metrics"])
 
     def history(self, keys: list[str] | None = None) -> dict[str, list[tuple[int, float]]]:
         """Every logged point: {metric: [(step, value), ...]}."""
         return self.session.store.metrics(self.id, keys)
 
-    def checkpoints(self) -> list[dict]:
+    def checkpoints(self) -> list[dict[str, Any]]:
         return self.session.store.checkpoints(self.id)
 
     def refresh(self) -> Run:
@@ -121,10 +125,10 @@ class RunTable:
 
     def __init__(
         self,
-        rows: list[dict],
-        summaries: dict | None = None,
-        session: Any = None,
-        filters: dict | None = None,
+        rows: list[dict[str, Any]],
+        summaries: dict[str, dict[str, dict[str, Any]]] | None = None,
+        session: RunControl | None = None,
+        filters: dict[str, str | None] | None = None,
     ) -> None:
         self.rows = rows
         self.summaries = summaries or {}
@@ -210,7 +214,7 @@ class RunTable:
         return table_html(self.HEADER, self._cells())
 
 
-def _processes(row: dict) -> list[tuple[str, str]]:
+def _processes(row: dict[str, Any]) -> list[tuple[str, str]]:
     """`processes  4 (2 nodes x 2 per node)` for a distributed run (from its spec.json)."""
     from ..distributed import describe
 
@@ -225,7 +229,12 @@ def _processes(row: dict) -> list[tuple[str, str]]:
 class RunDetails:
     """`runctl show RUN`: everything about one run."""
 
-    def __init__(self, row: dict, metrics: dict, checkpoints: list[dict]) -> None:
+    def __init__(
+        self,
+        row: dict[str, Any],
+        metrics: dict[str, list[tuple[int, float]]],
+        checkpoints: list[dict[str, Any]],
+    ) -> None:
         self.row = row
         self.metrics = metrics
         self.checkpoints = checkpoints
@@ -312,7 +321,9 @@ class ResourceTable:
     """`runctl resources`: runctl-managed cloud resources (text in a shell, a table in a
     notebook) with $/h, $/month and dollars so far; under it, what could not be read."""
 
-    def __init__(self, listing: Any, costs: dict | None = None) -> None:
+    def __init__(
+        self, listing: ResourceList, costs: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.listing = listing
         self.failures = list(getattr(listing, "failures", []))
         costs = costs or {}
@@ -372,6 +383,11 @@ class ResourceTable:
         return warn + table_html(header, cells) + f"<div>{html.escape(self.burn())}</div>"
 
 
-def elapsed(row: dict) -> float:
+def elapsed(row: dict[str, Any]) -> float:
     start = row.get("started") or row.get("created") or time.time()
     return (row.get("ended") or time.time()) - start
+
+
+# format_duration: the API's own, from display/text.py
+__all__ = ["PARTIAL_EXIT", "LogText", "ReportText", "ResourceTable", "Run", "RunDetails",
+           "RunTable", "elapsed", "format_duration", "one_line"]  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import RunctlError
 from ..store.folders import create_run, new_run_id, read_spec
@@ -44,7 +45,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_options(options: dict, backend: str) -> None:
+def check_options(options: dict[str, Any], backend: str) -> None:
     """Refuse options that would be ignored: a typo'd intent must never cost a run."""
     # spot=False is `--on-demand`: given, though falsy
     given = {
@@ -77,20 +78,20 @@ class RunStarter(RunControl):
         *,
         code: str | None = None,
         script: str | None = None,
-        args: list[str] | tuple = (),
-        params: dict | None = None,
+        args: list[str] | tuple[str, ...] = (),
+        params: dict[str, Any] | None = None,
         experiment: str | None = None,
         name: str | None = None,
         project: str | None = None,
-        tags: list[str] | tuple = (),
+        tags: list[str] | tuple[str, ...] = (),
         backend: str | None = None,
-        metrics: list[str] | tuple = (),
+        metrics: list[str] | tuple[str, ...] = (),
         detach: bool = False,
         max_hours: float | None = None,
         ship_objects: bool = True,
-        ship: list[str] | tuple = (),
-        user_ns: dict | None = None,
-        options: dict | None = None,
+        ship: list[str] | tuple[str, ...] = (),
+        user_ns: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
         sweep_id: str | None = None,
     ) -> Run:
         """Start a run of a cell's `code` or a `script`; wait for it unless `detach`."""
@@ -154,10 +155,10 @@ class RunStarter(RunControl):
         self,
         code: str | None,
         script: str | None,
-        params: dict,
-        user_ns: dict | None,
+        params: dict[str, Any],
+        user_ns: dict[str, Any] | None,
         ship_objects: bool,
-        ship: list[str] | tuple,
+        ship: list[str] | tuple[str, ...],
     ) -> tuple[str | None, str, Shipment]:
         """What the cell or script brings: the script's full path, the folder the run
         starts in, and the notebook objects a cell reads (pickled, secrets held back)."""
@@ -171,6 +172,7 @@ class RunStarter(RunControl):
             if ship_objects and self.config.ship_objects and user_ns is not None:
                 shipment = pack_objects(code, user_ns, workdir, exclude=set(params), ship=ship)
         else:
+            assert script is not None, "train() takes code or a script"
             path = Path(script).expanduser()
             if not path.is_file():
                 raise RunctlError(f"no script {script!r} (looked in {Path.cwd()}): check the path")
@@ -178,7 +180,7 @@ class RunStarter(RunControl):
             workdir = str(path.resolve().parent)
         return script, workdir, shipment
 
-    def rerun(self, ref: str, params: dict | None = None, detach: bool = False) -> Run:
+    def rerun(self, ref: str, params: dict[str, Any] | None = None, detach: bool = False) -> Run:
         """A fresh run (new id) with the same code and params (overrides allowed).
         `ref` is a run or the path of a record.ipynb (which carries everything)."""
         source = self._rerun_source(ref)
@@ -240,7 +242,7 @@ class RunStarter(RunControl):
         attach_price(self.store.run_dir(new["run_id"]), new, price)
         return self._launch(new, target, attempt=1, detach=detach)
 
-    def _rerun_source(self, ref: str) -> dict:
+    def _rerun_source(self, ref: str) -> dict[str, Any]:
         if ref.endswith(".ipynb") and Path(ref).is_file():
             from ..record import read_record
 
@@ -258,7 +260,7 @@ class RunStarter(RunControl):
     def execute(
         self,
         notebook: str,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         experiment: str | None = None,
         name: str | None = None,
         detach: bool = False,

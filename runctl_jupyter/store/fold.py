@@ -55,7 +55,8 @@ def load_run(conn: sqlite3.Connection, runs_dir: Path, spec: dict, fresh: bool =
     run_id = spec["run_id"]
     for table in () if fresh else ("runs", "params", "metrics", "checkpoints"):
         conn.execute(f"DELETE FROM {table} WHERE {'id' if table == 'runs' else 'run_id'} = ?", (run_id,))  # fmt: skip
-    params = spec.get("params") if isinstance(spec.get("params"), dict) else {}
+    params = spec.get("params")
+    params = params if isinstance(params, dict) else {}
     tags = spec.get("tags") if isinstance(spec.get("tags"), list) else []
     created = to_number(spec.get("created"))
     if created is None:  # a hand-made spec: the folder's own time, stable across rebuilds

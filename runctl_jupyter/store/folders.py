@@ -121,9 +121,11 @@ def _write_entry(
     if kind == "cell":
         (run_dir / entry).write_text(code or "")
     elif kind == "script":
+        assert script is not None, "a script run names its script"
         shutil.copy2(script, run_dir / entry)  # the record keeps the exact code that ran
     else:
         entry = "input.ipynb"
+        assert notebook is not None, "a notebook run names its notebook"
         shutil.copy2(notebook, run_dir / entry)
     return entry
 

@@ -211,7 +211,8 @@ class Store:
     ) -> list[dict]:
         """Rows, newest first (call refresh() first for live states). `status` is a
         run state, or "active" for any state of a run that has not ended."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if status == "active":
             states = sorted(ACTIVE_STATUSES)
             where.append(f"status IN ({', '.join('?' * len(states))})")

@@ -7,18 +7,21 @@ read goes to the folder and the store, never to a copy that could be stale.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display.text import sweep_line
 from .record import SweepState, request_stop
 from .results import trial_rows
 from .watch import watch
 
+if TYPE_CHECKING:
+    from ..runs.control import RunControl
+
 
 class Sweep:
     """A handle on one sweep; reads its folder and the store, so it is never stale."""
 
-    def __init__(self, session: Any, sweep_dir: Path):
+    def __init__(self, session: RunControl, sweep_dir: Path) -> None:
         self.session = session
         self.dir = Path(sweep_dir)
         self.id = self.dir.name
@@ -32,7 +35,7 @@ class Sweep:
         return self.state.display_status()
 
     @property
-    def best(self) -> dict | None:
+    def best(self) -> dict[str, Any] | None:
         """The best trial: {index, params, run_id, objective, ...} (None before any)."""
         return self.state.best()
 
@@ -46,7 +49,7 @@ class Sweep:
         """The trials' run ids, in trial order (what `compare --sweep` compares)."""
         return [t["run_id"] for t in self.state.trials if t.get("run_id")]
 
-    def trials(self) -> list[dict]:
+    def trials(self) -> list[dict[str, Any]]:
         """One dict a trial: index, run, status, params, objective, current, step, ..."""
         return trial_rows(self.session, self.state)
 

@@ -52,9 +52,9 @@ class InstancePool:
             return
         records, _ = read_log(sweep_dir)
         for record in records:
-            if record.get("type") != "instance":
+            if record.get("type") != "instance" or not record.get("instance_id"):
                 continue
-            instance_id = record.get("instance_id")
+            instance_id: str = record["instance_id"]
             if record.get("event") == "launched":
                 self.kept[instance_id] = {
                     "region": record.get("region"),

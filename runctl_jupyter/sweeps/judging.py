@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..errors import RunctlError
 from .record import trial_group
+from .scheduler_base import SchedulerBase
 
 
 def trial_objective(summary: dict, metric: str | None, mode: str) -> float | None:
@@ -30,7 +31,7 @@ def search_state(trial: dict) -> str:
     return "fail"
 
 
-class Judging:
+class Judging(SchedulerBase):
     """Scheduler methods: judge a trial that ended, prune the running ones."""
 
     def _start_judging(self) -> None:
@@ -139,6 +140,7 @@ class Judging:
                     self.warn(f"trial {index} pruned by optuna at step {history[-1][0]}")
                     self._stop_run(trial["run_id"], "pruned")
                 continue
+            assert self.pruner is not None, "no pruner and no search: _prune returned at once"
             others = {i: h for i, h in histories.items() if i != index}
             why = self.pruner.check(index, history, self.finished_histories, others)
             if why:

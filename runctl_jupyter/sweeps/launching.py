@@ -12,11 +12,12 @@ import time
 
 from ..errors import RunctlError
 from .record import read_json
+from .scheduler_base import SchedulerBase
 
 LAUNCH_GRACE = 20.0  # seconds after which a created run with no agent was never started
 
 
-class Launching:
+class Launching(SchedulerBase):
     """Scheduler methods: start trials, at most `max_parallel` running."""
 
     def _launch_free_slots(self) -> None:

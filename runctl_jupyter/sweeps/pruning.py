@@ -85,8 +85,8 @@ class Pruner:
         if step is None or step < self.warmup_steps:
             return None
         mine = value_at(history, step, self.mode)
-        others = [value_at(h, step, self.mode) for h in finished.values()]
-        others = [v for v in others if v is not None]
+        values = [value_at(h, step, self.mode) for h in finished.values()]
+        others = [v for v in values if v is not None]
         if mine is None or len(others) < self.min_trials:
             return None
         median = statistics.median(others)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display.text import (
     best_text,
@@ -17,12 +17,18 @@ from ..display.text import (
 )
 from .record import RUN_ENDED, SweepState, trial_group
 
+if TYPE_CHECKING:
+    from ..runs.control import RunControl
+
 __all__ = ["SweepDetails", "SweepTable", "trial_rows"]
 
 
 def trial_rows(
-    session: Any, state: SweepState, rows: dict | None = None, summaries: dict | None = None
-) -> list[dict]:
+    session: RunControl,
+    state: SweepState,
+    rows: dict[str, dict[str, Any]] | None = None,
+    summaries: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
     """Every trial (planned ones too) with its run's live facts from the store."""
     ids = [t["run_id"] for t in state.trials if t.get("run_id")]
     if rows is None:
@@ -33,8 +39,9 @@ def trial_rows(
     metric, mode = objective.get("metric"), objective.get("mode") or "max"
     out = []
     for t in state.trials:
-        row = rows.get(t.get("run_id")) if t.get("run_id") else None
-        summary = summaries.get(t.get("run_id"), {}) if t.get("run_id") else {}
+        run_id = t.get("run_id")
+        row = rows.get(run_id) if run_id else None
+        summary = summaries.get(run_id, {}) if run_id else {}
         stats = summary.get(metric) if metric else None
         status, reason = t.get("status"), t.get("reason")
         if row is not None and status not in RUN_ENDED:
@@ -77,10 +84,10 @@ class SweepTable:
         "best params",
     ]
 
-    def __init__(self, states: list[SweepState]):
+    def __init__(self, states: list[SweepState]) -> None:
         self.states = states
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         out = []
         for s in self.states:
             best = s.best()
@@ -148,7 +155,7 @@ class SweepDetails:
 
     HEADER = ["trial", "run", "status", "objective", "params", "duration"]
 
-    def __init__(self, state: SweepState, trials: list[dict]):
+    def __init__(self, state: SweepState, trials: list[dict[str, Any]]) -> None:
         self.state = state
         self.trial_list = trials
 
@@ -220,7 +227,7 @@ class SweepDetails:
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle = {"text/plain": str(self)}
         try:
             from ..display.sweep_summary import static_summary

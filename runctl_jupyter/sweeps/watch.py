@@ -117,7 +117,7 @@ class TextSweepView:
     def __init__(self, handle: Sweep, out: Any = None):
         self.out = out or sys.stderr
         self.seen: dict[int, str] = {}
-        self.status = None
+        self.status: str | None = None
 
     def update(self, state: SweepState, trials: list[dict]) -> None:
         for t in trials:
