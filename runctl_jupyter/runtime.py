@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunctlError
+from .events import Sha256Writer, checkpoint_problem
 
 FLUSH_SECONDS = 0.05
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -77,6 +78,7 @@ class Runtime:
         self._stop_checked = False
         self._on_stop: list[Callable[[], Any]] = []
         self._state_fn: Callable[[], Any] | None = None  # register_checkpoint
+        self._digests: dict[str, str] = {}  # the sha256 of each checkpoint saved here
         self._options: dict | None = None
         self._saved_step: int | None = None
         self._saved_at = time.monotonic()
@@ -184,6 +186,8 @@ class Runtime:
         self._saved_step, self._saved_at = step, time.monotonic()
         rel = target.relative_to(self.run_dir).as_posix()
         record = {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
+        if rel in self._digests:
+            record["sha256"] = self._digests[rel]
         pruned = self._prune_checkpoints()
         if pruned:  # readers drop these from the run's checkpoints (docs/events.md)
             record["pruned"] = pruned
@@ -210,11 +214,13 @@ class Runtime:
             target = folder / f"{name}.pkl"
             tmp = folder / f".{name}.pkl.tmp"
             with open(tmp, "wb") as f:
-                pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+                hashing = Sha256Writer(f)  # its event's sha256: a restore and a load check it
+                pickle.dump(obj, hashing, protocol=pickle.HIGHEST_PROTOCOL)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)  # a crash mid-write never leaves a torn checkpoint
             size = target.stat().st_size
+            self._digests[target.relative_to(self.run_dir).as_posix()] = hashing.hexdigest()
         return target, size
 
     def _prune_checkpoints(self) -> list[str]:
@@ -300,6 +306,9 @@ class Runtime:
         if latest is None:
             return None
         if latest.suffix == ".pkl":
+            problem = checkpoint_problem(self.run_dir, latest, self._digests)
+            if problem:
+                raise CheckpointError(problem)
             with open(latest, "rb") as f:
                 return pickle.load(f)
         entries = sorted(latest.iterdir())

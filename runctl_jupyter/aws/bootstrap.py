@@ -23,10 +23,12 @@ On the instance it:
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shlex
 
+from .. import paths
 from ..errors import RunctlError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -36,7 +38,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # from S3, unpacks it into the run folder, the agent package and the working
 # folder, then `agent.service._prepare` (spec paths, restore from S3, --data staging).
 _STAGE_PY = """
-import json, os, shutil, sys, tarfile, time
+import json, os, shutil, sys, time
 try:
     import boto3, cloudpickle
     from botocore.config import Config
@@ -61,11 +63,10 @@ for i in range(6):
         time.sleep(2 ** i)
 shutil.rmtree(stage, ignore_errors=True)
 os.makedirs(stage)
-with tarfile.open(bundle) as tar:
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(stage, filter="data")
-    else:
-        tar.extractall(stage)
+try:  # extract_bundle and path_under: runctl_jupyter/paths.py, sent ahead of this text
+    extract_bundle(bundle, stage)
+except UnsafePath as exc:
+    sys.exit("runctl: refusing the bundle s3://%s/%s: %s" % (bucket, key, exc))
 sys.path.insert(0, os.path.join(stage, "pkg"))
 from runctl_jupyter.agent import boot as agent_boot
 from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate_self
@@ -109,6 +110,7 @@ shutil.copytree(os.path.join(stage, "pkg"), pkg)
 with open(os.path.join(run_dir, ".attempt"), "w") as f:
     f.write(attempt)
 """
+_STAGE_PY = inspect.getsource(paths) + _STAGE_PY  # the bundle is unpacked before the package is there
 
 _TEMPLATE = r"""#!/bin/bash
 # runctl-jupyter bootstrap: fetch the run's bundle and start its agent as a service.
