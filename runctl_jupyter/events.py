@@ -144,7 +144,6 @@ class EventWriter:
         self._file.close()
 
 
-
 class Sha256Writer:
     """Writes to a file and keeps the sha256 of what went through (a checkpoint's digest)."""
 

@@ -110,7 +110,8 @@ shutil.copytree(os.path.join(stage, "pkg"), pkg)
 with open(os.path.join(run_dir, ".attempt"), "w") as f:
     f.write(attempt)
 """
-_STAGE_PY = inspect.getsource(paths) + _STAGE_PY  # the bundle is unpacked before the package is there
+# the bundle is unpacked before the package is there: paths.py travels as text ahead
+_STAGE_PY = inspect.getsource(paths) + _STAGE_PY
 
 _TEMPLATE = r"""#!/bin/bash
 # runctl-jupyter bootstrap: fetch the run's bundle and start its agent as a service.
