@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from test_parser import _runctl  # the shell command in a fresh process
 
 from runctl_jupyter.config import Runctl
 from runctl_jupyter.errors import RunctlError, RunFailed
@@ -81,18 +79,6 @@ def test_a_record_from_elsewhere_is_refused_then_rerun_with_trust_in_the_magic(
     assert run.metrics == {"v": 26.0} and run.row["status"] == "succeeded"
     again = ip.run_line_magic("runctl", f"rerun {shared_record} -p k=1")  # trusted now
     assert again.metrics == {"v": 13.0}
-
-
-def _runctl(*args: str, home: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RUNCTL_HOME=str(home), PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "runctl_jupyter", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,  # fmt: skip
-    )
 
 
 def test_a_record_from_elsewhere_needs_trust_in_the_shell(shared_record, tmp_path):

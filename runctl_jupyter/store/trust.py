@@ -63,16 +63,18 @@ def is_own_record(notebook: Any, run_dir: Path) -> bool:
 
 
 def sign_own_record(record: str | os.PathLike, run_dir: Path) -> bool:
-    """Sign `record` when it is the record of the run in `run_dir`; True when signed."""
+    """Sign `record` when it is the record of the run in `run_dir`; True when signed.
+    Never raises: the store's refresh calls it, and an unsigned record of this home is
+    still trusted by its run folder (`check_record_trust`)."""
     try:
         notebook = _read(Path(record))
-    except Exception:  # noqa: BLE001 - not there yet, or not a notebook: nothing to sign
+        if not is_own_record(notebook, run_dir):
+            return False
+        with _notary() as notary:
+            notary.sign(notebook)
+        return True
+    except Exception:  # noqa: BLE001 - not there yet, not a notebook, a locked database
         return False
-    if not is_own_record(notebook, run_dir):
-        return False
-    with _notary() as notary:
-        notary.sign(notebook)
-    return True
 
 
 def check_record_trust(path: str | os.PathLike, runs_dir: Path, trust: bool = False) -> None:
