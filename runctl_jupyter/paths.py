@@ -29,7 +29,11 @@ def path_under(root: str | os.PathLike, name: str) -> Path:
         raise UnsafePath(f"{name!r} is not a plain relative name (absolute, empty or with ..)")
     base = Path(root).resolve()
     target = base.joinpath(*parts)
-    if not target.resolve().is_relative_to(base):
+    try:
+        inside = target.resolve().is_relative_to(base)
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
         raise UnsafePath(f"{name!r} resolves outside {base} (through a symlink)")
     return target
 

@@ -54,8 +54,9 @@ def test_path_under_refuses_dot_dot_absolute_and_symlinks_out(tmp_path: Path):
     (root / "in").mkdir(parents=True)
     (tmp_path / "outside").mkdir()
     (root / "link").symlink_to(tmp_path / "outside")
+    (root / "loop").symlink_to(root / "loop")
     assert path_under(root, "in/a.pkl") == root.resolve() / "in" / "a.pkl"
-    for name in ("../x", "in/../../x", "/etc/passwd", "", "link/x", "link"):
+    for name in ("../x", "in/../../x", "/etc/passwd", "", "link/x", "link", "loop/x"):
         with pytest.raises(UnsafePath):
             path_under(root, name)
 
