@@ -38,7 +38,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # from S3, unpacks it into the run folder, the agent package and the working
 # folder, then `agent.service._prepare` (spec paths, restore from S3, --data staging).
 _STAGE_PY = """
-import json, os, shutil, sys, time
+import json, os, shutil, sys, tarfile, time
 try:
     import boto3, cloudpickle
     from botocore.config import Config
