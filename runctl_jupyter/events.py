@@ -166,6 +166,28 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _recorded_digest(events_path: Path, rel: str) -> str | None | bool:
+    """The sha256 the last `checkpoint` event for `rel` recorded (None: it has none;
+    False: no event names it). A long stream is scanned line by line, few parsed."""
+    found: str | None | bool = False
+    needle = json.dumps(rel).encode()
+    try:
+        with open(events_path, "rb") as f:
+            for line in f:
+                if needle not in line or b'"checkpoint"' not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                is_event = isinstance(event, dict) and event.get("type") == "checkpoint"
+                if is_event and event.get("path") == rel:
+                    found = event.get("sha256")
+    except FileNotFoundError:
+        pass
+    return found
+
+
 def checkpoint_problem(
     run_dir: Path, path: Path, known: dict | None = None, rel: str | None = None
 ) -> str | None:
@@ -177,9 +199,7 @@ def checkpoint_problem(
     rel = rel or Path(path).relative_to(run_dir).as_posix()
     expected = (known or {}).get(rel, False)
     if expected is False:
-        for event in read_events(Path(run_dir) / EVENTS_FILE)[0]:
-            if event.get("type") == "checkpoint" and event.get("path") == rel:
-                expected = event.get("sha256")
+        expected = _recorded_digest(Path(run_dir) / EVENTS_FILE, rel)
     if expected is False and fetched:
         return f"no checkpoint event of the run names {rel}: not restored"
     if expected and sha256_of(path) != expected:
