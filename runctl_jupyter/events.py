@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -166,25 +167,20 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _recorded_digest(events_path: Path, rel: str) -> str | None | bool:
-    """The sha256 the last `checkpoint` event for `rel` recorded (None: it has none;
-    False: no event names it). A long stream is scanned line by line, few parsed."""
-    found: str | None | bool = False
-    needle = json.dumps(rel).encode()
-    try:
-        with open(events_path, "rb") as f:
-            for line in f:
-                if needle not in line or b'"checkpoint"' not in line:
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                is_event = isinstance(event, dict) and event.get("type") == "checkpoint"
-                if is_event and event.get("path") == rel:
-                    found = event.get("sha256")
-    except FileNotFoundError:
-        pass
+def checkpoint_digests(lines: Iterable[bytes]) -> dict[str, str | None]:
+    """{path: sha256} of the `checkpoint` events among these lines (None: an event
+    from before runctl recorded digests); only lines that say "checkpoint" are parsed."""
+    found: dict[str, str | None] = {}
+    for line in lines:
+        if b'"checkpoint"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("type") == "checkpoint":
+            if isinstance(event.get("path"), str):
+                found[event["path"]] = event.get("sha256")
     return found
 
 
@@ -197,9 +193,15 @@ def checkpoint_problem(
     recorded them); with `rel` given (a file fetched from S3) no event is a problem too."""
     fetched = rel is not None
     rel = rel or Path(path).relative_to(run_dir).as_posix()
-    expected = (known or {}).get(rel, False)
-    if expected is False:
-        expected = _recorded_digest(Path(run_dir) / EVENTS_FILE, rel)
+    known = known or {}
+    if rel not in known:
+        needle = json.dumps(rel).encode()
+        try:
+            with open(Path(run_dir) / EVENTS_FILE, "rb") as f:
+                known = {**checkpoint_digests(x for x in f if needle in x), **known}
+        except FileNotFoundError:
+            pass
+    expected = known.get(rel, False)
     if expected is False and fetched:
         return f"no checkpoint event of the run names {rel}: not restored"
     if expected and sha256_of(path) != expected:

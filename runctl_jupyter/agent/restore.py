@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..distributed import node_folder
-from ..events import checkpoint_problem
+from ..events import checkpoint_digests, checkpoint_problem
 from ..paths import REFUSED_FILE, UnsafePath, path_under
 from .clients import make_s3_client
 from .s3 import SYNC_DIR, Sync, run_prefix
@@ -61,25 +62,23 @@ def restore(run: Path, cfg: dict) -> dict:
     bundled = run / ".bundle-events.jsonl"
     events.update({k: v for k, v in _read_lines(bundled).items() if k not in events})
     fetched = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=prefix + "events/"
-    ):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=cfg["bucket"], Key=obj["Key"])["Body"].read()
-            for line in body.splitlines():
-                try:
-                    seq = json.loads(line).get("seq")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(seq, int) and seq not in events:
-                    events[seq] = line.strip() + b"\n"
-                    fetched += 1
+    for line in _chunk_lines(s3, cfg["bucket"], prefix + "events/"):
+        try:
+            seq = json.loads(line).get("seq")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(seq, int) and seq not in events:
+            events[seq] = line.strip() + b"\n"
+            fetched += 1
     tmp = run / "events.jsonl.tmp"
     tmp.write_bytes(b"".join(events[k] for k in sorted(events)))
     os.replace(tmp, run / "events.jsonl")
     bundled.unlink(missing_ok=True)
     shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
-    restored, refused = _restore_checkpoints(s3, cfg["bucket"], run, shared)
+    digests = checkpoint_digests(events.values())
+    if shared != prefix:  # node K > 0: the checkpoints are node 0's, and so are their events
+        digests.update(checkpoint_digests(_chunk_lines(s3, cfg["bucket"], shared + "events/")))
+    restored, refused = _restore_checkpoints(s3, cfg["bucket"], run, shared, digests)
     if refused:  # the agent reports each as a warning event when the attempt starts
         sys.stderr.write("".join(f"runctl: {line}\n" for line in refused))
         (run / REFUSED_FILE).write_text(json.dumps(refused))
@@ -100,7 +99,16 @@ def restore(run: Path, cfg: dict) -> dict:
     }
 
 
-def _restore_checkpoints(s3: Any, bucket: str, run: Path, shared: str) -> tuple[int, list[str]]:
+def _chunk_lines(s3: Any, bucket: str, prefix: str) -> Iterator[bytes]:
+    """Every line of every event chunk under `prefix`, in key order."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield from s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines()
+
+
+def _restore_checkpoints(
+    s3: Any, bucket: str, run: Path, shared: str, digests: dict
+) -> tuple[int, list[str]]:
     """Fetch the checkpoints in S3 that are missing here. A key that would land outside
     the run folder, or a pickle that no checkpoint event names or whose sha256 is not
     its event's, stays out: (how many came, one line for each that did not)."""
@@ -120,7 +128,8 @@ def _restore_checkpoints(s3: Any, bucket: str, run: Path, shared: str) -> tuple[
             target.parent.mkdir(parents=True, exist_ok=True)
             fetched = target.with_name(f".{target.name}.restoring")  # the sync skips dot names
             s3.download_file(bucket, key, str(fetched))
-            problem = checkpoint_problem(run, fetched, rel=rel) if rel.endswith(".pkl") else None
+            pickled = rel.endswith(".pkl")
+            problem = checkpoint_problem(run, fetched, digests, rel) if pickled else None
             if problem:
                 fetched.unlink()
                 refused.append(f"S3 key {key}: {problem}")

@@ -240,3 +240,29 @@ def test_checkpoint_events_carry_the_sha256_of_the_pickle(tmp_path: Path):
     event = next(e for e in lines if e.get("type") == "checkpoint")
     assert event["path"] == "checkpoints/step-00000004.pkl"
     assert event["sha256"] == sha256_of(saved)
+
+
+def test_another_node_checks_the_checkpoints_against_node_0s_events(
+    aws: Clients, tmp_path: Path, monkeypatch
+):
+    """Node K > 0 of a multi-node run resumes from the run's checkpoints, whose events
+    are node 0's (its own stream is under nodes/K/)."""
+    monkeypatch.setenv("RUNCTL_NODE_RANK", "1")
+    aws.s3.create_bucket(Bucket=BUCKET)
+    run = _run_dir(tmp_path)
+    good = b"good state"
+    chunk = tmp_path / "chunk"
+    chunk.mkdir()
+    writer = EventWriter(chunk, attempt=1)
+    _checkpoint_event(writer, "checkpoints/step-00000001.pkl", good)
+    writer.close()
+    aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + "events/000001.jsonl",
+                      Body=(chunk / "events.jsonl").read_bytes())  # fmt: skip
+    aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + "checkpoints/step-00000001.pkl", Body=good)
+    aws.s3.put_object(Bucket=BUCKET, Key=PREFIX + "checkpoints/step-00000002.pkl", Body=b"x")
+
+    result = restore(run, _cfg())
+
+    assert result["checkpoints"] == 1 and len(result["refused"]) == 1
+    assert _files(run / "checkpoints") == {"step-00000001.pkl"}
+    assert "step-00000002.pkl" in result["refused"][0]
