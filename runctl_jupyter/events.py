@@ -5,10 +5,13 @@ Stdlib only: the agent ships this module to the machine that runs the code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 FORMAT = 1
 EVENTS_FILE = "events.jsonl"
@@ -140,3 +143,70 @@ class EventWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+
+
+class Sha256Writer:
+    """Writes to a file and keeps the sha256 of what went through (a checkpoint's digest)."""
+
+    def __init__(self, f: Any) -> None:
+        self.write_to, self.digest = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.write_to.write(data)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_digests(lines: Iterable[bytes]) -> dict[str, str | None]:
+    """{path: sha256} of the `checkpoint` events among these lines (None: an event
+    from before runctl recorded digests); only lines that say "checkpoint" are parsed."""
+    found: dict[str, str | None] = {}
+    for line in lines:
+        if b'"checkpoint"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("type") == "checkpoint":
+            if isinstance(event.get("path"), str):
+                found[event["path"]] = event.get("sha256")
+    return found
+
+
+def checkpoint_problem(
+    run_dir: Path, path: Path, known: dict | None = None, rel: str | None = None
+) -> str | None:
+    """Why the pickled checkpoint at `path` (`rel` in the run folder) must not be loaded:
+    the run's `checkpoint` event for it (or `known`, {rel: sha256}) recorded another
+    sha256. None when it matches, or its event has no digest (a run from before runctl
+    recorded them); with `rel` given (a file fetched from S3) no event is a problem too."""
+    fetched = rel is not None
+    rel = rel or Path(path).relative_to(run_dir).as_posix()
+    known = known or {}
+    if rel not in known:
+        needle = json.dumps(rel).encode()
+        try:
+            with open(Path(run_dir) / EVENTS_FILE, "rb") as f:
+                known = {**checkpoint_digests(x for x in f if needle in x), **known}
+        except FileNotFoundError:
+            pass
+    expected = known.get(rel, False)
+    if expected is False and fetched:
+        return f"no checkpoint event of the run names {rel}: not restored"
+    if expected and sha256_of(path) != expected:
+        return (
+            f"checkpoint {rel} does not match the sha256 its checkpoint event recorded: it "
+            "changed after it was saved; not loading it (delete it to go on from the one before)"
+        )
+    return None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunctlError
+from .events import Sha256Writer
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -56,10 +57,12 @@ def digest_of(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def write_artifact(folder: Path, name: str, obj: Any) -> tuple[Path, int]:
+def write_artifact(folder: Path, name: str, obj: Any) -> tuple[Path, int, str | None]:
     """A checkpoint's or a model's file, written atomically: the path of a file or
     folder is copied (as `name/<its name>`), any other object pickled (`name.pkl`).
-    Returns where it went and its size in bytes."""
+    Returns where it went, its size in bytes and, for a pickle, the sha256 of its
+    bytes (computed as they are written)."""
+    sha256 = None
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, (str, os.PathLike)) and Path(obj).exists():
         source = Path(obj)
@@ -78,12 +81,14 @@ def write_artifact(folder: Path, name: str, obj: Any) -> tuple[Path, int]:
         target = folder / f"{name}.pkl"
         tmp = folder / f".{name}.pkl.tmp"
         with open(tmp, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+            hashing = Sha256Writer(f)
+            pickle.dump(obj, hashing, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)  # a crash mid-write never leaves a torn file
         size = target.stat().st_size
-    return target, size
+        sha256 = hashing.hexdigest()
+    return target, size, sha256
 
 
 class Registry:
@@ -223,3 +228,49 @@ class Registry:
             with open(path, "rb") as f:
                 return pickle.load(f)
         return path
+
+
+class RunModels:
+    """`runctl.register_model` / `runctl.load_model`, mixed into the in-run object
+    (runtime.py), whose run folder, rank, step and event writer they use."""
+
+    run_dir: Path | None
+    rank: int
+    _step: int
+
+    def _write(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def register_model(self, obj: Any, name: str, **metadata: Any) -> Path | None:
+        """Save a model (a picklable object, or the path of a file or folder) as an
+        artifact of this run, with its digest; the registry numbers it (`runctl models`)
+        once the run is read. Only rank 0 writes. Returns where it went."""
+        check_name(name)
+        if self.run_dir is None:
+            print(f"model {name} (not registered: no runctl run)")
+            return None
+        if self.rank != 0:
+            return None
+        folder = self.run_dir / "models" / name
+        count = len(list(folder.iterdir())) if folder.is_dir() else 0
+        target, _, _ = write_artifact(folder, f"{count + 1:03d}", obj)
+        digest, size = digest_of(target)
+        rel = target.relative_to(self.run_dir).as_posix()
+        record = {"t": time.time(), "type": "model", "name": name, "path": rel}
+        record.update(digest=digest, bytes=size, step=max(self._step, 0), metadata=metadata)
+        self._write(record)
+        self.flush()
+        return target
+
+    def load_model(self, name: str, version: int | None = None, alias: str | None = None) -> Any:
+        """A registered model (the newest version, or `version`, or `alias`), its digest
+        checked: a pickled object, or the Path of a registered file or folder."""
+        if self.run_dir is not None:
+            home = self.run_dir.parent.parent  # $RUNCTL_HOME/runs/<run id>
+        else:
+            home = Path(os.environ.get("RUNCTL_HOME") or Path.home() / ".runctl")
+        return Registry(home).load(name, version, alias)
+

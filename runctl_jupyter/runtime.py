@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import RunctlError
-from .registry import check_name, digest_of, write_artifact
+from .events import checkpoint_problem
+from .registry import RunModels, write_artifact
 
 FLUSH_SECONDS = 0.05
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -54,7 +55,7 @@ def _number(name: str, value: Any) -> float:
         ) from None
 
 
-class Runtime:
+class Runtime(RunModels):
     """What training code sees as `runctl` (one per process)."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -78,6 +79,7 @@ class Runtime:
         self._stop_checked = False
         self._on_stop: list[Callable[[], Any]] = []
         self._state_fn: Callable[[], Any] | None = None  # register_checkpoint
+        self._digests: dict[str, str] = {}  # the sha256 of each checkpoint saved here
         self._options: dict[str, Any] | None = None
         self._saved_step: int | None = None
         self._saved_at = time.monotonic()
@@ -168,7 +170,7 @@ class Runtime:
         folder = self.run_dir / "checkpoints"
         name = f"step-{step:08d}"
         try:
-            target, size = write_artifact(folder, name, obj)
+            target, size = self._write_checkpoint(folder, name, obj)
         except OSError as exc:
             for tmp in (folder / f".{name}.tmp", folder / f".{name}.pkl.tmp"):
                 if tmp.is_dir():
@@ -185,12 +187,20 @@ class Runtime:
         self._saved_step, self._saved_at = step, time.monotonic()
         rel = target.relative_to(self.run_dir).as_posix()
         record = {"t": time.time(), "type": "checkpoint", "step": step, "path": rel, "bytes": size}
+        if rel in self._digests:
+            record["sha256"] = self._digests[rel]
         pruned = self._prune_checkpoints()
         if pruned:  # readers drop these from the run's checkpoints (docs/events.md)
             record["pruned"] = pruned
         self._write(record)
         self.flush()
         return target
+
+    def _write_checkpoint(self, folder: Path, name: str, obj: Any) -> tuple[Path, int]:
+        target, size, sha256 = write_artifact(folder, name, obj)
+        if sha256 is not None and self.run_dir is not None:  # its event's: restores check it
+            self._digests[target.relative_to(self.run_dir).as_posix()] = sha256
+        return target, size
 
     def _prune_checkpoints(self) -> list[str]:
         """`--keep-checkpoints K`: only the K newest checkpoints stay (rank 0 writes).
@@ -210,39 +220,6 @@ class Runtime:
             if not old.exists():
                 pruned.append(old.relative_to(run_dir).as_posix())
         return pruned
-
-    # -- models ------------------------------------------------------------------
-    def register_model(self, obj: Any, name: str, **metadata: Any) -> Path | None:
-        """Save a model (a picklable object, or the path of a file or folder) as an
-        artifact of this run, with its digest; the registry numbers it (`runctl models`)
-        once the run is read. Only rank 0 writes. Returns where it went."""
-        check_name(name)
-        if self.run_dir is None:
-            print(f"model {name} (not registered: no runctl run)")
-            return None
-        if self.rank != 0:
-            return None
-        folder = self.run_dir / "models" / name
-        count = len(list(folder.iterdir())) if folder.is_dir() else 0
-        target, _ = write_artifact(folder, f"{count + 1:03d}", obj)
-        digest, size = digest_of(target)
-        rel = target.relative_to(self.run_dir).as_posix()
-        record = {"t": time.time(), "type": "model", "name": name, "path": rel}
-        record.update(digest=digest, bytes=size, step=max(self._step, 0), metadata=metadata)
-        self._write(record)
-        self.flush()
-        return target
-
-    def load_model(self, name: str, version: int | None = None, alias: str | None = None) -> Any:
-        """A registered model (the newest version, or `version`, or `alias`), its digest
-        checked: a pickled object, or the Path of a registered file or folder."""
-        from .registry import Registry
-
-        if self.run_dir is not None:
-            home = self.run_dir.parent.parent  # $RUNCTL_HOME/runs/<run id>
-        else:
-            home = Path(os.environ.get("RUNCTL_HOME") or Path.home() / ".runctl")
-        return Registry(home).load(name, version, alias)
 
     # -- registered state ----------------------------------------------------------
     def register_checkpoint(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -309,6 +286,10 @@ class Runtime:
         if latest is None:
             return None
         if latest.suffix == ".pkl":
+            run_dir = self.run_dir or latest.parent.parent  # latest_checkpoint needs a run
+            problem = checkpoint_problem(run_dir, latest, self._digests)
+            if problem:
+                raise CheckpointError(problem)
             with open(latest, "rb") as f:
                 return pickle.load(f)
         entries = sorted(latest.iterdir())

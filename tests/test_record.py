@@ -443,6 +443,12 @@ def test_load_shipped_objects_finds_the_record_or_says_how(tmp_path, monkeypatch
         RunctlError, match=r"load_shipped_objects\('3f9a1c2b7d', 'path/to/record.ipynb'\)"
     ):
         load_shipped_objects("3f9a1c2b7d")
+    # another notebook in the working folder, even of that run, is never searched
+    shutil.copy(path, tmp_path / "planted.ipynb")
+    with pytest.raises(RunctlError, match="cannot find the record of run 3f9a1c2b7d"):
+        load_shipped_objects("3f9a1c2b7d")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "planted.ipynb"))  # the open notebook
+    assert load_shipped_objects("3f9a1c2b7d") == {"scale": 3}
 
 
 def test_read_record_refuses_a_plain_notebook(tmp_path):
@@ -525,6 +531,8 @@ def test_executing_the_record_reproduces_the_output(tmp_path, monkeypatch):
     shutil.rmtree(run_dir)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.delenv("RUNCTL_RUN_DIR", raising=False)
+    # the kernel knows its notebook as Jupyter Server tells it; no other notebook is searched
+    monkeypatch.setenv("JPY_SESSION_NAME", str(copy))
     nb = nbformat.read(copy, as_version=4)
     recorded = by_id(nb, "code").outputs[0].text
     client = nbclient.NotebookClient(

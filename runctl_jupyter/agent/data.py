@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..paths import UnsafePath, path_under
 from .clients import make_s3_client
 
 
@@ -66,6 +67,26 @@ def manifest_of(url: str, entries: list[tuple[str, int, str]]) -> dict:
     }
 
 
+def local_targets(
+    entries: list[tuple[str, int, str]], prefix: str, dest: Path, url: str
+) -> dict[str, Path]:
+    """{key: where it goes under dest}; ValueError naming the keys that would land
+    outside it (`..`, absolute, through a symlink): nothing is staged then."""
+    targets, refused = {}, []
+    for key, _, _ in entries:
+        try:
+            targets[key] = path_under(dest, key[len(prefix) :].lstrip("/") or Path(key).name)
+        except UnsafePath:
+            refused.append(key)
+    if refused:
+        more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+        raise ValueError(
+            f"{len(refused)} key(s) under {url} would be written outside data/: "
+            f"{', '.join(map(repr, refused[:3]))}{more}; rename or delete them in S3"
+        )
+    return targets
+
+
 def stage_data(
     url: str, dest: Path, region: str | None, validate: bool, concurrency: int = 16
 ) -> dict:
@@ -81,6 +102,7 @@ def stage_data(
     if problem:
         raise ValueError(problem)
     dest.mkdir(parents=True, exist_ok=True)
+    targets = local_targets(entries, prefix, dest, url)
     started = time.time()
     s5cmd = shutil.which("s5cmd")
     tool = "s5cmd" if s5cmd else "boto3"
@@ -97,19 +119,14 @@ def stage_data(
         config = TransferConfig(max_concurrency=4)
 
         def fetch(entry: tuple[str, int, str]) -> None:
-            rel = entry[0][len(prefix) :].lstrip("/") or Path(entry[0]).name
-            target = dest / rel
+            target = targets[entry[0]]
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, entry[0], str(target), Config=config)
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             list(pool.map(fetch, entries))
     if validate:
-        missing = [
-            k
-            for k, size, _ in entries
-            if not (dest / (k[len(prefix) :].lstrip("/") or Path(k).name)).is_file()
-        ]
+        missing = [k for k, _, _ in entries if not targets[k].is_file()]
         if missing:
             raise ValueError(
                 f"--validate-data: {len(missing)} file(s) did not arrive, e.g. {missing[0]}"

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..distributed import node_folder
+from ..events import checkpoint_digests, checkpoint_problem
+from ..paths import REFUSED_FILE, UnsafePath, path_under
 from .clients import make_s3_client
 from .s3 import SYNC_DIR, Sync, run_prefix
 
@@ -41,7 +46,9 @@ def restore(run: Path, cfg: dict) -> dict:
       bundle's copy of the mirror and every chunk in S3, so a resume numbers on
       from the true last seq (no gap, no duplicate);
     - checkpoints and stdout.log from S3 that are missing here are fetched, so
-      `runctl.load_checkpoint()` finds the last checkpoint on a new instance;
+      `runctl.load_checkpoint()` finds the last checkpoint on a new instance; a key
+      that would land outside the run folder, or a pickle whose sha256 is not its
+      checkpoint event's, is left out and reported (docs/reliability.md, "Trust");
     - interruptions.json (the notices handled so far) too: --max-interruptions
       counts across instances;
     - the sync state is reset: the next chunk follows the last one in S3.
@@ -55,35 +62,26 @@ def restore(run: Path, cfg: dict) -> dict:
     bundled = run / ".bundle-events.jsonl"
     events.update({k: v for k, v in _read_lines(bundled).items() if k not in events})
     fetched = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=prefix + "events/"
-    ):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=cfg["bucket"], Key=obj["Key"])["Body"].read()
-            for line in body.splitlines():
-                try:
-                    seq = json.loads(line).get("seq")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(seq, int) and seq not in events:
-                    events[seq] = line.strip() + b"\n"
-                    fetched += 1
+    for line in _chunk_lines(s3, cfg["bucket"], prefix + "events/"):
+        try:
+            seq = json.loads(line).get("seq")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(seq, int) and seq not in events:
+            events[seq] = line.strip() + b"\n"
+            fetched += 1
     tmp = run / "events.jsonl.tmp"
     tmp.write_bytes(b"".join(events[k] for k in sorted(events)))
     os.replace(tmp, run / "events.jsonl")
     bundled.unlink(missing_ok=True)
-    restored = 0
     shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=shared + "checkpoints/"
-    ):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(shared) :]
-            target = run / rel
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(cfg["bucket"], obj["Key"], str(target))
-                restored += 1
+    digests = checkpoint_digests(events.values())
+    if shared != prefix:  # node K > 0: the checkpoints are node 0's, and so are their events
+        digests.update(checkpoint_digests(_chunk_lines(s3, cfg["bucket"], shared + "events/")))
+    restored, refused = _restore_checkpoints(s3, cfg["bucket"], run, shared, digests)
+    if refused:  # the agent reports each as a warning event when the attempt starts
+        sys.stderr.write("".join(f"runctl: {line}\n" for line in refused))
+        (run / REFUSED_FILE).write_text(json.dumps(refused))
     for name in ("stdout.log", "interruptions.json"):
         if not (run / name).exists():
             try:
@@ -93,4 +91,49 @@ def restore(run: Path, cfg: dict) -> dict:
     import shutil
 
     shutil.rmtree(run / SYNC_DIR, ignore_errors=True)
-    return {"events": len(events), "fetched_events": fetched, "checkpoints": restored}
+    return {
+        "events": len(events),
+        "fetched_events": fetched,
+        "checkpoints": restored,
+        "refused": refused,
+    }
+
+
+def _chunk_lines(s3: Any, bucket: str, prefix: str) -> Iterator[bytes]:
+    """Every line of every event chunk under `prefix`, in key order."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield from s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().splitlines()
+
+
+def _restore_checkpoints(
+    s3: Any, bucket: str, run: Path, shared: str, digests: dict
+) -> tuple[int, list[str]]:
+    """Fetch the checkpoints in S3 that are missing here. A key that would land outside
+    the run folder, or a pickle that no checkpoint event names or whose sha256 is not
+    its event's, stays out: (how many came, one line for each that did not)."""
+    restored, refused = 0, []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=shared + "checkpoints/"
+    ):
+        for obj in page.get("Contents", []):
+            key, rel = obj["Key"], obj["Key"][len(shared) :]
+            try:
+                target = path_under(run, rel)
+            except UnsafePath as exc:
+                refused.append(f"S3 key {key} not restored: {exc}")
+                continue
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fetched = target.with_name(f".{target.name}.restoring")  # the sync skips dot names
+            s3.download_file(bucket, key, str(fetched))
+            pickled = rel.endswith(".pkl")
+            problem = checkpoint_problem(run, fetched, digests, rel) if pickled else None
+            if problem:
+                fetched.unlink()
+                refused.append(f"S3 key {key}: {problem}")
+                continue
+            os.replace(fetched, target)
+            restored += 1
+    return restored, refused

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..events import FORMAT, EventWriter, read_events
+from ..paths import REFUSED_FILE
 from ..procs import boot_id, process_start
 from .early_stop import EarlyStop, early_stop_warning
 from .end import Ending
@@ -100,6 +101,7 @@ class Agent(Stopping, Ending):
             **self._bootstrap_facts(),
         )
         self._add_host_facts()
+        self._report_refused()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
         if self.spec.get("distributed"):
             from .torchrun import MainRankLines
@@ -149,6 +151,16 @@ class Agent(Stopping, Ending):
             path.write_text(json.dumps(env, indent=1, default=str))
         except Exception as exc:  # noqa: BLE001 - facts are nice to have; the run matters more
             self.events.write("warning", message=f"could not record host facts: {exc}")
+
+    def _report_refused(self) -> None:
+        """The S3 keys the restore left out (agent/restore.py): a warning each."""
+        try:
+            refused = json.loads((self.run_dir / REFUSED_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        for line in refused:
+            self.events.write("warning", message=line, code="refused-key")
+        (self.run_dir / REFUSED_FILE).unlink(missing_ok=True)
 
     def _supervise(self) -> int:
         selector = selectors.DefaultSelector()

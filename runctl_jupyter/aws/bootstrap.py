@@ -23,10 +23,12 @@ On the instance it:
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shlex
 
+from .. import paths
 from ..errors import RunctlError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -61,11 +63,10 @@ for i in range(6):
         time.sleep(2 ** i)
 shutil.rmtree(stage, ignore_errors=True)
 os.makedirs(stage)
-with tarfile.open(bundle) as tar:
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(stage, filter="data")
-    else:
-        tar.extractall(stage)
+try:  # extract_bundle and path_under: runctl_jupyter/paths.py, sent ahead of this text
+    extract_bundle(bundle, stage)
+except UnsafePath as exc:
+    sys.exit("runctl: refusing the bundle s3://%s/%s: %s" % (bucket, key, exc))
 sys.path.insert(0, os.path.join(stage, "pkg"))
 from runctl_jupyter.agent import boot as agent_boot
 from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate_self
@@ -109,6 +110,8 @@ shutil.copytree(os.path.join(stage, "pkg"), pkg)
 with open(os.path.join(run_dir, ".attempt"), "w") as f:
     f.write(attempt)
 """
+# the bundle is unpacked before the package is there: paths.py travels as text ahead
+_STAGE_PY = inspect.getsource(paths) + _STAGE_PY
 
 _TEMPLATE = r"""#!/bin/bash
 # runctl-jupyter bootstrap: fetch the run's bundle and start its agent as a service.

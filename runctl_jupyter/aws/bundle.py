@@ -64,6 +64,7 @@ AGENT_MODULES = (
     "environment.py",
     "errors.py",
     "events.py",
+    "paths.py",  # S3 keys and bundle members as paths inside their folder
     "procs.py",  # the agent's identity in agent.json (pid, boot id, start time)
     "record/__init__.py",
     "record/cells.py",

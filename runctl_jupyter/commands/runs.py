@@ -101,6 +101,11 @@ def add_rerun(sub: Any) -> None:
     p.add_argument("ref", metavar="RUN_OR_RECORD")
     add_params(p)
     p.add_argument("--detach", action="store_true")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="load the pickled objects of a record this home did not write (it can run code)",
+    )
 
 
 def add_compare(sub: Any) -> None:
@@ -193,7 +198,7 @@ CALLS = {
     "resume": lambda ns: ("resume", {"ref": ns.ref, "detach": ns.detach}),
     "rerun": lambda ns: (
         "rerun",
-        {"ref": ns.ref, "params": ns.params or None, "detach": ns.detach},
+        {"ref": ns.ref, "params": ns.params or None, "detach": ns.detach, "trust": ns.trust},
     ),
     "compare": _call_compare,
     "execute": _call_execute,

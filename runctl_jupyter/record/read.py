@@ -61,7 +61,9 @@ def load_shipped_objects(run_id: str, path: str | os.PathLike | None = None) -> 
     """The notebook objects shipped with run `run_id`, read from its record.
 
     Called by a record's setup cell: the record is found at `path`, the notebook
-    Jupyter says is open, `record.ipynb` here, or any notebook here with that run id.
+    Jupyter says is open, or `record.ipynb` here, and must be run `run_id`'s. No other
+    notebook is searched: whoever runs a record's cells runs its code, and this loads
+    the objects of that record only (docs/reliability.md, "Trust").
     """
     candidates = [Path(path)] if path else []
     main = sys.modules.get("__main__")
@@ -73,7 +75,6 @@ def load_shipped_objects(run_id: str, path: str | os.PathLike | None = None) -> 
     if session.endswith(".ipynb"):
         candidates.append(Path(session))
     candidates.append(Path(RECORD_FILE))
-    candidates.extend(sorted(Path.cwd().glob("*.ipynb")))
     for candidate in candidates:
         try:
             meta = load_notebook(candidate)["metadata"]["runctl"]

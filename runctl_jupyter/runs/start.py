@@ -180,10 +180,18 @@ class RunStarter(RunControl):
             workdir = str(path.resolve().parent)
         return script, workdir, shipment
 
-    def rerun(self, ref: str, params: dict[str, Any] | None = None, detach: bool = False) -> Run:
+    def rerun(
+        self,
+        ref: str,
+        params: dict[str, Any] | None = None,
+        detach: bool = False,
+        trust: bool = False,
+    ) -> Run:
         """A fresh run (new id) with the same code and params (overrides allowed).
-        `ref` is a run or the path of a record.ipynb (which carries everything)."""
-        source = self._rerun_source(ref)
+        `ref` is a run or the path of a record.ipynb (which carries everything); a
+        record with pickled objects that this home did not write or trust is refused
+        unless `trust` (store/trust.py)."""
+        source = self._rerun_source(ref, trust)
         spec, code, objects = source["spec"], source["code"], source["objects"]
         kind = spec.get("kind", "cell")
         merged = {**spec.get("params", {}), **(params or {})}
@@ -242,11 +250,14 @@ class RunStarter(RunControl):
         attach_price(self.store.run_dir(new["run_id"]), new, price)
         return self._launch(new, target, attempt=1, detach=detach)
 
-    def _rerun_source(self, ref: str) -> dict[str, Any]:
+    def _rerun_source(self, ref: str, trust: bool = False) -> dict[str, Any]:
         if ref.endswith(".ipynb") and Path(ref).is_file():
             from ..record import read_record
+            from ..store.trust import check_record_trust
 
-            return read_record(Path(ref))
+            source = read_record(Path(ref))
+            check_record_trust(Path(ref), self.store.runs_dir, trust)
+            return source
         run_id = self.store.resolve(ref)
         run_dir = self.store.run_dir(run_id)
         spec = read_spec(run_dir)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import RunctlError, RunNotFound
 from ..events import ACTIVE_STATUSES, ALL_STATUSES, EVENTS_FILE, read_events
+from ..record.notebook import RECORD_FILE
 from .fold import (
     RUN_ID,
     SPEC_FILE,
@@ -44,6 +45,7 @@ from .fold import (
 from .lost import AgentWatch, mark_lost
 from .rows import experiment_words, ref_words, resolve_ref, rows_from_records
 from .schema import DB_FILE, REFRESH_COLS, ROW_SELECT, immediate, open_db
+from .trust import sign_own_record
 
 _ACTIVE = tuple(sorted(ACTIVE_STATUSES))
 _FORKED_CONNECTIONS: list[sqlite3.Connection] = []
@@ -133,6 +135,8 @@ class Store:
                     self._partial[rid] = size  # a partial last line: wait until it grows
                 if rid == run_id:
                     new_events = events
+                if any(e.get("type") == "exit" for e in events):  # record.ipynb is written
+                    sign_own_record(self.runs_dir / rid / RECORD_FILE, self.runs_dir / rid)
                 row.update((k, state[k]) for k in row if k in state)
                 # Gone before the read and still gone after it (not replaced by a
                 # new attempt's agent meanwhile): these events were its last.
