@@ -18,6 +18,7 @@ from pathlib import Path
 from labkit import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    KERNEL_IDLE,
     cell,
     open_notebook,
     run_cell,
@@ -72,6 +73,12 @@ OPEN_WITHOUT_KERNEL = """async (path) => {
   await nb.context.ready;
   await nb.sessionContext.ready;
   return nb.sessionContext.session ? nb.sessionContext.session.kernel.id : null;
+}"""
+
+
+START_KERNEL = """async () => {
+  const nb = window.jupyterapp.shell.currentWidget;
+  await nb.sessionContext.changeKernel({name: 'python3'});
 }"""
 
 
@@ -207,5 +214,16 @@ def _scenario(page, lab: dict, tmp_path: Path, expect) -> None:
     assert "Loading widget" not in text
     assert _api(lab, "kernels") == [], "reopening started a kernel"
     shot = tmp_path / "saved-notebook-no-kernel.png"
-    page.screenshot(path=str(shot), full_page=True)
-    print(f"screenshot: {shot}", file=sys.stderr)
+    page.screenshot(path=str(shot))
+    cell(page, RUNS_TABLE).scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "saved-notebook-no-kernel-end.png"))
+    print(f"screenshots: {shot}, {shot.with_name(shot.stem + '-end.png')}", file=sys.stderr)
+
+    # -- and with a fresh kernel (what reopening starts by default): a dead view
+    # would now read "Error displaying widget: model not found"
+    page.evaluate(START_KERNEL)
+    page.wait_for_function(KERNEL_IDLE, timeout=60000)
+    page.wait_for_timeout(2500)
+    text = notebook.inner_text()
+    assert "Error displaying widget" not in text and "Loading widget" not in text
+    expect(notebook.locator(".runctl-compare")).to_have_count(1)
