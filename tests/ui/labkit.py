@@ -167,9 +167,9 @@ KERNEL_IDLE = """() => {
 
 
 def open_notebook(page, lab: dict, path: str) -> None:
-    """Open `path` in the lab and wait for its kernel: connected and idle before the
-    first run (else it is silently dropped)."""
-    page.goto(f"{lab['base']}/lab/tree/{path}?token={lab['token']}")
+    """Open `path` alone in the lab (`reset`: no tab an earlier test left open) and wait
+    for its kernel: connected and idle before the first run (else it is silently dropped)."""
+    page.goto(f"{lab['base']}/lab/tree/{path}?reset&token={lab['token']}")
     page.wait_for_function(KERNEL_IDLE, timeout=60000)
 
 

@@ -166,7 +166,6 @@ def test_a_saved_notebook_reopened_without_a_kernel_shows_no_dead_widgets(lab, t
             _scenario(page, lab, tmp_path, expect)
         except BaseException:
             page.screenshot(path=str(tmp_path / "failure.png"))
-            (tmp_path / "failure.html").write_text(page.locator(".jp-Notebook").inner_html())
             print(lab["log"].read_text()[-4000:], file=sys.stderr)
             raise
         finally:
