@@ -1,7 +1,8 @@
 """A saved notebook holds no widget view it cannot draw without its kernel.
 
-A real kernel (nbclient) runs two short local runs, `%runctl compare` of them, a
-tiny sweep, and a RunPanel still live when the notebook is saved. Then:
+A real kernel (nbclient) runs a short local run, a tiny sweep in the same
+experiment, `%runctl compare` of the three runs, and a RunPanel still live when
+the notebook is saved. Then:
 - as nbclient saves it (widget state stored): every widget view left has its
   model's state in the notebook, and finished panels left only static outputs;
 - saved through a real jupyter_server with runctl's extension, as JupyterLab
@@ -43,13 +44,12 @@ panel.redraw()"""
 CELLS = [
     "%load_ext runctl_jupyter",
     TRAIN.format(name="saved-a", lr=0.1),
-    TRAIN.format(name="saved-b", lr=0.01),
-    "%runctl compare saved-a saved-b",
-    "%%runctl sweep --grid lr=0.1,0.01 --objective loss:min --name saved-sweep\n"
+    "%%runctl sweep --grid lr=0.1,0.01 --objective loss:min --name saved-sweep --experiment saved\n"
     "runctl.log(step=0, loss=lr)",
+    "%runctl compare --experiment saved",  # saved-a and the sweep's two trials
     STILL_LIVE,
 ]
-RUN_A, RUN_B, COMPARE, SWEEP, LIVE = 1, 2, 3, 4, 5
+RUN_A, SWEEP, COMPARE, LIVE = 1, 2, 3, 4
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_nbclient_saves_no_widget_view_without_its_model_state(executed):
         for output in views(cell):
             assert output["data"][WIDGET_VIEW]["model_id"] in saved, f"cell {i}: a dead widget view"
     # finished panels: their widgets gave way to the static summary and figure
-    for i in (RUN_A, RUN_B, SWEEP):
+    for i in (RUN_A, SWEEP):
         assert views(executed["cells"][i]) == [], f"cell {i} kept a widget view"
     assert "runctl-summary" in html_of(executed["cells"][RUN_A])
     assert "runctl-sweep-summary" in html_of(executed["cells"][SWEEP])
@@ -106,9 +106,9 @@ async def test_a_save_through_the_server_keeps_only_static_outputs(executed, jp_
     cells = on_disk["cells"]
 
     assert [i for i, cell in enumerate(cells) if views(cell)] == []
-    assert "runctl-summary" in html_of(cells[RUN_A]) and "runctl-summary" in html_of(cells[RUN_B])
+    assert "runctl-summary" in html_of(cells[RUN_A])
     compare = cells[COMPARE]["outputs"]
-    assert "runctl-compare" in html_of(cells[COMPARE]) and "saved-b" in html_of(cells[COMPARE])
+    assert "runctl-compare" in html_of(cells[COMPARE]) and "saved-a" in html_of(cells[COMPARE])
     assert any(PLOTLY in o["data"] for o in compare), "the compare curves"
     assert len(compare) == len(executed["cells"][COMPARE]["outputs"]) - 1, "only the controls go"
     assert "runctl-sweep-summary" in html_of(cells[SWEEP])

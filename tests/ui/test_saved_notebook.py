@@ -1,10 +1,11 @@
 """A notebook saved from JupyterLab and reopened with its kernel shut down shows
 runctl's static outputs and no dead widget ("Error displaying widget: model not
-found"): finished run panels, `%runctl compare` (its controls live while the
-kernel does), a sweep panel, and the runs table's Attach/Stop buttons of a run
-still going. The lab is the session's (conftest.py); the saved file is checked
-on disk too, and a screenshot of the reopened notebook is kept under the
-test's tmp path.
+found", or "Loading widget..." for good): a finished run panel, a sweep panel,
+`%runctl compare` of the three runs (its controls live while the kernel does),
+and the runs table's Attach/Stop buttons of a run still going. Reopened with no
+kernel, then with a fresh one. The lab is the session's (conftest.py); the saved
+file is checked on disk too; screenshots of the reopened notebook are kept under
+the test's tmp path.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ for step in range(15):
     runctl.log(step=step, total=15, loss=lr / (step + 1))
     time.sleep(0.03)"""
 
-SWEEP = """%%runctl sweep --grid lr=0.1,0.01 --objective loss:min --max-parallel 2 --name saved-sweep
+SWEEP = """%%runctl sweep --grid lr=0.1,0.01 --objective loss:min --max-parallel 2 --name saved-sweep --experiment saved
 for step in range(5):
     runctl.log(step=step, loss=lr / (step + 1))"""
 
@@ -48,13 +49,12 @@ for step in range(3000):
 CELLS = [
     "%load_ext runctl_jupyter",
     TRAIN.format(name="saved-a", lr=0.1),
-    TRAIN.format(name="saved-b", lr=0.01),
-    "%runctl compare saved-a saved-b",
     SWEEP,
+    "%runctl compare --experiment saved",  # saved-a and the sweep's two trials
     STILL_GOING,
     "%runctl runs --experiment saved-live",
 ]
-RUN_A, RUN_B, COMPARE, SWEEP_CELL, RUNS_TABLE = 1, 2, 3, 4, 6
+RUN_A, SWEEP_CELL, COMPARE, RUNS_TABLE = 1, 2, 3, 5
 
 SAVE = """async () => {
   const nb = window.jupyterapp.shell.currentWidget;
@@ -144,8 +144,7 @@ def _check_saved_file(path: Path) -> None:
     ]
     assert views == [], f"widget views saved with no state: {views}"
     assert "widgets" not in nb["metadata"]
-    for i in (RUN_A, RUN_B):
-        assert any("runctl-summary" in _html(o) for o in cells[i]["outputs"])
+    assert any("runctl-summary" in _html(o) for o in cells[RUN_A]["outputs"])
     compare = cells[COMPARE]["outputs"]
     assert any("runctl-compare" in _html(o) and "saved-a" in _html(o) for o in compare)
     assert any(PLOTLY in o.get("data", {}) for o in compare), "the compare curves"
@@ -187,8 +186,8 @@ def _scenario(page, lab: dict, tmp_path: Path, expect) -> None:
     expect(
         cell(page, RUNS_TABLE).locator("button.jupyter-button", has_text="Attach")
     ).to_be_visible()
-    for i in (RUN_A, RUN_B):  # finished panels already left their static summary
-        expect(cell(page, i).locator(".runctl-summary")).to_have_count(1)
+    # finished panels already left their static summary
+    expect(cell(page, RUN_A).locator(".runctl-summary")).to_have_count(1)
     expect(cell(page, SWEEP_CELL).locator(".runctl-sweep-summary")).to_have_count(1)
 
     assert page.evaluate(SAVE) is False, "the notebook is still dirty after saving"
@@ -202,7 +201,7 @@ def _scenario(page, lab: dict, tmp_path: Path, expect) -> None:
     assert page.evaluate(OPEN_WITHOUT_KERNEL, NOTEBOOK) is None, "a kernel was started"
     notebook = page.locator(".jp-Notebook")
     expect(notebook.locator(".runctl-compare")).to_have_count(1)
-    expect(notebook.locator(".runctl-summary")).to_have_count(2)
+    expect(notebook.locator(".runctl-summary")).to_have_count(1)
     expect(notebook.locator(".runctl-sweep-summary")).to_have_count(1)
     expect(notebook.locator(".runctl-runs")).to_have_count(1)
     # the curves, drawn by plotly's renderer (its mime type needs no kernel)
