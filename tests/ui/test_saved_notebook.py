@@ -182,7 +182,9 @@ def _scenario(page, lab: dict, tmp_path: Path, expect) -> None:
         wait_cell_done(page, i, timeout=120)
 
     # -- live while the kernel is: compare's controls, the runs table's buttons
-    expect(cell(page, COMPARE).locator(".widget-dropdown select").first).to_be_visible()
+    expect(cell(page, COMPARE).locator(".widget-dropdown select").first).to_be_visible(
+        timeout=30000
+    )
     expect(
         cell(page, RUNS_TABLE).locator("button.jupyter-button", has_text="Attach")
     ).to_be_visible()
@@ -191,6 +193,13 @@ def _scenario(page, lab: dict, tmp_path: Path, expect) -> None:
     expect(cell(page, SWEEP_CELL).locator(".runctl-sweep-summary")).to_have_count(1)
 
     assert page.evaluate(SAVE) is False, "the notebook is still dirty after saving"
+    # -- a save leaves the page's widgets alone: the order toggle still re-sorts,
+    # and the next save keeps the comparison as shown
+    first_row = cell(page, COMPARE).locator(".runctl-compare tbody tr").first
+    expect(first_row).to_contain_text("saved-sweep-1")  # best loss first
+    cell(page, COMPARE).locator("button.jupyter-button", has_text="ascending").click()
+    expect(first_row).to_contain_text("saved-sweep-0")
+    assert page.evaluate(SAVE) is False
     _check_saved_file(lab["root"] / NOTEBOOK)
     _stop_run(lab, "saved-live")
     _shut_down_kernels(lab)
@@ -200,7 +209,8 @@ def _scenario(page, lab: dict, tmp_path: Path, expect) -> None:
     page.wait_for_function("() => !!window.jupyterapp")
     assert page.evaluate(OPEN_WITHOUT_KERNEL, NOTEBOOK) is None, "a kernel was started"
     notebook = page.locator(".jp-Notebook")
-    expect(notebook.locator(".runctl-compare")).to_have_count(1)
+    expect(notebook.locator(".runctl-compare")).to_have_count(1, timeout=30000)  # a slow first draw
+    expect(notebook.locator(".runctl-compare tbody tr").first).to_contain_text("saved-sweep-0")
     expect(notebook.locator(".runctl-summary")).to_have_count(1)
     expect(notebook.locator(".runctl-sweep-summary")).to_have_count(1)
     expect(notebook.locator(".runctl-runs")).to_have_count(1)
