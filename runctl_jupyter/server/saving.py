@@ -48,21 +48,13 @@ def _without_live_view(output: dict, saved: set[str]) -> dict | None:
     return {**output, "data": rest, "metadata": metadata}
 
 
-def drop_live_widgets(notebook: dict) -> int:
-    """Strip, in place, the live widget views a saved copy could not draw; how many."""
-    saved, dropped = saved_models(notebook), 0
+def drop_live_widgets(notebook: dict) -> None:
+    """Strip, in place, the live widget views a saved copy could not draw."""
+    saved = saved_models(notebook)
     for cell in notebook.get("cells") or []:
-        outputs = cell.get("outputs")
-        if not outputs:
-            continue
-        kept = []
-        for output in outputs:
-            new = _without_live_view(output, saved)
-            dropped += new is not output
-            if new is not None:
-                kept.append(new)
-        cell["outputs"] = kept
-    return dropped
+        if cell.get("outputs"):
+            outputs = (_without_live_view(output, saved) for output in cell["outputs"])
+            cell["outputs"] = [output for output in outputs if output is not None]
 
 
 def pre_save_hook(model: dict, **_: Any) -> None:
