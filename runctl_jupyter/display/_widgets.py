@@ -36,16 +36,30 @@ def close_all(roots: Iterable[Any]) -> None:
             pass
 
 
-def display_widget(widget: Any, text: str, display_id: str | None = None) -> DisplayHandle | None:
-    """Display a widget with `text` as its plain-text fallback (what a saved
-    notebook shows where the widget cannot be drawn), not the widget's repr."""
+# An output's metadata key marking a widget that lives only as long as its kernel:
+# the server extension drops its view from a saved notebook (server/saving.py).
+LIVE_WIDGET = "runctl_live_widget"
+
+
+def display_widget(
+    widget: Any,
+    text: str,
+    display_id: str | None = None,
+    handle: DisplayHandle | None = None,
+) -> DisplayHandle | None:
+    """Display a widget (or, given a display `handle`, put it in that output) with
+    `text` as its plain-text fallback, marked as live: a saved notebook keeps only
+    `text` there (nothing when it is empty), not a view of a model it does not hold."""
     from IPython.display import display
 
     bundle = dict(widget._repr_mimebundle_())
     bundle["text/plain"] = text
+    metadata = {LIVE_WIDGET: True}
+    if handle is not None:
+        return handle.update(bundle, raw=True, metadata=metadata)
     if display_id is None:
-        return display(bundle, raw=True)
-    return display(bundle, raw=True, display_id=display_id)
+        return display(bundle, raw=True, metadata=metadata)
+    return display(bundle, raw=True, metadata=metadata, display_id=display_id)
 
 
 def leave_static(

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._format import esc
-from ._widgets import leave_static
+from ._widgets import display_widget, leave_static
 from .sweep_figure import figure_bundle, figure_data, figure_layout
 from .sweep_summary import static_outputs, static_summary, summary_text
 from .sweep_table import header_html, table_html
@@ -96,7 +96,9 @@ class SweepPanel:
         panel_id, fig_id = f"runctl-{uuid.uuid4().hex}", f"runctl-fig-{uuid.uuid4().hex}"
         if use_widgets:
             self.build_widgets()
-            self._handle = display(self.w["top"], display_id=panel_id)
+            sweep_id = getattr(self.state, "id", "")
+            note = f"runctl sweep {sweep_id}: live panel (`%runctl compare --sweep {sweep_id}` shows its trials)"
+            self._handle = display_widget(self.w["top"], note, display_id=panel_id)
             # the figure takes its place once a trial has an objective: until then
             # (and in a sweep without --objective) it would be 520 px of empty axes
             self._fig_handle = display({"text/plain": ""}, raw=True, display_id=fig_id)
@@ -206,7 +208,7 @@ class SweepPanel:
                 for trace, new in ((fig.data[1], markers), (fig.data[2], line)):
                     trace.x, trace.y = new["x"], new["y"]
         if first and self._fig_handle is not None:
-            self._fig_handle.update(fig)
+            display_widget(fig, "", handle=self._fig_handle)
 
     # ------------------------------------------------------------ controls
     def _stop_sweep(self) -> None:

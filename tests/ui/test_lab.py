@@ -14,30 +14,26 @@ one. Screenshots go to test-artifacts/ui/.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from labkit import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MARKUP_NAME,
+    OLD_RUNS,
+    ROOT,
+    cell,
+    open_notebook,
+    run_cell,
+    shot,
+    wait_cell_done,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "ui"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+from runctl_jupyter.registry import Registry, digest_of
 
 BLOCKING_CELL = """%%runctl train --name blocking --experiment ui -p steps=3000
 import time
@@ -53,59 +49,16 @@ for step in range(3000):
     runctl.log(step=step, x=step)
     time.sleep(0.05)"""
 
-# Lab user settings (the issue's pitfalls): no rename dialog on first save, no news.
-SETTINGS = {
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {
-        "renameUntitledFileOnSave": False
-    },
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-    },
-}
-
 QUICKSTART_CELLS = (1, 3, 5)  # %load_ext, the data, the training cell
-OLD_RUNS = 1000  # finished runs already in the store: the sidebar's first paint budget
-MARKUP_NAME = "<img src=x onerror=window.__runctlXSS=1>"  # the newest old run's name
 FIRST_PAINT_BUDGET = 1.0  # seconds from opening the sidebar to its first rows
-
-
-def _seed_runs(home: Path, n: int) -> None:
-    """n finished runs, written as the launcher and the agent write them."""
-    from runctl_jupyter.events import EventWriter
-    from runctl_jupyter.store import Store
-
-    store = Store(home)
-    for i in range(n):
-        run_id = f"old{i:05d}"
-        run_dir = home / "runs" / run_id
-        run_dir.mkdir(parents=True)
-        name = MARKUP_NAME if i == n - 1 else f"old-{i}"
-        spec = {"format": 1, "run_id": run_id, "name": name, "experiment": "old",
-                "kind": "cell", "params": {"i": i}, "backend": "local", "created": 1.0e9 + i}  # fmt: skip
-        (run_dir / "spec.json").write_text(json.dumps(spec))
-        writer = EventWriter(run_dir, attempt=1)
-        writer.write("status", t=1.0e9 + i, status="running", format=1)
-        for step in range(20):
-            writer.write("metric", t=1.0e9 + i + step, step=step, values={"loss": 1.0 / (step + 1)})
-        writer.write("exit", t=1.0e9 + i + 20, status="succeeded", reason=None, exit_code=0, error=None, duration=20.0)  # fmt: skip
-        writer.close()
-        store.add_run(spec)
-    store.refresh()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _notebook(root: Path) -> tuple[str, int, int]:
     """The quickstart copy with the two long-running cells appended, outputs cleared."""
     nb = json.loads((ROOT / "examples" / "01_quickstart.ipynb").read_text())
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
+    for code in nb["cells"]:
+        if code["cell_type"] == "code":
+            code["outputs"], code["execution_count"] = [], None
     for source in (BLOCKING_CELL, DETACHED_CELL):
         nb["cells"].append(
             {
@@ -122,83 +75,9 @@ def _notebook(root: Path) -> tuple[str, int, int]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[dict]:
-    root, home, settings = tmp_path / "root", tmp_path / "runctl-home", tmp_path / "settings"
-    root.mkdir()
-    for name, value in SETTINGS.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value))
-    notebook, blocking, detached = _notebook(root)
-    _seed_runs(home, OLD_RUNS)
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ)
-    built = ROOT / "runctl_jupyter" / "labextension"
-    if (built / "package.json").exists():  # this tree's build first, not an older installed one
-        (tmp_path / "jupyter" / "labextensions").mkdir(parents=True)
-        (tmp_path / "jupyter" / "labextensions" / "runctl-jupyter").symlink_to(built)
-        env["JUPYTER_PATH"] = os.pathsep.join(
-            p for p in (str(tmp_path / "jupyter"), env.get("JUPYTER_PATH")) if p
-        )
-    env.update(
-        RUNCTL_HOME=str(home),
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
-    )
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
-            f"--port={port}", f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}", "--allow-root", "--expose-app-in-browser",
-            "--ServerApp.open_browser=False", "--LabApp.news_url=",
-        ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                req = urllib.request.Request(
-                    f"{base}/runctl/api/summary", headers={"Authorization": f"token {token}"}
-                )
-                with urllib.request.urlopen(req, timeout=2) as response:
-                    assert response.status == 200
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
-                time.sleep(0.3)
-        yield {
-            "base": base, "token": token, "notebook": notebook, "home": home, "root": root,
-            "blocking": blocking, "detached": detached, "log": tmp_path / "lab.log",
-        }  # fmt: skip
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        _stop_leftover_runs(home)
-
-
-def _stop_leftover_runs(home: Path) -> None:
-    """A failed test must not leave training processes behind."""
-    if not (home / "runs").exists():
-        return
-    from runctl_jupyter.config import Runctl
-    from runctl_jupyter.session import Session
-
-    session = Session(Runctl(home=str(home), grace_seconds=1.0))
-    for row in session.runs(status="running", limit=None).rows:
-        try:
-            session.stop(row["id"], force=True, wait=2.0)
-        except Exception:
-            pass
+def quickstart(lab: dict) -> dict:
+    notebook, blocking, detached = _notebook(lab["root"])
+    return {**lab, "notebook": notebook, "blocking": blocking, "detached": detached}
 
 
 # ---- page helpers -------------------------------------------------------------------
@@ -233,63 +112,15 @@ SET_VISIBILITY = """(state) => {
   document.dispatchEvent(new Event('visibilitychange'));
 }"""
 
-RUN_CELL = """(i) => {
-  const nb = window.jupyterapp.shell.currentWidget;
-  nb.content.activeCellIndex = i;
-  nb.content.deselectAll();
-  void window.jupyterapp.commands.execute('notebook:run-cell');
-}"""
-
-CELL_STATE = """(i) => {
-  const nb = window.jupyterapp.shell.currentWidget;
-  const cell = nb.content.widgets[i];
-  const outputs = cell.model.outputs.toJSON();
-  const error = outputs.find(o => o.output_type === 'error');
-  return {
-    count: cell.model.executionCount,
-    kernel: nb.sessionContext.session?.kernel?.status,
-    error: error ? error.ename + ': ' + error.evalue : null
-  };
-}"""
-
-
-def run_cell(page, i: int) -> None:
-    page.evaluate(RUN_CELL, i)
-    # the cell is queued: its execution count goes to null until it ends
-    page.wait_for_function(
-        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.executionCount === null",
-        arg=i,
-    )
-
-
-def wait_cell_done(page, i: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = page.evaluate(CELL_STATE, i)
-        assert state["error"] is None, f"cell {i} raised {state['error']}"
-        if state["count"] is not None and state["kernel"] == "idle":
-            return
-        assert time.monotonic() < deadline, f"cell {i} still running: {state}"
-        time.sleep(0.2)
-
-
-def cell(page, i: int):
-    return page.locator(".jp-Notebook .jp-Cell").nth(i)
-
 
 def sidebar_row(page, name: str):
     return page.locator(".jp-runctl-run", has=page.locator(".jp-runctl-name", has_text=name))
 
 
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
 # ---- the test -------------------------------------------------------------------------
 
 
-def test_sidebar_lists_runs_and_stop_works_from_the_cell_and_the_sidebar(lab: dict) -> None:
+def test_sidebar_lists_runs_and_stop_works_from_the_cell_and_the_sidebar(quickstart: dict) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -297,26 +128,17 @@ def test_sidebar_lists_runs_and_stop_works_from_the_cell_and_the_sidebar(lab: di
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30000)
         try:
-            _scenario(page, lab, expect)
+            _scenario(page, quickstart, expect)
         except BaseException:
             shot(page, "failure")
-            print(lab["log"].read_text()[-4000:], file=sys.stderr)
+            print(quickstart["log"].read_text()[-4000:], file=sys.stderr)
             raise
         finally:
             browser.close()
 
 
 def _scenario(page, lab: dict, expect) -> None:
-    page.goto(f"{lab['base']}/lab/tree/{lab['notebook']}?token={lab['token']}")
-    # kernel connected and idle before the first run (else it is silently dropped)
-    page.wait_for_function(
-        """() => {
-          const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-          const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-          return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
-        }""",
-        timeout=60000,
-    )
+    open_notebook(page, lab, lab["notebook"])
 
     # -- the status bar item is there from the start
     status = page.locator(".jp-runctl-status")
@@ -420,6 +242,22 @@ def _scenario(page, lab: dict, expect) -> None:
     expect(page.locator(".jp-runctl-note")).to_contain_text("No AWS runs")
     expect(page.locator(".jp-runctl-burn")).to_have_text("$0/h")
     shot(page, "6-resources")
+
+    # -- the models tab: the registry's names, aliases and versions with their runs
+    registry = Registry(lab["home"])
+    weights = lab["home"] / "weights.bin"
+    weights.write_bytes(b"w" * 64)
+    digest, size = digest_of(weights)
+    for acc in (0.81, 0.93):
+        registry.register("digits", str(weights), digest, size, run_id="r-ui", metrics={"acc": acc})
+    registry.promote("digits", 2, "production")
+    page.locator(".jp-runctl-tab-models").click()
+    model = page.locator('.jp-runctl-model[data-model="digits"]')
+    expect(model.locator(".jp-runctl-model-name")).to_contain_text("production=v2")
+    expect(model.locator("tr[data-version]")).to_have_count(2)
+    expect(model.locator('tr[data-version="2"]')).to_contain_text("acc=0.93")
+    expect(model.locator('tr[data-version="2"]')).to_contain_text(digest[:12])
+    shot(page, "7-models")
 
     # -- polite polling: nothing is asked while the page is hidden, and it resumes
     page.locator(".jp-runctl-tab", has_text="Runs").click()
