@@ -90,7 +90,8 @@ def _top_parser(prog: str, parser_class: type) -> RunctlArgumentParser:
     top.add_argument(
         "--debug",
         action="store_true",
-        help="before COMMAND: show an error's full traceback (for a bug report), not its one line",
+        help="before COMMAND: show an error's full traceback (for a bug report), not its one "
+        "line (after `train`, --debug makes the run wait for a debugger)",
     )
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for add in _ADD_PARSERS:
@@ -133,7 +134,8 @@ def split_line(line: str) -> list[str]:
 
 
 def strip_global(words: list[str]) -> tuple[bool, list[str]]:
-    """`--debug` before the command (`runctl --debug aws setup`): (debug, the other words)."""
+    """`--debug` before the command (`runctl --debug aws setup`): (debug, the other words).
+    After the command it is that command's own (`train --debug`: wait for a debugger)."""
     words = list(words)
     debug = False
     while words and words[0] == "--debug":
