@@ -56,8 +56,10 @@ def check_options(options: dict, backend: str) -> None:
                     f"{_flag(name)} is for cloud runs: add --backend aws, or drop it for a local run"
                 )
     from ..distributed import plan
+    from .debugging import check_debugger
 
-    plan(options, backend)  # --gpus/--nproc-per-node/--nodes that cannot work (issue 10)
+    # --gpus/--nproc-per-node/--nodes that cannot work (issue 10); --debug's rank and port
+    check_debugger(options, plan(options, backend), backend)
 
 
 class RunStarter(RunControl):
