@@ -179,3 +179,66 @@ def test_the_user_policy_allows_port_forwarding_only_to_managed_instances():
         "ec2:AuthorizeSecurityGroupIngress" in s["Action"] and "Condition" not in s
         for s in policy["Statement"]
     )
+
+
+def test_a_waiting_aws_run_shows_the_command_forwards_the_port_and_ends_the_session(
+    aws, plugin, tmp_path
+):
+    """The live view of a --debug run on AWS: the waiting rank's `debugger` event (as the
+    instance sends it) gets the port-forwarding command, the tunnel is started with the
+    plugin, launch.json maps the instance's run folder to the local mirror, and the
+    session ends with the run."""
+    from runctl_jupyter.backends.aws_target import write_target
+    from runctl_jupyter.config import Runctl
+    from runctl_jupyter.display.debug_attach import attach_lines, launch_config
+    from runctl_jupyter.display.run_panel import RunPanel
+    from runctl_jupyter.runs.debugging import DebuggerView
+    from runctl_jupyter.session import Session
+    from runctl_jupyter.store.folders import create_run
+
+    session = Session(config=Runctl(home=str(tmp_path / "home")))
+    spec = create_run(
+        session.store.runs_dir,
+        kind="cell",
+        code="x = 1\n",
+        params={},
+        experiment="e",
+        name="dbg",
+        project="p",
+        owner="ann",
+        backend="aws",
+        workdir=str(tmp_path),
+        options={"debugger": True, "debug_rank": 0, "debug_port": 0, "debug_timeout": 300.0},
+    )
+    run_dir = session.store.run_dir(spec["run_id"])
+    instance = _managed_instance(aws)
+    write_target(run_dir, {"instance_id": instance, "region": "us-east-1", "bucket": "b"})
+    port = _free_port()  # the port debugpy chose on the instance (--debug-port 0)
+    remote_dir = f"/root/runctl/runs/{spec['run_id']}"
+    event = {"seq": 4, "t": time.time(), "type": "debugger", "attempt": 1, "state": "waiting"}
+    event.update(host="127.0.0.1", port=port, rank=0, timeout=300.0, pid=4242, run_dir=remote_dir)
+    row = {"id": spec["run_id"], "name": "dbg", "status": "running", "backend": "aws"}
+    panel = RunPanel(row, on_stop=lambda force: None, live=False)
+    view = DebuggerView(session, spec["run_id"], panel)
+    view.update(row, [event])
+    try:
+        lines = attach_lines(panel.debugger)
+        command = port_forward.command(instance, port, port, "us-east-1")
+        assert f"port forwarding (SSM, no inbound rule): {command}" in lines
+        assert f"forwarding 127.0.0.1:{port} here to {instance} (SSM session)" in lines
+        assert launch_config(panel.debugger)["pathMappings"] == [
+            {"localRoot": str(run_dir), "remoteRoot": remote_dir}
+        ]
+        wait = time.monotonic() + 20
+        while not plugin.exists() and time.monotonic() < wait:
+            time.sleep(0.05)
+        (session_id,) = SESSIONS
+        assert SESSIONS[session_id]["Parameters"] == {
+            "portNumber": [str(port)],
+            "localPortNumber": [str(port)],
+        }
+        assert not SESSIONS[session_id]["terminated"]
+        process = view.tunnel.process
+    finally:
+        view.finish({**row, "status": "succeeded"}, {})
+    assert SESSIONS[session_id]["terminated"] and process.poll() is not None
