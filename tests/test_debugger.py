@@ -9,14 +9,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from agent_helpers import wait_for
+from agent_helpers import busy_port, wait_for
 from dap_client import DapClient, stop_at_and_read
 from IPython.core.error import UsageError
 
@@ -144,10 +143,7 @@ def test_bad_input_is_one_line_and_writes_nothing(ip, home, line, says):
 
 
 def test_a_debug_port_in_use_here_is_one_line_before_launch(ip, home):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         with pytest.raises(UsageError) as caught:
             ip.run_cell_magic("runctl", f"train --debug --debug-port {port}", "x = 1\n")
     message = str(caught.value)
@@ -180,10 +176,7 @@ DEBUG = {"debugger": True, "debug_rank": 0, "debug_timeout": 5.0}
 
 
 def test_the_run_side_says_in_one_line_that_its_port_is_taken(tmp_path):
-    with socket.socket() as busy:  # e.g. another run on that instance waits there
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:  # e.g. another run on that instance waits there
         code, error = _runner(tmp_path, {**DEBUG, "debug_port": port})
     assert code == 1
     assert error["type"] == "DebuggerUnavailable"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from agent_helpers import busy_port
 from conftest import SESSIONS
 
 from runctl_jupyter.aws import port_forward, tags
@@ -140,10 +141,7 @@ def test_without_the_plugin_one_line_names_its_install_page_and_no_session_opens
 
 
 def test_a_local_port_in_use_is_one_line_before_any_session(aws, plugin):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         with pytest.raises(RunctlError) as caught:
             port_forward.start(aws, _managed_instance(aws), 5678, port)
     assert f"local port {port} is in use" in str(caught.value)
