@@ -225,3 +225,16 @@ def test_completion_offers_each_debug_where_it_belongs(tmp_path):
     ]
     assert "--debug" in complete("train x.py --d", tmp_path)[1]
     assert complete("sweep --deb", tmp_path)[1] == []  # a sweep refuses them
+
+
+def test_stop_reaches_a_run_that_waits_for_its_debugger(session, home):
+    run = session.train(
+        code=BODY,
+        params={"n": 3},
+        options={"debugger": True, "debug_rank": 0, "debug_port": 0, "debug_timeout": 120.0},
+        detach=True,
+    )
+    wait_for(lambda: _waiting(home), timeout=60)
+    session.stop(run.id)
+    wait_for(lambda: session.run(run.id).status == "stopped", timeout=30)
+    assert "total" not in (home / "runs" / run.id / "stdout.log").read_text()
