@@ -122,6 +122,10 @@ def test_with_no_debugger_the_run_goes_on_after_the_timeout_and_the_panel_showed
     assert JUPYTERLAB_NOTE in shown
     view.finish(run.row, {})
     assert "runctl-debugger" not in str(panel._repr_mimebundle_())  # gone once it ended
+    # a rerun is the same run for reproduction: it does not wait for a debugger
+    again = session.rerun(run.id)
+    assert again.status == "succeeded"
+    assert not [e for e in session.store.events(again.id) if e["type"] == "debugger"]
 
 
 @pytest.mark.parametrize(
@@ -238,3 +242,21 @@ def test_stop_reaches_a_run_that_waits_for_its_debugger(session, home):
     session.stop(run.id)
     wait_for(lambda: session.run(run.id).status == "stopped", timeout=30)
     assert "total" not in (home / "runs" / run.id / "stdout.log").read_text()
+
+
+def test_in_a_distributed_run_only_the_chosen_rank_waits(session, home):
+    run = session.train(
+        code="print('rank', runctl.rank, 'done')\n",
+        options={
+            "nproc_per_node": 2,
+            "debugger": True,
+            "debug_rank": 1,
+            "debug_port": 0,
+            "debug_timeout": 2.0,
+        },
+    )
+    assert run.status == "succeeded"
+    events = [e for e in session.store.events(run.id) if e["type"] == "debugger"]
+    assert [(e["state"], e["rank"]) for e in events] == [("waiting", 1), ("timeout", 1)]
+    output = (home / "runs" / run.id / "stdout.log").read_text()
+    assert "rank 0 done" in output and "rank 1 done" in output

@@ -39,6 +39,17 @@ def check_debugger(options: dict, plan: dict | None, backend: str) -> None:
             )
 
 
+DEBUG_OPTIONS = ("debugger", "debug_rank", "debug_port", "debug_timeout")
+
+
+def without_debugger(options: dict | None) -> dict | None:
+    """A run's options for a rerun: the same run, not waiting for a debugger (a resume,
+    the same run's next attempt, waits again)."""
+    if options is None:
+        return None
+    return {k: v for k, v in options.items() if k not in DEBUG_OPTIONS}
+
+
 class DebuggerView:
     """A live view (panel or text) that also shows how to attach, and forwards an AWS
     run's debugger port while it waits."""

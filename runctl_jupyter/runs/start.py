@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import RunctlError
 from ..store.folders import create_run, new_run_id, read_spec
 from .control import RunControl
+from .debugging import check_debugger, without_debugger
 from .results import Run
 
 # Train options the parser knows that are not built yet: refused, never silently ignored.
@@ -56,7 +57,6 @@ def check_options(options: dict, backend: str) -> None:
                     f"{_flag(name)} is for cloud runs: add --backend aws, or drop it for a local run"
                 )
     from ..distributed import plan
-    from .debugging import check_debugger
 
     # --gpus/--nproc-per-node/--nodes that cannot work (issue 10); --debug's rank and port
     check_debugger(options, plan(options, backend), backend)
@@ -202,7 +202,7 @@ class RunStarter(RunControl):
                 metrics=spec.get("metrics", []),
                 max_hours=spec.get("max_hours"),
                 grace_seconds=self.config.grace_seconds,
-                options=spec.get("options"),
+                options=without_debugger(spec.get("options")),  # a rerun never waits
                 environment=self._environment(workdir, merged),
                 rerun_of=spec.get("run_id"),
                 script_path=spec.get("script_path"),
