@@ -240,3 +240,38 @@ def test_a_waiting_aws_run_shows_the_command_forwards_the_port_and_ends_the_sess
     finally:
         view.finish({**row, "status": "succeeded"}, {})
     assert SESSIONS[session_id]["terminated"] and process.poll() is not None
+
+
+def test_a_debug_runs_bundle_pins_debugpy_and_ships_the_run_side(tmp_path):
+    """The instance installs debugpy for a --debug run (pinned to this machine's), and
+    gets agent/debugger.py; a run without --debug installs no debugpy."""
+    import importlib.metadata
+    import io
+    import tarfile
+
+    from runctl_jupyter.aws import bundle
+    from runctl_jupyter.store.folders import create_run
+
+    def folder(options: dict) -> tuple[Path, dict]:
+        spec = create_run(
+            tmp_path / f"runs-{len(options)}",
+            kind="cell",
+            code="import json\nx = 1\n",
+            params={},
+            experiment="e",
+            name="n",
+            project="p",
+            owner="o",
+            backend="aws",
+            workdir=str(tmp_path),
+            options=options,
+        )
+        return tmp_path / f"runs-{len(options)}" / spec["run_id"], spec
+
+    run_dir, spec = folder({"debugger": True, "debug_rank": 0, "debug_port": 5678})
+    data, requirements = bundle.build(run_dir, spec, {"kind": "s3"}, "auto")
+    assert f"debugpy=={importlib.metadata.version('debugpy')}" in requirements
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert "pkg/runctl_jupyter/agent/debugger.py" in tar.getnames()
+    plain_dir, plain = folder({})
+    assert not [r for r in bundle.requirements_for(plain_dir, plain, "auto") if "debugpy" in r]
