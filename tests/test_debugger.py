@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -52,6 +53,11 @@ def test_a_dap_client_stops_at_a_breakpoint_in_the_cell_reads_its_variables_and_
 
     def debug() -> None:
         event = wait_for(lambda: _waiting(home), timeout=60)
+        try:  # bound to 127.0.0.1 only: another loopback address (so any interface) is refused
+            socket.create_connection(("127.0.0.2", event["port"]), timeout=5).close()
+            caught["error"] = AssertionError("debugpy answers on 127.0.0.2: not 127.0.0.1 only")
+        except ConnectionRefusedError:
+            pass
         client = DapClient("127.0.0.1", event["port"])
         try:
             path = str(Path(event["run_dir"]) / "code.py")

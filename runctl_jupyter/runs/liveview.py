@@ -157,6 +157,9 @@ def follow_in_background(
     else:
         panel.show()
     ended = ("succeeded", "failed", "stopped", "lost")
+    from .debugging import with_debugger
+
+    view = with_debugger(session, run, panel)  # a --debug run: attach settings, forwarding
 
     def follow() -> None:
         first = True
@@ -165,9 +168,9 @@ def follow_in_background(
             if first:  # the panel starts from the whole history, not only what is new
                 events, first = session.store.events(run_id), False
             row = session.store.get(run_id)
-            panel.update(row, events)
+            view.update(row, events)
             if row["status"] in ended:
-                panel.finish(row, session.store.metrics(run_id))
+                view.finish(row, session.store.metrics(run_id))
                 return
             time.sleep(interval)
 
