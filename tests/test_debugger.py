@@ -266,3 +266,30 @@ def test_in_a_distributed_run_only_the_chosen_rank_waits(session, home):
     assert [(e["state"], e["rank"]) for e in events] == [("waiting", 1), ("timeout", 1)]
     output = (home / "runs" / run.id / "stdout.log").read_text()
     assert "rank 0 done" in output and "rank 1 done" in output
+
+
+def test_attach_after_detach_says_again_where_to_attach(session, home):
+    import io
+
+    from runctl_jupyter.runs.debugging import with_debugger
+    from runctl_jupyter.runs.liveview import TextView
+
+    run = session.train(
+        code=BODY,
+        params={"n": 2},
+        options={"debugger": True, "debug_rank": 0, "debug_port": 0, "debug_timeout": 60.0},
+        detach=True,
+    )
+    try:
+        waiting = wait_for(lambda: _waiting(home), timeout=60)
+        session.store.refresh(run.id)  # what `attach` does first: the event is no longer new
+        err = io.StringIO()
+        view = with_debugger(session, run, TextView(run, out=io.StringIO(), err=err))
+        view.update(session.store.get(run.id), session.store.refresh(run.id))
+        shown = err.getvalue()
+        assert f"waits 60 s for a debugger on 127.0.0.1:{waiting['port']}" in shown
+        assert f'"port": {waiting["port"]}' in shown
+        view.update(session.store.get(run.id), [])  # said once, not at every update
+        assert err.getvalue() == shown
+    finally:
+        session.stop(run.id)

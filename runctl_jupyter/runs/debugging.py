@@ -58,10 +58,21 @@ class DebuggerView:
         self.session, self.run_id, self.view = session, run_id, view
         self.replays_history = getattr(view, "replays_history", False)
         self.tunnel: Any = None
+        self.first = True
 
     def update(self, row: dict, events: list[dict]) -> None:
+        if self.first and not self.replays_history:  # `attach` after --detach: say it again
+            self.first = False
+            events = self._last_said(events) + events
         events = [self._with_attach(e) if e.get("type") == "debugger" else e for e in events]
         self.view.update(row, events)
+
+    def _last_said(self, events: list[dict]) -> list[dict]:
+        """The run's last `debugger` event, when it came before these (a view that shows
+        only new events would never show where to attach)."""
+        seen = {e.get("seq") for e in events}
+        said = [e for e in self.session.store.events(self.run_id) if e.get("type") == "debugger"]
+        return said[-1:] if said and said[-1].get("seq") not in seen else []
 
     def idle(self, seconds: float) -> None:
         self.view.idle(seconds)
