@@ -59,20 +59,29 @@ class DebuggerView:
         self.replays_history = getattr(view, "replays_history", False)
         self.tunnel: Any = None
         self.first = True
+        self.said: set = set()  # the seqs of the debugger events passed on, each once
 
     def update(self, row: dict, events: list[dict]) -> None:
         if self.first and not self.replays_history:  # `attach` after --detach: say it again
             self.first = False
             events = self._last_said(events) + events
-        events = [self._with_attach(e) if e.get("type") == "debugger" else e for e in events]
-        self.view.update(row, events)
+        shown = []
+        for event in events:
+            if event.get("type") == "debugger":
+                if event.get("seq") in self.said:
+                    continue
+                self.said.add(event.get("seq"))
+                event = self._with_attach(event)
+            shown.append(event)
+        self.view.update(row, shown)
 
     def _last_said(self, events: list[dict]) -> list[dict]:
         """The run's last `debugger` event, when it came before these (a view that shows
         only new events would never show where to attach)."""
-        seen = {e.get("seq") for e in events}
+        if any(e.get("type") == "debugger" for e in events):
+            return []
         said = [e for e in self.session.store.events(self.run_id) if e.get("type") == "debugger"]
-        return said[-1:] if said and said[-1].get("seq") not in seen else []
+        return said[-1:]
 
     def idle(self, seconds: float) -> None:
         self.view.idle(seconds)
