@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -79,3 +81,12 @@ def exit_event(events: list[dict]) -> dict:
     exits = [e for e in events if e["type"] == "exit"]
     assert exits, f"no exit event in {[e['type'] for e in events]}"
     return exits[-1]
+
+
+@contextlib.contextmanager
+def busy_port():
+    """A port of 127.0.0.1 that something listens on, for the block."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield busy.getsockname()[1]

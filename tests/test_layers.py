@@ -21,6 +21,9 @@ AWS_PACKAGES = {"boto3", "botocore"}
 # A whole-notebook run (`runctl execute`) runs papermill, and only on this machine:
 # `execute` has no --backend, so the instance never takes that path.
 LOCAL_ONLY = {("agent/runner.py", "papermill")}
+# `train --debug` runs debugpy in the run's process: agent/debugger.py imports it inside a
+# function, which the runner calls only for a --debug run (the bundle then pins debugpy).
+DEBUG_ONLY = {("agent/debugger.py", "debugpy")}
 
 
 def layer_order(text: str) -> dict[str, int]:
@@ -168,7 +171,7 @@ def test_the_modules_shipped_to_an_instance_import_only_the_standard_library():
             top = target.split(".")[0]
             if top in stdlib or top == "runctl_jupyter" or top == "__future__":
                 continue
-            if top in AWS_PACKAGES and rel in AWS_SIDE or (rel, top) in LOCAL_ONLY:
+            if top in AWS_PACKAGES and rel in AWS_SIDE or (rel, top) in LOCAL_ONLY | DEBUG_ONLY:
                 continue
             problems.append(f"runctl_jupyter/{rel}:{line} imports {target}")
     assert problems == [], "shipped to instances, stdlib only:\n" + "\n".join(problems)
@@ -209,3 +212,17 @@ def test_the_python_sent_as_text_imports_names_that_exist():
                     if not hasattr(module, alias.name) and not is_module(name):
                         problems.append(f"{where}: imports {name}, which does not exist")
     assert problems == [], "\n".join(problems)
+
+
+def test_the_optional_imports_of_shipped_modules_run_only_when_called():
+    """papermill and debugpy are imported inside the function that needs them, never
+    when the module is imported (an instance without them still runs every other run)."""
+    top_level = [
+        f"runctl_jupyter/{rel}:{line} imports {target} at module level"
+        for rel, package in sorted(LOCAL_ONLY | DEBUG_ONLY)
+        for line, target in imports(PACKAGE / rel, top_level_only=True)
+        if target.split(".")[0] == package
+    ]
+    assert top_level == []
+    for rel, package in LOCAL_ONLY | DEBUG_ONLY:
+        assert any(t.split(".")[0] == package for _, t in imports(PACKAGE / rel)), rel

@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, workdir)  # local modules import as they do in the notebook
     runctl.install_signal_handlers()
     try:
+        if (spec.get("options") or {}).get("debugger"):
+            from .debugger import wait_for_debugger  # imports debugpy: only for --debug
+
+            wait_for_debugger(runctl, spec, run_dir)
         RUNNERS[spec.get("kind", "cell")](run_dir, spec)
     except RunStopped:
         runctl.flush()

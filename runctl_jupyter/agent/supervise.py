@@ -224,7 +224,7 @@ class Agent(Stopping, Ending):
     def _tail_runtime(self) -> None:
         for record in self.runtime.read():
             kind = record.pop("type", None)
-            if kind in ("metric", "checkpoint", "warning", "model"):
+            if kind in ("metric", "checkpoint", "warning", "model", "debugger"):
                 self.events.write(kind, **record)
                 self.watch.saw(kind, record)
                 if kind == "metric":

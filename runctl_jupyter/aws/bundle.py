@@ -47,6 +47,7 @@ AGENT_MODULES = (
     "agent/stop.py",
     "agent/end.py",
     "agent/runner.py",
+    "agent/debugger.py",  # debugpy in a --debug run's process (imports debugpy only then)
     "agent/torchrun.py",  # multi-GPU runs under torchrun (the agent imports it when asked)
     "agent/clients.py",  # boto3 clients for S3 and EC2 on the instance
     "agent/s3.py",
@@ -217,6 +218,8 @@ def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> 
         modules = imported_modules(run_dir, spec)
         if spec.get("distributed") and importlib.util.find_spec("torch") is not None:
             modules.add("torch")  # torchrun comes with PyTorch, imported by the code or not
+        if (spec.get("options") or {}).get("debugger") and importlib.util.find_spec("debugpy"):
+            modules.add("debugpy")  # `train --debug`: debugpy in the run's process
         pins, unresolved = _resolve(modules, packages)
         local = local_modules(modules, spec.get("workdir"))
         missing = [m for m in unresolved if m not in local and importlib.util.find_spec(m) is None]

@@ -25,6 +25,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             *_read(region),
             *_launch(region, ec2),
             *_manage(region, ec2),
+            *_debugger(region, ec2, acct),
             *_setup_and_roles(ec2, acct),
             *_bucket(bucket),
         ],
@@ -188,6 +189,33 @@ def _manage(region: str, ec2: str) -> list[dict]:
             "Effect": "Allow",
             "Action": ["ec2:AttachVolume", "ec2:DetachVolume"],
             "Resource": [f"{ec2}:volume/*", f"{ec2}:instance/*"],
+        },
+    ]
+
+
+def _debugger(region: str, ec2: str, acct: str) -> list[dict]:
+    """`train --debug` on AWS: a port-forwarding session to a runctl-managed instance only,
+    with AWS-StartPortForwardingSession only; ending (and the plugin's data channel of)
+    the caller's own sessions (Session Manager's sample end-user policies)."""
+    return [
+        {
+            "Sid": "DebuggerPortForwarding",
+            "Effect": "Allow",
+            "Action": ["ssm:StartSession"],
+            "Resource": f"{ec2}:instance/*",
+            "Condition": {"StringEquals": {f"ssm:resourceTag/{tags.MANAGED}": "true"}},
+        },
+        {
+            "Sid": "PortForwardingDocument",
+            "Effect": "Allow",
+            "Action": ["ssm:StartSession"],
+            "Resource": f"arn:aws:ssm:{region}::document/AWS-StartPortForwardingSession",
+        },
+        {
+            "Sid": "OwnSessions",
+            "Effect": "Allow",
+            "Action": ["ssm:TerminateSession", "ssmmessages:OpenDataChannel"],
+            "Resource": f"arn:aws:ssm:{region}:{acct}:session/${{aws:userid}}-*",
         },
     ]
 

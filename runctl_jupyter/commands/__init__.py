@@ -99,7 +99,8 @@ def _top_parser(prog: str, parser_class: type) -> RunctlArgumentParser:
     top.add_argument(
         "--debug",
         action="store_true",
-        help="before COMMAND: show an error's full traceback (for a bug report), not its one line",
+        help="before COMMAND: show an error's full traceback (for a bug report), not its one "
+        "line (after `train`, --debug makes the run wait for a debugger)",
     )
     sub: argparse._SubParsersAction[Any] = top.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=parser_class
@@ -144,7 +145,8 @@ def split_line(line: str) -> list[str]:
 
 
 def strip_global(words: list[str]) -> tuple[bool, list[str]]:
-    """`--debug` before the command (`runctl --debug aws setup`): (debug, the other words)."""
+    """`--debug` before the command (`runctl --debug aws setup`): (debug, the other words).
+    After the command it is that command's own (`train --debug`: wait for a debugger)."""
     words = list(words)
     debug = False
     while words and words[0] == "--debug":

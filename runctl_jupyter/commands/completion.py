@@ -14,6 +14,7 @@ imported on the first call, never at `%load_ext`.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,8 +58,14 @@ def complete(
 
 
 def _options(parser: Any) -> dict[str, Any]:
-    """Each option string of a subparser, and its argparse action."""
-    return {spelling: action for action in parser._actions for spelling in action.option_strings}
+    """Each option string of a subparser, and its argparse action; not those its help
+    hides (a sweep parses `--debug` only to refuse it)."""
+    return {
+        spelling: action
+        for action in parser._actions
+        if action.help != argparse.SUPPRESS
+        for spelling in action.option_strings
+    }
 
 
 def _takes_value(action: Any) -> bool:

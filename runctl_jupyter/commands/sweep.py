@@ -11,6 +11,7 @@ from typing import Any
 from ..params.objectives import parse_objective
 from ..params.search import parse_grid, parse_grid_hyperparams, parse_space
 from ..params.values import BadParam
+from .debug_options import add_debugger, finish_debugger
 from .hyperparams import GridItem
 from .run_options import add_hyperparameters, add_run_options, finish_run
 from .train import train_options
@@ -79,6 +80,7 @@ def add_sweep(sub: Any) -> None:
     g.add_argument("--resume", metavar="SWEEP", help="continue a stopped or orphaned sweep")
     g.add_argument("--retry-failed", action="store_true", help="with --resume: rerun failed trials")
     add_run_options(p)
+    add_debugger(p, hidden=True)  # parsed only to say why a sweep refuses it
 
 
 def add_sweeps(sub: Any) -> None:
@@ -87,6 +89,7 @@ def add_sweeps(sub: Any) -> None:
 
 def finish_sweep(ns: argparse.Namespace) -> None:
     finish_run(ns)
+    finish_debugger(ns, sweep=True)
     grid: dict[str, list[Any]] = {}
     for kind, option, text in ns.grid_items or []:
         new = parse_grid([text], option) if kind == "grid" else parse_grid_hyperparams(text, option)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .debug_options import add_debugger, finish_debugger
 from .run_options import add_hyperparameters, add_run_options, finish_run
 
 __all__ = ["CALLS", "FINISH", "add_train", "train_options"]
@@ -32,6 +33,7 @@ def add_train(sub: Any) -> None:
     p.add_argument("script", nargs="?", metavar="SCRIPT", help="a .py file (shell: required)")
     add_hyperparameters(p, sweep=False)
     add_run_options(p)
+    add_debugger(p)
 
 
 # train fields passed as keyword arguments; every other run option goes in `options`
@@ -71,5 +73,10 @@ def _call_train(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "train", kw
 
 
-FINISH = {"train": finish_run}
+def _finish_train(ns: argparse.Namespace) -> None:
+    finish_run(ns)
+    finish_debugger(ns)
+
+
+FINISH = {"train": _finish_train}
 CALLS = {"train": _call_train}

@@ -25,6 +25,7 @@ class RunFeed:
         self.series: dict[str, MetricSeries] = {}
         self.log_tail: deque[tuple[str, str]] = deque(maxlen=max(1, log_tail_lines))
         self.warnings: deque[str] = deque(maxlen=3)
+        self.debugger: dict | None = None  # the last `debugger` event (train --debug)
         self.step: int | None = None
         self.total: int | None = self._initial_total(self.run)
         self._total_logged = False
@@ -93,6 +94,8 @@ class RunFeed:
                     self.log_tail.append((stream, line))
             elif kind == "warning":
                 self.warnings.append(str(event.get("message") or ""))
+            elif kind == "debugger":
+                self.debugger = event
             elif kind == "cost":
                 if isinstance(event.get("dollars"), (int, float)):
                     self.run["cost"] = max(self.run.get("cost") or 0.0, event["dollars"])

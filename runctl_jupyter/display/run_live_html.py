@@ -8,6 +8,7 @@ came from the run goes through `esc`.
 from __future__ import annotations
 
 from ._format import FINAL, LOCAL_COST, esc, fmt_cost, fmt_duration, run_elapsed
+from .debug_attach import attach_html
 from .figures import svg_chart
 from .run_feed import RunFeed
 from .summary import header_html
@@ -29,6 +30,8 @@ def live_header_html(feed: RunFeed) -> str:
     html_ = header_html(run, extra=" · ".join(facts))
     if feed.warnings:
         html_ += "".join(f'<div style="color:#ef6c00">⚠ {esc(w)}</div>' for w in feed.warnings)
+    if feed.debugger is not None and run.get("status") not in FINAL:
+        html_ += attach_html(feed.debugger)
     return html_
 
 

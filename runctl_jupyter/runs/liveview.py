@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from ..display.debug_attach import attach_lines
 from ..display.text import format_metric
 
 
@@ -51,6 +52,9 @@ class TextView:
                 self.err.write(f"[runctl] warning: {event.get('message')}\n")
             elif kind == "interrupt":
                 self.err.write(f"[runctl] {interrupt_line(event)}\n")
+            elif kind == "debugger":  # train --debug: where and how to attach
+                for line in attach_lines(event):  # launch.json's entry as is, to copy
+                    self.err.write(f"{line}\n" if line.startswith("{") else f"[runctl] {line}\n")
         if row["status"] != self.status:
             self.status = row["status"]
             self.err.write(f"[runctl] run {row['id']} ({row.get('name')}): {self.status}\n")
@@ -120,12 +124,14 @@ def in_kernel(shell: Any) -> bool:
 
 
 def make_view(session: Any, run: Any) -> Any:
+    from .debugging import with_debugger
+
     if in_kernel(session.shell):
         try:
-            return PanelView(session, run)
+            return with_debugger(session, run, PanelView(session, run))
         except ImportError:  # the panel needs ipywidgets + plotly
             pass
-    return TextView(run)
+    return with_debugger(session, run, TextView(run))
 
 
 def follow_in_background(
@@ -151,6 +157,9 @@ def follow_in_background(
     else:
         panel.show()
     ended = ("succeeded", "failed", "stopped", "lost")
+    from .debugging import with_debugger
+
+    view = with_debugger(session, run, panel)  # a --debug run: attach settings, forwarding
 
     def follow() -> None:
         first = True
@@ -159,9 +168,9 @@ def follow_in_background(
             if first:  # the panel starts from the whole history, not only what is new
                 events, first = session.store.events(run_id), False
             row = session.store.get(run_id)
-            panel.update(row, events)
+            view.update(row, events)
             if row["status"] in ended:
-                panel.finish(row, session.store.metrics(run_id))
+                view.finish(row, session.store.metrics(run_id))
                 return
             time.sleep(interval)
 

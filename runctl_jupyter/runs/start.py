@@ -12,6 +12,7 @@ from ..errors import RunctlError
 from ..store.folders import create_run, new_run_id, read_spec
 from .capture import Shipment
 from .control import RunControl
+from .debugging import check_debugger, without_debugger
 from .results import Run
 
 # Train options the parser knows that are not built yet: refused, never silently ignored.
@@ -66,7 +67,8 @@ def check_options(options: dict[str, Any], backend: str) -> None:
                 )
     from ..distributed import plan
 
-    plan(options, backend)  # --gpus/--nproc-per-node/--nodes that cannot work (issue 10)
+    # --gpus/--nproc-per-node/--nodes that cannot work (issue 10); --debug's rank and port
+    check_debugger(options, plan(options, backend), backend)
 
 
 class RunStarter(RunControl):
@@ -228,7 +230,7 @@ class RunStarter(RunControl):
                 metrics=spec.get("metrics", []),
                 max_hours=spec.get("max_hours"),
                 grace_seconds=self.config.grace_seconds,
-                options=spec.get("options"),
+                options=without_debugger(spec.get("options")),  # a rerun never waits
                 environment=self._environment(workdir, merged),
                 rerun_of=spec.get("run_id"),
                 script_path=spec.get("script_path"),

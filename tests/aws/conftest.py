@@ -7,7 +7,10 @@ moto is extended in this process where it falls short of AWS:
 - SendCommand with InstanceIds and no Targets fans out to every instance in moto
   (a moto bug); here it goes to the instances named, as in AWS;
 - command invocations start `Pending`; the instance fixture runs the script and
-  records its real exit code, output and status.
+  records its real exit code, output and status;
+- Session Manager's `StartSession` / `TerminateSession` (not implemented): answered as
+  the SSM API reference says (SessionId, TokenValue, StreamUrl), sessions kept in
+  SESSIONS (session id -> the request, and whether it was terminated).
 
 And made stricter where it is lenient: strict_aws.py refuses, with AWS's error code,
 status and message, the requests AWS refuses and moto accepts (docs/aws.md, "The
@@ -56,6 +59,7 @@ def _free_port() -> int:
 
 
 PLACEMENT_GROUPS: dict[str, dict[str, dict]] = {}  # region -> name -> group (moto has none)
+SESSIONS: dict[str, dict] = {}  # Session Manager sessions (moto has none): id -> facts
 
 
 def _ec2_error(code: str, message: str) -> Exception:
@@ -174,7 +178,44 @@ def _extend_moto() -> None:
         ]
 
     iam_models.IAMBackend._init_aws_policies = few_policies
+    _add_sessions(SimpleSystemManagerResponse)
     SimpleSystemManagerResponse._runctl_extended = True
+
+
+def _add_sessions(response_class: Any) -> None:
+    """StartSession and TerminateSession, answered as the SSM API reference shows
+    (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_StartSession.html):
+    a session id that begins with the caller's name, a token, and the data channel's
+    WebSocket URL. The strict layer has checked the request first (its StartSession rules)."""
+    import secrets
+
+    from moto.core.responses import ActionResult
+
+    def start_session(self: Any) -> ActionResult:
+        session_id = f"runctl-test-{secrets.token_hex(8)}"
+        SESSIONS[session_id] = {
+            "Target": self._get_param("Target"),
+            "DocumentName": self._get_param("DocumentName"),
+            "Parameters": self._get_param("Parameters"),
+            "terminated": False,
+        }
+        return ActionResult(
+            {
+                "SessionId": session_id,
+                "TokenValue": secrets.token_urlsafe(48),
+                "StreamUrl": f"wss://ssmmessages.{self.region}.amazonaws.com/v1/data-channel/"
+                f"{session_id}?role=publish_subscribe",
+            }
+        )
+
+    def terminate_session(self: Any) -> ActionResult:
+        session_id = self._get_param("SessionId")
+        if session_id in SESSIONS:
+            SESSIONS[session_id]["terminated"] = True
+        return ActionResult({"SessionId": session_id})
+
+    response_class.start_session = start_session
+    response_class.terminate_session = terminate_session
 
 
 @pytest.fixture(scope="session")
@@ -229,6 +270,7 @@ def aws(moto_server: str):
     req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     urllib.request.urlopen(req).read()
     PLACEMENT_GROUPS.clear()
+    SESSIONS.clear()
     _strict().reset()
     from runctl_jupyter.aws.clients import Clients
 

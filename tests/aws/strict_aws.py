@@ -781,6 +781,88 @@ def send_command_document_size(req: Request) -> None:
         raise Refusal("MaxDocumentSizeExceeded", "The size limit of a document is 64 KB.")
 
 
+SESSION_DOC = (
+    "https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_StartSession.html"
+)
+# The AWS-owned Session Manager documents (the user guide's "Start a session" page:
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-sessions-start.html)
+SESSION_DOCUMENTS = {
+    "SSM-SessionManagerRunShell",
+    "AWS-StartPortForwardingSession",
+    "AWS-StartPortForwardingSessionToRemoteHost",
+    "AWS-StartSSHSession",
+    "AWS-StartInteractiveCommand",
+    "AWS-StartNonInteractiveCommand",
+}
+
+
+def _session_invalid(field_name: str, value: str, constraint: str) -> Refusal:
+    return Refusal(
+        "ValidationException",
+        f"1 validation error detected: Value '{value}' at '{field_name}' failed to satisfy "
+        f"constraint: {constraint}",
+    )
+
+
+@rule("ssm", ("StartSession",), SESSION_DOC)
+def start_session_fields(req: Request) -> None:
+    """StartSession: Target not 1-400 long, DocumentName not ^[a-zA-Z0-9_\\-.:/]{3,128}$, Reason not ^.{1,256}$."""
+    # Target: Length Constraints: Minimum length of 1. Maximum length of 400.
+    # DocumentName: Pattern: ^[a-zA-Z0-9_\-.:/]{3,128}$. Reason: Pattern: ^.{1,256}$.
+    target = str(req.params.get("Target") or "")
+    if not 1 <= len(target) <= 400:
+        raise _session_invalid("target", target, "Member must have length between 1 and 400")
+    name = req.params.get("DocumentName")
+    if name is not None and not re.fullmatch(r"[a-zA-Z0-9_\-.:/]{3,128}", name):
+        raise _session_invalid(
+            "documentName",
+            name,
+            r"Member must satisfy regular expression pattern: ^[a-zA-Z0-9_\-.:/]{3,128}$",
+        )
+    reason = req.params.get("Reason")
+    if reason is not None and not re.fullmatch(r".{1,256}", reason):
+        raise _session_invalid(
+            "reason", reason, "Member must satisfy regular expression pattern: ^.{1,256}$"
+        )
+
+
+@rule("ssm", ("StartSession",), SESSION_DOC)
+def start_session_parameters(req: Request) -> None:
+    """StartSession: a Parameters key not 1-255 long, or a value list of strings not 1-65535 long."""
+    # Parameters: Map of string to array of strings; Key Length Constraints: 1-255;
+    # Array Members: 1-65535 ... (SessionManagerParameterValue: Length 1-65535).
+    for key, values in (req.params.get("Parameters") or {}).items():
+        if not 1 <= len(key) <= 255:
+            raise _session_invalid("parameters", key, "Map key must have length between 1 and 255")
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, str) or not 1 <= len(value) <= 65535:
+                raise _session_invalid(
+                    "parameters", str(value), "Member must have length between 1 and 65535"
+                )
+
+
+@rule("ssm", ("StartSession",), SESSION_DOC)
+def start_session_document(req: Request) -> None:
+    """StartSession: a DocumentName that is not a Session Manager document."""
+    # Errors: InvalidDocument, "The specified SSM document doesn't exist." (moto holds no
+    # session documents: the AWS-owned ones are listed above).
+    name = req.params.get("DocumentName")
+    if name is not None and name not in SESSION_DOCUMENTS:
+        raise Refusal("InvalidDocument", f"The specified SSM document {name} doesn't exist.")
+
+
+@rule("ssm", ("StartSession",), SESSION_DOC)
+def start_session_target_connected(req: Request) -> None:
+    """StartSession: a Target that is not a running instance of the region (not connected)."""
+    # Errors: TargetNotConnected, "The specified target managed node for the session isn't
+    # fully configured for use with Session Manager." An instance that does not run has
+    # no SSM agent online.
+    target = req.params.get("Target") or ""
+    running = [i for i in _live(req, [target]) if i.state == "running"]
+    if not running:
+        raise Refusal("TargetNotConnected", f"{target} is not connected.")
+
+
 # -- S3 ----------------------------------------------------------------------------
 
 BUCKET_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"

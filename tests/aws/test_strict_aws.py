@@ -371,6 +371,36 @@ CASES = [
         "InvalidBucketName",
         lambda aws, _: aws.s3.create_bucket(Bucket="runctl-data-s3alias"),
     ),
+    Case(
+        "start_session_fields",
+        "ValidationException",
+        lambda aws, _: aws.ssm.start_session(
+            Target="i-00000000000000001", DocumentName="AWS StartPortForwardingSession"
+        ),
+    ),
+    Case(
+        "start_session_parameters",
+        "ValidationException",
+        lambda aws, _: aws.ssm.start_session(
+            Target="i-00000000000000001",
+            DocumentName="AWS-StartPortForwardingSession",
+            Parameters={"portNumber": ["5" * 65536]},
+        ),
+    ),
+    Case(
+        "start_session_document",
+        "InvalidDocument",
+        lambda aws, _: aws.ssm.start_session(
+            Target="i-00000000000000001", DocumentName="AWS-StartPortForwarding"
+        ),
+    ),
+    Case(
+        "start_session_target_connected",
+        "TargetNotConnected",
+        lambda aws, _: aws.ssm.start_session(
+            Target="i-00000000000000001", DocumentName="AWS-StartPortForwardingSession"
+        ),
+    ),
 ]
 
 
@@ -450,6 +480,12 @@ def test_valid_requests_pass_every_rule(account):
         Comment="c" * 100,
         TimeoutSeconds=2592000,
         Parameters={"commands": ["true"]},
+    )
+    aws.ssm.start_session(
+        Target=inst,
+        DocumentName="AWS-StartPortForwardingSession",
+        Parameters={"portNumber": ["65535"], "localPortNumber": ["1"]},
+        Reason="r" * 256,
     )
     for bucket in ("runctl-123456789012-us-east-1", "a.b-c", "xn-runctl", "runctl-s3aliasx"):
         aws.s3.create_bucket(Bucket=bucket)
