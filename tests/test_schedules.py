@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import wait_for
-from conftest import ROOT
+from conftest import ROOT  # tests/conftest.py: the checkout
 from crontab import CronTab
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
@@ -62,8 +62,12 @@ def _runs(home: Path) -> list[Path]:
 
 
 def test_a_cron_schedule_is_a_crontab_entry_that_cron_can_fire(ip, tab, home):
-    Path("train.py").write_text("from runctl_jupyter.runtime import runctl\nrunctl.log(step=1, acc=0.5)\n")
-    out = _magic(ip, 'schedule add train.py --cron "0 3 * * 1" -p epochs=50 --schedule-name nightly')
+    Path("train.py").write_text(
+        "from runctl_jupyter.runtime import runctl\nrunctl.log(step=1, acc=0.5)\n"
+    )
+    out = _magic(
+        ip, 'schedule add train.py --cron "0 3 * * 1" -p epochs=50 --schedule-name nightly'
+    )
     # the next three fire times, all Mondays at 03:00 in this machine's zone
     expected = [f.strftime("%Y-%m-%d %H:%M") for f in next_fires("0 3 * * 1", 3)]
     assert all(e in out for e in expected), out
@@ -155,7 +159,10 @@ def test_a_failed_fired_run_shows_in_schedules(ip, tab, home):
         ('schedule add train.py --rate "7 hours"', "must divide an hour or a day"),
         ('schedule add train.py --cron "0 3 * * 1" --timezone Europe/Paris', "--timezone is for"),
         ('schedule add train.py --cron "0 3 * * 1" --max-data-age 7d', "goes with --on-new-data"),
-        ("schedule add train.py --on-new-data s3://my-data/in/ --max-data-age soon", "--max-data-age"),
+        (
+            "schedule add train.py --on-new-data s3://my-data/in/ --max-data-age soon",
+            "--max-data-age",
+        ),
         ('schedule add train.py --cron "0 3 * * 1" --schedule-name "a b"', "schedule name"),
         ('schedule add train.py --cron "0 3 * * 1" --instance-type g5.xlarge', "--backend aws"),
         ('schedule pause train --cron "0 3 * * 1"', "only `schedule add`"),
