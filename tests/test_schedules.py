@@ -157,7 +157,7 @@ def test_a_failed_fired_run_shows_in_schedules(ip, tab, home):
         ('schedule add train.py --cron "0 3 * * 1" --rate "1 day"', "exactly one of"),
         ('schedule add missing.py --cron "0 3 * * 1"', "no file 'missing.py'"),
         ('schedule add train.py --rate "7 hours"', "must divide an hour or a day"),
-        ('schedule add train.py --cron "0 3 * * 1" --timezone Europe/Paris', "--timezone is for"),
+        ('schedule add train.py --cron "0 3 * * 1" --timezone Europe/Paris', "unrecognized"),
         ('schedule add train.py --cron "0 3 * * 1" --max-data-age 7d', "goes with --on-new-data"),
         (
             "schedule add train.py --on-new-data s3://my-data/in/ --max-data-age soon",
@@ -168,10 +168,13 @@ def test_a_failed_fired_run_shows_in_schedules(ip, tab, home):
         ('schedule pause train --cron "0 3 * * 1"', "only `schedule add`"),
         ("schedule pause nope", "no schedule 'nope'"),
         ("schedule run '../x'", "schedule name"),
+        ('schedule add nb.ipynb --cron "0 3 * * 1" --backend aws', "drop --backend aws"),
+        ('schedule add train.py --cron "0 3 * * 1" -p epochs=5 --detach', "always detached"),
     ],
 )
 def test_bad_lines_say_what_to_do_and_create_nothing(ip, tab, home, line, says):
     Path("train.py").write_text("print(1)\n")
+    Path("nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     with pytest.raises(UsageError, match=None) as caught:
         ip.run_line_magic("runctl", line)
     message = str(caught.value)

@@ -69,7 +69,14 @@ _ADD_PARSERS = (
     schedule.add_schedules,
     aws.add_aws,
 )
-_FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH, **models.FINISH, **schedule.FINISH}
+_FINISH = {
+    **train.FINISH,
+    **sweep.FINISH,
+    **runs.FINISH,
+    **cost.FINISH,
+    **models.FINISH,
+    **schedule.FINISH,
+}
 _CALLS = {
     **train.CALLS,
     **sweep.CALLS,
@@ -189,7 +196,9 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
     ns.command = command
     ns.debug = debug
     if script_args and command not in ("train", "sweep", "schedule"):
-        raise UsageProblem(f"{sub.prog}: only train, sweep and schedule add take script arguments after --")
+        raise UsageProblem(
+            f"{sub.prog}: only train and sweep take script arguments after -- (and schedule add)"
+        )
     ns.args = script_args
     try:
         _FINISH.get(command, lambda ns: None)(ns)

@@ -18,12 +18,12 @@ SCHEDULE_EPILOG = """\
 examples:
   %runctl schedule add examples/01_quickstart.ipynb --cron "0 3 * * 1" -p epochs=50
   %runctl schedule add train.py --on-new-data s3://bucket/incoming/ --max-data-age 7d
-  %runctl schedule add train.py --rate "6 hours" --backend aws --timezone Europe/Paris
+  %runctl schedule add train.py --rate "6 hours" --backend aws --instance-type g5.xlarge
   %runctl schedule pause NAME | resume NAME | remove NAME | show NAME
   %runctl schedule run NAME          # fire now
 
-Local schedules are entries in your crontab (each calls `runctl schedule fire NAME`);
---backend aws makes an EventBridge Scheduler schedule that fires with the laptop closed."""
+A schedule is an entry in your crontab (it calls `runctl schedule fire NAME`), so it
+fires while this machine is on; --backend aws sends the fired runs to EC2."""
 
 # the train fields a fired run is started with (the rest go in its options)
 _RUN_KWARGS = (
@@ -38,30 +38,25 @@ _RUN_KWARGS = (
     "max_hours",
     "ship_objects",
 )
-_SCHEDULE_FIELDS = (
-    "action",
-    "target",
+# when and how it fires: Session.schedule(action="add", ...) keywords
+_HOW = (
     "cron",
     "rate",
-    "timezone",
     "on_new_data",
     "max_data_age",
     "settle",
     "check_every",
     "allow_overlap",
     "schedule_name",
-    "if_new_data",
-    "script",
-    "ship",
-    "detach",
 )
+_SCHEDULE_FIELDS = ("action", "target", *_HOW, "if_new_data", "script", "ship", "detach", "fresh")
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
 
 
 def add_schedule(sub: Any) -> None:
     p = sub.add_parser(
         "schedule",
-        help="fire runs on a cron, a rate or new S3 data: add, pause, resume, remove, run",
+        help="fire runs on a cron, a rate or new S3 data",
         description="Fire a SCRIPT.py or NOTEBOOK.ipynb on a schedule or when new data lands.",
         usage="%(prog)s add TARGET (--cron EXPR | --rate N UNIT | --on-new-data S3_URI) "
         "[options] | pause NAME | resume NAME | remove NAME | run NAME | show NAME",
@@ -72,7 +67,6 @@ def add_schedule(sub: Any) -> None:
     g = p.add_argument_group("when it fires")
     g.add_argument("--cron", metavar="EXPR", help='five cron fields, e.g. "0 3 * * 1"')
     g.add_argument("--rate", metavar="INTERVAL", help='"6 hours", "30 minutes", "1 day"')
-    g.add_argument("--timezone", metavar="TZ", help="aws: the cron's time zone, e.g. Europe/Paris")
     g.add_argument("--on-new-data", metavar="S3_URI", help="fire when the prefix holds new objects")
     g.add_argument("--max-data-age", metavar="AGE", help="refuse data older than this, e.g. 7d")
     g.add_argument("--settle", metavar="SECONDS", help="wait for uploads to stop (default 60s)")
@@ -90,7 +84,7 @@ def add_schedule(sub: Any) -> None:
 def add_schedules(sub: Any) -> None:
     sub.add_parser(
         "schedules",
-        help="schedules: next fire, last run and its status, enabled",
+        help="list schedules: next fire, last run",
         description="List schedules: when they fire next, their last run and its status.",
     )
 
@@ -122,8 +116,11 @@ def _finish_schedule(ns: argparse.Namespace) -> None:
         )
     if ns.params_var is not None:
         raise BadParam("a schedule keeps its hyperparameters: give them with -p KEY=VALUE")
-    if ns.detach:
-        raise BadParam("a fired run is always detached: drop --detach")
+    if ns.detach or ns.fresh:
+        raise BadParam(
+            "a fired run is always detached and uses only the options given here: "
+            "drop --detach and --fresh"
+        )
     finish_run(ns)
 
 
@@ -133,7 +130,7 @@ def _call_schedule(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     run = {k: getattr(ns, k) for k in _RUN_KWARGS}
     run["args"], run["tags"], run["metrics"] = list(ns.args), list(ns.tags), list(ns.metrics)
     run["options"] = train_options(ns, exclude=_RUN_KWARGS + _SCHEDULE_FIELDS)
-    how = {k: getattr(ns, k) for k in _SCHEDULE_FIELDS[2:11]}
+    how = {k: getattr(ns, k) for k in _HOW}
     how["region"] = ns.region
     return "schedule", {"action": "add", "target": ns.target, "run": run, **how}
 

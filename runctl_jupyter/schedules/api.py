@@ -1,7 +1,8 @@
 """What `Session.schedule(...)` and `Session.schedules()` do. Everything a new schedule
-needs is checked before anything is written (the target, the cron or rate, the time
-zone, the data URI, the run options); then its file, then its clock (a crontab entry,
-or an EventBridge Scheduler schedule): when the clock cannot be made, the file goes."""
+needs is checked before anything is written (the target, the cron or rate, the data
+URI, the run options); then its file, then its clock (a crontab entry): when the clock
+cannot be made, the file goes. `--backend aws` sends the fired runs to AWS; the clock
+is still this machine's crontab (EventBridge Scheduler is not built yet)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from .fire import fire, last_run_still_active, when_text
 NOTEBOOK_OPTIONS = ("params", "experiment", "name")  # what `execute` takes
 DEFAULT_SETTLE = 60.0
 DEFAULT_CHECK_EVERY = 300.0
+# EventBridge Scheduler (fires with this machine off) is not built yet: said at every add
+CLOCK_NOTE = (
+    "clock: this machine's crontab, so each fire needs this machine on; the runs go to AWS "
+    "(an EventBridge Scheduler clock that fires with the laptop closed is not built yet)"
+)
 
 
 def _target(target: str | None) -> tuple[str, str]:
@@ -60,7 +66,7 @@ def _run_options(kind: str, backend: str, run: dict) -> dict:
         k: v for k, v in run.items() if v not in (None, (), [], {}, False) or k == "ship_objects"
     }
     if kind == "notebook":
-        extra = sorted(k for k in run if k not in (*NOTEBOOK_OPTIONS, "backend", "ship_objects"))
+        extra = sorted(k for k in run if k not in (*NOTEBOOK_OPTIONS, "ship_objects", "options"))
         extra += sorted(k for k, v in (run.get("options") or {}).items() if v not in (None, False))
         if extra:
             raise RunctlError(
@@ -79,14 +85,13 @@ def add(session: Any, target: str | None, run: dict, **how: Any) -> str:
     """`schedule add TARGET --cron/--rate/--on-new-data ...`: checked, then made."""
     backend = run.pop("backend", None) or session.config.backend
     path, kind = _target(target)
-    when = _when(how.get("cron"), how.get("rate"), how.get("on_new_data"), how.get("check_every"))
-    if how.get("timezone") and backend == "local":
+    if backend == "aws" and kind == "notebook":
         raise RunctlError(
-            "--timezone is for --backend aws; a local schedule fires in this machine's "
-            "time zone (cron's): drop --timezone"
+            "a notebook schedule runs on this machine (like `execute`): drop --backend aws, "
+            "or schedule a SCRIPT.py for AWS runs"
         )
-    zone = how.get("timezone") or ""
-    timing.zone_info(zone)
+    when = _when(how.get("cron"), how.get("rate"), how.get("on_new_data"), how.get("check_every"))
+    zone = ""  # cron's: this machine's (a zone of its own comes with the EventBridge clock)
     schedule = {
         "format": 1,
         "name": files.check_schedule_name(how.get("schedule_name") or files.name_from_target(path)),
@@ -102,10 +107,6 @@ def add(session: Any, target: str | None, run: dict, **how: Any) -> str:
         "created": time.time(),
         "history": [],
     }
-    if backend == "aws":
-        from .cloud import check_cloud_schedule
-
-        check_cloud_schedule(schedule)
     home = session.store.home
     files.create_schedule(home, schedule)
     try:
@@ -141,9 +142,7 @@ def _make_clock(session: Any, schedule: dict) -> list[str]:
         fires = timing.next_fires(schedule["cron"], 3, tz=schedule["timezone"])
         lines.append("next fires: " + ", ".join(f.strftime("%Y-%m-%d %H:%M %Z") for f in fires))
     if schedule["backend"] == "aws":
-        from .cloud import create_cloud_schedule
-
-        return lines + create_cloud_schedule(session, schedule)
+        lines.append(CLOCK_NOTE)
     from .crontab import install_entry
 
     cron = schedule["cron"] or timing.rate_as_cron(*schedule["rate"])
@@ -165,18 +164,13 @@ def set_enabled(session: Any, name: str, enabled: bool) -> str:
     home = session.store.home
     with files.locked(home, name):
         schedule = files.read_schedule(home, name)
-        if schedule["backend"] == "aws":
-            from .cloud import set_cloud_enabled
+        from .crontab import set_entry_enabled
 
-            set_cloud_enabled(session, schedule, enabled)
-        else:
-            from .crontab import set_entry_enabled
-
-            if not set_entry_enabled(session.config.crontab_file, name, enabled):
-                raise RunctlError(
-                    f"schedule {name} has no crontab entry (removed by hand?): "
-                    f"`schedule remove {name}` and add it again"
-                )
+        if not set_entry_enabled(session.config.crontab_file, name, enabled):
+            raise RunctlError(
+                f"schedule {name} has no crontab entry (removed by hand?): "
+                f"`schedule remove {name}` and add it again"
+            )
         schedule["enabled"] = enabled
         files.write_schedule(home, schedule)
     return f"schedule {name} {'resumed' if enabled else 'paused'}"
@@ -185,15 +179,10 @@ def set_enabled(session: Any, name: str, enabled: bool) -> str:
 def remove(session: Any, name: str) -> str:
     home = session.store.home
     with files.locked(home, name):
-        schedule = files.read_schedule(home, name)
-        if schedule["backend"] == "aws":
-            from .cloud import delete_cloud_schedule
+        files.read_schedule(home, name)  # one line when there is no such schedule
+        from .crontab import remove_entry
 
-            delete_cloud_schedule(session, schedule)
-        else:
-            from .crontab import remove_entry
-
-            remove_entry(session.config.crontab_file, name)
+        remove_entry(session.config.crontab_file, name)
         files.delete_schedule(home, name)
     return f"schedule {name} removed (its runs stay: `%runctl runs`)"
 
