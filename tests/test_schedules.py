@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import wait_for
-from conftest import ROOT  # tests/conftest.py: the checkout
 from crontab import CronTab
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from runctl_jupyter.schedules.timing import next_fires
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout, for cron's PYTHONPATH
 
 
 def _magic(ip, line: str) -> str:

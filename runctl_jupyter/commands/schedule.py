@@ -9,7 +9,7 @@ from typing import Any
 
 from ..params.values import BadParam
 from .run_options import add_hyperparameters, add_run_options, finish_run
-from .train import train_options
+from .train import TRAIN_KWARGS, train_options
 
 __all__ = ["CALLS", "FINISH", "add_schedule", "add_schedules"]
 
@@ -25,19 +25,8 @@ examples:
 A schedule is an entry in your crontab (it calls `runctl schedule fire NAME`), so it
 fires while this machine is on; --backend aws sends the fired runs to EC2."""
 
-# the train fields a fired run is started with (the rest go in its options)
-_RUN_KWARGS = (
-    "args",
-    "params",
-    "experiment",
-    "name",
-    "project",
-    "tags",
-    "backend",
-    "metrics",
-    "max_hours",
-    "ship_objects",
-)
+# the train keywords a fired run is started with (the rest go in its options)
+_RUN_KWARGS = tuple(k for k in TRAIN_KWARGS if k not in ("script", "detach", "ship"))
 # when and how it fires: Session.schedule(action="add", ...) keywords
 _HOW = (
     "cron",

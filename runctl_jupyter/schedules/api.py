@@ -235,11 +235,7 @@ class ScheduleTable:
                 text += f"\n  {format_time(entry.get('time'))}  {entry.get('status'):<8} {entry.get('run') or '-':<12} {why}"
         return text
 
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
+    __repr__ = __str__  # IPython's text form too
 
     def _repr_html_(self) -> str:
         import html
