@@ -101,8 +101,9 @@ def test_pause_resume_remove_and_run_now(ip, tab, home):
     assert not _entry(tab, "job").is_enabled()
     assert tab.read_text().lstrip().startswith("#")  # cron skips it
     done = _run_as_cron(tab, "job", home)
-    assert done.returncode == 0 and "paused" in done.stdout
+    assert done.returncode == 0 and done.stdout == ""  # nothing for cron to mail
     assert _runs(home) == []
+    assert "is paused: nothing fired" in _magic(ip, "schedule fire job")
     assert "paused" in _magic(ip, "schedules")
     _magic(ip, "schedule resume job")
     assert _entry(tab, "job").is_enabled()
@@ -204,3 +205,41 @@ def test_next_fire_times_follow_cron_day_rules_and_time_zones():
     spring = dt.datetime(2026, 3, 28, 12, 0, tzinfo=dt.timezone.utc)
     fires = next_fires("30 2 * * *", 2, after=spring, tz="Europe/Paris")
     assert [f.day for f in fires] == [30, 31]
+
+
+def test_a_notebook_schedule_fires_like_execute_with_its_params(ip, tab, home):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params_cell = nbformat.v4.new_code_cell("epochs = 1")
+    params_cell.metadata["tags"] = ["parameters"]
+    nb.cells = [params_cell, nbformat.v4.new_code_cell("print('epochs is', epochs * 10)")]
+    Path("examples").mkdir()
+    nbformat.write(nb, "examples/quickstart.ipynb")
+    out = _magic(ip, 'schedule add examples/quickstart.ipynb --cron "0 3 * * 1" -p epochs=50')
+    assert "schedule quickstart added" in out
+    assert _schedule_file(home, "quickstart")["target"] == str(
+        Path("examples/quickstart.ipynb").resolve()
+    )
+    done = _run_as_cron(tab, "quickstart", home)
+    assert "fired run" in done.stdout, done.stderr
+    run_id = _schedule_file(home, "quickstart")["history"][-1]["run"]
+    output = home / "runs" / run_id / "output.ipynb"
+    wait_for(output.is_file, timeout=120, interval=0.5)
+    wait_for(lambda: "succeeded" in _magic(ip, "schedules"), timeout=120, interval=0.5)
+    executed = nbformat.read(str(output), as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "epochs is 500" in printed
+    spec = json.loads((home / "runs" / run_id / "spec.json").read_text())
+    assert spec["kind"] == "notebook" and spec["trigger"]["schedule"] == "quickstart"
+
+
+def test_a_fire_that_cannot_start_its_run_is_recorded_and_shown(ip, tab, home):
+    Path("gone.py").write_text("print(1)\n")
+    _magic(ip, 'schedule add gone.py --cron "0 3 * * 1"')
+    Path("gone.py").unlink()
+    done = _run_as_cron(tab, "gone", home)
+    assert done.returncode == 2 and "could not start a run of schedule gone" in done.stderr
+    assert done.stderr.count("\n") == 1  # one line
+    assert _schedule_file(home, "gone")["history"][-1]["status"] == "failed"
+    assert "last fire failed: could not start" in _magic(ip, "schedules")

@@ -14,7 +14,7 @@ from ..display.text import format_duration, format_time, table_html, table_text
 from ..errors import RunctlError
 from . import files, timing
 from .data import parse_s3_prefix
-from .fire import fire, last_run_still_active, when_text
+from .fire import Nothing, fire, last_run_still_active, when_text
 
 NOTEBOOK_OPTIONS = ("params", "experiment", "name")  # what `execute` takes
 DEFAULT_SETTLE = 60.0
@@ -197,7 +197,9 @@ def schedule(session: Any, action: str, name: str | None = None, **kwargs: Any) 
     if action == "remove":
         return remove(session, name)
     if action in ("run", "fire"):
-        return fire(session, name, kwargs.get("if_new_data", False), manual=action == "run")
+        said = fire(session, name, kwargs.get("if_new_data", False), manual=action == "run")
+        quiet = action == "fire" and session.shell is None and isinstance(said, Nothing)
+        return None if quiet else said  # cron mails what a command prints: not every check
     return ScheduleTable(session, [files.read_schedule(session.store.home, name)], history=True)
 
 

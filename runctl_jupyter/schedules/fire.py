@@ -15,13 +15,18 @@ from . import data as data_mod
 from .files import locked, read_manifest, read_schedule, write_manifest, write_schedule
 
 
+class Nothing(str):
+    """A fire that did nothing worth a line in cron's mail (paused, no new data yet)."""
+
+
 def fire(session: Any, name: str, if_new_data: bool = False, manual: bool = False) -> str:
-    """Fire once if due; returns one line saying what happened (cron mails it, if set)."""
+    """Fire once if due; returns one line saying what happened (cron mails it: a fire, a
+    skip, a refusal; a `Nothing` only in a notebook)."""
     home = session.store.home
     with locked(home, name):
         schedule = read_schedule(home, name)
         if not schedule.get("enabled", True) and not manual:
-            return f"schedule {name} is paused: nothing fired (`schedule resume {name}`)"
+            return Nothing(f"schedule {name} is paused: nothing fired (`schedule resume {name}`)")
         now = time.time()
         why: dict[str, Any] = {
             "schedule": name,
@@ -87,7 +92,7 @@ def _check_data(session: Any, schedule: dict, only_if_new: bool, now: float) -> 
     manifest = data_mod.manifest_of(objects)
     fresh = data_mod.new_objects(objects, read_manifest(home, name))
     if only_if_new and not fresh:
-        return f"no new data in {settings['uri']}: nothing fired"
+        return Nothing(f"no new data in {settings['uri']}: nothing fired")
     wait = data_mod.unsettled_for(fresh, float(settings.get("settle") or 0), now)
     if only_if_new and wait > 0:
         return (
