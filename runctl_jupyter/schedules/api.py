@@ -211,7 +211,7 @@ class ScheduleTable:
 
     def __init__(self, session: Any, schedules: list[dict], history: bool = False) -> None:
         self.schedules = schedules
-        self.rows = [_row(session, s) for s in schedules]
+        self.rows = [schedule_row(session, s) for s in schedules]
         self.history = history
 
     def _cells(self) -> list[list[str]]:
@@ -250,7 +250,7 @@ class ScheduleTable:
         return table_html(self.HEADER, self._cells()) + notes
 
 
-def _row(session: Any, schedule: dict) -> dict:
+def schedule_row(session: Any, schedule: dict) -> dict:
     """One schedule as plain data (the lab sidebar can use it as is)."""
     history = schedule.get("history") or []
     last = next((e for e in reversed(history) if e.get("run")), None)
