@@ -128,6 +128,8 @@ def test_fires_never_overlap_a_running_run_unless_allowed(ip, tab, home):
     history = _schedule_file(home, "slow")["history"]
     assert [h["status"] for h in history] == ["started", "skipped"]
     assert "skipped" in _magic(ip, "schedules")
+    shown = _magic(ip, "schedule show slow")  # the history of fires
+    assert "started" in shown and "still running" in shown
 
     _magic(ip, 'schedule add slow.py --cron "* * * * *" --allow-overlap --schedule-name slow2')
     for _ in range(2):

@@ -87,8 +87,18 @@ def _check_data(session: Any, schedule: dict, only_if_new: bool, now: float) -> 
     """{"why", "manifest"} to fire with, or the one line that says why not."""
     settings, home, name = schedule["data"], session.store.home, schedule["name"]
     bucket, prefix = data_mod.parse_s3_prefix(settings["uri"])
-    s3 = session.backend("aws").clients_for(settings.get("region")).s3
-    objects = data_mod.list_prefix(s3, bucket, prefix)
+    try:
+        s3 = session.backend("aws").clients_for(settings.get("region")).s3
+        objects = data_mod.list_prefix(s3, bucket, prefix)
+    except Exception as exc:  # a botocore error: one line on the schedule, then raised
+        from ..aws.errors import explain, is_aws
+
+        if not is_aws(exc) and not isinstance(exc, RunctlError):
+            raise
+        line = f"could not list {settings['uri']}: {exc if isinstance(exc, RunctlError) else explain(exc)}"
+        _note(schedule, {"time": now, "status": "failed", "run": None, "why": line})
+        write_schedule(home, schedule)
+        raise RunctlError(line) from exc
     manifest = data_mod.manifest_of(objects)
     fresh = data_mod.new_objects(objects, read_manifest(home, name))
     if only_if_new and not fresh:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from crontab import CronTab
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from runctl_jupyter.schedules.data import list_prefix, manifest_digest, manifest_of
@@ -123,3 +124,14 @@ def test_stale_data_is_refused_with_its_reason_on_the_schedule(ip, aws, data, ho
     assert schedule["refused"]["why"].startswith("stale data: the newest object")
     assert schedule["history"][-1]["status"] == "refused"
     assert "last fire refused: stale data" in _magic(ip, "schedules")
+
+
+def test_a_prefix_that_cannot_be_listed_is_a_failed_fire_on_the_schedule(ip, aws, data, home):
+    _magic(ip, "schedule add train.py --on-new-data s3://no-such-bucket/in/ --schedule-name lost")
+    with pytest.raises(UsageError, match="could not list s3://no-such-bucket/in/") as caught:
+        ip.run_line_magic("runctl", "schedule fire lost --if-new-data")
+    assert "NoSuchBucket" in str(caught.value) and "\n" not in str(caught.value).strip()
+    schedule = json.loads((home / "schedules" / "lost.json").read_text())
+    assert schedule["history"][-1]["status"] == "failed"
+    assert "last fire failed: could not list" in _magic(ip, "schedules")
+    assert not (home / "runs").exists() or _runs(home) == []
