@@ -245,3 +245,18 @@ def test_a_fire_that_cannot_start_its_run_is_recorded_and_shown(ip, tab, home):
     assert done.stderr.count("\n") == 1  # one line
     assert _schedule_file(home, "gone")["history"][-1]["status"] == "failed"
     assert "last fire failed: could not start" in _magic(ip, "schedules")
+
+
+def test_the_aws_spelling_of_a_schedule_for_the_eventbridge_clock():
+    from runctl_jupyter.errors import RunctlError
+    from runctl_jupyter.schedules.timing import aws_expression, parse_rate
+
+    # six fields, weekdays by name (AWS counts 1-7 from Sunday), `?` in one day field
+    assert aws_expression("0 3 * * 1", None) == "cron(0 3 ? * MON *)"
+    assert aws_expression("0 3 * * 0,7", None) == "cron(0 3 ? * SUN *)"
+    assert aws_expression("@daily", None) == "cron(0 0 * * ? *)"
+    assert aws_expression("30 6 1 */3 *", None) == "cron(30 6 1 1,4,7,10 ? *)"
+    assert aws_expression(None, parse_rate("1 hours")) == "rate(1 hour)"
+    assert aws_expression(None, parse_rate("6h")) == "rate(6 hours)"
+    with pytest.raises(RunctlError, match="day of the month OR a weekday"):
+        aws_expression("0 3 1 * 1", None)
