@@ -90,6 +90,10 @@ class Runctl(Configurable):
         config=True
     )
     log_tail_lines = Int(30, help="Lines of log shown in a live run's panel.").tag(config=True)
+    crontab_file = Unicode(
+        help="Crontab file local schedules are written to (default $RUNCTL_CRONTAB, else the "
+        "user's crontab, as `crontab -l` shows it).",
+    ).tag(config=True)
     debug = Bool(
         False,
         help="Show an error's full traceback (for a bug report) instead of its one line "

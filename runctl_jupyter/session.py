@@ -95,6 +95,19 @@ class Session(RunStarter):
 
         return models(self, action, name, target, alias, mlflow)
 
+    def schedule(self, action: str, name: str | None = None, **kwargs: Any) -> Any:
+        """`runctl schedule add|pause|resume|remove|run|fire|show` (runctl_jupyter/schedules/)."""
+        from .schedules.api import schedule
+
+        return schedule(self, action, name, **kwargs)
+
+    def schedules(self) -> Any:
+        """`runctl schedules`: name, when, next fire, last run and its status, enabled."""
+        from .schedules.api import ScheduleTable
+        from .schedules.files import all_schedules
+
+        return ScheduleTable(self, all_schedules(self.store.home))
+
     def _kept_instance(self, run_id: str) -> tuple[str | None, str]:
         """The instance `run_id` kept or reused, if it ended and the instance still
         runs: (its id, "") or (None, why not, "" when there is nothing to say)."""

@@ -44,7 +44,7 @@ def ours(ip, text: str) -> list[str]:
 
 def test_subcommands_and_a_prefix(ip):
     assert complete(ip, "%runctl ") == COMMANDS
-    assert complete(ip, "%runctl s") == ["sweep", "show", "stop", "sweeps"]
+    assert complete(ip, "%runctl s") == ["sweep", "show", "stop", "sweeps", "schedule", "schedules"]
     assert complete(ip, "%%runctl sw") == ["sweep", "sweeps"]
     assert complete(ip, "%runctl --debug ru") == ["runs"]
     assert complete(ip, "%runctl --d") == ["--debug"]

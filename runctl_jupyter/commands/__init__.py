@@ -11,7 +11,8 @@ kernel can print it.
 Each command is parsed in the module named for it or its group: train.py (with
 run_options.py, the options every run takes), sweep.py (sweep, sweeps), runs.py
 (runs, show, logs, attach, stop, resume, rerun, compare, execute), cost.py, and
-aws.py (aws, resources, cleanup), models.py (the model registry). A module adds its subparsers, finishes its
+aws.py (aws, resources, cleanup), models.py (the model registry), schedule.py (schedule,
+schedules). A module adds its subparsers, finishes its
 namespace after parsing (FINISH) and maps it to a Session call (CALLS).
 Shared by them: argparser.py (raise, never exit), value_types.py and hyperparams.py
 (-p and --hyperparams kept in line order).
@@ -26,7 +27,7 @@ import shlex
 from typing import Any
 
 from ..params.values import BadParam
-from . import aws, cost, models, runs, sweep, train
+from . import aws, cost, models, runs, schedule, sweep, train
 from .argparser import HelpRequested, RunctlArgumentParser, UsageProblem
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 
 COMMANDS = (
     "train sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
-    "cost execute context models aws"
+    "cost execute context models schedule schedules aws"
 ).split()
 
 # each adds its subparsers, in the order `runctl --help` lists them
@@ -64,9 +65,18 @@ _ADD_PARSERS = (
     runs.add_execute,
     runs.add_context,
     models.add_models,
+    schedule.add_schedule,
+    schedule.add_schedules,
     aws.add_aws,
 )
-_FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH, **models.FINISH}
+_FINISH = {
+    **train.FINISH,
+    **sweep.FINISH,
+    **runs.FINISH,
+    **cost.FINISH,
+    **models.FINISH,
+    **schedule.FINISH,
+}
 _CALLS = {
     **train.CALLS,
     **sweep.CALLS,
@@ -74,6 +84,7 @@ _CALLS = {
     **cost.CALLS,
     **aws.CALLS,
     **models.CALLS,
+    **schedule.CALLS,
 }
 
 
@@ -188,8 +199,10 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
         raise UsageProblem(f"{sub.prog}: {exc}", sub.format_usage()) from None
     ns.command = command
     ns.debug = debug
-    if script_args and command not in ("train", "sweep"):
-        raise UsageProblem(f"{sub.prog}: only train and sweep take script arguments after --")
+    if script_args and command not in ("train", "sweep", "schedule"):
+        raise UsageProblem(
+            f"{sub.prog}: only train and sweep take script arguments after -- (and schedule add)"
+        )
     ns.args = script_args
     try:
         _FINISH.get(command, lambda ns: None)(ns)

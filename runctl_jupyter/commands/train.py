@@ -10,7 +10,7 @@ from typing import Any
 from .debug_options import add_debugger, finish_debugger
 from .run_options import add_hyperparameters, add_run_options, finish_run
 
-__all__ = ["CALLS", "FINISH", "add_train", "train_options"]
+__all__ = ["CALLS", "FINISH", "TRAIN_KWARGS", "add_train", "train_options"]
 
 TRAIN_EPILOG = """\
 examples:
@@ -37,7 +37,7 @@ def add_train(sub: Any) -> None:
 
 
 # train fields passed as keyword arguments; every other run option goes in `options`
-_TRAIN_KWARGS = (
+TRAIN_KWARGS = (
     "script",
     "args",
     "params",
@@ -56,7 +56,7 @@ _NOT_OPTIONS = {"command", "params_var", "help"}
 
 
 def train_options(
-    ns: argparse.Namespace, exclude: tuple[str, ...] = _TRAIN_KWARGS
+    ns: argparse.Namespace, exclude: tuple[str, ...] = TRAIN_KWARGS
 ) -> dict[str, Any]:
     """Every run option that is not a keyword argument of its own, by canonical name."""
     return {
@@ -67,7 +67,7 @@ def train_options(
 
 
 def _call_train(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    kw = {k: getattr(ns, k) for k in _TRAIN_KWARGS}
+    kw = {k: getattr(ns, k) for k in TRAIN_KWARGS}
     kw["args"], kw["tags"], kw["metrics"] = tuple(ns.args), tuple(ns.tags), tuple(ns.metrics)
     kw["options"] = train_options(ns)
     return "train", kw

@@ -184,6 +184,10 @@ def summary_html(run: dict, metrics: dict, record_path: str | None = None) -> st
     err = error_text(run.get("error"))
     if err:
         facts.append(("error", f'<span style="color:#c62828">{esc(err)}</span>'))
+    from ..record.facts import trigger_text
+
+    if trigger_text(run.get("trigger")):
+        facts.append(("fired by", esc(trigger_text(run.get("trigger")))))
     link = record_link(record_path, run.get("id"))
     if link:
         facts.append(("record", link))

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..distributed import describe as describe_processes
 from ..errors import RunctlError
-from .facts import RunFacts
+from .facts import RunFacts, trigger_text
 from .figure import metrics_figure
 from .notebook import (
     PLOTLY_MIME,
@@ -107,6 +107,8 @@ def summary_markdown(facts: RunFacts) -> str:
         rows.append(("Tags", ", ".join(map(str, spec["tags"]))))
     if spec.get("rerun_of"):
         rows.append(("Rerun of", spec["rerun_of"]))
+    if trigger_text(spec.get("trigger")):
+        rows.append(("Fired by", trigger_text(spec.get("trigger"))))
     error = summary.get("error") or {}
     if summary["status"] == "failed" and error:
         rows.append(("Error", f"{error.get('type', '')}: {error.get('message', '')}"))

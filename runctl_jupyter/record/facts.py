@@ -176,3 +176,28 @@ def _tail_text(path: Path, max_bytes: int = 8 * MAX_OUTPUT_CHARS) -> list[str]:
     if size > max_bytes and lines:
         lines = lines[1:]  # the first one is cut
     return lines
+
+
+def trigger_text(trigger: Any) -> str:
+    """Why a schedule fired a run, in one line (spec["trigger"]; "" for a run started
+    by hand): `schedule nightly (cron 0 3 * * 1) at 2026-12-07 03:00 UTC; 3 new objects
+    (s3://b/in/a.csv, ...); manifest sha256:1f2e...`."""
+    if not isinstance(trigger, dict) or not trigger.get("schedule"):
+        return ""
+    import time
+
+    fired = trigger.get("fired")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(fired))
+        if isinstance(fired, (int, float))
+        else "?"
+    )
+    text = f"schedule {trigger['schedule']} ({trigger.get('reason') or 'fired'}) at {when}"
+    objects = trigger.get("objects") or []
+    if objects or trigger.get("new_objects"):
+        count = int(trigger.get("new_objects") or len(objects))
+        shown = ", ".join(map(str, objects[:3])) + (", ..." if count > 3 else "")
+        text += f"; {count} new object{'s' * (count != 1)} ({shown})"
+    if trigger.get("manifest"):
+        text += f"; manifest {trigger['manifest']}"
+    return text

@@ -214,14 +214,18 @@ class RunTable:
         return table_html(self.HEADER, self._cells())
 
 
-def _processes(row: dict[str, Any]) -> list[tuple[str, str]]:
+def _spec(row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        spec: dict[str, Any] = json.loads((Path(row["run_dir"]) / "spec.json").read_text())
+        return spec
+    except (KeyError, TypeError, OSError, ValueError):
+        return {}
+
+
+def _processes(spec: dict[str, Any]) -> list[tuple[str, str]]:
     """`processes  4 (2 nodes x 2 per node)` for a distributed run (from its spec.json)."""
     from ..distributed import describe
 
-    try:
-        spec = json.loads((Path(row["run_dir"]) / "spec.json").read_text())
-    except (KeyError, TypeError, OSError, ValueError):
-        return []
     text = describe(spec.get("distributed"))
     return [("processes", text)] if text else []
 
@@ -235,11 +239,15 @@ class RunDetails:
         metrics: dict[str, list[tuple[int, float]]],
         checkpoints: list[dict[str, Any]],
     ) -> None:
-        self.row = row
+        self.spec = _spec(row)
+        # a fired run says why (schedules/): the notebook's summary reads it from the row
+        self.row = {**row, "trigger": self.spec.get("trigger")}
         self.metrics = metrics
         self.checkpoints = checkpoints
 
     def _fields(self) -> list[tuple[str, str]]:
+        from ..record.facts import trigger_text
+
         r = self.row
         fields = [
             ("run", f"{r['id']} ({r.get('name')})"),
@@ -247,7 +255,7 @@ class RunDetails:
             ("experiment", str(r.get("experiment"))),
             ("project", str(r.get("project"))),
             ("backend", str(r.get("backend"))),
-            *_processes(r),
+            *_processes(self.spec),
             ("started", format_time(r.get("started") or r.get("created"))),
             ("duration", format_duration(r.get("duration"))),
             ("attempts", str(r.get("attempt") or 1)),
@@ -277,6 +285,8 @@ class RunDetails:
             fields.append(("error", f"{error.get('type')}: {error.get('message')}"))
             if error.get("output"):  # a rank killed by a signal: its last lines, its stacks
                 fields.append(("last output", "\n" + str(error["output"]).rstrip("\n")))
+        if trigger_text(r.get("trigger")):
+            fields.append(("fired by", trigger_text(r.get("trigger"))))
         fields.append(("folder", str(r.get("run_dir"))))
         return fields
 

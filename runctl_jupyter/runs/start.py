@@ -95,6 +95,7 @@ class RunStarter(RunControl):
         user_ns: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
         sweep_id: str | None = None,
+        trigger: dict[str, Any] | None = None,
     ) -> Run:
         """Start a run of a cell's `code` or a `script`; wait for it unless `detach`."""
         if (code is None) == (script is None):
@@ -149,6 +150,7 @@ class RunStarter(RunControl):
             options=options,
             environment=self._environment(workdir, params),
             sweep_id=sweep_id,
+            trigger=trigger,
         )
         attach_price(self.store.run_dir(spec["run_id"]), spec, price)
         return self._launch(spec, target, attempt=1, detach=detach)
@@ -277,6 +279,7 @@ class RunStarter(RunControl):
         experiment: str | None = None,
         name: str | None = None,
         detach: bool = False,
+        trigger: dict[str, Any] | None = None,
     ) -> Run:
         """Run a whole notebook headless (papermill's `parameters` cell) as a run;
         the executed copy is the run's record."""
@@ -299,5 +302,6 @@ class RunStarter(RunControl):
             workdir=workdir,
             grace_seconds=self.config.grace_seconds,
             environment=self._environment(workdir, params),
+            trigger=trigger,
         )
         return self._launch(spec, self.backend("local"), attempt=1, detach=detach)

@@ -61,8 +61,10 @@ def create_run(
     sweep_id: str | None = None,
     run_id: str | None = None,
     script_path: str | None = None,
+    trigger: dict | None = None,
 ) -> dict:
-    """Write a run folder and return its spec. Nothing runs yet."""
+    """Write a run folder and return its spec. Nothing runs yet. `trigger`: why a
+    schedule fired it (schedule, fire time, trigger objects, manifest digest)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     from ..distributed import plan as distributed_plan
@@ -107,6 +109,8 @@ def create_run(
         "rerun_of": rerun_of,
         "sweep_id": sweep_id,
     }
+    if trigger is not None:
+        spec["trigger"] = trigger
     write_spec(run_dir, spec)
     (run_dir / "env.json").write_text(json.dumps(environment or {}, indent=1, default=str))
     return spec
