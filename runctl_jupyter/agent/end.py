@@ -26,6 +26,9 @@ class Ending:
         resumed = self.spot.on_exit(returncode)  # after a spot notice: the next attempt
         if resumed is not None:
             return resumed
+        restarted = self.restart.on_exit()  # a dev run's change: the next attempt
+        if restarted is not None:
+            return restarted
         error = None
         error_file = self.run_dir / f"error-{self.attempt}.json"
         if self.spec.get("distributed") and returncode and self.stop_reason is None:
@@ -84,4 +87,5 @@ class Ending:
             self.stdout_log.close()
         if self.sync is not None:
             self.sync.final()
+        self.restart.wait_after_exit(status)  # a dev run waits for the next change
         return 0 if status == "succeeded" else 1

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         RUNNERS[spec.get("kind", "cell")](run_dir, spec)
     except RunStopped:
         runctl.flush()
-        return EXIT_STOPPED
+        return 0 if runctl.smoke_done else EXIT_STOPPED  # a smoke run's N steps: a success
     except SystemExit as exc:
         runctl.flush()
         code = exc.code

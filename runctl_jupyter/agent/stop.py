@@ -56,6 +56,8 @@ class Stopping:
             return
         if control.get("stop"):
             self.request_stop(control.get("reason") or "user", force=bool(control.get("force")))
+        elif control.get("restart"):
+            self.restart.request(control)  # a dev run's change (restart.py)
 
     def _check_limits(self) -> None:
         if self.deadline is not None and time.time() >= self.deadline:

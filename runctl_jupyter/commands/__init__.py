@@ -9,7 +9,7 @@ one-line message, and `--help` raises `HelpRequested` carrying the help text, so
 kernel can print it.
 
 Each command is parsed in the module named for it or its group: train.py (with
-run_options.py, the options every run takes), sweep.py (sweep, sweeps), runs.py
+run_options.py, the options every run takes), dev.py, sweep.py (sweep, sweeps), runs.py
 (runs, show, logs, attach, stop, resume, rerun, compare, execute), cost.py, and
 aws.py (aws, resources, cleanup). A module adds its subparsers, finishes its
 namespace after parsing (FINISH) and maps it to a Session call (CALLS).
@@ -26,7 +26,7 @@ import shlex
 from typing import Any
 
 from ..params.values import BadParam
-from . import aws, cost, runs, sweep, train
+from . import aws, cost, dev, runs, sweep, train
 from .argparser import HelpRequested, RunctlArgumentParser, UsageProblem
 
 __all__ = [
@@ -42,13 +42,14 @@ __all__ = [
 ]
 
 COMMANDS = (
-    "train sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
+    "train dev sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
     "cost execute aws"
 ).split()
 
 # each adds its subparsers, in the order `runctl --help` lists them
 _ADD_PARSERS = (
     train.add_train,
+    dev.add_dev,
     sweep.add_sweep,
     runs.add_runs,
     runs.add_show_attach,
@@ -64,8 +65,8 @@ _ADD_PARSERS = (
     runs.add_execute,
     aws.add_aws,
 )
-_FINISH = {**train.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH}
-_CALLS = {**train.CALLS, **sweep.CALLS, **runs.CALLS, **cost.CALLS, **aws.CALLS}
+_FINISH = {**train.FINISH, **dev.FINISH, **sweep.FINISH, **runs.FINISH, **cost.FINISH}
+_CALLS = {**train.CALLS, **dev.CALLS, **sweep.CALLS, **runs.CALLS, **cost.CALLS, **aws.CALLS}
 
 
 class _CommandListed:
@@ -175,8 +176,8 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
         raise UsageProblem(f"{sub.prog}: {exc}", sub.format_usage()) from None
     ns.command = command
     ns.debug = debug
-    if script_args and command not in ("train", "sweep"):
-        raise UsageProblem(f"{sub.prog}: only train and sweep take script arguments after --")
+    if script_args and command not in ("train", "dev", "sweep"):
+        raise UsageProblem(f"{sub.prog}: only train, dev and sweep take script arguments after --")
     ns.args = script_args
     try:
         _FINISH.get(command, lambda ns: None)(ns)
