@@ -177,7 +177,10 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
     ns.command = command
     ns.debug = debug
     if script_args and command not in ("train", "dev", "sweep"):
-        raise UsageProblem(f"{sub.prog}: only train, dev and sweep take script arguments after --")
+        raise UsageProblem(
+            f"{sub.prog}: only train and sweep take script arguments after -- (and dev, "
+            "which runs like train)"
+        )
     ns.args = script_args
     try:
         _FINISH.get(command, lambda ns: None)(ns)

@@ -34,10 +34,7 @@ def add_dev(sub: Any) -> None:
     p = sub.add_parser(
         "dev",
         help="a dev run: edit, and it restarts on the same machine (--watch)",
-        description=(
-            "Run the cell below (%%runctl dev) or SCRIPT as a dev run: each change restarts "
-            "it as the next attempt of the same run, on the same (warm) machine."
-        ),
+        description="Run the cell below (%%runctl dev) or SCRIPT as a run that restarts on each change.",
         usage="%(prog)s [SCRIPT] [options] [-- SCRIPT ARGS]",
         epilog=DEV_EPILOG,
     )

@@ -319,7 +319,12 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         seen = self._stats()
+        polls = 0
         while not self.stopped.wait(WATCH_SECONDS):
+            polls += 1
+            if polls % 5 == 0 and self._session_over():
+                self.runs.end(self.run_id)
+                return
             now = self._stats()
             if now == seen:
                 continue
@@ -329,6 +334,12 @@ class Watcher(threading.Thread):
                 self._changed()
             except Exception as exc:  # noqa: BLE001 - one line; the watcher goes on
                 print(f"[runctl] dev: could not restart run {self.run_id}: {exc}", file=sys.stderr)
+
+    def _session_over(self) -> bool:
+        """Stopped on purpose (Stop, a limit) or lost: nothing to restart any more."""
+        store = self.runs.session.store
+        store.refresh(self.run_id)
+        return store.get(self.run_id)["status"] in ("stopped", "lost")
 
     def _changed(self) -> None:
         code = self.script.read_text()
