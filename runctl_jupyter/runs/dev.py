@@ -201,6 +201,10 @@ class DevRuns:
         run_dir = session.store.run_dir(run_id)
         session.store.refresh(run_id)
         (run_dir / "control.json").unlink(missing_ok=True)
+        facts = spec.get("target") or {}
+        if facts.get("instance_id") and (facts.get("keep") or facts.get("reused")):
+            spec.setdefault("options", {})["instance"] = facts["instance_id"]  # the warm one
+            spec["options"].pop("instance_type", None)
         attempt = int(session.store.get(run_id).get("attempt") or 1) + 1
         session._launch(spec, target, attempt=attempt, detach=True)
 

@@ -1,0 +1,125 @@
+"""`runctl dev --backend aws --keep --watch` on the played instance: a change ships only
+the changed file (by content hash, through S3) and the same run restarts on the same
+warm instance as its next attempt (docs/dev.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+from traitlets.config import Config
+
+from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.config import Runctl
+from runctl_jupyter.session import Session
+
+SCRIPT = """\
+import time
+import helper
+from runctl_jupyter.runtime import runctl
+print("version {version}", helper.WORD, flush=True)
+step = 0
+while not runctl.should_stop:
+    runctl.log(step=step, loss=1.0)
+    step += 1
+    time.sleep(0.2)
+"""
+
+
+def _session(tmp_path: Path) -> Session:
+    cfg = Config()
+    cfg.Runctl.home = str(tmp_path / "home")
+    cfg.Runctl.refresh_interval = 0.05
+    cfg.AWSBackend.aws_poll = 0.1
+    cfg.AWSBackend.fast_poll = 0.2
+    return Session(config=Runctl(config=cfg))
+
+
+def _wait(predicate, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def _dev_files(aws, bucket: str, run_id: str) -> dict[str, bytes]:
+    prefix = f"runctl/runs/{run_id}/bundle/files/"
+    listed = aws.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {
+        o["Key"][len(prefix) :]: aws.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in listed
+    }
+
+
+def test_a_change_ships_only_that_file_and_restarts_on_the_warm_instance(
+    aws, instance, tmp_path, monkeypatch
+):
+    setup(aws)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "helper.py").write_text("WORD = 'one'\n")
+    (work / "train.py").write_text(SCRIPT.format(version="A"))
+    session = _session(tmp_path)
+    seen: dict = {}
+
+    def log_of(run_id: str) -> str:
+        path = session.store.run_dir(run_id) / "stdout.log"
+        return path.read_text() if path.exists() else ""
+
+    def edit_then_stop():
+        _wait(lambda: session.store.list_runs(limit=None), 300)
+        run_id = session.store.list_runs(limit=None)[0]["id"]
+        _wait(lambda: "version A one" in log_of(run_id), 300)
+        target = json.loads((session.store.run_dir(run_id) / "aws.json").read_text())
+        seen["target"] = target
+        seen["files_before"] = _dev_files(aws, target["bucket"], run_id)
+        (work / "helper.py").write_text("WORD = 'two'\n")  # a module only
+        _wait(lambda: "version A two" in log_of(run_id))
+        seen["files_after_module"] = _dev_files(aws, target["bucket"], run_id)
+        t0 = time.monotonic()
+        (work / "train.py").write_text(SCRIPT.format(version="B"))
+        _wait(lambda: "version B two" in log_of(run_id))
+        seen["restart_seconds"] = time.monotonic() - t0
+        seen["files_after_script"] = _dev_files(aws, target["bucket"], run_id)
+        session.backend_stop(run_id)  # the panel's Stop: the dev session ends
+
+    editor = threading.Thread(target=edit_then_stop, daemon=True)
+    editor.start()
+    run = session.dev(
+        script="train.py", watch=True, backend="aws",
+        options={"instance_type": "t3.micro", "keep": True, "spot": False},
+    )  # fmt: skip
+    editor.join(timeout=30)
+    print(f"save to first new line through S3: {seen.get('restart_seconds', -1):.2f} s")
+
+    # nothing was shipped before the first change; then exactly the changed file, each time
+    assert seen["files_before"] == {}
+    module = b"WORD = 'two'\n"
+    assert seen["files_after_module"] == {hashlib.sha256(module).hexdigest(): module}
+    script = SCRIPT.format(version="B").encode()
+    assert set(seen["files_after_script"]) - set(seen["files_after_module"]) == {
+        hashlib.sha256(script).hexdigest()
+    }
+    # one run, three attempts, each restart named; one bootstrap, then SSM restarts only
+    events = session.store.events(run.id)
+    restarts = [e for e in events if e["type"] == "status" and e.get("reason") == "restart"]
+    assert [(e["attempt"], e["changed"]) for e in restarts] == [
+        (1, ["helper.py"]),
+        (2, ["train.py"]),
+    ]
+    row = session.store.get(run.id)
+    assert (row["attempt"], row["status"], row["reason"]) == (3, "stopped", "user")
+    scripts = [r["script"] for r in instance.runs if r["kind"] == "ssm"]
+    assert sum("runctl-jupyter bootstrap" in s for s in scripts) == 1
+    assert sum("restart-requested" in s for s in scripts) == 2
+    # the kept instance stays up for the next session, as asked
+    instance_id = seen["target"]["instance_id"]
+    state = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert state["State"]["Name"] == "running"
+    assert session._dev_runs.watchers == {}
