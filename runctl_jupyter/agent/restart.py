@@ -1,8 +1,10 @@
 """A dev run's restarts, seen by the agent (`runctl dev`, docs/dev.md).
 
-The notebook side puts the changed files in place (locally: the run folder; on
-EC2: an SSM command fetches them from S3), then writes `control.json` with
-`{"restart": true, "changed": [...]}`. The agent stops the attempt as a Stop
+Locally the notebook side puts the changed files in place and writes
+`control.json` with `{"restart": true, "changed": [...]}`; on EC2 an SSM command
+writes `{"restart": true, "manifest": KEY}` and the agent fetches the files the
+manifest names from S3 (its own client, while the code stops; each checked against
+its sha256). The agent stops the attempt as a Stop
 does (SIGTERM, the grace period), writes `status resuming` with reason
 `restart`, and starts the next attempt of the same run in this same process
 (supervise.main): no new agent, instance or bundle. The new attempt's first
@@ -19,8 +21,11 @@ Stdlib only.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 RESTART_REASON = "restart"
@@ -42,6 +47,21 @@ def restart_message(changed: list) -> str:
     return f"restarted: {what}{more} changed"
 
 
+def put_file(run_dir: Path, name: str, data: bytes, digest: str) -> None:
+    """`run/<file>` into the run folder, `work/<path>` into its working folder."""
+    parts = name.split("/")
+    if parts[0] not in ("run", "work") or len(parts) < 2 or {"", ".", ".."} & set(parts):
+        raise ValueError(f"refusing to write {name!r} outside the run folder")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(f"{name} does not match its hash")
+    base = run_dir if parts[0] == "run" else run_dir / "work"
+    dest = base.joinpath(*parts[1:])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+
+
 class DevRestart:
     """The agent's hook (`agent.restart`): a restart request, the next attempt, the wait."""
 
@@ -57,11 +77,30 @@ class DevRestart:
         self.sync: Any = None
 
     def request(self, control: dict) -> None:
-        """From the agent's control check: stop the attempt, then restart."""
+        """From the agent's control check: stop the attempt, then restart (on EC2 the
+        changed files come meanwhile, while the code stops)."""
         if not self.dev:
             return
         self.wanted = control
         self.agent.request_stop(RESTART_REASON)
+        self._fetch(control)
+
+    def _fetch(self, control: dict) -> None:
+        """On EC2: the files the manifest names, from S3, each checked against its hash."""
+        agent = self.agent
+        if not control.get("manifest") or agent.sync is None:
+            return
+        try:
+            manifest = json.loads(agent.sync.fetch(control["manifest"]))
+            control["changed"] = manifest.get("changed") or []
+            for name, digest in sorted(manifest["files"].items()):
+                put_file(
+                    agent.run_dir, name, agent.sync.fetch(manifest["files_prefix"] + digest), digest
+                )
+        except Exception as exc:  # noqa: BLE001 - the next attempt still starts, and says so
+            agent.events.write(
+                "warning", code="restart", message=f"could not fetch the changed files: {exc}"
+            )
 
     def on_exit(self) -> int | None:
         """From `Agent._exit`: the attempt was stopped for a restart (an exit code), or
@@ -103,7 +142,8 @@ class DevRestart:
                 control = read_control(agent.run_dir)
                 if control.get("stop"):
                     return
-                if control.get("restart"):
+                if control.get("restart") and self.dev:
+                    self._fetch(control)
                     self._take(control)
                     return
             time.sleep(WAIT_TICK)

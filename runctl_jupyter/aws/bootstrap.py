@@ -203,85 +203,27 @@ fi
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 
-# Stop: ask the agent to stop (control.json, as `stop` does locally) and wake it.
-_STOP_TEMPLATE = r"""#!/bin/bash
+# Stop and a dev run's restart: a fixed control.json for the run's agent (as `stop` and
+# `dev` write it locally), which polls it; a stop also wakes it with SIGTERM.
+_CONTROL_TEMPLATE = r"""#!/bin/bash
 set -euo pipefail
 RUN_ID={run_id}
 RUN_DIR="${{HOME:-/root}}/runctl/runs/$RUN_ID"
 [ -d "$RUN_DIR" ] || {{ echo "runctl: no run $RUN_ID on this instance"; exit 3; }}
-printf '%s' {control} > "$RUN_DIR/control.json.tmp"
-mv "$RUN_DIR/control.json.tmp" "$RUN_DIR/control.json"
+PID=""
 if [ -f "$RUN_DIR/agent.json" ]; then
   PID="$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$RUN_DIR/agent.json")"
-  [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null || true
 fi
+{before}printf '%s' {control} > "$RUN_DIR/control.json.tmp"
+mv "$RUN_DIR/control.json.tmp" "$RUN_DIR/control.json"
+{after}"""
+_STOP_AFTER = """[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null || true
 echo "runctl: stop requested for $RUN_ID"
 """
-
-
-# A dev run's restart (`runctl dev`, backends/aws_dev.py): the changed files, named by
-# content hash in S3, into the run folder (run/...) or its working folder (work/...),
-# each checked against its hash; then control.json asks the waiting or running agent to
-# restart (agent/restart.py). Fixed text; values come as argv. Prints `no-agent` when
-# no agent is there to ask (the notebook side then bootstraps the next attempt).
-_RESTART_PY = """
-import hashlib, json, os, sys, time
-import boto3
-from botocore.config import Config
-bucket, manifest_key, files_prefix, region, root, run_id = sys.argv[1:7]
-run_dir = os.path.join(root, "runs", run_id)
-kw = {"region_name": region, "config": Config(retries={"mode": "adaptive", "max_attempts": 8})}
-ep = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-if ep:
-    kw["endpoint_url"] = ep
-s3 = boto3.session.Session().client("s3", **kw)
-manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-for name, digest in sorted(manifest["files"].items()):
-    parts = name.split("/")
-    if parts[0] not in ("run", "work") or len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
-        sys.exit("runctl: refusing to write %r outside the run folder" % name)
-    body = s3.get_object(Bucket=bucket, Key=files_prefix + digest)["Body"].read()
-    if hashlib.sha256(body).hexdigest() != digest:
-        sys.exit("runctl: %s does not match its hash; nothing was changed" % name)
-    base = run_dir if parts[0] == "run" else os.path.join(run_dir, "work")
-    dest = os.path.join(base, *parts[1:])
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    with open(dest + ".tmp", "wb") as f:
-        f.write(body)
-    os.replace(dest + ".tmp", dest)
-try:
-    os.kill(int(json.load(open(os.path.join(run_dir, "agent.json")))["pid"]), 0)
-except (OSError, ValueError, KeyError):
-    print("no-agent")
-    sys.exit(0)
-control = {"restart": True, "changed": manifest.get("changed") or [], "t": time.time()}
-with open(os.path.join(run_dir, "control.json.tmp"), "w") as f:
-    json.dump(control, f)
-os.replace(os.path.join(run_dir, "control.json.tmp"), os.path.join(run_dir, "control.json"))
-print("restart-requested")
+# a restart needs the agent there (it waits after an attempt); `no-agent`: the notebook
+# side bootstraps the next attempt instead
+_RESTART_BEFORE = """if [ -z "$PID" ] || ! kill -0 "$PID" 2>/dev/null; then echo "no-agent"; exit 0; fi
 """
-
-_RESTART_TEMPLATE = r"""#!/bin/bash
-set -euo pipefail
-umask 077
-ROOT="${{HOME:-/root}}/runctl"
-[ -d "$ROOT/runs/"{run_id} ] || {{ echo "no-agent"; exit 0; }}
-"$ROOT/venv/bin/python" -c {restart_py} {bucket} {manifest_key} {files_prefix} {region} "$ROOT" {run_id}
-"""
-
-
-def restart_script(
-    bucket: str, manifest_key: str, files_prefix: str, region: str, run_id: str
-) -> str:
-    """A dev run's restart on its instance (values quoted; file names travel in S3)."""
-    return _RESTART_TEMPLATE.format(
-        restart_py=shlex.quote(_RESTART_PY),
-        bucket=shlex.quote(bucket),
-        manifest_key=shlex.quote(manifest_key),
-        files_prefix=shlex.quote(files_prefix),
-        region=shlex.quote(region),
-        run_id=shlex.quote(_check_id(run_id, "run id")),
-    )
 
 
 def _check_id(value: str, what: str) -> str:
@@ -348,10 +290,24 @@ def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
     )
 
 
-def stop_script(run_id: str, force: bool = False, reason: str = "user") -> str:
-    control = json.dumps(
-        {"stop": True, "force": bool(force), "reason": _check_id(reason, "reason")}
+def _control_script(run_id: str, control: dict, before: str = "", after: str = "") -> str:
+    return _CONTROL_TEMPLATE.format(
+        run_id=shlex.quote(_check_id(run_id, "run id")),
+        control=shlex.quote(json.dumps(control)),
+        before=before,
+        after=after,
     )
-    return _STOP_TEMPLATE.format(
-        run_id=shlex.quote(_check_id(run_id, "run id")), control=shlex.quote(control)
+
+
+def stop_script(run_id: str, force: bool = False, reason: str = "user") -> str:
+    control = {"stop": True, "force": bool(force), "reason": _check_id(reason, "reason")}
+    return _control_script(run_id, control, after=_STOP_AFTER)
+
+
+def restart_script(run_id: str, manifest_key: str) -> str:
+    """A dev run's restart: its agent fetches the changed files the manifest names
+    (agent/restart.py) and starts the next attempt; prints `restart-requested`."""
+    control = {"restart": True, "manifest": manifest_key}
+    return _control_script(
+        run_id, control, before=_RESTART_BEFORE, after='echo "restart-requested"\n'
     )

@@ -78,6 +78,9 @@ class AWSBackend(Configurable):
     fast_poll = Float(1.0, help="Seconds between S3 polls in the first fast_seconds of a run.").tag(
         config=True
     )
+    dev_poll = Float(
+        0.25, help="Seconds between S3 polls in the fast_seconds after a dev run's restart."
+    ).tag(config=True)
     fast_seconds = Float(
         30.0, help="How long after start polls are fast (first metric seen quickly)."
     ).tag(config=True)
@@ -205,7 +208,7 @@ class AWSBackend(Configurable):
         asked = aws_dev.restart(self, run_dir, spec, changed, names)
         state = self._pull.get(spec["run_id"])
         if asked and state is not None:  # the new attempt's first lines: fast polls again
-            state["since"], state["next_poll"] = time.monotonic(), 0.0
+            state.update(since=time.monotonic(), next_poll=0.0, fast_poll=self.dev_poll)
         return asked
 
     def pull(self, run_dir: Path, spec: dict, force: bool = False) -> int:

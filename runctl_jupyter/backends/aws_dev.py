@@ -3,9 +3,10 @@
 Only the changed files go up, next to the run's bundles and named by content hash
 (`runs/<id>/bundle/files/<sha256>`), with a small manifest of where each goes
 (`runs/<id>/bundle/dev/<attempt>-<ms>.json`); one SSM command
-(`bootstrap.restart_script`) fetches them into the run folder on the instance,
-checks each against its hash, and asks the agent to restart. No instance, bundle,
-venv or package install: the warm instance's agent starts the next attempt itself.
+(`bootstrap.restart_script`, a fixed control.json) asks the instance's agent to
+restart: it stops the attempt, fetches the files with its own S3 client while the
+code stops, checks each against its hash, and starts the next attempt
+(agent/restart.py). No instance, bundle, venv or package install.
 """
 
 from __future__ import annotations
@@ -50,16 +51,14 @@ def restart(
         files[name] = digest
     attempt = int(target.get("attempt") or 1)
     manifest_key = f"{base}dev/{attempt}-{int(time.time() * 1000)}.json"
-    manifest = {"files": files, "changed": names}
+    manifest = {"files": files, "files_prefix": f"{base}files/", "changed": names}
     clients.s3.put_object(
         Bucket=bucket,
         Key=manifest_key,
         Body=json.dumps(manifest).encode(),
         ServerSideEncryption="AES256",
     )
-    script = bootstrap.restart_script(
-        bucket, manifest_key, f"{base}files/", clients.region, spec["run_id"]
-    )
+    script = bootstrap.restart_script(spec["run_id"], manifest_key)
     command_id = ssm.send(
         clients,
         instance_id,
