@@ -233,3 +233,24 @@ def test_shell_dev_needs_a_script_and_refuses_detach_with_watch(home, tmp_path, 
     assert main(["dev"]) == 2
     assert main(["dev", "train.py", "--watch", "--detach"]) == 2
     assert main(["dev", "nope.py", "--watch"]) == 2
+
+
+def test_the_dev_line_parses_into_train_kwargs_and_dev_options():
+    from runctl_jupyter.commands import parse, split_line, to_call
+
+    line = (
+        "dev train.py --watch --validate-before-run --smoke-steps 3 --smoke-param rows=64 "
+        "-p lr=0.1 --backend aws --instance-type g5.xlarge --keep -- --data ./d"
+    )
+    method, kw = to_call(parse(split_line(line)))
+    assert method == "dev"
+    assert (kw["script"], kw["watch"], kw["validate"], kw["smoke_steps"]) == (
+        "train.py",
+        True,
+        True,
+        3,
+    )
+    assert kw["smoke_params"] == {"rows": 64} and kw["params"] == {"lr": 0.1}
+    assert kw["args"] == ("--data", "./d") and kw["backend"] == "aws"
+    assert kw["options"]["instance_type"] == "g5.xlarge" and kw["options"]["keep"] is True
+    assert not {"watch", "validate", "smoke_steps", "smoke_params"} & set(kw["options"])

@@ -10,7 +10,7 @@ from typing import Any
 from ..params.assignments import parse_assignment
 from ..params.values import BadParam
 from .run_options import add_hyperparameters, add_run_options, finish_run
-from .train import _TRAIN_KWARGS, train_options
+from .train import run_call
 from .value_types import positive_int
 
 __all__ = ["CALLS", "FINISH", "add_dev"]
@@ -82,10 +82,7 @@ def finish_dev(ns: argparse.Namespace) -> None:
 
 
 def _call_dev(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    kw = {k: getattr(ns, k) for k in _TRAIN_KWARGS + _DEV_KWARGS}
-    kw["args"], kw["tags"], kw["metrics"] = tuple(ns.args), tuple(ns.tags), tuple(ns.metrics)
-    kw["options"] = train_options(ns, exclude=_TRAIN_KWARGS + _DEV_KWARGS)
-    return "dev", kw
+    return "dev", run_call(ns, own=_DEV_KWARGS)
 
 
 FINISH = {"dev": finish_dev}
