@@ -81,7 +81,6 @@ class Runtime:
         self._saved_step: int | None = None
         self._saved_at = time.monotonic()
         self._stop_saved = False
-        self.smoke_done, self._logged = False, 0  # `dev --smoke-steps N`: N steps logged
 
     # -- facts ---------------------------------------------------------------
     @property
@@ -154,8 +153,6 @@ class Runtime:
         self._write(record)
         if self._state_fn is not None:
             self._checkpoint_if_due(step)
-        self._logged += 1
-        self._smoke_steps_done()
 
     # -- checkpoints -----------------------------------------------------------
     def save_checkpoint(self, obj: Any, step: int | None = None) -> Path | None:
@@ -268,15 +265,6 @@ class Runtime:
                 except (OSError, ValueError):
                     pass
         return self._options.get(name)
-
-    def _smoke_steps_done(self) -> None:
-        """A smoke run (`dev --smoke-steps N`) stops after its Nth logged step."""
-        smoke = self._option("smoke_steps")
-        if smoke and self._logged >= int(smoke) and not self._stop_requested:
-            self._stop_requested = self.smoke_done = True
-            if not self._stop_checked:
-                self.flush()
-                raise RunStopped(f"smoke test: {smoke} steps done")
 
     def _checkpoint_if_due(self, step: int) -> None:
         if self._stop_requested:
