@@ -63,7 +63,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/aws/bench_dev_restart.py", "-q", "-n0",
-         "-p", "no:cacheprovider", "-s"],
+         "-p", "no:cacheprovider", "-s", "--timeout", "1700"],  # the first venv takes minutes
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     if proc.returncode != 0 or not out.exists():
