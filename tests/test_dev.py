@@ -254,3 +254,22 @@ def test_the_dev_line_parses_into_train_kwargs_and_dev_options():
     assert kw["args"] == ("--data", "./d") and kw["backend"] == "aws"
     assert kw["options"]["instance_type"] == "g5.xlarge" and kw["options"]["keep"] is True
     assert not {"watch", "validate", "smoke_steps", "smoke_params"} & set(kw["options"])
+
+
+def test_the_agent_writes_a_fetched_file_only_inside_the_run_folder_and_by_its_hash(tmp_path):
+    import hashlib
+
+    from runctl_jupyter.agent.restart import put_file
+
+    data = b"WORD = 'three'\n"
+    digest = hashlib.sha256(data).hexdigest()
+    put_file(tmp_path, "work/pkg/helper.py", data, digest)
+    assert (tmp_path / "work" / "pkg" / "helper.py").read_bytes() == data
+    put_file(tmp_path, "run/code.py", data, digest)
+    assert (tmp_path / "code.py").read_bytes() == data
+    for name in ("../evil.py", "run/../../evil.py", "/etc/x", "work/", "other/x.py"):
+        with pytest.raises(ValueError, match="outside the run folder"):
+            put_file(tmp_path, name, data, digest)
+    with pytest.raises(ValueError, match="does not match its hash"):
+        put_file(tmp_path, "run/code.py", b"tampered", digest)
+    assert (tmp_path / "code.py").read_bytes() == data

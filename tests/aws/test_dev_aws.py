@@ -123,3 +123,31 @@ def test_a_change_ships_only_that_file_and_restarts_on_the_warm_instance(
     state = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] == "running"
     assert session._dev_runs.watchers == {}
+
+
+def test_the_restart_script_asks_only_a_live_agent_with_a_fixed_control_file(tmp_path):
+    """The exact SSM text, run with bash as the played instance runs it."""
+    import os
+    import subprocess
+
+    from runctl_jupyter.aws import bootstrap
+
+    run_dir = tmp_path / "runctl" / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    key = "runctl/runs/r1/bundle/dev/1-5.json"
+    script = bootstrap.restart_script("r1", key)
+
+    def run() -> str:
+        env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        proc = subprocess.run(["/bin/bash", "-c", script], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run_dir / "agent.json").write_text(json.dumps({"pid": gone.pid}))
+    assert run() == "no-agent"
+    assert not (run_dir / "control.json").exists()
+    (run_dir / "agent.json").write_text(json.dumps({"pid": os.getpid()}))
+    assert run() == "restart-requested"
+    assert json.loads((run_dir / "control.json").read_text()) == {"restart": True, "manifest": key}
