@@ -117,7 +117,8 @@ def start_dev(
     if runs is None:
         runs = session._dev_runs = DevRuns(session)
     path = Path(script).expanduser().resolve() if script else None
-    key = ("script", str(path)) if path else ("cell", kw.get("name"))
+    where = kw.get("backend") or session.config.backend
+    key = ("script", str(path), where) if path else ("cell", kw.get("name"), where)
     run, attempt = runs.start(key, kw)
     watching = bool(path and watch)
     if watching and run.id not in runs.watchers:
@@ -187,7 +188,8 @@ class DevRuns:
             return []
         names = [self._code_name(spec) if n == "run/code.py" else Path(n).name for n in changed]
         target = session.backend(spec.get("backend", "local"))
-        if not target.restart(run_dir, spec, changed, names):
+        ask = getattr(target, "restart", None)  # optional in the Backend protocol
+        if ask is None or not ask(run_dir, spec, changed, names):
             self._relaunch(run_id, spec, target)
         return names
 
