@@ -183,7 +183,7 @@ def _main(argv: list[str]) -> int:
         return 130
     if result is not None:
         _print(_shell_text(str(result)))
-    if _detached_by_interrupt(method, kwargs, result):
+    if _detached_by_interrupt(method, kwargs, result) or getattr(result, "interrupted", False):
         return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
     return int(getattr(result, "exit_code", 0) or 0)  # 3: a partial listing
 

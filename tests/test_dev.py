@@ -273,3 +273,41 @@ def test_the_agent_writes_a_fetched_file_only_inside_the_run_folder_and_by_its_h
     with pytest.raises(ValueError, match="does not match its hash"):
         put_file(tmp_path, "run/code.py", b"tampered", digest)
     assert (tmp_path / "code.py").read_bytes() == data
+
+
+def test_shell_dev_watch_follows_restarts_and_ctrl_c_ends_the_session(home, tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    _write_project()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runctl_jupyter", "dev", "train.py", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        runs = home / "runs"
+        wait_for(lambda: runs.exists() and list(runs.iterdir()), timeout=30)
+        run_id = next(runs.iterdir()).name
+        wait_for(lambda: "version A one" in _log(home, run_id), timeout=30)
+        Path("train.py").write_text(SCRIPT.format(version="B"))
+        wait_for(lambda: "=== attempt 2 ===\nversion B one" in _log(home, run_id), timeout=30)
+        time.sleep(2)  # the shell's view prints at its refresh interval
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert f"dev session of run {run_id} ended (interrupted)" in err
+    assert "version B one" in out  # the shell followed the new attempt's output
+    last = events_of(runs / run_id)[-1]
+    assert (last["type"], last["status"], last["reason"], last["attempt"]) == (
+        "exit",
+        "stopped",
+        "user",
+        2,
+    )

@@ -229,6 +229,7 @@ class DevRuns:
         except KeyboardInterrupt:
             self.end(run.id, "interrupted")
             row = session.store.get(run.id)
+            run.interrupted = True  # the shell exits 130 (cli.py)
         self.end(run.id)
         view.finish(row, session.store.metrics(run.id))
         return run if watching else session._outcome(run, row)
@@ -265,12 +266,11 @@ class DevRuns:
         if why is None:
             return
         session = self.session
-        session.store.refresh(run_id)
-        row = session.store.get(run_id)
-        try:
-            session.backend_stop(run_id)  # a waiting agent too: its session is over
+        try:  # a waiting agent too: its session is over
+            session.stop(run_id, wait=session.config.grace_seconds + 5)
         except RunctlError as exc:
             print(f"[runctl] {exc}", file=sys.stderr)
+        row = session.store.get(run_id)
         print(
             f"[runctl] dev session of run {run_id} ended ({why}).{kept_note(row)}", file=sys.stderr
         )
