@@ -75,6 +75,7 @@ class DevRestart:
         self.next_attempt: int | None = None  # set when supervise.main runs another attempt
         self.changed: list = []
         self.sync: Any = None
+        self.fetch_error: str | None = None
 
     def request(self, control: dict) -> None:
         """From the agent's control check: stop the attempt, then restart (on EC2 the
@@ -98,9 +99,17 @@ class DevRestart:
                     agent.run_dir, name, agent.sync.fetch(manifest["files_prefix"] + digest), digest
                 )
         except Exception as exc:  # noqa: BLE001 - the next attempt still starts, and says so
-            agent.events.write(
-                "warning", code="restart", message=f"could not fetch the changed files: {exc}"
+            self.fetch_error = (
+                f"could not fetch the changed files: {exc}; this attempt runs the code it had"
             )
+
+    def announce(self, events: Any) -> None:
+        """The next attempt's first words: what changed (the panel shows it)."""
+        events.write(
+            "warning", message=restart_message(self.changed), code="restart", changed=self.changed
+        )
+        if self.fetch_error:
+            events.write("warning", message=self.fetch_error, code="restart")
 
     def on_exit(self) -> int | None:
         """From `Agent._exit`: the attempt was stopped for a restart (an exit code), or

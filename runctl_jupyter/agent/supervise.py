@@ -28,7 +28,7 @@ from ..procs import boot_id, process_start
 from .early_stop import EarlyStop, early_stop_warning
 from .end import Ending
 from .output import MetricParser, PrintedLines, RuntimeTail
-from .restart import DevRestart, restart_message
+from .restart import DevRestart
 from .spawn import start_runner
 from .spot import Interruptions
 from .stop import Stopping
@@ -42,7 +42,7 @@ class Agent(Stopping, Ending):
     methods are in stop.py, its end in end.py)."""
 
     def __init__(
-        self, run_dir: Path, attempt: int, sync: object = None, restarted: list | None = None
+        self, run_dir: Path, attempt: int, sync: object = None, restarted: DevRestart | None = None
     ):
         self.run_dir = run_dir
         self.attempt = attempt
@@ -59,7 +59,7 @@ class Agent(Stopping, Ending):
         self.kill_at: float | None = None
         self.control_mtime = 0.0
         self.sync = sync or self._load_sync()
-        self.restarted = restarted  # a dev restart: what changed (said at the start)
+        self.restarted = restarted  # the dev restart that led here (said at the start)
         self.printed = PrintedLines()
         self.started = time.time()
         early = self.spec.get("early_stop") or (self.spec.get("options") or {}).get("early_stop")
@@ -100,8 +100,8 @@ class Agent(Stopping, Ending):
             **self._bootstrap_facts(),
         )
         if self.restarted is not None:
-            message = restart_message(self.restarted)
-            self.events.write("warning", message=message, code="restart", changed=self.restarted)
+            self.restarted.announce(self.events)  # a dev restart: what changed
+            self.restarted = None  # no chain of earlier attempts' agents kept alive
         self._add_host_facts()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
         if self.spec.get("distributed"):
@@ -270,6 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     code = agent.run()
     while agent.restart.next_attempt:  # a dev run's restart: its next attempt, here
         done = agent.restart
-        agent = Agent(run_dir, done.next_attempt, sync=done.sync, restarted=done.changed)
+        agent = Agent(run_dir, done.next_attempt, sync=done.sync, restarted=done)
         code = agent.run()
     return code
