@@ -86,7 +86,7 @@ def test_a_watched_script_and_its_module_restart_the_same_run_with_the_new_code(
     assert session.store.get(run.id)["status"] == "stopped"
 
 
-def test_stop_while_following_ends_the_dev_session_and_returns(session, home):
+def test_stop_while_following_ends_the_dev_session_and_returns(session, home, capfd):
     _write_project()
 
     def edit_then_stop():
@@ -104,6 +104,8 @@ def test_stop_while_following_ends_the_dev_session_and_returns(session, home):
     row = session.store.get(run.id)
     assert (row["status"], row["reason"], row["attempt"]) == ("stopped", "user", 2)
     assert session._dev_runs.watchers == {}
+    said = capfd.readouterr().err
+    assert f"dev session of run {run.id} ended (stopped).\n" in said  # nothing kept locally
 
 
 def test_a_syntax_error_saved_while_watching_keeps_the_attempt_running(ip, home, capfd):

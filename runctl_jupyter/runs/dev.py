@@ -222,7 +222,10 @@ class DevRuns:
                 self._next_attempt(run, view, restarted_from, RESTART_TIMEOUT)
             while True:
                 row = session._follow(run, view)
-                if not watching or row["status"] not in ENDED_ON_ITS_OWN:
+                if not watching:
+                    break
+                if row["status"] not in ENDED_ON_ITS_OWN:
+                    self.end(run.id, row["status"])  # Stop, a limit: the session is over
                     break
                 if self._next_attempt(run, view, row.get("attempt") or 1) is None:
                     break
@@ -259,21 +262,21 @@ class DevRuns:
         return None
 
     def end(self, run_id: str, why: str | None = None) -> None:
-        """End the dev session of `run_id`: the watcher, and (Ctrl-C) the run itself."""
+        """End the dev session of `run_id`: the watcher; with `why`, say so (and what
+        stays up); `interrupted` (Ctrl-C) stops the run itself."""
         watcher = self.watchers.pop(run_id, None)
         if watcher is not None:
             watcher.stopped.set()
         if why is None:
             return
         session = self.session
-        try:  # a waiting agent too: its session is over
-            session.stop(run_id, wait=session.config.grace_seconds + 5)
-        except RunctlError as exc:
-            print(f"[runctl] {exc}", file=sys.stderr)
-        row = session.store.get(run_id)
-        print(
-            f"[runctl] dev session of run {run_id} ended ({why}).{kept_note(row)}", file=sys.stderr
-        )
+        if why == "interrupted":
+            try:  # a waiting agent too: its session is over
+                session.stop(run_id, wait=session.config.grace_seconds + 5)
+            except RunctlError as exc:
+                print(f"[runctl] {exc}", file=sys.stderr)
+        note = kept_note(read_spec(session.store.run_dir(run_id)))
+        print(f"[runctl] dev session of run {run_id} ended ({why}).{note}", file=sys.stderr)
 
     def watch(self, run_id: str, script: Path) -> Watcher:
         watcher = Watcher(self, run_id, script)
@@ -282,20 +285,16 @@ class DevRuns:
         return watcher
 
 
-def kept_note(row: dict) -> str:
+def kept_note(spec: dict) -> str:
     """What is left running after a dev session, and how it stops."""
-    target = row.get("target") or {}
-    if isinstance(target, str):
-        try:
-            target = json.loads(target)
-        except ValueError:
-            target = {}
-    instance = target.get("instance_id") if isinstance(target, dict) else None
+    target = spec.get("target") or {}
+    instance = target.get("instance_id")
     if not instance or not (target.get("keep") or target.get("reused")):
         return ""
+    minutes = (spec.get("options") or {}).get("idle_minutes") or 30
     return (
         f" Instance {instance} stays up for the next session (--instance {instance}); "
-        "it stops itself after --idle-minutes (30) with no run."
+        f"it stops itself after {minutes:g} idle minutes with no run."
     )
 
 

@@ -57,7 +57,7 @@ def _dev_files(aws, bucket: str, run_id: str) -> dict[str, bytes]:
 
 
 def test_a_change_ships_only_that_file_and_restarts_on_the_warm_instance(
-    aws, instance, tmp_path, monkeypatch
+    aws, instance, tmp_path, monkeypatch, capfd
 ):
     setup(aws)
     work = tmp_path / "work"
@@ -123,6 +123,10 @@ def test_a_change_ships_only_that_file_and_restarts_on_the_warm_instance(
     state = aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] == "running"
     assert session._dev_runs.watchers == {}
+    assert (
+        f"dev session of run {run.id} ended (stopped). Instance {instance_id} stays up for the "
+        f"next session (--instance {instance_id}); it stops itself after 30 idle minutes"
+    ) in capfd.readouterr().err
 
 
 def test_the_restart_script_asks_only_a_live_agent_with_a_fixed_control_file(tmp_path):
