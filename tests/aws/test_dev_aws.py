@@ -155,3 +155,52 @@ def test_the_restart_script_asks_only_a_live_agent_with_a_fixed_control_file(tmp
     (run_dir / "agent.json").write_text(json.dumps({"pid": os.getpid()}))
     assert run() == "restart-requested"
     assert json.loads((run_dir / "control.json").read_text()) == {"restart": True, "manifest": key}
+
+
+def test_a_dev_run_whose_agent_is_gone_restarts_on_the_same_kept_instance(
+    aws, instance, tmp_path, monkeypatch
+):
+    setup(aws)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "helper.py").write_text("WORD = 'one'\n")
+    (work / "train.py").write_text(SCRIPT.format(version="A"))
+    session = _session(tmp_path)
+    run = session.dev(
+        script="train.py", backend="aws", detach=True,
+        options={"instance_type": "t3.micro", "keep": True, "spot": False},
+    )  # fmt: skip
+    mirror = session.store.run_dir(run.id)
+    backend, spec = session.backend("aws"), json.loads((mirror / "spec.json").read_text())
+
+    def mirrored(text: str) -> bool:
+        backend.pull(mirror, spec)
+        log = mirror / "stdout.log"
+        return log.exists() and text in log.read_text()
+
+    _wait(lambda: mirrored("version A one"), 300)
+    first = json.loads((mirror / "aws.json").read_text())["instance_id"]
+    session.stop(run.id, wait=0)  # the agent ends: nobody to ask for a restart
+    _wait(lambda: not _agent_alive(instance, run.id))
+
+    (work / "train.py").write_text(SCRIPT.format(version="B"))
+    names = session._dev_runs.restart(run.id, {"code.py": (work / "train.py").read_bytes()})
+    assert names == ["train.py"]
+    spec = json.loads((mirror / "spec.json").read_text())
+    _wait(lambda: mirrored("version B one"), 300)
+    reservations = aws.ec2.describe_instances()["Reservations"]
+    assert [i["InstanceId"] for r in reservations for i in r["Instances"]] == [first]
+    assert json.loads((mirror / "aws.json").read_text())["instance_id"] == first
+    session.backend_stop(run.id)
+
+
+def _agent_alive(instance, run_id: str) -> bool:
+    import os
+
+    try:
+        pid = json.loads((instance.run_dir(run_id) / "agent.json").read_text())["pid"]
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
