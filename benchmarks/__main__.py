@@ -26,6 +26,7 @@ from .common import (
     PeerError,
     PeerWorker,
     Result,
+    Skipped,
     peer_python,
     setup_peer_venv,
 )
@@ -42,6 +43,7 @@ MODULES: dict[str, list[str]] = {
     "compare_panel": ["compare_panel"],
     "sweep_overhead": ["sweep_overhead"],
     "aws_api_calls": ["aws_api_calls"],
+    "dev_restart": ["dev_restart"],
 }
 RESULTS = REPO / "benchmarks" / "results.json"
 DETAIL = REPO / "benchmarks" / "results_detail.json"
@@ -198,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 module = importlib.import_module(f"benchmarks.{module_name}")
                 produced: dict[str, Result] = module.run(ctx)
+            except Skipped as exc:
+                for name in names:
+                    skipped[name] = f"not measured in this mode: {exc}"
+                print(f"[{module_name}] skipped: {exc}", file=sys.stderr)
+                continue
             except NotLanded as exc:
                 for name in names:
                     skipped[name] = f"not measured yet: feature not landed ({exc})"

@@ -25,6 +25,10 @@ class NotLanded(Exception):
     """Raised by a benchmark whose feature is not in the package yet (never a fake number)."""
 
 
+class Skipped(Exception):
+    """Raised by a benchmark that cannot run in this mode (it says why; no number)."""
+
+
 @dataclass
 class Result:
     """One benchmark's line in results.json, plus what the report shows besides."""

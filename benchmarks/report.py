@@ -144,6 +144,12 @@ BUDGETS: list[Budget] = [
         _sweep,
     ),
     Budget(
+        "dev_restart",
+        17,
+        "a dev run's restart on a warm instance: save -> first new log line <= 3 s",
+        _below(3.0, "s"),
+    ),
+    Budget(
         "aws_api_calls",
         4,
         "at most ~1,000 AWS API calls per run-hour of streaming (vs polling SSM every 2 s)",

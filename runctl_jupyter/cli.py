@@ -24,7 +24,7 @@ from .params.values import merge_params
 PROG = "runctl"
 
 # commands that start or follow a run: Ctrl-C leaves the run going
-_RUN_COMMANDS = ("train", "sweep", "resume", "rerun", "execute", "attach")
+_RUN_COMMANDS = ("train", "dev", "sweep", "resume", "rerun", "execute", "attach")
 
 
 def _err(text: str) -> None:
@@ -67,17 +67,17 @@ def build_call(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """The Session method and keyword arguments for a command line (no cell in a shell)."""
     ns = parse(argv, prog=PROG)
     method, kwargs = to_call(ns)
-    if ns.command == "train" and not ns.script:
+    if ns.command in ("train", "dev") and not ns.script:
         raise UsageProblem(
-            "train needs SCRIPT.py in the shell (runctl train train.py); "
-            "a cell runs with %%runctl train in a notebook"
+            f"{ns.command} needs SCRIPT.py in the shell (runctl {ns.command} train.py); "
+            f"a cell runs with %%runctl {ns.command} in a notebook"
         )
     if ns.command == "sweep" and not ns.target and not ns.resume:
         raise UsageProblem(
             "sweep needs SCRIPT.py or NOTEBOOK.ipynb in the shell, or --resume SWEEP; "
             "a cell sweeps with %%runctl sweep in a notebook"
         )
-    if ns.command in ("train", "sweep"):
+    if ns.command in ("train", "dev", "sweep"):
         kwargs["code"] = None
         kwargs["params"] = merge_params(_params_file(ns.params_var), ns.params)
     return method, kwargs
@@ -180,7 +180,7 @@ def _main(argv: list[str]) -> int:
         return 130
     if result is not None:
         _print(_shell_text(str(result)))
-    if _detached_by_interrupt(method, kwargs, result):
+    if _detached_by_interrupt(method, kwargs, result) or getattr(result, "interrupted", False):
         return 130  # Ctrl-C detached from the run: stop `runctl a && runctl b` chains
     return int(getattr(result, "exit_code", 0) or 0)  # 3: a partial listing
 

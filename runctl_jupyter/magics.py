@@ -36,7 +36,7 @@ PROG = "%runctl"
 COMPLETER_ID = "runctl"
 _MAGIC_LINE = re.compile(r"^\s*(?:[\w.]+\s*=\s*)?(%%?)runctl\s")
 
-_CELL_COMMANDS = ("train", "sweep")
+_CELL_COMMANDS = ("train", "dev", "sweep")
 
 
 def _help_text() -> str:
@@ -45,6 +45,7 @@ def _help_text() -> str:
         "    %%runctl train -p lr=0.05 -p hidden=[64,32] --experiment digits\n"
         "    <training code>\n\n"
         "    %runctl train SCRIPT.py [options] [-- SCRIPT ARGS]\n"
+        "    %runctl dev SCRIPT.py --watch [options]       # edit: the run restarts\n"
         "    %%runctl sweep --grid lr=0.001,0.01 --max-parallel 2 --objective val_acc:max\n"
         "    %runctl runs | show RUN | logs RUN | attach RUN | stop RUN | resume RUN | rerun RUN\n"
         "    %runctl compare RUN RUN ... | sweeps | resources | cleanup | cost | execute NB.ipynb\n\n"
@@ -104,7 +105,7 @@ class RunctlMagics(Magics):
 
     @staticmethod
     def _add_code(ns: Any, kwargs: dict[str, Any], cell: str | None) -> None:
-        target_key = "script" if ns.command == "train" else "target"
+        target_key = "target" if ns.command == "sweep" else "script"
         target = kwargs.get(target_key)
         if cell is not None:
             if target:

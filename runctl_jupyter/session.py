@@ -213,6 +213,12 @@ class Session(RunStarter):
         self.store.refresh(run.id)
         return RunDetails(run.row, self.store.metrics(run.id), self.store.checkpoints(run.id))
 
+    def dev(self, **kwargs: Any) -> Any:
+        """A dev run: each change restarts it as its next attempt (runs/dev.py)."""
+        from .runs.dev import start_dev
+
+        return start_dev(self, **kwargs)
+
     def sweep(self, **kwargs: Any) -> Sweep:
         """Many runs over a search space (runctl_jupyter/sweeps/)."""
         from .sweeps.api import sweep

@@ -163,7 +163,7 @@ def test_unknown_command_suggests_the_close_one():
 
 
 def test_double_dash_args_only_for_train_and_sweep():
-    with pytest.raises(UsageProblem, match="only train and sweep take script arguments"):
+    with pytest.raises(UsageProblem, match="only train, dev and sweep take script arguments"):
         p("runs -- x")
 
 

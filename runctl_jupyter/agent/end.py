@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ..events import EventWriter
     from .cost import CostMeter
+    from .restart import DevRestart
     from .s3 import Sync
     from .spot import Interruptions
 
@@ -39,6 +40,7 @@ class Ending:
         cost: CostMeter
         stdout_log: BinaryIO
         sync: Sync | None
+        restart: DevRestart
 
     def _exit(self, returncode: int) -> int:
         if self.spec.get("distributed") and self.stop_reason is not None:
@@ -48,6 +50,9 @@ class Ending:
         resumed = self.spot.on_exit(returncode)  # after a spot notice: the next attempt
         if resumed is not None:
             return resumed
+        restarted = self.restart.on_exit()  # a dev run's change: the next attempt
+        if restarted is not None:
+            return restarted
         error = None
         error_file = self.run_dir / f"error-{self.attempt}.json"
         if self.spec.get("distributed") and returncode and self.stop_reason is None:
@@ -106,4 +111,5 @@ class Ending:
             self.stdout_log.close()
         if self.sync is not None:
             self.sync.final()
+        self.restart.wait_after_exit(status)  # a dev run waits for the next change
         return 0 if status == "succeeded" else 1

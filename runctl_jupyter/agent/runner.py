@@ -12,12 +12,15 @@ notebooks).
 from __future__ import annotations
 
 import builtins
+import itertools
 import json
 import os
 import pickle
+import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from ..runtime import RunStopped, runctl
 
@@ -99,6 +102,25 @@ def _run_notebook(run_dir: Path, spec: dict) -> None:
     )
 
 
+def _smoke_steps(steps: int | None) -> dict:
+    """`dev --smoke-steps N` (runs/validate.py): after the Nth `runctl.log` the run stops
+    as a Stop stops it (`should_stop` turns True; code that never checks it is
+    interrupted), and the runner counts that as success."""
+    smoke = {"done": False}
+    if not steps:
+        return smoke
+    log, logged = runctl.log, itertools.count(1)
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        log(*args, **kwargs)
+        if next(logged) == int(steps):
+            smoke["done"] = True
+            runctl._handle_stop_signal(signal.SIGTERM, None)
+
+    setattr(runctl, "log", counted)  # noqa: B010 - this process's object only: the code calls it as usual
+    return smoke
+
+
 RUNNERS = {"cell": _run_cell, "script": _run_script, "notebook": _run_notebook}
 
 
@@ -111,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(workdir)
         sys.path.insert(0, workdir)  # local modules import as they do in the notebook
     runctl.install_signal_handlers()
+    smoke = _smoke_steps((spec.get("options") or {}).get("smoke_steps"))
     try:
         if (spec.get("options") or {}).get("debugger"):
             from .debugger import wait_for_debugger  # imports debugpy: only for --debug
@@ -119,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         RUNNERS[spec.get("kind", "cell")](run_dir, spec)
     except RunStopped:
         runctl.flush()
-        return EXIT_STOPPED
+        return 0 if smoke["done"] else EXIT_STOPPED  # a smoke run's N steps: a success
     except SystemExit as exc:
         runctl.flush()
         code = exc.code

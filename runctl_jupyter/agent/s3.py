@@ -140,6 +140,10 @@ class Sync:
         """Wake the uploader; never blocks the agent loop."""
         self._wake.set()
 
+    def fetch(self, key: str) -> bytes:
+        """An object of the run's bucket: a dev run's changed files (agent/restart.py)."""
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
     def final(self, deadline: float = FINAL_DEADLINE_SECONDS) -> bool:
         """Upload everything (events, log, record, env, checkpoints); True when all is in S3."""
         self._stop.set()

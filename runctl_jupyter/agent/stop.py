@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..events import EventWriter
+    from .restart import DevRestart
 
 
 class Stopping:
@@ -36,6 +37,7 @@ class Stopping:
         signaled: bool
         kill_at: float | None
         control_mtime: float
+        restart: DevRestart
         deadline: float | None
         grace: float
 
@@ -74,6 +76,8 @@ class Stopping:
             return
         if control.get("stop"):
             self.request_stop(control.get("reason") or "user", force=bool(control.get("force")))
+        elif control.get("restart"):
+            self.restart.request(control)  # a dev run's change (restart.py)
 
     def _check_limits(self) -> None:
         if self.deadline is not None and time.time() >= self.deadline:

@@ -30,12 +30,14 @@ from ..procs import boot_id, process_start
 from .early_stop import EarlyStop, early_stop_warning
 from .end import Ending
 from .output import MetricParser, PrintedLines, RuntimeTail
+from .restart import DevRestart
 from .spawn import start_runner
 from .spot import Interruptions
 from .stop import Stopping
 from .watch import Watch, replay_unsent
 
 if TYPE_CHECKING:
+    from .s3 import Sync
     from .torchrun import MainRankLines
 
 TICK = 0.05
@@ -45,7 +47,13 @@ class Agent(Stopping, Ending):
     """One attempt of a run, from the runner's start to the `exit` event (its stop
     methods are in stop.py, its end in end.py)."""
 
-    def __init__(self, run_dir: Path, attempt: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        attempt: int,
+        sync: Sync | None = None,
+        restarted: DevRestart | None = None,
+    ):
         self.run_dir = run_dir
         self.attempt = attempt
         self.spec = json.loads((run_dir / "spec.json").read_text())
@@ -62,13 +70,16 @@ class Agent(Stopping, Ending):
         self.signaled = False
         self.kill_at: float | None = None
         self.control_mtime = 0.0
-        self.sync = self._load_sync()
+        self.sync = sync or self._load_sync()
+        self.restarted = restarted  # the dev restart that led here (said at the start)
         self.printed = PrintedLines()
         self.started = time.time()
         early = self.spec.get("early_stop") or (self.spec.get("options") or {}).get("early_stop")
         self.early_stop = EarlyStop(early, self.metrics.names) if early else None
         self.stop_detail: dict | None = None
         self.spot, self.watch = Interruptions(self), Watch(self)  # spot notices; stalls
+        self.restart = DevRestart(self)  # `runctl dev`: the next attempt in this process
+        self.sync_every = 0.5 if self.restart.dev else 2.0  # a dev restart shows at once
         from .cost import CostMeter  # dollars so far, cost events, --cost-limit
 
         self.cost = CostMeter(self.spec, run_dir, attempt, self.events.write, self.request_stop)
@@ -100,6 +111,9 @@ class Agent(Stopping, Ending):
             host=socket.gethostname(),
             **self._bootstrap_facts(),
         )
+        if self.restarted is not None:
+            self.restarted.announce(self.events)  # a dev restart: what changed
+            self.restarted = None  # no chain of earlier attempts' agents kept alive
         self._add_host_facts()
         self._report_refused()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
@@ -191,7 +205,7 @@ class Agent(Stopping, Ending):
             self.watch.tick()
             self.cost.tick()
             self.events.flush()
-            if self.sync is not None and now - last_sync >= 2:
+            if self.sync is not None and now - last_sync >= self.sync_every:
                 self._sync_tick()
                 last_sync = now
             if open_streams == 0 and self.child.poll() is not None:
@@ -277,4 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     attempt = args.attempt or attempts_so_far(run_dir) + 1
     if args.daemon:
         daemonize()
-    return Agent(run_dir, attempt).run()
+    agent = Agent(run_dir, attempt)
+    code = agent.run()
+    while agent.restart.next_attempt:  # a dev run's restart: its next attempt, here
+        done = agent.restart
+        assert done.next_attempt is not None
+        agent = Agent(run_dir, done.next_attempt, sync=done.sync, restarted=done)
+        code = agent.run()
+    return code

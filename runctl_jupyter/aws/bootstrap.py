@@ -206,19 +206,26 @@ fi
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 
-# Stop: ask the agent to stop (control.json, as `stop` does locally) and wake it.
-_STOP_TEMPLATE = r"""#!/bin/bash
+# Stop and a dev run's restart: a fixed control.json for the run's agent (as `stop` and
+# `dev` write it locally), which polls it; a stop also wakes it with SIGTERM.
+_CONTROL_TEMPLATE = r"""#!/bin/bash
 set -euo pipefail
 RUN_ID={run_id}
 RUN_DIR="${{HOME:-/root}}/runctl/runs/$RUN_ID"
 [ -d "$RUN_DIR" ] || {{ echo "runctl: no run $RUN_ID on this instance"; exit 3; }}
-printf '%s' {control} > "$RUN_DIR/control.json.tmp"
-mv "$RUN_DIR/control.json.tmp" "$RUN_DIR/control.json"
+PID=""
 if [ -f "$RUN_DIR/agent.json" ]; then
   PID="$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$RUN_DIR/agent.json")"
-  [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null || true
 fi
+{before}printf '%s' {control} > "$RUN_DIR/control.json.tmp"
+mv "$RUN_DIR/control.json.tmp" "$RUN_DIR/control.json"
+{after}"""
+_STOP_AFTER = """[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null || true
 echo "runctl: stop requested for $RUN_ID"
+"""
+# a restart needs the agent there (it waits after an attempt); `no-agent`: the notebook
+# side bootstraps the next attempt instead
+_RESTART_BEFORE = """if [ -z "$PID" ] || ! kill -0 "$PID" 2>/dev/null; then echo "no-agent"; exit 0; fi
 """
 
 
@@ -286,10 +293,24 @@ def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
     )
 
 
-def stop_script(run_id: str, force: bool = False, reason: str = "user") -> str:
-    control = json.dumps(
-        {"stop": True, "force": bool(force), "reason": _check_id(reason, "reason")}
+def _control_script(run_id: str, control: dict, before: str = "", after: str = "") -> str:
+    return _CONTROL_TEMPLATE.format(
+        run_id=shlex.quote(_check_id(run_id, "run id")),
+        control=shlex.quote(json.dumps(control)),
+        before=before,
+        after=after,
     )
-    return _STOP_TEMPLATE.format(
-        run_id=shlex.quote(_check_id(run_id, "run id")), control=shlex.quote(control)
+
+
+def stop_script(run_id: str, force: bool = False, reason: str = "user") -> str:
+    control = {"stop": True, "force": bool(force), "reason": _check_id(reason, "reason")}
+    return _control_script(run_id, control, after=_STOP_AFTER)
+
+
+def restart_script(run_id: str, manifest_key: str) -> str:
+    """A dev run's restart: its agent fetches the changed files the manifest names
+    (agent/restart.py) and starts the next attempt; prints `restart-requested`."""
+    control = {"restart": True, "manifest": manifest_key}
+    return _control_script(
+        run_id, control, before=_RESTART_BEFORE, after='echo "restart-requested"\n'
     )

@@ -59,6 +59,7 @@ AGENT_MODULES = (
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent/spot.py",
+    "agent/restart.py",  # a dev run's restarts (`runctl dev`)
     "agent/watch.py",
     "agent/idle.py",  # the idle watcher of a --keep instance (docs/cost.md)
     "distributed.py",
@@ -102,7 +103,7 @@ class BundleError(RunctlError):
     pass
 
 
-def _top_imports(code: str) -> set[str]:
+def top_imports(code: str) -> set[str]:
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -137,7 +138,7 @@ def imported_modules(run_dir: Path, spec: dict) -> set[str]:
     names: set[str] = set()
     entry = run_dir / spec.get("entry", "code.py")
     if entry.suffix == ".py" and entry.exists():
-        names |= _top_imports(entry.read_text(errors="replace"))
+        names |= top_imports(entry.read_text(errors="replace"))
     elif entry.suffix == ".ipynb" and entry.exists():
         nb = json.loads(entry.read_text())
         for cell in nb.get("cells", []):
@@ -145,7 +146,7 @@ def imported_modules(run_dir: Path, spec: dict) -> set[str]:
                 src = cell.get("source", "")
                 src = "".join(src) if isinstance(src, list) else src
                 lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-                names |= _top_imports("\n".join(lines))
+                names |= top_imports("\n".join(lines))
     objects = run_dir / "objects.pkl"
     if objects.exists():
         names |= _pickle_modules(objects.read_bytes())
@@ -206,6 +207,28 @@ def local_modules(modules: Iterable[str], workdir: str | os.PathLike | None) -> 
     return found
 
 
+def missing_imports(modules: Iterable[str], workdir: str | os.PathLike | None) -> list[str]:
+    """Of `modules`, those neither a file in `workdir` nor importable in this Python."""
+    stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
+    local = local_modules(modules, workdir)
+    return sorted(
+        m
+        for m in set(modules)
+        if m not in stdlib and m not in local and importlib.util.find_spec(m) is None
+    )
+
+
+def module_files(run_dir: Path, spec: dict) -> list[tuple[Path, str]]:
+    """The modules the code imports from its folder, as files: (path, name under work/)."""
+    files: list[tuple[Path, str]] = []
+    for name, path in local_modules(imported_modules(run_dir, spec), spec.get("workdir")).items():
+        if path.is_file():
+            files.append((path, path.name))
+        else:
+            files += [(file, f"{name}/{rel}") for file, rel in sync_files(path)]
+    return files
+
+
 def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> list[str]:
     """What the instance installs: `auto` (pins of what the code imports), a file, a list, or none."""
     if pip in (None, "auto"):
@@ -221,8 +244,7 @@ def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> 
         if (spec.get("options") or {}).get("debugger") and importlib.util.find_spec("debugpy"):
             modules.add("debugpy")  # `train --debug`: debugpy in the run's process
         pins, unresolved = _resolve(modules, packages)
-        local = local_modules(modules, spec.get("workdir"))
-        missing = [m for m in unresolved if m not in local and importlib.util.find_spec(m) is None]
+        missing = missing_imports(unresolved, spec.get("workdir"))
         if missing:
             names = ", ".join(missing)
             raise BundleError(
@@ -326,12 +348,8 @@ def build(
         for name in AGENT_MODULES:
             add_bytes(tar, f"pkg/runctl_jupyter/{name}", (PACKAGE / name).read_bytes())
         workdir = spec.get("workdir")
-        for name, path in local_modules(imported_modules(run_dir, spec), workdir).items():
-            if path.is_file():
-                add_bytes(tar, f"work/{path.name}", path.read_bytes())
-            else:
-                for file, rel in sync_files(path):
-                    add_bytes(tar, f"work/{name}/{rel}", file.read_bytes())
+        for path, rel in module_files(run_dir, spec):
+            add_bytes(tar, f"work/{rel}", path.read_bytes())
         for folder in sync_dirs:
             folder = Path(folder).expanduser()
             same = workdir and folder.resolve() == Path(workdir).resolve()

@@ -13,6 +13,8 @@ pull():    new numbered event chunks from S3 into the local mirror run folder
            off to 20 s when idle: ~700 calls per run-hour, docs/aws.md), then
            stdout.log, record.ipynb and env.json once the attempt's exit event arrived
            (aws_pull.py)
+restart(): a dev run's changed files by content hash, then SSM asks its agent to
+           start the next attempt on the same warm instance (aws_dev.py)
 stop():    SSM writes control.json and wakes the agent; it stops the code, syncs,
            and terminates the instance unless it was reused (--instance) or kept
            (--keep) (aws_stop.py)
@@ -35,7 +37,7 @@ from ..aws.clients import Clients, error_code, owner_from_arn
 from ..aws.launch import LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..aws.spot_fleet import claim_attempt, delete_old_fleet, fleet_alive
-from . import aws_cluster, aws_pull, aws_stop
+from . import aws_cluster, aws_dev, aws_pull, aws_stop
 from .aws_checks import check_before_launch, complete_plan
 from .aws_ship import ship_and_start
 from .aws_target import read_target
@@ -76,6 +78,9 @@ class AWSBackend(Configurable):
     fast_poll = Float(1.0, help="Seconds between S3 polls in the first fast_seconds of a run.").tag(
         config=True
     )
+    dev_poll = Float(
+        0.25, help="Seconds between S3 polls in the fast_seconds after a dev run's restart."
+    ).tag(config=True)
     fast_seconds = Float(
         30.0, help="How long after start polls are fast (first metric seen quickly)."
     ).tag(config=True)
@@ -209,6 +214,15 @@ class AWSBackend(Configurable):
         """Stop gracefully through SSM (the agent syncs, then the instance ends unless reused
         or kept); an unreachable instance, or `force`, is terminated directly if the run made it."""
         aws_stop.stop(self, run_dir, spec, force, reason)
+
+    def restart(self, run_dir: Path, spec: dict, changed: dict, names: list[str]) -> bool:
+        """A dev run's next attempt on its warm instance: the changed files by content
+        hash through S3, then SSM asks its agent (aws_dev.py). False: no agent there."""
+        asked = aws_dev.restart(self, run_dir, spec, changed, names)
+        state = self._pull.get(spec["run_id"])
+        if asked and state is not None:  # the new attempt's first lines: fast polls again
+            state.update(since=time.monotonic(), next_poll=0.0, fast_poll=self.dev_poll)
+        return asked
 
     def pull(self, run_dir: Path, spec: dict, force: bool = False) -> int:
         """Bring new event chunks into the mirror; returns how many events were added."""

@@ -79,7 +79,7 @@ def pull(backend: Any, run_dir: Path, spec: dict, force: bool = False) -> int:
 def _pace(backend: Any, state: dict, flowing: bool) -> None:
     now = time.monotonic()
     if now - state["since"] < backend.fast_seconds:
-        state["interval"] = backend.fast_poll
+        state["interval"] = state.get("fast_poll", backend.fast_poll)  # a dev restart: faster
     elif flowing:
         state["interval"] = backend.poll_interval
     else:  # idle: back off (heartbeat chunks come every 20 s, well inside the lost timeout)

@@ -13,6 +13,8 @@ from ..aws.clients import Clients
 from ..aws.launch import Launched
 from .aws_target import write_target
 
+DEV_SYNC_SECONDS = 0.5  # a dev run's logs go up this often (others: every 15 s)
+
 
 def ship_and_start(
     backend: Any,
@@ -38,6 +40,8 @@ def ship_and_start(
         "persistent": launched.persistent,  # the fleet refills: leave it on `resuming`
         "terminate": not (launched.reused or launched.keep),
     }
+    if (spec.get("options") or {}).get("dev"):
+        sync_cfg["interval"] = DEV_SYNC_SECONDS  # a restart's first lines show at once
     data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
     key = bundle.bundle_key(backend.prefix, spec["run_id"], attempt)
     backend._say("starting", f"uploading the bundle ({len(data) // 1024 + 1} KiB)")

@@ -47,16 +47,23 @@ class LocalBackend:
         return {"host": os.uname().nodename}
 
     def stop(self, run_dir: Path, spec: dict, force: bool = False, reason: str = "user") -> None:
-        control = {"stop": True, "force": force, "reason": reason, "t": time.time()}
-        tmp = run_dir / "control.json.tmp"
-        tmp.write_text(json.dumps(control))
-        os.replace(tmp, run_dir / "control.json")
+        _write_control(run_dir, {"stop": True, "force": force, "reason": reason, "t": time.time()})
         info = agent_info(run_dir)
         if info and self._is_our_agent(info):
             try:
                 os.kill(info["pid"], signal.SIGTERM)  # wakes it; control.json says how hard
             except ProcessLookupError:
                 pass
+
+    def restart(self, run_dir: Path, spec: dict, changed: dict, names: list[str]) -> bool:
+        """A dev run's next attempt (runs/dev.py): its files are in the run folder (and
+        its modules in their own folder) already, so only the agent is asked
+        (agent/restart.py). False when no agent of ours is there to ask."""
+        info = agent_info(run_dir)
+        if not (info and self._is_our_agent(info)):
+            return False
+        _write_control(run_dir, {"restart": True, "changed": names, "t": time.time()})
+        return True
 
     def pull(self, run_dir: Path, spec: dict) -> None:
         return None  # the run folder is already here
@@ -73,6 +80,12 @@ class LocalBackend:
             return False
         start = process_start(info["pid"])
         return start is not None and start == info.get("proc_start")
+
+
+def _write_control(run_dir: Path, control: dict) -> None:
+    tmp = run_dir / "control.json.tmp"
+    tmp.write_text(json.dumps(control))
+    os.replace(tmp, run_dir / "control.json")
 
 
 def agent_info(run_dir: Path) -> dict | None:

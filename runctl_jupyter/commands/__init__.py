@@ -9,7 +9,7 @@ one-line message, and `--help` raises `HelpRequested` carrying the help text, so
 kernel can print it.
 
 Each command is parsed in the module named for it or its group: train.py (with
-run_options.py, the options every run takes), sweep.py (sweep, sweeps), runs.py
+run_options.py, the options every run takes), dev.py, sweep.py (sweep, sweeps), runs.py
 (runs, show, logs, attach, stop, resume, rerun, compare, execute), cost.py, and
 aws.py (aws, resources, cleanup), models.py (the model registry), schedule.py (schedule,
 schedules). A module adds its subparsers, finishes its
@@ -27,7 +27,7 @@ import shlex
 from typing import Any
 
 from ..params.values import BadParam
-from . import aws, cost, models, runs, schedule, sweep, train
+from . import aws, cost, dev, models, runs, schedule, sweep, train
 from .argparser import HelpRequested, RunctlArgumentParser, UsageProblem
 
 __all__ = [
@@ -43,13 +43,14 @@ __all__ = [
 ]
 
 COMMANDS = (
-    "train sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
+    "train dev sweep runs show logs attach stop resume rerun compare sweeps resources cleanup "
     "cost execute context models schedule schedules aws"
 ).split()
 
 # each adds its subparsers, in the order `runctl --help` lists them
 _ADD_PARSERS = (
     train.add_train,
+    dev.add_dev,
     sweep.add_sweep,
     runs.add_runs,
     runs.add_show_attach,
@@ -71,6 +72,7 @@ _ADD_PARSERS = (
 )
 _FINISH = {
     **train.FINISH,
+    **dev.FINISH,
     **sweep.FINISH,
     **runs.FINISH,
     **cost.FINISH,
@@ -79,6 +81,7 @@ _FINISH = {
 }
 _CALLS = {
     **train.CALLS,
+    **dev.CALLS,
     **sweep.CALLS,
     **runs.CALLS,
     **cost.CALLS,
@@ -199,9 +202,10 @@ def parse(words: list[str], prog: str = "runctl") -> argparse.Namespace:
         raise UsageProblem(f"{sub.prog}: {exc}", sub.format_usage()) from None
     ns.command = command
     ns.debug = debug
-    if script_args and command not in ("train", "sweep", "schedule"):
+    if script_args and command not in ("train", "dev", "sweep", "schedule"):
         raise UsageProblem(
-            f"{sub.prog}: only train and sweep take script arguments after -- (and schedule add)"
+            f"{sub.prog}: only train, dev and sweep take script arguments after -- "
+            "(and schedule add)"
         )
     ns.args = script_args
     try:

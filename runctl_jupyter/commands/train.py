@@ -10,7 +10,7 @@ from typing import Any
 from .debug_options import add_debugger, finish_debugger
 from .run_options import add_hyperparameters, add_run_options, finish_run
 
-__all__ = ["CALLS", "FINISH", "TRAIN_KWARGS", "add_train", "train_options"]
+__all__ = ["CALLS", "FINISH", "TRAIN_KWARGS", "add_train", "run_call", "train_options"]
 
 TRAIN_EPILOG = """\
 examples:
@@ -66,11 +66,18 @@ def train_options(
     }
 
 
-def _call_train(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    kw = {k: getattr(ns, k) for k in TRAIN_KWARGS}
+def run_call(ns: argparse.Namespace, own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """train's keyword arguments, plus a command's `own` ones (dev's); every other run
+    option goes in `options`."""
+    keys = TRAIN_KWARGS + own
+    kw = {k: getattr(ns, k) for k in keys}
     kw["args"], kw["tags"], kw["metrics"] = tuple(ns.args), tuple(ns.tags), tuple(ns.metrics)
-    kw["options"] = train_options(ns)
-    return "train", kw
+    kw["options"] = train_options(ns, exclude=keys)
+    return kw
+
+
+def _call_train(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return "train", run_call(ns)
 
 
 def _finish_train(ns: argparse.Namespace) -> None:

@@ -219,7 +219,7 @@ class RunControl:
         run = self.run(ref)
         self.store.refresh(run.id)
         row = run.row
-        if row["status"] not in ACTIVE_STATUSES:
+        if row["status"] not in ACTIVE_STATUSES and not self._dev_agent_waits(run.id):
             raise RunctlError(f"run {run.id} is {row['status']}, not running: nothing to stop")
         self.backend_stop(run.id, force)
         deadline = time.monotonic() + wait
@@ -229,6 +229,14 @@ class RunControl:
                 break
             time.sleep(0.1)
         return run
+
+    def _dev_agent_waits(self, run_id: str) -> bool:
+        """A dev run's agent waits for the next change after an attempt (agent/restart.py)."""
+        run_dir = self.store.run_dir(run_id)
+        spec = read_spec(run_dir)
+        if not (spec.get("options") or {}).get("dev"):
+            return False
+        return bool(self.backend(spec.get("backend", "local")).is_alive(run_dir, spec))
 
     def resume(self, ref: str, detach: bool = False) -> Run:
         """Continue a stopped, failed or lost run from its latest checkpoint, same id."""

@@ -58,6 +58,7 @@ class Run:
     def __init__(self, session: RunControl, run_id: str) -> None:
         self.session = session
         self.id = run_id
+        self.interrupted = False  # a dev session ended by Ctrl-C: the shell exits 130
 
     @property
     def row(self) -> dict[str, Any]:
