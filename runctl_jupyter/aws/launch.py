@@ -36,6 +36,7 @@ from .instance_ready import attach_volume, wait_running, wait_ssm_online
 from .instance_spec import add_one_time_spot, add_persistent_spot, instance_settings
 from .instance_types import validate_instance_type
 from .launch_errors import CAPACITY_ERRORS, LaunchError, NoCapacity, VolumeZoneMismatch
+from .run_role import launch_when_ready
 from .spot_fleet import delete_fleet, fleet_instances, launch_fleet
 
 Progress = Callable[[str, str], None]
@@ -129,7 +130,7 @@ def _run_instance(
         add_persistent_spot(kwargs, run_tags)
     elif req.spot:
         add_one_time_spot(kwargs, run_tags)
-    return clients.ec2.run_instances(**kwargs)["Instances"][0]
+    return launch_when_ready(lambda: clients.ec2.run_instances(**kwargs))["Instances"][0]
 
 
 def _find_security_group(clients: Clients, vpc_id: str) -> str:

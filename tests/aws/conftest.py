@@ -484,9 +484,12 @@ class InstancePlayer:
             return self.imds_of[instance_id]
 
     def env(self, home: Path, instance_id: str) -> dict[str, str]:
+        # signed as the instance: the strict layer evaluates its role's policies (strict_iam.py)
+        key = _strict().strict_iam.instance_key(instance_id)
+        _strict().INSTANCE_KEYS[key] = instance_id
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_ACCESS_KEY_ID": key,
             "AWS_SECRET_ACCESS_KEY": "testing",
             "HOME": str(home),
             "PATH": f"{self.bare_bin}:/usr/bin:/bin",

@@ -27,6 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+try:
+    import strict_iam
+except ImportError:  # imported from tests/ as aws.strict_aws
+    from aws import strict_iam
+
 ACCOUNT = "123456789012"
 
 
@@ -45,6 +50,7 @@ def _shared() -> dict:
             "members": {},
             "passable": {"runctl-instance"},
             "placement_groups": {},
+            "principals": {},  # access key -> the instance whose role signs with it
         }
     return moto_responses._runctl_strict
 
@@ -57,6 +63,8 @@ _lock = _state["lock"]
 REFUSED: list[tuple[str, str, str, str]] = _state["refused"]  # (rule, action, code, message)
 # cluster placement group name -> instance ids launched in it (moto has no groups)
 _CLUSTER_MEMBERS: dict[tuple[str, str], list[str]] = _state["members"]
+# access key -> instance id: requests signed with it are that instance role's (strict_iam.py)
+INSTANCE_KEYS: dict[str, str] = _state["principals"]
 
 
 class Refusal(Exception):
@@ -73,6 +81,7 @@ class Request:
     region: str
     account: str = ACCOUNT
     response: Any = None
+    access_key: str = ""
 
     def ec2(self) -> Any:
         from moto.ec2.models import ec2_backends
@@ -124,6 +133,7 @@ def reset() -> None:
     """Forget what moto's reset forgets (the cluster groups' members, the fixture's groups)."""
     _CLUSTER_MEMBERS.clear()
     _state["placement_groups"].clear()
+    INSTANCE_KEYS.clear()
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -829,6 +839,52 @@ def bucket_name_reserved(req: Request) -> None:
         raise _bad_bucket()
 
 
+# -- IAM: what the signing principal's policies allow (strict_iam.py) ------------------------
+
+
+def _principal(req: Request) -> Any:
+    """The instance role signing the request, the runctl user for USER_ACTIONS, else None."""
+    instance_id = INSTANCE_KEYS.get(req.access_key)
+    if instance_id:
+        return strict_iam.instance_principal(req.account, req.region, instance_id)
+    if req.action in strict_iam.USER_ACTIONS:
+        return strict_iam.user_principal(req.account, req.region)
+    return None
+
+
+@rule(
+    "ec2",
+    tuple(dict.fromkeys(strict_iam.INSTANCE_ACTIONS + strict_iam.USER_ACTIONS)),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html",
+)
+def iam_policy_allows(req: Request) -> None:
+    """An EC2 request the signer's IAM policies do not allow, on any resource it names."""
+    # FIXTURE RULE (moto evaluates no IAM): each resource is authorized on its own with its
+    # real tags; an instance's requests by its role's policies and tags, the user's volume
+    # actions by `runctl aws policy`. EC2 answers UnauthorizedOperation, 403.
+    if req.access_key not in INSTANCE_KEYS and req.action not in strict_iam.USER_ACTIONS:
+        return
+    principal = _principal(req)
+    ctx = strict_iam.refused(principal, strict_iam.ec2_contexts(req, req.action))
+    if ctx is not None:
+        raise Refusal(
+            strict_iam.ACCESS_DENIED_EC2, strict_iam.denial_message(principal, ctx), status=403
+        )
+
+
+def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
+    """S3 by an instance's role: AccessDenied (403) when its policies do not allow it."""
+    instance_id = INSTANCE_KEYS.get(access_key)
+    if not instance_id or not _state["on"]:
+        return None
+    principal = strict_iam.instance_principal(ACCOUNT, region, instance_id)
+    if strict_iam.refused(principal, [ctx]) is None:
+        return None
+    refusal = Refusal("AccessDenied", "Access Denied", status=403)
+    REFUSED.append(("iam_policy_allows", ctx.action, refusal.code, ctx.resource))
+    return refusal
+
+
 # -- the hook -------------------------------------------------------------------------
 
 
@@ -864,6 +920,7 @@ def _request_of(response: Any) -> Request | None:
         region=getattr(response, "region", "us-east-1"),
         account=getattr(response, "current_account", ACCOUNT),
         response=response,
+        access_key=response.get_access_key(),
     )
 
 
@@ -931,3 +988,33 @@ def install(placement_groups: dict | None = None) -> None:
         return original_put(self, request, bucket_name, querystring)
 
     S3Response._bucket_response_put = bucket_put
+    _install_s3_iam(S3Response)
+
+
+def _install_s3_iam(s3_response: Any) -> None:
+    """Object requests and listings signed by an instance: by its role's policies."""
+    from moto.s3.exceptions import S3ClientError
+
+    def refuse(refusal: Refusal | None) -> None:
+        if refusal is not None:
+            raise S3ClientError(refusal.code, refusal.message)
+
+    original_key = s3_response._key_response
+
+    def key_response(self: Any, request: Any, full_url: str) -> Any:
+        bucket = self.parse_bucket_name_from_url(request, full_url)
+        ctx = strict_iam.s3_object_context(request.method, bucket, self.parse_key_name())
+        refuse(s3_refusal(self.get_access_key(), ctx))
+        return original_key(self, request, full_url)
+
+    s3_response._key_response = key_response
+    original_get = s3_response._bucket_response_get
+
+    def bucket_get(self: Any, bucket_name: str, querystring: dict) -> Any:
+        if not any(q in querystring for q in ("location", "uploads", "versioning", "tagging")):
+            prefix = (querystring.get("prefix") or [None])[0]
+            ctx = strict_iam.s3_list_context(bucket_name, prefix)
+            refuse(s3_refusal(self.get_access_key(), ctx))
+        return original_get(self, bucket_name, querystring)
+
+    s3_response._bucket_response_get = bucket_get
