@@ -30,7 +30,7 @@ from typing import Any
 
 from . import policy, tags
 from .ami import resolve_ami
-from .candidates import candidates, choose_subnets, volume_zone
+from .candidates import candidates, choose_subnets, serve_run, volume_zone
 from .clients import Clients, error_code
 from .instance_ready import attach_volume, wait_running, wait_ssm_online
 from .instance_spec import add_one_time_spot, add_persistent_spot, instance_settings
@@ -207,6 +207,8 @@ def _launch(clients: Clients, req: LaunchRequest, launched: Launched, say: Progr
     say("provisioning", infos[req.instance_type].describe())
     images = {name: resolve_ami(clients, info, req.ami) for name, info in infos.items()}
     zone = volume_zone(clients, req.volume) if req.volume else None
+    if req.volume:
+        serve_run(clients, req.volume, req.run_id)
     subnets = choose_subnets(clients, req.subnet, zone)
     security_group = req.security_group or _find_security_group(clients, subnets[0]["VpcId"])
     errors: list[str] = []

@@ -59,6 +59,10 @@ _state = _shared()
 # iam:PassRole, simulated: the roles the test caller may pass to EC2 (runctl's policy
 # allows only its own instance role: `runctl aws policy`). A test may add to it.
 PASSABLE_ROLES: set[str] = _state["passable"]
+RUN_ROLE_PREFIX = "runctl-run-"  # and each run's own role (`PassRunRoles`, aws/run_role.py)
+# IAM's eventual consistency, played: an instance profile younger than this is unknown to
+# RunInstances (0: off; a test turns it on). A setting, since AWS publishes no duration.
+PROFILE_PROPAGATION: dict[str, float] = _state.setdefault("propagation", {"seconds": 0.0})
 _lock = _state["lock"]
 REFUSED: list[tuple[str, str, str, str]] = _state["refused"]  # (rule, action, code, message)
 # cluster placement group name -> instance ids launched in it (moto has no groups)
@@ -134,6 +138,7 @@ def reset() -> None:
     _CLUSTER_MEMBERS.clear()
     _state["placement_groups"].clear()
     INSTANCE_KEYS.clear()
+    PROFILE_PROPAGATION["seconds"] = 0.0
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -664,7 +669,7 @@ def pass_role_allowed(req: Request) -> None:
         profiles.append(data.get("IamInstanceProfile"))
     for profile in profiles:
         for role in _profile_roles(req, profile):
-            if role not in PASSABLE_ROLES:
+            if role not in PASSABLE_ROLES and not role.startswith(RUN_ROLE_PREFIX):
                 raise Refusal(
                     "UnauthorizedOperation",
                     f"You are not authorized to perform this operation. User: "
@@ -734,6 +739,47 @@ def iam_path(req: Request) -> None:
             f"1 validation error detected: Value '{path}' at 'path' failed to satisfy "
             r"constraint: Member must satisfy regular expression pattern: "
             r"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)",
+        )
+
+
+@rule(
+    "iam",
+    ("CreatePolicy",),
+    "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html",
+)
+def iam_policy_name(req: Request) -> None:
+    """CreatePolicy: PolicyName over 128 characters or outside [\\w+=,.@-]."""
+    # PolicyName: Length 1-128, Pattern [\w+=,.@-]+
+    _iam_name(req, "PolicyName", 128)
+
+
+@rule(
+    "ec2",
+    ("RunInstances",),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency",
+)
+def instance_profile_propagated(req: Request) -> None:
+    """RunInstances: an instance profile IAM made moments ago is not usable yet."""
+    # "IAM ... is eventually consistent ... changes that you make might not be immediately
+    # visible" (the page above); EC2 names such a profile invalid (InvalidParameterValue,
+    # the same answer as for an unknown name: EC2 UG *iam-roles-for-amazon-ec2.html*).
+    profile = req.params.get("IamInstanceProfile") or {}
+    name = profile.get("Name") or (profile.get("Arn") or "").rsplit("/", 1)[-1]
+    wait = PROFILE_PROPAGATION["seconds"]
+    if not name or wait <= 0:
+        return
+    try:
+        made = req.iam().get_instance_profile(name).create_date
+    except Exception:
+        return  # moto refuses an unknown profile itself
+    import datetime as dt
+
+    age = (dt.datetime.now(dt.timezone.utc) - made.replace(tzinfo=dt.timezone.utc)).total_seconds()
+    if age < wait:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({name}) for parameter iamInstanceProfile.name is invalid. "
+            "Invalid IAM Instance Profile name",
         )
 
 
