@@ -253,6 +253,24 @@ def aws(moto_server: str):
 
 
 @pytest.fixture
+def data_volume():
+    """Makes a `--volume` the way a user opts one in: tagged runctl:managed=true and
+    runctl:persistent=true (docs/aws.md, "Who can reach what")."""
+
+    def make(clients: Any, zone: str, size: int = 1) -> str:
+        opt_in = [
+            {"Key": "runctl:managed", "Value": "true"},
+            {"Key": "runctl:persistent", "Value": "true"},
+        ]
+        spec = [{"ResourceType": "volume", "Tags": opt_in}]
+        return clients.ec2.create_volume(AvailabilityZone=zone, Size=size, TagSpecifications=spec)[
+            "VolumeId"
+        ]
+
+    return make
+
+
+@pytest.fixture
 def aws_clients_env(aws):
     """The `aws` account, for code that makes its own clients from the environment."""
     return aws
