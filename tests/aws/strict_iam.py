@@ -118,8 +118,10 @@ def role_principal(account: str, role_name: str, instance_arn: str | None = None
     for managed in role.managed_policies.values():
         default = next(v for v in managed.versions if v.is_default)
         policies.append(_loads(default.document))
+    found = role.tags or []  # moto keeps a list of {Key, Value} (older: a dict of them)
     keys: dict[str, Any] = {
-        f"aws:principaltag/{t['Key']}".lower(): t["Value"] for t in (role.tags or {}).values()
+        f"aws:principaltag/{t['Key']}".lower(): t["Value"]
+        for t in (found.values() if isinstance(found, dict) else found)
     }
     if instance_arn:
         keys["ec2:sourceinstancearn"] = instance_arn
@@ -160,13 +162,15 @@ def _ids(params: dict, key: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
+# the request parameters naming resources, as moto parses them (lists are plural)
 _RESOURCE_KINDS = {
     "InstanceId": "instance",
+    "InstanceIds": "instance",
     "VolumeId": "volume",
-    "SpotInstanceRequestId": "spot-instances-request",
-    "FleetId": "fleet",
+    "SpotInstanceRequestIds": "spot-instances-request",
+    "FleetIds": "fleet",
     "LaunchTemplateId": "launch-template",
-    "ResourceId": None,  # CreateTags: the kind from the id's prefix
+    "Resources": None,  # CreateTags: the kind from the id's prefix
 }
 _PREFIX_KINDS = {
     "i-": "instance",
