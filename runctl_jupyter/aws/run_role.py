@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from . import policy, tags
-from .clients import Clients, error_code
+from .clients import AWSError, Clients, error_code
 
 PATH = "/runctl/"
 PREFIX = "runctl-run-"
@@ -100,6 +100,11 @@ def create(clients: Clients, run_tags: dict[str, str], bucket: str) -> str:
                 step()
             except Exception as exc:
                 # a later attempt of the run (resume) finds its role made: the same one
+                if error_code(exc) == "NoSuchEntity":  # set up before run roles existed
+                    raise AWSError(
+                        f"the run roles' policy {policy_name(bucket)} is missing; "
+                        "run `runctl aws setup`, then launch again"
+                    ) from exc
                 if error_code(exc) not in ("EntityAlreadyExists", "LimitExceeded"):
                     raise
     except BaseException:
