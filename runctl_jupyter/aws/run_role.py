@@ -10,6 +10,9 @@ is what gives each run its own principal. The user attaches only that policy (an
 SSM core) to these roles (`runctl aws policy`, condition `iam:PolicyARN`), so a run
 role never holds more.
 
+An admin's own policy `/runctl/runctl-data` (read access to a data bucket, say), when it
+exists, is attached too: the user cannot write it, only attach it.
+
 The role is deleted when its launch fails and by `runctl cleanup` once its run is over
 (the `role` kind of `runctl resources`).
 """
@@ -25,6 +28,8 @@ from .clients import AWSError, Clients, error_code
 
 PATH = "/runctl/"
 PREFIX = "runctl-run-"
+# an admin's own policy (say, read access to a data bucket) that every run role gets too
+DATA_POLICY = "runctl-data"
 
 
 def name(run_id: str) -> str:
@@ -37,6 +42,21 @@ def policy_name(bucket: str) -> str:
 
 def policy_arn(account: str, bucket: str) -> str:
     return f"arn:aws:iam::{account}:policy{PATH}{policy_name(bucket)}"
+
+
+def data_policy_arn(account: str) -> str:
+    return f"arn:aws:iam::{account}:policy{PATH}{DATA_POLICY}"
+
+
+def _data_policy(clients: Clients, account: str) -> list[str]:
+    """The admin's `runctl-data` policy, when there is one."""
+    try:
+        clients.iam.get_policy(PolicyArn=data_policy_arn(account))
+    except Exception as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return []
+    return [data_policy_arn(account)]
 
 
 def ensure_policy(clients: Clients, account: str, bucket: str) -> bool:
@@ -79,6 +99,8 @@ def create(clients: Clients, run_tags: dict[str, str], bucket: str) -> str:
     account = clients.identity()["Account"]
     run_name = name(run_tags[tags.RUN_ID])
     tag_list = tags.tag_list(run_tags)
+    policies = [policy_arn(account, bucket), policy.SSM_CORE_POLICY_ARN]
+    policies += _data_policy(clients, account)
     steps = [
         lambda: iam.create_role(
             RoleName=run_name,
@@ -89,7 +111,7 @@ def create(clients: Clients, run_tags: dict[str, str], bucket: str) -> str:
         ),
         *(
             lambda arn=arn: iam.attach_role_policy(RoleName=run_name, PolicyArn=arn)
-            for arn in (policy_arn(account, bucket), policy.SSM_CORE_POLICY_ARN)
+            for arn in policies
         ),
         lambda: iam.create_instance_profile(InstanceProfileName=run_name, Path=PATH, Tags=tag_list),
         lambda: iam.add_role_to_instance_profile(InstanceProfileName=run_name, RoleName=run_name),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import tags
 from .policy import PROFILE_NAME, ROLE_NAME, RUN_PREFIX, SSM_CORE_POLICY_ARN
+from .run_role import DATA_POLICY
 from .run_role import PATH as RUN_ROLE_PATH
 from .run_role import PREFIX as RUN_ROLE_PREFIX
 
@@ -252,6 +253,7 @@ def _run_roles(acct: str) -> list[dict]:
     roles = f"arn:aws:iam::{acct}:role{RUN_ROLE_PATH}{RUN_ROLE_PREFIX}*"
     profiles = f"arn:aws:iam::{acct}:instance-profile{RUN_ROLE_PATH}{RUN_ROLE_PREFIX}*"
     run_policies = f"arn:aws:iam::{acct}:policy{RUN_ROLE_PATH}{RUN_ROLE_PREFIX}*"
+    data = f"arn:aws:iam::{acct}:policy{RUN_ROLE_PATH}{DATA_POLICY}"
     return [
         {
             "Sid": "RunRoles",
@@ -278,7 +280,14 @@ def _run_roles(acct: str) -> list[dict]:
             "Effect": "Allow",
             "Action": ["iam:AttachRolePolicy"],
             "Resource": roles,
-            "Condition": {"ArnLike": {"iam:PolicyARN": [run_policies, SSM_CORE_POLICY_ARN]}},
+            "Condition": {"ArnLike": {"iam:PolicyARN": [run_policies, SSM_CORE_POLICY_ARN, data]}},
+        },
+        {
+            # an admin's data policy, attached to run roles when it exists (not writable here)
+            "Sid": "ReadDataPolicy",
+            "Effect": "Allow",
+            "Action": ["iam:GetPolicy"],
+            "Resource": data,
         },
         {
             "Sid": "PassRunRoles",

@@ -286,3 +286,30 @@ def test_cleanup_deletes_the_role_of_a_run_that_is_over_and_keeps_an_active_runs
     assert [ok for _, ok, _ in cleanup(ready, found)] == [True]
     assert _run_roles(ready) == [run_role.name("active")]
     assert _run_profiles(ready) == [run_role.name("active")]
+
+
+def test_an_admins_data_policy_reaches_every_run_role_made_after_it(ready: Clients):
+    import json
+
+    bucket = policy.bucket_name("123456789012", ready.region)
+    ready.s3.create_bucket(Bucket="team-data")
+    ready.s3.put_object(Bucket="team-data", Key="digits/train.npy", Body=b"x")
+    before = _run_instance(ready, bucket, "runx")  # no data policy yet
+    read = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::team-data/*"}
+        ],
+    }
+    ready.iam.create_policy(
+        PolicyName=run_role.DATA_POLICY, Path=run_role.PATH, PolicyDocument=json.dumps(read)
+    )
+    after = _run_instance(ready, bucket, "runy")
+    body = _as_instance(ready, after, "s3").get_object(Bucket="team-data", Key="digits/train.npy")
+    assert body["Body"].read() == b"x"
+    _refused(
+        lambda: _as_instance(ready, before, "s3").get_object(
+            Bucket="team-data", Key="digits/train.npy"
+        ),
+        "AccessDenied",
+    )
