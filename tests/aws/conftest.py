@@ -505,6 +505,10 @@ class InstancePlayer:
         # signed as the instance: the strict layer evaluates its role's policies (strict_iam.py)
         key = _strict().strict_iam.instance_key(instance_id)
         _strict().INSTANCE_KEYS[key] = instance_id
+        try:  # the profile a fleet's instance carries, kept while its fleet is still there
+            _strict().strict_iam.instance_principal("123456789012", REGION, instance_id)
+        except Exception:  # noqa: BLE001 - judged again at each request
+            pass
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_ACCESS_KEY_ID": key,

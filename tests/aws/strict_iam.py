@@ -85,10 +85,18 @@ def _iam(account: str) -> Any:
 
 def _profile_of(ec2: Any, instance: Any) -> str | None:
     """The instance profile an instance carries: its association, else (an instance an
-    EC2 Fleet launched, which moto does not associate) its launch template's."""
+    EC2 Fleet launched, which moto does not associate) its launch template's, then
+    associated as AWS does at launch (it stays when the fleet and template are deleted)."""
     assoc = ec2.iam_instance_profile_associations.get(instance.id)
     if assoc is not None:
         return assoc.iam_instance_profile.name
+    name = _template_profile(ec2, instance)
+    if name:
+        ec2.associate_iam_instance_profile(instance.id, iam_instance_profile_name=name)
+    return name
+
+
+def _template_profile(ec2: Any, instance: Any) -> str | None:
     for fleet in ec2.fleets.values():
         if any(r.instance.id == instance.id for r in fleet.spot_requests):
             for cfg in fleet.launch_template_configs or []:
