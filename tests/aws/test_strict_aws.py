@@ -148,6 +148,12 @@ def _launch_young_profile(aws: Any, profile: str) -> Any:
         strict_aws.PROFILE_PROPAGATION["seconds"] = 0.0
 
 
+def _attach(aws: Any, ctx: dict) -> Any:
+    return aws.ec2.attach_volume(
+        VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/sdf"
+    )
+
+
 def _unmanaged_attach_setup(aws: Any) -> dict:
     """An untagged volume and an instance in its AZ: the user's policy attaches neither."""
     subnets = _subnets(aws)
@@ -309,9 +315,7 @@ CASES = [
     Case(
         "attach_volume_same_az",
         "InvalidVolume.ZoneMismatch",
-        lambda aws, ctx: aws.ec2.attach_volume(
-            VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/sdf"
-        ),
+        _attach,
         setup=_attach_setup,
     ),
     Case(
@@ -339,9 +343,7 @@ CASES = [
     Case(
         "iam_policy_allows",
         "UnauthorizedOperation",
-        lambda aws, ctx: aws.ec2.attach_volume(
-            VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/sdf"
-        ),
+        _attach,
         setup=_unmanaged_attach_setup,
         status=403,
     ),
