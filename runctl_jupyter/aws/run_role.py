@@ -101,33 +101,46 @@ def create(clients: Clients, run_tags: dict[str, str], bucket: str) -> str:
     tag_list = tags.tag_list(run_tags)
     policies = [policy_arn(account, bucket), policy.SSM_CORE_POLICY_ARN]
     policies += _data_policy(clients, account)
-    steps = [
-        lambda: iam.create_role(
-            RoleName=run_name,
-            Path=PATH,
-            AssumeRolePolicyDocument=json.dumps(policy.assume_role_policy()),
-            Description="runctl-jupyter: the instances of one run",
-            Tags=tag_list,
+    # (the step, the answer meaning it is done already: a resumed run finds its role made)
+    steps: list[tuple[Any, str]] = [
+        (
+            lambda: iam.create_role(
+                RoleName=run_name,
+                Path=PATH,
+                AssumeRolePolicyDocument=json.dumps(policy.assume_role_policy()),
+                Description="runctl-jupyter: the instances of one run",
+                Tags=tag_list,
+            ),
+            "EntityAlreadyExists",
         ),
         *(
-            lambda arn=arn: iam.attach_role_policy(RoleName=run_name, PolicyArn=arn)
+            (lambda arn=arn: iam.attach_role_policy(RoleName=run_name, PolicyArn=arn), "")
             for arn in policies
         ),
-        lambda: iam.create_instance_profile(InstanceProfileName=run_name, Path=PATH, Tags=tag_list),
-        lambda: iam.add_role_to_instance_profile(InstanceProfileName=run_name, RoleName=run_name),
+        (
+            lambda: iam.create_instance_profile(
+                InstanceProfileName=run_name, Path=PATH, Tags=tag_list
+            ),
+            "EntityAlreadyExists",
+        ),
+        (  # a profile holds one role: LimitExceeded when it holds this one already
+            lambda: iam.add_role_to_instance_profile(
+                InstanceProfileName=run_name, RoleName=run_name
+            ),
+            "LimitExceeded",
+        ),
     ]
     try:
-        for step in steps:
+        for step, done in steps:
             try:
                 step()
             except Exception as exc:
-                # a later attempt of the run (resume) finds its role made: the same one
-                if error_code(exc) == "NoSuchEntity":  # set up before run roles existed
+                if error_code(exc) == "NoSuchEntity" and policies[0] in str(exc):
                     raise AWSError(
                         f"the run roles' policy {policy_name(bucket)} is missing; "
                         "run `runctl aws setup`, then launch again"
                     ) from exc
-                if error_code(exc) not in ("EntityAlreadyExists", "LimitExceeded"):
+                if not done or error_code(exc) != done:
                     raise
     except BaseException:
         delete(clients, run_name)

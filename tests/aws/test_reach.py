@@ -313,3 +313,14 @@ def test_an_admins_data_policy_reaches_every_run_role_made_after_it(ready: Clien
         ),
         "AccessDenied",
     )
+
+
+def test_a_run_role_without_the_run_policy_says_to_run_setup_and_leaves_nothing(ready: Clients):
+    from runctl_jupyter.aws.clients import AWSError
+
+    bucket = policy.bucket_name("123456789012", ready.region)
+    ready.iam.delete_policy(PolicyArn=run_role.policy_arn("123456789012", bucket))  # set up before
+    with pytest.raises(AWSError) as caught:
+        run_role.create(ready, tags.run_tags("runz", "ann", "p"), bucket)
+    assert "\n" not in str(caught.value) and "run `runctl aws setup`" in str(caught.value)
+    assert _run_roles(ready) == [] and _run_profiles(ready) == []
