@@ -394,12 +394,17 @@ def cluster_group_one_az(req: Request) -> None:
 
 
 def _after_run_instances(req: Request, body: Any) -> None:
-    group = (req.params.get("Placement") or {}).get("GroupName")
-    if not group:
-        return
     text = body.decode() if isinstance(body, bytes) else str(body)
-    ids = re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)
-    _CLUSTER_MEMBERS.setdefault((req.region, group), []).extend(ids)
+    ids = list(dict.fromkeys(re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)))
+    profile = (req.params.get("IamInstanceProfile") or {}).get("Name")
+    if profile:  # moto associates the profile with the first instance only; AWS with each
+        backend = req.ec2()
+        for iid in ids:
+            if iid not in backend.iam_instance_profile_associations:
+                backend.associate_iam_instance_profile(iid, iam_instance_profile_name=profile)
+    group = (req.params.get("Placement") or {}).get("GroupName")
+    if group:
+        _CLUSTER_MEMBERS.setdefault((req.region, group), []).extend(ids)
 
 
 @rule(
