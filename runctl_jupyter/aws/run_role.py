@@ -91,6 +91,16 @@ def ensure_policy(clients: Clients, account: str, bucket: str) -> bool:
     return False
 
 
+def exists(clients: Clients, run_name: str) -> bool:
+    try:
+        clients.iam.get_role(RoleName=run_name)
+    except Exception as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return False
+    return True
+
+
 def create(clients: Clients, run_tags: dict[str, str], bucket: str) -> str:
     """The run's role and instance profile (both named `runctl-run-<run id>`; what exists
     already is kept: a resumed run's); returns the profile's name. Deleted again if a

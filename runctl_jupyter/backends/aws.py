@@ -136,14 +136,16 @@ class AWSBackend(Configurable):
         if spot and not opts.get("keep") and not opts.get("instance"):
             user_data = self._fleet_boot_script(clients, run_dir, spec, attempt, bucket)
         req = self._launch_request(spec, opts, checked.identity, spot, user_data)
-        own_role = self.instance_profile == PROFILE_NAME and not (req.keep or req.instance_id)
-        if own_role:  # instances serving this run alone get its own role (its reach only)
+        made = False  # a role this call made goes if the launch fails; an earlier attempt's stays
+        if self.instance_profile == PROFILE_NAME and not (req.keep or req.instance_id):
+            # instances serving this run alone get its own role (its reach only)
+            made = not run_role.exists(clients, run_role.name(req.run_id))
             run_tags = tags.run_tags(req.run_id, req.owner, req.project)
             req.instance_profile = run_role.create(clients, run_tags, bucket)
         try:
             return self._provision_and_start(run_dir, spec, attempt, req, checked)
         except BaseException:
-            if own_role:
+            if made:
                 run_role.delete(clients, req.instance_profile)
             raise
 

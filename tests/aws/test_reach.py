@@ -271,6 +271,23 @@ def test_a_failed_launch_deletes_the_runs_role(ready: Clients, tmp_path: Path, f
     assert _run_profiles(ready) == []
 
 
+def test_a_failed_later_attempt_keeps_the_role_an_earlier_attempt_made(
+    ready: Clients, tmp_path: Path, fail
+):
+    from test_backend import _launchable
+
+    from runctl_jupyter.backends.aws import AWSBackend
+
+    run_dir, spec = _launchable(tmp_path)
+    bucket = policy.bucket_name("123456789012", ready.region)
+    run_role.create(ready, tags.run_tags(spec["run_id"], "ann", "p"), bucket)  # attempt 1's
+    fail(ready, "ssm.SendCommand", code="InjectedFailure")
+    with pytest.raises(Exception, match="InjectedFailure"):
+        AWSBackend(clients=ready, aws_poll=0.05).start(run_dir, spec, attempt=2)
+    assert _run_roles(ready) == [run_role.name(spec["run_id"])]
+    assert _run_profiles(ready) == [run_role.name(spec["run_id"])]
+
+
 def test_cleanup_deletes_the_role_of_a_run_that_is_over_and_keeps_an_active_runs(
     ready: Clients,
 ):
