@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import tags
 from .clients import Clients, error_code
 from .launch_errors import LaunchError, VolumeZoneMismatch
 
@@ -36,9 +37,24 @@ def volume_zone(clients: Clients, volume_id: str) -> str:
             f"volume {volume_id} not found in {clients.region}; check --volume and the region"
         )
     vol = vols[0]
+    vol_tags = tags.tag_dict(vol.get("Tags"))
+    if vol_tags.get(tags.MANAGED) != "true" or not tags.is_kept(vol_tags):
+        # runctl (and a run's role) may attach only volumes the user opted in; kept, so
+        # that `cleanup` never deletes the data on it
+        raise LaunchError(
+            f"volume {volume_id} is not opted in to runctl; tag it with `aws ec2 create-tags "
+            f"--resources {volume_id} --tags Key={tags.MANAGED},Value=true "
+            f"Key={tags.PERSISTENT},Value=true` (an admin may have to), then launch again"
+        )
     if vol["State"] != "available":
         raise LaunchError(f"volume {volume_id} is {vol['State']}, not available; detach it first")
     return vol["AvailabilityZone"]
+
+
+def serve_run(clients: Clients, volume_id: str, run_id: str) -> None:
+    """Mark the `--volume` as this run's (`runctl:volume-run`): the run's role may then
+    attach it to the run's spot replacement, and no other run's role may."""
+    clients.ec2.create_tags(Resources=[volume_id], Tags=tags.tag_list({tags.VOLUME_RUN: run_id}))
 
 
 def choose_subnets(clients: Clients, subnet: str | None, zone: str | None) -> list[dict]:

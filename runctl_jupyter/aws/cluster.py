@@ -37,6 +37,7 @@ from .instance_spec import add_one_time_spot, instance_settings
 from .instance_types import validate_instance_type
 from .launch import LaunchRequest
 from .launch_errors import CAPACITY_ERRORS, LaunchError, NoCapacity
+from .run_role import launch_when_ready
 
 RDZV_PORT = 29500  # torchrun's usual master port, on node 0's private address
 IN_USE = {"InvalidPlacementGroup.InUse", "DependencyViolation", "InvalidGroup.InUse"}
@@ -192,7 +193,8 @@ def provision(
                 efa,
             )
             try:
-                launched = clients.ec2.run_instances(**kwargs)["Instances"]
+                answer = launch_when_ready(lambda kw=kwargs: clients.ec2.run_instances(**kw))
+                launched = answer["Instances"]
             except Exception as exc:
                 if error_code(exc) in CAPACITY_ERRORS:
                     errors.append(f"{zone}: {error_code(exc)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import policy
+from . import policy, run_role
 from .clients import AWSError, Clients, error_code
 from .errors import actionable, hint
 from .setup import default_vpc, find_security_group
@@ -56,6 +56,11 @@ def doctor(clients: Clients, bucket: str | None = None) -> list[Check]:
         _region(clients),
         _bucket(clients, bucket or policy.bucket_name(ident["Account"], clients.region)),
         _instance_profile(clients),
+        _run_policy(
+            clients,
+            ident["Account"],
+            bucket or policy.bucket_name(ident["Account"], clients.region),
+        ),
         _security_group(clients),
         _ssm(clients),
     ]
@@ -133,6 +138,16 @@ def _instance_profile(clients: Clients) -> Check:
             f"{policy.PROFILE_NAME} missing ({_detail(exc)})",
             _fix(exc, SETUP_FIX),
         )
+
+
+def _run_policy(clients: Clients, account: str, bucket: str) -> Check:
+    """The managed policy each run's own role holds (aws/run_role.py)."""
+    name = run_role.policy_name(bucket)
+    try:
+        clients.iam.get_policy(PolicyArn=run_role.policy_arn(account, bucket))
+        return Check("run policy", True, f"{name} (each run's own role: its reach only)")
+    except Exception as exc:
+        return Check("run policy", False, f"{name} missing ({_detail(exc)})", _fix(exc, SETUP_FIX))
 
 
 def _security_group(clients: Clients) -> Check:

@@ -97,7 +97,8 @@ class Listing(list):
         return bool(self.failures)
 
     def add(self, other: Listing) -> None:
-        self.extend(other)
+        seen = {(r.kind, r.id) for r in self}  # IAM is global: each region lists its roles
+        self.extend(r for r in other if (r.kind, r.id) not in seen)
         self.failures.extend(other.failures)
         self.regions.extend(r for r in other.regions if r not in self.regions)
 

@@ -30,12 +30,13 @@ from typing import Any
 
 from . import policy, tags
 from .ami import resolve_ami
-from .candidates import candidates, choose_subnets, volume_zone
+from .candidates import candidates, choose_subnets, serve_run, volume_zone
 from .clients import Clients, error_code
 from .instance_ready import attach_volume, wait_running, wait_ssm_online
 from .instance_spec import add_one_time_spot, add_persistent_spot, instance_settings
 from .instance_types import validate_instance_type
 from .launch_errors import CAPACITY_ERRORS, LaunchError, NoCapacity, VolumeZoneMismatch
+from .run_role import launch_when_ready
 from .spot_fleet import delete_fleet, fleet_instances, launch_fleet
 
 Progress = Callable[[str, str], None]
@@ -129,7 +130,7 @@ def _run_instance(
         add_persistent_spot(kwargs, run_tags)
     elif req.spot:
         add_one_time_spot(kwargs, run_tags)
-    return clients.ec2.run_instances(**kwargs)["Instances"][0]
+    return launch_when_ready(lambda: clients.ec2.run_instances(**kwargs))["Instances"][0]
 
 
 def _find_security_group(clients: Clients, vpc_id: str) -> str:
@@ -206,6 +207,8 @@ def _launch(clients: Clients, req: LaunchRequest, launched: Launched, say: Progr
     say("provisioning", infos[req.instance_type].describe())
     images = {name: resolve_ami(clients, info, req.ami) for name, info in infos.items()}
     zone = volume_zone(clients, req.volume) if req.volume else None
+    if req.volume:
+        serve_run(clients, req.volume, req.run_id)
     subnets = choose_subnets(clients, req.subnet, zone)
     security_group = req.security_group or _find_security_group(clients, subnets[0]["VpcId"])
     errors: list[str] = []

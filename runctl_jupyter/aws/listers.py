@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import tags
+from . import run_role, tags
 from .clients import Clients, error_code
 from .inventory import Resource
 
@@ -212,6 +212,29 @@ def placement_groups(clients: Clients) -> list[Resource]:
     return out
 
 
+def run_roles(clients: Clients) -> list[Resource]:
+    """Each run's own role (aws/run_role.py; IAM is global: every region lists them)."""
+    out = []
+    for role in _pages(clients.iam, "list_roles", "Roles", PathPrefix=run_role.PATH):
+        if not role["RoleName"].startswith(run_role.PREFIX):
+            continue
+        found = clients.iam.list_role_tags(RoleName=role["RoleName"]).get("Tags")
+        role_tags = tags.tag_dict(found)
+        if role_tags.get(tags.MANAGED) != "true":
+            continue
+        out.append(
+            Resource(
+                "role",
+                role["RoleName"],
+                clients.region,
+                "available",
+                role.get("CreateDate"),
+                role_tags,
+            )
+        )
+    return out
+
+
 LISTERS = (
     ("instance", "ec2", "DescribeInstances", instances),
     ("volume", "ec2", "DescribeVolumes", volumes),
@@ -221,6 +244,7 @@ LISTERS = (
     ("fleet", "ec2", "DescribeFleets", fleets),
     ("launch-template", "ec2", "DescribeLaunchTemplates", launch_templates),
     ("placement-group", "ec2", "DescribePlacementGroups", placement_groups),
+    ("role", "iam", "ListRoles", run_roles),
 )
 
 

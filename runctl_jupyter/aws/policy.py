@@ -1,8 +1,8 @@
-"""The names of runctl's own AWS resources and the policies `runctl aws setup` applies:
-the instance role's (and who may assume it) and the bucket's.
+"""The names of runctl's own AWS resources and the policies instances run under: the
+shared instance role's, a run's own role's (and who may assume them), and the bucket's.
 
-Least privilege, like the user's (aws/user_policy.py): mutating EC2 actions are limited
-to resources tagged `runctl:managed=true`, S3 to runctl's own bucket.
+Least privilege, like the user's (aws/user_policy.py): a run's role acts only on its own
+run's resources and S3 prefix (docs/aws.md, "Who can reach what").
 """
 
 from __future__ import annotations
@@ -27,42 +27,91 @@ def _managed(key: str = "aws:ResourceTag") -> dict:
     return {"StringEquals": {f"{key}/{tags.MANAGED}": "true"}}
 
 
+# the run a session of a per-run role belongs to (the role's `runctl:run-id` tag)
+OWN_RUN = f"${{aws:PrincipalTag/{tags.RUN_ID}}}"
+
+
+def _own_run(tag: str = tags.RUN_ID) -> dict:
+    """The resource is runctl's and carries this session's run id in `tag`."""
+    return {
+        "StringEquals": {
+            f"aws:ResourceTag/{tags.MANAGED}": "true",
+            f"aws:ResourceTag/{tag}": OWN_RUN,
+        }
+    }
+
+
+def _describe() -> dict:
+    # describe calls have no resource-level permissions in EC2
+    return {
+        "Sid": "ReadSpotPricesAndSelf",
+        "Effect": "Allow",
+        "Action": [
+            "ec2:DescribeSpotPriceHistory",
+            "ec2:DescribeSpotInstanceRequests",
+            "ec2:DescribeInstances",
+            "ec2:DescribeVolumes",
+        ],
+        "Resource": "*",
+    }
+
+
+def _bucket_reach(bucket: str, runs: str) -> list[dict]:
+    """List, read and write the objects under `runs` (a key prefix ending in `/`)."""
+    return [
+        {
+            "Sid": "RunctlBucketList",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": [f"{runs}*"]}},
+        },
+        {
+            "Sid": "RunctlBucketObjects",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": f"arn:aws:s3:::{bucket}/{runs}*",
+        },
+    ]
+
+
 def instance_policy(bucket: str) -> dict:
-    """The inline policy of the instance role (besides AmazonSSMManagedInstanceCore).
+    """The inline policy of the shared instance role `runctl-instance` (besides
+    AmazonSSMManagedInstanceCore), for the instances that serve many runs (kept ones,
+    `--instance`): the runs' S3 objects of the bucket, and reading. It ends nothing and
+    attaches nothing (a kept instance stops itself with `shutdown`; a run on it never
+    terminates it), and tags nothing.
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [*_bucket_reach(bucket, f"{RUN_PREFIX}runs/"), _describe()],
+    }
+
+
+def run_policy(bucket: str) -> dict:
+    """The policy of a run's own role (aws/run_role.py): one run's reach, by the role's
+    `runctl:run-id` tag (`aws:PrincipalTag`, which a role session carries).
 
     The agent reads its bundle and writes events, logs and checkpoints under
-    `runctl/` of the bucket, stops or terminates only runctl-managed instances
-    (node 0 of a multi-node run terminates every node when the run ends),
-    cancels only runctl-managed spot requests, deletes only runctl-managed fleets
-    and launch templates (its run's, when the run ended for good), and reads spot
-    prices (describe calls have no resource-level permissions in EC2). It tags
-    nothing: the launch template tags a spot fleet's instances at launch.
+    `runctl/runs/<its run id>/`; it stops or terminates only instances of its run (node 0
+    of a multi-node run ends every node), cancels only its run's spot requests, deletes
+    only its run's fleet and launch template, attaches only a `--volume` the user opted
+    in (`runctl:managed=true`) that serves its run (`runctl:volume-run`) to an instance
+    of its run (a spot replacement), and reads spot prices.
     """
     return {
         "Version": "2012-10-17",
         "Statement": [
+            *_bucket_reach(bucket, f"{RUN_PREFIX}runs/{OWN_RUN}/"),
             {
-                "Sid": "RunctlBucketList",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": f"arn:aws:s3:::{bucket}",
-                "Condition": {"StringLike": {"s3:prefix": [f"{RUN_PREFIX}*"]}},
-            },
-            {
-                "Sid": "RunctlBucketObjects",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                "Resource": f"arn:aws:s3:::{bucket}/{RUN_PREFIX}*",
-            },
-            {
-                "Sid": "StopOrTerminateOwnInstance",
+                "Sid": "StopOrTerminateOwnRunInstances",
                 "Effect": "Allow",
                 "Action": ["ec2:StopInstances", "ec2:TerminateInstances"],
                 "Resource": "arn:aws:ec2:*:*:instance/*",
-                "Condition": _managed(),
+                "Condition": _own_run(),
             },
             {
-                "Sid": "CancelOwnSpotRequestOrFleet",
+                "Sid": "EndOwnRunSpotRequestFleetTemplate",
                 "Effect": "Allow",
                 "Action": [
                     "ec2:CancelSpotInstanceRequests",
@@ -74,32 +123,22 @@ def instance_policy(bucket: str) -> dict:
                     "arn:aws:ec2:*:*:fleet/*",
                     "arn:aws:ec2:*:*:launch-template/*",
                 ],
-                "Condition": _managed(),
+                "Condition": _own_run(),
             },
+            _describe(),
             {
-                "Sid": "ReadSpotPricesAndSelf",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:DescribeSpotPriceHistory",
-                    "ec2:DescribeSpotInstanceRequests",
-                    "ec2:DescribeInstances",
-                    "ec2:DescribeVolumes",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Sid": "AttachToOwnInstance",
+                "Sid": "AttachToOwnRunInstance",
                 "Effect": "Allow",
                 "Action": ["ec2:AttachVolume"],
                 "Resource": "arn:aws:ec2:*:*:instance/*",
-                "Condition": _managed(),
+                "Condition": _own_run(),
             },
             {
-                # the run's --volume follows it to the replacement (the volume is the user's, untagged)
-                "Sid": "AttachRunVolume",
+                "Sid": "AttachOwnRunVolume",
                 "Effect": "Allow",
                 "Action": ["ec2:AttachVolume"],
                 "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Condition": _own_run(tags.VOLUME_RUN),
             },
         ],
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import tags
+from . import run_role, tags
 from .clients import Clients, error_code
 from .inventory import Failure, Listing, Resource, partial_note
 from .listers import LISTERS, bucket_storage
@@ -141,6 +141,9 @@ def delete(clients: Clients, resource: Resource) -> tuple[bool, str]:
         if resource.kind == "placement-group":
             ec2.delete_placement_group(GroupName=resource.id)
             return True, "deleted"
+        if resource.kind == "role":
+            failed = run_role.delete(clients, resource.id)
+            return (False, f"failed: {'; '.join(failed)}") if failed else (True, "deleted")
     except Exception as exc:  # noqa: BLE001 - reported per resource, the rest go on
         return False, f"failed: {error_code(exc) or exc}"
     return False, f"unknown kind {resource.kind}"
@@ -157,6 +160,7 @@ _ORDER = {
     "snapshot": 5,
     "placement-group": 6,
     "security-group": 7,
+    "role": 8,  # last: an instance still ending may need its role's credentials
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from . import policy, tags
+from . import policy, run_role, tags
 from .clients import AWSError, Clients, error_code
 
 LIFECYCLE_RULE_ID = "runctl-expire-tmp"
@@ -210,5 +210,9 @@ def setup(clients: Clients, bucket: str | None = None) -> SetupResult:
     )
     ensure_bucket(clients, bucket, result)
     ensure_role(clients, bucket, result)
+    made = run_role.ensure_policy(clients, account, bucket)
+    _ok(
+        result, f"policy {run_role.policy_name(bucket)} (each run's own role: its reach only)", made
+    )
     result.security_group = ensure_security_group(clients, result)
     return result

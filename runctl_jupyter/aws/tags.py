@@ -11,6 +11,9 @@ KEEP = "runctl:keep"
 PERSISTENT = "runctl:persistent"
 PROTECTED = "runctl:protected"
 REUSED = "runctl:reused"
+# on a `--volume` (a data volume the user opted in with `runctl:managed=true`): the run
+# it serves now, so that run's role alone may attach it to a replacement instance
+VOLUME_RUN = "runctl:volume-run"
 
 # A resource carrying one of these is never an orphan.
 KEEP_TAGS = {KEEP: "true", PERSISTENT: "true", PROTECTED: "true", ROLE: "setup"}

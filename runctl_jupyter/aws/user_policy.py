@@ -9,7 +9,10 @@ the statements keep their order.
 from __future__ import annotations
 
 from . import tags
-from .policy import PROFILE_NAME, ROLE_NAME, RUN_PREFIX
+from .policy import PROFILE_NAME, ROLE_NAME, RUN_PREFIX, SSM_CORE_POLICY_ARN
+from .run_role import DATA_POLICY
+from .run_role import PATH as RUN_ROLE_PATH
+from .run_role import PREFIX as RUN_ROLE_PREFIX
 
 
 def user_policy(account: str = "*", region: str = "*", bucket: str | None = None) -> dict:
@@ -27,6 +30,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             *_manage(region, ec2),
             *_debugger(region, ec2, acct),
             *_setup_and_roles(ec2, acct),
+            *_run_roles(acct),
             *_bucket(bucket),
         ],
     }
@@ -154,7 +158,7 @@ def _launch(region: str, ec2: str) -> list[dict]:
 
 def _manage(region: str, ec2: str) -> list[dict]:
     """Act only on runctl-managed resources: end or delete them, run the bootstrap on their
-    instances over SSM; attach a run's data volume."""
+    instances over SSM; attach a data volume opted in with `runctl:managed=true`."""
     return [
         {
             "Sid": "ManageTaggedOnly",
@@ -185,10 +189,12 @@ def _manage(region: str, ec2: str) -> list[dict]:
             "Resource": f"arn:aws:ssm:{region}::document/AWS-RunShellScript",
         },
         {
-            "Sid": "AttachDataVolume",
+            # a `--volume` the user opted in (tagged runctl:managed=true), on a managed instance
+            "Sid": "AttachManagedVolume",
             "Effect": "Allow",
             "Action": ["ec2:AttachVolume", "ec2:DetachVolume"],
             "Resource": [f"{ec2}:volume/*", f"{ec2}:instance/*"],
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{tags.MANAGED}": "true"}},
         },
     ]
 
@@ -265,6 +271,80 @@ def _setup_and_roles(ec2: str, acct: str) -> list[dict]:
                 f"arn:aws:iam::{acct}:role/{ROLE_NAME}",
                 f"arn:aws:iam::{acct}:instance-profile/{PROFILE_NAME}",
             ],
+        },
+    ]
+
+
+def _run_roles(acct: str) -> list[dict]:
+    """Each run's own role and profile (aws/run_role.py): made at launch, deleted when the
+    launch fails or by `cleanup`; holding only runctl's run policy and SSM core."""
+    roles = f"arn:aws:iam::{acct}:role{RUN_ROLE_PATH}{RUN_ROLE_PREFIX}*"
+    profiles = f"arn:aws:iam::{acct}:instance-profile{RUN_ROLE_PATH}{RUN_ROLE_PREFIX}*"
+    run_policies = f"arn:aws:iam::{acct}:policy{RUN_ROLE_PATH}{RUN_ROLE_PREFIX}*"
+    data = f"arn:aws:iam::{acct}:policy{RUN_ROLE_PATH}{DATA_POLICY}"
+    return [
+        {
+            "Sid": "RunRoles",
+            "Effect": "Allow",
+            "Action": [
+                "iam:CreateRole",
+                "iam:TagRole",
+                "iam:GetRole",
+                "iam:ListRoleTags",
+                "iam:ListAttachedRolePolicies",
+                "iam:DetachRolePolicy",
+                "iam:DeleteRole",
+                "iam:CreateInstanceProfile",
+                "iam:TagInstanceProfile",
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile",
+            ],
+            "Resource": [roles, profiles],
+        },
+        {
+            # a run role gets runctl's run policy and SSM core, nothing else
+            "Sid": "RunRolePolicies",
+            "Effect": "Allow",
+            "Action": ["iam:AttachRolePolicy"],
+            "Resource": roles,
+            "Condition": {"ArnLike": {"iam:PolicyARN": [run_policies, SSM_CORE_POLICY_ARN, data]}},
+        },
+        {
+            # an admin's data policy, attached to run roles when it exists (not writable here)
+            "Sid": "ReadDataPolicy",
+            "Effect": "Allow",
+            "Action": ["iam:GetPolicy"],
+            "Resource": data,
+        },
+        {
+            "Sid": "PassRunRoles",
+            "Effect": "Allow",
+            "Action": ["iam:PassRole"],
+            "Resource": roles,
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        },
+        {
+            # `runctl resources` and `cleanup` list the run roles (ListRoles takes no ARN)
+            "Sid": "ListRunRoles",
+            "Effect": "Allow",
+            "Action": ["iam:ListRoles"],
+            "Resource": "*",
+        },
+        {
+            # `runctl aws setup`: the run roles' policy, kept current
+            "Sid": "SetupRunPolicy",
+            "Effect": "Allow",
+            "Action": [
+                "iam:CreatePolicy",
+                "iam:GetPolicy",
+                "iam:GetPolicyVersion",
+                "iam:ListPolicyVersions",
+                "iam:CreatePolicyVersion",
+                "iam:DeletePolicyVersion",
+                "iam:TagPolicy",
+            ],
+            "Resource": run_policies,
         },
     ]
 

@@ -32,7 +32,7 @@ from typing import Any
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from ..aws import bootstrap, bundle
+from ..aws import bootstrap, bundle, run_role, tags
 from ..aws.clients import Clients, error_code, owner_from_arn
 from ..aws.launch import LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
@@ -149,12 +149,29 @@ class AWSBackend(Configurable):
         opts = {**(spec.get("target") or {}), **(spec.get("options") or {})}
         checked = check_before_launch(self, run_dir, spec, opts)
         clients, bucket = checked.clients, checked.bucket
-        pip, sync_dirs = checked.pip, checked.sync_dirs
         spot = self.spot if opts.get("spot") is None else bool(opts.get("spot"))
         user_data = None
         if spot and not opts.get("keep") and not opts.get("instance"):
             user_data = self._fleet_boot_script(clients, run_dir, spec, attempt, bucket)
         req = self._launch_request(spec, opts, checked.identity, spot, user_data)
+        made = False  # a role this call made goes if the launch fails; an earlier attempt's stays
+        if self.instance_profile == PROFILE_NAME and not (req.keep or req.instance_id):
+            # instances serving this run alone get its own role (its reach only)
+            made = not run_role.exists(clients, run_role.name(req.run_id))
+            run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+            req.instance_profile = run_role.create(clients, run_tags, bucket)
+        try:
+            return self._provision_and_start(run_dir, spec, attempt, req, checked)
+        except BaseException:
+            if made:
+                run_role.delete(clients, req.instance_profile)
+            raise
+
+    def _provision_and_start(
+        self, run_dir: Path, spec: dict, attempt: int, req: LaunchRequest, checked: Any
+    ) -> dict:
+        clients, bucket = checked.clients, checked.bucket
+        pip, sync_dirs = checked.pip, checked.sync_dirs
         if spec.get("distributed"):  # checked against the instance type before any launch
             complete_plan(clients, run_dir, spec, req)
             if spec["distributed"]["nodes"] > 1:

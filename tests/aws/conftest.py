@@ -295,6 +295,24 @@ def aws(moto_server: str):
 
 
 @pytest.fixture
+def data_volume():
+    """Makes a `--volume` the way a user opts one in: tagged runctl:managed=true and
+    runctl:persistent=true (docs/aws.md, "Who can reach what")."""
+
+    def make(clients: Any, zone: str, size: int = 1) -> str:
+        opt_in = [
+            {"Key": "runctl:managed", "Value": "true"},
+            {"Key": "runctl:persistent", "Value": "true"},
+        ]
+        spec = [{"ResourceType": "volume", "Tags": opt_in}]
+        return clients.ec2.create_volume(AvailabilityZone=zone, Size=size, TagSpecifications=spec)[
+            "VolumeId"
+        ]
+
+    return make
+
+
+@pytest.fixture
 def aws_clients_env(aws):
     """The `aws` account, for code that makes its own clients from the environment."""
     return aws
@@ -526,9 +544,16 @@ class InstancePlayer:
             return self.imds_of[instance_id]
 
     def env(self, home: Path, instance_id: str) -> dict[str, str]:
+        # signed as the instance: the strict layer evaluates its role's policies (strict_iam.py)
+        key = _strict().strict_iam.instance_key(instance_id)
+        _strict().INSTANCE_KEYS[key] = instance_id
+        try:  # the profile a fleet's instance carries, kept while its fleet is still there
+            _strict().strict_iam.instance_principal("123456789012", REGION, instance_id)
+        except Exception:  # noqa: BLE001 - judged again at each request
+            pass
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_ACCESS_KEY_ID": key,
             "AWS_SECRET_ACCESS_KEY": "testing",
             "HOME": str(home),
             "PATH": f"{self.bare_bin}:/usr/bin:/bin",

@@ -27,6 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+try:
+    import strict_iam
+except ImportError:  # imported from tests/ as aws.strict_aws
+    from aws import strict_iam
+
 ACCOUNT = "123456789012"
 
 
@@ -45,6 +50,7 @@ def _shared() -> dict:
             "members": {},
             "passable": {"runctl-instance"},
             "placement_groups": {},
+            "principals": {},  # access key -> the instance whose role signs with it
         }
     return moto_responses._runctl_strict
 
@@ -53,10 +59,16 @@ _state = _shared()
 # iam:PassRole, simulated: the roles the test caller may pass to EC2 (runctl's policy
 # allows only its own instance role: `runctl aws policy`). A test may add to it.
 PASSABLE_ROLES: set[str] = _state["passable"]
+RUN_ROLE_PREFIX = "runctl-run-"  # and each run's own role (`PassRunRoles`, aws/run_role.py)
+# IAM's eventual consistency, played: an instance profile younger than this is unknown to
+# RunInstances (0: off; a test turns it on). A setting, since AWS publishes no duration.
+PROFILE_PROPAGATION: dict[str, float] = _state.setdefault("propagation", {"seconds": 0.0})
 _lock = _state["lock"]
 REFUSED: list[tuple[str, str, str, str]] = _state["refused"]  # (rule, action, code, message)
 # cluster placement group name -> instance ids launched in it (moto has no groups)
 _CLUSTER_MEMBERS: dict[tuple[str, str], list[str]] = _state["members"]
+# access key -> instance id: requests signed with it are that instance role's (strict_iam.py)
+INSTANCE_KEYS: dict[str, str] = _state["principals"]
 
 
 class Refusal(Exception):
@@ -73,6 +85,7 @@ class Request:
     region: str
     account: str = ACCOUNT
     response: Any = None
+    access_key: str = ""
 
     def ec2(self) -> Any:
         from moto.ec2.models import ec2_backends
@@ -124,6 +137,8 @@ def reset() -> None:
     """Forget what moto's reset forgets (the cluster groups' members, the fixture's groups)."""
     _CLUSTER_MEMBERS.clear()
     _state["placement_groups"].clear()
+    INSTANCE_KEYS.clear()
+    PROFILE_PROPAGATION["seconds"] = 0.0
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -379,12 +394,17 @@ def cluster_group_one_az(req: Request) -> None:
 
 
 def _after_run_instances(req: Request, body: Any) -> None:
-    group = (req.params.get("Placement") or {}).get("GroupName")
-    if not group:
-        return
     text = body.decode() if isinstance(body, bytes) else str(body)
-    ids = re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)
-    _CLUSTER_MEMBERS.setdefault((req.region, group), []).extend(ids)
+    ids = list(dict.fromkeys(re.findall(r"<instanceId>(i-[0-9a-f]+)</instanceId>", text)))
+    profile = (req.params.get("IamInstanceProfile") or {}).get("Name")
+    if profile:  # moto associates the profile with the first instance only; AWS with each
+        backend = req.ec2()
+        for iid in ids:
+            if iid not in backend.iam_instance_profile_associations:
+                backend.associate_iam_instance_profile(iid, iam_instance_profile_name=profile)
+    group = (req.params.get("Placement") or {}).get("GroupName")
+    if group:
+        _CLUSTER_MEMBERS.setdefault((req.region, group), []).extend(ids)
 
 
 @rule(
@@ -654,7 +674,7 @@ def pass_role_allowed(req: Request) -> None:
         profiles.append(data.get("IamInstanceProfile"))
     for profile in profiles:
         for role in _profile_roles(req, profile):
-            if role not in PASSABLE_ROLES:
+            if role not in PASSABLE_ROLES and not role.startswith(RUN_ROLE_PREFIX):
                 raise Refusal(
                     "UnauthorizedOperation",
                     f"You are not authorized to perform this operation. User: "
@@ -724,6 +744,47 @@ def iam_path(req: Request) -> None:
             f"1 validation error detected: Value '{path}' at 'path' failed to satisfy "
             r"constraint: Member must satisfy regular expression pattern: "
             r"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)",
+        )
+
+
+@rule(
+    "iam",
+    ("CreatePolicy",),
+    "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html",
+)
+def iam_policy_name(req: Request) -> None:
+    """CreatePolicy: PolicyName over 128 characters or outside [\\w+=,.@-]."""
+    # PolicyName: Length 1-128, Pattern [\w+=,.@-]+
+    _iam_name(req, "PolicyName", 128)
+
+
+@rule(
+    "ec2",
+    ("RunInstances",),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency",
+)
+def instance_profile_propagated(req: Request) -> None:
+    """RunInstances: an instance profile IAM made moments ago is not usable yet."""
+    # "IAM ... is eventually consistent ... changes that you make might not be immediately
+    # visible" (the page above); EC2 names such a profile invalid (InvalidParameterValue,
+    # the same answer as for an unknown name: EC2 UG *iam-roles-for-amazon-ec2.html*).
+    profile = req.params.get("IamInstanceProfile") or {}
+    name = profile.get("Name") or (profile.get("Arn") or "").rsplit("/", 1)[-1]
+    wait = PROFILE_PROPAGATION["seconds"]
+    if not name or wait <= 0:
+        return
+    try:
+        made = req.iam().get_instance_profile(name).create_date
+    except Exception:
+        return  # moto refuses an unknown profile itself
+    import datetime as dt
+
+    age = (dt.datetime.now(dt.timezone.utc) - made.replace(tzinfo=dt.timezone.utc)).total_seconds()
+    if age < wait:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({name}) for parameter iamInstanceProfile.name is invalid. "
+            "Invalid IAM Instance Profile name",
         )
 
 
@@ -911,6 +972,52 @@ def bucket_name_reserved(req: Request) -> None:
         raise _bad_bucket()
 
 
+# -- IAM: what the signing principal's policies allow (strict_iam.py) ------------------------
+
+
+def _principal(req: Request) -> Any:
+    """The instance role signing the request, the runctl user for USER_ACTIONS, else None."""
+    instance_id = INSTANCE_KEYS.get(req.access_key)
+    if instance_id:
+        return strict_iam.instance_principal(req.account, req.region, instance_id)
+    if req.action in strict_iam.USER_ACTIONS:
+        return strict_iam.user_principal(req.account, req.region)
+    return None
+
+
+@rule(
+    "ec2",
+    tuple(dict.fromkeys(strict_iam.INSTANCE_ACTIONS + strict_iam.USER_ACTIONS)),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html",
+)
+def iam_policy_allows(req: Request) -> None:
+    """An EC2 request the signer's IAM policies do not allow, on any resource it names."""
+    # FIXTURE RULE (moto evaluates no IAM): each resource is authorized on its own with its
+    # real tags; an instance's requests by its role's policies and tags, the user's volume
+    # actions by `runctl aws policy`. EC2 answers UnauthorizedOperation, 403.
+    if req.access_key not in INSTANCE_KEYS and req.action not in strict_iam.USER_ACTIONS:
+        return
+    principal = _principal(req)
+    ctx = strict_iam.refused(principal, strict_iam.ec2_contexts(req, req.action))
+    if ctx is not None:
+        raise Refusal(
+            strict_iam.ACCESS_DENIED_EC2, strict_iam.denial_message(principal, ctx), status=403
+        )
+
+
+def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
+    """S3 by an instance's role: AccessDenied (403) when its policies do not allow it."""
+    instance_id = INSTANCE_KEYS.get(access_key)
+    if not instance_id or not _state["on"]:
+        return None
+    principal = strict_iam.instance_principal(ACCOUNT, region, instance_id)
+    if strict_iam.refused(principal, [ctx]) is None:
+        return None
+    refusal = Refusal("AccessDenied", "Access Denied", status=403)
+    REFUSED.append(("iam_policy_allows", ctx.action, refusal.code, ctx.resource))
+    return refusal
+
+
 # -- the hook -------------------------------------------------------------------------
 
 
@@ -946,6 +1053,7 @@ def _request_of(response: Any) -> Request | None:
         region=getattr(response, "region", "us-east-1"),
         account=getattr(response, "current_account", ACCOUNT),
         response=response,
+        access_key=response.get_access_key(),
     )
 
 
@@ -1013,3 +1121,33 @@ def install(placement_groups: dict | None = None) -> None:
         return original_put(self, request, bucket_name, querystring)
 
     S3Response._bucket_response_put = bucket_put
+    _install_s3_iam(S3Response)
+
+
+def _install_s3_iam(s3_response: Any) -> None:
+    """Object requests and listings signed by an instance: by its role's policies."""
+    from moto.s3.exceptions import S3ClientError
+
+    def refuse(refusal: Refusal | None) -> None:
+        if refusal is not None:
+            raise S3ClientError(refusal.code, refusal.message)
+
+    original_key = s3_response._key_response
+
+    def key_response(self: Any, request: Any, full_url: str) -> Any:
+        bucket = self.parse_bucket_name_from_url(request, full_url)
+        ctx = strict_iam.s3_object_context(request.method, bucket, self.parse_key_name())
+        refuse(s3_refusal(self.get_access_key(), ctx))
+        return original_key(self, request, full_url)
+
+    s3_response._key_response = key_response
+    original_get = s3_response._bucket_response_get
+
+    def bucket_get(self: Any, bucket_name: str, querystring: dict) -> Any:
+        if not any(q in querystring for q in ("location", "uploads", "versioning", "tagging")):
+            prefix = (querystring.get("prefix") or [None])[0]
+            ctx = strict_iam.s3_list_context(bucket_name, prefix)
+            refuse(s3_refusal(self.get_access_key(), ctx))
+        return original_get(self, bucket_name, querystring)
+
+    s3_response._bucket_response_get = bucket_get

@@ -267,11 +267,15 @@ def test_orphaned_groups_of_an_ended_run_are_listed_and_cleaned(aws, ssm_ok, tmp
     facts = _backend(aws).start(run_dir, spec, attempt=1)
     found = resources.list_resources(aws)
     kinds = sorted(r.kind for r in found if r.run_id == spec["run_id"] and r.kind != "volume")
-    assert kinds == ["instance", "instance", "placement-group", "security-group"]
+    # and the run's own role (every node runs under it), deleted last
+    assert kinds == ["instance", "instance", "placement-group", "role", "security-group"]
     orphans = resources.orphans(found, lambda run_id: "failed", owner="", all_owners=True)
     results = resources.cleanup(aws, orphans)
     assert all(ok for _, ok, _ in results), results
+    assert [r.kind for r, _, _ in results][-1] == "role"
     assert _instances(aws) == []
+    roles = [r["RoleName"] for r in aws.iam.list_roles()["Roles"]]
+    assert f"runctl-run-{spec['run_id']}" not in roles
     assert _run_groups(aws) == ([], [])
     assert facts["cluster"]["placement_group"] not in {
         g["GroupName"] for g in aws.ec2.describe_placement_groups()["PlacementGroups"]

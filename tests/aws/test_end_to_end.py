@@ -297,6 +297,17 @@ def test_data_is_staged_with_a_manifest_in_the_environment(aws, instance, tmp_pa
     aws.s3.create_bucket(Bucket="datasets")
     aws.s3.put_object(Bucket="datasets", Key="digits/a.txt", Body=b"12345")
     aws.s3.put_object(Bucket="datasets", Key="digits/sub/b.txt", Body=b"xy")
+    # another bucket: the run's role reads it through the admin's runctl-data policy (docs/aws.md)
+    read = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::datasets"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::datasets/*"},
+        ],
+    }
+    aws.iam.create_policy(
+        PolicyName="runctl-data", Path="/runctl/", PolicyDocument=json.dumps(read)
+    )
     run_dir, spec = _new_run(
         tmp_path, code=DATA_CELL, options={"data": "s3://datasets/digits/", "validate_data": True}
     )

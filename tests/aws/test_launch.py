@@ -108,8 +108,10 @@ def test_typo_creates_nothing(ready: Clients):
         "ec2.DescribeVolumes",
     ],
 )
-def test_failure_after_launch_terminates_the_instance(ready: Clients, operation: str, fail):
-    vol = ready.ec2.create_volume(AvailabilityZone="us-east-1a", Size=10)["VolumeId"]
+def test_failure_after_launch_terminates_the_instance(
+    ready: Clients, operation: str, fail, data_volume
+):
+    vol = data_volume(ready, "us-east-1a", 10)
     # DescribeVolumes is called once for the AZ check before launch: fail the later (attach wait) calls
     skip = 1 if operation == "ec2.DescribeVolumes" else 0
     injected = fail(ready, operation, code="InjectedFailure", skip=skip)
@@ -157,8 +159,10 @@ def test_throttling_is_retried_by_the_client(ready: Clients, fail):
     assert injected.count == 2
 
 
-def test_volume_in_another_zone_than_the_subnet_is_refused_before_launch(ready: Clients):
-    vol = ready.ec2.create_volume(AvailabilityZone="us-east-1b", Size=10)["VolumeId"]
+def test_volume_in_another_zone_than_the_subnet_is_refused_before_launch(
+    ready: Clients, data_volume
+):
+    vol = data_volume(ready, "us-east-1b", 10)
     subnet_a = ready.ec2.describe_subnets(
         Filters=[
             {"Name": "availability-zone", "Values": ["us-east-1a"]},
@@ -170,8 +174,8 @@ def test_volume_in_another_zone_than_the_subnet_is_refused_before_launch(ready: 
     assert ready.calls.get("ec2.RunInstances", 0) == 0
 
 
-def test_volume_places_the_instance_in_its_zone_and_attaches(ready: Clients):
-    vol = ready.ec2.create_volume(AvailabilityZone="us-east-1c", Size=10)["VolumeId"]
+def test_volume_places_the_instance_in_its_zone_and_attaches(ready: Clients, data_volume):
+    vol = data_volume(ready, "us-east-1c", 10)
     launched = provision(ready, _req(volume=vol))
     assert launched.availability_zone == "us-east-1c"
     att = ready.ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Attachments"]

@@ -154,8 +154,8 @@ def test_an_unknown_fallback_type_is_refused_before_anything_is_created(ready):
     assert ready.calls.get("ec2.CreateLaunchTemplate", 0) == 0
 
 
-def test_a_run_with_a_volume_gets_its_replacements_only_in_the_volume_zone(ready):
-    vol = ready.ec2.create_volume(AvailabilityZone="us-east-1c", Size=1)["VolumeId"]
+def test_a_run_with_a_volume_gets_its_replacements_only_in_the_volume_zone(ready, data_volume):
+    vol = data_volume(ready, "us-east-1c", 1)
     launched = provision(ready, _req(volume=vol, fallback=["t3.small"]))
     (fleet,) = _fleets(ready)
     overrides = fleet["LaunchTemplateConfigs"][0]["Overrides"]
@@ -169,14 +169,17 @@ def test_a_run_with_a_volume_gets_its_replacements_only_in_the_volume_zone(ready
     assert [o["InstanceType"] for o in overrides] == ["t3.micro", "t3.small"]
 
 
-def test_a_replacement_attaches_the_volume_once_the_old_instance_let_it_go(ready):
-    vol = ready.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+def test_a_replacement_attaches_the_volume_once_the_old_instance_let_it_go(ready, data_volume):
+    vol = data_volume(ready, "us-east-1a", 1)
     new = ready.ec2.run_instances(
         ImageId=ready.test_amis["al2023-x86"],
         InstanceType="t3.micro",
         MinCount=1,
         MaxCount=1,
         Placement={"AvailabilityZone": "us-east-1a"},
+        TagSpecifications=[  # a replacement is managed (its template tags it)
+            {"ResourceType": "instance", "Tags": [{"Key": "runctl:managed", "Value": "true"}]}
+        ],
     )["Instances"][0]["InstanceId"]
     attach_volume(ready.ec2, vol, new, timeout=5)
     vol_now = ready.ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]
@@ -286,8 +289,13 @@ def test_the_fleet_and_template_actions_are_scoped_by_the_managed_tag():
         and "arn:aws:ec2:us-east-1:1:fleet/*" in s["Resource"]
         for s in tagged
     )
-    for statement in _grants(policy.instance_policy("b"), "ec2:DeleteFleets"):
-        assert statement["Condition"]["StringEquals"] == {f"aws:ResourceTag/{tags.MANAGED}": "true"}
+    run_grants = _grants(policy.run_policy("b"), "ec2:DeleteFleets")
+    assert run_grants and not _grants(policy.instance_policy("b"), "ec2:DeleteFleets")
+    for statement in run_grants:  # a run's role: its own run's fleet only
+        assert statement["Condition"]["StringEquals"] == {
+            f"aws:ResourceTag/{tags.MANAGED}": "true",
+            f"aws:ResourceTag/{tags.RUN_ID}": policy.OWN_RUN,
+        }
 
 
 def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
@@ -303,7 +311,7 @@ def test_the_instance_policy_allows_every_ec2_call_of_the_instance_side():
         calls |= set(re.findall(r"\bec2\.(\w+)\(", (pkg / module).read_text()))
     assert {"delete_fleets", "delete_launch_template", "attach_volume"} <= calls
     assert "terminate_instances" in calls and "create_tags" not in calls
-    allowed = _actions(policy.instance_policy("b"))
+    allowed = _actions(policy.run_policy("b"))  # the role of a run's own instances
     for call in calls:
         action = "ec2:" + "".join(part.title() for part in call.split("_"))
         assert action in allowed, action

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
-from runctl_jupyter.aws import policy, tags
+from runctl_jupyter.aws import policy, run_role, tags
 from runctl_jupyter.aws.clients import AWSCredentialsMissing, Clients, owner_from_arn
 from runctl_jupyter.aws.doctor import doctor, report
 from runctl_jupyter.aws.setup import setup
@@ -66,6 +68,37 @@ def test_bucket_policy_denies_plain_http_except_behind_a_local_http_endpoint(aws
     assert tls_only(Clients(region="us-east-1", endpoint_url="https://s3.example")) is True
 
 
+def _document(doc: Any) -> dict:
+    return json.loads(unquote(doc)) if isinstance(doc, str) else doc
+
+
+def test_setup_keeps_the_run_policy_current_in_new_versions(aws: Clients):
+    result = setup(aws)
+    arn = run_role.policy_arn(aws.identity()["Account"], result.bucket)
+
+    def current() -> dict:
+        found = aws.iam.get_policy(PolicyArn=arn)["Policy"]
+        version = aws.iam.get_policy_version(PolicyArn=arn, VersionId=found["DefaultVersionId"])
+        return _document(version["PolicyVersion"]["Document"])
+
+    wide = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    for _ in range(2):  # drift, repaired each time: v1 .. v5
+        aws.iam.create_policy_version(
+            PolicyArn=arn, PolicyDocument=json.dumps(wide), SetAsDefault=True
+        )
+        assert current() == wide
+        setup(aws)
+        assert current() == policy.run_policy(result.bucket)
+    # IAM's five versions used: the next repair deletes the oldest other version first
+    aws.iam.set_default_policy_version(PolicyArn=arn, VersionId="v4")
+    setup(aws)
+    assert current() == policy.run_policy(result.bucket)
+    assert len(aws.iam.list_policy_versions(PolicyArn=arn)["Versions"]) == 5
+
+
 def test_setup_creates_role_and_profile_with_ssm_core_and_scoped_policy(aws: Clients):
     result = setup(aws)
     iam = aws.iam
@@ -75,16 +108,31 @@ def test_setup_creates_role_and_profile_with_ssm_core_and_scoped_policy(aws: Cli
     if isinstance(inline, str):
         inline = json.loads(inline)
     statements = {s["Sid"]: s for s in inline["Statement"]}
-    assert statements["RunctlBucketObjects"]["Resource"] == f"arn:aws:s3:::{result.bucket}/runctl/*"
-    stop = statements["StopOrTerminateOwnInstance"]
-    assert stop["Condition"]["StringEquals"] == {"aws:ResourceTag/runctl:managed": "true"}
-    assert stop["Resource"] == "arn:aws:ec2:*:*:instance/*"
-    cancel = statements["CancelOwnSpotRequestOrFleet"]
-    assert "ec2:CancelSpotInstanceRequests" in cancel["Action"] and "Condition" in cancel
-    assert {"ec2:DeleteFleets", "ec2:DeleteLaunchTemplate"} <= set(cancel["Action"])
-    assert cancel["Condition"]["StringEquals"] == {"aws:ResourceTag/runctl:managed": "true"}
-    assert "TagReplacementInstance" not in statements  # the launch template tags instances
-    assert "ec2:DescribeSpotPriceHistory" in statements["ReadSpotPricesAndSelf"]["Action"]
+    assert (
+        statements["RunctlBucketObjects"]["Resource"]
+        == f"arn:aws:s3:::{result.bucket}/runctl/runs/*"
+    )
+    # the shared role (kept and reused instances) ends, attaches and tags nothing
+    actions = {a for s in inline["Statement"] for a in s["Action"]}
+    assert {a for a in actions if a.startswith("ec2:")} == {
+        "ec2:DescribeSpotPriceHistory",
+        "ec2:DescribeSpotInstanceRequests",
+        "ec2:DescribeInstances",
+        "ec2:DescribeVolumes",
+    }
+    # each run's own role: the managed policy keyed on the role's runctl:run-id tag
+    arn = run_role.policy_arn(aws.identity()["Account"], result.bucket)
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
+    run_statements = {s["Sid"]: s for s in _document(document["Document"])["Statement"]}
+    stop = run_statements["StopOrTerminateOwnRunInstances"]
+    assert stop["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/runctl:managed": "true",
+        "aws:ResourceTag/runctl:run-id": "${aws:PrincipalTag/runctl:run-id}",
+    }
+    assert run_statements["RunctlBucketObjects"]["Resource"] == (
+        f"arn:aws:s3:::{result.bucket}/runctl/runs/${{aws:PrincipalTag/runctl:run-id}}/*"
+    )
     profile = iam.get_instance_profile(InstanceProfileName=result.instance_profile)[
         "InstanceProfile"
     ]
@@ -121,8 +169,9 @@ def test_setup_removes_an_inbound_rule_added_later(aws: Clients):
 def test_setup_is_idempotent(aws: Clients):
     first = setup(aws)
     second = setup(aws)
-    assert len(first.created) == 4 and first.existing == []
-    assert second.created == [] and len(second.existing) == 4
+    # bucket, role, instance profile, the run roles' policy, security group
+    assert len(first.created) == 5 and first.existing == []
+    assert second.created == [] and len(second.existing) == 5
     assert second.security_group == first.security_group
     groups = aws.ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [policy.SECURITY_GROUP_NAME]}]

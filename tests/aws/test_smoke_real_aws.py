@@ -228,6 +228,12 @@ def sweep_up(clients: Any) -> None:
     for volume in leftovers(clients)["volumes"]:
         ec2.get_waiter("volume_available").wait(VolumeIds=[volume])
         ec2.delete_volume(VolumeId=volume)
+    from runctl_jupyter.aws import run_role
+    from runctl_jupyter.aws.listers import run_roles
+
+    for role in run_roles(clients):  # free of charge, but not to be left behind
+        if role.tags.get(PROJECT_TAG) == PROJECT:
+            run_role.delete(clients, role.id)
 
 
 # -- the launch modes --------------------------------------------------------------------
@@ -313,8 +319,15 @@ def test_a_volume_is_attached_and_mounted(session: Any, clients: Any, tmp_path: 
         SnapshotId=snapshot["SnapshotId"],
         Size=gb,
         VolumeType="gp3",
-        TagSpecifications=[
-            {"ResourceType": "volume", "Tags": [{"Key": PROJECT_TAG, "Value": PROJECT}]}
+        TagSpecifications=[  # opted in to runctl (docs/aws.md, *Who can reach what*)
+            {
+                "ResourceType": "volume",
+                "Tags": [
+                    {"Key": PROJECT_TAG, "Value": PROJECT},
+                    {"Key": "runctl:managed", "Value": "true"},
+                    {"Key": "runctl:persistent", "Value": "true"},
+                ],
+            }
         ],
     )["VolumeId"]
     ec2.get_waiter("volume_available").wait(VolumeIds=[volume])

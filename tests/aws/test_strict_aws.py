@@ -130,6 +130,37 @@ def _other_profile(aws: Any) -> str:
     return "someone-elses-profile"
 
 
+def _run_profile(aws: Any) -> str:
+    """A run role's profile (a role runctl's user may pass), just made."""
+    name = f"runctl-run-strict{next(_serial)}"
+    aws.iam.create_role(RoleName=name, Path="/runctl/", AssumeRolePolicyDocument="{}")
+    aws.iam.create_instance_profile(InstanceProfileName=name, Path="/runctl/")
+    aws.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
+
+
+def _launch_young_profile(aws: Any, profile: str) -> Any:
+    """RunInstances while IAM has not propagated the profile (played for an hour here)."""
+    strict_aws.PROFILE_PROPAGATION["seconds"] = 3600.0
+    try:
+        return _run(aws, IamInstanceProfile={"Name": profile})
+    finally:
+        strict_aws.PROFILE_PROPAGATION["seconds"] = 0.0
+
+
+def _attach(aws: Any, ctx: dict) -> Any:
+    return aws.ec2.attach_volume(
+        VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/sdf"
+    )
+
+
+def _unmanaged_attach_setup(aws: Any) -> dict:
+    """An untagged volume and an instance in its AZ: the user's policy attaches neither."""
+    subnets = _subnets(aws)
+    instance = _run(aws, SubnetId=subnets["us-east-1a"])["Instances"][0]["InstanceId"]
+    return {"instance": instance, "volume": _volume(aws, "us-east-1a")}
+
+
 def _attach_setup(aws: Any) -> dict:
     subnets = _subnets(aws)
     instance = _run(aws, SubnetId=subnets["us-east-1a"])["Instances"][0]["InstanceId"]
@@ -284,9 +315,7 @@ CASES = [
     Case(
         "attach_volume_same_az",
         "InvalidVolume.ZoneMismatch",
-        lambda aws, ctx: aws.ec2.attach_volume(
-            VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/sdf"
-        ),
+        _attach,
         setup=_attach_setup,
     ),
     Case(
@@ -294,6 +323,28 @@ CASES = [
         "UnauthorizedOperation",
         lambda aws, profile: _run(aws, IamInstanceProfile={"Name": profile}),
         setup=_other_profile,
+        status=403,
+    ),
+    Case(
+        "instance_profile_propagated",
+        "InvalidParameterValue",
+        _launch_young_profile,
+        setup=_run_profile,
+    ),
+    Case(
+        "iam_policy_name",
+        "ValidationError",
+        lambda aws, _: aws.iam.create_policy(
+            PolicyName="p" * 129,
+            PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+            '"Action": "s3:GetObject", "Resource": "*"}]}',
+        ),
+    ),
+    Case(
+        "iam_policy_allows",
+        "UnauthorizedOperation",
+        _attach,
+        setup=_unmanaged_attach_setup,
         status=403,
     ),
     Case(
@@ -433,7 +484,8 @@ def test_valid_requests_pass_every_rule(account):
     aws = account
     before = len(strict_aws.REFUSED)
     subnets = _subnets(aws)
-    tags = _tags(50, key_len=128, value_len=256)
+    # 50 tags, one of them the opt-in the user's policy needs to attach it
+    tags = [*_tags(49, key_len=128, value_len=256), {"Key": "runctl:managed", "Value": "true"}]
     volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, **_on_volume(tags))
     aws.iam.create_role(RoleName="runctl-instance", Path="/runctl/", AssumeRolePolicyDocument="{}")
     aws.iam.create_instance_profile(InstanceProfileName="runctl-instance", Path="/")
