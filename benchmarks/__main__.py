@@ -42,6 +42,7 @@ MODULES: dict[str, list[str]] = {
     "compare_panel": ["compare_panel"],
     "sweep_overhead": ["sweep_overhead"],
     "aws_api_calls": ["aws_api_calls"],
+    "cold_start": ["cold_start", "warm_start"],
 }
 RESULTS = REPO / "benchmarks" / "results.json"
 DETAIL = REPO / "benchmarks" / "results_detail.json"

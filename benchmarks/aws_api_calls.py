@@ -51,13 +51,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _moto() -> Iterator[str]:
+def _moto(env: dict[str, str] = FAKE_ENV) -> Iterator[str]:
+    """A moto server on 127.0.0.1 with fake credentials in `env`; yields its URL."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    keys = [*FAKE_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]
+    keys = [*env, "AWS_ENDPOINT_URL", "AWS_PROFILE"]
     saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(FAKE_ENV)
+    os.environ.update(env)
     os.environ.pop("AWS_PROFILE", None)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -11,7 +11,8 @@ On the instance it:
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
    (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data);
-4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
+4. installs the bundle's pinned requirements; `bootstrap.json` keeps the pip time and
+   the wall-clock end of each phase (`marks`, passed on in the agent's first event);
 5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
@@ -127,6 +128,10 @@ cd "$ROOT"
 # both run at a spot fleet instance's first boot and share the venv (the lock goes with the script).
 if command -v flock >/dev/null 2>&1; then exec 9>"$ROOT/.bootstrap.lock"; flock 9; fi
 say() {{ echo "runctl: $*"; }}
+# each phase's wall-clock end (bootstrap.json "marks"; the agent passes them on in its first event)
+MARKS=""
+mark() {{ local t="${{EPOCHREALTIME:-$(date +%s.%N)}}"; MARKS="$MARKS${{MARKS:+, }}\"$1\": ${{t/,/.}}"; }}
+mark start
 
 find_python() {{
   for p in python3.13 python3.12 python3.11 python3.10 python3; do
@@ -143,6 +148,7 @@ if [ -z "$PY" ]; then
   elif command -v apt-get >/dev/null 2>&1; then apt-get update -q && apt-get install -y -q python3.11 python3.11-venv; fi
   PY="$(find_python)"
 fi
+mark python
 
 VENV="$ROOT/venv"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -157,12 +163,15 @@ stage() {{
   RC=$?
   set -e
 }}
+mark venv
 stage
 if [ "$RC" = 10 ]; then
   say "installing boto3 and cloudpickle for the agent"
   "$VENV/bin/python" -m pip install -q boto3 cloudpickle
+  mark agent_packages
   stage
 fi
+mark bundle
 if [ "$RC" = 11 ]; then
   exit 0  # a boot script with nothing to start here (it said why)
 elif [ "$RC" != 0 ]; then
@@ -172,12 +181,16 @@ ATTEMPT="$(cat "$RUN_DIR/.attempt")"
 PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 
 T0=$(date +%s)
+REQS=none
 if [ -s "$STAGE/requirements.txt" ]; then
+  REQS=installed
   say "installing $(wc -l < "$STAGE/requirements.txt") pinned package(s)"
   "$VENV/bin/python" -m pip install -q -r "$STAGE/requirements.txt"
 fi
 T1=$(date +%s)
-printf '{{"pip_seconds": %s, "python": "%s"}}\n' "$((T1 - T0))" "$VENV/bin/python" > "$RUN_DIR/bootstrap.json"
+mark requirements
+printf '{{"pip_seconds": %s, "requirements": "%s", "python": "%s", "marks": {{%s}}}}\n' \
+  "$((T1 - T0))" "$REQS" "$VENV/bin/python" "$MARKS" > "$RUN_DIR/bootstrap.json"
 
 export PYTHONPATH="$PKG"
 NODE_ENV=()  # a multi-node run: this node's rank and the rendezvous, for the agent service
