@@ -11,8 +11,10 @@ On the instance it:
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
    (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data);
-4. installs the bundle's pinned requirements; `bootstrap.json` keeps the pip time and
-   the wall-clock end of each phase (`marks`, passed on in the agent's first event);
+4. installs the bundle's pinned requirements, unless the venv has every pin already
+   (a kept instance, or an AMI made from one: `importlib.metadata`, no pip start);
+   `bootstrap.json` keeps the pip time and the wall-clock end of each phase (`marks`,
+   passed on in the agent's first event);
 5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
@@ -111,6 +113,21 @@ with open(os.path.join(run_dir, ".attempt"), "w") as f:
     f.write(attempt)
 """
 
+# Are the requirements' pins (name==version) all installed in this venv? Cheap: no pip
+# start, no index read. Anything else (no pin, extras, a marker) answers no: pip decides.
+_PINS_PRESENT_PY = """
+import sys
+from importlib.metadata import version
+def present(line):
+    name, pinned, wanted = line.partition("==")
+    try:
+        return bool(pinned) and version(name.strip()) == wanted.strip()
+    except Exception:
+        return False
+lines = [s.strip() for s in open(sys.argv[1]) if s.strip() and not s.lstrip().startswith("#")]
+sys.exit(0 if all(present(s) for s in lines) else 1)
+"""
+
 _TEMPLATE = r"""#!/bin/bash
 # runctl-jupyter bootstrap: fetch the run's bundle and start its agent as a service.
 set -euo pipefail
@@ -183,9 +200,14 @@ PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 T0=$(date +%s)
 REQS=none
 if [ -s "$STAGE/requirements.txt" ]; then
-  REQS=installed
-  say "installing $(wc -l < "$STAGE/requirements.txt") pinned package(s)"
-  "$VENV/bin/python" -m pip install -q -r "$STAGE/requirements.txt"
+  if "$VENV/bin/python" -c {pins_present_py} "$STAGE/requirements.txt"; then
+    REQS=present
+    say "the $(wc -l < "$STAGE/requirements.txt") pinned package(s) are installed already"
+  else
+    REQS=installed
+    say "installing $(wc -l < "$STAGE/requirements.txt") pinned package(s)"
+    "$VENV/bin/python" -m pip install -q -r "$STAGE/requirements.txt"
+  fi
 fi
 T1=$(date +%s)
 mark requirements
@@ -275,6 +297,7 @@ def script(
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt=shlex.quote(str(int(attempt))),
         stage_py=shlex.quote(_STAGE_PY),
+        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
     )
 
 
@@ -289,6 +312,7 @@ def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt="next",
         stage_py=shlex.quote(_STAGE_PY),
+        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
     )
     # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
     return text.replace(

@@ -1,0 +1,92 @@
+"""What a start does not wait for (docs/benchmarks.md, "Cold start, step by step"):
+no pip when the pins are installed already, each boot phase timed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from runctl_jupyter.aws import bootstrap
+from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.backends.aws import AWSBackend
+from runctl_jupyter.events import read_events
+from runctl_jupyter.store.folders import create_run
+
+
+def _new_run(tmp_path: Path, name: str, code: str, options: dict) -> tuple[Path, dict]:
+    runs = tmp_path / "home" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    spec = create_run(
+        runs,
+        kind="cell",
+        code=code,
+        params={},
+        experiment="cold",
+        name=name,
+        project="proj",
+        owner="ann",
+        backend="aws",
+        workdir=str(tmp_path),
+        options={"instance_type": "t3.micro", **options},
+        environment={"packages": {}},
+    )
+    return runs / spec["run_id"], spec
+
+
+def _pins_present(tmp_path: Path, lines: list[str]) -> bool:
+    """The boot script's check, run as the instance runs it (python -c TEXT FILE)."""
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("".join(line + "\n" for line in lines))
+    proc = subprocess.run([sys.executable, "-c", bootstrap._PINS_PRESENT_PY, str(reqs)])
+    return proc.returncode == 0
+
+
+def test_the_pins_check_says_yes_only_when_every_pin_is_installed(tmp_path):
+    have = f"idna=={importlib.metadata.version('idna')}"
+    assert _pins_present(tmp_path, [have, "# a comment", ""])
+    assert _pins_present(tmp_path, ["IDNA==" + importlib.metadata.version("idna")])  # any case
+    assert not _pins_present(tmp_path, [have, "idna==0.0.1"])  # another version
+    assert not _pins_present(tmp_path, ["no-such-package-runctl==1.0"])
+    assert not _pins_present(tmp_path, ["idna"])  # not a pin: pip decides
+    assert not _pins_present(tmp_path, ["idna>=1"])
+
+
+def _boot(backend: AWSBackend, run_dir: Path, spec: dict, instance) -> dict:
+    """Start the run, wait for its end; the agent's first event (bootstrap facts)."""
+    import time
+
+    backend.start(run_dir, spec, attempt=1)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        backend.pull(run_dir, spec, force=True)
+        events, _ = read_events(run_dir / "events.jsonl")
+        if any(e["type"] == "exit" for e in events):
+            assert events[-1]["status"] == "succeeded", instance.runs[-1]["stdout"][-2000:]
+            return next(e for e in events if e.get("status") == "starting")
+        time.sleep(0.2)
+    raise AssertionError(f"no exit: {instance.runs[-1]['stdout'][-2000:]}")
+
+
+def test_a_warm_instance_with_the_pins_installed_runs_no_pip(aws, instance, tmp_path):
+    setup(aws)
+    backend = AWSBackend(clients=aws, aws_poll=0.1, fast_poll=0.2)
+    code = "import idna\nrunctl.log(step=0, ok=1)\n"
+    run_dir, spec = _new_run(tmp_path, "first", code, {"keep": True})
+    first = _boot(backend, run_dir, spec, instance)
+    assert first["requirements"] in ("installed", "present")  # the session's venv may have it
+    instance_id = json.loads((run_dir / "aws.json").read_text())["instance_id"]
+
+    run_dir, spec = _new_run(tmp_path, "second", code, {"instance": instance_id})
+    second = _boot(backend, run_dir, spec, instance)
+    out = instance.runs[-1]["stdout"]
+    assert second["requirements"] == "present", out
+    assert "installed already" in out and "installing" not in out
+    # every phase of the boot script is timed, in order, on the wall clock
+    marks = second["marks"]
+    assert list(marks) == ["start", "python", "venv", "bundle", "requirements"]
+    assert list(marks.values()) == sorted(marks.values())
+    assert marks["start"] <= second["t"] and marks["requirements"] - marks["bundle"] < 5
+    aws.ec2.terminate_instances(InstanceIds=[instance_id])
