@@ -90,3 +90,41 @@ def test_a_warm_instance_with_the_pins_installed_runs_no_pip(aws, instance, tmp_
     assert list(marks.values()) == sorted(marks.values())
     assert marks["start"] <= second["t"] and marks["requirements"] - marks["bundle"] < 5
     aws.ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def test_the_installed_distributions_are_read_once_until_something_is_installed(
+    tmp_path, monkeypatch
+):
+    from runctl_jupyter.aws import bundle
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    reads = []
+    real = importlib.metadata.packages_distributions
+    monkeypatch.setattr(
+        importlib.metadata, "packages_distributions", lambda: reads.append(1) or real()
+    )
+    assert bundle.pinned_requirements(["idna"]) == bundle.pinned_requirements(["idna"])
+    assert len(reads) == 1  # the second launch (or cell) reads nothing again
+    assert bundle.pinned_requirements(["runctl_fresh_mod"]) == []
+
+    # `pip install` in the notebook: a new dist-info folder on sys.path is seen at once
+    info = site / "runctl_fresh-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: runctl-fresh\nVersion: 1.2.3\n")
+    (info / "top_level.txt").write_text("runctl_fresh_mod\n")
+    (site / "runctl_fresh_mod.py").write_text("")
+    assert bundle.pinned_requirements(["runctl_fresh_mod"]) == ["runctl-fresh==1.2.3"]
+    assert len(reads) == 2
+
+
+def test_price_clients_are_made_once_per_region_and_endpoint(monkeypatch):
+    from runctl_jupyter.cost.prices import quick_clients
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    first = quick_clients("us-east-1")
+    assert quick_clients("us-east-1") is first
+    assert quick_clients("eu-west-1") is not first
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:10")  # another moto, another account
+    assert quick_clients("us-east-1") is not first
