@@ -128,3 +128,49 @@ def test_price_clients_are_made_once_per_region_and_endpoint(monkeypatch):
     assert quick_clients("eu-west-1") is not first
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:10")  # another moto, another account
     assert quick_clients("us-east-1") is not first
+
+
+def test_the_bootstraps_end_is_seen_within_a_second_not_at_a_grown_poll(aws, instance):
+    """A 13 s command: with polls growing 1.5x from 5 s on (the old wait), its end was seen
+    4 s late; now the wait looks at least once a second for its first two minutes."""
+    import time
+
+    from runctl_jupyter.aws import ssm
+
+    image = aws.test_amis["al2023-x86"]
+    iid = aws.ec2.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
+    command_id = ssm.send(aws, iid, "sleep 13\necho done\n")
+    ssm.wait(aws, command_id, iid, timeout=120, poll=2.0)  # AWSBackend.aws_poll's default
+    seen = time.monotonic()
+    played = next(r for r in instance.runs if r["kind"] == "ssm")
+    ended = played["picked_up"] + played["seconds"]
+    assert played["returncode"] == 0 and played["seconds"] >= 13
+    assert seen - ended < 1.5, f"seen {seen - ended:.2f} s after the command ended"
+
+
+def test_the_wait_for_ssm_online_sees_it_within_a_fraction_of_its_poll(aws):
+    """The instance's SSM agent comes online 3 s in: seen at once, not 2 s later (the old
+    fixed first sleep of `poll` seconds, then 1.5x)."""
+    import threading
+    import time
+
+    from runctl_jupyter.aws.instance_ready import wait_ssm_online
+
+    image = aws.test_amis["al2023-x86"]
+    iid = aws.ec2.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
+    aws.ec2.stop_instances(InstanceIds=[iid])  # offline: the fixture reports running ones
+    online_at: list[float] = []
+
+    def come_online() -> None:
+        time.sleep(3)
+        aws.ec2.start_instances(InstanceIds=[iid])
+        online_at.append(time.monotonic())
+
+    threading.Thread(target=come_online, daemon=True).start()
+    wait_ssm_online(aws, iid, timeout=30, poll=2.0)
+    late = time.monotonic() - online_at[0]
+    assert late < 1.2, f"online seen {late:.2f} s late"
