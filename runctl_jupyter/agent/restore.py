@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 from ..distributed import node_folder
@@ -31,6 +32,35 @@ def _read_lines(path: Path) -> dict[int, bytes]:
         if isinstance(event, dict) and isinstance(event.get("seq"), int):
             out[event["seq"]] = line.strip() + b"\n"
     return out
+
+
+FETCHERS = 8  # S3 gets at once: each is a round trip, and a resume may have hundreds
+
+
+def _in_parallel(calls: list) -> list:
+    """Each call at once (S3 round trips); their results in order; the first error raised."""
+    if len(calls) < 2:
+        return [call() for call in calls]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(FETCHERS, len(calls))) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def _body(s3, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _download_if_there(s3, bucket: str, key: str, target: Path) -> None:
+    try:
+        s3.download_file(bucket, key, str(target))
+    except Exception:  # noqa: BLE001 - a first attempt has none
+        pass
 
 
 def restore(run: Path, cfg: dict) -> dict:
@@ -55,41 +85,34 @@ def restore(run: Path, cfg: dict) -> dict:
     bundled = run / ".bundle-events.jsonl"
     events.update({k: v for k, v in _read_lines(bundled).items() if k not in events})
     fetched = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=prefix + "events/"
-    ):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=cfg["bucket"], Key=obj["Key"])["Body"].read()
-            for line in body.splitlines():
-                try:
-                    seq = json.loads(line).get("seq")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(seq, int) and seq not in events:
-                    events[seq] = line.strip() + b"\n"
-                    fetched += 1
+    chunks = _keys(s3, cfg["bucket"], prefix + "events/")
+    for body in _in_parallel([partial(_body, s3, cfg["bucket"], key) for key in chunks]):
+        for line in body.splitlines():
+            try:
+                seq = json.loads(line).get("seq")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(seq, int) and seq not in events:
+                events[seq] = line.strip() + b"\n"
+                fetched += 1
     tmp = run / "events.jsonl.tmp"
     tmp.write_bytes(b"".join(events[k] for k in sorted(events)))
     os.replace(tmp, run / "events.jsonl")
     bundled.unlink(missing_ok=True)
-    restored = 0
     shared = prefix.removesuffix(node_folder())  # every node resumes from the run's checkpoints
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=cfg["bucket"], Prefix=shared + "checkpoints/"
-    ):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(shared) :]
-            target = run / rel
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(cfg["bucket"], obj["Key"], str(target))
-                restored += 1
+    fetches = []
+    for key in _keys(s3, cfg["bucket"], shared + "checkpoints/"):
+        target = run / key[len(shared) :]
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fetches.append(partial(s3.download_file, cfg["bucket"], key, str(target)))
+    restored = len(fetches)
     for name in ("stdout.log", "interruptions.json"):
         if not (run / name).exists():
-            try:
-                s3.download_file(cfg["bucket"], prefix + name, str(run / name))
-            except Exception:  # noqa: BLE001 - a first attempt has none
-                pass
+            fetches.append(
+                partial(_download_if_there, s3, cfg["bucket"], prefix + name, run / name)
+            )
+    _in_parallel(fetches)
     import shutil
 
     shutil.rmtree(run / SYNC_DIR, ignore_errors=True)

@@ -174,3 +174,51 @@ def test_the_wait_for_ssm_online_sees_it_within_a_fraction_of_its_poll(aws):
     wait_ssm_online(aws, iid, timeout=30, poll=2.0)
     late = time.monotonic() - online_at[0]
     assert late < 1.2, f"online seen {late:.2f} s late"
+
+
+def test_a_resume_fetches_its_chunks_and_checkpoints_at_once_and_in_order(aws, tmp_path):
+    """restore(): S3 gets overlap (they went one by one: 40 chunks, 40 round trips)."""
+    import threading
+
+    from runctl_jupyter.agent.clients import make_s3_client
+    from runctl_jupyter.agent.restore import restore
+
+    aws.s3.create_bucket(Bucket="bkt")
+    for n in range(1, 41):
+        line = json.dumps({"seq": n, "t": 1.0, "type": "log", "text": f"{n}\n"}) + "\n"
+        aws.s3.put_object(Bucket="bkt", Key=f"runctl/runs/r1/events/{n:06d}.jsonl", Body=line)
+    for n in range(6):
+        aws.s3.put_object(Bucket="bkt", Key=f"runctl/runs/r1/checkpoints/step-{n}.pt", Body=b"w")
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "spec.json").write_text(json.dumps({"run_id": "r1"}))
+    cfg = {"kind": "s3", "bucket": "bkt", "prefix": "runctl/", "region": "us-east-1"}
+
+    in_flight, most, lock = [0], [0], threading.Lock()
+
+    def began(**_):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+
+    def ended(**_):
+        with lock:
+            in_flight[0] -= 1
+
+    events = make_s3_client("us-east-1").meta.events  # the client restore() uses
+    hooks = [("before-send.s3.GetObject", began), ("after-call.s3.GetObject", ended)]
+    hooks += [("after-call-error.s3.GetObject", ended)]
+    for name, hook in hooks:
+        events.register(name, hook)
+    try:
+        done = restore(run, cfg)
+    finally:
+        for name, hook in hooks:
+            events.unregister(name, hook)
+    assert done == {"events": 40, "fetched_events": 40, "checkpoints": 6}
+    seqs = [json.loads(line)["seq"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert seqs == list(range(1, 41))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        f"step-{n}.pt" for n in range(6)
+    ]
+    assert most[0] >= 2, "the gets went one at a time"
