@@ -99,7 +99,13 @@ def run(ctx: Ctx) -> dict[str, Result]:
     traits = AWSBackend.class_traits()
     backend_defaults = {
         name: float(traits[name].default_value)
-        for name in ("fast_poll", "fast_seconds", "poll_interval", "max_poll_interval")
+        for name in (
+            "fast_poll",
+            "first_metric_poll",
+            "fast_seconds",
+            "poll_interval",
+            "max_poll_interval",
+        )
     }
     with _moto():
         setup = Clients(region="us-east-1")

@@ -222,3 +222,38 @@ def test_a_resume_fetches_its_chunks_and_checkpoints_at_once_and_in_order(aws, t
         f"step-{n}.pt" for n in range(6)
     ]
     assert most[0] >= 2, "the gets went one at a time"
+
+
+def test_the_first_metric_is_pulled_within_a_quarter_second_of_reaching_s3(aws, tmp_path):
+    """A panel calls pull() all the time; pull paces itself. Until the first metric it
+    looks every 0.25 s (it looked every 1 s: a metric landing at 1.1 s was seen at 2 s)."""
+    import time
+
+    aws.s3.create_bucket(Bucket="bkt")
+    mirror = tmp_path / "r1"
+    mirror.mkdir()
+    spec = {"run_id": "r1", "target": {"bucket": "bkt", "prefix": "runctl/", "instance_id": None}}
+    backend = AWSBackend(clients=aws)  # the default pacing
+    status = json.dumps({"seq": 1, "t": 1.0, "type": "status", "status": "running"}) + "\n"
+    aws.s3.put_object(Bucket="bkt", Key="runctl/runs/r1/events/000001.jsonl", Body=status)
+    started = time.monotonic()
+    landed = None
+    while time.monotonic() - started < 5:
+        backend.pull(mirror, spec)
+        events, _ = read_events(mirror / "events.jsonl")
+        if any(e["type"] == "metric" for e in events):
+            break
+        if landed is None and time.monotonic() - started > 1.1:
+            metric = {"seq": 2, "t": 2.0, "type": "metric", "step": 0, "values": {"loss": 1.0}}
+            key = "runctl/runs/r1/events/000002.jsonl"
+            aws.s3.put_object(Bucket="bkt", Key=key, Body=json.dumps(metric) + "\n")
+            landed = time.monotonic()
+        time.sleep(0.02)
+    assert landed is not None
+    late = time.monotonic() - landed
+    assert late < 0.5, f"the first metric was pulled {late:.2f} s after it reached S3"
+    calls = aws.total_calls("s3.ListObjectsV2")
+    # then the usual pace: the next list comes a second later, not a quarter second
+    time.sleep(0.5)
+    backend.pull(mirror, spec)
+    assert aws.total_calls("s3.ListObjectsV2") == calls
