@@ -35,11 +35,23 @@ def make_ec2_client(region: str | None) -> Any:
     return _client("ec2", region, Config(retries={"mode": "adaptive", "max_attempts": 8}))
 
 
-def _client(service: str, region: str | None, config: Any) -> Any:
+def adopt(service: str, region: str | None, client: Any) -> None:
+    """A client made before the package was there (the boot's bundle fetch) serves the
+    calls after it too."""
+    with _LOCK:
+        _CLIENTS.setdefault(_key(service, region), client)
+
+
+def _key(service: str, region: str | None) -> tuple:
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get(
         "AWS_ENDPOINT_URL"
     )
-    key = (service, region, endpoint)
+    return (service, region, endpoint)
+
+
+def _client(service: str, region: str | None, config: Any) -> Any:
+    key = _key(service, region)
+    endpoint = key[2]
     with _LOCK:
         if key not in _CLIENTS:
             import boto3

@@ -56,7 +56,8 @@ if ep:
 s3 = boto3.session.Session().client("s3", **kw)
 for i in range(6):
     try:
-        s3.download_file(bucket, key, bundle)
+        with open(bundle, "wb") as f:  # one GET (download_file: a HEAD first, and s3transfer)
+            f.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         break
     except Exception as exc:
         if i == 5:
@@ -75,6 +76,8 @@ from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate
 with open(os.path.join(stage, "run", "spec.json")) as f:
     cfg = json.load(f).get("sync") or {}
 me = _imds_instance_id() or (cfg.get("instance_id") if attempt != "next" else None)
+from runctl_jupyter.agent.clients import adopt
+adopt("s3", region, s3)  # the agent's steps below reuse it: no second S3 model to load
 if attempt == "next":  # a boot script: only a replacement instance starts an attempt
     why_not = agent_boot.replacement_wanted(cfg, run_id, me)
     if why_not:

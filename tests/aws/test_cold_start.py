@@ -257,3 +257,21 @@ def test_the_first_metric_is_pulled_within_a_quarter_second_of_reaching_s3(aws, 
     time.sleep(0.5)
     backend.pull(mirror, spec)
     assert aws.total_calls("s3.ListObjectsV2") == calls
+
+
+def test_the_boots_s3_client_serves_the_agents_steps_after_it(monkeypatch):
+    """The staging made three S3 clients (bundle, restore, the attempt's marker), each
+    loading S3's model again (seconds on a small instance); now the first serves all."""
+    import boto3
+
+    from runctl_jupyter.agent import clients
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:11")  # a key of its own
+    monkeypatch.setattr(clients, "_CLIENTS", {})
+    fetcher = boto3.session.Session().client("s3", region_name="eu-north-1")
+    clients.adopt("s3", "eu-north-1", fetcher)
+    assert clients.make_s3_client("eu-north-1") is fetcher
+    other = clients.make_s3_client("eu-west-3")
+    assert other is not fetcher and clients.make_s3_client("eu-west-3") is other
+    assert "s3.download_file(" not in bootstrap._STAGE_PY  # one GET for the bundle, no HEAD
+    assert 'adopt("s3", region, s3)' in bootstrap._STAGE_PY

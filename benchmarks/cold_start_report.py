@@ -1,0 +1,104 @@
+"""The cold start's section of docs/benchmarks.md: each start step by step, the AWS calls
+in order, the boot phases, and what AWS itself would add on EC2 (its published figures,
+marked as estimates: the fixture boots nothing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LAUNCH_DOC = (  # AWS's API text, as the SDK reference carries it
+    "https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/autoscaling/aws.sdk.kotlin.services"
+    ".autoscaling.model/-predictive-scaling-configuration/scheduling-buffer-time.html"
+)
+COLDBOOT = "https://github.com/brevdev/ec2-coldboot-research"
+RUN_COMMAND_STATUS = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitor-commands.html"
+
+# (what AWS does, seconds on the fixture, seconds on EC2, where that figure comes from)
+AWS_PART = [
+    (
+        "RunInstances -> `running`",
+        "0 (moto: running at once)",
+        "~16 (third-party measurement; AWS only says 'a few minutes' at most)",
+        f"[brevdev/ec2-coldboot-research]({COLDBOOT}) (measured pending -> running, t3 to r7i); "
+        f"[EC2 Auto Scaling API reference]({LAUNCH_DOC}): 'It can take a few minutes to launch "
+        "an EC2 instance'",
+    ),
+    (
+        "`running` -> SSM agent Online (OS boot, agent start, registration)",
+        "0 (the fixture reports every running instance Online)",
+        "~10-30 (estimate: AWS publishes no figure)",
+        "none found (unverified); in the same third-party study a cold launch took 25.8 s to "
+        "SSH, ~16 s of it pending -> running",
+    ),
+    (
+        "SendCommand -> the agent picks it up",
+        "<= 0.1 (the player's loop)",
+        "~1 (estimate: the agent long-polls for messages)",
+        f"[Run Command statuses]({RUN_COMMAND_STATUS}) (archived page: Pending until the agent "
+        "receives it); no latency published",
+    ),
+    (
+        "each AWS API call from the notebook",
+        "~0.01-0.1 (moto on 127.0.0.1)",
+        "~0.05-0.15 a call from a laptop to its region (estimate)",
+        "network round trip; no AWS figure",
+    ),
+]
+
+
+def _s(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "-"
+
+
+def section(results: dict, detail: dict) -> list[str]:
+    """Markdown lines; none when the cold start was not measured."""
+    info = detail.get("cold_start") or {}
+    scenarios = info.get("scenarios")
+    if not scenarios:
+        return []
+    lines = ["## Cold start, step by step (issue 19)", ""]
+    lines.append(
+        "`%%runctl train --backend aws` from the cell to the first metric in the live view "
+        "(`python -m benchmarks --only cold_start`), measured on the fixture: moto on "
+        "127.0.0.1 and the instance player of tests/aws, which runs the exact SSM script "
+        "with bash on a bare Python (pip installs from the local package index). "
+        "**Measured here** = on the fixture, where AWS's own part is zero; **estimated** = "
+        "what AWS adds on EC2, from the figures cited below."
+    )
+    lines += ["", "| start | to first metric, s (median) | samples, s | AWS calls | requirements |"]
+    lines.append("|---|---|---|---|---|")
+    for name, scenario in scenarios.items():
+        samples = ", ".join(_s(v) for v in scenario.get("samples_s", []))
+        lines.append(
+            f"| {name} | {_s(scenario['to_first_metric_s'])} | {samples} | "
+            f"{scenario['aws_calls']} | {scenario.get('requirements') or '-'} |"
+        )
+    lines += ["", "Boot script phases (median seconds, measured; `bootstrap.json` marks):", ""]
+    names = sorted({p for s in scenarios.values() for p in s.get("boot_phases_median_s", {})})
+    lines.append("| phase | " + " | ".join(scenarios) + " |")
+    lines.append("|---|" + "---|" * len(scenarios))
+    for phase in names:
+        row = [_s(s.get("boot_phases_median_s", {}).get(phase)) for s in scenarios.values()]
+        lines.append(f"| {phase} | " + " | ".join(row) + " |")
+    for name, scenario in scenarios.items():
+        lines += ["", f"Every step of the median `{name}` start (seconds since the cell began):", ""]
+        lines += _steps(scenario)
+    lines += ["", "What AWS itself adds on EC2 (not on the fixture):", ""]
+    lines.append("| step | on the fixture, s (measured) | on EC2, s (estimated) | source |")
+    lines.append("|---|---|---|---|")
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in AWS_PART]
+    lines.append("")
+    return lines
+
+
+def _steps(scenario: dict) -> list[str]:
+    out = ["| at | takes | what |", "|---|---|---|"]
+    for step in scenario.get("steps", []):
+        if step["kind"] == "aws" and step["s"] < 0.05:
+            continue  # the quick calls are in the list below
+        what = step["what"]
+        what = what if what.startswith(step["kind"]) else f"{step['kind']}: {what}"
+        out.append(f"| {step['at']:.2f} | {step['s']:.2f} | {what} |")
+    calls = ", ".join(scenario.get("aws_calls_in_order", []))
+    out += ["", f"AWS calls in order ({scenario['aws_calls']}): {calls}"]
+    return out
