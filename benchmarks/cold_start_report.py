@@ -73,6 +73,7 @@ def section(results: dict, detail: dict) -> list[str]:
             f"| {name} | {_s(scenario['to_first_metric_s'])} | {samples} | "
             f"{scenario['aws_calls']} | {scenario.get('requirements') or '-'} |"
         )
+    lines += _before_after(info)
     lines += ["", "Boot script phases (median seconds, measured; `bootstrap.json` marks):", ""]
     names = sorted({p for s in scenarios.values() for p in s.get("boot_phases_median_s", {})})
     lines.append("| phase | " + " | ".join(scenarios) + " |")
@@ -101,4 +102,32 @@ def _steps(scenario: dict) -> list[str]:
         out.append(f"| {step['at']:.2f} | {step['s']:.2f} | {what} |")
     calls = ", ".join(scenario.get("aws_calls_in_order", []))
     out += ["", f"AWS calls in order ({scenario['aws_calls']}): {calls}"]
+    return out
+
+
+def _before_after(info: dict) -> list[str]:
+    """The same starts before the cuts, when a run of the older code was merged in."""
+    before, after = info.get("before"), info.get("scenarios") or {}
+    if not before:
+        return []
+    now, then = info.get("measured") or {}, before.get("measured") or {}
+    out = [
+        "",
+        f"Before the cuts (commit {then.get('commit')}, load {then.get('load_average')}) and "
+        f"after (commit {now.get('commit')}, load {now.get('load_average')}), the two run side "
+        "by side on the same machine at the same time; medians in seconds (requirements, boot "
+        "phases: the median start's):",
+        "",
+        "| start | before | after | pins before -> after | requirements phase before -> after |",
+        "|---|---|---|---|---|",
+    ]
+    for name, done in after.items():
+        was = before.get(name) or {}
+        req_was = (was.get("boot_phases_median_s") or {}).get("requirements")
+        req_now = (done.get("boot_phases_median_s") or {}).get("requirements")
+        out.append(
+            f"| {name} | {_s(was.get('to_first_metric_s'))} | {_s(done['to_first_metric_s'])} | "
+            f"{was.get('requirements', '-')} -> {done.get('requirements', '-')} | "
+            f"{_s(req_was)} -> {_s(req_now)} |"
+        )
     return out

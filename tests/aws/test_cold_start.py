@@ -9,31 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_end_to_end import _new_run  # tests/aws is on sys.path, as for conftest's helpers
+
 from runctl_jupyter.aws import bootstrap
 from runctl_jupyter.aws.setup import setup
 from runctl_jupyter.backends.aws import AWSBackend
 from runctl_jupyter.events import read_events
-from runctl_jupyter.store.folders import create_run
-
-
-def _new_run(tmp_path: Path, name: str, code: str, options: dict) -> tuple[Path, dict]:
-    runs = tmp_path / "home" / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    spec = create_run(
-        runs,
-        kind="cell",
-        code=code,
-        params={},
-        experiment="cold",
-        name=name,
-        project="proj",
-        owner="ann",
-        backend="aws",
-        workdir=str(tmp_path),
-        options={"instance_type": "t3.micro", **options},
-        environment={"packages": {}},
-    )
-    return runs / spec["run_id"], spec
 
 
 def _pins_present(tmp_path: Path, lines: list[str]) -> bool:
@@ -74,12 +55,12 @@ def test_a_warm_instance_with_the_pins_installed_runs_no_pip(aws, instance, tmp_
     setup(aws)
     backend = AWSBackend(clients=aws, aws_poll=0.1, fast_poll=0.2)
     code = "import idna\nrunctl.log(step=0, ok=1)\n"
-    run_dir, spec = _new_run(tmp_path, "first", code, {"keep": True})
+    run_dir, spec = _new_run(tmp_path, code=code, options={"keep": True})
     first = _boot(backend, run_dir, spec, instance)
     assert first["requirements"] in ("installed", "present")  # the session's venv may have it
     instance_id = json.loads((run_dir / "aws.json").read_text())["instance_id"]
 
-    run_dir, spec = _new_run(tmp_path, "second", code, {"instance": instance_id})
+    run_dir, spec = _new_run(tmp_path, code=code, options={"instance": instance_id})
     second = _boot(backend, run_dir, spec, instance)
     out = instance.runs[-1]["stdout"]
     assert second["requirements"] == "present", out
