@@ -303,7 +303,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
             better="lower",
             ours=detail.get("cold", detail["cold_baked_ami"])["to_first_metric_s"],
             peers={},
-            detail={"scenarios": detail, "rounds": rounds},
+            detail={"scenarios": detail},  # each start's samples are in samples_s
             notes=notes,
         ),
         "warm_start": Result(
