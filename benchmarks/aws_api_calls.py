@@ -32,6 +32,9 @@ FAKE_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
+# the backend's pacing settings, each divided by SCALE
+PACING = ("fast_poll", "first_metric_poll", "fast_seconds", "poll_interval", "max_poll_interval")
+
 ABOUT = {
     "aws_api_calls": (
         "notebook-side AWS API calls per run-hour while a busy run streams (10 metric steps and "
@@ -99,13 +102,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
     traits = AWSBackend.class_traits()
     backend_defaults = {
         name: float(traits[name].default_value)
-        for name in (
-            "fast_poll",
-            "first_metric_poll",
-            "fast_seconds",
-            "poll_interval",
-            "max_poll_interval",
-        )
+        for name in PACING
     }
     with _moto():
         setup = Clients(region="us-east-1")

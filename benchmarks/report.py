@@ -337,10 +337,8 @@ def render(
             add(f"- `{name}`: {about}")
         for note in info.get("notes", []):
             add(f"  - note: {note}")
-    cold = section(results, detail)
-    if cold:
-        add("")
-        lines.extend(cold)
+    cold = section(results, detail)  # the AWS cold start's own tables, when measured
+    lines.extend(["", *cold] if cold else [])
     if skipped:
         add("")
         add("## Not measured")
