@@ -73,7 +73,7 @@ def section(results: dict, detail: dict) -> list[str]:
             f"| {name} | {_s(scenario['to_first_metric_s'])} | {samples} | "
             f"{scenario['aws_calls']} | {scenario.get('requirements') or '-'} |"
         )
-    lines += _before_after(info)
+    lines += _before_after(info) + _paired(info.get("paired"))
     lines += ["", "Boot script phases (median seconds, measured; `bootstrap.json` marks):", ""]
     names = sorted({p for s in scenarios.values() for p in s.get("boot_phases_median_s", {})})
     lines.append("| phase | " + " | ".join(scenarios) + " |")
@@ -139,4 +139,26 @@ def _before_after(info: dict) -> list[str]:
             f"{was.get('requirements', '-')} -> {done.get('requirements', '-')} | "
             f"{_s(req_was)} -> {_s(req_now)} |"
         )
+    return out
+
+
+def _paired(paired: dict | None) -> list[str]:
+    """Quick runs of the old and the new code, alternating (the same load for both)."""
+    if not paired:
+        return []
+    out = [
+        "",
+        f"Side by side: `--quick` runs (one start of each kind a run) of commit "
+        f"{paired['before']} and {paired['after']}, alternating {paired['runs']} times "
+        f"({paired['when']}); medians in seconds:",
+        "",
+        "| start | before | after | phase medians before -> after |",
+        "|---|---|---|---|",
+    ]
+    for name, got in paired["scenarios"].items():
+        phases = ", ".join(
+            f"{k} {_s(got['phases_before'].get(k))} -> {_s(v)}"
+            for k, v in got["phases_after"].items()
+        )
+        out.append(f"| {name} | {_s(got['before'])} | {_s(got['after'])} | {phases} |")
     return out
