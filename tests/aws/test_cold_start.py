@@ -123,8 +123,16 @@ def test_the_bootstraps_end_is_seen_within_a_second_not_at_a_grown_poll(aws, ins
         "Instances"
     ][0]["InstanceId"]
     command_id = ssm.send(aws, iid, "sleep 13\necho done\n")
-    ssm.wait(aws, command_id, iid, timeout=120, poll=2.0)  # AWSBackend.aws_poll's default
+    polls: list[float] = []
+    hook = ("before-call.ssm.GetCommandInvocation", lambda **_: polls.append(time.monotonic()))
+    aws.ssm.meta.events.register(*hook)
+    try:
+        ssm.wait(aws, command_id, iid, timeout=120, poll=2.0)  # AWSBackend.aws_poll's default
+    finally:
+        aws.ssm.meta.events.unregister(*hook)
     seen = time.monotonic()
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    assert max(gaps) < 1.6, f"a pause of {max(gaps):.2f} s between two looks"
     played = next(r for r in instance.runs if r["kind"] == "ssm")
     ended = played["picked_up"] + played["seconds"]
     assert played["returncode"] == 0 and played["seconds"] >= 13
