@@ -44,6 +44,7 @@ MODULES: dict[str, list[str]] = {
     "sweep_overhead": ["sweep_overhead"],
     "aws_api_calls": ["aws_api_calls"],
     "dev_restart": ["dev_restart"],
+    "cold_start": ["cold_start", "warm_start"],
 }
 RESULTS = REPO / "benchmarks" / "results.json"
 DETAIL = REPO / "benchmarks" / "results_detail.json"

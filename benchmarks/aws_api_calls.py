@@ -32,6 +32,9 @@ FAKE_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
+# the backend's pacing settings, each divided by SCALE
+PACING = ("fast_poll", "first_metric_poll", "fast_seconds", "poll_interval", "max_poll_interval")
+
 ABOUT = {
     "aws_api_calls": (
         "notebook-side AWS API calls per run-hour while a busy run streams (10 metric steps and "
@@ -51,13 +54,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _moto() -> Iterator[str]:
+def _moto(env: dict[str, str] = FAKE_ENV) -> Iterator[str]:
+    """A moto server on 127.0.0.1 with fake credentials in `env`; yields its URL."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    keys = [*FAKE_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]
+    keys = [*env, "AWS_ENDPOINT_URL", "AWS_PROFILE"]
     saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(FAKE_ENV)
+    os.environ.update(env)
     os.environ.pop("AWS_PROFILE", None)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -98,7 +102,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
     traits = AWSBackend.class_traits()
     backend_defaults = {
         name: float(traits[name].default_value)
-        for name in ("fast_poll", "fast_seconds", "poll_interval", "max_poll_interval")
+        for name in PACING
     }
     with _moto():
         setup = Clients(region="us-east-1")

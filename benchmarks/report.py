@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .cold_start_report import section
+
 Entry = dict[str, Any]
 
 
@@ -93,6 +95,19 @@ def _calls(entry: Entry, detail: dict) -> tuple[bool, str] | None:
     return ours <= 1000, figure
 
 
+def _cold(scenario: str, limit: float) -> Callable[[Entry, dict], tuple[bool, str] | None]:
+    """A start of docs/benchmarks.md's cold start section within `limit` seconds."""
+
+    def check(entry: Entry, detail: dict) -> tuple[bool, str] | None:
+        found = (detail.get("scenarios") or {}).get(scenario) or {}
+        seconds = found.get("to_first_metric_s")
+        if seconds is None:
+            return None
+        return seconds <= limit, f"{seconds:.1f} s on the fixture (AWS's own part: 0 here)"
+
+    return check
+
+
 BUDGETS: list[Budget] = [
     Budget(
         "log_step",
@@ -155,6 +170,19 @@ BUDGETS: list[Budget] = [
         "at most ~1,000 AWS API calls per run-hour of streaming (vs polling SSM every 2 s)",
         _calls,
     ),
+    Budget(
+        "cold_start",
+        19,
+        "our part of a cold start <= 20 s, cell to first metric (an image with the pinned packages)",
+        _cold("cold_baked_ami", 20.0),
+    ),
+    Budget(
+        "cold_start",
+        19,
+        "the same from a bare image (venv, boto3 and the pins installed from the index)",
+        _cold("cold", 20.0),
+    ),
+    Budget("cold_start", 19, "a warm start (`--keep`, then `--instance`) <= 5 s", _cold("warm", 5.0)),
 ]
 
 
@@ -315,6 +343,8 @@ def render(
             add(f"- `{name}`: {about}")
         for note in info.get("notes", []):
             add(f"  - note: {note}")
+    cold = section(results, detail)  # the AWS cold start's own tables, when measured
+    lines.extend(["", *cold] if cold else [])
     if skipped:
         add("")
         add("## Not measured")

@@ -28,6 +28,8 @@ EXPECTED = [
     "compare_panel",
     "sweep_overhead",
     "aws_api_calls",
+    "cold_start",
+    "warm_start",
 ]
 
 

@@ -428,6 +428,20 @@ def test_a_provisioning_run_gets_longer_than_the_lost_timeout(tmp_path: Path) ->
     assert store.get("idle")["status"] == "lost"
 
 
+def test_a_run_whose_bootstrap_outlasts_the_lost_timeout_is_not_lost(tmp_path: Path) -> None:
+    """A cold start's bootstrap (venv, pip) runs at `starting` for minutes before the
+    agent's first event: the follow that begins when it ends must not find it lost."""
+    store = Store(tmp_path, lost_timeout=0.05)
+    make_run(store, "boot")
+    make_run(store, "idle")
+    store.set_status("boot", "starting")
+    store.set_status("idle", "running")
+    time.sleep(0.1)
+    store.refresh()
+    assert store.get("boot")["status"] == "starting"
+    assert store.get("idle")["status"] == "lost"
+
+
 AGENT_SCRIPT = r"""
 import json, os, socket, sys, time
 from pathlib import Path

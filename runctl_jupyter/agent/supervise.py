@@ -135,12 +135,13 @@ class Agent(Stopping, Ending):
         return self._supervise()
 
     def _bootstrap_facts(self) -> dict:
-        """What the EC2 bootstrap measured (bootstrap.json): the pip install time."""
+        """What the EC2 bootstrap measured (bootstrap.json): the pip install time, whether the
+        pins were installed or present already, and each boot phase's wall-clock end."""
         try:
             facts = json.loads((self.run_dir / "bootstrap.json").read_text())
         except (OSError, ValueError):
             return {}
-        return {k: facts[k] for k in ("pip_seconds",) if isinstance(facts, dict) and k in facts}
+        return {k: facts[k] for k in ("pip_seconds", "requirements", "marks") if isinstance(facts, dict) and k in facts}
 
     def _write_agent_info(self) -> None:
         info = {

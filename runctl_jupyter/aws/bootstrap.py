@@ -11,7 +11,10 @@ On the instance it:
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
    (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data);
-4. installs the bundle's pinned requirements (timed into `bootstrap.json`);
+4. installs the bundle's pinned requirements, unless the venv has every pin already
+   (a kept instance, or an AMI made from one: `importlib.metadata`, no pip start);
+   `bootstrap.json` keeps the pip time and the wall-clock end of each phase (`marks`,
+   passed on in the agent's first event);
 5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
@@ -55,7 +58,8 @@ if ep:
 s3 = boto3.session.Session().client("s3", **kw)
 for i in range(6):
     try:
-        s3.download_file(bucket, key, bundle)
+        with open(bundle, "wb") as f:  # one GET (download_file: a HEAD first, and s3transfer)
+            f.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         break
     except Exception as exc:
         if i == 5:
@@ -73,6 +77,8 @@ from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate
 with open(os.path.join(stage, "run", "spec.json")) as f:
     cfg = json.load(f).get("sync") or {}
 me = _imds_instance_id() or (cfg.get("instance_id") if attempt != "next" else None)
+from runctl_jupyter.agent.clients import adopt
+adopt("s3", region, s3)  # the agent's steps below reuse it: no second S3 model to load
 if attempt == "next":  # a boot script: only a replacement instance starts an attempt
     why_not = agent_boot.replacement_wanted(cfg, run_id, me)
     if why_not:
@@ -113,6 +119,21 @@ with open(os.path.join(run_dir, ".attempt"), "w") as f:
 # the bundle is unpacked before the package is there: paths.py travels as text ahead
 _STAGE_PY = inspect.getsource(paths) + _STAGE_PY
 
+# Are the requirements' pins (name==version) all installed in this venv? Cheap: no pip
+# start, no index read. Anything else (no pin, extras, a marker) answers no: pip decides.
+_PINS_PRESENT_PY = """
+import sys
+from importlib.metadata import version
+def present(line):
+    name, pinned, wanted = line.partition("==")
+    try:
+        return bool(pinned) and version(name.strip()) == wanted.strip()
+    except Exception:
+        return False
+lines = [s.strip() for s in open(sys.argv[1]) if s.strip() and not s.lstrip().startswith("#")]
+sys.exit(0 if all(present(s) for s in lines) else 1)
+"""
+
 _TEMPLATE = r"""#!/bin/bash
 # runctl-jupyter bootstrap: fetch the run's bundle and start its agent as a service.
 set -euo pipefail
@@ -130,6 +151,10 @@ cd "$ROOT"
 # both run at a spot fleet instance's first boot and share the venv (the lock goes with the script).
 if command -v flock >/dev/null 2>&1; then exec 9>"$ROOT/.bootstrap.lock"; flock 9; fi
 say() {{ echo "runctl: $*"; }}
+# each phase's wall-clock end (bootstrap.json "marks"; the agent passes them on in its first event)
+MARKS=""
+mark() {{ local t="${{EPOCHREALTIME:-$(date +%s.%N)}}"; MARKS="$MARKS${{MARKS:+, }}\"$1\": ${{t/,/.}}"; }}
+mark start
 
 find_python() {{
   for p in python3.13 python3.12 python3.11 python3.10 python3; do
@@ -146,6 +171,7 @@ if [ -z "$PY" ]; then
   elif command -v apt-get >/dev/null 2>&1; then apt-get update -q && apt-get install -y -q python3.11 python3.11-venv; fi
   PY="$(find_python)"
 fi
+mark python
 
 VENV="$ROOT/venv"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -160,12 +186,15 @@ stage() {{
   RC=$?
   set -e
 }}
+mark venv
 stage
 if [ "$RC" = 10 ]; then
   say "installing boto3 and cloudpickle for the agent"
   "$VENV/bin/python" -m pip install -q boto3 cloudpickle
+  mark agent_packages
   stage
 fi
+mark bundle
 if [ "$RC" = 11 ]; then
   exit 0  # a boot script with nothing to start here (it said why)
 elif [ "$RC" != 0 ]; then
@@ -175,12 +204,21 @@ ATTEMPT="$(cat "$RUN_DIR/.attempt")"
 PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 
 T0=$(date +%s)
+REQS=none
 if [ -s "$STAGE/requirements.txt" ]; then
-  say "installing $(wc -l < "$STAGE/requirements.txt") pinned package(s)"
-  "$VENV/bin/python" -m pip install -q -r "$STAGE/requirements.txt"
+  if "$VENV/bin/python" -c {pins_present_py} "$STAGE/requirements.txt"; then
+    REQS=present
+    say "the $(wc -l < "$STAGE/requirements.txt") pinned package(s) are installed already"
+  else
+    REQS=installed
+    say "installing $(wc -l < "$STAGE/requirements.txt") pinned package(s)"
+    "$VENV/bin/python" -m pip install -q -r "$STAGE/requirements.txt"
+  fi
 fi
 T1=$(date +%s)
-printf '{{"pip_seconds": %s, "python": "%s"}}\n' "$((T1 - T0))" "$VENV/bin/python" > "$RUN_DIR/bootstrap.json"
+mark requirements
+printf '{{"pip_seconds": %s, "requirements": "%s", "python": "%s", "marks": {{%s}}}}\n' \
+  "$((T1 - T0))" "$REQS" "$VENV/bin/python" "$MARKS" > "$RUN_DIR/bootstrap.json"
 
 export PYTHONPATH="$PKG"
 NODE_ENV=()  # a multi-node run: this node's rank and the rendezvous, for the agent service
@@ -272,6 +310,7 @@ def script(
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt=shlex.quote(str(int(attempt))),
         stage_py=shlex.quote(_STAGE_PY),
+        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
     )
 
 
@@ -286,6 +325,7 @@ def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt="next",
         stage_py=shlex.quote(_STAGE_PY),
+        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
     )
     # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
     return text.replace(

@@ -165,12 +165,36 @@ def pinned_requirements(
     return _resolve(modules, packages)[0]
 
 
+_DISTRIBUTIONS: tuple[tuple, dict] | None = None  # (sys.path folders' mtimes, the mapping)
+
+
+def _path_stamp() -> tuple[tuple[str, int | None], ...]:
+    stamps: list[tuple[str, int | None]] = []
+    for folder in sys.path:
+        try:
+            stamps.append((folder, os.stat(folder or ".").st_mtime_ns))
+        except OSError:
+            stamps.append((folder, None))
+    return tuple(stamps)
+
+
+def packages_distributions() -> dict:
+    """importlib.metadata.packages_distributions(), read again only when a folder of
+    sys.path changed (an install adds a dist-info folder): it reads every installed
+    distribution's file list, seconds that each launch (and each cell) would pay."""
+    global _DISTRIBUTIONS
+    stamp = _path_stamp()
+    if _DISTRIBUTIONS is None or _DISTRIBUTIONS[0] != stamp:
+        _DISTRIBUTIONS = (stamp, dict(importlib.metadata.packages_distributions()))
+    return _DISTRIBUTIONS[1]
+
+
 def _resolve(
     modules: Iterable[str], packages: dict[str, str] | None
 ) -> tuple[list[str], list[str]]:
     """(pins, modules that no installed distribution provides)."""
     stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
-    mapping = importlib.metadata.packages_distributions()
+    mapping = packages_distributions()
     known = {k.lower().replace("_", "-"): v for k, v in (packages or {}).items()}
     pins: dict[str, str] = {}
     unresolved: list[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from .backoff import delays, pause
 from .clients import Clients
 from .launch_errors import LaunchError
 
@@ -17,6 +18,7 @@ def wait_running(
     clients: Clients, instance_id: str, timeout: float = 600.0, poll: float = 2.0
 ) -> dict:
     deadline = time.monotonic() + timeout
+    steps = delays(poll)
     while True:
         inst = clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
             "Instances"
@@ -33,7 +35,7 @@ def wait_running(
             raise LaunchError(
                 f"instance {instance_id} not running after {timeout:.0f} s; try another type or region"
             )
-        time.sleep(poll)
+        pause(next(steps), deadline)
 
 
 def wait_ssm_online(
@@ -41,7 +43,7 @@ def wait_ssm_online(
 ) -> None:
     """Wait for the instance's SSM agent to report Online (boot + agent start)."""
     deadline = time.monotonic() + timeout
-    delay = poll
+    steps = delays(poll)
     while True:
         info = clients.ssm.describe_instance_information(
             Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
@@ -53,8 +55,7 @@ def wait_ssm_online(
                 f"the SSM agent of {instance_id} did not come online in {timeout:.0f} s; "
                 f"check that its instance profile has AmazonSSMManagedInstanceCore (`runctl aws doctor`)"
             )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 10.0)
+        pause(next(steps), deadline)
 
 
 def attach_volume(
@@ -62,6 +63,7 @@ def attach_volume(
 ) -> None:
     clients.ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
     deadline = time.monotonic() + timeout
+    steps = delays(poll)
     while True:
         vol = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
         if vol["State"] == "in-use":
@@ -70,4 +72,4 @@ def attach_volume(
             raise LaunchError(
                 f"volume {volume_id} did not attach to {instance_id} in {timeout:.0f} s"
             )
-        time.sleep(poll)
+        pause(next(steps), deadline)

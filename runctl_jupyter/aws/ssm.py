@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
+from .backoff import FIRST, delays, pause
 from .clients import AWSError, Clients, error_code
 
 DOCUMENT = "AWS-RunShellScript"
 DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
+QUICK_SECONDS = 120.0  # a command's end is seen within QUICK_CAP seconds this long
+QUICK_CAP = 1.0
 
 
 class CommandFailed(AWSError):
@@ -44,7 +47,10 @@ def wait(
     """Poll the invocation until it ends; raise CommandFailed with its output tail unless it succeeded."""
     started = time.monotonic()
     deadline = started + timeout
-    delay = min(poll, 0.25)
+    # the start of a run waits on this command: its end is seen within a second for two
+    # minutes (a bootstrap), then the polls grow to `poll` x 5 (a long package install)
+    quick = delays(QUICK_CAP, first=min(poll, FIRST))
+    slow = delays(min(10.0, max(poll, FIRST) * 5), first=QUICK_CAP)
     while True:
         try:
             inv = clients.ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
@@ -70,6 +76,4 @@ def wait(
             raise CommandFailed(
                 f"the {what} on {instance_id} did not finish in {timeout:.0f} s (command {command_id})"
             )
-        time.sleep(delay)
-        if time.monotonic() - started > 5.0:  # quick commands (a reused instance) are seen at once
-            delay = min(delay * 1.5, min(10.0, max(poll, 0.25) * 5))
+        pause(next(quick if time.monotonic() - started < QUICK_SECONDS else slow), deadline)

@@ -9,7 +9,8 @@ start():   check (aws_checks.py) -> launch (or reuse) -> bundle to S3 -> SSM boo
            attempt on the replacement AWS launches after an interruption, with no
            notebook alive (docs/reliability.md); `--nodes M`: aws_cluster.py
 pull():    new numbered event chunks from S3 into the local mirror run folder
-           (paced: every 1 s for the first 30 s, then 10 s while events flow, backing
+           (paced: every 0.25 s until the first metric, 1 s for the first 30 s, then 10 s
+           while events flow, backing
            off to 20 s when idle: ~700 calls per run-hour, docs/aws.md), then
            stdout.log, record.ipynb and env.json once the attempt's exit event arrived
            (aws_pull.py)
@@ -83,6 +84,9 @@ class AWSBackend(Configurable):
     ).tag(config=True)
     fast_seconds = Float(
         30.0, help="How long after start polls are fast (first metric seen quickly)."
+    ).tag(config=True)
+    first_metric_poll = Float(
+        0.25, help="Seconds between S3 polls until the first metric arrives (in fast_seconds)."
     ).tag(config=True)
     poll_interval = Float(10.0, help="Seconds between S3 polls while events flow.").tag(config=True)
     max_poll_interval = Float(20.0, help="Longest pause between S3 polls of an idle run.").tag(

@@ -1,8 +1,8 @@
 """pull(): a remote run's new events, from numbered S3 chunks into its local mirror.
 
-Paced so a panel may call it as often as it likes: every 1 s for the first 30 s, then
-10 s while events flow, backing off to 20 s when idle (~700 calls per run-hour,
-docs/aws.md). The last chunk read is kept in the mirror (.s3pull.json), so a new
+Paced so a panel may call it as often as it likes: every 0.25 s until the first metric
+(what the cell waits for), every 1 s for the first 30 s, then 10 s while events flow,
+backing off to 20 s when idle (~700 calls per run-hour, docs/aws.md). The last chunk read is kept in the mirror (.s3pull.json), so a new
 session starts after it. Once the attempt's exit arrives: stdout.log, record.ipynb
 and env.json. A multi-node attempt's exit or `resuming` ends its nodes and groups.
 """
@@ -56,7 +56,9 @@ def pull(backend: Any, run_dir: Path, spec: dict, force: bool = False) -> int:
                 continue  # a duplicate is harmless and ignored
             state["seq"] = event["seq"]
             new_lines.append(json.dumps(event, separators=(",", ":")) + "\n")
-            if event.get("type") == "exit":
+            if event.get("type") == "metric":
+                state["metric"] = True
+            elif event.get("type") == "exit":
                 exits.append(event)
             elif event.get("status") == "resuming" and target.get("cluster"):
                 resumed = True  # this attempt's nodes are done: the next gets new ones
@@ -79,7 +81,9 @@ def pull(backend: Any, run_dir: Path, spec: dict, force: bool = False) -> int:
 def _pace(backend: Any, state: dict, flowing: bool) -> None:
     now = time.monotonic()
     if now - state["since"] < backend.fast_seconds:
-        state["interval"] = state.get("fast_poll", backend.fast_poll)  # a dev restart: faster
+        fast = state.get("fast_poll", backend.fast_poll)  # a dev restart: faster
+        # until the first metric arrives, faster still (issue 19: the cold start)
+        state["interval"] = fast if state["metric"] else min(fast, backend.first_metric_poll)
     elif flowing:
         state["interval"] = backend.poll_interval
     else:  # idle: back off (heartbeat chunks come every 20 s, well inside the lost timeout)
@@ -103,6 +107,7 @@ def _pull_state(backend: Any, run_dir: Path, run_id: str) -> dict:
             "next_poll": 0.0,
             "interval": backend.poll_interval,
             "since": time.monotonic(),
+            "metric": False,  # a metric pulled yet (until then, polls are quicker)
         }
         backend._pull[run_id] = state
     return state

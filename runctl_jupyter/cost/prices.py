@@ -35,6 +35,8 @@ SPOT_CACHE_SECONDS = 3600.0
 HOURS_PER_MONTH = 730.0  # AWS prorates GB-month prices over 730 hours
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 5.0
+# what quick clients are made from: another endpoint, profile or key gets its own
+QUICK_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_CONFIG_FILE")
 
 
 @dataclass
@@ -90,14 +92,25 @@ def table_source() -> str:
     return f"bundled table (AWS published prices, {table()['date']})"
 
 
+_QUICK: dict[tuple[Any, ...], Any] = {}
+
+
 def quick_clients(region: str) -> Any:
-    """Clients with short timeouts and few retries: a price or a report never hangs."""
+    """Clients with short timeouts and few retries: a price or a report never hangs.
+    Made once per region and AWS environment: a new client reloads its service model
+    (a second for EC2's), which every launch would pay before its first call."""
     from botocore.config import Config
 
     from ..aws.clients import Clients
 
-    clients = Clients(region=region, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
-    clients.config = clients.config.merge(Config(retries={"mode": "standard", "max_attempts": 2}))
+    key = (region, *(os.environ.get(k) for k in QUICK_CLIENT_ENV))
+    clients = _QUICK.get(key)
+    if clients is None:
+        clients = Clients(region=region, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+        clients.config = clients.config.merge(
+            Config(retries={"mode": "standard", "max_attempts": 2})
+        )
+        _QUICK[key] = clients
     return clients
 
 

@@ -14,10 +14,12 @@ from .fold import read_json, to_number
 
 AGENT_FILE = "agent.json"
 # An instance boot can take minutes before the agent's first event: while a run
-# waits for one (provisioning, or moving after a spot interruption) the lost
-# timeout is this many times longer.
+# waits for one (provisioning; starting: the bootstrap builds its venv and installs
+# the pins, minutes for a cold start; or moving after a spot interruption) the lost
+# timeout is this many times longer. (The agent's own `starting` is followed by
+# `running` at once; a local agent that dies is seen gone at once, by agent.json.)
 PROVISIONING_TIMEOUT_FACTOR = 10.0
-_BOOTING = frozenset({"provisioning", "interrupted", "resuming"})
+_BOOTING = frozenset({"provisioning", "starting", "interrupted", "resuming"})
 
 
 class AgentWatch:

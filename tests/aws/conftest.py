@@ -267,6 +267,12 @@ def _put_public_parameter(name: str, value: str) -> None:
 @pytest.fixture
 def aws(moto_server: str):
     """A clean moto account with the public AMI parameters registered; yields Clients."""
+    return fresh_account(moto_server)
+
+
+def fresh_account(moto_server: str):
+    """Reset moto and register the public AMI parameters; Clients with `test_amis`
+    (the fixture `aws`, and benchmarks/cold_start.py, which plays instances too)."""
     req = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     urllib.request.urlopen(req).read()
     PLACEMENT_GROUPS.clear()
