@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(JOB)
         for i in range(args.runs):
             for mode in ("torchrun", "runctl"):
-                results.append(_one(mode, script, Path(tmp) / "home"))
+                # the home outlives the script: a failed run's folder can be read afterwards
+                results.append(_one(mode, script, WORK / "ddp_exit_race_home"))
             done = results[-2:]
             print(
                 f"{i + 1}/{args.runs}", *(f"{r['mode']} rc={r['rc']} {r['seconds']}s" for r in done)
