@@ -260,3 +260,14 @@ def test_the_aws_spelling_of_a_schedule_for_the_eventbridge_clock():
     assert aws_expression(None, parse_rate("6h")) == "rate(6 hours)"
     with pytest.raises(RunctlError, match="day of the month OR a weekday"):
         aws_expression("0 3 1 * 1", None)
+
+
+def test_the_command_list_built_first_does_not_break_schedule_checks():
+    """`%load_ext` builds the top-level help with a stand-in parser class; the schedule
+    checks must still read the real parser (they once iterated the stand-in)."""
+    from runctl_jupyter.commands import UsageProblem, build_parser, format_help, parse
+
+    build_parser("runctl")
+    format_help("runctl")
+    with pytest.raises(UsageProblem, match="only `schedule add` takes these"):
+        parse(["schedule", "pause", "train", "--cron", "0 3 * * 1"])

@@ -67,7 +67,8 @@ def add_schedule(sub: Any) -> None:
     g.add_argument("--if-new-data", action="store_true", help=argparse.SUPPRESS)
     add_hyperparameters(p, sweep=False)
     add_run_options(p)
-    _PARSERS["schedule"] = p
+    if isinstance(p, argparse.ArgumentParser):  # not the stand-in that only lists commands
+        _PARSERS["schedule"] = p
 
 
 def add_schedules(sub: Any) -> None:

@@ -4,26 +4,16 @@ instance while it runs, and launches a new one of the same type once it is stopp
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from traitlets.config import Config
+from test_aws_session import _session
 
 from runctl_jupyter.aws.setup import setup
 from runctl_jupyter.backends.aws_target import read_target
-from runctl_jupyter.config import Runctl
 from runctl_jupyter.runs.context import idle_kept_instances
 from runctl_jupyter.session import Session
 from runctl_jupyter.store.folders import read_spec
 
 CELL = "runctl.log(step=0, acc=1.0)\n"
-
-
-def _session(tmp_path: Path) -> Session:
-    cfg = Config()
-    cfg.Runctl.home = str(tmp_path / "home")
-    cfg.AWSBackend.aws_poll = 0.1
-    cfg.AWSBackend.fast_poll = 0.2
-    return Session(config=Runctl(config=cfg))
 
 
 def _target(session: Session, run_id: str) -> dict:
