@@ -89,6 +89,7 @@ def test_register_model_and_register_if_through_the_magic(ip, home):
     assert "registered clf version 1" in out, out
     listing = _magic(ip, "models")
     assert "digits" in listing and "clf" in listing and "acc=0.8" in listing
+    assert "already" not in listing  # runs read again by a later listing say nothing new
 
     out = _train(ip, "--register-model digits", SAVES.format(acc=0.6))
     assert "registered digits version 2" in out

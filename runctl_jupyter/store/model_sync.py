@@ -132,7 +132,9 @@ def register_checkpoint(
     latest = max(checkpoints, key=lambda c: (c.get("step") or 0, c.get("t") or 0))
     how += f", checkpoint at step {latest.get('step')}"
     line = _register(registry, name, Path(latest["path"]), lineage, how)
-    return line or f"run {run_id}'s latest checkpoint is already a version of {name}"
+    if line or how.startswith("--register-model"):
+        return line  # a run read again (a later sync) says nothing new
+    return f"run {run_id}'s latest checkpoint is already a version of {name}"
 
 
 def sync(store: Any, registry: Registry) -> list[str]:
