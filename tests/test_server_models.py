@@ -42,3 +42,18 @@ async def test_the_models_tab_lists_versions_with_runs_and_aliases(jp_fetch, hom
     again = await get_json(jp_fetch, "models")
     assert again["models"][0]["aliases"] == {"production": 1}
     assert again["models"][0]["versions"][0]["aliases"] == ["production"]
+
+
+async def test_the_schedules_tab_lists_schedules_with_their_next_fire(
+    jp_fetch, home, tmp_path, monkeypatch
+):
+    from runctl_jupyter import cli
+
+    assert (await get_json(jp_fetch, "schedules")) == {"schedules": []}
+    monkeypatch.setenv("RUNCTL_CRONTAB", str(tmp_path / "crontab"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    assert cli.main(["schedule", "add", "train.py", "--cron", "0 3 * * 1"]) == 0
+    [row] = (await get_json(jp_fetch, "schedules"))["schedules"]
+    assert row["target"] == "train.py" and row["enabled"] == "yes"
+    assert row["next"] and row["last_run"] is None and row["status"] is None

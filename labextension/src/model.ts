@@ -2,7 +2,15 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { requestAPI } from './request';
-import { ICost, IModels, IResources, IRun, IRunsPage, ISummary } from './types';
+import {
+  ICost,
+  IModels,
+  IResources,
+  IRun,
+  IRunsPage,
+  ISchedules,
+  ISummary
+} from './types';
 
 /** Poll intervals (ms): quick while runs are live, slow when nothing runs. */
 const LIVE_INTERVAL = 2000;
@@ -124,6 +132,10 @@ export class RunsModel {
 
   models(): Promise<IModels> {
     return requestAPI<IModels>('models');
+  }
+
+  schedules(): Promise<ISchedules> {
+    return requestAPI<ISchedules>('schedules');
   }
 
   dispose(): void {

@@ -4,6 +4,7 @@ import React, { useEffect, useState } from 'react';
 
 import { RunsModel } from './model';
 import { ModelsView } from './models';
+import { SchedulesView } from './schedules';
 import { ResourcesView } from './resources';
 import { RunsView } from './runs';
 import { IRun } from './types';
@@ -27,7 +28,7 @@ function Sidebar(props: {
 }): JSX.Element {
   const { model } = props;
   useModel(model);
-  const [tab, setTab] = useState<'runs' | 'resources' | 'models'>('runs');
+  const [tab, setTab] = useState<'runs' | 'resources' | 'models' | 'schedules'>('runs');
 
   const stop = async (run: IRun) => {
     const again = model.isStopping(run.id);
@@ -78,6 +79,12 @@ function Sidebar(props: {
         >
           Models
         </button>
+        <button
+          className={`jp-runctl-tab jp-runctl-tab-schedules ${tab === 'schedules' ? 'jp-mod-active' : ''}`}
+          onClick={() => setTab('schedules')}
+        >
+          Schedules
+        </button>
       </div>
       {tab === 'runs' ? (
         <RunsView
@@ -94,8 +101,10 @@ function Sidebar(props: {
         />
       ) : tab === 'resources' ? (
         <ResourcesView model={model} />
-      ) : (
+      ) : tab === 'models' ? (
         <ModelsView model={model} />
+      ) : (
+        <SchedulesView model={model} />
       )}
     </div>
   );

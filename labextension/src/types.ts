@@ -94,3 +94,19 @@ export interface IModel {
 export interface IModels {
   models: IModel[];
 }
+
+export interface ISchedule {
+  name: string;
+  target: string;
+  when: string;
+  next: string | null;
+  last_run: string | null;
+  status: string | null;
+  enabled: string;
+  running: boolean | null;
+  note: string;
+}
+
+export interface ISchedules {
+  schedules: ISchedule[];
+}

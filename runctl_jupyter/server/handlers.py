@@ -232,6 +232,19 @@ class ModelsHandler(RunctlHandler):
         self.answer(models)
 
 
+class SchedulesHandler(RunctlHandler):
+    @tornado.web.authenticated
+    @authorized("read")
+    async def get(self) -> None:
+        from .schedules_api import schedules_payload
+
+        try:
+            schedules = await self.call(schedules_payload, self.api.session)
+        except Exception as exc:
+            return self.fail(exc)
+        self.answer(schedules)
+
+
 _REF = r"([^/]+)"
 
 
@@ -251,5 +264,6 @@ def setup_handlers(web_app: tornado.web.Application, api: LabAPI) -> None:
             (url_path_join(base, "resources"), ResourcesHandler),
             (url_path_join(base, "cost"), CostHandler),
             (url_path_join(base, "models"), ModelsHandler),
+            (url_path_join(base, "schedules"), SchedulesHandler),
         ],
     )

@@ -14,7 +14,9 @@ one. Screenshots go to test-artifacts/ui/.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -258,6 +260,22 @@ def _scenario(page, lab: dict, expect) -> None:
     expect(model.locator('tr[data-version="2"]')).to_contain_text("acc=0.93")
     expect(model.locator('tr[data-version="2"]')).to_contain_text(digest[:12])
     shot(page, "7-models")
+
+    # -- the schedules tab: a schedule added in a terminal shows with its next fire
+    (lab["root"] / "nightly.py").write_text("print('nightly')\n")
+    env = dict(os.environ, RUNCTL_HOME=str(lab["home"]))
+    env["RUNCTL_CRONTAB"] = str(lab["home"] / "crontab")
+    added = subprocess.run(
+        [sys.executable, "-m", "runctl_jupyter", "schedule", "add", "nightly.py"]
+        + ["--cron", "0 3 * * 1", "--schedule-name", "nightly"],
+        cwd=lab["root"], env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    page.locator(".jp-runctl-tab-schedules").click()
+    row = page.locator('tr[data-schedule="nightly"]')
+    expect(row).to_contain_text("nightly.py")
+    expect(row).to_contain_text("next ")
+    shot(page, "8-schedules")
 
     # -- polite polling: nothing is asked while the page is hidden, and it resumes
     page.locator(".jp-runctl-tab", has_text="Runs").click()
