@@ -136,9 +136,11 @@ def test_a_spot_interruption_resumes_on_the_replacement_with_no_kernel_alive(
     boots = [r for r in instance.runs if r["kind"] == "boot"]
     assert {r["instance_id"] for r in boots} == {first, new}
     first_boot = next(r for r in boots if r["instance_id"] == first)
-    assert first_boot["returncode"] == 0 and "bootstrapped through SSM" in (
-        first_boot["stdout"] + first_boot["stderr"]
-    )
+    # it says why it started nothing: SSM's bootstrap has the attempt, or has already
+    # claimed it (which of the two it saw depends on how fast SSM's command ran)
+    said = first_boot["stdout"] + first_boot["stderr"]
+    assert first_boot["returncode"] == 0, said
+    assert "bootstrapped through SSM" in said or "attempt 1 is this instance's already" in said
 
     # A notebook opened later: the run succeeded as attempt 2, same run id
     later = _session(tmp_path)

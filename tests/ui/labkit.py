@@ -193,12 +193,17 @@ CELL_STATE = """(i) => {
 }"""
 
 
+_COUNT = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.executionCount"
+
+
 def run_cell(page, i: int) -> None:
+    before = page.evaluate(_COUNT, i)
     page.evaluate(RUN_CELL, i)
-    # the cell is queued: its execution count goes to null until it ends
+    # the cell was taken: its execution count goes to null while it runs, then to a new
+    # number (a quick cell can do both between two looks: either change will do)
     page.wait_for_function(
-        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.executionCount === null",
-        arg=i,
+        f"(a) => {{ const c = ({_COUNT})(a.i); return c === null || c !== a.before; }}",
+        arg={"i": i, "before": before},
     )
 
 
