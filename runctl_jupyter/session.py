@@ -111,22 +111,20 @@ class Session(RunStarter):
     def _kept_instance(self, run_id: str) -> tuple[str | None, str]:
         """The instance `run_id` kept or reused, if it ended and the instance still
         runs: (its id, "") or (None, why not, "" when there is nothing to say)."""
-        from .backends.aws_target import read_target
         from .events import FINAL_STATUSES
-        from .store.folders import read_spec
+        from .runs.context import kept_target
 
         try:
             row = self.store.get(run_id)
-            run_dir = self.store.run_dir(run_id)
-            target = read_target(run_dir, read_spec(run_dir))
-        except (RunctlError, OSError, ValueError):
+        except RunctlError:
             return None, ""
-        instance = target.get("instance_id")
-        if not instance or not (target.get("keep") or target.get("reused")):
+        kept = kept_target(self.store, row)
+        if kept is None:
             return None, ""
+        instance, region = kept
         if row.get("status") not in FINAL_STATUSES:
             return None, f"{instance} is still busy with run {run_id}: a new instance"
-        state = self.backend("aws").instance_state(instance, target.get("region"))
+        state = self.backend("aws").instance_state(instance, region)
         if state != "running":
             return None, f"the kept instance {instance} is {state or 'gone'}: a new instance"
         return instance, ""

@@ -140,6 +140,22 @@ class Context:
         self._write(memory)
 
 
+def kept_target(store: Any, row: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(instance id, region) of the instance a run kept or reused, or None."""
+    from ..backends.aws_target import read_target
+    from ..store.folders import read_spec
+
+    try:
+        run_dir = store.run_dir(row["id"])
+        target = read_target(run_dir, read_spec(run_dir))
+    except (OSError, ValueError):
+        return None
+    instance = target.get("instance_id")
+    if not instance or not (target.get("keep") or target.get("reused")):
+        return None
+    return instance, target.get("region")
+
+
 def idle_kept_instances(
     store: Any,
     state_of: Callable[[str, str | None], str | None],
@@ -149,27 +165,19 @@ def idle_kept_instances(
 ) -> list[tuple[str, float]]:
     """Kept (or reused) instances of the newest AWS runs whose last run ended over
     `idle_hours` ago and that still run: [(instance id, hours idle)]."""
-    from ..backends.aws_target import read_target
     from ..events import FINAL_STATUSES
-    from ..store.folders import read_spec
 
     last_end: dict[str, tuple[float, str | None]] = {}
     busy: set[str] = set()
     for row in store.list_runs(limit=look_at):
-        if row.get("backend") != "aws":
+        kept = kept_target(store, row) if row.get("backend") == "aws" else None
+        if kept is None:
             continue
-        try:
-            run_dir = store.run_dir(row["id"])
-            target = read_target(run_dir, read_spec(run_dir))
-        except (OSError, ValueError):
-            continue
-        instance = target.get("instance_id")
-        if not instance or not (target.get("keep") or target.get("reused")):
-            continue
+        instance, region = kept
         if row["status"] not in FINAL_STATUSES:
             busy.add(instance)
         elif (row.get("ended") or 0) > last_end.get(instance, (0.0, None))[0]:
-            last_end[instance] = (row.get("ended") or 0.0, target.get("region"))
+            last_end[instance] = (row.get("ended") or 0.0, region)
     now = time.time() if now is None else now
     return [
         (instance, (now - ended) / 3600)
