@@ -18,6 +18,8 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
+from . import container
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -31,6 +33,8 @@ class Stopping:
 
     if TYPE_CHECKING:  # the Agent's state (supervise.py)
         run_dir: Path
+        spec: dict
+        attempt: int
         events: EventWriter
         child: subprocess.Popen[bytes]
         stop_reason: str | None
@@ -53,10 +57,22 @@ class Stopping:
             self.kill_at = time.monotonic()
 
     def _signal_child(self, sig: int) -> None:
+        if (self.spec.get("options") or {}).get("image") and self._signal_container(sig):
+            return
         try:
             os.killpg(self.child.pid, sig)
         except ProcessLookupError:
             pass
+
+    def _signal_container(self, sig: int) -> bool:
+        """`--image`: the signal goes to the container by name (its `--init` hands it to
+        the code); False if it did not reach (not created yet): the client gets it then."""
+        options = self.spec.get("options") or {}
+        runtime = container.find_runtime(options.get("container_runtime"))
+        if runtime is None:
+            return False
+        name = container.container_name(self.spec["run_id"], self.attempt)
+        return container.signal_container(runtime, name, "KILL" if sig == signal.SIGKILL else "TERM")
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signaled = True
