@@ -22,7 +22,10 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import textwrap
 from pathlib import Path
+
+import pytest
 
 BASE_IMAGE = "localhost/runctl-test-base:1"
 SKIP_STDLIB = {
@@ -100,3 +103,39 @@ def import_base(env: dict[str, str], folder: Path) -> str:
     )
     tar.unlink()
     return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    """Rootful podman with this sandbox's settings; the base image imported once."""
+    folder = tmp_path_factory.mktemp("podman")
+    env = write_config(folder)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import_base(env, folder)
+    yield env
+    left = subprocess.run(["podman", "ps", "--all", "--quiet"], capture_output=True, text=True)
+    subprocess.run(["podman", "rm", "--force", "--all"], capture_output=True)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    assert not left.stdout.strip(), f"containers left behind: {left.stdout}"
+
+
+@pytest.fixture
+def dockerfile(tmp_path):
+    """A Dockerfile FROM the imported base: a file copied in, a RUN step, an ENV."""
+    folder = tmp_path / "image-src"
+    folder.mkdir()
+    (folder / "marker.txt").write_text("from the image\n")
+    (folder / "Dockerfile").write_text(
+        textwrap.dedent(f"""\
+        FROM {BASE_IMAGE}
+        COPY marker.txt /opt/marker.txt
+        RUN ["python3", "-c", "open('/opt/built', 'w').write('built')"]
+        ENV IMAGE_MARK=yes
+        """)
+    )
+    return folder / "Dockerfile"

@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import textwrap
 
 import pytest
 from agent_helpers import wait_for
-from container_runtime import BASE_IMAGE, import_base, write_config
+from container_runtime import BASE_IMAGE
 
 from runctl_jupyter.agent import container
 from runctl_jupyter.errors import RunctlError, RunFailed
@@ -27,40 +26,6 @@ for step in range(start, steps):
         break
     time.sleep(pause)
 """
-
-
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory):
-    """Rootful podman with this sandbox's settings; the base image imported once."""
-    folder = tmp_path_factory.mktemp("podman")
-    env = write_config(folder)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import_base(env, folder)
-    yield env
-    subprocess.run(["podman", "rm", "--force", "--all"], capture_output=True)  # none should be left
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture
-def dockerfile(tmp_path):
-    """A Dockerfile FROM the imported base: a file copied in, a RUN step, an ENV."""
-    folder = tmp_path / "image-src"
-    folder.mkdir()
-    (folder / "marker.txt").write_text("from the image\n")
-    (folder / "Dockerfile").write_text(
-        textwrap.dedent(f"""\
-        FROM {BASE_IMAGE}
-        COPY marker.txt /opt/marker.txt
-        RUN ["python3", "-c", "open('/opt/built', 'w').write('built')"]
-        ENV IMAGE_MARK=yes
-        """)
-    )
-    return folder / "Dockerfile"
 
 
 @pytest.fixture
@@ -110,7 +75,7 @@ def test_a_cell_runs_in_the_image_built_from_a_dockerfile(csession, dockerfile, 
     assert f"{tag} exists: not built again" in build_log and "STEP" not in build_log
 
 
-def test_stop_reaches_the_code_in_the_container_and_resume_continues(csession, dockerfile):
+def test_stop_reaches_the_code_in_the_container_and_resume_continues(csession):
     params = {"steps": 400, "pause": 0.05}
     run = csession.train(code=LOOP, params=params, options={"image": BASE_IMAGE}, detach=True)
     wait_for(
@@ -132,6 +97,7 @@ def test_stop_reaches_the_code_in_the_container_and_resume_continues(csession, d
     )
     csession.stop(run.id, force=True, wait=60)
     assert run.row["attempt"] == 2 and run.row["status"] == "stopped"
+    assert subprocess.run(["podman", "container", "exists", container.container_name(run.id, 2)]).returncode == 1
     steps = [s for s, _ in run.history()["value"]]
     assert steps == sorted(set(steps)) and last + 1 in steps  # continued, no duplicates
 

@@ -161,6 +161,7 @@ def _run_ticking(cmd: list[str], log: Path, tick: Tick | None) -> tuple[int, str
     agent's heartbeat and Stop); a False from it ends the command. The output back."""
     with open(log, "ab") as f:
         f.write(f"$ {' '.join(cmd)}\n".encode())
+        f.flush()  # before the command writes to the same file
         start = f.tell()
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)

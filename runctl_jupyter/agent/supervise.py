@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 from ..events import FORMAT, EventWriter, read_events
 from ..paths import REFUSED_FILE
 from ..procs import boot_id, process_start
+from .container import prepare_image
 from .early_stop import EarlyStop, early_stop_warning
 from .end import Ending
 from .output import MetricParser, PrintedLines, RuntimeTail
 from .restart import DevRestart
-from .container import prepare_image
 from .spawn import start_runner
 from .spot import Interruptions
 from .stop import Stopping
