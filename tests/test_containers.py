@@ -73,6 +73,9 @@ def test_a_cell_runs_in_the_image_built_from_a_dockerfile(csession, dockerfile, 
     assert again.row["status"] == "succeeded"
     build_log = (csession.store.run_dir(again.id) / container.BUILD_LOG).read_text()
     assert f"{tag} exists: not built again" in build_log and "STEP" not in build_log
+    rerun = csession.rerun(run.id)  # the source run's image/ comes along: the same tag
+    assert rerun.row["status"] == "succeeded"
+    assert f"{tag} exists" in (csession.store.run_dir(rerun.id) / container.BUILD_LOG).read_text()
 
 
 def test_stop_reaches_the_code_in_the_container_and_resume_continues(csession):
@@ -195,3 +198,14 @@ def test_the_image_option_is_on_train_sweep_and_dev():
     for line in ("train --image ./Dockerfile x.py", "sweep --image img --grid a=1,2 x.py",
                  "dev --image img x.py"):
         assert to_call(parse(line.split()))[1]["options"]["image"] == line.split()[2]
+
+
+def test_packages_for_the_host_are_refused_with_an_image():
+    from runctl_jupyter.runs.image import image_options
+
+    for name, value in (("pip", ["numpy"]), ("requirements", "reqs.txt")):
+        with pytest.raises(RunctlError, match=f"--{name} installs packages on the host"):
+            image_options({"image": "img", name: value}, "aws")
+    options = {"image": "img", "pip": []}
+    assert image_options(options, "aws") is None  # `--pip none`: nothing to refuse
+    assert options["container_runtime"] == "docker" and options["container_network"] == "host"

@@ -250,7 +250,7 @@ def container_command(
         raise ContainerError(missing_runtime_line(options.get("container_runtime")))
     image = options.get("image_tag") or prepare_image(spec, run_dir)  # the agent prepared it
     name = container_name(spec["run_id"], attempt)
-    _run([runtime, "rm", "-f", name], timeout=60)  # an earlier agent's leftover of this attempt
+    _run([runtime, "rm", "--force", name], timeout=120)  # an earlier agent's leftover of this attempt
     user = None
     if runtime == "docker" and os.getuid() != 0:  # files in the run folder stay the user's
         user = f"{os.getuid()}:{os.getgid()}"
@@ -267,6 +267,13 @@ def container_command(
         user=user,
     )
     return cmd, runtime, name
+
+
+def remove(preferred: str | None, run_id: str, attempt: int) -> None:
+    """The attempt's ended container removed (`rm --force`; nothing if it is gone)."""
+    runtime = find_runtime(preferred)
+    if runtime is not None:
+        _run([runtime, "rm", "--force", container_name(run_id, attempt)], timeout=120)
 
 
 def signal_container(runtime: str, name: str, signame: str) -> bool:

@@ -55,6 +55,12 @@ def image_options(
         network = "host" if backend != "local" else ""  # on AWS the code talks to IMDS and S3
     if network:
         options["container_network"] = network
+    for name in ("pip", "requirements"):
+        if options.get(name):  # `--pip none` ([]) asks for nothing: fine
+            raise RunctlError(
+                f"--{name} installs packages on the host, where the code does not run with "
+                f"--image: install them in the image (its Dockerfile), or drop --{name}"
+            )
     dockerfile: Path | None = None
     if is_dockerfile(image):
         dockerfile = Path(image).expanduser().resolve()
@@ -87,3 +93,10 @@ def copy_context(dockerfile: Path, run_dir: Path) -> None:
         ignore=shutil.ignore_patterns(*SKIPPED),
         symlinks=True,
     )
+
+
+def copy_image_folder(source_run: Path, run_dir: Path) -> None:
+    """A rerun of a Dockerfile run builds the same context: the source run's `image/`."""
+    folder = source_run / container.IMAGE_FOLDER
+    if folder.is_dir() and not (run_dir / container.IMAGE_FOLDER).exists():
+        shutil.copytree(folder, run_dir / container.IMAGE_FOLDER, symlinks=True)

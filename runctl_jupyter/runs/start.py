@@ -13,7 +13,7 @@ from ..store.folders import create_run, new_run_id, read_spec
 from .capture import Shipment
 from .control import RunControl
 from .debugging import check_debugger, without_debugger
-from .image import copy_context, image_options
+from .image import copy_context, copy_image_folder, image_options
 from .results import Run
 
 # Train options the parser knows that are not built yet: refused, never silently ignored.
@@ -258,6 +258,7 @@ class RunStarter(RunControl):
             yes=True,
         )
         attach_price(self.store.run_dir(new["run_id"]), new, price)
+        copy_image_folder(self.store.runs_dir / str(spec.get("run_id")), self.store.run_dir(new["run_id"]))
         return self._launch(new, target, attempt=1, detach=detach)
 
     def _rerun_source(self, ref: str, trust: bool = False) -> dict[str, Any]:
