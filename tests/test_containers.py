@@ -209,3 +209,19 @@ def test_packages_for_the_host_are_refused_with_an_image():
     options = {"image": "img", "pip": []}
     assert image_options(options, "aws") is None  # `--pip none`: nothing to refuse
     assert options["container_runtime"] == "docker" and options["container_network"] == "host"
+
+
+def test_a_sweep_s_trials_run_in_the_image_built_from_a_relative_dockerfile(
+    csession, dockerfile, monkeypatch
+):
+    monkeypatch.chdir(dockerfile.parent.parent)  # the scheduler runs elsewhere: the path is made full
+    code = "runctl.log(step=0, acc=lr * (open('/opt/marker.txt').read() == 'from the image\\n'))\n"
+    sw = csession.sweep(
+        code=code,
+        grid={"lr": [1, 2]},
+        objective="acc:max",
+        options={"image": "image-src/Dockerfile"},
+        max_parallel=1,
+    )
+    assert sw.state.status == "succeeded" and sw.state.counts()["done"] == 2
+    assert sw.best["objective"] == 2  # run in the image: it has the marker
