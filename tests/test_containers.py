@@ -225,3 +225,14 @@ def test_a_sweep_s_trials_run_in_the_image_built_from_a_relative_dockerfile(
     )
     assert sw.state.status == "succeeded" and sw.state.counts()["done"] == 2
     assert sw.best["objective"] == 2  # run in the image: it has the marker
+
+
+def test_the_agent_side_pull_of_a_missing_image_is_one_line(podman, tmp_path):
+    """What an instance's agent says when the named image cannot be pulled there."""
+    spec = {"run_id": "r1", "options": {"image": "localhost/no-such-image:2"}}
+    with pytest.raises(container.ContainerError) as info:
+        container.prepare_image(spec, tmp_path, tick=lambda: True)
+    line = str(info.value)
+    assert "\n" not in line
+    assert line.startswith("image localhost/no-such-image:2 does not exist here and cannot be pulled: ")
+    assert "podman pull localhost/no-such-image:2" in (tmp_path / container.BUILD_LOG).read_text()

@@ -5,7 +5,8 @@ and `force`), as SIGTERM or SIGINT to the agent, from --max-hours, or from the
 agent's own watchers (early stop, a stall, a cost limit, a spot notice). Each one
 becomes `request_stop(reason)`: SIGTERM to the runner's process group (the code's
 `runctl.should_stop` turns True, its `on_stop` callbacks run), then SIGKILL when
-the grace period is over. A second stop keeps the first one's reason (a `force`
+the grace period is over (with `--image`, both go to the container by its name:
+container.py). A second stop keeps the first one's reason (a `force`
 only brings the SIGKILL forward).
 """
 
