@@ -28,9 +28,7 @@ def _device(tmp_path: Path, size: int) -> Path:
 
 def test_the_volume_is_read_before_the_code_with_progress_the_panel_shows(tmp_path: Path):
     device = _device(tmp_path, 8 * MIB)
-    run_dir = make_run_dir(
-        tmp_path, CELL, options={"prewarm": True}, data_device=str(device)
-    )
+    run_dir = make_run_dir(tmp_path, CELL, options={"prewarm": True}, data_device=str(device))
     events = run_agent(run_dir)
     assert exit_event(events)["status"] == "succeeded"
     kinds = [e["type"] for e in events]
@@ -46,7 +44,7 @@ def test_the_volume_is_read_before_the_code_with_progress_the_panel_shows(tmp_pa
     feed = RunFeed({"id": "r1", "status": "starting"})
     feed.update({}, warm[:5])
     assert progress_text(feed) == "prewarming the data volume: 4 MiB of 8 MiB read (50%)"
-    assert 'width:50.0%' in progress_html(feed)
+    assert "width:50.0%" in progress_html(feed)
     feed.update({}, warm[5:])
     assert progress_text(feed) == "waiting for the first metric…"
 

@@ -88,7 +88,9 @@ def check_one(s3: Any, bucket: str, key: str, size: int, etag: str, path: Path) 
             return "md5"
         if encrypted_etag(s3, bucket, key):
             return "size-only"
-        raise ValueError(f"{path} does not match s3://{bucket}/{key}: its MD5 differs from the ETag")
+        raise ValueError(
+            f"{path} does not match s3://{bucket}/{key}: its MD5 differs from the ETag"
+        )
     if not count.isdigit():
         return "size-only"
     for part in part_sizes(size, int(count)):
@@ -102,7 +104,7 @@ def verify_staged(
 ) -> tuple[tuple[str, str] | None, dict]:
     """((key, one line) of the first file that does not match, or None; the counts of
     each kind of check, with a note when some files were checked by size only)."""
-    counts = {"md5": 0, "multipart": 0, "size-only": 0}
+    counts: dict[str, Any] = {"md5": 0, "multipart": 0, "size-only": 0}
     for key, size, etag in sorted(entries):
         try:
             counts[check_one(s3, bucket, key, size, etag, targets[key]) or "size-only"] += 1

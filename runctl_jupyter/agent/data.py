@@ -202,7 +202,9 @@ def fetch(
     if s5cmd and todo:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             for key, _, _ in todo:
-                f.write(f"cp --raw {_quoted(f's3://{bucket}/{key}')} {_quoted(str(targets[key]))}\n")
+                f.write(
+                    f"cp --raw {_quoted(f's3://{bucket}/{key}')} {_quoted(str(targets[key]))}\n"
+                )
         try:
             subprocess.run(s5cmd_argv(s5cmd, Path(f.name), concurrency * 4), check=True)
         finally:
