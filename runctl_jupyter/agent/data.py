@@ -10,8 +10,8 @@ volume `--data-size` made or `--volume` attached), one folder a bucket and prefi
 same persistent volume finds its data there; else into work/data. work/data is then
 a link to that folder, so the code reads `data/` either way.
 
-What: only what is not there yet. The destination keeps `.runctl-manifest.json`
-(key, size, ETag of each object staged); an object whose size and ETag match its
+What: only what is not there yet. Beside the destination folder F is its manifest,
+`.F.runctl-manifest.json` (key, size, ETag of each object staged); an object whose size and ETag match its
 entry, with a file of that size, is left alone ("0 to fetch, N already staged"). A
 file this manifest staged whose object left the prefix is deleted; nothing else is.
 
@@ -34,7 +34,7 @@ from typing import Any
 from ..paths import UnsafePath, path_under
 from .clients import make_s3_client
 
-MANIFEST = ".runctl-manifest.json"
+MANIFEST = ".runctl-manifest.json"  # beside the folder, as `.<folder>.runctl-manifest.json`
 
 Entry = tuple[str, int, str]  # key, size, ETag (quotes stripped)
 
@@ -130,19 +130,26 @@ def local_targets(entries: list[Entry], prefix: str, dest: Path, url: str) -> di
     return targets
 
 
+def manifest_path(dest: Path) -> Path:
+    """The manifest of what was staged in `dest`: beside it, not in it (code that lists
+    `data/` sees only the data)."""
+    return dest.parent / f".{dest.name}{MANIFEST}"
+
+
 def read_staged(dest: Path) -> dict[str, dict]:
     """The destination's manifest: {key: {"size", "etag"}} of what was staged there."""
     try:
-        data = json.loads((dest / MANIFEST).read_text())
+        data = json.loads(manifest_path(dest).read_text())
         return {str(k): v for k, v in data.get("objects", {}).items() if isinstance(v, dict)}
     except (OSError, ValueError, AttributeError):
         return {}
 
 
 def write_staged(dest: Path, url: str, staged: dict[str, dict]) -> None:
-    tmp = dest / (MANIFEST + ".tmp")
+    path = manifest_path(dest)
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"url": url, "objects": staged}, indent=0, sort_keys=True))
-    os.replace(tmp, dest / MANIFEST)
+    os.replace(tmp, path)
 
 
 def to_fetch(entries: list[Entry], targets: dict[str, Path], staged: dict) -> list[Entry]:

@@ -11,7 +11,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from runctl_jupyter.agent.checksums import multipart_etag, verify_staged
-from runctl_jupyter.agent.data import MANIFEST, data_dest, list_data, stage_data
+from runctl_jupyter.agent.data import data_dest, list_data, manifest_path, stage_data
 from runctl_jupyter.aws.clients import Clients
 
 BUCKET = "datasets"
@@ -51,8 +51,9 @@ def test_a_second_run_stages_nothing_and_a_changed_object_is_fetched_again(
     first, said = _stage(dest)
     assert said == [f"{URL}: 2 to fetch, 0 already staged"]
     assert first["fetched"] == 2 and first["tool"] == "boto3"
-    assert _files(dest) == {"a.bin", "sub/b.bin", MANIFEST}
-    staged = json.loads((dest / MANIFEST).read_text())["objects"]
+    assert _files(dest) == {"a.bin", "sub/b.bin"}  # the manifest is beside, not among them
+    assert manifest_path(dest) == dest.parent / ".v2.runctl-manifest.json"
+    staged = json.loads(manifest_path(dest).read_text())["objects"]
     assert staged["digits/v2/a.bin"]["size"] == 1000 and staged["digits/v2/a.bin"]["etag"]
 
     again, said = _stage(dest)
