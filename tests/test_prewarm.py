@@ -110,3 +110,40 @@ def test_the_reads_are_the_ones_aws_documents():
     assert fio[8:] == [f"--offset={1 << 30}", f"--size={1 << 30}"]
     dd = read_argv("dd", "/dev/xvdf", 3 * MIB, MIB + 1)
     assert dd == ["dd", "if=/dev/xvdf", "of=/dev/null", "bs=1M", "skip=3", "count=2"]
+
+
+def test_prewarm_with_no_volume_to_read_is_one_line_and_nothing_is_written(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from agent_helpers import ROOT
+
+    script = tmp_path / "train.py"
+    script.write_text("print('never')\n")
+    home = tmp_path / "home"
+    env = dict(os.environ, RUNCTL_HOME=str(home), PYTHONPATH=str(ROOT))
+    for backend, says in (
+        ("aws", "--prewarm reads a data volume: add --volume"),
+        ("local", "--prewarm is for cloud runs"),
+    ):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runctl_jupyter",
+                "train",
+                str(script),
+                "--backend",
+                backend,
+                "--prewarm",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode != 0 and says in done.stderr, done.stderr
+        assert done.stderr.strip().count("\n") == 0  # one line
+        runs = home / "runs"
+        assert not runs.exists() or not any(runs.iterdir())  # no run folder written
