@@ -71,7 +71,10 @@ def test_a_second_run_on_the_volume_stages_nothing_and_a_corrupted_file_stops_th
     assert "s3://datasets/digits/: 2 to fetch, 0 already staged" in _said(instance, spec["run_id"])
 
     run_dir, spec = _run(tmp_path, backend, volume)
+    states: list[tuple[str, str]] = []
+    backend.progress = lambda state, detail: states.append((state, detail))
     backend.start(run_dir, spec, attempt=1)
+    assert ("starting", "s3://datasets/digits/: 0 to fetch, 2 already staged") in states
     events = _follow(backend, run_dir, spec)
     assert [e for e in events if e["type"] == "exit"][-1]["status"] == "succeeded"
     assert next(e for e in events if e["type"] == "metric")["values"] == {"n": 2, "first": 5}
