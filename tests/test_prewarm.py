@@ -91,6 +91,10 @@ def test_the_device_is_found_from_the_volume_or_the_mount_table(tmp_path: Path):
     spec = {"options": {"volume": "vol-0abc"}, "data_mount": "/data"}
     assert prewarm_device(spec, str(root)) == os.path.join(root, "dev/sdf")
     assert prewarm_device({"data_mount": "/data"}, str(root)) == "/dev/nvme2n1"
+    by_id = root / "dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0def"
+    by_id.parent.mkdir(parents=True)
+    by_id.write_bytes(b"")
+    assert prewarm_device({"data_volume": {"id": "vol-0def"}, **spec}, str(root)) == str(by_id)
     assert prewarm_device({"data_device": "/dev/x", **spec}, str(root)) == "/dev/x"
 
 

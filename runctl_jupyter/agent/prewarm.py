@@ -9,8 +9,8 @@ panel shows it as a phase; heartbeats, the S3 sync and Stop go on meanwhile. A f
 read is a warning, not the end of the run (the data is still there, only slower).
 An attempt after one that finished the read (a spot resume) does not read again.
 
-Which device: `spec["data_device"]` (prepare's mount of the data volume records it),
-else the `--volume`'s device, else the device mounted at `spec["data_mount"]`, read
+Which device: `spec["data_device"]` (when prepare's mount records it), else the data
+volume's (`spec["data_volume"]["id"]`, or the `--volume` id) by its NVMe serial, else the device mounted at `spec["data_mount"]`, read
 from `<root>/proc/mounts` (`root`: "/" on an instance, a folder in the tests, as in
 volume.py). Stdlib only.
 """
@@ -47,7 +47,7 @@ def device_of(mount: str, root: str = "/") -> str | None:
 def prewarm_device(spec: dict, root: str = "/") -> str | None:
     if spec.get("data_device"):
         return str(spec["data_device"])
-    volume = (spec.get("options") or {}).get("volume")
+    volume = (spec.get("data_volume") or {}).get("id") or (spec.get("options") or {}).get("volume")
     if volume and str(volume).startswith("vol-"):
         from .volume import volume_device
 
