@@ -81,7 +81,12 @@ class Runctl(Configurable):
     quiet_suggestions = List(
         Unicode(),
         help="Suggestion rules not to show: spot-savings, spot-no-checkpoint, gpu-unused, "
-        "parallel-over-budget, big-grid, kept-idle.",
+        "parallel-over-budget, big-grid, kept-idle, stage-data, prewarm.",
+    ).tag(config=True)
+    stage_threshold_gb = Float(
+        50.0,
+        help="A --data prefix over this many GB, fetched from S3 by every run with no "
+        "persistent volume, gets the suggestion to stage it on one (0: never).",
     ).tag(config=True)
     suggest_spot_savings_above = Float(
         1.0, help="Dollars spot would save on the estimate above which on-demand gets a suggestion."

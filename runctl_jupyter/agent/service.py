@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import container
 from .clients import make_ec2_client
-from .data import stage_data
+from .data import data_dest, link_data, stage_data
 from .restore import restore
 from .s3 import Sync
 from .volume import mount_volume
@@ -89,22 +89,38 @@ def _prepare_steps(run: Path, attach_as: str | None) -> int:
         except Exception as exc:  # noqa: BLE001 - one line the launcher shows
             return _fail(run, f"cannot attach or mount {options['volume']}: {exc}", 5)
     if options.get("data"):
-        try:
-            manifest = stage_data(
-                options["data"],
-                work / "data",
-                (spec.get("sync") or {}).get("region"),
-                bool(options.get("validate_data")),
-            )
-        except Exception as exc:  # noqa: BLE001 - one line the launcher shows
-            return _fail(run, f"staging {options['data']} failed: {exc}", 3)
-        env_path = run / "env.json"
-        try:
-            env = json.loads(env_path.read_text())
-        except (FileNotFoundError, ValueError):
-            env = {}
-        env["data"] = manifest
-        env_path.write_text(json.dumps(env, indent=1, default=str))
+        code = _stage(run, spec, work, options)
+        if code:
+            return code
+    return 0
+
+
+def _stage(run: Path, spec: dict, work: Path, options: dict) -> int:
+    """`--data`: staged into the data volume (a folder a dataset) or work/data, only what
+    is not there yet; its manifest into env.json."""
+    url = str(options["data"])
+    try:
+        dest = data_dest(url, work, spec.get("data_mount"))
+        manifest = stage_data(
+            url,
+            dest,
+            (spec.get("sync") or {}).get("region"),
+            bool(options.get("validate_data")),
+        )
+        if spec.get("data_mount"):
+            link_data(work, dest)
+    except Exception as exc:  # noqa: BLE001 - one line the launcher shows
+        line = str(exc)
+        if line.startswith("--validate-data"):
+            return _fail(run, line, 3)
+        return _fail(run, f"staging {url} failed: {line}", 3)
+    env_path = run / "env.json"
+    try:
+        env = json.loads(env_path.read_text())
+    except (FileNotFoundError, ValueError):
+        env = {}
+    env["data"] = manifest
+    env_path.write_text(json.dumps(env, indent=1, default=str))
     return 0
 
 

@@ -118,6 +118,11 @@ class Agent(Stopping, Ending):
         self._add_host_facts()
         self._report_refused()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
+        if (self.spec.get("options") or {}).get("prewarm"):
+            from .prewarm import prewarm  # a restored volume read once (--prewarm)
+
+            if not prewarm(self):
+                return self._finish("stopped", self.stop_reason, None, None)
         if self.spec.get("distributed"):
             from .torchrun import MainRankLines
 

@@ -56,6 +56,8 @@ AGENT_MODULES = (
     "agent/restore.py",  # the run folder made whole from S3 before an attempt
     "agent/volume.py",
     "agent/data.py",
+    "agent/checksums.py",  # --validate-data: sizes and MD5/multipart ETags
+    "agent/prewarm.py",  # --prewarm: a restored volume read once before training
     "agent/boot.py",  # which attempt a replacement instance runs
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node

@@ -188,10 +188,17 @@ def _add_data(g: argparse._ArgumentGroup) -> None:
         "--data-s3",
         dest="data",
         metavar="S3_URL",
-        help="staged to data/ next to the code (AWS)",
+        help="staged to data/ next to the code, onto the data volume when there is one (AWS)",
     )
     g.add_argument(
-        "--validate-data", action="store_true", help="refuse an empty prefix or empty files first"
+        "--validate-data",
+        action="store_true",
+        help="refuse an empty prefix or empty files; check sizes and checksums once staged",
+    )
+    g.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="read a volume restored from a snapshot once before training (fio or dd)",
     )
     g.add_argument(
         "--volume", metavar="VOL_ID", help="attach this EBS volume (the instance goes to its AZ)"

@@ -27,6 +27,7 @@ CLOUD_ONLY = (
     "instance_type",
     "keep",
     "pip",
+    "prewarm",
     "region",
     "requirements",
     "spot",
@@ -60,6 +61,13 @@ def check_options(options: dict[str, Any], backend: str) -> None:
             raise RunctlError(
                 f"{_flag(name)} is not available in this version yet (issue {issue}); drop it"
             )
+    if given.get("prewarm") and backend != "local" and not (
+        given.get("volume") or given.get("data_size")
+    ):
+        raise RunctlError(
+            "--prewarm reads a data volume: add --volume NAME|VOL_ID (or --data-size GB), "
+            "or drop --prewarm"
+        )
     if backend == "local":
         for name in CLOUD_ONLY:
             if name in given:
