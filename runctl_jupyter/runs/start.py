@@ -20,11 +20,13 @@ NOT_YET: dict[str, int] = {}
 CLOUD_ONLY = (
     "ami",
     "data",
+    "data_size",
     "fallback",
     "idle_minutes",
     "instance",
     "instance_type",
     "keep",
+    "persistent",
     "pip",
     "region",
     "requirements",
@@ -32,6 +34,7 @@ CLOUD_ONLY = (
     "sync",
     "validate_data",
     "volume",
+    "volume_name",
 )
 
 
