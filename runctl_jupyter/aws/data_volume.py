@@ -66,7 +66,9 @@ def resolve(clients: Clients, volume: str, owner: str) -> str:
         )
     if len(found) > 1:
         ids = ", ".join(v["VolumeId"] for v in found)
-        raise LaunchError(f"{len(found)} volumes are named {volume!r} ({ids}); use --volume vol-...")
+        raise LaunchError(
+            f"{len(found)} volumes are named {volume!r} ({ids}); use --volume vol-..."
+        )
     return str(found[0]["VolumeId"])
 
 

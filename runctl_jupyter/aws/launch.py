@@ -313,9 +313,7 @@ def _volume_zone(clients: Clients, req: LaunchRequest, launched: Launched) -> st
         return None
     vol = volume_of(clients, req.volume, req.run_id)
     vol_tags = tags.tag_dict(vol.get("Tags"))
-    launched.volume_format = (
-        tags.VOLUME_NAME in vol_tags or vol_tags.get(tags.RUN_ID) == req.run_id
-    )
+    launched.volume_format = tags.VOLUME_NAME in vol_tags or vol_tags.get(tags.RUN_ID) == req.run_id
     launched.volume_delete = not tags.is_kept(vol_tags)
     return str(vol["AvailabilityZone"])
 

@@ -41,4 +41,3 @@ def record(run_dir: Path, spec: dict, launched: Launched, mount: str) -> None:
     spec["data_volume"] = data_volume.mount_facts(launched, mount)
     spec["data_mount"] = mount
     write_spec(run_dir, spec)
-

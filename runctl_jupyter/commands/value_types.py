@@ -132,7 +132,5 @@ def data_size(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected whole GiB, got {text!r}") from None
     if not 1 <= value <= GP3_MAX_GIB:
-        raise argparse.ArgumentTypeError(
-            f"a gp3 volume has 1 to {GP3_MAX_GIB} GiB, got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"a gp3 volume has 1 to {GP3_MAX_GIB} GiB, got {text!r}")
     return value

@@ -667,7 +667,9 @@ def create_volume_size_for_type(req: Request) -> None:
     size = req.params.get("Size")
     if size is None:  # "You must specify either a snapshot ID or a volume size"
         if not req.params.get("SnapshotId"):
-            raise Refusal("MissingParameter", "The request must contain the parameter size or snapshotId")
+            raise Refusal(
+                "MissingParameter", "The request must contain the parameter size or snapshotId"
+            )
         return
     low, high = VOLUME_SIZES[vtype]
     if not low <= int(size) <= high:
