@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from test_end_to_end import _follow, _new_run
 
-from runctl_jupyter.aws import data_volume, resources, tags
+from runctl_jupyter.aws import data_volume, policy, resources, tags
 from runctl_jupyter.aws.launch_errors import LaunchError
 from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.aws.user_policy import user_policy
 from runctl_jupyter.backends.aws import AWSBackend
 from runctl_jupyter.commands import UsageProblem, parse, split_line
 from runctl_jupyter.errors import RunctlError
@@ -207,3 +208,41 @@ def test_a_volume_name_that_does_not_exist_creates_nothing(aws, tmp_path):
     ]
     assert created == [], created
     assert aws.ec2.describe_volumes()["Volumes"] == []
+
+
+# -- who may create, detach and delete a data volume (least privilege) ---------------------
+
+
+def test_a_runs_instance_deletes_only_its_own_runs_volume_that_is_not_kept(aws):
+    from test_reach import _as_instance, _refused, _run_instance
+
+    setup(aws)
+    bucket = policy.bucket_name("123456789012", aws.region)
+    me = _run_instance(aws, bucket, "runa")
+    scratch = data_volume.create(aws, "us-east-1a", 1, tags.run_tags("runa", "ann", "p"), None)
+    kept = data_volume.create(aws, "us-east-1a", 1, tags.run_tags("runa", "ann", "p"), "mine")
+    other = data_volume.create(aws, "us-east-1a", 1, tags.run_tags("runb", "ann", "p"), None)
+    ec2 = _as_instance(aws, me, "ec2")
+    for volume in (kept, other):
+        _refused(lambda v=volume: ec2.delete_volume(VolumeId=v), "UnauthorizedOperation")
+    aws.ec2.attach_volume(VolumeId=scratch, InstanceId=me, Device="/dev/sdf")
+    ec2.detach_volume(VolumeId=scratch, InstanceId=me)
+    ec2.delete_volume(VolumeId=scratch)
+    assert _volume(aws, scratch) is None and _volume(aws, kept) and _volume(aws, other)
+
+
+def test_the_user_creates_only_encrypted_volumes_tagged_as_runctls():
+    from iam_eval import Context, allowed
+
+    doc = user_policy("123456789012", "us-east-1")
+    arn = "arn:aws:ec2:us-east-1:123456789012:volume/*"
+    managed = {"aws:requesttag/runctl:managed": "true"}
+
+    def ctx(**keys: str) -> Context:
+        return Context("ec2:CreateVolume", arn, keys)
+
+    assert allowed([doc], [ctx(**managed, **{"ec2:encrypted": "true"})]) is None
+    assert allowed([doc], [ctx(**managed, **{"ec2:encrypted": "false"})]) is not None
+    assert allowed([doc], [ctx(**{"ec2:encrypted": "true"})]) is not None
+    tag_on_create = Context("ec2:CreateTags", arn, {"ec2:createaction": "CreateVolume", **managed})
+    assert allowed([doc], [tag_on_create]) is None
