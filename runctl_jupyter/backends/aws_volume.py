@@ -17,7 +17,7 @@ from .aws_target import read_target
 def choose(clients: Clients, run_dir: Path, spec: dict, opts: dict, req: LaunchRequest) -> None:
     """Fill the request's volume fields, before anything is created."""
     earlier = read_target(run_dir, spec).get("volume")
-    if opts.get("data_size") and earlier:
+    if opts.get("data_size") and earlier and _exists(clients, str(earlier)):
         req.volume = str(earlier)  # a later attempt: the volume the first one created
         return
     if opts.get("volume"):
@@ -41,3 +41,9 @@ def record(run_dir: Path, spec: dict, launched: Launched, mount: str) -> None:
     spec["data_volume"] = data_volume.mount_facts(launched, mount)
     spec["data_mount"] = mount
     write_spec(run_dir, spec)
+
+
+def _exists(clients: Clients, volume_id: str) -> bool:
+    """False once the end of an earlier attempt deleted it (a `resume` gets a new one)."""
+    found = clients.ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])
+    return bool(found["Volumes"])
