@@ -16,20 +16,19 @@ from .aws_target import read_target
 
 def choose(clients: Clients, run_dir: Path, spec: dict, opts: dict, req: LaunchRequest) -> None:
     """Fill the request's volume fields, before anything is created."""
-    earlier = read_target(run_dir, spec).get("volume")
-    if opts.get("data_size") and earlier and _exists(clients, str(earlier)):
-        req.volume = str(earlier)  # a later attempt: the volume the first one created
-        return
-    if opts.get("volume"):
-        req.volume = data_volume.resolve(clients, str(opts["volume"]), req.owner)
-        return
     if opts.get("data_size"):
+        earlier = read_target(run_dir, spec).get("volume")
+        if earlier and _exists(clients, str(earlier)):
+            req.volume = str(earlier)  # a later attempt: the volume the first one created
+            return
         req.data_size = data_volume.check_size(int(opts["data_size"]))
         if opts.get("persistent"):
             name = opts.get("volume_name") or data_volume.default_name(
                 spec.get("experiment"), spec["run_id"]
             )
             req.volume_name = data_volume.check_name(str(name))
+    elif opts.get("volume"):
+        req.volume = data_volume.resolve(clients, str(opts["volume"]), req.owner)
 
 
 def record(run_dir: Path, spec: dict, launched: Launched, mount: str) -> None:

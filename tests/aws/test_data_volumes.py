@@ -6,6 +6,7 @@ leaves kept volumes and removes orphaned ones; bad input is one line, nothing cr
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -246,3 +247,71 @@ def test_the_user_creates_only_encrypted_volumes_tagged_as_runctls():
     assert allowed([doc], [ctx(**{"ec2:encrypted": "true"})]) is not None
     tag_on_create = Context("ec2:CreateTags", arn, {"ec2:createaction": "CreateVolume", **managed})
     assert allowed([doc], [tag_on_create]) is None
+
+
+# -- a spot interruption: the replacement is in the volume's AZ and mounts the same disk --
+
+
+def test_a_spot_replacement_attaches_and_mounts_the_same_volume_unformatted(
+    aws, instance, tmp_path
+):
+    from test_spot_resume_aws import (
+        OPTIONS,
+        PARAMS,
+        _instance_events,
+        _interrupt_at_step,
+        _session,
+        _wait,
+        fault_helpers,
+    )
+
+    setup(aws)
+    session = _session(tmp_path)
+    run = session.train(
+        code=fault_helpers.TRAIN,
+        params=PARAMS,
+        backend="aws",
+        options={**OPTIONS, "data_size": 4},
+        detach=True,
+    )
+    target = json.loads((session.store.run_dir(run.id) / "aws.json").read_text())
+    first, volume_id = target["instance_id"], target["volume"]
+    zone = _volume(aws, volume_id)["AvailabilityZone"]
+    fleet = aws.ec2.describe_fleets(FleetIds=[target["fleet_id"]])["Fleets"][0]
+    subnets = [o["SubnetId"] for c in fleet["LaunchTemplateConfigs"] for o in c["Overrides"]]
+    zones = {s["AvailabilityZone"] for s in aws.ec2.describe_subnets(SubnetIds=subnets)["Subnets"]}
+    assert zones == {zone}  # every candidate of the fleet is in the volume's AZ
+    del session
+
+    _interrupt_at_step(instance, run.id, first, 15)
+    _, old, new = _wait(lambda: instance.refills, 60, "the fleet refilled", instance)[0]
+    assert old == first
+    _wait(
+        lambda: any(e["type"] == "exit" for e in _instance_events(instance, run.id, new)),
+        180,
+        "attempt 2 ends on the replacement",
+        instance,
+    )
+    new_zone = aws.ec2.describe_instances(InstanceIds=[new])["Reservations"][0]["Instances"][0]
+    assert new_zone["Placement"]["AvailabilityZone"] == zone
+    assert _gone(aws, volume_id, timeout=90)  # the run is over: the scratch volume went
+    first_log, new_log = _disk_log(instance, first), _disk_log(instance, new)
+    assert [line.split()[0] for line in first_log] == ["blkid", "mkfs.ext4", "mount"]
+    assert [line.split()[0] for line in new_log] == ["blkid", "mount", "umount"], new_log
+
+
+def test_resources_shows_a_data_volume_with_its_name_size_and_month_price(
+    aws, aws_clients_env, tmp_path
+):
+    from runctl_jupyter.config import Runctl
+    from runctl_jupyter.cost.prices import table
+    from runctl_jupyter.session import Session
+
+    run_tags = tags.run_tags("r-data", "moto", "proj")
+    kept = data_volume.create(aws, "us-east-1b", 500, run_tags, "dataset-v2", poll=0.05)
+    session = Session(config=Runctl(home=str(tmp_path / "home")), shell=None)
+    rows = {r["id"]: r for r in session.resources().rows}
+    gp3 = table()["ebs_gb_month"]["us-east-1"]["gp3"]
+    assert rows[kept]["kind"] == "volume"
+    assert "500 GiB gp3 us-east-1b name=dataset-v2" in rows[kept]["detail"]
+    assert rows[kept]["usd_per_month"] == round(500 * gp3, 2)
