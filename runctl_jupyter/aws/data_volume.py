@@ -26,13 +26,13 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 def check_size(size: int) -> int:
     if not 1 <= int(size) <= GP3_MAX_GIB:
-        raise ValueError(f"--data-size must be 1 to {GP3_MAX_GIB} GiB (gp3), not {size}")
+        raise LaunchError(f"--data-size must be 1 to {GP3_MAX_GIB} GiB (gp3), not {size}")
     return int(size)
 
 
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name or ""):
-        raise ValueError(
+        raise LaunchError(
             f"--volume-name {name!r}: use letters, digits, - _ . (up to 128, a letter or digit first)"
         )
     return name
@@ -48,17 +48,35 @@ def is_volume_id(text: str) -> bool:
     return bool(re.fullmatch(r"vol-[0-9a-f]{8,17}", text or ""))
 
 
+def named(clients: Clients, name: str, owner: str) -> list[dict]:
+    """This owner's runctl volumes called `name`."""
+    return list(
+        clients.ec2.describe_volumes(
+            Filters=[
+                {"Name": f"tag:{tags.MANAGED}", "Values": ["true"]},
+                {"Name": f"tag:{tags.VOLUME_NAME}", "Values": [name]},
+                {"Name": f"tag:{tags.OWNER}", "Values": [owner]},
+            ]
+        )["Volumes"]
+    )
+
+
+def check_new_name(clients: Clients, name: str, owner: str) -> str:
+    """A `--persistent` volume's name must be new: `--volume NAME` finds one volume."""
+    found = named(clients, check_name(name), owner)
+    if found:
+        raise LaunchError(
+            f"you have a volume named {name!r} already ({found[0]['VolumeId']}): "
+            f"use --volume {name}, or another --volume-name"
+        )
+    return name
+
+
 def resolve(clients: Clients, volume: str, owner: str) -> str:
     """`--volume vol-...` as it is; `--volume NAME`: this owner's persistent volume of that name."""
     if is_volume_id(volume):
         return volume
-    found = clients.ec2.describe_volumes(
-        Filters=[
-            {"Name": f"tag:{tags.MANAGED}", "Values": ["true"]},
-            {"Name": f"tag:{tags.VOLUME_NAME}", "Values": [volume]},
-            {"Name": f"tag:{tags.OWNER}", "Values": [owner]},
-        ]
-    )["Volumes"]
+    found = named(clients, volume, owner)
     if not found:
         raise LaunchError(
             f"no volume named {volume!r} of {owner} in {clients.region}; "

@@ -26,7 +26,7 @@ def choose(clients: Clients, run_dir: Path, spec: dict, opts: dict, req: LaunchR
             name = opts.get("volume_name") or data_volume.default_name(
                 spec.get("experiment"), spec["run_id"]
             )
-            req.volume_name = data_volume.check_name(str(name))
+            req.volume_name = data_volume.check_new_name(clients, str(name), req.owner)
     elif opts.get("volume"):
         req.volume = data_volume.resolve(clients, str(opts["volume"]), req.owner)
 

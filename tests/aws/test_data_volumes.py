@@ -315,3 +315,37 @@ def test_resources_shows_a_data_volume_with_its_name_size_and_month_price(
     assert rows[kept]["kind"] == "volume"
     assert "500 GiB gp3 us-east-1b name=dataset-v2" in rows[kept]["detail"]
     assert rows[kept]["usd_per_month"] == round(500 * gp3, 2)
+
+
+def test_a_forced_stop_from_the_notebook_deletes_the_scratch_volume_too(aws, instance, tmp_path):
+    setup(aws)
+    code = "import time\nrunctl.log(step=0, loss=1.0)\ntime.sleep(120)\n"
+    run_dir, spec = _new_run(tmp_path, code=code, options={"spot": False, "data_size": 1})
+    backend = AWSBackend(clients=aws, aws_poll=0.1, poll_interval=0.2)
+    facts = backend.start(run_dir, spec, attempt=1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the code runs, with the volume mounted
+        backend.pull(run_dir, spec, force=True)
+        if (run_dir / "events.jsonl").exists() and '"metric"' in (
+            run_dir / "events.jsonl"
+        ).read_text():
+            break
+        time.sleep(0.3)
+    backend.stop(run_dir, {**spec, "target": facts}, force=True)
+    assert _gone(aws, facts["volume"]), _volume(aws, facts["volume"])
+
+
+def test_a_second_persistent_volume_of_the_same_name_is_refused_before_anything(aws, tmp_path):
+    from runctl_jupyter.aws.clients import owner_from_arn
+
+    setup(aws)
+    owner = owner_from_arn(aws.identity()["Arn"])
+    run_tags = tags.run_tags("r-old", owner, "proj")
+    existing = data_volume.create(aws, "us-east-1a", 1, run_tags, "ds", poll=0.05)
+    options = {"data_size": 1, "persistent": True, "volume_name": "ds"}
+    run_dir, spec = _new_run(tmp_path, options=options)
+    aws.calls.clear()
+    with pytest.raises(LaunchError, match=f"a volume named 'ds' already \\({existing}\\)"):
+        AWSBackend(clients=aws, aws_poll=0.1).start(run_dir, spec, attempt=1)
+    assert "ec2.CreateVolume" not in aws.calls and "ec2.RunInstances" not in aws.calls
+    assert [v["VolumeId"] for v in aws.ec2.describe_volumes()["Volumes"]] == [existing]
