@@ -704,6 +704,43 @@ def create_volume_placement(req: Request) -> None:
         )
 
 
+# DescribeVolumes, Filter.N: the filter names the API reference lists (and tag:<key>)
+VOLUME_FILTERS = {
+    "attachment.attach-time",
+    "attachment.delete-on-termination",
+    "attachment.device",
+    "attachment.instance-id",
+    "attachment.status",
+    "availability-zone",
+    "availability-zone-id",
+    "create-time",
+    "encrypted",
+    "fast-restored",
+    "multi-attach-enabled",
+    "operator.managed",
+    "operator.principal",
+    "size",
+    "snapshot-id",
+    "status",
+    "tag-key",
+    "volume-id",
+    "volume-type",
+}
+
+
+@rule(
+    "ec2",
+    ("DescribeVolumes",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeVolumes.html",
+)
+def describe_volumes_filter_names(req: Request) -> None:
+    """DescribeVolumes: a filter name the API does not know (moto answers it with nothing)."""
+    for f in req.params.get("Filters") or []:
+        name = str(f.get("Name") or "")
+        if name not in VOLUME_FILTERS and not (name.startswith("tag:") and len(name) > 4):
+            raise Refusal("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
 @rule(
     "ec2",
     ("AttachVolume",),

@@ -349,3 +349,32 @@ def test_a_second_persistent_volume_of_the_same_name_is_refused_before_anything(
         AWSBackend(clients=aws, aws_poll=0.1).start(run_dir, spec, attempt=1)
     assert "ec2.CreateVolume" not in aws.calls and "ec2.RunInstances" not in aws.calls
     assert [v["VolumeId"] for v in aws.ec2.describe_volumes()["Volumes"]] == [existing]
+
+
+def test_an_attached_volume_is_not_deleted_as_aws_refuses_it(aws):
+    """DeleteVolume: "The volume must be in the available state (not attached to an
+    instance)" (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteVolume.html):
+    moto refuses it itself with AWS's VolumeInUse, so the strict layer has no rule for it;
+    this shows it does, for the volumes runctl deletes."""
+    from botocore.exceptions import ClientError
+
+    run_tags = tags.run_tags("r1", "ann", "proj")
+    volume_id = data_volume.create(aws, "us-east-1a", 1, run_tags, None, poll=0.05)
+    subnet = aws.ec2.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}]
+    )["Subnets"][0]["SubnetId"]
+    instance_id = aws.ec2.run_instances(
+        ImageId=aws.test_amis["al2023-x86"],
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=subnet,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags.tag_list(run_tags)}],
+    )["Instances"][0]["InstanceId"]
+    aws.ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+    with pytest.raises(ClientError) as caught:
+        aws.ec2.delete_volume(VolumeId=volume_id)
+    assert caught.value.response["Error"]["Code"] == "VolumeInUse"
+    aws.ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
+    aws.ec2.delete_volume(VolumeId=volume_id)
+    assert _volume(aws, volume_id) is None

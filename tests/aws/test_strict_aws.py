@@ -200,6 +200,11 @@ def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> 
 
 CASES = [
     Case(
+        "describe_volumes_filter_names",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.describe_volumes(Filters=[{"Name": "volume_id", "Values": ["x"]}]),
+    ),
+    Case(
         "create_volume_size_for_type",
         "InvalidParameterValue",
         lambda aws, _: aws.ec2.create_volume(
