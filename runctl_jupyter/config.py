@@ -86,6 +86,16 @@ class Runctl(Configurable):
     suggest_spot_savings_above = Float(
         1.0, help="Dollars spot would save on the estimate above which on-demand gets a suggestion."
     ).tag(config=True)
+    container_runtime = Enum(
+        ["auto", "podman", "docker"],
+        "auto",
+        help="What runs --image containers: auto (podman if installed, else docker), podman, docker.",
+    ).tag(config=True)
+    container_network = Unicode(
+        "auto",
+        help="--network for --image containers: auto (host on AWS, the runtime's default locally), "
+        "or a name such as host, none, bridge.",
+    ).tag(config=True)
     refresh_interval = Float(0.1, help="Seconds between reads of a live run's events.").tag(
         config=True
     )

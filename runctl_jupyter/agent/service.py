@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import container
 from .clients import make_ec2_client
 from .data import stage_data
 from .restore import restore
@@ -70,6 +71,14 @@ def _prepare_steps(run: Path, attach_as: str | None) -> int:
         except Exception as exc:  # noqa: BLE001 - one line the launcher shows
             return _fail(run, f"cannot restore the run folder from S3: {exc}", 4)
     options = spec.get("options") or {}
+    if options.get("image") and container.find_runtime(options.get("container_runtime")) is None:
+        needed = options.get("container_runtime") or "docker"
+        return _fail(
+            run,
+            f"--image needs {needed} on the instance and it has none: use the Deep Learning AMI "
+            "(it has docker and the NVIDIA container toolkit) or an --ami with docker",
+            6,
+        )
     if spec.get("data_volume"):
         code = _mount(run, spec, attach_as, cfg.get("region"))
         if code:

@@ -113,6 +113,11 @@ def _add_where(g: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="ship notebook variable NAME even if it looks like a secret (held back otherwise)",
     )
+    g.add_argument(
+        "--image",
+        metavar="IMAGE|Dockerfile",
+        help="run the code in this container image, or one built from this Dockerfile",
+    )
     g.add_argument("--instance-type", metavar="TYPE", help="e.g. g5.xlarge (AWS)")
     spot = g.add_mutually_exclusive_group()
     spot.add_argument(

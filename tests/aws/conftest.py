@@ -556,6 +556,7 @@ class InstancePlayer:
         self.moto_url = moto_url
         self.imds = imds
         self.imds_of: dict[str, _Imds] = {}  # each instance's own metadata service
+        self.extra_env: dict[str, str] = {}  # more of the instance's environment (a test's podman)
         self.booted: set[str] = set()  # instances whose UserData (boot script) ran
         self.refills: list[tuple[str, str, str]] = []  # (fleet, old instance, new instance)
         self.refill = True  # play AWS refilling spot fleets
@@ -610,6 +611,7 @@ class InstancePlayer:
             "RUNCTL_FS_ROOT": str(home / "root"),  # the disk tools' stand-in machine root
             # the metadata service's local stand-in, as AWS_ENDPOINT_URL is AWS's
             "RUNCTL_IMDS_URL": self.imds_for(instance_id).url,
+            **self.extra_env,
         }
 
     def _loop(self) -> None:
