@@ -95,6 +95,8 @@ def mounts_for(spec: dict, run_dir: Path, package_parent: str, workdir: str) -> 
             for entry in folder.iterdir():
                 if entry.is_symlink():
                     paths.append(str(entry.resolve()))
+    if spec.get("data_mount"):  # the data volume (--data-size, --volume): RUNCTL_DATA_DIR
+        paths.append(str(spec["data_mount"]))
     paths += [str(p) for p in (spec.get("options") or {}).get("mounts") or ()]
     out: list[str] = []
     for p in dict.fromkeys(os.path.abspath(p) for p in paths):

@@ -43,6 +43,8 @@ def start_runner(spec: dict, run_dir: Path, attempt: int) -> subprocess.Popen:
     )
     if attempt > 1:
         env["RUNCTL_RESUMED"] = "1"
+    if spec.get("data_mount"):  # the data volume's mount path (--data-size, --volume)
+        env["RUNCTL_DATA_DIR"] = str(spec["data_mount"])
     workdir = spec.get("workdir")
     if not workdir or not os.path.isdir(workdir):
         workdir = str(run_dir)

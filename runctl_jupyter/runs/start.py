@@ -21,11 +21,13 @@ NOT_YET: dict[str, int] = {}
 CLOUD_ONLY = (
     "ami",
     "data",
+    "data_size",
     "fallback",
     "idle_minutes",
     "instance",
     "instance_type",
     "keep",
+    "persistent",
     "pip",
     "prewarm",
     "region",
@@ -34,6 +36,7 @@ CLOUD_ONLY = (
     "sync",
     "validate_data",
     "volume",
+    "volume_name",
 )
 
 
