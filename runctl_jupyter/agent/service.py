@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .clients import make_ec2_client
 from .data import stage_data
@@ -76,7 +77,8 @@ def _prepare_steps(run: Path, attach_as: str | None) -> int:
                 from .boot import attach_volume
 
                 attach_volume(make_ec2_client(cfg.get("region")), str(options["volume"]), attach_as)
-            mount_volume(str(options["volume"]), work)
+            read_only = options.get("share") == "read-only"
+            mount_volume(str(options["volume"]), work, read_only=read_only)
         except Exception as exc:  # noqa: BLE001 - one line the launcher shows
             return _fail(run, f"cannot attach or mount {options['volume']}: {exc}", 5)
     if options.get("data"):
@@ -151,6 +153,7 @@ def _service(run_dir: str, attempt: int | None) -> int:
     spec = json.loads((run / "spec.json").read_text())
     cfg = spec.get("sync") or {}
     code = 1
+    keeper = _keep_leases(cfg, spec)
     try:
         from .supervise import main as agent_main
 
@@ -164,6 +167,11 @@ def _service(run_dir: str, attempt: int | None) -> int:
                 Sync(run, cfg).final()
             except Exception as exc:  # noqa: BLE001
                 sys.stderr.write(f"runctl: final sync failed: {exc}\n")
+            if keeper is not None:  # a spot notice keeps it for the replacement's agent
+                if attempt_end(run) == "resuming":
+                    keeper.stop()
+                else:
+                    keeper.release()
             if cfg.get("cluster"):  # a multi-node run: node 0 ends every node
                 from .cluster import end_of_run
 
@@ -176,6 +184,20 @@ def _service(run_dir: str, attempt: int | None) -> int:
             elif cfg.get("terminate"):
                 _terminate_self(cfg)  # the run is over: the fleet first, then the instance
     return code
+
+
+def _keep_leases(cfg: dict, spec: dict) -> Any:
+    """The run's leases (a `--volume`, a kept `--instance`), renewed while this process
+    lives (agent/lease.py); None when it holds none or they cannot be renewed now."""
+    if cfg.get("kind") != "s3" or not cfg.get("leases"):
+        return None
+    try:
+        from .lease import Keeper
+
+        return Keeper(cfg, spec["run_id"]).start()
+    except Exception as exc:  # noqa: BLE001 - the run goes on; the lease expires
+        sys.stderr.write(f"runctl: lease renewal failed: {exc}\n")
+        return None
 
 
 def attempt_end(run: Path) -> str | None:

@@ -31,8 +31,15 @@ def volume_device(volume_id: str, root: str = "/", timeout: float = 60.0) -> str
         time.sleep(1.0)
 
 
-def mount_volume(volume_id: str, work: Path, root: str = "/") -> Path:
-    """Mount the `--volume` (never formatted: it holds the user's data) and link it as work/volume."""
+def mount_command(device: str, mount_point: str, read_only: bool = False) -> list[str]:
+    """`mount` (read-only for `--share read-only`: a Multi-Attach volume is written by
+    at most the one read-write holder, docs/teams.md "Leases")."""
+    return ["mount", *(["-o", "ro"] if read_only else []), device, mount_point]
+
+
+def mount_volume(volume_id: str, work: Path, root: str = "/", read_only: bool = False) -> Path:
+    """Mount the `--volume` (never formatted: it holds the user's data) and link it as
+    work/volume; `read_only`: `mount -o ro`."""
     import subprocess
 
     device = volume_device(volume_id, root)
@@ -45,7 +52,7 @@ def mount_volume(volume_id: str, work: Path, root: str = "/") -> Path:
     text = mounted.read_text() if mounted.exists() else ""
     if f" {mount_point} " not in text:
         mount_point.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", device, str(mount_point)], check=True)
+        subprocess.run(mount_command(device, str(mount_point), read_only), check=True)
     link = work / "volume"
     if not link.exists():
         link.symlink_to(mount_point)

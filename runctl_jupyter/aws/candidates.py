@@ -25,7 +25,9 @@ def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
     return out
 
 
-def volume_zone(clients: Clients, volume_id: str) -> str:
+def volume_zone(clients: Clients, volume_id: str, shared: bool = False) -> str:
+    """The volume's AZ, once it is opted in and free (`shared`: a Multi-Attach volume may
+    be in use by other instances, aws/share.py)."""
     try:
         vols = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
     except Exception as exc:
@@ -46,7 +48,7 @@ def volume_zone(clients: Clients, volume_id: str) -> str:
             f"--resources {volume_id} --tags Key={tags.MANAGED},Value=true "
             f"Key={tags.PERSISTENT},Value=true` (an admin may have to), then launch again"
         )
-    if vol["State"] != "available":
+    if vol["State"] != "available" and not (shared and vol.get("MultiAttachEnabled")):
         raise LaunchError(f"volume {volume_id} is {vol['State']}, not available; detach it first")
     return vol["AvailabilityZone"]
 

@@ -53,6 +53,7 @@ class LaunchRequest:
     instance_id: str | None = None  # --instance: reuse a running instance
     keep: bool = False
     volume: str | None = None
+    share: bool = False  # --share read-only: the volume may be attached elsewhere too
     subnet: str | None = None
     security_group: str | None = None
     instance_profile: str = policy.PROFILE_NAME
@@ -168,9 +169,10 @@ def _reuse(clients: Clients, req: LaunchRequest, launched: Launched) -> None:
     launched.ami = inst.get("ImageId")
     launched.spot = inst.get("InstanceLifecycle") == "spot"
     launched.keep = True
-    if req.volume and volume_zone(clients, req.volume) != launched.availability_zone:
+    zone = volume_zone(clients, req.volume, req.share) if req.volume else None
+    if req.volume and zone != launched.availability_zone:
         raise VolumeZoneMismatch(
-            f"volume {req.volume} is in {volume_zone(clients, req.volume)} but instance {req.instance_id} "
+            f"volume {req.volume} is in {zone} but instance {req.instance_id} "
             f"is in {launched.availability_zone}; use an instance in the volume's zone"
         )
 
@@ -206,7 +208,7 @@ def _launch(clients: Clients, req: LaunchRequest, launched: Launched, say: Progr
     infos = {name: validate_instance_type(clients, name) for name, _ in tries}
     say("provisioning", infos[req.instance_type].describe())
     images = {name: resolve_ami(clients, info, req.ami) for name, info in infos.items()}
-    zone = volume_zone(clients, req.volume) if req.volume else None
+    zone = volume_zone(clients, req.volume, req.share) if req.volume else None
     if req.volume:
         serve_run(clients, req.volume, req.run_id)
     subnets = choose_subnets(clients, req.subnet, zone)

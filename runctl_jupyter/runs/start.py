@@ -28,6 +28,7 @@ CLOUD_ONLY = (
     "pip",
     "region",
     "requirements",
+    "share",
     "spot",
     "sync",
     "validate_data",
