@@ -54,6 +54,7 @@ AGENT_MODULES = (
     "agent/service.py",
     "agent/restore.py",  # the run folder made whole from S3 before an attempt
     "agent/volume.py",
+    "agent/lease.py",  # renewing and giving back the run's leases (docs/teams.md)
     "agent/data.py",
     "agent/boot.py",  # which attempt a replacement instance runs
     "agent/cost.py",
