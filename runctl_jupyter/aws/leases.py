@@ -57,7 +57,9 @@ def rw_holder(s3: Any, bucket: str, prefix: str, resource: str, now: float | Non
     if guard is None:
         return None, None
     run_id = str(guard.get("run_id") or "")
-    holder, _ = _read(s3, bucket, holder_key(prefix, resource, "rw", run_id)) if run_id else (None, None)
+    holder, _ = (
+        _read(s3, bucket, holder_key(prefix, resource, "rw", run_id)) if run_id else (None, None)
+    )
     return (holder if is_live(holder, now) else None), etag
 
 
@@ -158,7 +160,9 @@ def acquire(
     try:
         if mode == "rw":
             guard = _take_guard(s3, bucket, prefix, resource, run_id, owner)
-            others = [h for h in ro_holders(s3, bucket, prefix, resource) if h.get("run_id") != run_id]
+            others = [
+                h for h in ro_holders(s3, bucket, prefix, resource) if h.get("run_id") != run_id
+            ]
             if others:
                 _delete(s3, bucket, guard_key(prefix, resource), guard)
                 raise LeaseHeld(refusal(resource, others[0], "rw"))

@@ -29,7 +29,9 @@ def _volume(clients: Clients, volume_id: str) -> dict:
             raise
         found = []
     if not found:
-        raise AWSError(f"volume {volume_id} not found in {clients.region}; check --volume and the region")
+        raise AWSError(
+            f"volume {volume_id} not found in {clients.region}; check --volume and the region"
+        )
     return found[0]
 
 
@@ -72,7 +74,9 @@ def problem(volume: dict, hypervisor: str | None, instance_type: str) -> str | N
     return None
 
 
-def check(clients: Clients, volume_id: str, instance_type: str | None, instance_id: Any = None) -> None:
+def check(
+    clients: Clients, volume_id: str, instance_type: str | None, instance_id: Any = None
+) -> None:
     """Refuse `--share read-only` where EBS cannot do it (before anything is created)."""
     volume = _volume(clients, volume_id)
     if instance_id:

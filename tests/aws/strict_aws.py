@@ -647,48 +647,28 @@ def _flag(value: Any) -> bool:
     return str(value).lower() == "true"
 
 
-@rule("ec2", ("CreateVolume",), MULTI_ATTACH_DOC)
+def _volume_type(req: Request) -> str | None:
+    """The type a CreateVolume asks for, or a ModifyVolume's target (else the volume's)."""
+    if req.action == "CreateVolume":
+        return req.params.get("VolumeType") or "gp2"
+    if req.params.get("VolumeType"):
+        return req.params["VolumeType"]
+    try:
+        return req.ec2().get_volume(req.params.get("VolumeId")).volume_type
+    except Exception:
+        return None  # moto answers the unknown id itself
+
+
+@rule("ec2", ("CreateVolume", "ModifyVolume"), MULTI_ATTACH_DOC)
 def multi_attach_io_only(req: Request) -> None:
-    """CreateVolume: Multi-Attach on a volume that is not io1 or io2."""
+    """CreateVolume/ModifyVolume: Multi-Attach on a volume that is not io1 or io2."""
     # "Multi-Attach is supported exclusively on Provisioned IOPS SSD (io1 and io2) volumes"
-    if _flag(req.params.get("MultiAttachEnabled")) and req.params.get("VolumeType") not in (
-        "io1",
-        "io2",
-    ):
+    # (moto refuses it on CreateVolume, with another code, and accepts it on ModifyVolume)
+    if _flag(req.params.get("MultiAttachEnabled")) and _volume_type(req) not in ("io1", "io2"):
         raise Refusal(
             "InvalidParameterCombination",
             "The parameter MultiAttachEnabled is only supported with io1 and io2 volume types",
         )
-
-
-@rule(
-    "ec2",
-    ("AttachVolume",),
-    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html",
-)
-def attach_volume_in_use(req: Request) -> None:
-    """AttachVolume: a volume attached already, unless Multi-Attach (then Nitro only)."""
-    # VolumeInUse: "The specified EBS volume is attached to an instance"; a Multi-Attach
-    # volume attaches to "up to 16 instances built on the Nitro System that are in the
-    # same Availability Zone" (MULTI_ATTACH_DOC; the zone: attach_volume_same_az).
-    backend = req.ec2()
-    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
-    try:
-        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
-    except Exception:
-        return  # moto answers the unknown id itself
-    attached = volume.attachment is not None and volume.attachment.instance.id != iid
-    if attached and not volume.multi_attach_enabled:
-        raise Refusal("VolumeInUse", f"{vid} is already attached to an instance")
-    if volume.multi_attach_enabled:
-        from moto.ec2.models.instance_types import INSTANCE_TYPES
-
-        if (INSTANCE_TYPES.get(inst.instance_type) or {}).get("Hypervisor") != "nitro":
-            raise Refusal(
-                "InvalidParameterCombination",
-                f"Multi-Attach volumes can only be attached to instances built on the Nitro "
-                f"System; {inst.instance_type} is not",
-            )
 
 
 # -- S3: conditional writes -------------------------------------------------------------
@@ -1077,6 +1057,37 @@ def iam_policy_allows(req: Request) -> None:
         raise Refusal(
             strict_iam.ACCESS_DENIED_EC2, strict_iam.denial_message(principal, ctx), status=403
         )
+
+
+@rule(
+    "ec2",
+    ("AttachVolume",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html",
+)
+def attach_volume_in_use(req: Request) -> None:
+    """AttachVolume: a volume attached already, unless Multi-Attach (then Nitro only)."""
+    # after iam_policy_allows: AWS authorizes a request before it looks at the volume
+    # VolumeInUse: "The specified EBS volume is attached to an instance"; a Multi-Attach
+    # volume attaches to "up to 16 instances built on the Nitro System that are in the
+    # same Availability Zone" (MULTI_ATTACH_DOC; the zone: attach_volume_same_az).
+    backend = req.ec2()
+    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
+    try:
+        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
+    except Exception:
+        return  # moto answers the unknown id itself
+    attached = volume.attachment is not None and volume.attachment.status == "attached"
+    if attached and not volume.multi_attach_enabled:
+        raise Refusal("VolumeInUse", f"{vid} is already attached to an instance")
+    if volume.multi_attach_enabled:
+        from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+        if (INSTANCE_TYPES.get(inst.instance_type) or {}).get("Hypervisor") != "nitro":
+            raise Refusal(
+                "InvalidParameterCombination",
+                f"Multi-Attach volumes can only be attached to instances built on the Nitro "
+                f"System; {inst.instance_type} is not",
+            )
 
 
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:

@@ -99,7 +99,9 @@ def test_racing_read_write_acquires_exactly_one_wins(ready: Clients):
     assert len(refused) == racers - 1
     winner = won[0]
     assert all(f"'s run {winner}" in line and "\n" not in line for line in refused), refused
-    guard = json.loads(s3.get_object(Bucket=bucket, Key=guard_key(PREFIX, "vol-race"))["Body"].read())
+    guard = json.loads(
+        s3.get_object(Bucket=bucket, Key=guard_key(PREFIX, "vol-race"))["Body"].read()
+    )
     assert guard["run_id"] == winner
     # the losers left no holder behind
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="runctl/leases/vol-race/")
@@ -132,7 +134,10 @@ def test_read_only_leases_are_shared_and_block_a_read_write_acquire(ready: Clien
     s3, bucket = ready.s3, _bucket(ready)
     leases.acquire(s3, bucket, PREFIX, "vol-ro", "ro", "alice", "runA")
     leases.acquire(s3, bucket, PREFIX, "vol-ro", "ro", "bob", "runB")
-    assert sorted(h["run_id"] for h in leases.holders(s3, bucket, PREFIX, "vol-ro")) == ["runA", "runB"]
+    assert sorted(h["run_id"] for h in leases.holders(s3, bucket, PREFIX, "vol-ro")) == [
+        "runA",
+        "runB",
+    ]
     with pytest.raises(leases.LeaseHeld, match="shared read-only by .*--share read-only"):
         leases.acquire(s3, bucket, PREFIX, "vol-ro", "rw", "carol", "runC")
     # the refused read-write acquire left nothing: no guard, no holder of its own
@@ -316,10 +321,14 @@ def test_a_runs_instance_renews_only_its_own_lease_holders(ready: Clients):
     keeper.release()  # DeleteObject IfMatch (needs GetObject too)
     assert leases.holders(ready.s3, bucket, PREFIX, "vol-1") == []
     for call in (
-        lambda: s3.put_object(Bucket=bucket, Key=holder_key(PREFIX, "vol-2", "rw", "runb"), Body=b"x"),
+        lambda: s3.put_object(
+            Bucket=bucket, Key=holder_key(PREFIX, "vol-2", "rw", "runb"), Body=b"x"
+        ),
         lambda: s3.put_object(Bucket=bucket, Key=guard_key(PREFIX, "vol-2"), Body=b"x"),
         lambda: s3.delete_object(Bucket=bucket, Key=holder_key(PREFIX, "vol-2", "rw", "runb")),
-        lambda: s3.put_object(Bucket=bucket, Key=holder_key(PREFIX, "vol-2", "rw", "xruna"), Body=b"x"),
+        lambda: s3.put_object(
+            Bucket=bucket, Key=holder_key(PREFIX, "vol-2", "rw", "xruna"), Body=b"x"
+        ),
     ):
         with pytest.raises(ClientError) as caught:
             call()
@@ -336,5 +345,7 @@ def test_the_user_policy_covers_the_lease_prefix():
     for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
         ctx = iam_eval.Context(action, "arn:aws:s3:::b/runctl/leases/vol-1.json")
         assert iam_eval.allowed([doc], [ctx]) is None
-    listing = iam_eval.Context("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "runctl/leases/vol-1/ro/"})
+    listing = iam_eval.Context(
+        "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "runctl/leases/vol-1/ro/"}
+    )
     assert iam_eval.allowed([doc], [listing]) is None

@@ -95,9 +95,7 @@ def _first_metric(backend: AWSBackend, run_dir: Path, spec: dict) -> None:
     _wait(seen, 120, "the first run never logged a metric")
 
 
-def test_a_lease_blocks_a_second_run_and_expires_when_the_agent_is_killed(
-    aws, instance, tmp_path
-):
+def test_a_lease_blocks_a_second_run_and_expires_when_the_agent_is_killed(aws, instance, tmp_path):
     setup(aws)
     bucket = policy.bucket_name("123456789012", aws.region)
     kept = _kept_instance(aws)
@@ -107,7 +105,9 @@ def test_a_lease_blocks_a_second_run_and_expires_when_the_agent_is_killed(
     _first_metric(backend, run_a, spec_a)
     # the agent renews it: its expiry is a few renewals away, no longer the launch's hour
     renewed = _wait(
-        lambda: (h := _holder(aws, kept, spec_a["run_id"])) and h["expires_at"] - time.time() < 10 and h,
+        lambda: (
+            (h := _holder(aws, kept, spec_a["run_id"])) and h["expires_at"] - time.time() < 10 and h
+        ),
         30,
         "the agent never renewed its lease",
     )
