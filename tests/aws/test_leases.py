@@ -349,3 +349,46 @@ def test_the_user_policy_covers_the_lease_prefix():
         "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "runctl/leases/vol-1/ro/"}
     )
     assert iam_eval.allowed([doc], [listing]) is None
+
+
+# -- the surfaces: one line, nothing launched ----------------------------------------------
+
+
+def test_a_leased_instance_refuses_a_shell_train_in_one_line_before_any_launch(
+    ready: Clients, tmp_path: Path, monkeypatch, capsys
+):
+    import aws_errors_inject as fx
+
+    from runctl_jupyter import cli
+
+    monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.chdir(tmp_path)
+    kept = _instance(ready)
+    leases.acquire(ready.s3, _bucket(ready), PREFIX, kept, "rw", "ann", "run-ann1")
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    before = ready.calls.get("ec2.RunInstances", 0)
+    line = fx.one_line(
+        capsys,
+        ["train", "--backend", "aws", "--instance", kept, "--yes", "train.py"],
+        f"instance {kept} is in use by ann's run run-ann1 (leased)",
+    )
+    assert "runctl stop run-ann1" in line
+    assert ready.calls.get("ec2.RunInstances", 0) == before
+    assert leases.rw_holder(ready.s3, _bucket(ready), PREFIX, kept)[0]["run_id"] == "run-ann1"
+
+
+def test_share_needs_a_volume_and_an_aws_run():
+    from runctl_jupyter.commands import parse, split_line
+    from runctl_jupyter.commands.argparser import UsageProblem
+    from runctl_jupyter.errors import RunctlError
+    from runctl_jupyter.runs.start import check_options
+
+    with pytest.raises(RunctlError, match="--share read-only shares a --volume"):
+        parse(split_line("train --backend aws --share read-only"))
+    with pytest.raises(UsageProblem):
+        parse(split_line("train --backend aws --volume vol-1 --share read-write"))
+    ns = parse(split_line("train --backend aws --volume vol-1 --share read-only"))
+    assert ns.share == "read-only"
+    with pytest.raises(RunctlError, match="--share is for cloud runs"):
+        check_options({"share": "read-only"}, "local")
