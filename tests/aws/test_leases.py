@@ -359,8 +359,6 @@ def test_a_leased_instance_refuses_a_shell_train_in_one_line_before_any_launch(
 ):
     import aws_errors_inject as fx
 
-    from runctl_jupyter import cli
-
     monkeypatch.setenv("RUNCTL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.chdir(tmp_path)
