@@ -390,3 +390,69 @@ def test_share_needs_a_volume_and_an_aws_run():
     assert ns.share == "read-only"
     with pytest.raises(RunctlError, match="--share is for cloud runs"):
         check_options({"share": "read-only"}, "local")
+
+
+def test_a_gp3_share_is_refused_by_the_backend_before_anything_is_made(
+    ready: Clients, tmp_path: Path
+):
+    from runctl_jupyter.backends.aws import AWSBackend
+    from runctl_jupyter.store.folders import create_run
+
+    gp3 = _volume(ready, "gp3")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    options = {"instance_type": "t3.micro", "volume": gp3, "share": "read-only"}
+    spec = create_run(
+        runs,
+        kind="cell",
+        code="print(1)\n",
+        params={},
+        experiment="e",
+        name=None,
+        project="p",
+        owner="ann",
+        backend="aws",
+        workdir=str(tmp_path),
+        options=options,
+        environment={"packages": {}},
+    )
+    before = dict(ready.calls)
+    with pytest.raises(AWSError, match=f"volume {gp3} is gp3"):
+        AWSBackend(clients=ready).start(runs / spec["run_id"], spec, attempt=1)
+    made = ("ec2.RunInstances", "ec2.CreateFleet", "ec2.CreateLaunchTemplate", "iam.CreateRole")
+    assert all(ready.calls.get(c, 0) == before.get(c, 0) for c in made)
+    assert ready.s3.list_objects_v2(Bucket=_bucket(ready), Prefix="runctl/leases/")["KeyCount"] == 0
+
+
+def test_an_io2_multi_attach_volume_in_use_is_attached_to_a_second_run_read_only(
+    ready: Clients,
+):
+    from runctl_jupyter.aws.launch import LaunchRequest, provision, terminate_launched
+
+    io2 = _io2(ready)
+    first = _instance(ready)
+    ready.ec2.attach_volume(VolumeId=io2, InstanceId=first, Device="/dev/sdf")
+    share.check(ready, io2, "t3.micro")
+    bucket = _bucket(ready)
+    leases.acquire(ready.s3, bucket, PREFIX, io2, "ro", "ann", "run-1")
+    leases.acquire(ready.s3, bucket, PREFIX, io2, "ro", "bob", "run-2")
+    req = LaunchRequest(
+        run_id="run-2",
+        owner="bob",
+        project="p",
+        instance_type="t3.micro",
+        spot=False,
+        volume=io2,
+        share=True,
+        poll=0.05,
+        ssm_timeout=5,
+    )
+    launched = provision(ready, req)
+    try:
+        volume = ready.ec2.describe_volumes(VolumeIds=[io2])["Volumes"][0]
+        assert volume["State"] == "in-use"
+        assert launched.instance_id in [a["InstanceId"] for a in volume["Attachments"]]
+        with pytest.raises(Exception, match="not available"):  # without --share: refused
+            provision(ready, LaunchRequest(**{**req.__dict__, "share": False, "run_id": "run-3"}))
+    finally:
+        terminate_launched(ready, launched)
