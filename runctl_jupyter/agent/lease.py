@@ -87,6 +87,15 @@ def error_code(exc: BaseException) -> str:
 
 
 LOST = ("PreconditionFailed", "412", "NoSuchKey", "404", "ConditionalRequestConflict", "409")
+_CURRENT: list[Keeper] = []  # the Keeper this process started (the service's)
+
+
+def release_held() -> None:
+    """Give back this process's leases now: called by the agent right before it writes the
+    run's `exit` event, so whoever sees that event (a sweep handing the instance on, the
+    next `train --instance`) finds the lease free."""
+    for keeper in list(_CURRENT):
+        keeper.release()
 
 
 class Keeper:
@@ -116,6 +125,7 @@ class Keeper:
             self.renew()
             self._thread = threading.Thread(target=self._loop, name="runctl-lease", daemon=True)
             self._thread.start()
+            _CURRENT.append(self)
         return self
 
     def _loop(self) -> None:
@@ -172,7 +182,10 @@ class Keeper:
         """Give every lease back: delete our holder object if it is still the one we wrote
         (a conditional delete, `IfMatch`); the guard then points at nothing and is free."""
         self.stop()
-        for lease in self.leases:
+        held, self.leases = self.leases, []
+        if self in _CURRENT:
+            _CURRENT.remove(self)
+        for lease in held:
             key = self._key(lease)
             etag = self.etags.get(key) or self._current_etag(key)
             if not etag:

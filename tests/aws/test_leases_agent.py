@@ -146,9 +146,7 @@ def test_a_lease_blocks_a_second_run_and_expires_when_the_agent_is_killed(aws, i
         return any(e["type"] == "exit" for e in events)
 
     _wait(ended, 120, "the second run never ended")
-    _wait(
-        lambda: _holder(aws, kept, spec_b["run_id"]) is None,
-        30,
-        "the run's end did not give its lease back",
-    )
+    # given back before the exit event was written: whoever sees the exit finds it free
+    # (a sweep handing the instance to its next trial, the next `train --instance`)
+    assert _holder(aws, kept, spec_b["run_id"]) is None
     assert leases.holders(aws.s3, bucket, PREFIX, kept) == []
