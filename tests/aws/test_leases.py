@@ -456,3 +456,25 @@ def test_an_io2_multi_attach_volume_in_use_is_attached_to_a_second_run_read_only
             provision(ready, LaunchRequest(**{**req.__dict__, "share": False, "run_id": "run-3"}))
     finally:
         terminate_launched(ready, launched)
+
+
+def test_a_kept_instance_under_the_shared_role_writes_holders_but_never_a_guard(ready: Clients):
+    bucket = _bucket(ready)
+    subnet = ready.ec2.describe_subnets(Filters=[{"Name": "availability-zone", "Values": [AZ]}])
+    kept = ready.ec2.run_instances(
+        ImageId=ready.test_amis["al2023-x86"],
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=subnet["Subnets"][0]["SubnetId"],
+        IamInstanceProfile={"Name": policy.PROFILE_NAME},
+    )["Instances"][0]["InstanceId"]
+    held = leases.acquire_all(ready.s3, bucket, PREFIX, "runk", "ann", {"instance": kept}, 3600)
+    s3 = _as_instance(ready, kept)
+    keeper = Keeper({"bucket": bucket, "prefix": PREFIX, "leases": held}, "runk", client=s3)
+    keeper.renew()
+    keeper.release()
+    assert leases.holders(ready.s3, bucket, PREFIX, kept) == []
+    with pytest.raises(ClientError) as caught:
+        s3.put_object(Bucket=bucket, Key=guard_key(PREFIX, kept), Body=b"x")
+    assert _code(caught.value) == "AccessDenied"
