@@ -122,7 +122,10 @@ class Keeper:
 
     def start(self) -> Keeper:
         if self.leases and self._thread is None:
-            self.renew()
+            try:
+                self.renew()
+            except Exception as exc:  # noqa: BLE001 - the thread tries again at each beat
+                sys.stderr.write(f"runctl lease: renew failed: {exc}\n")
             self._thread = threading.Thread(target=self._loop, name="runctl-lease", daemon=True)
             self._thread.start()
             _CURRENT.append(self)

@@ -679,7 +679,8 @@ def s3_condition_refusal(method: str, headers: Any) -> Refusal | None:
     (asterisk) character"; https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html); AWS's
     answer to another value is S3's NotImplemented (501), "A header you provided implies
-    functionality that is not implemented" (the S3 error codes list)."""
+    functionality that is not implemented" (the S3 error codes list). The code and message
+    are AWS's; moto's serializer sends it with status 400 (botocore raises the same error)."""
     if not _state["on"] or method != "PUT":
         return None
     value = headers.get("If-None-Match")
