@@ -110,6 +110,10 @@ class Ending:
             self.events.write(
                 "warning", message=f"could not write record.ipynb: {exc}", code="record"
             )
+        if not self.restart.dev:  # a dev run's agent waits for the next change: it keeps them
+            from .lease import release_held
+
+            release_held()  # free before anyone can see the exit event
         self.events.write("exit", **final)
         self.events.close()
         if getattr(self, "stdout_log", None):

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import container
 from .clients import make_ec2_client
@@ -121,7 +122,8 @@ def _stage(run: Path, spec: dict, work: Path, options: dict) -> int:
 
 def _mount(run: Path, spec: dict, attach_as: str | None, region: str | None) -> int:
     """The data volume (attached here first on a replacement), its mount path in the spec."""
-    facts = spec["data_volume"]
+    options = spec.get("options") or {}
+    facts = dict(spec["data_volume"], read_only=options.get("share") == "read-only")
     try:
         if attach_as:
             from .boot import attach_volume
@@ -189,6 +191,7 @@ def _service(run_dir: str, attempt: int | None) -> int:
     spec = json.loads((run / "spec.json").read_text())
     cfg = spec.get("sync") or {}
     code = 1
+    keeper = _keep_leases(cfg, spec)
     try:
         from .supervise import main as agent_main
 
@@ -203,6 +206,11 @@ def _service(run_dir: str, attempt: int | None) -> int:
             except Exception as exc:  # noqa: BLE001
                 sys.stderr.write(f"runctl: final sync failed: {exc}\n")
             _release_volume(run, cfg)
+            if keeper is not None:  # a spot notice keeps it for the replacement's agent
+                if attempt_end(run) == "resuming":
+                    keeper.stop()
+                else:
+                    keeper.release()
             if cfg.get("cluster"):  # a multi-node run: node 0 ends every node
                 from .cluster import end_of_run
 
@@ -228,6 +236,20 @@ def _release_volume(run: Path, cfg: dict) -> None:
         problem = release(facts, cfg.get("region"))
         if problem:
             sys.stderr.write(f"runctl: {problem}\n")
+
+
+def _keep_leases(cfg: dict, spec: dict) -> Any:
+    """The run's leases (a `--volume`, a kept `--instance`), renewed while this process
+    lives (agent/lease.py); None when it holds none or they cannot be renewed now."""
+    if cfg.get("kind") != "s3" or not cfg.get("leases"):
+        return None
+    try:
+        from .lease import Keeper
+
+        return Keeper(cfg, spec["run_id"]).start()
+    except Exception as exc:  # noqa: BLE001 - the run goes on; the lease expires
+        sys.stderr.write(f"runctl: lease renewal failed: {exc}\n")
+        return None
 
 
 def attempt_end(run: Path) -> str | None:

@@ -51,6 +51,12 @@ def _is_blank(device: str) -> bool:
     return found.returncode == 2 and not found.stdout.strip()
 
 
+def mount_command(device: str, mount_point: str, read_only: bool = False) -> list[str]:
+    """`mount` (read-only for `--share read-only`: a Multi-Attach volume is written by
+    at most the one read-write holder, docs/teams.md "Leases")."""
+    return ["mount", *(["-o", "ro"] if read_only else []), device, mount_point]
+
+
 def _mounted(root: str, mount_point: Path) -> bool:
     mounts = Path(root, "proc", "mounts")
     text = mounts.read_text() if mounts.exists() else ""
@@ -72,7 +78,11 @@ def mount_data_volume(facts: dict[str, Any], work: Path, root: str | None = None
         if facts.get("format") and _is_blank(device):
             subprocess.run([*MKFS, device], check=True, capture_output=True)
         mount_point.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", device, str(mount_point)], check=True, capture_output=True)
+        subprocess.run(
+            mount_command(device, str(mount_point), bool(facts.get("read_only"))),
+            check=True,
+            capture_output=True,
+        )
     link = work / "volume"
     if not link.is_symlink() and not link.exists():
         link.symlink_to(mount_point)

@@ -55,6 +55,7 @@ AGENT_MODULES = (
     "agent/service.py",
     "agent/restore.py",  # the run folder made whole from S3 before an attempt
     "agent/volume.py",
+    "agent/lease.py",  # renewing and giving back the run's leases (docs/teams.md)
     "agent/data.py",
     "agent/checksums.py",  # --validate-data: sizes and MD5/multipart ETags
     "agent/prewarm.py",  # --prewarm: a restored volume read once before training

@@ -25,12 +25,12 @@ def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
     return out
 
 
-def volume_zone(clients: Clients, volume_id: str, run_id: str | None = None) -> str:
-    return str(volume_of(clients, volume_id, run_id)["AvailabilityZone"])
-
-
-def volume_of(clients: Clients, volume_id: str, run_id: str | None = None) -> dict:
-    """The `--volume` (or the run's own data volume, `run_id`), checked: runctl may attach it."""
+def volume_of(
+    clients: Clients, volume_id: str, run_id: str | None = None, shared: bool = False
+) -> dict:
+    """The `--volume` (or the run's own data volume, `run_id`), checked: runctl may attach
+    it, and it is free (`shared`: a Multi-Attach volume may be in use by other instances,
+    aws/share.py)."""
     try:
         vols = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
     except Exception as exc:
@@ -52,7 +52,7 @@ def volume_of(clients: Clients, volume_id: str, run_id: str | None = None) -> di
             f"--resources {volume_id} --tags Key={tags.MANAGED},Value=true "
             f"Key={tags.PERSISTENT},Value=true` (an admin may have to), then launch again"
         )
-    if vol["State"] != "available":
+    if vol["State"] != "available" and not (shared and vol.get("MultiAttachEnabled")):
         raise LaunchError(f"volume {volume_id} is {vol['State']}, not available; detach it first")
     return vol
 

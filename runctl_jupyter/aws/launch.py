@@ -55,6 +55,7 @@ class LaunchRequest:
     volume: str | None = None  # an id (`--volume NAME` resolved), or an earlier attempt's own
     data_size: int | None = None  # --data-size: a new volume in the AZ chosen for the launch
     volume_name: str | None = None  # --persistent: the new volume is kept under this name
+    share: bool = False  # --share read-only: the volume may be attached elsewhere too
     subnet: str | None = None
     security_group: str | None = None
     instance_profile: str = policy.PROFILE_NAME
@@ -311,7 +312,7 @@ def _volume_zone(clients: Clients, req: LaunchRequest, launched: Launched) -> st
     that is not kept is deleted at the run's end."""
     if not req.volume:
         return None
-    vol = volume_of(clients, req.volume, req.run_id)
+    vol = volume_of(clients, req.volume, req.run_id, req.share)
     vol_tags = tags.tag_dict(vol.get("Tags"))
     launched.volume_format = tags.VOLUME_NAME in vol_tags or vol_tags.get(tags.RUN_ID) == req.run_id
     launched.volume_delete = not tags.is_kept(vol_tags)

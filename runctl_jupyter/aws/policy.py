@@ -75,6 +75,24 @@ def _bucket_reach(bucket: str, runs: str) -> list[dict]:
     ]
 
 
+LEASE_PREFIX = f"{RUN_PREFIX}leases/"
+
+
+def _leases(bucket: str, run: str) -> dict:
+    """Read, renew and give back the lease holders of run `run` (agent/lease.py): its own
+    `leases/<resource>/{rw,ro}/<run>.json` only, never a guard or another run's holder
+    (a conditional delete by ETag needs s3:GetObject too:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html)."""
+    return {
+        "Sid": "OwnLeaseHolders",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        "Resource": [
+            f"arn:aws:s3:::{bucket}/{LEASE_PREFIX}*/{mode}/{run}.json" for mode in ("rw", "ro")
+        ],
+    }
+
+
 def instance_policy(bucket: str) -> dict:
     """The inline policy of the shared instance role `runctl-instance` (besides
     AmazonSSMManagedInstanceCore), for the instances that serve many runs (kept ones,
@@ -84,7 +102,11 @@ def instance_policy(bucket: str) -> dict:
     """
     return {
         "Version": "2012-10-17",
-        "Statement": [*_bucket_reach(bucket, f"{RUN_PREFIX}runs/"), _describe()],
+        "Statement": [
+            *_bucket_reach(bucket, f"{RUN_PREFIX}runs/"),
+            _leases(bucket, "*"),  # a shared role has no run of its own: any run's holder
+            _describe(),
+        ],
     }
 
 
@@ -105,6 +127,7 @@ def run_policy(bucket: str) -> dict:
         "Version": "2012-10-17",
         "Statement": [
             *_bucket_reach(bucket, f"{RUN_PREFIX}runs/{OWN_RUN}/"),
+            _leases(bucket, OWN_RUN),
             {
                 "Sid": "StopOrTerminateOwnRunInstances",
                 "Effect": "Allow",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..aws import bootstrap, bundle, ssm
+from ..aws import bootstrap, bundle, leases, ssm
 from ..aws.clients import Clients
 from ..aws.launch import Launched
 from .aws_target import write_target
@@ -40,6 +40,8 @@ def ship_and_start(
         "persistent": launched.persistent,  # the fleet refills: leave it on `resuming`
         "terminate": not (launched.reused or launched.keep),
     }
+    held = getattr(backend, "held", {}).get(spec["run_id"]) or []
+    sync_cfg.update(leases.sync_settings(held, backend.lease_renew_seconds))
     if (spec.get("options") or {}).get("dev"):
         sync_cfg["interval"] = DEV_SYNC_SECONDS  # a restart's first lines show at once
     data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)

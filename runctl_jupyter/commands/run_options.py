@@ -224,6 +224,12 @@ def _add_data(g: argparse._ArgumentGroup) -> None:
         help="the --persistent volume's name (letters, digits, - _ .; default: the experiment)",
     )
     g.add_argument(
+        "--share",
+        choices=["read-only"],
+        default=None,
+        help="--volume read-only beside other runs (EBS Multi-Attach: io1/io2)",
+    )
+    g.add_argument(
         "--sync",
         action="append",
         default=None,
@@ -296,6 +302,8 @@ def finish_run(ns: argparse.Namespace) -> None:
         )
     _check_ship(ns)
     _check_volume(ns)
+    if getattr(ns, "share", None) and not getattr(ns, "volume", None):
+        raise BadParam("--share read-only shares a --volume: add --volume VOL_ID, or drop --share")
     if ns.params_var is not None and not ns.params_var:
         raise BadParam("--params needs a variable name (a dict of hyperparameters)")
 

@@ -32,6 +32,7 @@ CLOUD_ONLY = (
     "prewarm",
     "region",
     "requirements",
+    "share",
     "spot",
     "sync",
     "validate_data",

@@ -758,6 +758,61 @@ def attach_volume_device_name(req: Request) -> None:
         )
 
 
+MULTI_ATTACH_DOC = "https://docs.aws.amazon.com/ebs/latest/userguide/ebs-volumes-multi.html"
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() == "true"
+
+
+def _volume_type(req: Request) -> str | None:
+    """The type a CreateVolume asks for, or a ModifyVolume's target (else the volume's)."""
+    if req.action == "CreateVolume":
+        return req.params.get("VolumeType") or "gp2"
+    if req.params.get("VolumeType"):
+        return req.params["VolumeType"]
+    try:
+        return req.ec2().get_volume(req.params.get("VolumeId")).volume_type
+    except Exception:
+        return None  # moto answers the unknown id itself
+
+
+@rule("ec2", ("CreateVolume", "ModifyVolume"), MULTI_ATTACH_DOC)
+def multi_attach_io_only(req: Request) -> None:
+    """CreateVolume/ModifyVolume: Multi-Attach on a volume that is not io1 or io2."""
+    # "Multi-Attach is supported exclusively on Provisioned IOPS SSD (io1 and io2) volumes"
+    # (moto refuses it on CreateVolume, with another code, and accepts it on ModifyVolume)
+    if _flag(req.params.get("MultiAttachEnabled")) and _volume_type(req) not in ("io1", "io2"):
+        raise Refusal(
+            "InvalidParameterCombination",
+            "The parameter MultiAttachEnabled is only supported with io1 and io2 volume types",
+        )
+
+
+# -- S3: conditional writes -------------------------------------------------------------
+
+
+def s3_condition_refusal(method: str, headers: Any) -> Refusal | None:
+    """PutObject's If-None-Match takes only `*` (API_PutObject: "Expects the '*'
+    (asterisk) character"; https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html); AWS's
+    answer to another value is S3's NotImplemented (501), "A header you provided implies
+    functionality that is not implemented" (the S3 error codes list). The code and message
+    are AWS's; moto's serializer sends it with status 400 (botocore raises the same error)."""
+    if not _state["on"] or method != "PUT":
+        return None
+    value = headers.get("If-None-Match")
+    if value is not None and value.strip() != "*":
+        refusal = Refusal(
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented",
+            status=501,
+        )
+        REFUSED.append(("put_if_none_match_star", "PutObject", refusal.code, value))
+        return refusal
+    return None
+
+
 # -- IAM: PassRole (simulated) ------------------------------------------------------
 
 
@@ -1123,6 +1178,37 @@ def iam_policy_allows(req: Request) -> None:
         )
 
 
+@rule(
+    "ec2",
+    ("AttachVolume",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html",
+)
+def attach_volume_in_use(req: Request) -> None:
+    """AttachVolume: a volume attached already, unless Multi-Attach (then Nitro only)."""
+    # after iam_policy_allows: AWS authorizes a request before it looks at the volume
+    # VolumeInUse: "The specified EBS volume is attached to an instance"; a Multi-Attach
+    # volume attaches to "up to 16 instances built on the Nitro System that are in the
+    # same Availability Zone" (MULTI_ATTACH_DOC; the zone: attach_volume_same_az).
+    backend = req.ec2()
+    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
+    try:
+        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
+    except Exception:
+        return  # moto answers the unknown id itself
+    attached = volume.attachment is not None and volume.attachment.status == "attached"
+    if attached and not volume.multi_attach_enabled:
+        raise Refusal("VolumeInUse", f"{vid} is already attached to an instance")
+    if volume.multi_attach_enabled:
+        from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+        if (INSTANCE_TYPES.get(inst.instance_type) or {}).get("Hypervisor") != "nitro":
+            raise Refusal(
+                "InvalidParameterCombination",
+                f"Multi-Attach volumes can only be attached to instances built on the Nitro "
+                f"System; {inst.instance_type} is not",
+            )
+
+
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
     """S3 by an instance's role: AccessDenied (403) when its policies do not allow it."""
     instance_id = INSTANCE_KEYS.get(access_key)
@@ -1254,8 +1340,15 @@ def _install_s3_iam(s3_response: Any) -> None:
 
     def key_response(self: Any, request: Any, full_url: str) -> Any:
         bucket = self.parse_bucket_name_from_url(request, full_url)
-        ctx = strict_iam.s3_object_context(request.method, bucket, self.parse_key_name())
+        key = self.parse_key_name()
+        refuse(s3_condition_refusal(request.method, request.headers))
+        ctx = strict_iam.s3_object_context(request.method, bucket, key)
         refuse(s3_refusal(self.get_access_key(), ctx))
+        if request.method == "DELETE" and request.headers.get("If-Match"):
+            # a conditional delete by ETag needs s3:GetObject too (conditional-deletes.html:
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html)
+            ctx = strict_iam.s3_object_context("GET", bucket, key)
+            refuse(s3_refusal(self.get_access_key(), ctx))
         return original_key(self, request, full_url)
 
     s3_response._key_response = key_response

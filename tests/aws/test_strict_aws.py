@@ -154,6 +154,29 @@ def _attach(aws: Any, ctx: dict) -> Any:
     )
 
 
+def _attached_setup(aws: Any) -> dict:
+    """A gp3 volume attached to one instance, and a second instance in its AZ."""
+    subnets = _subnets(aws)
+    managed = [{"Key": "runctl:managed", "Value": "true"}]  # the user may attach it
+    first, second = (
+        _run(
+            aws,
+            SubnetId=subnets["us-east-1a"],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": managed}],
+        )["Instances"][0]["InstanceId"]
+        for _ in range(2)
+    )
+    volume = aws.ec2.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=1,
+        VolumeType="gp3",
+        TagSpecifications=[{"ResourceType": "volume", "Tags": managed}],
+    )
+    with strict_aws.off():
+        aws.ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=first, Device="/dev/sdf")
+    return {"instance": second, "volume": volume["VolumeId"]}
+
+
 def _unmanaged_attach_setup(aws: Any) -> dict:
     """An untagged volume and an instance in its AZ: the user's policy attaches neither."""
     subnets = _subnets(aws)
@@ -359,6 +382,20 @@ CASES = [
         "InvalidVolume.ZoneMismatch",
         _attach,
         setup=_attach_setup,
+    ),
+    Case(
+        "attach_volume_in_use",
+        "VolumeInUse",
+        _attach,
+        setup=_attached_setup,
+    ),
+    Case(
+        "multi_attach_io_only",
+        "InvalidParameterCombination",
+        lambda aws, vol: aws.ec2.modify_volume(VolumeId=vol, MultiAttachEnabled=True),
+        setup=lambda aws: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3"
+        )["VolumeId"],
     ),
     Case(
         "pass_role_allowed",
