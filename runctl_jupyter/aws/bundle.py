@@ -56,6 +56,7 @@ AGENT_MODULES = (
     "agent/volume.py",
     "agent/data.py",
     "agent/boot.py",  # which attempt a replacement instance runs
+    "agent/fired.py",  # a run an AWS schedule fired: its new id and why
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent/spot.py",
