@@ -196,7 +196,9 @@ def create(
 
 def get(clients: Clients, name: str) -> dict | None:
     try:
-        return dict(clients.client("scheduler").get_schedule(Name=schedule_name(name), GroupName=GROUP))
+        return dict(
+            clients.client("scheduler").get_schedule(Name=schedule_name(name), GroupName=GROUP)
+        )
     except Exception as exc:
         if error_code(exc) != "ResourceNotFoundException":
             raise

@@ -129,7 +129,14 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
         undo.append(lambda: clients.s3.delete_object(Bucket=bucket, Key=key))
         user_data = bootstrap.fire_script(bucket, key, clients.region)
         template_id = _launch_template(
-            clients, name, image, instance_type, security_group, profile, backend, run_tags,
+            clients,
+            name,
+            image,
+            instance_type,
+            security_group,
+            profile,
+            backend,
+            run_tags,
             user_data,
         )
         undo.append(lambda: clients.ec2.delete_launch_template(LaunchTemplateId=template_id))
@@ -269,7 +276,9 @@ def fired_runs(session: Any, schedule: dict) -> list[dict]:
     s3 = backend.clients_for(facts["region"]).s3
     found = []
     paginator = s3.get_paginator("list_objects_v2")
-    pages = paginator.paginate(Bucket=facts["bucket"], Prefix=facts["prefix"] + "runs/", Delimiter="/")
+    pages = paginator.paginate(
+        Bucket=facts["bucket"], Prefix=facts["prefix"] + "runs/", Delimiter="/"
+    )
     for page in pages:
         for common in page.get("CommonPrefixes", []):
             run_id = common["Prefix"].rstrip("/").rsplit("/", 1)[-1]

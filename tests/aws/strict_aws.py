@@ -770,7 +770,9 @@ def iam_trust_service_principal(req: Request) -> None:
         services = principal.get("Service", []) if isinstance(principal, dict) else []
         for service in services if isinstance(services, list) else [services]:
             if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com(\.cn)?", str(service)):
-                raise Refusal("MalformedPolicyDocument", "Invalid principal in policy: " + repr(service))
+                raise Refusal(
+                    "MalformedPolicyDocument", "Invalid principal in policy: " + repr(service)
+                )
 
 
 SCHEDULER_DOC = "https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html"
@@ -1225,7 +1227,10 @@ def install(placement_groups: dict | None = None) -> None:
                 except Refusal as refusal:
                     if req.service == "scheduler":  # rest-json: the error's type and message
                         body = json.dumps({"__type": refusal.code, "Message": refusal.message})
-                        head = {"Content-Type": "application/json", "x-amzn-ErrorType": refusal.code}
+                        head = {
+                            "Content-Type": "application/json",
+                            "x-amzn-ErrorType": refusal.code,
+                        }
                         return refusal.status, head, body
                     error = _exception_class(req.service)(refusal.code, refusal.message)
                     _, headers, body = self.serialized(ActionResult(error))
