@@ -32,8 +32,7 @@ def role_policies(clients: Any, role: str) -> tuple[dict, list[dict]]:
     trust = _document(iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"])
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
     docs = [
-        _document(iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"])
-        for n in names
+        _document(iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"]) for n in names
     ]
     return trust, docs
 
@@ -51,7 +50,9 @@ def contexts(clients: Any, params: dict) -> list[Any]:
         "LaunchTemplateVersions"
     ][0]["LaunchTemplateData"]
     profile = data["IamInstanceProfile"]["Name"]
-    roles = clients.iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]
+    roles = clients.iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"][
+        "Roles"
+    ]
     return [
         iam_eval.Context("ec2:RunInstances", template_arn, tag_keys),
         iam_eval.Context(
@@ -60,9 +61,7 @@ def contexts(clients: Any, params: dict) -> list[Any]:
             {"ec2:launchtemplate": template_arn},
         ),
         *(
-            iam_eval.Context(
-                "iam:PassRole", r["Arn"], {"iam:passedtoservice": "ec2.amazonaws.com"}
-            )
+            iam_eval.Context("iam:PassRole", r["Arn"], {"iam:passedtoservice": "ec2.amazonaws.com"})
             for r in roles
         ),
     ]
@@ -81,3 +80,36 @@ def fire_target(clients: Any, name: str, group: str = "default") -> str:
     refused = iam_eval.allowed(policies, contexts(clients, params))
     assert refused is None, f"the scheduler role may not {refused}"
     return clients.ec2.run_instances(**params)["Instances"][0]["InstanceId"]
+
+
+def install_template_launch() -> None:
+    """moto's RunInstances from a launch template takes its image, type, UserData and
+    groups but not its IamInstanceProfile nor its instance TagSpecifications; AWS applies
+    both (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-launch-templates.html).
+    Played here: the profile associated, the tags put on each instance it launched."""
+    from moto.ec2.models import instances
+
+    backend_class = instances.InstanceBackend
+    if getattr(backend_class, "_runctl_template_launch", False):
+        return
+    original = backend_class.run_instances
+
+    def run_instances(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reservation = original(self, *args, **kwargs)
+        if not kwargs.get("launch_template"):
+            return reservation
+        data = self._get_template_from_args(kwargs["launch_template"]).data or {}
+        profile = (data.get("IamInstanceProfile") or {}).get("Name")
+        wanted = {}
+        for spec in data.get("TagSpecifications") or []:
+            if spec.get("ResourceType") == "instance":
+                wanted.update({t["Key"]: t["Value"] for t in spec.get("Tags", [])})
+        for inst in reservation.instances:
+            have = {t.get("key") for t in inst.get_tags()}
+            inst.add_tags({k: v for k, v in wanted.items() if k not in have})
+            if profile and inst.id not in self.iam_instance_profile_associations:
+                self.associate_iam_instance_profile(inst.id, iam_instance_profile_name=profile)
+        return reservation
+
+    backend_class.run_instances = run_instances
+    backend_class._runctl_template_launch = True

@@ -10,13 +10,13 @@ import json
 import time
 from pathlib import Path
 
+import iam_eval
 import pytest
 import strict_aws
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from scheduler_fire import contexts, fire_target, role_policies
 
-import iam_eval
 from runctl_jupyter.aws import scheduler
 from runctl_jupyter.aws.setup import setup
 
@@ -44,8 +44,7 @@ def _made(aws) -> dict:
             s["Name"] for s in aws.client("scheduler").list_schedules().get("Schedules", [])
         ],
         "templates": [
-            t["LaunchTemplateName"]
-            for t in aws.ec2.describe_launch_templates()["LaunchTemplates"]
+            t["LaunchTemplateName"] for t in aws.ec2.describe_launch_templates()["LaunchTemplates"]
         ],
         "roles": sorted(
             r["RoleName"] for r in aws.iam.list_roles()["Roles"] if "run-sched" in r["RoleName"]
@@ -63,7 +62,9 @@ def test_an_aws_schedule_fires_with_this_machine_off_and_its_run_appears(
         "--schedule-name nightly --instance-type t3.micro",
     )
     assert "next fires:" in out and "CET" in out, out
-    assert "EventBridge Scheduler schedule runctl-nightly (cron(0 3 ? * MON *), Europe/Paris)" in out
+    assert (
+        "EventBridge Scheduler schedule runctl-nightly (cron(0 3 ? * MON *), Europe/Paris)" in out
+    )
     made = aws.client("scheduler").get_schedule(Name="runctl-nightly", GroupName="default")
     assert made["ScheduleExpression"] == "cron(0 3 ? * MON *)"
     assert made["ScheduleExpressionTimezone"] == "Europe/Paris"
@@ -72,7 +73,7 @@ def test_an_aws_schedule_fires_with_this_machine_off_and_its_run_appears(
     assert "crontab" not in out  # no entry of this machine's: nothing here needs to be on
 
     instance_id = fire_target(aws, "runctl-nightly")  # the Scheduler, at Monday 03:00
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 200
     row = None
     while time.monotonic() < deadline:
         table = ip.run_line_magic("runctl", "schedules")
@@ -99,9 +100,9 @@ def test_an_aws_schedule_fires_with_this_machine_off_and_its_run_appears(
     ]
     assert all(k.startswith("runctl/runs/sched-nightly/") for k in keys), keys
     assert f"runctl/runs/sched-nightly/runs/{run_id}/spec.json" in keys
-    assert aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][
-        0
-    ]["State"]["Name"] in ("shutting-down", "terminated")
+    assert aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+        "State"
+    ]["Name"] in ("shutting-down", "terminated")
     shown = _magic(ip, "schedule show nightly")
     assert run_id in shown and "started" in shown
 
@@ -180,4 +181,6 @@ def test_the_scheduler_role_is_least_privilege(aws):
     to_ec2 = iam_eval.Context("iam:PassRole", role, {"iam:passedtoservice": "ec2.amazonaws.com"})
     assert iam_eval.decide(user, to_ec2) != "Allow"
     assert contexts  # the fixture's contexts are the same evaluation, at each fire
-    assert not strict_aws.REFUSED or all(r[0] != "iam_trust_service_principal" for r in strict_aws.REFUSED)
+    assert not strict_aws.REFUSED or all(
+        r[0] != "iam_trust_service_principal" for r in strict_aws.REFUSED
+    )
