@@ -57,6 +57,7 @@ AGENT_MODULES = (
     "agent/data.py",
     "agent/boot.py",  # which attempt a replacement instance runs
     "agent/fired.py",  # a run an AWS schedule fired: its new id and why
+    "agent/models_mirror.py",  # the registry's published models, for load_model
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent/spot.py",

@@ -97,6 +97,7 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
     (kept in the schedule's file as `aws`)."""
     from ..aws import bootstrap, bundle, run_role, scheduler, tags
     from ..aws.clients import owner_from_arn
+    from ..aws.policy import models_prefix
     from ..backends.aws_checks import check_before_launch
 
     name = schedule["name"]
@@ -121,6 +122,7 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
         prefix = f"{backend.prefix}runs/{scheduler.role_run_id(name)}/"
         sync_cfg = {"kind": "s3", "bucket": bucket, "prefix": prefix, "region": clients.region}
         sync_cfg.update(instance_id=None, terminate=True, persistent=False)
+        sync_cfg["models"] = models_prefix(owner, run_tags[tags.PROJECT])
         data, _ = bundle.build(
             run_dir, spec, sync_cfg, pip=checked.pip, sync_dirs=checked.sync_dirs
         )
