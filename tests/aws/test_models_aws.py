@@ -60,6 +60,26 @@ def test_a_run_on_the_instance_loads_a_model_an_earlier_run_registered(
         session.train(code=LOAD, backend="aws", options={"instance_type": "t3.micro"})
 
 
+def test_a_model_an_aws_run_registers_becomes_a_version_here(aws, instance, tmp_path: Path):
+    setup(aws)
+    session = _session(tmp_path)
+    run = session.train(
+        code="runctl.register_model({'w': [4, 5]}, 'digits')\n",
+        backend="aws",
+        options={"instance_type": "t3.micro"},
+    )
+    assert session.store.get(run.id)["status"] == "succeeded"
+    shown = str(session.models("show", "digits"))
+    assert run.id in shown, shown
+    from runctl_jupyter.registry import Registry
+
+    entry = Registry(session.store.home).get("digits")
+    assert entry["run_id"] == run.id and Path(entry["artifact"]).is_relative_to(
+        session.store.run_dir(run.id)
+    )
+    assert Registry(session.store.home).load("digits") == {"w": [4, 5]}
+
+
 def test_a_run_role_reads_only_its_owner_and_project_models():
     doc = policy.run_policy("runctl-123456789012-us-east-1")
     tags = {"aws:principaltag/runctl:owner": "ann", "aws:principaltag/runctl:project": "p1"}
