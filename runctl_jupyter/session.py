@@ -103,10 +103,10 @@ class Session(RunStarter):
 
     def schedules(self) -> Any:
         """`runctl schedules`: name, when, next fire, last run and its status, enabled."""
-        from .schedules.api import ScheduleTable
+        from .schedules.api import ScheduleTable, with_fired
         from .schedules.files import all_schedules
 
-        return ScheduleTable(self, all_schedules(self.store.home))
+        return ScheduleTable(self, [with_fired(self, s) for s in all_schedules(self.store.home)])
 
     def _kept_instance(self, run_id: str) -> tuple[str | None, str]:
         """The instance `run_id` kept or reused, if it ended and the instance still

@@ -197,6 +197,7 @@ class Sync:
                 self._cut_chunk(force)
                 ok &= self._upload_pending()
             ok &= self._upload_checkpoints(force)
+            ok &= self._upload_checkpoints(force, "models")  # runctl.register_model's files
             now = time.monotonic()
             if force or now - self._last_log_at >= self.log_interval:
                 ok &= self._upload_file("stdout.log", only_if_grown=True)
@@ -296,8 +297,8 @@ class Sync:
             return False
         return self._put(self.prefix + name, path)
 
-    def _upload_checkpoints(self, force: bool = False) -> bool:
-        root = self.run_dir / "checkpoints"
+    def _upload_checkpoints(self, force: bool = False, folder: str = "checkpoints") -> bool:
+        root = self.run_dir / folder
         if not root.is_dir():
             return True
         ok = True

@@ -71,6 +71,12 @@ def _prepare_steps(run: Path, attach_as: str | None) -> int:
             restore(run, cfg)
         except Exception as exc:  # noqa: BLE001 - one line the launcher shows
             return _fail(run, f"cannot restore the run folder from S3: {exc}", 4)
+        try:  # the registry's published models, for runtime.load_model (not fatal)
+            from .models_mirror import fetch
+
+            fetch(cfg, run.parent.parent)
+        except Exception as exc:  # noqa: BLE001 - a run that loads no model goes on
+            sys.stderr.write(f"runctl: the published models were not fetched: {exc}\n")
     options = spec.get("options") or {}
     if options.get("image") and container.find_runtime(options.get("container_runtime")) is None:
         needed = options.get("container_runtime") or "docker"

@@ -79,6 +79,10 @@ with open(os.path.join(stage, "run", "spec.json")) as f:
 me = _imds_instance_id() or (cfg.get("instance_id") if attempt != "next" else None)
 from runctl_jupyter.agent.clients import adopt
 adopt("s3", region, s3)  # the agent's steps below reuse it: no second S3 model to load
+if attempt == "fire":  # an AWS schedule's instance: the template run becomes a new run
+    from runctl_jupyter.agent import fired
+    cfg = fired.adopt(stage, run_id, me, s3)["sync"]
+    attempt = "1"
 if attempt == "next":  # a boot script: only a replacement instance starts an attempt
     why_not = agent_boot.replacement_wanted(cfg, run_id, me)
     if why_not:
@@ -328,6 +332,28 @@ def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
         pins_present_py=shlex.quote(_PINS_PRESENT_PY),
     )
     # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
+    return text.replace(
+        "set -euo pipefail\n", 'set -euo pipefail\nexport HOME="${HOME:-/root}"\n', 1
+    )
+
+
+# an AWS schedule's fire: a new run id (10 hex digits, as store/folders.new_run_id)
+_FIRE_RUN_ID = "\"$(od -An -N5 -tx1 /dev/urandom | tr -d ' \\n')\""
+
+
+def fire_script(bucket: str, key: str, region: str) -> str:
+    """The UserData of an AWS schedule's launch template: a new run from the schedule's
+    bundle (agent/fired.py), its attempt 1 started at boot; the instance ends with it."""
+    text = _TEMPLATE.format(
+        node_env="",
+        bucket=shlex.quote(bucket),
+        key=shlex.quote(key),
+        region=shlex.quote(region),
+        run_id=_FIRE_RUN_ID,
+        attempt="fire",
+        stage_py=shlex.quote(_STAGE_PY),
+        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
+    )
     return text.replace(
         "set -euo pipefail\n", 'set -euo pipefail\nexport HOME="${HOME:-/root}"\n', 1
     )

@@ -60,6 +60,8 @@ AGENT_MODULES = (
     "agent/checksums.py",  # --validate-data: sizes and MD5/multipart ETags
     "agent/prewarm.py",  # --prewarm: a restored volume read once before training
     "agent/boot.py",  # which attempt a replacement instance runs
+    "agent/fired.py",  # a run an AWS schedule fired: its new id and why
+    "agent/models_mirror.py",  # the registry's published models, for load_model
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
     "agent/spot.py",

@@ -93,6 +93,33 @@ def _leases(bucket: str, run: str) -> dict:
     }
 
 
+def models_prefix(owner: str, project: str) -> str:
+    """Where the registry publishes the models of an owner's project (runs/model_publish.py)."""
+    return f"{RUN_PREFIX}models/{owner}/{project}/"
+
+
+def _models_reach(bucket: str) -> list[dict]:
+    """Read only the published models of the role's own owner and project (its tags)."""
+    own = models_prefix(
+        f"${{aws:PrincipalTag/{tags.OWNER}}}", f"${{aws:PrincipalTag/{tags.PROJECT}}}"
+    )
+    return [
+        {
+            "Sid": "ListOwnProjectModels",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": [f"{own}*"]}},
+        },
+        {
+            "Sid": "ReadOwnProjectModels",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{bucket}/{own}*",
+        },
+    ]
+
+
 def instance_policy(bucket: str) -> dict:
     """The inline policy of the shared instance role `runctl-instance` (besides
     AmazonSSMManagedInstanceCore), for the instances that serve many runs (kept ones,
@@ -128,6 +155,7 @@ def run_policy(bucket: str) -> dict:
         "Statement": [
             *_bucket_reach(bucket, f"{RUN_PREFIX}runs/{OWN_RUN}/"),
             _leases(bucket, OWN_RUN),
+            *_models_reach(bucket),
             {
                 "Sid": "StopOrTerminateOwnRunInstances",
                 "Effect": "Allow",

@@ -19,6 +19,7 @@ from .clients import Clients, error_code
 from .inventory import Failure, Listing, Resource, partial_note
 from .listers import LISTERS, bucket_storage
 from .policy import RUN_PREFIX
+from .scheduler import RUN_ID_PREFIX
 
 __all__ = [
     "KINDS",
@@ -99,6 +100,8 @@ def orphans(
     for r in resources:
         if r.tags.get(tags.MANAGED) != "true" or r.kept:
             continue
+        if r.run_id.startswith(RUN_ID_PREFIX):
+            continue  # an AWS schedule's: `schedule remove` deletes it; a fired run ends its own
         if not all_owners and r.owner != owner:
             continue
         status = run_status(r.run_id) if r.run_id else None

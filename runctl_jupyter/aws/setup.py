@@ -215,4 +215,8 @@ def setup(clients: Clients, bucket: str | None = None) -> SetupResult:
         result, f"policy {run_role.policy_name(bucket)} (each run's own role: its reach only)", made
     )
     result.security_group = ensure_security_group(clients, result)
+    from . import scheduler
+
+    made = scheduler.ensure_role(clients)
+    _ok(result, f"role {scheduler.ROLE_NAME} (EventBridge Scheduler starts scheduled runs)", made)
     return result

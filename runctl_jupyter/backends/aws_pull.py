@@ -71,6 +71,7 @@ def pull(backend: Any, run_dir: Path, spec: dict, force: bool = False) -> int:
     if exits:
         for name in ("stdout.log", "record.ipynb", "env.json", "output.ipynb"):
             _download(s3, target["bucket"], prefix + name, run_dir / name)
+        _download_models(s3, target["bucket"], prefix, run_dir)
     if target.get("cluster") and (exits or resumed):
         # no node, placement group or security group outlives the attempt
         aws_cluster.ended(backend.clients_for(target.get("region")), target)
@@ -153,3 +154,16 @@ def _download(s3: Any, bucket: str, key: str, dest: Path) -> bool:
     tmp.write_bytes(body)
     os.replace(tmp, dest)
     return True
+
+
+def _download_models(s3: Any, bucket: str, prefix: str, run_dir: Path) -> None:
+    """The files `runctl.register_model` wrote on the instance (`models/`), so the
+    registry here can make them versions (store/model_sync.py checks their digests)."""
+    from ..paths import path_under
+
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "models/")
+    for page in pages:
+        for obj in page.get("Contents", []):
+            dest = path_under(run_dir, obj["Key"][len(prefix) :])  # stays in the run folder
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _download(s3, bucket, obj["Key"], dest)

@@ -16,6 +16,16 @@ from .aws_target import write_target
 DEV_SYNC_SECONDS = 0.5  # a dev run's logs go up this often (others: every 15 s)
 
 
+def published_models(clients: Clients, spec: dict) -> str:
+    """The S3 folder of the registry's published models this run's role may read: its
+    owner's (the `runctl:owner` tag its role carries) and its project's."""
+    from ..aws.clients import owner_from_arn
+    from ..aws.policy import models_prefix
+
+    owner = (spec.get("options") or {}).get("owner") or owner_from_arn(clients.identity()["Arn"])
+    return models_prefix(owner, spec.get("project") or "default")
+
+
 def ship_and_start(
     backend: Any,
     clients: Clients,
@@ -42,6 +52,7 @@ def ship_and_start(
     }
     held = getattr(backend, "held", {}).get(spec["run_id"]) or []
     sync_cfg.update(leases.sync_settings(held, backend.lease_renew_seconds))
+    sync_cfg["models"] = published_models(clients, spec)  # what load_model may read
     if (spec.get("options") or {}).get("dev"):
         sync_cfg["interval"] = DEV_SYNC_SECONDS  # a restart's first lines show at once
     data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)

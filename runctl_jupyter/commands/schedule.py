@@ -22,8 +22,9 @@ examples:
   %runctl schedule pause NAME | resume NAME | remove NAME | show NAME
   %runctl schedule run NAME          # fire now
 
-A schedule is an entry in your crontab (it calls `runctl schedule fire NAME`), so it
-fires while this machine is on; --backend aws sends the fired runs to EC2."""
+A local schedule is an entry in your crontab (it calls `runctl schedule fire NAME`), so
+it fires while this machine is on. With --backend aws, a --cron or --rate schedule is an
+EventBridge Scheduler schedule that starts an EC2 instance with this machine off."""
 
 # the train keywords a fired run is started with (the rest go in its options)
 _RUN_KWARGS = tuple(k for k in TRAIN_KWARGS if k not in ("script", "detach", "ship"))
@@ -37,6 +38,7 @@ _HOW = (
     "check_every",
     "allow_overlap",
     "schedule_name",
+    "timezone",
 )
 _SCHEDULE_FIELDS = ("action", "target", *_HOW, "if_new_data", "script", "ship", "detach", "fresh")
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
@@ -64,6 +66,9 @@ def add_schedule(sub: Any) -> None:
         "--allow-overlap", action="store_true", help="fire even when the last run still runs"
     )
     g.add_argument("--schedule-name", metavar="NAME", help="default: the file's name")
+    g.add_argument(
+        "--timezone", metavar="TZ", help="AWS: the cron's IANA zone (default: this machine's)"
+    )
     g.add_argument("--if-new-data", action="store_true", help=argparse.SUPPRESS)
     add_hyperparameters(p, sweep=False)
     add_run_options(p)

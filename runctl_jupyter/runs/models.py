@@ -45,9 +45,23 @@ def models(
     elif action == "rollback":
         move = registry.rollback(str(name), alias)
         said.append(f"{name} {alias} -> version {move['version']} (back from {move['previous']})")
+    if action in ("promote", "rollback"):
+        said.append(_publish(session, registry, str(name)))
     head = "\n".join(line for line in said if line)
     body = _show(registry, str(name)) if action != "list" else _list(registry)
     return LogText(f"{head}\n{body}" if head else body)
+
+
+def _publish(session: Any, registry: Registry, name: str) -> str:
+    """For load_model on AWS instances (runs/model_publish.py); a failure is one line."""
+    from .model_publish import publish, wanted
+
+    if not wanted(session, registry, name):
+        return ""
+    try:
+        return publish(session, registry, name)
+    except Exception as exc:  # noqa: BLE001 - the promote is done here; say what is not
+        return f"{name}: not published for runs on AWS ({exc}); promote again once it can be"
 
 
 def _list(registry: Registry) -> str:

@@ -1,8 +1,8 @@
 """What `Session.schedule(...)` and `Session.schedules()` do. Everything a new schedule
 needs is checked before anything is written (the target, the cron or rate, the data
-URI, the run options); then its file, then its clock (a crontab entry): when the clock
-cannot be made, the file goes. `--backend aws` sends the fired runs to AWS; the clock
-is still this machine's crontab (EventBridge Scheduler is not built yet)."""
+URI, the run options); then its file, then its clock: a crontab entry (local), or an
+EventBridge Scheduler schedule that starts an instance with this machine off
+(`--backend aws`, aws_clock.py); when the clock cannot be made, the file goes."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ from .fire import Nothing, fire, last_run_still_active, when_text
 NOTEBOOK_OPTIONS = ("params", "experiment", "name")  # what `execute` takes
 DEFAULT_SETTLE = 60.0
 DEFAULT_CHECK_EVERY = 300.0
-# EventBridge Scheduler (fires with this machine off) is not built yet: said at every add
+# an AWS data trigger's clock is still this machine's crontab (S3 -> EventBridge: not yet)
 CLOCK_NOTE = (
-    "clock: this machine's crontab, so each fire needs this machine on; the runs go to AWS "
-    "(an EventBridge Scheduler clock that fires with the laptop closed is not built yet)"
+    "clock: this machine's crontab, so each check needs this machine on; the runs go to AWS "
+    "(S3 -> EventBridge data triggers that fire with the laptop closed are not built yet)"
 )
+
+
+def _aws_clock(schedule: dict) -> bool:
+    """Fired by EventBridge Scheduler (an AWS time schedule), not by this crontab."""
+    return schedule.get("backend") == "aws" and bool(schedule.get("aws"))
 
 
 def _target(target: str | None) -> tuple[str, str]:
@@ -91,7 +96,13 @@ def add(session: Any, target: str | None, run: dict, **how: Any) -> str:
             "or schedule a SCRIPT.py for AWS runs"
         )
     when = _when(how.get("cron"), how.get("rate"), how.get("on_new_data"), how.get("check_every"))
-    zone = ""  # cron's: this machine's (a zone of its own comes with the EventBridge clock)
+    zone = _zone(backend, how)
+    expression = None
+    if backend == "aws" and not how.get("on_new_data"):
+        from .aws_clock import check_name
+
+        expression = timing.aws_expression(when["cron"], when["rate"])  # before anything
+        check_name(how.get("schedule_name") or files.name_from_target(path))
     schedule = {
         "format": 1,
         "name": files.check_schedule_name(how.get("schedule_name") or files.name_from_target(path)),
@@ -110,7 +121,7 @@ def add(session: Any, target: str | None, run: dict, **how: Any) -> str:
     home = session.store.home
     files.create_schedule(home, schedule)
     try:
-        clock = _make_clock(session, schedule)
+        clock = _make_clock(session, schedule, expression)
     except BaseException:
         files.delete_schedule(home, schedule["name"])
         raise
@@ -135,12 +146,33 @@ def _data(how: dict) -> dict | None:
     }
 
 
-def _make_clock(session: Any, schedule: dict) -> list[str]:
+def _zone(backend: str, how: dict) -> str:
+    """The schedule's time zone: --timezone (AWS only), else this machine's name for AWS
+    (EventBridge needs a name), else "" (the crontab's: this machine's)."""
+    zone = how.get("timezone")
+    if zone and (backend != "aws" or how.get("on_new_data")):
+        raise RunctlError(
+            "--timezone goes with an AWS time schedule (--backend aws with --cron or --rate); "
+            "a local crontab fires in this machine's zone"
+        )
+    if zone:
+        timing.zone_info(zone)  # one line for a zone that is not IANA's
+        return str(zone)
+    if backend == "aws" and not how.get("on_new_data"):
+        from .aws_clock import local_zone
+
+        return local_zone()
+    return ""
+
+
+def _make_clock(session: Any, schedule: dict, expression: str | None = None) -> list[str]:
     """The crontab entry (local) or the EventBridge resources (aws); the lines to show."""
     lines = []
     if schedule["cron"] and not schedule["data"]:
         fires = timing.next_fires(schedule["cron"], 3, tz=schedule["timezone"])
         lines.append("next fires: " + ", ".join(f.strftime("%Y-%m-%d %H:%M %Z") for f in fires))
+    if expression is not None:
+        return lines + _make_aws_clock(session, schedule, expression)
     if schedule["backend"] == "aws":
         lines.append(CLOCK_NOTE)
     from .crontab import install_entry
@@ -160,13 +192,35 @@ def _make_clock(session: Any, schedule: dict) -> list[str]:
     return [*lines, f"crontab: {line}"]
 
 
+def _make_aws_clock(session: Any, schedule: dict, expression: str) -> list[str]:
+    from . import aws_clock
+
+    schedule["aws"] = aws_clock.make(session, schedule, expression)
+    files.write_schedule(session.store.home, schedule)
+    facts = schedule["aws"]
+    lines = []
+    if schedule["rate"]:
+        lines.append(f"fires every {schedule['rate'][0]} {schedule['rate'][1]}(s) from now")
+    return [
+        *lines,
+        f"clock: EventBridge Scheduler schedule runctl-{schedule['name']} ({expression}, "
+        f"{schedule['timezone']}): fires with this machine off; each fire starts one "
+        f"{facts['instance_type']} from launch template {facts['launch_template_id']}, "
+        "which runs the script and terminates",
+    ]
+
+
 def set_enabled(session: Any, name: str, enabled: bool) -> str:
     home = session.store.home
     with files.locked(home, name):
         schedule = files.read_schedule(home, name)
         from .crontab import set_entry_enabled
 
-        if not set_entry_enabled(session.config.crontab_file, name, enabled):
+        if _aws_clock(schedule):
+            from .aws_clock import set_enabled as set_aws
+
+            set_aws(session, schedule, enabled)
+        elif not set_entry_enabled(session.config.crontab_file, name, enabled):
             raise RunctlError(
                 f"schedule {name} has no crontab entry (removed by hand?): "
                 f"`schedule remove {name}` and add it again"
@@ -179,11 +233,22 @@ def set_enabled(session: Any, name: str, enabled: bool) -> str:
 def remove(session: Any, name: str) -> str:
     home = session.store.home
     with files.locked(home, name):
-        files.read_schedule(home, name)  # one line when there is no such schedule
+        schedule = files.read_schedule(home, name)  # one line when there is none
         from .crontab import remove_entry
 
-        remove_entry(session.config.crontab_file, name)
+        left: list[str] = []
+        if _aws_clock(schedule):
+            from .aws_clock import remove as remove_aws
+
+            left = remove_aws(session, schedule)
+        else:
+            remove_entry(session.config.crontab_file, name)
         files.delete_schedule(home, name)
+    if left:
+        return (
+            f"schedule {name} removed; left behind: {'; '.join(left)} "
+            "(`runctl resources` lists them, `runctl cleanup` removes them)"
+        )
     return f"schedule {name} removed (its runs stay: `%runctl runs`)"
 
 
@@ -196,11 +261,46 @@ def schedule(session: Any, action: str, name: str | None = None, **kwargs: Any) 
         return set_enabled(session, name, action == "resume")
     if action == "remove":
         return remove(session, name)
+    if action == "run" and _aws_clock(files.read_schedule(session.store.home, name)):
+        from .aws_clock import fire_now
+
+        return fire_now(session, files.read_schedule(session.store.home, name))
     if action in ("run", "fire"):
         said = fire(session, name, kwargs.get("if_new_data", False), manual=action == "run")
         quiet = action == "fire" and session.shell is None and isinstance(said, Nothing)
         return None if quiet else said  # cron mails what a command prints: not every check
-    return ScheduleTable(session, [files.read_schedule(session.store.home, name)], history=True)
+    schedule = files.read_schedule(session.store.home, name)
+    return ScheduleTable(session, [with_fired(session, schedule, strict=True)], history=True)
+
+
+def with_fired(session: Any, schedule: dict, strict: bool = False) -> dict:
+    """The schedule, with the runs its AWS clock fired (found in S3) in its history; when
+    S3 cannot be read, as it was (`strict`: the error, for `schedule show`)."""
+    if not _aws_clock(schedule):
+        return schedule
+    try:
+        return _with_fired(session, schedule["name"])
+    except Exception as exc:  # noqa: BLE001 - the table still lists the others
+        if strict:
+            raise
+        return {**schedule, "unread": f"its fired runs could not be read from S3: {exc}"}
+
+
+def _with_fired(session: Any, name: str) -> dict:
+    home = session.store.home
+    from .aws_clock import fired_runs
+
+    with files.locked(home, name):
+        schedule = files.read_schedule(home, name)
+        known = {e.get("run") for e in schedule.get("history") or []}
+        new = [s for s in fired_runs(session, schedule) if s["run_id"] not in known]
+        for spec in new:
+            why = spec.get("trigger") or {}
+            entry = {"time": why.get("fired"), "status": "started", "run": spec["run_id"]}
+            schedule.setdefault("history", []).append({**entry, "why": why})
+        if new:
+            files.write_schedule(home, schedule)
+    return schedule
 
 
 class ScheduleTable:
@@ -267,6 +367,8 @@ def schedule_row(session: Any, schedule: dict) -> dict:
     note = ""
     if history and history[-1].get("status") in ("refused", "failed", "skipped"):
         note = f"last fire {history[-1]['status']}: {history[-1].get('why')}"
+    if schedule.get("unread"):
+        note = str(schedule["unread"])
     return {
         "name": schedule["name"],
         "target": Path(schedule["target"]).name,

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..schedules.api import schedule_row
+from ..schedules.api import schedule_row, with_fired
 from ..schedules.files import all_schedules
 
 
 def schedules_payload(session: Any) -> dict[str, Any]:
-    rows = [schedule_row(session, s) for s in all_schedules(session.store.home)]
+    # an AWS schedule's fired runs are found in S3 (with_fired), as `runctl schedules` does
+    rows = [
+        schedule_row(session, with_fired(session, s)) for s in all_schedules(session.store.home)
+    ]
     return {"schedules": rows}

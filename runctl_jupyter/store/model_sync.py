@@ -56,12 +56,19 @@ def _already(registry: Registry, name: str, run_id: str, artifact: str) -> bool:
     return any(v.get("run_id") == run_id and v.get("artifact") == artifact for v in versions)
 
 
-def _register(registry: Registry, name: str, artifact: Path, lineage: dict, how: str) -> str:
+def _register(
+    registry: Registry, name: str, artifact: Path, lineage: dict, how: str, expected: str = ""
+) -> str:
     if _already(registry, name, lineage["run_id"], str(artifact)):
         return ""
     if not artifact.exists():
         return f"run {lineage['run_id']}: {artifact} is not here (yet): {name} not registered"
     digest, size = digest_of(artifact)
+    if expected and digest != expected:  # the run's own digest (an AWS run's, after S3)
+        return (
+            f"run {lineage['run_id']}: {artifact} is not the file the run registered "
+            f"(sha256 {digest[:12]}..., the run said {expected[:12]}...): {name} not registered"
+        )
     entry = registry.register(name, str(artifact), digest, size, source=how, **lineage)
     return f"registered {name} version {entry['version']} from run {lineage['run_id']} ({how})"
 
@@ -80,7 +87,12 @@ def sync_run(store: Any, registry: Registry, run_id: str) -> list[str]:
         if event.get("type") == "model" and isinstance(event.get("path"), str):
             named.add(event["name"])
             line = _register(
-                registry, event["name"], run_dir / event["path"], lineage, "register_model"
+                registry,
+                event["name"],
+                run_dir / event["path"],
+                lineage,
+                "register_model",
+                str(event.get("digest") or ""),
             )
             said.append(line)
     options = read_spec(run_dir).get("options") or {}

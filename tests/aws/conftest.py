@@ -77,6 +77,14 @@ def _strict():
     return strict_aws
 
 
+def _template_launch() -> None:
+    try:
+        import scheduler_fire
+    except ImportError:
+        from aws import scheduler_fire
+    scheduler_fire.install_template_launch()
+
+
 def _extend_moto() -> None:
     from moto.core.responses import ActionResult
     from moto.ec2.models import ec2_backends
@@ -84,6 +92,7 @@ def _extend_moto() -> None:
     from moto.ssm.responses import SimpleSystemManagerResponse
 
     _strict().install(placement_groups=PLACEMENT_GROUPS)  # the strict AWS layer, always on
+    _template_launch()  # RunInstances from a launch template, as AWS applies it
     if getattr(SimpleSystemManagerResponse, "_runctl_extended", False):
         return
 

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -922,6 +923,127 @@ def iam_path(req: Request) -> None:
 
 @rule(
     "iam",
+    ("CreateRole",),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html",
+)
+def iam_trust_service_principal(req: Request) -> None:
+    """CreateRole: a trust policy that is not JSON, or names a Service principal that is not a service's."""
+    # AssumeRolePolicyDocument is a JSON policy (MalformedPolicyDocument otherwise); a service
+    # principal is the service's endpoint name, `<service>.amazonaws.com` (EventBridge
+    # Scheduler's is scheduler.amazonaws.com:
+    # https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role)
+    text = req.params.get("AssumeRolePolicyDocument") or ""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise Refusal("MalformedPolicyDocument", "This policy contains invalid Json") from None
+    statements = document.get("Statement", []) if isinstance(document, dict) else []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        principal = statement.get("Principal") if isinstance(statement, dict) else None
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        for service in services if isinstance(services, list) else [services]:
+            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com(\.cn)?", str(service)):
+                raise Refusal(
+                    "MalformedPolicyDocument", "Invalid principal in policy: " + repr(service)
+                )
+
+
+SCHEDULER_DOC = "https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html"
+
+
+def _scheduler_invalid(field_name: str, value: Any, constraint: str) -> Refusal:
+    return Refusal(
+        "ValidationException",
+        f"1 validation error detected: Value '{value}' at '{field_name}' failed to satisfy "
+        f"constraint: {constraint}",
+    )
+
+
+@rule("scheduler", ("CreateSchedule", "UpdateSchedule"), SCHEDULER_DOC)
+def schedule_name_pattern(req: Request) -> None:
+    """CreateSchedule: Name not 1-64 characters of [0-9a-zA-Z-_.]."""
+    # Name: Length 1-64, Pattern ^[0-9a-zA-Z-_.]+$
+    name = req.params.get("Name") or ""
+    if not re.fullmatch(r"[0-9a-zA-Z_.-]{1,64}", name):
+        raise _scheduler_invalid(
+            "name", name, "Member must satisfy regular expression pattern: ^[0-9a-zA-Z-_.]+$"
+        )
+
+
+_AT = r"at\(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\)"
+_RATE = r"rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)"
+_CRON = r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)"
+
+
+@rule(
+    "scheduler",
+    ("CreateSchedule", "UpdateSchedule"),
+    "https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html",
+)
+def schedule_expression_form(req: Request) -> None:
+    """ScheduleExpression not at(yyyy-mm-ddThh:mm:ss), rate(value unit) or a six-field cron(...) with one `?` day field."""
+    expr = req.params.get("ScheduleExpression") or ""
+    ok = bool(re.fullmatch(f"{_AT}|{_RATE}|{_CRON}", expr))
+    if ok and expr.startswith("cron("):
+        fields = expr[5:-1].split()
+        ok = (fields[2] == "?") != (fields[4] == "?")  # exactly one of day-of-month, day-of-week
+    if not ok:
+        raise _scheduler_invalid("scheduleExpression", expr, "Invalid Schedule Expression")
+
+
+@rule("scheduler", ("CreateSchedule", "UpdateSchedule"), SCHEDULER_DOC)
+def schedule_flexible_window(req: Request) -> None:
+    """FlexibleTimeWindow missing, or its Mode not OFF/FLEXIBLE (FLEXIBLE: a window of 1-1440 minutes)."""
+    window = req.params.get("FlexibleTimeWindow")
+    if not isinstance(window, dict) or window.get("Mode") not in ("OFF", "FLEXIBLE"):
+        raise _scheduler_invalid(
+            "flexibleTimeWindow", window, "Member must not be null; Mode is OFF or FLEXIBLE"
+        )
+    minutes = window.get("MaximumWindowInMinutes")
+    if window["Mode"] == "FLEXIBLE" and not (isinstance(minutes, int) and 1 <= minutes <= 1440):
+        raise _scheduler_invalid(
+            "flexibleTimeWindow.maximumWindowInMinutes", minutes, "1 to 1440 with FLEXIBLE"
+        )
+
+
+@rule(
+    "scheduler",
+    ("CreateSchedule", "UpdateSchedule"),
+    "https://docs.aws.amazon.com/scheduler/latest/APIReference/API_Target.html",
+)
+def schedule_target_arns(req: Request) -> None:
+    """Target without an Arn or a RoleArn of an IAM role (arn:aws:iam::ACCOUNT:role/...)."""
+    target = req.params.get("Target")
+    arn = target.get("Arn") if isinstance(target, dict) else None
+    role = target.get("RoleArn") if isinstance(target, dict) else None
+    if not arn or not str(arn).startswith("arn:"):
+        raise _scheduler_invalid("target.arn", arn, "Member must not be null (an ARN)")
+    if not role or not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", str(role)):
+        raise _scheduler_invalid(
+            "target.roleArn", role, r"^arn:aws(-[a-z]+)?:iam::\d{12}:role\/[\w\/+=,.@-]+$"
+        )
+
+
+@rule(
+    "scheduler",
+    ("CreateSchedule", "UpdateSchedule"),
+    "https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#time-zones",
+)
+def schedule_timezone(req: Request) -> None:
+    """ScheduleExpressionTimezone that is not an IANA time zone name."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    zone = req.params.get("ScheduleExpressionTimezone")
+    if zone is None:
+        return
+    try:
+        ZoneInfo(str(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _scheduler_invalid("scheduleExpressionTimezone", zone, "Invalid time zone") from None
+
+
+@rule(
+    "iam",
     ("CreatePolicy",),
     "https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html",
 )
@@ -1240,10 +1362,17 @@ def check(req: Request) -> None:
 
 def _request_of(response: Any) -> Request | None:
     service = getattr(response, "service_name", None)
-    if service not in ("ec2", "iam", "ssm"):
+    if service not in ("ec2", "iam", "ssm", "scheduler"):
         return None
     action = response._get_action()
-    if service == "ssm":
+    if service == "scheduler":  # rest-json: the body, and the Name in the path
+        try:
+            params = json.loads(response.body or "{}")
+        except ValueError:
+            params = {}
+        name = response.uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        params["Name"] = urllib.parse.unquote(name)
+    elif service == "ssm":
         try:
             params = json.loads(response.body or "{}")
         except ValueError:
@@ -1300,6 +1429,13 @@ def install(placement_groups: dict | None = None) -> None:
                 try:
                     check(req)
                 except Refusal as refusal:
+                    if req.service == "scheduler":  # rest-json: the error's type and message
+                        body = json.dumps({"__type": refusal.code, "Message": refusal.message})
+                        head = {
+                            "Content-Type": "application/json",
+                            "x-amzn-ErrorType": refusal.code,
+                        }
+                        return refusal.status, head, body
                     error = _exception_class(req.service)(refusal.code, refusal.message)
                     _, headers, body = self.serialized(ActionResult(error))
                     headers, body = self._enrich_response(headers, body)

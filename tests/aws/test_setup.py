@@ -169,9 +169,9 @@ def test_setup_removes_an_inbound_rule_added_later(aws: Clients):
 def test_setup_is_idempotent(aws: Clients):
     first = setup(aws)
     second = setup(aws)
-    # bucket, role, instance profile, the run roles' policy, security group
-    assert len(first.created) == 5 and first.existing == []
-    assert second.created == [] and len(second.existing) == 5
+    # bucket, role, instance profile, the run roles' policy, security group, scheduler role
+    assert len(first.created) == 6 and first.existing == []
+    assert second.created == [] and len(second.existing) == 6
     assert second.security_group == first.security_group
     groups = aws.ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [policy.SECURITY_GROUP_NAME]}]

@@ -5,6 +5,7 @@ Direct boto3 calls against the real moto server (no instance player): a few seco
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
@@ -94,6 +95,29 @@ def _tags(n: int, key_len: int = 5, value_len: int = 5) -> list[dict]:
 
 def _on_volume(tags: list[dict]) -> dict:
     return {"TagSpecifications": [{"ResourceType": "volume", "Tags": tags}]}
+
+
+def _trust(service: str) -> str:
+    principal = {"Service": service}  # `scheduler`: not a service principal's full name
+    statement = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _schedule(aws: Any, **kw: Any) -> dict:
+    """A valid CreateSchedule (each case changes one field), under a new name."""
+    args: dict[str, Any] = {
+        "Name": f"runctl-case-{next(_serial)}",
+        "ScheduleExpression": "cron(0 3 ? * MON *)",
+        "ScheduleExpressionTimezone": "Europe/Paris",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {
+            "Arn": "arn:aws:scheduler:::aws-sdk:ec2:runInstances",
+            "RoleArn": "arn:aws:iam::123456789012:role/runctl/runctl-scheduler",
+            "Input": "{}",
+        },
+    }
+    args.update(kw)
+    return aws.client("scheduler").create_schedule(**args)
 
 
 @dataclass
@@ -525,6 +549,41 @@ CASES = [
         ),
     ),
     Case(
+        "iam_trust_service_principal",
+        "MalformedPolicyDocument",
+        lambda aws, _: aws.iam.create_role(
+            RoleName=f"runctl-trust-{next(_serial)}",
+            AssumeRolePolicyDocument=_trust("scheduler"),
+        ),
+    ),
+    Case(
+        "schedule_name_pattern",
+        "ValidationException",
+        lambda aws, _: _schedule(aws, Name="runctl nightly"),
+    ),
+    Case(
+        "schedule_expression_form",
+        "ValidationException",
+        lambda aws, _: _schedule(aws, ScheduleExpression="cron(0 3 * * 1)"),
+    ),
+    Case(
+        "schedule_flexible_window",
+        "ValidationException",
+        lambda aws, _: _schedule(aws, FlexibleTimeWindow={"Mode": "FLEXIBLE"}),
+    ),
+    Case(
+        "schedule_target_arns",
+        "ValidationException",
+        lambda aws, _: _schedule(
+            aws, Target={"Arn": "arn:aws:scheduler:::aws-sdk:ec2:runInstances", "RoleArn": "r"}
+        ),
+    ),
+    Case(
+        "schedule_timezone",
+        "ValidationException",
+        lambda aws, _: _schedule(aws, ScheduleExpressionTimezone="Europe/Parris"),
+    ),
+    Case(
         "start_session_target_connected",
         "TargetNotConnected",
         lambda aws, _: aws.ssm.start_session(
@@ -562,6 +621,15 @@ def test_rule_refuses_what_moto_accepts(account, case: Case):
 def test_valid_requests_pass_every_rule(account):
     aws = account
     before = len(strict_aws.REFUSED)
+    aws.iam.create_role(
+        RoleName="runctl-scheduler-ok",
+        Path="/runctl/",
+        AssumeRolePolicyDocument=_trust("scheduler.amazonaws.com"),
+    )
+    for expression in ("cron(0 3 ? * MON *)", "cron(30 6 1 * ? *)", "rate(1 day)", "rate(6 hours)"):
+        _schedule(aws, ScheduleExpression=expression)
+    _schedule(aws, ScheduleExpression="at(2027-01-01T03:00:00)", ScheduleExpressionTimezone="UTC")
+    _schedule(aws, FlexibleTimeWindow={"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 15})
     subnets = _subnets(aws)
     # 50 tags, one of them the opt-in the user's policy needs to attach it
     tags = [*_tags(49, key_len=128, value_len=256), {"Key": "runctl:managed", "Value": "true"}]
