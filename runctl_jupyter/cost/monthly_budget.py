@@ -12,6 +12,7 @@ A run's month is the one it started in (UTC); its spend is the store's `cost` co
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from ..aws.tags import spec_team
@@ -52,7 +53,7 @@ def run_team(row: dict) -> str:
     from ..store.folders import read_spec
 
     try:
-        return spec_team(read_spec(run_dir))
+        return spec_team(read_spec(Path(run_dir)))
     except (OSError, ValueError, RunctlError):
         return ""
 
@@ -80,15 +81,15 @@ def _by(rows: list[dict], key: str) -> str:
     return ", ".join(f"{k} {dollars(v)}" for k, v in sorted(spent.items(), key=lambda x: -x[1]))
 
 
-def _limits(session: Any, project: str) -> list[tuple[float, float, str]]:
-    """(budget, spent, the refusal) of each budget set: monthly, person, team."""
+def _limits(session: Any, project: str) -> list[tuple[float, float, str, str]]:
+    """(budget, spent, its name, the refusal) of each budget set: monthly, person, team."""
     config, store = session.config, session.store
     owner = session.run_owner() if hasattr(session, "run_owner") else config.owner
     found = []
     budget = float(config.monthly_budget or 0)
     if budget > 0:
         spent = month_spent(store, project, owner)
-        found.append((budget, spent, (
+        found.append((budget, spent, f"monthly budget of {project!r}", (
             f"the monthly budget of project {project!r} for {owner} ({dollars(budget)}) is "
             f"spent ({dollars(spent)}): raise c.Runctl.monthly_budget to launch more this month"
         )))  # fmt: skip
@@ -97,7 +98,7 @@ def _limits(session: Any, project: str) -> list[tuple[float, float, str]]:
     if budget > 0:
         mine = [r for r in month if r.get("owner") == owner]
         spent = sum(float(r.get("cost") or 0) for r in mine)
-        found.append((budget, spent, (
+        found.append((budget, spent, f"monthly person budget of {owner}", (
             f"{owner}'s monthly budget ({dollars(budget)}, c.Runctl.person_budget) is spent: "
             f"{owner} has spent {dollars(spent)} this month ({_by(mine, 'project')}); raise "
             "c.Runctl.person_budget to launch more this month"
@@ -106,7 +107,7 @@ def _limits(session: Any, project: str) -> list[tuple[float, float, str]]:
     if budget > 0 and config.team:
         ours = [r for r in month if run_team(r) == config.team]
         spent = sum(float(r.get("cost") or 0) for r in ours)
-        found.append((budget, spent, (
+        found.append((budget, spent, f"monthly team budget of {config.team!r}", (
             f"team {config.team!r}'s monthly budget ({dollars(budget)}, c.Runctl.team_budget) "
             f"is spent: {dollars(spent)} this month ({_by(ours, 'owner')}); ask the team to "
             "raise c.Runctl.team_budget to launch more this month"
@@ -125,13 +126,13 @@ def apply_monthly_budget(session: Any, project: str, options: dict) -> None:
         return
     session.store.refresh()
     left = None
-    for budget, spent, refusal in _limits(session, project):
+    for budget, spent, name, refusal in _limits(session, project):
         if spent >= budget:
             raise RunctlError(refusal)
         if spent >= 0.8 * budget:
             print(
-                f"warning: {dollars(spent)} of a {dollars(budget)} monthly budget is spent "
-                f"({refusal.split(' is spent', 1)[0]}); this run stops at {dollars(budget - spent)}",
+                f"warning: {dollars(spent)} of the {dollars(budget)} {name} is spent; this run "
+                f"stops at {dollars(budget - spent)}",
                 flush=True,
             )
         left = budget - spent if left is None else min(left, budget - spent)
