@@ -810,6 +810,21 @@ def iam_policy_name(req: Request) -> None:
 
 
 @rule(
+    "iam",
+    ("CreatePolicy", "CreatePolicyVersion"),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length",
+)
+def iam_managed_policy_size(req: Request) -> None:
+    """A managed policy document over 6,144 characters (whitespace not counted)."""
+    # "Managed policy size: 6,144 characters"; "IAM does not count white space".
+    document = str(req.params.get("PolicyDocument") or "")
+    if len("".join(document.split())) > 6144:
+        raise Refusal(
+            "LimitExceeded", "Cannot exceed quota for PolicySize: 6144", status=409
+        )
+
+
+@rule(
     "ec2",
     ("RunInstances",),
     "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency",
