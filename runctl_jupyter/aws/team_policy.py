@@ -34,6 +34,13 @@ _TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NARROWED = ("ManageTaggedOnly",)
 _DEBUGGER = "DebuggerPortForwarding"
 _CREATING = ("LaunchTaggedOnly", "LaunchTemplateTaggedOnly", "ClusterPlacementGroupTaggedOnly")
+# a run role's and profile's ends: the caller's own runs' (or, admin, the team's) only
+_ROLE_ENDS = (
+    "iam:DetachRolePolicy",
+    "iam:DeleteRole",
+    "iam:RemoveRoleFromInstanceProfile",
+    "iam:DeleteInstanceProfile",
+)
 
 
 def check_team(team: str) -> str:
@@ -84,6 +91,7 @@ def team_policy(
             del statement["Condition"]
     policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != "AttachManagedVolume"]
     policy["Statement"] += _volumes(f"arn:aws:ec2:{region}:{account}", owned)
+    policy["Statement"] += _role_ends(policy["Statement"], owned)
     bucket_arn = next(s["Resource"] for s in policy["Statement"] if s.get("Sid") == "RunctlBucket")
     policy["Statement"] += _team_objects(bucket_arn, team_prefix(team), admin)
     return policy
@@ -119,6 +127,22 @@ def _volumes(ec2: str, owned: dict[str, str]) -> list[dict]:
                 "ForAllValues:StringEquals": {"aws:TagKeys": [tags.VOLUME_RUN]},
             },
         },
+    ]
+
+
+def _role_ends(statements: list[dict], owned: dict[str, str]) -> list[dict]:
+    """Deleting a run role or profile (`cleanup`, a failed launch): the caller's own runs'
+    only (the role's `runctl:owner` tag, an admin the team's); making them stays as it was."""
+    runs = next(s for s in statements if s.get("Sid") == "RunRoles")
+    runs["Action"] = [a for a in runs["Action"] if a not in _ROLE_ENDS]
+    return [
+        {
+            "Sid": "RunRolesOwnEnds",
+            "Effect": "Allow",
+            "Action": list(_ROLE_ENDS),
+            "Resource": runs["Resource"],
+            "Condition": {"StringEquals": dict(owned)},
+        }
     ]
 
 

@@ -237,6 +237,34 @@ def test_a_member_may_launch_only_what_carries_their_name_and_the_team(team):
     assert launch(**{tags.MANAGED: "true", tags.OWNER: "alice"}) == "ImplicitDeny"
 
 
+def test_a_member_deletes_only_their_own_runs_roles_an_admin_the_teams(team):
+    """`cleanup` and a failed launch delete run roles: the team policy's conditions on the
+    role's tags, evaluated by iam_eval with the tags the run role really carries."""
+    import iam_eval
+
+    from runctl_jupyter.aws import run_role
+
+    aws = team["aws"]
+    run_role.create(aws, tags.run_tags("b1", "bob", "detr", "vision"), team["bucket"])
+    role = aws.iam.get_role(RoleName=run_role.name("b1"))["Role"]
+    keys: dict[str, Any] = {
+        f"aws:resourcetag/{t['Key']}".lower(): t["Value"] for t in role.get("Tags", [])
+    }
+    member = team_policy("vision", ACCOUNT, REGION, team["bucket"])
+    admin = team_policy("vision", ACCOUNT, REGION, team["bucket"], admin=True)
+
+    def delete(doc: dict, username: str) -> str:
+        ctx = iam_eval.Context("iam:DeleteRole", role["Arn"], {**keys, "aws:username": username})
+        return iam_eval.decide([doc], ctx)
+
+    assert delete(member, "bob") == "Allow"
+    assert delete(member, "alice") == "ImplicitDeny"
+    assert delete(admin, "carol") == "Allow"
+    other = {**keys, "aws:resourcetag/runctl:team": "audio"}
+    ctx = iam_eval.Context("iam:DeleteRole", role["Arn"], {**other, "aws:username": "carol"})
+    assert iam_eval.decide([admin], ctx) == "ImplicitDeny"
+
+
 def _session(tmp_path: Path, member: Member, **settings: Any) -> Session:
     """A notebook of `member` in team vision (as ipython_config.py sets it): its own home,
     its own keys."""
