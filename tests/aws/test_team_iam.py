@@ -336,3 +336,35 @@ def test_in_a_team_the_owner_is_the_iam_identity_and_another_one_is_refused(team
     with pytest.raises(RunctlError, match="your IAM identity is 'bob'"):
         bob.train(code="print(1)", backend="local", detach=True)
     assert bob.store.list_runs() == []
+
+
+def test_aws_policy_team_prints_the_members_or_the_admins_and_refuses_bad_words(
+    aws: Clients, capsys
+):
+    from runctl_jupyter import cli
+
+    assert cli.main(["aws", "policy", "--team", "vision"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    sids = {s["Sid"]: s for s in printed["Statement"]}
+    bucket = policy.bucket_name(ACCOUNT, REGION)
+    assert sids["TeamWriteOwn"]["Resource"] == (
+        f"arn:aws:s3:::{bucket}/teams/vision/${{aws:username}}/*"
+    )
+    assert sids["ManageTaggedOnly"]["Condition"]["StringEquals"][
+        f"aws:ResourceTag/{tags.OWNER}"
+    ] == "${aws:username}"
+    assert cli.main(["aws", "policy", "--team", "vision", "--admin"]) == 0
+    admin = {s["Sid"]: s for s in json.loads(capsys.readouterr().out)["Statement"]}
+    assert admin["ManageTaggedOnly"]["Condition"]["StringEquals"][
+        f"aws:ResourceTag/{tags.TEAM}"
+    ] == "vision"
+    assert "TeamWriteAll" in admin and "TeamWriteOwn" not in admin
+    for words, said in [
+        (["aws", "policy", "--team", "vi/sion"], "is not usable in S3 keys and tags"),
+        (["aws", "policy", "--admin"], "--admin needs --team"),
+        (["aws", "setup", "--team", "vision"], "go with `aws policy`, not `aws setup`"),
+    ]:
+        assert cli.main(words) != 0
+        captured = capsys.readouterr()
+        assert said in captured.err and len(captured.err.strip().splitlines()) == 1
+        assert captured.out == ""
