@@ -309,6 +309,8 @@ class RunStarter(RunControl):
         params = dict(params or {})
         experiment = experiment or path.stem
         workdir = str(path.resolve().parent)
+        options: dict[str, Any] = {}
+        owner = self._who(options, "local")
         spec = create_run(
             self.store.runs_dir,
             kind="notebook",
@@ -317,10 +319,11 @@ class RunStarter(RunControl):
             experiment=experiment,
             name=name or self._default_name(experiment),
             project=self.config.project,
-            owner=self._who({}, "local"),
+            owner=owner,
             backend="local",
             workdir=workdir,
             grace_seconds=self.config.grace_seconds,
+            options=options,
             environment=self._environment(workdir, params),
             trigger=trigger,
         )

@@ -325,6 +325,12 @@ def test_stopping_a_teammates_run_is_refused_in_one_line_unless_owner_or_admin(t
 
 
 def test_in_a_team_the_owner_is_the_iam_identity_and_another_one_is_refused(team, tmp_path):
+    alice = _session(tmp_path, team["alice"])
+    run = alice.train(code="print(1)", backend="local", detach=True)
+    spec = json.loads((alice.store.run_dir(run.id) / "spec.json").read_text())
+    assert spec["owner"] == "alice" and spec["options"]["team"] == "vision"
+    assert tags.spec_team(spec) == "vision"
+    alice.wait(run)
     assert _session(tmp_path, team["bob"]).run_owner() == "bob"
     bob = _session(tmp_path, team["bob"], owner="robert")  # on purpose, not bob's IAM name
     with pytest.raises(RunctlError) as caught:
