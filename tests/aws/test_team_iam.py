@@ -217,6 +217,29 @@ def test_a_member_stops_their_own_instance_not_a_teammates_and_an_admin_the_team
     assert {r[1] for r in refused} >= {"StopInstances", "TerminateInstances", "SendCommand"}
 
 
+def test_a_shared_volume_attaches_to_a_members_own_instance_and_only_gets_its_run_mark(
+    team, data_volume
+):
+    aws, bob = team["aws"], team["bob"].clients
+    shared = data_volume(aws, AZ)  # opted in by an admin: runctl:managed, no owner
+    bobs, alices = _instance(aws, "b1", "bob"), _instance(aws, "a1", "alice")
+    bob.ec2.create_tags(Resources=[shared], Tags=[{"Key": tags.VOLUME_RUN, "Value": "b1"}])
+    _refused(
+        lambda: bob.ec2.create_tags(Resources=[shared], Tags=[{"Key": tags.OWNER, "Value": "bob"}]),
+        "UnauthorizedOperation",
+    )
+    _refused(
+        lambda: bob.ec2.attach_volume(VolumeId=shared, InstanceId=alices, Device="/dev/sdf"),
+        "UnauthorizedOperation",
+    )
+    bob.ec2.attach_volume(VolumeId=shared, InstanceId=bobs, Device="/dev/sdf")
+    _refused(lambda: bob.ec2.delete_volume(VolumeId=shared), "UnauthorizedOperation")
+    found = aws.ec2.describe_volumes(VolumeIds=[shared])["Volumes"][0]
+    assert tags.tag_dict(found["Tags"]).get(tags.VOLUME_RUN) == "b1"
+    assert tags.OWNER not in tags.tag_dict(found["Tags"])
+    assert found["Attachments"][0]["InstanceId"] == bobs
+
+
 def test_a_member_may_launch_only_what_carries_their_name_and_the_team(team):
     """The team policy's creating statements, evaluated by iam_eval: the request tags of a
     member's launch must name the member and the team (Cost Explorer's tags, by IAM)."""
