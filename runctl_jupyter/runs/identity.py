@@ -72,6 +72,10 @@ def check_may_stop(session: Any, spec: dict) -> None:
     owner = str(spec.get("owner") or "")
     if not config.team or not owner:
         return
+    if spec.get("backend", "local") == "local":
+        run_dir = session.store.run_dir(spec["run_id"])
+        if session.backend("local").is_alive(run_dir, spec):
+            return  # its agent lives on this machine (this boot, its pid): this home's own
     me = caller(session)
     if owner == me.name or set(config.team_admins) & me.names():
         return
