@@ -71,6 +71,17 @@ class Runctl(Configurable):
         0.0,
         help="Dollars a month per project and owner (0: none); warns at 80%, stops runs at 100%.",
     ).tag(config=True)
+    team = Unicode("", help="the team whose shared store and budget this notebook uses").tag(config=True)
+    team_admins = List(
+        Unicode(),
+        help="IAM users or roles who may stop any teammate's run (others stop only their own).",
+    ).tag(config=True)
+    team_budget = Float(
+        0.0, help="Dollars a month for the whole team (c.Runctl.team; 0: none), checked at launch."
+    ).tag(config=True)
+    person_budget = Float(
+        0.0, help="Dollars a month per person, every project (0: none), checked at launch."
+    ).tag(config=True)
     ship_objects = Bool(True, help="Ship notebook objects a cell uses (cloudpickle).").tag(
         config=True
     )

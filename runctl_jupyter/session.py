@@ -228,11 +228,14 @@ class Session(RunStarter):
 
         return sweeps(self, **kwargs)
 
-    def aws(self, action: str, region: str | None = None) -> LogText:
-        """`runctl aws setup | policy | doctor` (runctl_jupyter/aws/commands.py)."""
+    def aws(
+        self, action: str, region: str | None = None, team: str | None = None, admin: bool = False
+    ) -> LogText:
+        """`runctl aws setup | policy | doctor` (runctl_jupyter/aws/commands.py);
+        `aws policy --team T [--admin]` for a team's member (admin)."""
         from .aws.commands import aws
 
-        report = aws(action, config=self.backend("aws"), region=region)
+        report = aws(action, config=self.backend("aws"), region=region, team=team, admin=admin)
         if not report.ok:
             raise Reported(report.problem or "fix what is marked FAIL above", str(report))
         return LogText(str(report))

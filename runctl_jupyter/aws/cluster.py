@@ -79,7 +79,7 @@ def _suffix() -> str:
 
 
 def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str, attempt: int) -> str:
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
     group = clients.ec2.create_security_group(
         GroupName=f"runctl-run-{req.run_id}-{attempt}-{_suffix()}",
         Description=f"runctl run {req.run_id}: traffic between its nodes only",
@@ -103,7 +103,7 @@ def _security_group(clients: Clients, req: LaunchRequest, vpc_id: str, attempt: 
 def _placement_group(clients: Clients, req: LaunchRequest, attempt: int) -> str:
     # one per launch: a resumed run's new nodes never wait for the old group's deletion
     name = f"runctl-{req.run_id}-{attempt}-{_suffix()}"
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
     clients.ec2.create_placement_group(
         GroupName=name,
         Strategy="cluster",
@@ -123,7 +123,7 @@ def instances_request(
 ) -> dict:
     """RunInstances parameters for all nodes: the single-node launch's (IMDSv2, encrypted
     root, tags) plus the placement group, the per-run group and EFA interfaces."""
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
     interface: dict[str, Any] = {
         "DeviceIndex": 0,
         "SubnetId": subnet["SubnetId"],

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RunctlError
 from . import policy as _policy
 from .clients import AWSError, Clients, error_code, owner_from_arn
 from .inventory import Failure, Listing, Resource, partial_note
@@ -38,8 +39,25 @@ class AWSReport:
         return self.text
 
 
-def aws(action: str, config: Any = None, region: str | None = None) -> AWSReport:
-    """`runctl aws setup|policy|doctor`."""
+def aws(
+    action: str,
+    config: Any = None,
+    region: str | None = None,
+    team: str | None = None,
+    admin: bool = False,
+) -> AWSReport:
+    """`runctl aws setup|policy|doctor`; `policy --team T [--admin]`: a team member's (admin's)."""
+    if (team or admin) and action != "policy":
+        raise RunctlError(f"--team and --admin go with `aws policy`, not `aws {action}`")
+    if admin and not team:
+        raise RunctlError("--admin needs --team: say whose admin, e.g. aws policy --team vision --admin")
+    if team:
+        from .team_policy import check_team
+
+        try:
+            check_team(team)
+        except ValueError as exc:
+            raise RunctlError(str(exc)) from None
     if action == "policy":
         try:
             clients = make_clients(config, region)
@@ -48,6 +66,10 @@ def aws(action: str, config: Any = None, region: str | None = None) -> AWSReport
         except AWSError:  # the policy is useful before credentials exist
             account, reg = "*", region or "*"
         bucket = getattr(config, "bucket", "") or None
+        if team:
+            from .team_policy import team_policy
+
+            return AWSReport(_policy.render(team_policy(team, account, reg, bucket, admin)))
         return AWSReport(_policy.render(user_policy(account, reg, bucket)))
     clients = make_clients(config, region)
     bucket = getattr(config, "bucket", "") or None

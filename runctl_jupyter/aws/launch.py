@@ -48,6 +48,7 @@ class LaunchRequest:
     owner: str
     project: str
     instance_type: str = "t3.micro"
+    team: str = ""  # c.Runctl.team: the runctl:team cost-allocation tag
     spot: bool = True
     ami: str | None = None
     instance_id: str | None = None  # --instance: reuse a running instance
@@ -115,7 +116,7 @@ class Launched:
 def _run_instance(
     clients: Clients, req: LaunchRequest, image: dict, subnet: dict, security_group: str
 ) -> dict:
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
     if req.keep:
         run_tags[tags.KEEP] = "true"
     kwargs: dict[str, Any] = {

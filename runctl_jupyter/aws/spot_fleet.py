@@ -37,7 +37,7 @@ def create_launch_template(
     clients: Clients, req: LaunchRequest, image: dict, security_group: str
 ) -> str:
     """The run's launch template (named after the run): returns its id."""
-    run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+    run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
     data: dict[str, Any] = {
         "ImageId": image["ImageId"],
         "InstanceType": req.instance_type,
@@ -75,7 +75,7 @@ def overrides(
 def create_fleet(
     clients: Clients, req: LaunchRequest, template_id: str, choices: list[dict[str, Any]]
 ) -> str:
-    run_tags = tags.tag_list(tags.run_tags(req.run_id, req.owner, req.project))
+    run_tags = tags.tag_list(tags.run_tags(req.run_id, req.owner, req.project, req.team))
     resp = clients.ec2.create_fleet(
         Type="maintain",
         TargetCapacitySpecification={"TotalTargetCapacity": 1, "DefaultTargetCapacityType": "spot"},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 MANAGED = "runctl:managed"
 RUN_ID = "runctl:run-id"
 OWNER = "runctl:owner"
 PROJECT = "runctl:project"
+TEAM = "runctl:team"  # with OWNER and PROJECT: the cost-allocation tags (docs/cost.md)
 ROLE = "runctl:role"
 KEEP = "runctl:keep"
 PERSISTENT = "runctl:persistent"
@@ -29,8 +32,31 @@ def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
 
 
-def run_tags(run_id: str, owner: str, project: str, **extra: str) -> dict[str, str]:
-    tags = {MANAGED: "true", RUN_ID: run_id, OWNER: owner, PROJECT: project}
+# The characters every AWS service takes in a tag (EC2 takes any, IAM and Cost Explorer
+# fewer): letters, digits, spaces and + - = . _ : / @, up to 256 in a value.
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html#tag-restrictions
+_NOT_ALLOWED = re.compile(r"[^\w +\-=.:/@]")
+ALLOCATION = (OWNER, PROJECT, TEAM)
+
+
+def tag_value(value: object) -> str:
+    """A value every service accepts: other characters (an IAM user name's comma, say) as
+    `_`, at most 256 characters."""
+    return _NOT_ALLOWED.sub("_", str(value))[:256]
+
+
+def run_tags(
+    run_id: str, owner: str, project: str, team: str = "", **extra: str
+) -> dict[str, str]:
+    """A run's tags, the cost-allocation ones (owner, project, team; the team empty when
+    none is set) on every resource it makes."""
+    tags = {
+        MANAGED: "true",
+        RUN_ID: run_id,
+        OWNER: tag_value(owner),
+        PROJECT: tag_value(project),
+        TEAM: tag_value(team),
+    }
     tags.update(extra)
     return tags
 
@@ -41,3 +67,8 @@ def setup_tags() -> dict[str, str]:
 
 def is_kept(tags: dict[str, str]) -> bool:
     return any(tags.get(k, "").lower() == v for k, v in KEEP_TAGS.items())
+
+
+def spec_team(spec: dict) -> str:
+    """The team a run's spec names (c.Runctl.team at launch), "" for none."""
+    return str(spec.get("team") or (spec.get("options") or {}).get("team") or "")

@@ -201,7 +201,7 @@ class AWSBackend(Configurable):
         if self.instance_profile == PROFILE_NAME and not (req.keep or req.instance_id):
             # instances serving this run alone get its own role (its reach only)
             made = not run_role.exists(clients, run_role.name(req.run_id))
-            run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+            run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
             req.instance_profile = run_role.create(clients, run_tags, bucket)
         try:
             return self._provision_and_start(run_dir, spec, attempt, req, checked)
@@ -253,6 +253,7 @@ class AWSBackend(Configurable):
             run_id=spec["run_id"],
             owner=opts.get("owner") or owner_from_arn(ident["Arn"]),
             project=spec.get("project") or "default",
+            team=tags.spec_team(spec),
             instance_type=opts.get("instance_type") or self.instance_type,
             spot=spot,
             ami=opts.get("ami"),

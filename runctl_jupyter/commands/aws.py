@@ -70,6 +70,15 @@ def add_aws(sub: Any) -> None:
     )
     p.add_argument("action", choices=("setup", "policy", "doctor"))
     p.add_argument("--region", metavar="REGION")
+    p.add_argument(
+        "--team",
+        metavar="TEAM",
+        help="policy: a team member's (reads teams/TEAM/, writes only its own owner key, "
+        "stops only its own runs)",
+    )
+    p.add_argument(
+        "--admin", action="store_true", help="policy --team: a team admin's (acts on the team's runs)"
+    )
 
 
 CALLS = {
@@ -87,5 +96,8 @@ CALLS = {
             "all_owners": ns.all_owners,
         },
     ),
-    "aws": lambda ns: ("aws", {"action": ns.action, "region": ns.region}),
+    "aws": lambda ns: (
+        "aws",
+        {"action": ns.action, "region": ns.region, "team": ns.team, "admin": ns.admin},
+    ),
 }

@@ -1,23 +1,42 @@
-"""`cost`: spend so far by experiment, project, owner, instance type and day; or,
+"""`cost`: spend so far by experiment, project, owner, team, instance type and day (one
+grouping with `--by`, one month with `--month`); or,
 as `cost price TYPE`, one instance type's price. The words after `cost` are read
 here, after parsing, so a wrong one gets a message that says what to write."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from ..params.values import BadParam
 
 __all__ = ["CALLS", "FINISH", "add_cost"]
 
+BY = ("owner", "project", "team", "experiment")
+
+
+def _month(text: str) -> str:
+    """--month YYYY-MM, a calendar month (UTC)."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"--month takes YYYY-MM, e.g. 2026-11, not {text!r}")
+    return text
+
 
 def add_cost(sub: Any) -> None:
     p = sub.add_parser(
         "cost",
         help="spend so far; `cost price TYPE` for a price",
-        description="Spend by experiment, project, owner, instance type and day; or one price.",
-        usage="%(prog)s [price TYPE [--region R] [--spot] [--offline]]",
+        description=(
+            "Spend by experiment, project, owner, team, instance type and day (each grouping "
+            "adds up to the total); or one price."
+        ),
+        usage="%(prog)s [--by owner|project|team|experiment] [--month YYYY-MM] "
+        "[price TYPE [--region R] [--spot] [--offline]]",
+    )
+    p.add_argument("--by", choices=BY, help="one grouping: who, which project or team, what")
+    p.add_argument(
+        "--month", type=_month, metavar="YYYY-MM", help="only the runs started in this month (UTC)"
     )
     p.add_argument("words", nargs="*", metavar="price TYPE")
     p.add_argument("--region", metavar="REGION")
@@ -29,6 +48,8 @@ def _finish_cost(ns: argparse.Namespace) -> None:
     words = ns.words
     del ns.words
     ns.instance_type = None
+    if words and (ns.by or ns.month):
+        raise BadParam("--by and --month go with the report (cost), not cost price")
     if not words:
         ns.action = "report"
     elif words[0] == "price" and len(words) == 2:
@@ -46,6 +67,8 @@ def _call_cost(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         "region": ns.region,
         "spot": ns.spot,
         "offline": ns.offline,
+        "by": ns.by,
+        "month": ns.month,
     }
 
 

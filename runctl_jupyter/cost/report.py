@@ -1,9 +1,13 @@
-"""`runctl cost`: spend by experiment, project, owner, instance type and day from the
-stored runs (what spot saved, from each run's last `cost` event), what runs now and
+"""`runctl cost`: spend by experiment, project, owner, team, instance type and day from
+the stored runs (what spot saved, from each run's last `cost` event), what runs now and
 its burn rate, the runctl-managed instances AWS reports; and `runctl cost price`.
 
     runctl cost                       # spend by experiment, project, owner, type, day
+    runctl cost --by owner --month 2026-11   # one grouping, one calendar month (UTC)
     runctl cost price g5.xlarge --spot --region us-east-1
+
+A run counts once in each grouping, so every grouping adds up to the total. A run's
+month is the one it started in (UTC), as for the monthly budgets (cost/monthly_budget.py).
 
 It works from the stored runs alone: with no AWS reachable it says so in one line.
 """
@@ -17,9 +21,12 @@ from typing import Any
 
 from ..errors import RunctlError
 from .facts import default_region, session_prices
+from .monthly_budget import in_month, run_team
 from .prices import Price, dollars, hourly
 from .spent import last_cost
 
+BY = ("owner", "project", "team", "experiment")
+NO_TEAM = "(no team)"
 RUNNING = ("queued", "provisioning", "starting", "running", "interrupted", "resuming")
 
 
@@ -34,13 +41,15 @@ class CostReport:
     note: str = ""
     total: float = 0.0
     saved: float = 0.0
+    month: str = ""  # --month YYYY-MM: only the runs started in it
 
     def burn_rate(self) -> float:
         return sum(float(r.get("rate") or 0) for r in self.running)
 
     def lines(self) -> list[str]:
         out = [
-            f"spend: {dollars(self.total)} over {len(self.runs)} runs"
+            f"spend{' in ' + self.month if self.month else ''}: {dollars(self.total)} over "
+            f"{len(self.runs)} runs"
             + (
                 f", spot saved {dollars(self.saved)} against on-demand"
                 if self.saved >= 0.005
@@ -121,14 +130,23 @@ def _day(row: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(t))
 
 
-def report(session: Any, live: bool = True) -> CostReport:
-    """The `runctl cost` report from the store; live AWS instances when reachable."""
+def report(
+    session: Any, live: bool = True, by: str | None = None, month: str | None = None
+) -> CostReport:
+    """The `runctl cost` report from the store (`by`: one grouping; `month`: YYYY-MM, the
+    runs started in it); live AWS instances when reachable."""
     store = session.store
     store.refresh()
     rows = store.list_runs(limit=None)
-    groups: dict[str, dict[str, list[float]]] = {
-        k: {} for k in ("experiment", "project", "owner", "instance type", "day")
-    }
+    if month:
+        rows = [r for r in rows if in_month(r, month)]
+    if by:
+        names: tuple[str, ...] = (by,)
+    else:
+        names = ("experiment", "project", "owner", "instance type", "day")
+        if session.config.team:
+            names = (*names[:3], "team", *names[3:])
+    groups: dict[str, dict[str, list[float]]] = {k: {} for k in names}
     total = saved_all = 0.0
     for r in rows:
         spent = float(r.get("cost") or 0)
@@ -143,27 +161,32 @@ def report(session: Any, live: bool = True) -> CostReport:
             itype = "?"
         total += spent
         saved_all += saved
-        keys = {
-            "experiment": str(r.get("experiment")),
-            "project": str(r.get("project")),
-            "owner": str(r.get("owner")),
-            "instance type": itype,
-            "day": _day(r),
-        }
-        for by, key in keys.items():
-            acc = groups[by].setdefault(key, [0.0, 0.0])
+        for name in names:
+            acc = groups[name].setdefault(_key(r, name, itype), [0.0, 0.0])
             acc[0] += spent
             acc[1] += saved
     ordered = {
-        by: sorted(((k, v[0], v[1]) for k, v in g.items()), key=lambda x: (-x[1], x[0]))
-        for by, g in groups.items()
+        name: sorted(((k, v[0], v[1]) for k, v in g.items()), key=lambda x: (-x[1], x[0]))
+        for name, g in groups.items()
     }
-    ordered["day"] = sorted(((k, v[0], v[1]) for k, v in groups["day"].items()), reverse=True)
+    if "day" in groups:
+        ordered["day"] = sorted(((k, v[0], v[1]) for k, v in groups["day"].items()), reverse=True)
     running = [r for r in rows if r["status"] in RUNNING]
-    rep = CostReport(rows, ordered, running, total=total, saved=saved_all)
+    rep = CostReport(rows, ordered, running, total=total, saved=saved_all, month=month or "")
     if live:
         rep.live, rep.note = live_instances(session)
     return rep
+
+
+def _key(row: dict[str, Any], name: str, itype: str) -> str:
+    """A run's key in one grouping."""
+    if name == "instance type":
+        return itype
+    if name == "day":
+        return _day(row)
+    if name == "team":
+        return run_team(row) or NO_TEAM
+    return str(row.get(name))
 
 
 def live_instances(session: Any) -> tuple[list[dict[str, Any]], str]:
@@ -235,12 +258,17 @@ def cost(
     region: str | None = None,
     spot: bool = False,
     offline: bool = False,
+    by: str | None = None,
+    month: str | None = None,
 ) -> CostReport | Price:
-    """`runctl cost` (the report) or `runctl cost price TYPE`."""
+    """`runctl cost [--by owner|project|team|experiment] [--month YYYY-MM]` (the report) or
+    `runctl cost price TYPE`."""
     if action == "price":
         if not instance_type:
             raise RunctlError("say which instance type: cost price TYPE, e.g. cost price g5.xlarge")
         return price_command(session, instance_type, region, spot, offline)
     if action != "report":
         raise RunctlError(f"unknown cost command {action!r}; use cost, or cost price TYPE")
-    return report(session, live=not offline)
+    if by is not None and by not in BY:
+        raise RunctlError(f"cost --by takes {', '.join(BY)}, not {by!r}")
+    return report(session, live=not offline, by=by, month=month)

@@ -43,9 +43,14 @@ class RunControl:
 
     def backend_stop(self, run_id: str, force: bool = False, reason: str = "user") -> None:
         """Ask a run to stop without waiting (the panel's Stop button, a sweep's pruner);
-        `reason` ends up in its exit event."""
+        `reason` ends up in its exit event. A teammate's run: only its owner or a team
+        admin (runs/identity.py); a sweep's or a budget's own stops are not asked."""
         run_dir = self.store.run_dir(run_id)
         spec = read_spec(run_dir)
+        if reason == "user":
+            from .identity import check_may_stop
+
+            check_may_stop(self, spec)
         self.backend(spec.get("backend", "local")).stop(run_dir, spec, force=force, reason=reason)
 
     def run(self, ref: str) -> Run:
@@ -74,6 +79,12 @@ class RunControl:
             return status
         except RunctlError:
             return None
+
+    def run_owner(self) -> str:
+        """The owner a new run records (in a team: the IAM identity; runs/identity.py)."""
+        from .identity import run_owner
+
+        return run_owner(self)
 
     def _owner_chosen(self) -> bool:
         """Was c.Runctl.owner set on purpose? (else AWS tags use the IAM user name)"""

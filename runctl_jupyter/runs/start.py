@@ -128,8 +128,7 @@ class RunStarter(RunControl):
         )
         if shipment.held_back:  # names only: the runner's NameError says to --ship them
             options["held_back"] = sorted(shipment.held_back)
-        if backend_name != "local" and self._owner_chosen():
-            options.setdefault("owner", self.config.owner)  # else the IAM user name tags resources
+        owner = self._who(options, backend_name)
         grace = options.pop("grace_seconds", None)
         grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
@@ -156,7 +155,7 @@ class RunStarter(RunControl):
             experiment=experiment,
             name=name or self._default_name(experiment),
             project=project or self.config.project,
-            owner=self.config.owner,
+            owner=owner,
             backend=backend_name,
             workdir=workdir,
             tags=tags,
@@ -202,6 +201,16 @@ class RunStarter(RunControl):
             workdir = str(path.resolve().parent)
         return script, workdir, shipment
 
+    def _who(self, options: dict[str, Any], backend_name: str) -> str:
+        """The new run's owner (runs/identity.py); its team and, on a cloud, the owner its
+        tags carry (else the IAM user name), into `options`."""
+        owner = self.run_owner()
+        if self.config.team:
+            options["team"] = self.config.team
+        if backend_name != "local" and (self.config.team or self._owner_chosen()):
+            options["owner"] = owner
+        return owner
+
     def rerun(
         self,
         ref: str,
@@ -223,6 +232,10 @@ class RunStarter(RunControl):
         backend_name = spec.get("backend") or self.config.backend
         target = self.backend(backend_name)
         experiment = spec.get("experiment") or self.config.experiment
+        options = dict(without_debugger(spec.get("options")) or {})  # a rerun never waits
+        for key in ("owner", "team"):  # a teammate's run, rerun: the new run is the caller's
+            options.pop(key, None)
+        owner = self._who(options, backend_name)
         source_file = None
         if kind != "cell":  # create_run copies a script or notebook from a file
             suffix = ".ipynb" if kind == "notebook" else ".py"
@@ -243,14 +256,14 @@ class RunStarter(RunControl):
                 experiment=experiment,
                 name=spec.get("name") or self._default_name(experiment),
                 project=spec.get("project") or self.config.project,
-                owner=self.config.owner,
+                owner=owner,
                 backend=backend_name,
                 workdir=workdir,
                 tags=spec.get("tags", []),
                 metrics=spec.get("metrics", []),
                 max_hours=spec.get("max_hours"),
                 grace_seconds=self.config.grace_seconds,
-                options=without_debugger(spec.get("options")),  # a rerun never waits
+                options=options,
                 environment=self._environment(workdir, merged),
                 rerun_of=spec.get("run_id"),
                 script_path=spec.get("script_path"),
@@ -308,6 +321,8 @@ class RunStarter(RunControl):
         params = dict(params or {})
         experiment = experiment or path.stem
         workdir = str(path.resolve().parent)
+        options: dict[str, Any] = {}
+        owner = self._who(options, "local")
         spec = create_run(
             self.store.runs_dir,
             kind="notebook",
@@ -316,10 +331,11 @@ class RunStarter(RunControl):
             experiment=experiment,
             name=name or self._default_name(experiment),
             project=self.config.project,
-            owner=self.config.owner,
+            owner=owner,
             backend="local",
             workdir=workdir,
             grace_seconds=self.config.grace_seconds,
+            options=options,
             environment=self._environment(workdir, params),
             trigger=trigger,
         )

@@ -144,13 +144,16 @@ def _spec(
     grace = options.pop("grace_seconds", None) or session.config.grace_seconds
     if what["held_back"]:  # names only: a trial's NameError says to --ship them
         options["held_back"] = what["held_back"]
+    owner = session.run_owner()  # in a team, the IAM identity (runs/identity.py)
+    if session.config.team:  # each trial's team and the owner its cloud tags carry
+        options["team"], options["owner"] = session.config.team, owner
     return {
         "format": FORMAT,
         "sweep_id": sweep_id,
         "name": name,
         "experiment": kw["experiment"] or name,
         "project": kw["project"] or session.config.project,
-        "owner": session.config.owner,
+        "owner": owner,
         "created": time.time(),
         "search": asked["search"],
         "grid": asked["grid"],

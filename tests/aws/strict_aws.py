@@ -52,6 +52,7 @@ def _shared() -> dict:
             "passable": {"runctl-instance"},
             "placement_groups": {},
             "principals": {},  # access key -> the instance whose role signs with it
+            "seen": [],  # the requests that tag something, as moto parsed them
         }
     return moto_responses._runctl_strict
 
@@ -70,6 +71,8 @@ REFUSED: list[tuple[str, str, str, str]] = _state["refused"]  # (rule, action, c
 _CLUSTER_MEMBERS: dict[tuple[str, str], list[str]] = _state["members"]
 # access key -> instance id: requests signed with it are that instance role's (strict_iam.py)
 INSTANCE_KEYS: dict[str, str] = _state["principals"]
+# every request that puts tags on something (TAGGING, IAM_TAGGING), for a test to read
+SEEN: list[Any] = _state.setdefault("seen", [])
 
 
 class Refusal(Exception):
@@ -139,6 +142,7 @@ def reset() -> None:
     _CLUSTER_MEMBERS.clear()
     _state["placement_groups"].clear()
     INSTANCE_KEYS.clear()
+    SEEN.clear()
     PROFILE_PROPAGATION["seconds"] = 0.0
 
 
@@ -215,6 +219,14 @@ TAGGING = (
     "CreateTags",
 )
 LAUNCHING = ("RunInstances", "CreateLaunchTemplate")
+IAM_TAGGING = (
+    "CreateRole",
+    "TagRole",
+    "CreateInstanceProfile",
+    "TagInstanceProfile",
+    "CreatePolicy",
+    "TagPolicy",
+)
 
 
 # -- EC2: spot ----------------------------------------------------------------------
@@ -557,6 +569,45 @@ def tags_50_per_resource(req: Request) -> None:
         elif len(keys) > 50:
             raise Refusal(
                 "TagLimitExceeded", "The maximum number of Tags for a resource has been reached."
+            )
+
+
+# IAM's tags: "[\p{L}\p{Z}\p{N}_.:/=+\-@]" (the API reference's pattern), the
+# characters the EC2 page names as what every service accepts: "letters (a-z, A-Z), numbers
+# (0-9), and spaces representable in UTF-8, and the following characters: + - = . _ : / @"
+# (EC2 itself takes any character; IAM refuses the rest).
+_IAM_TAG_CHARS = re.compile(r"[\w \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000+\-=.:/@]*")
+
+
+def _iam_tags(req: Request) -> list[tuple[str, str]]:
+    found = req.params.get("Tags") or []
+    if isinstance(found, dict):
+        found = [v for _, v in sorted(found.items())]
+    return [(str(t.get("Key", "")), str(t.get("Value", ""))) for t in found if isinstance(t, dict)]
+
+
+@rule(
+    "iam",
+    IAM_TAGGING,
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html#id_tags_rules_creating "
+    "and " + TAG_DOC,
+)
+def iam_tag_characters(req: Request) -> None:
+    """An IAM tag key (1-128) or value (0-256) with a character IAM does not take."""
+    for key, value in _iam_tags(req):
+        if not key or len(key) > 128 or not _IAM_TAG_CHARS.fullmatch(key):
+            raise Refusal(
+                "ValidationError",
+                f"1 validation error detected: Value '{key}' at 'tags.1.member.key' failed to "
+                "satisfy constraint: Member must satisfy regular expression pattern: "
+                "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+",
+            )
+        if len(value) > 256 or not _IAM_TAG_CHARS.fullmatch(value):
+            raise Refusal(
+                "ValidationError",
+                f"1 validation error detected: Value '{value}' at 'tags.1.member.value' failed "
+                "to satisfy constraint: Member must satisfy regular expression pattern: "
+                "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*",
             )
 
 
@@ -1054,6 +1105,21 @@ def iam_policy_name(req: Request) -> None:
 
 
 @rule(
+    "iam",
+    ("CreatePolicy", "CreatePolicyVersion"),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-entity-length",
+)
+def iam_managed_policy_size(req: Request) -> None:
+    """A managed policy document over 6,144 characters (whitespace not counted)."""
+    # "Managed policy size: 6,144 characters"; "IAM does not count white space".
+    document = str(req.params.get("PolicyDocument") or "")
+    if len("".join(document.split())) > 6144:
+        raise Refusal(
+            "LimitExceeded", "Cannot exceed quota for PolicySize: 6144", status=409
+        )
+
+
+@rule(
     "ec2",
     ("RunInstances",),
     "https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency",
@@ -1271,10 +1337,14 @@ def bucket_name_reserved(req: Request) -> None:
 
 
 def _principal(req: Request) -> Any:
-    """The instance role signing the request, the runctl user for USER_ACTIONS, else None."""
+    """The instance role signing the request; an IAM user made in moto by its own key (for
+    IAM_USER_ACTIONS); the runctl user for USER_ACTIONS; else None (not evaluated)."""
     instance_id = INSTANCE_KEYS.get(req.access_key)
     if instance_id:
         return strict_iam.instance_principal(req.account, req.region, instance_id)
+    user = strict_iam.iam_user_of(req.account, req.access_key)
+    if user is not None and req.action in strict_iam.IAM_USER_ACTIONS + ("SendCommand",):
+        return strict_iam.iam_user_principal(req.account, user)
     if req.action in strict_iam.USER_ACTIONS:
         return strict_iam.user_principal(req.account, req.region)
     return None
@@ -1282,17 +1352,18 @@ def _principal(req: Request) -> Any:
 
 @rule(
     "ec2",
-    tuple(dict.fromkeys(strict_iam.INSTANCE_ACTIONS + strict_iam.USER_ACTIONS)),
+    strict_iam.IAM_USER_ACTIONS,
     "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html",
 )
 def iam_policy_allows(req: Request) -> None:
     """An EC2 request the signer's IAM policies do not allow, on any resource it names."""
     # FIXTURE RULE (moto evaluates no IAM): each resource is authorized on its own with its
-    # real tags; an instance's requests by its role's policies and tags, the user's volume
-    # actions by `runctl aws policy`. EC2 answers UnauthorizedOperation, 403.
-    if req.access_key not in INSTANCE_KEYS and req.action not in strict_iam.USER_ACTIONS:
-        return
+    # real tags; an instance's requests by its role's policies and tags, an IAM user's by
+    # its own policies, the default user's volume actions by `runctl aws policy`. EC2
+    # answers UnauthorizedOperation, 403.
     principal = _principal(req)
+    if principal is None:
+        return
     ctx = strict_iam.refused(principal, strict_iam.ec2_contexts(req, req.action))
     if ctx is not None:
         raise Refusal(
@@ -1331,12 +1402,37 @@ def attach_volume_in_use(req: Request) -> None:
             )
 
 
+@rule(
+    "ssm",
+    ("SendCommand",),
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html",
+)
+def iam_policy_allows_ssm(req: Request) -> None:
+    """SendCommand by an IAM user its policies do not allow (the document, each instance)."""
+    # FIXTURE RULE: an IAM user made in moto only (issue 18's team members); SSM answers
+    # AccessDeniedException, 400 (https://docs.aws.amazon.com/systems-manager/latest/APIReference/CommonErrors.html).
+    user = strict_iam.iam_user_of(req.account, req.access_key)
+    if user is None:
+        return
+    principal = strict_iam.iam_user_principal(req.account, user)
+    ctx = strict_iam.refused(principal, strict_iam.ssm_contexts(req, req.action))
+    if ctx is not None:
+        raise Refusal("AccessDeniedException", strict_iam.denial_message(principal, ctx))
+
+
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
-    """S3 by an instance's role: AccessDenied (403) when its policies do not allow it."""
-    instance_id = INSTANCE_KEYS.get(access_key)
-    if not instance_id or not _state["on"]:
+    """S3 by an instance's role or an IAM user made in moto: AccessDenied (403) when its
+    policies do not allow it."""
+    if not _state["on"]:
         return None
-    principal = strict_iam.instance_principal(ACCOUNT, region, instance_id)
+    instance_id = INSTANCE_KEYS.get(access_key)
+    user = None if instance_id else strict_iam.iam_user_of(ACCOUNT, access_key)
+    if instance_id:
+        principal = strict_iam.instance_principal(ACCOUNT, region, instance_id)
+    elif user is not None:
+        principal = strict_iam.iam_user_principal(ACCOUNT, user)
+    else:
+        return None
     if strict_iam.refused(principal, [ctx]) is None:
         return None
     refusal = Refusal("AccessDenied", "Access Denied", status=403)
@@ -1425,6 +1521,8 @@ def install(placement_groups: dict | None = None) -> None:
         req = None
         if _state["on"]:
             req = _request_of(self)
+            if req is not None and req.action in TAGGING + IAM_TAGGING:
+                SEEN.append(req)
             if req is not None:
                 try:
                     check(req)

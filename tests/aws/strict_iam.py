@@ -2,6 +2,9 @@
 that signed it, with the resources' real tags from moto (moto evaluates no IAM).
 
 Principals, told apart by the access key a request is signed with:
+- an IAM user made in moto (a test's `create_user` + `create_access_key`): signs with its
+  own access key; its inline, attached and groups' policies as stored in moto, with
+  `aws:username`, `aws:userid` and `aws:PrincipalArn` (a team's members, issue 18);
 - an instance (the fixture's instance player signs each instance's requests with
   `instance_key(instance_id)`): the role of the instance profile the instance carries,
   its inline and attached policies and its tags (`aws:PrincipalTag`), as stored in moto;
@@ -46,6 +49,9 @@ INSTANCE_ACTIONS = (
     "DeleteLaunchTemplate",
     "CreateTags",
 )
+# an IAM user's actions evaluated against its own policies (every one runctl's stop, cleanup
+# and launch paths call on an existing resource)
+IAM_USER_ACTIONS = tuple(dict.fromkeys(INSTANCE_ACTIONS + USER_ACTIONS))
 ACCESS_DENIED_EC2 = "UnauthorizedOperation"
 
 
@@ -150,6 +156,42 @@ def instance_principal(account: str, region: str, instance_id: str) -> Principal
     return role_principal(account, roles[0].name, arn)
 
 
+def iam_user_of(account: str, access_key: str) -> Any:
+    """The moto IAM user an access key belongs to, None for any other key."""
+    if not access_key:
+        return None
+    for user in _iam(account).users.values():
+        if any(k.access_key_id == access_key for k in user.access_keys):
+            return user
+    return None
+
+
+def _documents(holder: Any) -> list[dict]:
+    """A user's or group's inline and attached (default version) policies."""
+    found = [_loads(doc) for doc in (holder.policies or {}).values()]
+    for managed in (holder.managed_policies or {}).values():
+        default = next(v for v in managed.versions if v.is_default)
+        found.append(_loads(default.document))
+    return found
+
+
+def iam_user_principal(account: str, user: Any) -> Principal:
+    """An IAM user's request: its own policies and its groups', and the keys that name it
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#policy-vars-infotouse:
+    `aws:username` is the user's friendly name, `aws:userid` its unique id)."""
+    iam = _iam(account)
+    policies = _documents(user)
+    for group in iam.get_groups_for_user(user.name):
+        policies += _documents(group)
+    keys = {
+        "aws:username": user.name,
+        "aws:userid": user.id,
+        "aws:principalarn": user.arn,
+        "aws:principaltype": "User",
+    }
+    return Principal(user.arn, policies, keys)
+
+
 def user_principal(account: str, region: str) -> Principal:
     from runctl_jupyter.aws.policy import bucket_name
     from runctl_jupyter.aws.user_policy import user_policy
@@ -210,14 +252,48 @@ def ec2_contexts(req: Any, action: str) -> list[Any]:
             if attachment is not None:
                 resources.append(("instance", attachment.instance.id))
     contexts = []
+    request = _request_tags(req) if action == "CreateTags" else {}
     for kind, rid in resources:
-        keys: dict[str, Any] = {}
+        keys: dict[str, Any] = dict(request)
         for key, value in _tags_of(ec2, rid).items():
             keys[f"aws:resourcetag/{key}".lower()] = value
             keys[f"ec2:resourcetag/{key}".lower()] = value
         arn = f"arn:aws:ec2:{req.region}:{req.account}:{kind}/{rid}"
         contexts.append(iam_eval.Context(f"ec2:{action}", arn, keys))
     return contexts or [iam_eval.Context(f"ec2:{action}", "*")]
+
+
+def _request_tags(req: Any) -> dict[str, Any]:
+    """CreateTags' request keys: `aws:RequestTag/K` and `aws:TagKeys`
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-tagkeys)."""
+    found = req.params.get("Tag") or req.params.get("Tags") or []
+    if isinstance(found, dict):
+        found = [v for _, v in sorted(found.items())]
+    pairs = {str(t.get("Key")): str(t.get("Value") or "") for t in found if isinstance(t, dict)}
+    keys: dict[str, Any] = {f"aws:requesttag/{k}".lower(): v for k, v in pairs.items()}
+    keys["aws:tagkeys"] = list(pairs)
+    return keys
+
+
+def ssm_contexts(req: Any, action: str) -> list[Any]:
+    """SendCommand: the document and each instance it names, the instances with their tags
+    as `aws:ResourceTag/K` and `ssm:resourceTag/K`
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html)."""
+    ec2 = _ec2(req.account, req.region)
+    document = str(req.params.get("DocumentName") or "")
+    contexts = [
+        iam_eval.Context(
+            f"ssm:{action}", f"arn:aws:ssm:{req.region}::document/{document}", {}
+        )
+    ]
+    for rid in req.params.get("InstanceIds") or []:
+        keys: dict[str, Any] = {}
+        for key, value in _tags_of(ec2, rid).items():
+            keys[f"aws:resourcetag/{key}".lower()] = value
+            keys[f"ssm:resourcetag/{key}".lower()] = value
+        arn = f"arn:aws:ec2:{req.region}:{req.account}:instance/{rid}"
+        contexts.append(iam_eval.Context(f"ssm:{action}", arn, keys))
+    return contexts
 
 
 def refused(principal: Principal, contexts: list[Any]) -> Any:

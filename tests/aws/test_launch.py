@@ -77,6 +77,7 @@ def test_launch_tags_requires_imdsv2_and_encrypts_root(ready: Clients):
         "runctl:run-id": "r1",
         "runctl:owner": "ann",
         "runctl:project": "proj",
+        "runctl:team": "",  # no team set: the cost-allocation key, empty
     }
     assert inst["MetadataOptions"]["HttpTokens"] == "required"
     assert inst["InstanceLifecycle"] == "spot"

@@ -120,6 +120,22 @@ def _schedule(aws: Any, **kw: Any) -> dict:
     return aws.client("scheduler").create_schedule(**args)
 
 
+def _iam_user_client(aws: Any, service: str) -> Any:
+    """A client signed with the access key of a new IAM user with no policy at all."""
+    import boto3
+
+    name = f"nobody-{next(_serial)}"
+    aws.iam.create_user(UserName=name)
+    key = aws.iam.create_access_key(UserName=name)["AccessKey"]
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+
+
 @dataclass
 class Case:
     rule: str
@@ -449,6 +465,41 @@ CASES = [
         _attach,
         setup=_unmanaged_attach_setup,
         status=403,
+    ),
+    Case(
+        "iam_policy_allows_ssm",
+        "AccessDeniedException",
+        lambda aws, user: user.send_command(
+            InstanceIds=["i-00000000000000001"],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"]},
+        ),
+        setup=lambda aws: _iam_user_client(aws, "ssm"),
+    ),
+    Case(
+        "iam_tag_characters",
+        "ValidationError",
+        lambda aws, name: aws.iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument="{}",
+            Tags=[{"Key": "runctl:owner", "Value": "ann,bob"}],  # IAM takes no comma
+        ),
+        setup=lambda aws: f"runctl-tags-{next(_serial)}",
+    ),
+    Case(
+        "iam_managed_policy_size",
+        "LimitExceeded",
+        lambda aws, name: aws.iam.create_policy(
+            PolicyName=name,
+            PolicyDocument='{"Version": "2012-10-17", "Statement": ['
+            + ", ".join(
+                f'{{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b{n:03}/*"}}'
+                for n in range(120)
+            )
+            + "]}",
+        ),
+        setup=lambda aws: f"runctl-big-{next(_serial)}",
+        status=409,
     ),
     Case(
         "iam_role_name",
