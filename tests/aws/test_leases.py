@@ -23,6 +23,7 @@ from runctl_jupyter.aws.clients import AWSError, Clients
 from runctl_jupyter.aws.inventory import Resource
 from runctl_jupyter.aws.resources import cleanup
 from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.aws.user_policy import user_policy
 
 AZ = "us-east-1a"
 PREFIX = "runctl/"
@@ -259,14 +260,11 @@ def test_the_strict_layer_holds_ebs_multi_attach_rules(ready: Clients):
 
 
 def _user_clients(aws: Clients, name: str) -> Clients:
-    """Clients signed with IAM user `name`'s own access key."""
-    aws.iam.create_user(UserName=name)
-    key = aws.iam.create_access_key(UserName=name)["AccessKey"]
-    clients = Clients(region=aws.region)
-    clients.session = boto3.session.Session(
-        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
-    )
-    return clients
+    """Clients signed with IAM user `name`'s own access key, holding `runctl aws policy`
+    (the strict layer judges an IAM user's requests by its policies)."""
+    from test_team_iam import Member
+
+    return Member(aws, name, user_policy(bucket=_bucket(aws))).clients
 
 
 def test_two_users_with_their_own_keys_see_each_others_lease(ready: Clients, tmp_path: Path):
