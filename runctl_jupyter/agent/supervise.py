@@ -86,6 +86,10 @@ class Agent(Stopping, Ending):
 
     def _load_sync(self):
         cfg = self.spec.get("sync")
+        if not cfg and self.spec.get("team"):  # a local run published to its team
+            from .team import local_sync_cfg
+
+            cfg = local_sync_cfg(self.spec["team"])
         if not cfg:
             return None
         if cfg.get("kind") == "s3":
