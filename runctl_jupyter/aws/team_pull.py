@@ -50,7 +50,9 @@ def _pages(s3: Any, report: PullReport, **kwargs: Any) -> list[dict]:
 
 def owners(s3: Any, bucket: str, team: str, report: PullReport) -> list[str]:
     found = []
-    for page in _pages(s3, report, Bucket=bucket, Prefix=team_keys.team_prefix(team), Delimiter="/"):
+    for page in _pages(
+        s3, report, Bucket=bucket, Prefix=team_keys.team_prefix(team), Delimiter="/"
+    ):
         for common in page.get("CommonPrefixes", []):
             owner = team_keys.owner_of(common.get("Prefix", ""), team)
             if owner:
@@ -76,7 +78,13 @@ def pull(s3: Any, bucket: str, team: str, conn: sqlite3.Connection) -> PullRepor
 
 
 def _pull_owner(
-    s3: Any, bucket: str, team: str, owner: str, conn: sqlite3.Connection, local: set, report: PullReport
+    s3: Any,
+    bucket: str,
+    team: str,
+    owner: str,
+    conn: sqlite3.Connection,
+    local: set,
+    report: PullReport,
 ) -> None:
     prefix = team_keys.index_prefix(team, owner)
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
@@ -101,7 +109,9 @@ def _pull_owner(
     report.rows += apply_pulled(conn, team, owner, zip(wanted, rows), max(keys))
 
 
-def mirror(s3: Any, bucket: str, team: str, owner: str, run_id: str, events: str, run_dir: Path) -> dict:
+def mirror(
+    s3: Any, bucket: str, team: str, owner: str, run_id: str, events: str, run_dir: Path
+) -> dict:
     """A teammate's run as a local folder the store indexes like any other: its spec
     (backend `team`, so nothing here ever launches or stops it) and its event chunks
     after the last one fetched. Returns the spec."""
@@ -110,12 +120,16 @@ def mirror(s3: Any, bucket: str, team: str, owner: str, run_id: str, events: str
     if spec_path.exists():
         spec = json.loads(spec_path.read_text())
     else:
-        spec = s3.get_object(Bucket=bucket, Key=team_keys.run_prefix(team, owner, run_id) + "spec.json")
+        spec = s3.get_object(
+            Bucket=bucket, Key=team_keys.run_prefix(team, owner, run_id) + "spec.json"
+        )
         spec = json.loads(spec["Body"].read())
         if not isinstance(spec, dict) or spec.get("run_id") != run_id:
             raise ValueError(f"the team's spec.json of {owner}/{run_id} is not that run's")
         origin = {"backend": spec.get("backend"), "team": team, "owner": owner}
-        spec.update(backend="team", sync=None, target={"bucket": bucket, "events": events, **origin})
+        spec.update(
+            backend="team", sync=None, target={"bucket": bucket, "events": events, **origin}
+        )
         spec.pop("team", None)
         spec_path.write_text(json.dumps(spec))
     pull_chunks(s3, run_dir, spec)

@@ -57,8 +57,7 @@ def add_runs(sub: Any) -> None:
     p.add_argument(
         "--owner",
         metavar="NAME",
-        help="teammates' runs too (c.Runctl.team, pulled from the team store): all, or one "
-        "owner's",
+        help="teammates' runs too (c.Runctl.team, pulled from the team store): all, or one owner's",
     )
 
 

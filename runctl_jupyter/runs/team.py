@@ -58,7 +58,12 @@ class Team:
             except ValueError as exc:
                 raise RunctlError(str(exc)) from None
             clients, bucket = self._aws()
-            self._settings = {"team": self.name, "owner": owner, "bucket": bucket, "region": clients.region}
+            self._settings = {
+                "team": self.name,
+                "owner": owner,
+                "bucket": bucket,
+                "region": clients.region,
+            }
         return dict(self._settings)
 
     # -- the pull ---------------------------------------------------------------
@@ -71,7 +76,9 @@ class Team:
             running = self._thread is not None and self._thread.is_alive()
             if not running and (force or time.monotonic() - self._last >= PULL_EVERY):
                 self._last = time.monotonic()
-                self._thread = threading.Thread(target=self._pull, name="runctl-team-pull", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._pull, name="runctl-team-pull", daemon=True
+                )
                 self._thread.start()
             thread = self._thread
         if thread is not None:
@@ -114,7 +121,9 @@ class Team:
             self.pull(force=True)
             found = team_row(store.connection(), owner, prefix)
         if not found:
-            raise RunNotFound(f"no run {ref!r} in team {self.name!r}: see `runctl runs --owner {owner}`")
+            raise RunNotFound(
+                f"no run {ref!r} in team {self.name!r}: see `runctl runs --owner {owner}`"
+            )
         if len(found) > 1:
             shown = ", ".join(rid for rid, _ in found[:10])
             raise AmbiguousRun(f"run prefix {ref!r} is ambiguous: {shown}; give more of the id")
