@@ -75,7 +75,7 @@ class Sync:
         self.interval = float(cfg.get("interval", 15.0))
         self.heartbeat_interval = float(cfg.get("heartbeat_interval", 20.0))
         self.log_interval = float(cfg.get("log_interval", 30.0))
-        self.s3 = client or make_s3_client(cfg.get("region"))
+        self.s3 = client or make_s3_client(cfg.get("region"), cfg.get("profile"))
         self.dir = self.run_dir / cfg.get("state_dir", SYNC_DIR)
         (self.dir / "chunks").mkdir(parents=True, exist_ok=True)
         self.state_path = self.dir / "state.json"

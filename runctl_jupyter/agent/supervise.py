@@ -145,7 +145,11 @@ class Agent(Stopping, Ending):
             facts = json.loads((self.run_dir / "bootstrap.json").read_text())
         except (OSError, ValueError):
             return {}
-        return {k: facts[k] for k in ("pip_seconds", "requirements", "marks") if isinstance(facts, dict) and k in facts}
+        return {
+            k: facts[k]
+            for k in ("pip_seconds", "requirements", "marks")
+            if isinstance(facts, dict) and k in facts
+        }
 
     def _write_agent_info(self) -> None:
         info = {

@@ -33,6 +33,7 @@ def local_sync_cfg(team: dict) -> dict:
         "kind": "s3",
         "bucket": team["bucket"],
         "region": team.get("region"),
+        "profile": team.get("profile"),  # the user's named profile, if one is set
         "prefix": team_keys.owner_prefix(team["team"], team["owner"]),
         "from_start": True,
         "checkpoints": False,

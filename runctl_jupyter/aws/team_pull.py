@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import team_keys
 from ..events import EVENTS_FILE, append_mirrored
-from ..store.team import applied_keys, apply_pulled, cursor
+from ..store.team import OWN, applied_keys, apply_pulled, cursor
 
 OVERLAP_MS = 120_000
 WORKERS = 8
@@ -70,7 +70,7 @@ def _get_json(s3: Any, bucket: str, key: str) -> Any:
 def pull(s3: Any, bucket: str, team: str, conn: sqlite3.Connection) -> PullReport:
     """Every member's new index entries into `team_runs`; returns what it cost."""
     report = PullReport()
-    local = {rid for (rid,) in conn.execute("SELECT id FROM runs")}
+    local = {rid for (rid,) in conn.execute(f"SELECT id FROM runs WHERE {OWN}")}
     for owner in owners(s3, bucket, team, report):
         report.owners += 1
         _pull_owner(s3, bucket, team, owner, conn, local, report)

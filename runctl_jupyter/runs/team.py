@@ -63,6 +63,7 @@ class Team:
                 "owner": owner,
                 "bucket": bucket,
                 "region": clients.region,
+                "profile": self.control.backend("aws").profile or None,  # the agent's chain
             }
         return dict(self._settings)
 

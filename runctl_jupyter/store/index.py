@@ -45,6 +45,7 @@ from .fold import (
 from .lost import AgentWatch, mark_lost
 from .rows import experiment_words, ref_words, resolve_ref, rows_from_records
 from .schema import DB_FILE, REFRESH_COLS, ROW_SELECT, immediate, open_db
+from .team import OWN as TEAM_MIRROR_NOT
 from .team import list_sql as team_list_sql
 from .trust import sign_own_record
 
@@ -233,8 +234,8 @@ class Store:
             if value is not None:
                 where.append(f"{col} = ?")
                 args.append(value)
-        if owner is None:
-            sql = ROW_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        if owner is None:  # this home's runs (not teammates' mirrored here)
+            sql = ROW_SELECT + " WHERE " + " AND ".join([*where, TEAM_MIRROR_NOT])
         else:
             sql, args = team_list_sql(where, args, owner)
         sql += " ORDER BY created DESC, id DESC"

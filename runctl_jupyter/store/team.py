@@ -27,6 +27,9 @@ _UPSERT = (
     + " WHERE excluded.index_key > team_runs.index_key"
 )
 TEAM_ROW_SELECT = ROW_SELECT.replace(" FROM runs", " FROM team_runs")
+# this home's own runs: not a teammate's run mirrored here (backend `team`), whose row
+# in team_runs is the one a listing shows (its pulled status is the newer)
+OWN = "backend IS NOT 'team'"
 
 
 def _typed(value: object, kind: type) -> object:
@@ -100,7 +103,7 @@ def team_row(conn: sqlite3.Connection, owner: str, prefix: str) -> list[tuple[st
 def list_sql(where: list[str], args: list, owner: str) -> tuple[str, list]:
     """This home's runs and the team's (not already here), newest first; `owner` is
     "all" or one owner's name."""
-    mine, theirs = list(where), [*where, "id NOT IN (SELECT id FROM runs)"]
+    mine, theirs = [*where, OWN], [*where, f"id NOT IN (SELECT id FROM runs WHERE {OWN})"]
     mine_args, theirs_args = list(args), list(args)
     if owner != "all":
         mine.append("owner = ?")

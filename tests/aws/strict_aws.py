@@ -51,6 +51,7 @@ def _shared() -> dict:
             "passable": {"runctl-instance"},
             "placement_groups": {},
             "principals": {},  # access key -> the instance whose role signs with it
+            "users": {},  # access key -> the IAM user who signs with it
         }
     return moto_responses._runctl_strict
 
@@ -69,6 +70,8 @@ REFUSED: list[tuple[str, str, str, str]] = _state["refused"]  # (rule, action, c
 _CLUSTER_MEMBERS: dict[tuple[str, str], list[str]] = _state["members"]
 # access key -> instance id: requests signed with it are that instance role's (strict_iam.py)
 INSTANCE_KEYS: dict[str, str] = _state["principals"]
+# access key -> IAM user name: S3 requests signed with it are judged by that user's policies
+USER_KEYS: dict[str, str] = _state.setdefault("users", {})
 
 
 class Refusal(Exception):
@@ -138,6 +141,7 @@ def reset() -> None:
     _CLUSTER_MEMBERS.clear()
     _state["placement_groups"].clear()
     INSTANCE_KEYS.clear()
+    USER_KEYS.clear()
     PROFILE_PROPAGATION["seconds"] = 0.0
 
 
@@ -1006,16 +1010,36 @@ def iam_policy_allows(req: Request) -> None:
 
 
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
-    """S3 by an instance's role: AccessDenied (403) when its policies do not allow it."""
-    instance_id = INSTANCE_KEYS.get(access_key)
-    if not instance_id or not _state["on"]:
+    """S3 by an instance's role, or by an IAM user whose keys a test registered in
+    USER_KEYS: AccessDenied (403) when its policies do not allow it."""
+    instance_id, user = INSTANCE_KEYS.get(access_key), USER_KEYS.get(access_key)
+    if not (instance_id or user) or not _state["on"]:
         return None
-    principal = strict_iam.instance_principal(ACCOUNT, region, instance_id)
+    if instance_id:
+        principal = strict_iam.instance_principal(ACCOUNT, region, instance_id)
+    else:
+        principal = strict_iam.iam_user_principal(ACCOUNT, str(user))
     if strict_iam.refused(principal, [ctx]) is None:
         return None
     refusal = Refusal("AccessDenied", "Access Denied", status=403)
     REFUSED.append(("iam_policy_allows", ctx.action, refusal.code, ctx.resource))
     return refusal
+
+
+KEY_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html"
+
+
+# ListObjectsV2: https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+@rule("s3", ("ListObjectsV2",), KEY_DOC)
+def list_start_after_is_a_key(req: Request) -> None:
+    """ListObjectsV2: a `StartAfter` or `Prefix` longer than a key (1,024 bytes of UTF-8)."""
+    # ListObjectsV2: "StartAfter is where you want Amazon S3 to start listing from. Amazon
+    # S3 starts listing after this specified key. StartAfter can be any key in the bucket."
+    # Object keys: "The object key name is a sequence of Unicode characters with UTF-8
+    # encoding of up to 1,024 bytes long." (error code page: KeyTooLongError, 400)
+    for name in ("StartAfter", "Prefix"):
+        if len(str(req.params.get(name) or "").encode()) > 1024:
+            raise Refusal("KeyTooLongError", "Your key is too long")
 
 
 # -- the hook -------------------------------------------------------------------------
@@ -1146,6 +1170,13 @@ def _install_s3_iam(s3_response: Any) -> None:
     def bucket_get(self: Any, bucket_name: str, querystring: dict) -> Any:
         if not any(q in querystring for q in ("location", "uploads", "versioning", "tagging")):
             prefix = (querystring.get("prefix") or [None])[0]
+            if (querystring.get("list-type") or [None])[0] == "2" and _state["on"]:
+                names = {"prefix": "Prefix", "start-after": "StartAfter"}
+                params = {v: querystring[k][0] for k, v in names.items() if querystring.get(k)}
+                try:
+                    check(Request("s3", "ListObjectsV2", params, "us-east-1"))
+                except Refusal as refusal:
+                    raise S3ClientError(refusal.code, refusal.message) from None
             ctx = strict_iam.s3_list_context(bucket_name, prefix)
             refuse(s3_refusal(self.get_access_key(), ctx))
         return original_get(self, bucket_name, querystring)

@@ -158,6 +158,17 @@ def user_principal(account: str, region: str) -> Principal:
     return Principal(f"arn:aws:iam::{account}:user/test", [policy], {})
 
 
+def iam_user_principal(account: str, user_name: str) -> Principal:
+    """An IAM user of moto's account (a team member, tests/aws/test_team_store.py): the
+    inline and attached policies moto stores for it."""
+    user = _iam(account).get_user(user_name)
+    policies = [_loads(doc) for doc in user.policies.values()]
+    for managed in user.managed_policies.values():
+        default = next(v for v in managed.versions if v.is_default)
+        policies.append(_loads(default.document))
+    return Principal(user.arn, policies, {})
+
+
 # -- EC2 request contexts -----------------------------------------------------------------
 
 
