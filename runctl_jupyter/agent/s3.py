@@ -116,6 +116,12 @@ class Sync:
         except Exception as exc:  # noqa: BLE001 - retried at the next round
             self.failures += 1
             self.last_error = f"team: {type(exc).__name__}: {exc}"
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code in ("AccessDenied", "NoSuchBucket", "AllAccessDisabled"):
+                # never retried: the run goes on unpublished (a kept instance's shared role)
+                sys.stderr.write(f"runctl sync: not published to the team: {self.last_error}\n")
+                self.publisher = None
+                return True
             return False
         self._save()
         return True

@@ -14,6 +14,9 @@ REUSED = "runctl:reused"
 # on a `--volume` (a data volume the user opted in with `runctl:managed=true`): the run
 # it serves now, so that run's role alone may attach it to a replacement instance
 VOLUME_RUN = "runctl:volume-run"
+# on a run's own role, when the run is published to a team (docs/teams.md): the owner's
+# prefix `teams/<team>/<owner>/`, under which the role may publish that run alone
+TEAM_PREFIX = "runctl:team-prefix"
 
 # A resource carrying one of these is never an orphan.
 KEEP_TAGS = {KEEP: "true", PERSISTENT: "true", PROTECTED: "true", ROLE: "setup"}

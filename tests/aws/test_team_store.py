@@ -199,3 +199,27 @@ def test_a_bad_team_or_owner_name_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(RunctlError, match="cannot name an S3 prefix"):
         session.train(code=CODE)
     assert list((tmp_path / "home" / "runs").iterdir()) == []
+
+
+def test_a_runs_own_role_publishes_only_its_run_under_its_owners_team_prefix(aws):
+    """An AWS run's agent publishes with the run's own role: its `runctl:team-prefix`
+    tag (backends/aws.py) lets it write its own run's keys under its owner's prefix."""
+    from test_reach import _as_instance, _instance
+
+    from runctl_jupyter.aws import run_role, tags
+
+    bucket = setup(aws).bucket
+    alice = team_keys.owner_prefix(TEAM, "alice")
+    run_tags = tags.run_tags("runa", "alice", "p", **{tags.TEAM_PREFIX: alice})
+    s3 = _as_instance(aws, _instance(aws, "runa", run_role.create(aws, run_tags, bucket)), "s3")
+    s3.put_object(Bucket=bucket, Key=team_keys.run_prefix(TEAM, "alice", "runa") + "summary.json", Body=b"{}")  # fmt: skip
+    s3.put_object(Bucket=bucket, Key=team_keys.index_key(TEAM, "alice", 1, "runa"), Body=b"{}")
+    for key in (
+        team_keys.index_key(TEAM, "alice", 2, "runb"),  # another run's entry
+        team_keys.run_prefix(TEAM, "alice", "runb") + "summary.json",
+        team_keys.run_prefix(TEAM, "bob", "runa") + "summary.json",  # another owner's
+        team_keys.index_key("other", "alice", 3, "runa"),  # another team's
+    ):
+        with pytest.raises(ClientError) as caught:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+        assert caught.value.response["Error"]["Code"] == "AccessDenied", key
