@@ -26,7 +26,11 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _COLS if c != "id")
     + " WHERE excluded.index_key > team_runs.index_key"
 )
-TEAM_ROW_SELECT = ROW_SELECT.replace(" FROM runs", " FROM team_runs")
+# a pulled row's JSON column carries its team too: readers tell it from a local run's
+TEAM_ROW_SELECT = ROW_SELECT.replace(" FROM runs", " FROM team_runs").replace(
+    "coalesce(error, 'null') || ']'", "coalesce(error, 'null') || ',' || json_quote(team) || ']'"
+)
+assert TEAM_ROW_SELECT.count("json_quote") == 1, "ROW_SELECT's JSON column changed"
 # this home's own runs: not a teammate's run mirrored here (backend `team`), whose row
 # in team_runs is the one a listing shows (its pulled status is the newer)
 OWN = "backend IS NOT 'team'"
