@@ -223,3 +223,36 @@ def test_a_runs_own_role_publishes_only_its_run_under_its_owners_team_prefix(aws
         with pytest.raises(ClientError) as caught:
             s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
         assert caught.value.response["Error"]["Code"] == "AccessDenied", key
+
+
+def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
+    team: str, instance, tmp_path: Path
+):
+    """Alice (the runctl user policy and her team statements) trains on the played
+    instance; its agent publishes with the run's own role; Bob's pull lists it and his
+    compare reads its metrics from the run's S3 chunks (runctl/runs/<id>/events/)."""
+    from runctl_jupyter.aws.clients import Clients
+    from runctl_jupyter.aws.user_policy import user_policy
+
+    admin = Clients(region="us-east-1")
+    arn = admin.iam.create_policy(
+        PolicyName="runctl-user", PolicyDocument=json.dumps(user_policy("123456789012", "us-east-1", team))
+    )["Policy"]["Arn"]  # fmt: skip
+    for name in ("alice", "bob"):
+        admin.iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    alice, bob = _member(tmp_path, "alice"), _member(tmp_path, "bob")
+    for session in (alice, bob):
+        session.backend("aws").aws_poll = 0.1
+        session.backend("aws").fast_poll = 0.2
+    run = alice.train(
+        code=CODE, project="detr", backend="aws", options={"instance_type": "t3.micro"}
+    )
+    assert alice.store.get(run.id)["status"] == "succeeded"
+    _until(_published(team, "alice", run.id), what="the AWS run published by its role")
+    bob.team.pull(force=True, wait=60)
+    (row,) = bob.runs(owner="alice").rows
+    assert (row["id"], row["status"], row["backend"]) == (run.id, "succeeded", "aws")
+    bob.compare([f"alice/{run.id[:6]}"])
+    assert bob.store.metrics(run.id)["acc"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    chunks = _as("bob").list_objects_v2(Bucket=team, Prefix=team_keys.run_prefix(TEAM, "alice", run.id) + "events/")  # fmt: skip
+    assert chunks["KeyCount"] == 0  # an AWS run's chunks are not uploaded twice
