@@ -292,7 +292,7 @@ def run_team(ctx: Ctx) -> dict[str, Result]:
         raise NotLanded(f"the team store: {exc}") from exc
     from .aws_api_calls import _moto
 
-    n = ctx.size(10_000, 300)
+    n = ctx.size(10_000, 100)
     home = ctx.scratch("team_home")
     with _moto():
         s3 = Clients(region="us-east-1").s3
