@@ -119,6 +119,9 @@ def test_each_member_sees_the_others_runs_and_metrics_after_a_pull(team: str, tm
     assert [r["id"] for r in bob.runs(owner="alice").rows] == [run_a.id]
     assert [r["id"] for r in bob.runs(owner="all", project="seg").rows] == [run_b.id]
     assert [r["id"] for r in bob.runs().rows] == [run_b.id]  # no --owner: this home's runs
+    listed = str(bob.runs(owner="all")).splitlines()  # what `runctl runs --owner all` prints
+    assert listed[0].split()[:3] == ["id", "name", "owner"]
+    assert any(line.startswith(run_a.id) and " alice " in line for line in listed)
 
     alice.team.pull(force=True, wait=60)
     assert [r["owner"] for r in alice.runs(owner="bob").rows] == ["bob"]
