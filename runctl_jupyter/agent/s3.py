@@ -186,6 +186,7 @@ class Sync:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=60)
+        deadline = float(self.cfg.get("final_deadline", deadline))  # a local team run: short
         end = time.monotonic() + deadline
         delay = 0.5
         while True:

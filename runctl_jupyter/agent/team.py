@@ -23,6 +23,7 @@ from typing import Any
 from .. import team_keys
 
 PROGRESS_SECONDS = 300.0
+LOCAL_FINAL_SECONDS = 60.0
 SPEC_FIELDS = ("name", "owner", "project", "experiment", "kind", "backend", "sweep_id", "rerun_of", "created", "tags", "params")  # fmt: skip
 
 
@@ -38,6 +39,7 @@ def local_sync_cfg(team: dict) -> dict:
         "from_start": True,
         "checkpoints": False,
         "state_dir": ".sync-team",
+        "final_deadline": LOCAL_FINAL_SECONDS,  # the run is here; its agent need not linger
     }
 
 
