@@ -104,7 +104,11 @@ class Sync:
             return None
         from .team import Publisher
 
-        publisher = Publisher(self.s3, spec, self.prefix + "events/", self.state.get("team"))
+        saved = self.state.get("team")
+        publisher = Publisher(self.s3, spec, self.prefix + "events/", saved)
+        if saved is None and self.state["offset"]:  # a new instance: the events it came with
+            with open(self.run_dir / "events.jsonl", "rb") as f:
+                publisher.summary.feed(f.read(self.state["offset"]))
         self.state["team"] = publisher.state
         return publisher
 
