@@ -26,6 +26,7 @@ SUMMARY_FILE = "summary.json"
 TIME_DIGITS = 13  # milliseconds since 1970: 13 digits until the year 2286
 # team and owner names as key parts: IAM user names' characters, no "/" and no spaces
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=,-]{0,63}$")
+USERNAME_VARIABLE = "${aws:username}"  # IAM's policy variable for the caller's user name
 _INDEX_NAME = re.compile(r"^(\d{13})-([A-Za-z0-9][A-Za-z0-9_.-]*)\.json$")
 
 
@@ -83,9 +84,10 @@ def owner_of(key_or_prefix: str, team: str) -> str | None:
 
 def member_statements(bucket: str, team: str, owner: str) -> list[dict]:
     """IAM statements of a member: list and read the team's prefix, write (and delete)
-    only under their own owner prefix (docs/teams.md; printed by `aws policy --team`)."""
+    only under their own owner prefix (docs/teams.md; printed by `aws policy --team`).
+    `owner` may be the policy variable `${aws:username}`: one policy for every member."""
     read = team_prefix(team)
-    write = owner_prefix(team, owner)
+    write = f"{read}{owner}/" if owner == USERNAME_VARIABLE else owner_prefix(team, owner)
     return [
         {
             "Sid": "TeamList",

@@ -166,7 +166,9 @@ def iam_user_principal(account: str, user_name: str) -> Principal:
     for managed in user.managed_policies.values():
         default = next(v for v in managed.versions if v.is_default)
         policies.append(_loads(default.document))
-    return Principal(user.arn, policies, {})
+    # aws:username: IAM's policy variable for an IAM user's own name (IAM UG,
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html)
+    return Principal(user.arn, policies, {"aws:username": user.name})
 
 
 # -- EC2 request contexts -----------------------------------------------------------------

@@ -259,3 +259,32 @@ def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
     assert bob.store.metrics(run.id)["acc"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
     chunks = _as("bob").list_objects_v2(Bucket=team, Prefix=team_keys.run_prefix(TEAM, "alice", run.id) + "events/")  # fmt: skip
     assert chunks["KeyCount"] == 0  # an AWS run's chunks are not uploaded twice
+
+
+def test_one_member_policy_for_everyone_with_the_username_variable(aws):
+    """`member_statements(owner="${aws:username}")`: each IAM user writes under the owner
+    prefix of their own user name only."""
+    bucket = setup(aws).bucket
+    statements = team_keys.member_statements(bucket, TEAM, team_keys.USERNAME_VARIABLE)
+    clients = {}
+    for name in ("carol", "dave"):
+        aws.iam.create_user(UserName=name)
+        aws.iam.put_user_policy(
+            UserName=name,
+            PolicyName="runctl-team",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+        )
+        key = aws.iam.create_access_key(UserName=name)["AccessKey"]
+        strict_aws.USER_KEYS[key["AccessKeyId"]] = name
+        clients[name] = boto3.client(
+            "s3",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+    carol = clients["carol"]
+    carol.put_object(Bucket=bucket, Key=team_keys.owner_prefix(TEAM, "carol") + "x", Body=b"{}")
+    with pytest.raises(ClientError) as caught:
+        carol.put_object(Bucket=bucket, Key=team_keys.owner_prefix(TEAM, "dave") + "x", Body=b"{}")
+    assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    listed = clients["dave"].list_objects_v2(Bucket=bucket, Prefix=team_keys.team_prefix(TEAM))
+    assert listed["KeyCount"] == 1
