@@ -15,6 +15,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from . import container
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -43,6 +45,9 @@ class Ending:
         restart: DevRestart
 
     def _exit(self, returncode: int) -> int:
+        options = self.spec.get("options") or {}
+        if options.get("image"):  # `--rm` may leave the removal to a cleanup process: now
+            container.remove(options.get("container_runtime"), self.spec["run_id"], self.attempt)
         if self.spec.get("distributed") and self.stop_reason is not None:
             from .torchrun import stopped_code
 
@@ -105,6 +110,10 @@ class Ending:
             self.events.write(
                 "warning", message=f"could not write record.ipynb: {exc}", code="record"
             )
+        if not self.restart.dev:  # a dev run's agent waits for the next change: it keeps them
+            from .lease import release_held
+
+            release_held()  # free before anyone can see the exit event
         self.events.write("exit", **final)
         self.events.close()
         if getattr(self, "stdout_log", None):

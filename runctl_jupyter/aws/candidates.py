@@ -25,7 +25,12 @@ def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
     return out
 
 
-def volume_zone(clients: Clients, volume_id: str) -> str:
+def volume_of(
+    clients: Clients, volume_id: str, run_id: str | None = None, shared: bool = False
+) -> dict:
+    """The `--volume` (or the run's own data volume, `run_id`), checked: runctl may attach
+    it, and it is free (`shared`: a Multi-Attach volume may be in use by other instances,
+    aws/share.py)."""
     try:
         vols = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
     except Exception as exc:
@@ -38,7 +43,8 @@ def volume_zone(clients: Clients, volume_id: str) -> str:
         )
     vol = vols[0]
     vol_tags = tags.tag_dict(vol.get("Tags"))
-    if vol_tags.get(tags.MANAGED) != "true" or not tags.is_kept(vol_tags):
+    own = bool(run_id) and vol_tags.get(tags.RUN_ID) == run_id  # an earlier attempt's --data-size
+    if vol_tags.get(tags.MANAGED) != "true" or not (tags.is_kept(vol_tags) or own):
         # runctl (and a run's role) may attach only volumes the user opted in; kept, so
         # that `cleanup` never deletes the data on it
         raise LaunchError(
@@ -46,9 +52,9 @@ def volume_zone(clients: Clients, volume_id: str) -> str:
             f"--resources {volume_id} --tags Key={tags.MANAGED},Value=true "
             f"Key={tags.PERSISTENT},Value=true` (an admin may have to), then launch again"
         )
-    if vol["State"] != "available":
+    if vol["State"] != "available" and not (shared and vol.get("MultiAttachEnabled")):
         raise LaunchError(f"volume {volume_id} is {vol['State']}, not available; detach it first")
-    return vol["AvailabilityZone"]
+    return vol
 
 
 def serve_run(clients: Clients, volume_id: str, run_id: str) -> None:

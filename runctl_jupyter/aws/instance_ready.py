@@ -66,7 +66,8 @@ def attach_volume(
     steps = delays(poll)
     while True:
         vol = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
-        if vol["State"] == "in-use":
+        mine = [a for a in vol.get("Attachments") or [] if a.get("InstanceId") == instance_id]
+        if vol["State"] == "in-use" and (not vol.get("MultiAttachEnabled") or mine):
             return
         if time.monotonic() > deadline:
             raise LaunchError(

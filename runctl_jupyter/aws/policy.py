@@ -91,6 +91,24 @@ def _team_publish(bucket: str) -> dict:
     }
 
 
+LEASE_PREFIX = f"{RUN_PREFIX}leases/"
+
+
+def _leases(bucket: str, run: str) -> dict:
+    """Read, renew and give back the lease holders of run `run` (agent/lease.py): its own
+    `leases/<resource>/{rw,ro}/<run>.json` only, never a guard or another run's holder
+    (a conditional delete by ETag needs s3:GetObject too:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html)."""
+    return {
+        "Sid": "OwnLeaseHolders",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        "Resource": [
+            f"arn:aws:s3:::{bucket}/{LEASE_PREFIX}*/{mode}/{run}.json" for mode in ("rw", "ro")
+        ],
+    }
+
+
 def instance_policy(bucket: str) -> dict:
     """The inline policy of the shared instance role `runctl-instance` (besides
     AmazonSSMManagedInstanceCore), for the instances that serve many runs (kept ones,
@@ -100,7 +118,11 @@ def instance_policy(bucket: str) -> dict:
     """
     return {
         "Version": "2012-10-17",
-        "Statement": [*_bucket_reach(bucket, f"{RUN_PREFIX}runs/"), _describe()],
+        "Statement": [
+            *_bucket_reach(bucket, f"{RUN_PREFIX}runs/"),
+            _leases(bucket, "*"),  # a shared role has no run of its own: any run's holder
+            _describe(),
+        ],
     }
 
 
@@ -113,13 +135,16 @@ def run_policy(bucket: str) -> dict:
     of a multi-node run ends every node), cancels only its run's spot requests, deletes
     only its run's fleet and launch template, attaches only a `--volume` the user opted
     in (`runctl:managed=true`) that serves its run (`runctl:volume-run`) to an instance
-    of its run (a spot replacement), and reads spot prices.
+    of its run (a spot replacement), detaches it at the run's end and deletes it only
+    when its run created it and it is not kept (`--data-size` without `--persistent`),
+    and reads spot prices.
     """
     return {
         "Version": "2012-10-17",
         "Statement": [
             *_bucket_reach(bucket, f"{RUN_PREFIX}runs/{OWN_RUN}/"),
             _team_publish(bucket),
+            _leases(bucket, OWN_RUN),
             {
                 "Sid": "StopOrTerminateOwnRunInstances",
                 "Effect": "Allow",
@@ -156,6 +181,41 @@ def run_policy(bucket: str) -> dict:
                 "Action": ["ec2:AttachVolume"],
                 "Resource": "arn:aws:ec2:*:*:volume/*",
                 "Condition": _own_run(tags.VOLUME_RUN),
+            },
+            {
+                # the run's end: its data volume (not kept) detached from its instance
+                "Sid": "DetachOwnRunVolume",
+                "Effect": "Allow",
+                "Action": ["ec2:DetachVolume"],
+                "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Condition": _own_run(tags.VOLUME_RUN),
+            },
+            {
+                "Sid": "DetachFromOwnRunInstance",
+                "Effect": "Allow",
+                "Action": ["ec2:DetachVolume"],
+                "Resource": "arn:aws:ec2:*:*:instance/*",
+                "Condition": _own_run(),
+            },
+            {
+                # then deleted: only a volume this run created (`runctl:run-id`) and
+                # serves, never a kept one (`--persistent`, a user's `--volume`)
+                "Sid": "DeleteOwnRunScratchVolume",
+                "Effect": "Allow",
+                "Action": ["ec2:DeleteVolume"],
+                "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/{tags.MANAGED}": "true",
+                        f"aws:ResourceTag/{tags.RUN_ID}": OWN_RUN,
+                        f"aws:ResourceTag/{tags.VOLUME_RUN}": OWN_RUN,
+                    },
+                    "StringNotEquals": {
+                        f"aws:ResourceTag/{tags.PERSISTENT}": "true",
+                        f"aws:ResourceTag/{tags.KEEP}": "true",
+                        f"aws:ResourceTag/{tags.PROTECTED}": "true",
+                    },
+                },
             },
         ],
     }

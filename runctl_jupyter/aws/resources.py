@@ -165,7 +165,25 @@ _ORDER = {
 
 
 def cleanup(clients: Clients, targets: Iterable[Resource]) -> list[tuple[Resource, bool, str]]:
-    return [(r, *delete(clients, r)) for r in sorted(targets, key=lambda r: _ORDER.get(r.kind, 9))]
+    done: list[tuple[Resource, bool, str]] = []
+    for r in sorted(targets, key=lambda r: _ORDER.get(r.kind, 9)):
+        why = leased(clients, r)
+        done.append((r, False, why) if why else (r, *delete(clients, r)))
+    return done
+
+
+def leased(clients: Clients, resource: Resource) -> str | None:
+    """Why a volume or instance some run holds a lease on must stay (aws/leases.py), or None."""
+    if resource.kind not in ("volume", "instance"):
+        return None
+    from .leases import cleanup_refusal
+    from .policy import bucket_name
+
+    try:
+        bucket = bucket_name(clients.identity()["Account"], clients.region)
+        return cleanup_refusal(clients.s3, bucket, RUN_PREFIX, resource.id)
+    except Exception as exc:  # noqa: BLE001 - unsure: keep it
+        return f"its lease could not be read ({error_code(exc) or exc}): left alone; run cleanup again"
 
 
 def table(resources: Iterable[Resource]) -> str:

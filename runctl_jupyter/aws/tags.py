@@ -17,6 +17,8 @@ VOLUME_RUN = "runctl:volume-run"
 # on a run's own role, when the run is published to a team (docs/teams.md): the owner's
 # prefix `teams/<team>/<owner>/`, under which the role may publish that run alone
 TEAM_PREFIX = "runctl:team-prefix"
+# a `--persistent` data volume's name (`--volume-name`), which `--volume NAME` finds
+VOLUME_NAME = "runctl:volume-name"
 
 # A resource carrying one of these is never an orphan.
 KEEP_TAGS = {KEEP: "true", PERSISTENT: "true", PROTECTED: "true", ROLE: "setup"}

@@ -33,13 +33,13 @@ from typing import Any
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from ..aws import bootstrap, bundle, run_role, tags
+from ..aws import bootstrap, bundle, leases, run_role, share, tags
 from ..aws.clients import Clients, error_code, owner_from_arn
 from ..aws.launch import LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..aws.spot_fleet import claim_attempt, delete_old_fleet, fleet_alive
 from ..team_keys import owner_prefix
-from . import aws_cluster, aws_dev, aws_pull, aws_stop
+from . import aws_cluster, aws_dev, aws_pull, aws_stop, aws_volume
 from .aws_checks import check_before_launch, complete_plan
 from .aws_ship import ship_and_start
 from .aws_target import read_target
@@ -71,6 +71,9 @@ class AWSBackend(Configurable):
         config=True
     )
     root_gb = Int(100, help="Root volume size in GiB (gp3, encrypted).").tag(config=True)
+    data_mount = Unicode(
+        "/data", help="Where a data volume (--data-size, --volume) is mounted on the instance."
+    ).tag(config=True)
     ssm_timeout = Float(600.0, help="Seconds to wait for a new instance's SSM agent.").tag(
         config=True
     )
@@ -100,6 +103,11 @@ class AWSBackend(Configurable):
         120.0,
         help="Seconds the spot fleet may stay without an instance before --fallback on-demand is tried.",
     ).tag(config=True)
+    lease_renew_seconds = Float(
+        15.0,
+        help="Seconds between the agent's renewals of a run's leases (a --volume, an --instance); "
+        "a lease not renewed for 4 of them is free.",
+    ).tag(config=True)
 
     def __init__(self, parent: Any = None, clients: Clients | None = None, **kwargs: Any):
         super().__init__(parent=parent, **kwargs)
@@ -108,6 +116,7 @@ class AWSBackend(Configurable):
         self._alive: dict[str, tuple[float, bool | None]] = {}
         self._regional: dict[str, Clients] = {}
         self._relaunch_asked: set[tuple[str, int]] = set()  # (run, attempt) claims tried
+        self.held: dict[str, list[dict]] = {}  # run id -> the leases its launch took
         self.progress: Callable[[str, str], None] | None = None
 
     # -- plumbing ----------------------------------------------------------------
@@ -155,10 +164,40 @@ class AWSBackend(Configurable):
         checked = check_before_launch(self, run_dir, spec, opts)
         clients, bucket = checked.clients, checked.bucket
         spot = self.spot if opts.get("spot") is None else bool(opts.get("spot"))
-        user_data = None
-        if spot and not opts.get("keep") and not opts.get("instance"):
-            user_data = self._fleet_boot_script(clients, run_dir, spec, attempt, bucket)
-        req = self._launch_request(spec, opts, checked.identity, spot, user_data)
+        req = self._launch_request(spec, opts, checked.identity, spot, None)
+        aws_volume.choose(clients, run_dir, spec, opts, req)  # `--volume NAME`: found first
+        if req.share and req.volume:  # where EBS cannot share it: one line, nothing made
+            share.check(clients, req.volume, req.instance_type, req.instance_id)
+        # the run's leases (a --volume, an --instance): the atomic guard before any launch
+        held = leases.acquire_all(
+            clients.s3, bucket, self.prefix, req.run_id, req.owner, self._leased(opts, req),
+            self._lease_launch(),
+        )
+        self.held[req.run_id] = held
+        try:
+            if spot and not opts.get("keep") and not opts.get("instance"):
+                req.user_data = self._fleet_boot_script(clients, run_dir, spec, attempt, bucket)
+            return self._start_leased(run_dir, spec, attempt, req, checked)
+        except BaseException:
+            leases.release(clients.s3, bucket, self.prefix, req.run_id, held)
+            raise
+
+    @staticmethod
+    def _leased(opts: dict, req: LaunchRequest) -> dict:
+        """The options leases are taken on: `--volume NAME` as the id it was resolved to
+        (a volume this run makes with `--data-size` is its own: no lease)."""
+        if opts.get("volume") and req.volume:
+            return {**opts, "volume": req.volume}
+        return opts
+
+    def _lease_launch(self) -> float:
+        """How long a lease taken at launch lasts before the agent's first renewal."""
+        return self.ssm_timeout + self.bootstrap_timeout + 300.0
+
+    def _start_leased(
+        self, run_dir: Path, spec: dict, attempt: int, req: LaunchRequest, checked: Any
+    ) -> dict:
+        clients, bucket = checked.clients, checked.bucket
         made = False  # a role this call made goes if the launch fails; an earlier attempt's stays
         if self.instance_profile == PROFILE_NAME and not (req.keep or req.instance_id):
             # instances serving this run alone get its own role (its reach only)
@@ -190,6 +229,7 @@ class AWSBackend(Configurable):
                 return facts
         launched = provision(clients, req, progress=self._say)
         try:
+            aws_volume.record(run_dir, spec, launched, self.data_mount)
             facts = ship_and_start(
                 self, clients, run_dir, spec, attempt, launched, bucket, pip, sync_dirs
             )
@@ -222,7 +262,7 @@ class AWSBackend(Configurable):
             ami=opts.get("ami"),
             instance_id=opts.get("instance") or None,
             keep=bool(opts.get("keep")),
-            volume=opts.get("volume"),
+            share=opts.get("share") == "read-only",
             subnet=self.subnet or None,
             security_group=self.security_group or None,
             instance_profile=self.instance_profile,

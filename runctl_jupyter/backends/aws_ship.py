@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..aws import bootstrap, bundle, ssm
+from ..aws import bootstrap, bundle, leases, ssm
 from ..aws.clients import Clients
 from ..aws.launch import Launched
 from .aws_target import write_target
@@ -40,6 +40,8 @@ def ship_and_start(
         "persistent": launched.persistent,  # the fleet refills: leave it on `resuming`
         "terminate": not (launched.reused or launched.keep),
     }
+    held = getattr(backend, "held", {}).get(spec["run_id"]) or []
+    sync_cfg.update(leases.sync_settings(held, backend.lease_renew_seconds))
     if (spec.get("options") or {}).get("dev"):
         sync_cfg["interval"] = DEV_SYNC_SECONDS  # a restart's first lines show at once
     data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)
@@ -51,7 +53,7 @@ def ship_and_start(
     command_id = ssm.send(
         clients, launched.instance_id, script, comment=f"runctl run {spec['run_id']}"
     )
-    ssm.wait(
+    done = ssm.wait(
         clients,
         command_id,
         launched.instance_id,
@@ -59,6 +61,9 @@ def ship_and_start(
         poll=backend.aws_poll,
         what="bootstrap",
     )
+    for line in (done.get("StandardOutputContent") or "").splitlines():
+        if line.startswith("runctl: s3://") and " to fetch, " in line:  # --data staging
+            backend._say("starting", line[len("runctl: ") :])
     facts = launched.facts()
     facts.update(
         region=clients.region,

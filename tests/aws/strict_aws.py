@@ -644,6 +644,179 @@ def attach_volume_same_az(req: Request) -> None:
         )
 
 
+CREATE_VOLUME_DOC = "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html"
+# CreateVolume, Size: "gp2 and gp3: 1 - 16,384 GiB; io1: 4 - 16,384 GiB; io2: 4 - 65,536
+# GiB; st1 and sc1: 125 - 16,384 GiB; standard: 1 - 1024 GiB"
+VOLUME_SIZES = {
+    "gp2": (1, 16384),
+    "gp3": (1, 16384),
+    "io1": (4, 16384),
+    "io2": (4, 65536),
+    "st1": (125, 16384),
+    "sc1": (125, 16384),
+    "standard": (1, 1024),
+}
+
+
+@rule("ec2", ("CreateVolume",), CREATE_VOLUME_DOC)
+def create_volume_size_for_type(req: Request) -> None:
+    """CreateVolume: a Size outside its VolumeType's range, an unknown type, or no size."""
+    vtype = req.params.get("VolumeType") or "gp2"  # "Default: gp2"
+    if vtype not in VOLUME_SIZES:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({vtype}) for parameter volumeType is invalid. "
+            f"Valid values: {', '.join(VOLUME_SIZES)}",
+        )
+    size = req.params.get("Size")
+    if size is None:  # "You must specify either a snapshot ID or a volume size"
+        if not req.params.get("SnapshotId"):
+            raise Refusal(
+                "MissingParameter", "The request must contain the parameter size or snapshotId"
+            )
+        return
+    low, high = VOLUME_SIZES[vtype]
+    if not low <= int(size) <= high:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Volume of {size}GiB is out of range for a {vtype} volume ({low} - {high} GiB).",
+        )
+
+
+@rule("ec2", ("CreateVolume",), CREATE_VOLUME_DOC)
+def create_volume_placement(req: Request) -> None:
+    """CreateVolume: no AvailabilityZone (nor AvailabilityZoneId), or a tag set not for a 'volume'."""
+    # "AvailabilityZone ... Either AvailabilityZone or AvailabilityZoneId must be
+    # specified, but not both"; TagSpecifications: "The tags to apply to the volume
+    # during creation" (ResourceType volume).
+    zone, zone_id = req.params.get("AvailabilityZone"), req.params.get("AvailabilityZoneId")
+    if bool(zone) == bool(zone_id):
+        raise Refusal(
+            "MissingParameter",
+            "The request must contain either the parameter AvailabilityZone or AvailabilityZoneId",
+        )
+    for spec in req.params.get("TagSpecifications") or []:
+        if spec.get("ResourceType") != "volume":
+            raise Refusal(
+                "InvalidParameterValue",
+                f"'{spec.get('ResourceType')}' is not a valid taggable resource type for this operation.",
+            )
+    if req.params.get("KmsKeyId") and str(req.params.get("Encrypted")).lower() != "true":
+        # KmsKeyId: "If KmsKeyId is specified, the encrypted state must be true."
+        raise Refusal(
+            "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted."
+        )
+
+
+# DescribeVolumes, Filter.N: the filter names the API reference lists (and tag:<key>)
+VOLUME_FILTERS = {
+    "attachment.attach-time",
+    "attachment.delete-on-termination",
+    "attachment.device",
+    "attachment.instance-id",
+    "attachment.status",
+    "availability-zone",
+    "availability-zone-id",
+    "create-time",
+    "encrypted",
+    "fast-restored",
+    "multi-attach-enabled",
+    "operator.managed",
+    "operator.principal",
+    "size",
+    "snapshot-id",
+    "status",
+    "tag-key",
+    "volume-id",
+    "volume-type",
+}
+
+
+@rule(
+    "ec2",
+    ("DescribeVolumes",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeVolumes.html",
+)
+def describe_volumes_filter_names(req: Request) -> None:
+    """DescribeVolumes: a filter name the API does not know (moto answers it with nothing)."""
+    for f in req.params.get("Filters") or []:
+        name = str(f.get("Name") or "")
+        if name not in VOLUME_FILTERS and not (name.startswith("tag:") and len(name) > 4):
+            raise Refusal("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
+@rule(
+    "ec2",
+    ("AttachVolume",),
+    "https://docs.aws.amazon.com/ebs/latest/userguide/device_naming.html",
+)
+def attach_volume_device_name(req: Request) -> None:
+    """AttachVolume: a Device that is not an EBS device name of a Linux instance."""
+    # "Available: /dev/sd[b-z], /dev/sd[b-y]d, /dev/xvd[b-c][a-z], /dev/xvd[d-z]
+    # (recommended for EBS: /dev/sd[f-p])"; the root device (/dev/sda1, /dev/xvda) is taken.
+    device = str(req.params.get("Device") or "")
+    if not re.fullmatch(r"/dev/(sd[b-z]|sd[b-y]d|xvd[b-c][a-z]|xvd[d-z])", device):
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name.",
+        )
+
+
+MULTI_ATTACH_DOC = "https://docs.aws.amazon.com/ebs/latest/userguide/ebs-volumes-multi.html"
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() == "true"
+
+
+def _volume_type(req: Request) -> str | None:
+    """The type a CreateVolume asks for, or a ModifyVolume's target (else the volume's)."""
+    if req.action == "CreateVolume":
+        return req.params.get("VolumeType") or "gp2"
+    if req.params.get("VolumeType"):
+        return req.params["VolumeType"]
+    try:
+        return req.ec2().get_volume(req.params.get("VolumeId")).volume_type
+    except Exception:
+        return None  # moto answers the unknown id itself
+
+
+@rule("ec2", ("CreateVolume", "ModifyVolume"), MULTI_ATTACH_DOC)
+def multi_attach_io_only(req: Request) -> None:
+    """CreateVolume/ModifyVolume: Multi-Attach on a volume that is not io1 or io2."""
+    # "Multi-Attach is supported exclusively on Provisioned IOPS SSD (io1 and io2) volumes"
+    # (moto refuses it on CreateVolume, with another code, and accepts it on ModifyVolume)
+    if _flag(req.params.get("MultiAttachEnabled")) and _volume_type(req) not in ("io1", "io2"):
+        raise Refusal(
+            "InvalidParameterCombination",
+            "The parameter MultiAttachEnabled is only supported with io1 and io2 volume types",
+        )
+
+
+# -- S3: conditional writes -------------------------------------------------------------
+
+
+def s3_condition_refusal(method: str, headers: Any) -> Refusal | None:
+    """PutObject's If-None-Match takes only `*` (API_PutObject: "Expects the '*'
+    (asterisk) character"; https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html); AWS's
+    answer to another value is S3's NotImplemented (501), "A header you provided implies
+    functionality that is not implemented" (the S3 error codes list). The code and message
+    are AWS's; moto's serializer sends it with status 400 (botocore raises the same error)."""
+    if not _state["on"] or method != "PUT":
+        return None
+    value = headers.get("If-None-Match")
+    if value is not None and value.strip() != "*":
+        refusal = Refusal(
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented",
+            status=501,
+        )
+        REFUSED.append(("put_if_none_match_star", "PutObject", refusal.code, value))
+        return refusal
+    return None
+
+
 # -- IAM: PassRole (simulated) ------------------------------------------------------
 
 
@@ -1009,6 +1182,37 @@ def iam_policy_allows(req: Request) -> None:
         )
 
 
+@rule(
+    "ec2",
+    ("AttachVolume",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html",
+)
+def attach_volume_in_use(req: Request) -> None:
+    """AttachVolume: a volume attached already, unless Multi-Attach (then Nitro only)."""
+    # after iam_policy_allows: AWS authorizes a request before it looks at the volume
+    # VolumeInUse: "The specified EBS volume is attached to an instance"; a Multi-Attach
+    # volume attaches to "up to 16 instances built on the Nitro System that are in the
+    # same Availability Zone" (MULTI_ATTACH_DOC; the zone: attach_volume_same_az).
+    backend = req.ec2()
+    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
+    try:
+        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
+    except Exception:
+        return  # moto answers the unknown id itself
+    attached = volume.attachment is not None and volume.attachment.status == "attached"
+    if attached and not volume.multi_attach_enabled:
+        raise Refusal("VolumeInUse", f"{vid} is already attached to an instance")
+    if volume.multi_attach_enabled:
+        from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+        if (INSTANCE_TYPES.get(inst.instance_type) or {}).get("Hypervisor") != "nitro":
+            raise Refusal(
+                "InvalidParameterCombination",
+                f"Multi-Attach volumes can only be attached to instances built on the Nitro "
+                f"System; {inst.instance_type} is not",
+            )
+
+
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
     """S3 by an instance's role, or by an IAM user whose keys a test registered in
     USER_KEYS: AccessDenied (403) when its policies do not allow it."""
@@ -1160,8 +1364,15 @@ def _install_s3_iam(s3_response: Any) -> None:
 
     def key_response(self: Any, request: Any, full_url: str) -> Any:
         bucket = self.parse_bucket_name_from_url(request, full_url)
-        ctx = strict_iam.s3_object_context(request.method, bucket, self.parse_key_name())
+        key = self.parse_key_name()
+        refuse(s3_condition_refusal(request.method, request.headers))
+        ctx = strict_iam.s3_object_context(request.method, bucket, key)
         refuse(s3_refusal(self.get_access_key(), ctx))
+        if request.method == "DELETE" and request.headers.get("If-Match"):
+            # a conditional delete by ETag needs s3:GetObject too (conditional-deletes.html:
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html)
+            ctx = strict_iam.s3_object_context("GET", bucket, key)
+            refuse(s3_refusal(self.get_access_key(), ctx))
         return original_key(self, request, full_url)
 
     s3_response._key_response = key_response

@@ -154,6 +154,29 @@ def _attach(aws: Any, ctx: dict) -> Any:
     )
 
 
+def _attached_setup(aws: Any) -> dict:
+    """A gp3 volume attached to one instance, and a second instance in its AZ."""
+    subnets = _subnets(aws)
+    managed = [{"Key": "runctl:managed", "Value": "true"}]  # the user may attach it
+    first, second = (
+        _run(
+            aws,
+            SubnetId=subnets["us-east-1a"],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": managed}],
+        )["Instances"][0]["InstanceId"]
+        for _ in range(2)
+    )
+    volume = aws.ec2.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=1,
+        VolumeType="gp3",
+        TagSpecifications=[{"ResourceType": "volume", "Tags": managed}],
+    )
+    with strict_aws.off():
+        aws.ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=first, Device="/dev/sdf")
+    return {"instance": second, "volume": volume["VolumeId"]}
+
+
 def _unmanaged_attach_setup(aws: Any) -> dict:
     """An untagged volume and an instance in its AZ: the user's policy attaches neither."""
     subnets = _subnets(aws)
@@ -165,6 +188,19 @@ def _attach_setup(aws: Any) -> dict:
     subnets = _subnets(aws)
     instance = _run(aws, SubnetId=subnets["us-east-1a"])["Instances"][0]["InstanceId"]
     return {"instance": instance, "volume": _volume(aws, "us-east-1b")}
+
+
+def _managed_attach_setup(aws: Any) -> dict:
+    """A managed volume and a managed instance in one AZ (attached by the user's policy)."""
+    subnets = _subnets(aws)
+    managed = [{"Key": "runctl:managed", "Value": "true"}]
+    instance = _run(
+        aws,
+        SubnetId=subnets["us-east-1a"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": managed}],
+    )["Instances"][0]["InstanceId"]
+    volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, **_on_volume(managed))
+    return {"instance": instance, "volume": volume["VolumeId"]}
 
 
 def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> Any:
@@ -193,6 +229,35 @@ def _list_bucket(aws: Any) -> str:
 
 
 CASES = [
+    Case(
+        "describe_volumes_filter_names",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.describe_volumes(Filters=[{"Name": "volume_id", "Values": ["x"]}]),
+    ),
+    Case(
+        "create_volume_size_for_type",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=70000, VolumeType="gp3", Encrypted=True
+        ),
+    ),
+    Case(
+        "create_volume_placement",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a",
+            Size=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(1)}],
+        ),
+    ),
+    Case(
+        "attach_volume_device_name",
+        "InvalidParameterValue",
+        lambda aws, ctx: aws.ec2.attach_volume(
+            VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/data"
+        ),
+        setup=_managed_attach_setup,
+    ),
     Case(
         "one_time_spot_shutdown_stop",
         "InvalidParameterCombination",
@@ -324,6 +389,20 @@ CASES = [
         "InvalidVolume.ZoneMismatch",
         _attach,
         setup=_attach_setup,
+    ),
+    Case(
+        "attach_volume_in_use",
+        "VolumeInUse",
+        _attach,
+        setup=_attached_setup,
+    ),
+    Case(
+        "multi_attach_io_only",
+        "InvalidParameterCombination",
+        lambda aws, vol: aws.ec2.modify_volume(VolumeId=vol, MultiAttachEnabled=True),
+        setup=lambda aws: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3"
+        )["VolumeId"],
     ),
     Case(
         "pass_role_allowed",
