@@ -38,6 +38,7 @@ MODULES: dict[str, list[str]] = {
     "metric_latency": ["metric_latency", "metric_latency_p99"],
     "launch_overhead": ["launch_overhead"],
     "store_bench": ["store_list", "store_metrics"],
+    "store_team": ["store_team_list"],
     "load_ext": ["load_ext"],
     "record_size": ["record_size"],
     "compare_panel": ["compare_panel"],

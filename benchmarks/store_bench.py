@@ -220,3 +220,120 @@ def run(ctx: Ctx) -> dict[str, Result]:
         )
 
     return {"store_list": result(list_samples), "store_metrics": result(metric_samples)}
+
+
+# -- the team case (docs/teams.md) --------------------------------------------------------
+
+TEAM = "bench"
+TEAM_OWNERS = 10
+TEAM_LIST_BUDGET = 1.0  # seconds: `runs --owner all` over 10,000 team runs (docs/benchmarks.md)
+TEAM_ABOUT = (
+    "seconds to list 10,000 teammates' runs (10 owners) newest first plus filter one project, "
+    "after a pull of their 10,000 published summaries from a moto S3 on 127.0.0.1: "
+    "`Store.list_runs(owner='all', limit=None)` + `Store.list_runs(owner='all', project=...)`. "
+    "The detail has the pull: its seconds, ListObjectsV2 and GetObject calls, and a second "
+    "pull's (nothing new: no GetObject)."
+)
+
+
+def publish_summaries(s3, bucket: str, n: int, owners: int = TEAM_OWNERS, team: str = TEAM) -> None:  # noqa: ANN001
+    """`n` runs' summary rows as their agents publish them (agent/team.py): one index
+    entry each, `owners` members, in a thread pool (untimed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from runctl_jupyter import team_keys
+
+    t0 = 1_764_380_000.0
+
+    def put(i: int) -> None:
+        owner, run_id = f"member{i % owners}", f"{i:010x}"
+        row = {
+            "id": run_id, "name": f"run-{i}", "owner": owner, "project": f"p{i % 7}",
+            "experiment": f"exp-{i % 10}", "kind": "cell", "backend": "local",
+            "created": t0 + i, "status": "succeeded" if i % 5 else "running",
+            "started": t0 + i + 1, "ended": t0 + i + 60 if i % 5 else None,
+            "duration": 59.0, "attempt_started": None if i % 5 else t0 + i + 1,
+            "cost": 0.0, "params": {"lr": 0.001 * (i % 10)},
+            "final_metrics": {"loss": 1.0 / (i + 1), "acc": (i % 100) / 100},
+            "events": team_keys.run_prefix(team, owner, run_id) + "events/",
+        }  # fmt: skip
+        key = team_keys.index_key(team, owner, int((t0 + i) * 1000), run_id)
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(row).encode())
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(put, range(n)))
+
+
+def count_calls(s3) -> dict[str, int]:  # noqa: ANN001
+    """ListObjectsV2 / GetObject calls of a client, counted by botocore's events."""
+    calls: dict[str, int] = {}
+
+    def count(event_name: str, **_: object) -> None:
+        name = event_name.rsplit(".", 1)[-1]
+        calls[name] = calls.get(name, 0) + 1
+
+    s3.meta.events.register("before-call.s3.*", count)
+    return calls
+
+
+def team_list(store, project: str = "p3") -> tuple[int, int]:  # noqa: ANN001
+    """What `runs --owner all` and `runs --owner all --project P` read."""
+    return len(store.list_runs(owner="all", limit=None)), len(
+        store.list_runs(owner="all", project=project, limit=None)
+    )
+
+
+def run_team(ctx: Ctx) -> dict[str, Result]:
+    try:
+        from runctl_jupyter.aws.clients import Clients
+        from runctl_jupyter.aws.team_pull import pull
+        from runctl_jupyter.store import Store
+    except ImportError as exc:
+        raise NotLanded(f"the team store: {exc}") from exc
+    from .aws_api_calls import _moto
+
+    n = ctx.size(10_000, 100)
+    home = ctx.scratch("team_home")
+    with _moto():
+        s3 = Clients(region="us-east-1").s3
+        s3.create_bucket(Bucket="bench")
+        build = timed(lambda: publish_summaries(s3, "bench", n))
+        store = Store(home)
+        calls = count_calls(s3)
+        found: dict = {}
+        first = timed(lambda: found.update(first=pull(s3, "bench", TEAM, store.connection())))
+        first_calls = dict(calls)
+        calls.clear()
+        second = timed(lambda: found.update(second=pull(s3, "bench", TEAM, store.connection())))
+        second_calls = dict(calls)
+    counts: dict[str, tuple[int, int]] = {}
+    samples = alternate(
+        {"ours": lambda: timed(lambda: counts.update(n=team_list(store)))}, ctx.reps
+    )
+    store.close()
+    if counts["n"][0] != n or found["first"].rows != n:
+        raise AssertionError(
+            f"team list: read {counts['n']}, pulled {found['first'].rows}, expected {n}"
+        )
+    ours = median(samples["ours"])
+    return {
+        "store_team_list": Result(
+            unit="s",
+            better="lower",
+            ours=round(ours, 4),
+            peers={},
+            detail={
+                "runs": n,
+                "owners": TEAM_OWNERS,
+                "publish_seconds": round(build, 2),
+                "pull_seconds": round(first, 2),
+                "pull_calls": first_calls,
+                "second_pull_seconds": round(second, 3),
+                "second_pull_calls": second_calls,
+                "listed": list(counts["n"]),
+                "reps": ctx.reps,
+                "samples": [round(x, 4) for x in samples["ours"]],
+            },
+            notes=[f"budget: under {TEAM_LIST_BUDGET} s (as today's local listing of 10,000 runs)"],
+        )
+    }

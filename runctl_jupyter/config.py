@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable
 
 
@@ -120,11 +120,26 @@ class Runctl(Configurable):
         help="Crontab file local schedules are written to (default $RUNCTL_CRONTAB, else the "
         "user's crontab, as `crontab -l` shows it).",
     ).tag(config=True)
+    team = Unicode(
+        "",
+        help="Team whose S3 store runs are published to and teammates' runs pulled from "
+        "(teams/<team>/ in the runctl bucket, docs/teams.md; empty: no team).",
+    ).tag(config=True)
     debug = Bool(
         False,
         help="Show an error's full traceback (for a bug report) instead of its one line "
         "(as `runctl --debug` / `%runctl --debug`).",
     ).tag(config=True)
+
+    @validate("team")
+    def _check_team(self, proposal: dict) -> str:
+        from .team_keys import check_name
+
+        value = proposal["value"].strip()
+        try:
+            return check_name(value, "c.Runctl.team") if value else ""
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
 
     @default("home")
     def _home_default(self) -> str:

@@ -273,4 +273,3 @@ class RunModels:
         else:
             home = Path(os.environ.get("RUNCTL_HOME") or Path.home() / ".runctl")
         return Registry(home).load(name, version, alias)
-

@@ -183,8 +183,11 @@ class Session(RunStarter):
         limit: int | None = 20,
         project: str | None = None,
         sweep: str | None = None,
+        owner: str | None = None,
     ) -> RunTable:
         self.store.refresh()
+        if owner is not None:  # teammates' runs too: new summaries first, time-bounded
+            self.team.pull()
         if sweep is not None:
             from .sweeps.api import find
 
@@ -193,9 +196,16 @@ class Session(RunStarter):
                 raise RunctlError(f"no sweep {sweep!r}: see `runctl sweeps` for sweep ids")
             sweep = handle.id
         rows = self.store.list_runs(
-            experiment=experiment, status=status, project=project, sweep_id=sweep, limit=limit
+            experiment=experiment,
+            status=status,
+            project=project,
+            sweep_id=sweep,
+            limit=limit,
+            owner=owner,
         )
         filters = {"experiment": experiment, "status": status, "project": project, "sweep": sweep}
+        if owner is not None:
+            filters["owner"] = owner
         summaries = self.store.summaries([r["id"] for r in rows])
         return RunTable(rows, summaries, session=self, filters=filters)
 
@@ -327,6 +337,7 @@ class Session(RunStarter):
         if not refs and experiment is None and sweep is None:
             raise RunctlError("compare needs runs: RUN RUN ..., --experiment NAME or --sweep SWEEP")
         self.store.refresh()
+        refs = [self.team.resolve(r) if "/" in r else r for r in refs]  # owner/RUN
         return compare(
             self.store, refs, experiment=experiment, sweep=sweep, metric=metric, objective=objective
         )

@@ -23,6 +23,7 @@ EXPECTED = [
     "launch_overhead",
     "store_list",
     "store_metrics",
+    "store_team_list",
     "load_ext",
     "record_size",
     "compare_panel",

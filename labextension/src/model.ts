@@ -23,6 +23,9 @@ export const MAX_ROWS = 500;
 export interface IFilters {
   experiment: string;
   status: string;
+  /** '' this home's runs; 'all' or an owner's name: teammates' runs too. */
+  owner: string;
+  project: string;
 }
 
 /**
@@ -153,6 +156,12 @@ export class RunsModel {
     if (this._filters.status) {
       params.set('status', this._filters.status);
     }
+    if (this._filters.owner) {
+      params.set('owner', this._filters.owner);
+    }
+    if (this._filters.project) {
+      params.set('project', this._filters.project);
+    }
     const filters = this._filters;
     try {
       const page = await requestAPI<IRunsPage>(`runs?${params.toString()}`);
@@ -199,7 +208,12 @@ export class RunsModel {
   private _pages = 1;
   private _stopping = new Set<string>();
   private _paused = true;
-  private _filters: IFilters = { experiment: '', status: '' };
+  private _filters: IFilters = {
+    experiment: '',
+    status: '',
+    owner: '',
+    project: ''
+  };
   private _runsPoll: Poll;
   private _summaryPoll: Poll;
 }

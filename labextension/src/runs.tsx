@@ -57,6 +57,25 @@ export function RunsView(props: IRunsViewProps): JSX.Element {
           ))}
         </select>
       </div>
+      <div className="jp-runctl-filters">
+        <input
+          className="jp-runctl-filter-owner"
+          placeholder="owner: all or a name"
+          title="Teammates' runs too (c.Runctl.team): all, or one owner's; empty: this home's"
+          value={filters.owner}
+          onChange={e =>
+            props.onFilters({ ...filters, owner: e.currentTarget.value.trim() })
+          }
+        />
+        <input
+          className="jp-runctl-filter-project"
+          placeholder="project"
+          value={filters.project}
+          onChange={e =>
+            props.onFilters({ ...filters, project: e.currentTarget.value.trim() })
+          }
+        />
+      </div>
       {props.error && <div className="jp-runctl-error">{props.error}</div>}
       {props.loaded && props.runs.length === 0 && (
         <div className="jp-runctl-empty">
@@ -91,9 +110,11 @@ function RunRow(props: {
 }): JSX.Element {
   const { run } = props;
   const shown = Object.entries(run.metrics).slice(0, 2);
-  const title = run.has_record
-    ? 'Open the run’s record.ipynb'
-    : 'record.ipynb is written when the run ends';
+  const title = run.team
+    ? `${run.owner}’s run (team ${run.team}): compare ${run.owner}/${run.id}`
+    : run.has_record
+      ? 'Open the run’s record.ipynb'
+      : 'record.ipynb is written when the run ends';
   const progress =
     run.active && run.total ? ` ${(run.last_step ?? 0) + 1}/${run.total}` : '';
   return (
@@ -101,6 +122,7 @@ function RunRow(props: {
       className="jp-runctl-run"
       data-run-id={run.id}
       data-status={run.status}
+      data-owner={run.owner ?? ''}
       title={title}
       onClick={() => run.has_record && props.onOpen(run)}
     >
@@ -113,7 +135,8 @@ function RunRow(props: {
         </span>
         <span className="jp-runctl-name">{run.name || run.id}</span>
         <span className="jp-runctl-id">{run.id}</span>
-        {run.active && (
+        {run.team && <span className="jp-runctl-owner">{run.owner}</span>}
+        {run.active && !run.team && (
           <button
             className="jp-runctl-stop jp-mod-styled"
             title={
@@ -131,7 +154,11 @@ function RunRow(props: {
         )}
       </div>
       <div className="jp-runctl-run-bottom">
-        <span className="jp-runctl-experiment">{run.experiment}</span>
+        <span className="jp-runctl-experiment">
+          {run.project && run.project !== 'default'
+            ? `${run.project} / ${run.experiment}`
+            : run.experiment}
+        </span>
         <span className="jp-runctl-elapsed">
           {duration(run.duration)}
           {progress}

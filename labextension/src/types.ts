@@ -10,6 +10,9 @@ export interface IRun {
   name: string | null;
   experiment: string | null;
   project: string | null;
+  owner: string | null;
+  /** A teammate's run pulled from the team store (docs/teams.md): its team. */
+  team: string | null;
   backend: string | null;
   status: string;
   reason: string | null;
@@ -41,6 +44,8 @@ export interface IRunsPage {
   limit: number;
   next_offset: number | null;
   summary: ISummary;
+  /** c.Runctl.team of the server, null without one. */
+  team: string | null;
 }
 
 export interface IResource {

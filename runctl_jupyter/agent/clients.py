@@ -17,7 +17,9 @@ _CLIENTS: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
 
 
-def make_s3_client(region: str | None) -> Any:
+def make_s3_client(region: str | None, profile: str | None = None) -> Any:
+    """`profile`: a named profile of the user's chain (a local run published to its
+    team with `c.AWSBackend.profile`); None on instances."""
     from botocore.config import Config
 
     config = Config(
@@ -26,7 +28,7 @@ def make_s3_client(region: str | None) -> Any:
         connect_timeout=10,
         read_timeout=60,
     )
-    return _client("s3", region, config)
+    return _client("s3", region, config, profile)
 
 
 def make_ec2_client(region: str | None) -> Any:
@@ -42,15 +44,15 @@ def adopt(service: str, region: str | None, client: Any) -> None:
         _CLIENTS.setdefault(_key(service, region), client)
 
 
-def _key(service: str, region: str | None) -> tuple:
+def _key(service: str, region: str | None, profile: str | None = None) -> tuple:
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get(
         "AWS_ENDPOINT_URL"
     )
-    return (service, region, endpoint)
+    return (service, region, endpoint) + ((profile,) if profile else ())
 
 
-def _client(service: str, region: str | None, config: Any) -> Any:
-    key = _key(service, region)
+def _client(service: str, region: str | None, config: Any, profile: str | None = None) -> Any:
+    key = _key(service, region, profile)
     endpoint = key[2]
     with _LOCK:
         if key not in _CLIENTS:
@@ -59,5 +61,6 @@ def _client(service: str, region: str | None, config: Any) -> Any:
             kwargs: dict[str, Any] = {"config": config, "region_name": region}
             if endpoint:
                 kwargs["endpoint_url"] = endpoint
-            _CLIENTS[key] = boto3.session.Session().client(service, **kwargs)
+            session = boto3.session.Session(profile_name=profile or None)
+            _CLIENTS[key] = session.client(service, **kwargs)
         return _CLIENTS[key]

@@ -170,4 +170,3 @@ def _restore_checkpoints(
         os.replace(fetched, target)
         restored += 1
     return restored, refused
-

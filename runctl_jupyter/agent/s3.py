@@ -14,6 +14,11 @@ interrupted upload is retried with the same number and content: no chunk is lost
 or duplicated, and a reader that lists keys after the last one it has never
 misses one.
 
+With `"team"` in the spec (docs/teams.md), the same sync publishes the run's spec,
+summary row and index entries under `teams/<team>/<owner>/` (agent/team.py); a local
+run published to its team syncs with `team.local_sync_cfg` (`from_start`: every event,
+`checkpoints: false`, its own `state_dir`).
+
 Upload pacing keeps the reader's cost low (docs/aws.md): status, checkpoint,
 warning, interrupt and exit events go out at the next tick, the first metric of
 an attempt too; other metrics and logs at most every `interval` seconds (15);
@@ -70,11 +75,12 @@ class Sync:
         self.interval = float(cfg.get("interval", 15.0))
         self.heartbeat_interval = float(cfg.get("heartbeat_interval", 20.0))
         self.log_interval = float(cfg.get("log_interval", 30.0))
-        self.s3 = client or make_s3_client(cfg.get("region"))
-        self.dir = self.run_dir / SYNC_DIR
+        self.s3 = client or make_s3_client(cfg.get("region"), cfg.get("profile"))
+        self.dir = self.run_dir / cfg.get("state_dir", SYNC_DIR)
         (self.dir / "chunks").mkdir(parents=True, exist_ok=True)
         self.state_path = self.dir / "state.json"
         self.state = self._load_state()
+        self.publisher = self._publisher(spec)
         self.uploads = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -91,6 +97,39 @@ class Sync:
         self._thread = threading.Thread(target=self._loop, name="runctl-s3-sync", daemon=True)
         self._thread.start()
 
+    def _publisher(self, spec: dict) -> Any:
+        from ..distributed import node_folder
+
+        if not spec.get("team") or node_folder():  # node 0 alone speaks for the run
+            return None
+        from .team import Publisher
+
+        saved = self.state.get("team")
+        publisher = Publisher(self.s3, spec, self.prefix + "events/", saved)
+        if saved is None and self.state["offset"]:  # a new instance: the events it came with
+            with open(self.run_dir / "events.jsonl", "rb") as f:
+                publisher.summary.feed(f.read(self.state["offset"]))
+        self.state["team"] = publisher.state
+        return publisher
+
+    def _publish(self, final: bool) -> bool:
+        if self.publisher is None:
+            return True
+        try:
+            self.publisher.publish(final)
+        except Exception as exc:  # noqa: BLE001 - retried at the next round
+            self.failures += 1
+            self.last_error = f"team: {type(exc).__name__}: {exc}"
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code in ("AccessDenied", "NoSuchBucket", "AllAccessDisabled"):
+                # never retried: the run goes on unpublished (a kept instance's shared role)
+                sys.stderr.write(f"runctl sync: not published to the team: {self.last_error}\n")
+                self.publisher = None
+                return True
+            return False
+        self._save()
+        return True
+
     # -- state -----------------------------------------------------------------
     def _load_state(self) -> dict:
         try:
@@ -101,6 +140,8 @@ class Sync:
         # holds now came with the bundle and is already in S3; go on after the last chunk.
         events = self.run_dir / "events.jsonl"
         offset = events.stat().st_size if events.exists() else 0
+        if self.cfg.get("from_start"):  # a local run: nothing of it is in S3 yet
+            offset = 0
         last = 0
         try:
             resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}events/")
@@ -149,6 +190,7 @@ class Sync:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=60)
+        deadline = float(self.cfg.get("final_deadline", deadline))  # a local team run: short
         end = time.monotonic() + deadline
         delay = 0.5
         while True:
@@ -195,9 +237,10 @@ class Sync:
             ok = True
             if not force:
                 self._cut_chunk(force)
-                ok &= self._upload_pending()
-            ok &= self._upload_checkpoints(force)
-            ok &= self._upload_checkpoints(force, "models")  # runctl.register_model's files
+                ok &= self._upload_pending() and self._publish(final=False)
+            if self.cfg.get("checkpoints", True):
+                ok &= self._upload_checkpoints(force)
+                ok &= self._upload_checkpoints(force, "models")  # runctl.register_model's files
             now = time.monotonic()
             if force or now - self._last_log_at >= self.log_interval:
                 ok &= self._upload_file("stdout.log", only_if_grown=True)
@@ -209,7 +252,7 @@ class Sync:
                 # the exit event goes last: a reader that sees it finds the log,
                 # record and checkpoints already in S3
                 self._cut_chunk(force)
-                ok &= ok and self._upload_pending()
+                ok &= ok and self._upload_pending() and self._publish(final=True)
             return ok
 
     def _cut_chunk(self, force: bool) -> None:
@@ -246,6 +289,8 @@ class Sync:
         number = self.state["next"]
         chunk = self.dir / "chunks" / f"{number:0{CHUNK_DIGITS}d}.jsonl"
         chunk.write_bytes(data)
+        if self.publisher is not None:
+            self.publisher.summary.feed(data)
         self._scanned = 0
         self._types = set()
         self.state["offset"] += len(data)

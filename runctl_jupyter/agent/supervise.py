@@ -87,6 +87,10 @@ class Agent(Stopping, Ending):
 
     def _load_sync(self):
         cfg = self.spec.get("sync")
+        if not cfg and self.spec.get("team"):  # a local run published to its team
+            from .team import local_sync_cfg
+
+            cfg = local_sync_cfg(self.spec["team"])
         if not cfg:
             return None
         if cfg.get("kind") == "s3":
@@ -172,7 +176,11 @@ class Agent(Stopping, Ending):
             facts = json.loads((self.run_dir / "bootstrap.json").read_text())
         except (OSError, ValueError):
             return {}
-        return {k: facts[k] for k in ("pip_seconds", "requirements", "marks") if isinstance(facts, dict) and k in facts}
+        return {
+            k: facts[k]
+            for k in ("pip_seconds", "requirements", "marks")
+            if isinstance(facts, dict) and k in facts
+        }
 
     def _write_agent_info(self) -> None:
         info = {

@@ -68,12 +68,14 @@ AGENT_MODULES = (
     "agent/restart.py",  # a dev run's restarts (`runctl dev`)
     "agent/watch.py",
     "agent/idle.py",  # the idle watcher of a --keep instance (docs/cost.md)
+    "agent/team.py",  # the run's summary published to its team (docs/teams.md)
     "distributed.py",
     "environment.py",
     "errors.py",
     "events.py",
     "paths.py",  # S3 keys and bundle members as paths inside their folder
     "procs.py",  # the agent's identity in agent.json (pid, boot id, start time)
+    "team_keys.py",  # the team store's key layout
     "record/__init__.py",
     "record/cells.py",
     "record/facts.py",

@@ -75,6 +75,22 @@ def _bucket_reach(bucket: str, runs: str) -> list[dict]:
     ]
 
 
+def _team_publish(bucket: str) -> dict:
+    """A run published to its team (docs/teams.md) writes its spec, summary, chunks and
+    index entries under its owner's team prefix, the role's `runctl:team-prefix` tag:
+    its own run's keys only (no tag: the variable is unresolved and matches nothing)."""
+    team = f"${{aws:PrincipalTag/{tags.TEAM_PREFIX}}}"
+    return {
+        "Sid": "PublishOwnRunToTeam",
+        "Effect": "Allow",
+        "Action": ["s3:PutObject"],
+        "Resource": [
+            f"arn:aws:s3:::{bucket}/{team}runs/{OWN_RUN}/*",
+            f"arn:aws:s3:::{bucket}/{team}index/*-{OWN_RUN}.json",
+        ],
+    }
+
+
 LEASE_PREFIX = f"{RUN_PREFIX}leases/"
 
 
@@ -154,6 +170,7 @@ def run_policy(bucket: str) -> dict:
         "Version": "2012-10-17",
         "Statement": [
             *_bucket_reach(bucket, f"{RUN_PREFIX}runs/{OWN_RUN}/"),
+            _team_publish(bucket),
             _leases(bucket, OWN_RUN),
             *_models_reach(bucket),
             {

@@ -17,6 +17,9 @@ REUSED = "runctl:reused"
 # on a `--volume` (a data volume the user opted in with `runctl:managed=true`): the run
 # it serves now, so that run's role alone may attach it to a replacement instance
 VOLUME_RUN = "runctl:volume-run"
+# on a run's own role, when the run is published to a team (docs/teams.md): the owner's
+# prefix `teams/<team>/<owner>/`, under which the role may publish that run alone
+TEAM_PREFIX = "runctl:team-prefix"
 # a `--persistent` data volume's name (`--volume-name`), which `--volume NAME` finds
 VOLUME_NAME = "runctl:volume-name"
 
@@ -71,4 +74,7 @@ def is_kept(tags: dict[str, str]) -> bool:
 
 def spec_team(spec: dict) -> str:
     """The team a run's spec names (c.Runctl.team at launch), "" for none."""
-    return str(spec.get("team") or (spec.get("options") or {}).get("team") or "")
+    team = spec.get("team")  # the team store's publish settings (agent/team.py), or a name
+    if isinstance(team, dict):
+        team = team.get("team")
+    return str(team or (spec.get("options") or {}).get("team") or "")

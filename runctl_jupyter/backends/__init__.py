@@ -12,6 +12,7 @@ from ..errors import RunctlError
 BUILTIN = {
     "local": "runctl_jupyter.backends.local:LocalBackend",
     "aws": "runctl_jupyter.backends.aws:AWSBackend",
+    "team": "runctl_jupyter.backends.team:TeamBackend",  # a teammate's run, mirrored
 }
 
 

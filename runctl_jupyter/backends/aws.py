@@ -38,6 +38,7 @@ from ..aws.clients import Clients, error_code, owner_from_arn
 from ..aws.launch import LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..aws.spot_fleet import claim_attempt, delete_old_fleet, fleet_alive
+from ..team_keys import owner_prefix
 from . import aws_cluster, aws_dev, aws_pull, aws_stop, aws_volume
 from .aws_checks import check_before_launch, complete_plan
 from .aws_ship import ship_and_start
@@ -202,6 +203,9 @@ class AWSBackend(Configurable):
             # instances serving this run alone get its own role (its reach only)
             made = not run_role.exists(clients, run_role.name(req.run_id))
             run_tags = tags.run_tags(req.run_id, req.owner, req.project, req.team)
+            team = spec.get("team")
+            if team:  # its role may publish this run to the team (docs/teams.md)
+                run_tags[tags.TEAM_PREFIX] = owner_prefix(team["team"], team["owner"])
             req.instance_profile = run_role.create(clients, run_tags, bucket)
         try:
             return self._provision_and_start(run_dir, spec, attempt, req, checked)

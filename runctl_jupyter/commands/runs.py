@@ -54,6 +54,11 @@ def add_runs(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="no limit")
     p.add_argument("--project", metavar="P")
     p.add_argument("--sweep", metavar="SWEEP")
+    p.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="teammates' runs too (c.Runctl.team, pulled from the team store): all, or one owner's",
+    )
 
 
 def add_show_attach(sub: Any) -> None:
@@ -155,6 +160,7 @@ def _call_runs(ns: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         "limit": ns.limit,
         "project": ns.project,
         "sweep": ns.sweep,
+        "owner": ns.owner,
     }
 
 

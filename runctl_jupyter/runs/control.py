@@ -18,6 +18,7 @@ from ..events import ACTIVE_STATUSES, FINAL_STATUSES
 from ..store import Store
 from ..store.folders import read_spec, write_spec
 from .results import LogText, Run
+from .team import Team
 
 ENDED = FINAL_STATUSES | {"lost"}
 ENV_REUSE_SECONDS = 5.0  # runs launched this close together share one environment scan
@@ -34,6 +35,7 @@ class RunControl:
         self._backends: dict[str, Any] = {}
         self._last_env: dict[str, Any] | None = None
         self._last_env_at = -1e9
+        self.team = Team(self)  # c.Runctl.team: publishing and pulling (docs/teams.md)
 
     # -- helpers -------------------------------------------------------------
     def backend(self, name: str) -> Any:
@@ -54,6 +56,8 @@ class RunControl:
         self.backend(spec.get("backend", "local")).stop(run_dir, spec, force=force, reason=reason)
 
     def run(self, ref: str) -> Run:
+        if isinstance(ref, str) and "/" in ref:  # owner/RUN: a teammate's (docs/teams.md)
+            return Run(self, self.team.resolve(ref))
         return Run(self, self.store.resolve(ref))
 
     def _default_name(self, experiment: str) -> str:
@@ -93,6 +97,10 @@ class RunControl:
     def _launch(self, spec: dict[str, Any], target: Any, attempt: int, detach: bool) -> Run:
         run_id = spec["run_id"]
         if attempt == 1:
+            team = self.team.settings()
+            if team and not spec.get("team"):  # published by its agent's sync
+                spec["team"] = team
+                write_spec(self.store.run_dir(run_id), spec)
             self.store.add_run(spec)
         else:
             self.store.set_status(run_id, "starting")  # not "stopped" while the new agent boots

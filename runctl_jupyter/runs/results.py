@@ -137,8 +137,9 @@ class RunTable:
         self.filters = {k: v for k, v in (filters or {}).items() if v is not None}
 
     def _ipython_display_(self) -> None:
-        """In a kernel: the table with Attach/Stop for runs still going (display/)."""
-        if not self.rows:  # the one line that says why (and what to do), not an empty table
+        """In a kernel: the table with Attach/Stop for runs still going (display/);
+        with teammates' runs (`--owner`) the static table, with their owners."""
+        if not self.rows or "owner" in self.filters:  # a line that says why; whose runs
             from IPython.display import display
 
             display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)
@@ -168,6 +169,9 @@ class RunTable:
         ):
             display_widget(followed, "")  # no 'Output()' text in a saved notebook
 
+    def _header(self) -> list[str]:  # `runs --owner`: whose run each is, after its name
+        return self.HEADER[:2] + ["owner"] * ("owner" in self.filters) + self.HEADER[2:]
+
     def _cells(self) -> list[list[str]]:
         out = []
         for r in self.rows:
@@ -190,6 +194,8 @@ class RunTable:
                     format_cost(r),
                 ]
             )
+            if "owner" in self.filters:
+                out[-1].insert(2, str(r.get("owner") or ""))
         return out
 
     def __len__(self) -> int:
@@ -201,7 +207,7 @@ class RunTable:
             return f"no runs with {shown}: `%runctl runs` (or `runctl runs`) lists them all"
         if not self.rows:
             return "no runs yet: start one with %%runctl train (or `runctl train SCRIPT.py`)"
-        return table_text(self.HEADER, self._cells())
+        return table_text(self._header(), self._cells())
 
     def __repr__(self) -> str:
         return str(self)
@@ -212,7 +218,7 @@ class RunTable:
     def _repr_html_(self) -> str:
         if not self.rows:
             return f"<p>{html.escape(str(self))}</p>"
-        return table_html(self.HEADER, self._cells())
+        return table_html(self._header(), self._cells())
 
 
 def _spec(row: dict[str, Any]) -> dict[str, Any]:

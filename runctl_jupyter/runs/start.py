@@ -132,6 +132,7 @@ class RunStarter(RunControl):
         grace = options.pop("grace_seconds", None)
         grace = self.config.grace_seconds if grace is None else grace
         target = self.backend(backend_name)  # an unknown backend fails before anything is written
+        self.team.settings()  # a team's owner name and bucket, checked before anything is written
         from ..cost.estimate import before_launch
         from ..cost.facts import attach_price
         from ..cost.suggestions import Launch

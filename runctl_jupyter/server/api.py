@@ -146,7 +146,8 @@ class LabAPI:
         out["tags"] = row.get("tags") or []
         out["metrics"] = _metrics_dict(row.get("final_metrics") or {})
         out["active"] = row.get("status") in ACTIVE_STATUSES
-        out["has_record"] = (Path(row["run_dir"]) / RECORD_FILE).is_file()
+        out["has_record"] = not row.get("team") and (Path(row["run_dir"]) / RECORD_FILE).is_file()
+        out["team"] = row.get("team")
         error = row.get("error")
         out["error"] = (
             {"type": error.get("type"), "message": error.get("message")}
@@ -160,7 +161,7 @@ class LabAPI:
     def _spark(self, row: dict) -> dict | None:
         """The first metric's curve, reduced to about SPARK_POINTS points."""
         metrics = row.get("final_metrics") or {}
-        if not metrics:
+        if not metrics or row.get("team"):  # a teammate's: its points are not fetched here
             return None
         key = next(iter(metrics))
         cache_key = (row["id"], row["status"], row["last_step"], row.get("attempt"))
@@ -192,18 +193,23 @@ class LabAPI:
         limit: Any = None,
         offset: Any = None,
         spark: bool = True,
+        owner: str | None = None,
     ) -> dict:
         """A page of runs, newest first. `status` is a run state or `active` (any
-        live state). Answers `next_offset` (null on the last page)."""
+        live state); `owner` "all" or a name adds teammates' runs (c.Runctl.team, pulled
+        in the background). Answers `next_offset` (null on the last page) and `team`."""
         limit = _int_arg(limit, "limit", 50, 1, MAX_PAGE)
         offset = _int_arg(offset, "offset", 0, 0, 10**9)
         if status not in (None, "", "active") and status not in ALL_STATUSES:
             known = ", ".join(sorted(ALL_STATUSES))
             raise BadRequest(f"unknown status {status!r}: use active or one of {known}")
         self.refresh()
+        owner = owner or None
+        if owner is not None:
+            self.session.team.pull(wait=0.0)  # at most every few seconds, never waited for
         want = offset + limit + 1
         filters = {"experiment": experiment or None, "project": project or None, "sweep_id": sweep or None}  # fmt: skip
-        rows = self.store.list_runs(status=status or None, limit=want, **filters)
+        rows = self.store.list_runs(status=status or None, limit=want, owner=owner, **filters)
         page = rows[offset : offset + limit]
         more = len(rows) > offset + limit
         return {
@@ -212,6 +218,7 @@ class LabAPI:
             "limit": limit,
             "next_offset": offset + limit if more else None,
             "summary": self.live_summary(refresh=False),
+            "team": self.session.config.team or None,
         }
 
     def live_summary(self, refresh: bool = True) -> dict:

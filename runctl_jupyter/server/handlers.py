@@ -2,7 +2,7 @@
 worker thread (the store does file and SQLite I/O; the server's event loop never
 waits on it), answer JSON. Domain errors become 4xx JSON: {"error", "message"}.
 
-    GET  /runctl/api/runs?experiment=&status=&project=&sweep=&limit=&offset=&spark=
+    GET  /runctl/api/runs?experiment=&status=&project=&sweep=&owner=&limit=&offset=&spark=
     GET  /runctl/api/runs/<ref>?max_points=
     POST /runctl/api/runs/<ref>/stop            {"force": false}
     POST /runctl/api/runs/<ref>/open-record     -> {"path": <lab path of the record>}
@@ -115,6 +115,7 @@ class RunsHandler(RunctlHandler):
                 limit=arg("limit", None),
                 offset=arg("offset", None),
                 spark=arg("spark", "1") not in ("0", "false", "no"),
+                owner=arg("owner", None),
             )
         except Exception as exc:
             return self.fail(exc)

@@ -45,6 +45,8 @@ from .fold import (
 from .lost import AgentWatch, mark_lost
 from .rows import experiment_words, ref_words, resolve_ref, rows_from_records
 from .schema import DB_FILE, REFRESH_COLS, ROW_SELECT, immediate, open_db
+from .team import OWN as TEAM_MIRROR_NOT
+from .team import list_sql as team_list_sql
 from .trust import sign_own_record
 
 _ACTIVE = tuple(sorted(ACTIVE_STATUSES))
@@ -78,6 +80,10 @@ class Store:
         conn = open_db(self.db_path, self._rebuild)
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (store/team.py's queries and a team pull use it)."""
+        return self._conn()
 
     def close(self) -> None:
         """Close this thread's connection (a later call opens a new one)."""
@@ -212,9 +218,11 @@ class Store:
         project: str | None = None,
         sweep_id: str | None = None,
         limit: int | None = 50,
+        owner: str | None = None,
     ) -> list[dict]:
         """Rows, newest first (call refresh() first for live states). `status` is a
-        run state, or "active" for any state of a run that has not ended."""
+        run state, or "active" for any state of a run that has not ended. `owner`: None
+        for this home's runs, "all" or a name for teammates' pulled runs too."""
         where: list[str] = []
         args: list[str | int] = []
         if status == "active":
@@ -226,7 +234,10 @@ class Store:
             if value is not None:
                 where.append(f"{col} = ?")
                 args.append(value)
-        sql = ROW_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        if owner is None:  # this home's runs (not teammates' mirrored here)
+            sql = ROW_SELECT + " WHERE " + " AND ".join([*where, TEAM_MIRROR_NOT])
+        else:
+            sql, args = team_list_sql(where, args, owner)
         sql += " ORDER BY created DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"

@@ -17,7 +17,8 @@ from .schema import N_ROW_COLS, ROW_COLS
 
 
 def rows_from_records(records: list[tuple], runs_dir: Path) -> list[dict]:
-    """Row dicts from ROW_SELECT records: JSON columns parsed, a live run's duration so far."""
+    """Row dicts from ROW_SELECT records: JSON columns parsed, a live run's duration so
+    far; a teammate's pulled row (store/team.py) has `team`."""
     if not records:
         return []
     now = time.time()
@@ -26,7 +27,9 @@ def rows_from_records(records: list[tuple], runs_dir: Path) -> list[dict]:
     rows = []
     for values, blob in zip(records, blobs):
         row = dict(zip(ROW_COLS, values))
-        row["tags"], row["params"], row["final_metrics"], row["error"] = blob
+        row["tags"], row["params"], row["final_metrics"], row["error"], *team = blob
+        if team:  # a teammate's run pulled from the team store (store/team.py): no folder here
+            row["team"] = team[0]
         ev_status, prior, attempt_started = values[N_ROW_COLS : N_ROW_COLS + 3]
         if row["started"] is None:
             row["duration"] = None

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: team_runs, team_cursors (store/team.py)
 DB_FILE = "runctl.db"
 
 SCHEMA = """
@@ -40,6 +40,23 @@ CREATE TABLE metrics (
 CREATE TABLE checkpoints (
     run_id TEXT NOT NULL, path TEXT NOT NULL, step INTEGER, bytes INTEGER, t REAL,
     attempt INTEGER, PRIMARY KEY (run_id, path)
+) WITHOUT ROWID;
+CREATE TABLE team_runs (
+    id TEXT PRIMARY KEY, team TEXT NOT NULL, owner TEXT NOT NULL, name TEXT, experiment TEXT,
+    project TEXT, tags TEXT NOT NULL DEFAULT '[]', kind TEXT, backend TEXT, sweep_id TEXT,
+    rerun_of TEXT, created REAL, params TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL,
+    reason TEXT, ev_status TEXT NOT NULL, started REAL, ended REAL, duration REAL,
+    prior_duration REAL NOT NULL DEFAULT 0, attempt_started REAL, attempt INTEGER NOT NULL DEFAULT 1,
+    exit_code INTEGER, error TEXT, final_metrics TEXT NOT NULL DEFAULT '{}', last_step INTEGER,
+    total INTEGER, cost REAL NOT NULL DEFAULT 0, rate REAL, last_heartbeat REAL,
+    events TEXT, index_key TEXT NOT NULL, published REAL
+);
+CREATE INDEX team_runs_created ON team_runs(created, id);
+CREATE INDEX team_runs_owner ON team_runs(owner, created, id);
+CREATE INDEX team_runs_project ON team_runs(project, created, id);
+CREATE TABLE team_cursors (
+    team TEXT NOT NULL, owner TEXT NOT NULL, after TEXT NOT NULL, pulled REAL,
+    PRIMARY KEY (team, owner)
 ) WITHOUT ROWID;
 """
 

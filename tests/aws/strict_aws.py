@@ -1440,6 +1440,22 @@ def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal 
     return refusal
 
 
+KEY_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html"
+
+
+# ListObjectsV2: https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+@rule("s3", ("ListObjectsV2",), KEY_DOC)
+def list_start_after_is_a_key(req: Request) -> None:
+    """ListObjectsV2: a `StartAfter` or `Prefix` longer than a key (1,024 bytes of UTF-8)."""
+    # ListObjectsV2: "StartAfter is where you want Amazon S3 to start listing from. Amazon
+    # S3 starts listing after this specified key. StartAfter can be any key in the bucket."
+    # Object keys: "The object key name is a sequence of Unicode characters with UTF-8
+    # encoding of up to 1,024 bytes long." (error code page: KeyTooLongError, 400)
+    for name in ("StartAfter", "Prefix"):
+        if len(str(req.params.get(name) or "").encode()) > 1024:
+            raise Refusal("KeyTooLongError", "Your key is too long")
+
+
 # -- the hook -------------------------------------------------------------------------
 
 
@@ -1591,6 +1607,13 @@ def _install_s3_iam(s3_response: Any) -> None:
     def bucket_get(self: Any, bucket_name: str, querystring: dict) -> Any:
         if not any(q in querystring for q in ("location", "uploads", "versioning", "tagging")):
             prefix = (querystring.get("prefix") or [None])[0]
+            if (querystring.get("list-type") or [None])[0] == "2" and _state["on"]:
+                names = {"prefix": "Prefix", "start-after": "StartAfter"}
+                params = {v: querystring[k][0] for k, v in names.items() if querystring.get(k)}
+                try:
+                    check(Request("s3", "ListObjectsV2", params, "us-east-1"))
+                except Refusal as refusal:
+                    raise S3ClientError(refusal.code, refusal.message) from None
             ctx = strict_iam.s3_list_context(bucket_name, prefix)
             refuse(s3_refusal(self.get_access_key(), ctx))
         return original_get(self, bucket_name, querystring)

@@ -261,6 +261,13 @@ def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> 
     )
 
 
+def _list_bucket(aws: Any) -> str:
+    """A bucket to list (the team pull's ListObjectsV2 rules)."""
+    with strict_aws.off():
+        aws.s3.create_bucket(Bucket="runctl-strict-list")
+    return "runctl-strict-list"
+
+
 CASES = [
     Case(
         "describe_volumes_filter_names",
@@ -570,6 +577,11 @@ CASES = [
         "bucket_name_ip",
         "InvalidBucketName",
         lambda aws, _: aws.s3.create_bucket(Bucket="192.168.5.4"),
+    ),
+    Case(
+        "list_start_after_is_a_key",
+        "KeyTooLongError",
+        lambda aws, _: aws.s3.list_objects_v2(Bucket=_list_bucket(aws), StartAfter="k" * 1025),
     ),
     Case(
         "bucket_name_reserved",

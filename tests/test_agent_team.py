@@ -1,0 +1,52 @@
+"""The summary row a run publishes to its team (agent/team.py), folded from its event
+lines as the S3 sync cuts them into chunks: across attempts, metrics, cost, the exit."""
+
+from __future__ import annotations
+
+import json
+
+from runctl_jupyter.agent.team import Summary, local_sync_cfg
+
+
+def _lines(*events: dict) -> bytes:
+    return b"".join(json.dumps(e).encode() + b"\n" for e in events)
+
+
+def test_a_summary_follows_a_run_over_two_attempts_to_its_exit():
+    spec = {"run_id": "abc123", "name": "detr-1", "owner": "ann", "project": "detr",
+            "experiment": "detr", "params": {"lr": 0.1}, "created": 100.0}  # fmt: skip
+    summary = Summary(spec)
+    assert summary.row["status"] == "queued" and not summary.status_changed
+    summary.feed(_lines(
+        {"t": 101.0, "type": "status", "status": "starting", "attempt": 1},
+        {"t": 102.0, "type": "status", "status": "running", "attempt": 1},
+        {"t": 103.0, "type": "metric", "step": 0, "values": {"loss": 1.0}, "total": 10},
+        {"t": 104.0, "type": "cost", "dollars": 0.5, "rate": 1.8},
+        {"t": 111.0, "type": "status", "status": "interrupted", "reason": "spot"},
+        {"t": 112.0, "type": "status", "status": "resuming"},
+    ))  # fmt: skip
+    assert summary.status_changed and summary.row["status"] == "resuming"
+    assert summary.row["prior_duration"] == 11.0 and summary.row["attempt_started"] is None
+    summary.feed(b'not json\n' + _lines(
+        {"t": 200.0, "type": "status", "status": "starting", "attempt": 2},
+        {"t": 205.0, "type": "metric", "step": 9, "values": {"loss": 0.1, "acc": 0.9}},
+        {"t": 206.0, "type": "heartbeat", "pid": 1},
+        {"t": 207.0, "type": "exit", "status": "succeeded", "reason": None, "exit_code": 0,
+         "error": None, "duration": 7.0, "attempt": 2},
+    ))  # fmt: skip
+    row = summary.row
+    assert (row["status"], row["attempt"], row["exit_code"], row["ended"]) == (
+        "succeeded",
+        2,
+        0,
+        207.0,
+    )
+    assert row["final_metrics"] == {"loss": 0.1, "acc": 0.9} and row["last_step"] == 9
+    assert (row["cost"], row["started"], row["duration"]) == (0.5, 101.0, 18.0)
+    assert (row["owner"], row["project"], row["params"]) == ("ann", "detr", {"lr": 0.1})
+
+
+def test_a_local_run_publishes_under_its_owners_prefix_without_checkpoints():
+    cfg = local_sync_cfg({"team": "vision", "owner": "ann", "bucket": "b", "region": "r"})
+    assert cfg["prefix"] == "teams/vision/ann/" and cfg["checkpoints"] is False
+    assert cfg["from_start"] and cfg["state_dir"] != ".sync"
