@@ -30,6 +30,13 @@ def test_ones_own_local_run_stops_offline_and_a_pulled_one_asks_iam(tmp_path, of
 
     session = Session(config=Runctl(home=str(tmp_path / "home"), team="vision"))
     session._team_caller = Caller("arn:aws:iam::123456789012:user/alice")  # asked at launch
+    session.team._settings = {  # found at launch (runs/team.py); its publishing fails offline
+        "team": "vision",
+        "owner": "alice",
+        "bucket": "runctl-123456789012-us-east-1",
+        "region": "us-east-1",
+        "profile": None,
+    }
     run = session.train(code="import time\nwhile True: time.sleep(0.05)\n", detach=True)
     session._team_caller = None  # forgotten: a stop that asked IAM would fail offline
     for _ in range(200):
