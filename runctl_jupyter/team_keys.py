@@ -82,12 +82,18 @@ def owner_of(key_or_prefix: str, team: str) -> str | None:
     return owner if NAME.match(owner) else None
 
 
-def member_statements(bucket: str, team: str, owner: str) -> list[dict]:
+def member_statements(bucket: str, team: str, owner: str, admin: bool = False) -> list[dict]:
     """IAM statements of a member: list and read the team's prefix, write (and delete)
-    only under their own owner prefix (docs/teams.md; printed by `aws policy --team`).
-    `owner` may be the policy variable `${aws:username}`: one policy for every member."""
+    only under their own owner prefix (docs/teams.md; printed by `aws policy --team`);
+    an `admin` writes anywhere in the team's prefix. `owner` may be the policy variable
+    `${aws:username}`: one policy for every member."""
     read = team_prefix(team)
-    write = f"{read}{owner}/" if owner == USERNAME_VARIABLE else owner_prefix(team, owner)
+    if admin:
+        write = read
+    elif owner == USERNAME_VARIABLE:
+        write = f"{read}{owner}/"
+    else:
+        write = owner_prefix(team, owner)
     return [
         {
             "Sid": "TeamList",
@@ -103,7 +109,7 @@ def member_statements(bucket: str, team: str, owner: str) -> list[dict]:
             "Resource": f"arn:aws:s3:::{bucket}/{read}*",
         },
         {
-            "Sid": "TeamWriteOwn",
+            "Sid": "TeamWriteAll" if admin else "TeamWriteOwn",
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:DeleteObject"],
             "Resource": f"arn:aws:s3:::{bucket}/{write}*",

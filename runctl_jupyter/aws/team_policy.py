@@ -23,11 +23,11 @@ from __future__ import annotations
 import copy
 import re
 
+from .. import team_keys
 from . import tags
 from .user_policy import user_policy
 
-TEAM_PREFIX = "teams/"
-USERNAME = "${aws:username}"
+USERNAME = team_keys.USERNAME_VARIABLE
 # a team name goes into S3 keys, ARNs and tags: letters, digits, - _ . only
 _TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # the statements whose resources must be the caller's own (a member) or the team's (admin)
@@ -51,10 +51,6 @@ def check_team(team: str) -> str:
             "'-', '_' or '.', starting with a letter or digit (e.g. --team vision)"
         )
     return team
-
-
-def team_prefix(team: str) -> str:
-    return f"{TEAM_PREFIX}{check_team(team)}/"
 
 
 def team_policy(
@@ -93,7 +89,8 @@ def team_policy(
     policy["Statement"] += _volumes(f"arn:aws:ec2:{region}:{account}", owned)
     policy["Statement"] += _role_ends(policy["Statement"], owned)
     bucket_arn = next(s["Resource"] for s in policy["Statement"] if s.get("Sid") == "RunctlBucket")
-    policy["Statement"] += _team_objects(bucket_arn, team_prefix(team), admin)
+    bucket_name = bucket_arn.removeprefix("arn:aws:s3:::")
+    policy["Statement"] += team_keys.member_statements(bucket_name, team, USERNAME, admin)
     return policy
 
 
@@ -143,31 +140,4 @@ def _role_ends(statements: list[dict], owned: dict[str, str]) -> list[dict]:
             "Resource": runs["Resource"],
             "Condition": {"StringEquals": dict(owned)},
         }
-    ]
-
-
-def _team_objects(bucket_arn: str, prefix: str, admin: bool) -> list[dict]:
-    """The team's prefix: every member reads it; each writes under their own owner key
-    (an admin anywhere in the team's prefix)."""
-    own = prefix if admin else f"{prefix}{USERNAME}/"
-    return [
-        {
-            "Sid": "TeamList",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-        },
-        {
-            "Sid": "TeamRead",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": f"{bucket_arn}/{prefix}*",
-        },
-        {
-            "Sid": "TeamWriteOwn" if not admin else "TeamWriteAll",
-            "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:DeleteObject"],
-            "Resource": f"{bucket_arn}/{own}*",
-        },
     ]

@@ -232,10 +232,10 @@ def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
     """Alice (the runctl user policy and her team statements) trains on the played
     instance; its agent publishes with the run's own role; Bob's pull lists it and his
     compare reads its metrics from the run's S3 chunks (runctl/runs/<id>/events/)."""
+    from test_team_iam import _parts  # over 6,144 characters: attached in parts
+
     from runctl_jupyter.aws.clients import Clients
     from runctl_jupyter.aws.user_policy import user_policy
-
-    from test_team_iam import _parts  # over 6,144 characters: attached in parts
 
     admin = Clients(region="us-east-1")
     for part, doc in enumerate(_parts(user_policy("123456789012", "us-east-1", team))):
