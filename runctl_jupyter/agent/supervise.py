@@ -114,7 +114,6 @@ class Agent(Stopping, Ending):
         if self.restarted is not None:
             self.restarted.announce(self.events)  # a dev restart: what changed
             self.restarted = None  # no chain of earlier attempts' agents kept alive
-        self._add_host_facts()
         self._report_refused()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
         if self.spec.get("distributed"):
@@ -124,6 +123,7 @@ class Agent(Stopping, Ending):
         try:
             self.child = start_runner(self.spec, self.run_dir, self.attempt)
         except OSError as exc:
+            self._add_host_facts()
             return self._finish(
                 "failed",
                 "exception",
@@ -132,6 +132,7 @@ class Agent(Stopping, Ending):
             )
         self.events.write("status", status="running", pid=self.child.pid)
         self.events.flush()
+        self._add_host_facts()  # after the runner's start: nvidia-smi takes a second
         return self._supervise()
 
     def _bootstrap_facts(self) -> dict:
