@@ -333,3 +333,15 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             z.writestr(n, d)
     return name
 '''
+
+
+def test_one_launch_asks_who_the_caller_is_once(aws):
+    """The credentials check, the bucket's name and the launch's own check asked STS three
+    times in a row; the later two reuse the first answer (a doctor always asks)."""
+    calls = lambda: aws.calls.get("sts.GetCallerIdentity", 0)  # noqa: E731
+    before = calls()
+    first = aws.identity()
+    assert aws.identity(reuse=60) == first and aws.identity(reuse=60) == first
+    assert calls() == before + 1
+    aws.identity()  # no reuse asked: AWS is asked again
+    assert calls() == before + 2
