@@ -73,7 +73,9 @@ def section(results: dict, detail: dict) -> list[str]:
             f"| {name} | {_s(scenario['to_first_metric_s'])} | {samples} | "
             f"{scenario['aws_calls']} | {scenario.get('requirements') or '-'} |"
         )
-    lines += _before_after(info) + _paired(info.get("paired"))
+    lines += (
+        _invocations(info.get("invocations")) + _before_after(info) + _paired(info.get("paired"))
+    )
     lines += ["", "Boot script phases (median seconds, measured; `bootstrap.json` marks):", ""]
     names = sorted({p for s in scenarios.values() for p in s.get("boot_phases_median_s", {})})
     lines.append("| phase | " + " | ".join(scenarios) + " |")
@@ -82,7 +84,11 @@ def section(results: dict, detail: dict) -> list[str]:
         row = [_s(s.get("boot_phases_median_s", {}).get(phase)) for s in scenarios.values()]
         lines.append(f"| {phase} | " + " | ".join(row) + " |")
     for name, scenario in scenarios.items():
-        lines += ["", f"Every step of the median `{name}` start (seconds since the cell began):", ""]
+        lines += [
+            "",
+            f"Every step of the median `{name}` start (seconds since the cell began):",
+            "",
+        ]
         lines += _steps(scenario)
     lines += ["", "What AWS itself adds on EC2 (not on the fixture):", ""]
     lines.append("| step | on the fixture, s (measured) | on EC2, s (estimated) | source |")
@@ -162,3 +168,42 @@ def _paired(paired: dict | None) -> list[str]:
         )
         out.append(f"| {name} | {_s(got['before'])} | {_s(got['after'])} | {phases} |")
     return out
+
+
+def _invocations(runs: list[dict] | None) -> list[str]:
+    """Whole runs of `python -m benchmarks --only cold_start`, this code's alternating with
+    the code before the cuts (the same hour, the same shared machine); each cell is that
+    run's median of its rounds, and the last rows the medians of those medians."""
+    if not runs:
+        return []
+    names = ("cold", "cold_baked_ami", "warm")
+    out = [
+        "",
+        "Whole runs of `python -m benchmarks --only cold_start` (5 rounds each), the code "
+        "after the cuts alternating with the code before them on the same shared machine; "
+        "each cell is the run's median, in seconds (the tables below are the median run "
+        "of the code after the cuts):",
+        "",
+        "| run | code | commit | started (UTC) | load (1 min) at start, end | "
+        + " | ".join(names)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(names),
+    ]
+    for n, run in enumerate(runs, 1):
+        cells = " | ".join(_s(run.get(name)) for name in names)
+        out.append(
+            f"| {n} | {run['code']} | {run['commit']} | {run['date']} | {run['load']} | {cells} |"
+        )
+    for code in dict.fromkeys(r["code"] for r in runs):
+        mine = [r for r in runs if r["code"] == code]
+        cells = " | ".join(_s(_median([r.get(name) for r in mine])) for name in names)
+        out.append(f"| median of {len(mine)} | {code} | | | | {cells} |")
+    return out
+
+
+def _median(values: list[Any]) -> float | None:
+    got = sorted(v for v in values if isinstance(v, (int, float)))
+    if not got:
+        return None
+    mid = len(got) // 2
+    return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
