@@ -90,6 +90,7 @@ def section(results: dict, detail: dict) -> list[str]:
             "",
         ]
         lines += _steps(scenario)
+    lines += _where_it_goes(scenarios)
     lines += ["", "What AWS itself adds on EC2 (not on the fixture):", ""]
     lines.append("| step | on the fixture, s (measured) | on EC2, s (estimated) | source |")
     lines.append("|---|---|---|---|")
@@ -207,3 +208,75 @@ def _median(values: list[Any]) -> float | None:
         return None
     mid = len(got) // 2
     return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
+
+
+# the median start's steps in five parts (what each is made of: docs/aws.md, the bootstrap)
+PARTS = [
+    (
+        "notebook, to the SSM command's pickup: spec and environment capture, the price "
+        "(once a day), the credentials check, the launch or the kept instance's checks, "
+        "the bundle's upload, SendCommand",
+        ("notebook: provisioning", "notebook: starting", "instance:"),
+    ),
+    (
+        "boot: Python, venv and pip (boto3, cloudpickle and the pins from the package index, "
+        "one pip run)",
+        ("boot: python", "boot: venv", "boot: agent_packages", "boot: requirements"),
+    ),
+    (
+        "boot: the staging Python (its start, boto3's import, the bundle's GET, unpack, "
+        "prepare, the pins check, a kept instance's idle watcher)",
+        ("boot: bundle",),
+    ),
+    (
+        "agent: the service's start to its first event, the runner's start, the cell's own "
+        "imports up to `runctl.log`",
+        ("boot: service start", "agent:"),
+    ),
+    (
+        "first metric -> shown: the agent's sync thread (boto3's import, its S3 client, the "
+        "chunk's PUT) and the notebook's next look (every 0.25 s until a metric)",
+        ("notebook: first metric shown",),
+    ),
+]
+
+
+def _where_it_goes(scenarios: dict) -> list[str]:
+    """Each median start's time to its first metric, in the parts above."""
+    names = list(scenarios)
+    out = [
+        "",
+        "Where the time of each median start goes (seconds, from its steps below; the parts "
+        "add up to the figure, the gaps between steps fall in the part before them):",
+        "",
+        "| part | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    sums = {name: _parts(scenario) for name, scenario in scenarios.items()}
+    for n, (what, _) in enumerate(PARTS):
+        out.append(f"| {what} | " + " | ".join(_s(sums[name][n]) for name in names) + " |")
+    total = " | ".join(_s(s.get("to_first_metric_s")) for s in scenarios.values())
+    out.append(f"| to the first metric | {total} |")
+    return out
+
+
+def _parts(scenario: dict) -> list[float]:
+    """Seconds per part: each step's span runs to the next step's start (gaps included)."""
+    steps = [s for s in scenario.get("steps", []) if s["kind"] != "aws"]
+    steps = [s for s in steps if s["what"] != "notebook: the cell returns"]
+    end = float(scenario.get("to_first_metric_s") or 0.0)
+    got = [0.0] * len(PARTS)
+    got[0] = steps[0]["at"] if steps else 0.0  # the cell's start to its first step
+    for step, after in zip(steps, steps[1:] + [None]):
+        what = (
+            step["what"]
+            if step["what"].startswith(step["kind"])
+            else (f"{step['kind']}: {step['what']}")
+        )
+        upto = after["at"] if after is not None else end
+        span = max(0.0, min(upto, end) - step["at"])
+        for n, (_, prefixes) in enumerate(PARTS):
+            if what.startswith(prefixes):
+                got[n] += span
+                break
+    return got
