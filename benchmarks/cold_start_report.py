@@ -100,8 +100,34 @@ def section(results: dict, detail: dict) -> list[str]:
         "So on EC2 (estimated): a cold start adds ~27-47 s of AWS's own (running, then SSM "
         "Online, then the command's delivery) and ~0.05-0.15 s a notebook call to the "
         "fixture's figure; a warm start (`--instance`) adds only the delivery and the calls' "
-        "round trips, ~2-5 s. The boot's installs (venv, boto3, the pins) download from PyPI "
-        "there, from a local index here.",
+        "round trips, ~2-5 s. The boot's installs (boto3, the pins) download from PyPI "
+        "there, from the package index configured here.",
+        "",
+        "What is left, and why it is not ours to cut (issue 19's goals: our part of a cold "
+        "start <= 20 s, a warm start <= 5 s):",
+        "",
+        "- a bare image: the pip run is the download, unpacking and install of boto3 with "
+        "botocore (its service models are most of its size), s3transfer, jmespath, dateutil, "
+        "urllib3, six, cloudpickle and the pins (here numpy): bytes from the package index "
+        "and files on disk. Cut already: pip is no longer installed into the venv (it runs "
+        "from the Python's bundled wheel), one pip run instead of two (the pins ride in the "
+        "script), no compile of modules nobody imports. What remains is the packages "
+        "themselves; the way around it is an image that has them (`cold_baked_ami`: an AMI "
+        "made from a kept instance, docs/aws.md). Not done: a wheel cache in the run bucket "
+        "(the instance would need boto3 to read it, or presigned URLs in the SSM command, "
+        "which are credentials in the command's history; and the notebook's own wheels are "
+        "for its platform, not the instance's), the image's `aws` CLI (Amazon Linux has it, "
+        "Ubuntu does not; the agent's sync still needs boto3);",
+        "- every start: the staging Python's start and boto3's import on the instance (its "
+        "CPU; seconds on a loaded 2-core machine, ~0.3 s on a quiet one), and the agent's "
+        "own boto3 import before the first chunk's PUT (now beside the runner's start, not "
+        "before it);",
+        "- on this fixture: the instance, moto and the notebook share 2 cores with the other "
+        "engineers' suites (the load averages above), so each Python start costs ~0.5-1 s "
+        "instead of ~0.02 s; the price lookup of the day fails on moto (no Pricing API: two "
+        "calls, ~1-3 s) where AWS answers once;",
+        "- on EC2: AWS's own part above (~27-47 s for a launch, ~1 s for the command's "
+        "delivery) and each call's round trip.",
         "",
     ]
     return lines
