@@ -211,7 +211,7 @@ def _invocations(runs: list[dict] | None) -> list[str]:
         "each cell is the run's median, in seconds (the tables below are the median run "
         "of the code after the cuts):",
         "",
-        "| run | code | commit | started (UTC) | load (1 min) at start, end | "
+        "| run | code | commit | ended (UTC) | load (1 min) at start, end | "
         + " | ".join(names)
         + " |",
         "|---|---|---|---|---|" + "---|" * len(names),
