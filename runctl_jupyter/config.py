@@ -81,10 +81,25 @@ class Runctl(Configurable):
     quiet_suggestions = List(
         Unicode(),
         help="Suggestion rules not to show: spot-savings, spot-no-checkpoint, gpu-unused, "
-        "parallel-over-budget, big-grid, kept-idle.",
+        "parallel-over-budget, big-grid, kept-idle, stage-data, prewarm.",
+    ).tag(config=True)
+    stage_threshold_gb = Float(
+        50.0,
+        help="A --data prefix over this many GB, fetched from S3 by every run with no "
+        "persistent volume, gets the suggestion to stage it on one (0: never).",
     ).tag(config=True)
     suggest_spot_savings_above = Float(
         1.0, help="Dollars spot would save on the estimate above which on-demand gets a suggestion."
+    ).tag(config=True)
+    container_runtime = Enum(
+        ["auto", "podman", "docker"],
+        "auto",
+        help="What runs --image containers: auto (podman if installed, else docker), podman, docker.",
+    ).tag(config=True)
+    container_network = Unicode(
+        "auto",
+        help="--network for --image containers: auto (host on AWS, the runtime's default locally), "
+        "or a name such as host, none, bridge.",
     ).tag(config=True)
     refresh_interval = Float(0.1, help="Seconds between reads of a live run's events.").tag(
         config=True

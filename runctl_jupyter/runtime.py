@@ -92,6 +92,12 @@ class Runtime(RunModels):
         return self.run_dir is not None
 
     @property
+    def data_dir(self) -> Path | None:
+        """The run's data volume (`--data-size`, `--volume`): RUNCTL_DATA_DIR, else None."""
+        path = os.environ.get("RUNCTL_DATA_DIR")
+        return Path(path) if path else None
+
+    @property
     def is_main(self) -> bool:
         return self.rank == 0
 

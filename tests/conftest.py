@@ -11,6 +11,8 @@ from comm.base_comm import BaseComm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from container_runtime import dockerfile, podman  # noqa: E402, F401 - --image's fixtures (real podman)
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):

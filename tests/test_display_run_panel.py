@@ -575,3 +575,30 @@ def test_the_summary_left_in_the_cell_keeps_the_last_lines_of_output(shell, comm
     assert "epoch 2" not in html  # the panel's tail only
     assert "%runctl logs 3f9a1c2b7d has all" in html and "stopped" in html
     assert "epoch 4" not in summary["text/plain"]  # plain text stays the summary
+
+
+def test_the_widget_panel_shows_a_prewarm_read_as_its_phase_until_the_code_logs(shell, comms):
+    ev = Events()
+    panel = RunPanel(make_run(status="starting"), on_stop=lambda force: None, widgets=True)
+    with capture_output():
+        panel.show()
+    total = 8 << 30
+    panel.update(
+        make_run(status="starting"),
+        [ev("prewarm", state="reading", device=EVIL, bytes=3 << 30, total=total)],
+    )
+    panel.redraw()
+    text = panel.w["progress_text"].get_state()["value"]
+    assert text == "prewarming the data volume: 3.0 GiB of 8.0 GiB read (38%)"
+    assert panel.w["progress"].value == 375 and panel.w["progress"].max == 1000
+    assert panel.w["progress"].layout.visibility == "visible"
+    panel.update(
+        make_run(),
+        [
+            ev("prewarm", state="done", device=EVIL, bytes=total, total=total),
+            ev("metric", step=1, values={"loss": 1.0}),
+        ],
+    )
+    panel.redraw()
+    assert panel.w["progress_text"].get_state()["value"] == "step 1 / 20 (5%)"
+    assert "<script>" not in panel.live_html()

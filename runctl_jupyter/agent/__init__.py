@@ -16,8 +16,10 @@ idle        a kept instance that stops itself when idle
 s3          the S3 sync of events, logs and checkpoints (EC2)
 service     the instance side around the agent: prepare the run folder, run, end
 restore     the run folder made whole from S3 before an attempt
-volume      --volume: the EBS volume mounted as work/volume
-data        --data: an S3 prefix staged into work/data, its manifest
+volume      the data volume (--data-size, --volume): formatted if blank, mounted, deleted if not kept
+data        --data: an S3 prefix staged onto the data volume (or work/data), only what is new
+checksums   --validate-data: staged files against the listing (size, MD5, multipart ETag)
+prewarm     --prewarm: a restored volume read once before the code, `prewarm` events
 boot        which attempt a spot fleet's replacement instance runs
 cluster     a multi-node run's notices and end, on its nodes
 """

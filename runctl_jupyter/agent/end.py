@@ -15,6 +15,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from . import container
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -43,6 +45,9 @@ class Ending:
         restart: DevRestart
 
     def _exit(self, returncode: int) -> int:
+        options = self.spec.get("options") or {}
+        if options.get("image"):  # `--rm` may leave the removal to a cleanup process: now
+            container.remove(options.get("container_runtime"), self.spec["run_id"], self.attempt)
         if self.spec.get("distributed") and self.stop_reason is not None:
             from .torchrun import stopped_code
 

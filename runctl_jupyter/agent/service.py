@@ -26,11 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from . import container
 from .clients import make_ec2_client
-from .data import stage_data
+from .data import data_dest, link_data, stage_data
 from .restore import restore
 from .s3 import Sync
-from .volume import mount_volume
+from .volume import mount_data_volume, release
 
 
 def _prepare(run_dir: str, attach_as: str | None = None) -> int:
@@ -70,32 +71,69 @@ def _prepare_steps(run: Path, attach_as: str | None) -> int:
         except Exception as exc:  # noqa: BLE001 - one line the launcher shows
             return _fail(run, f"cannot restore the run folder from S3: {exc}", 4)
     options = spec.get("options") or {}
-    if options.get("volume"):
-        try:
-            if attach_as:
-                from .boot import attach_volume
-
-                attach_volume(make_ec2_client(cfg.get("region")), str(options["volume"]), attach_as)
-            mount_volume(str(options["volume"]), work)
-        except Exception as exc:  # noqa: BLE001 - one line the launcher shows
-            return _fail(run, f"cannot attach or mount {options['volume']}: {exc}", 5)
+    if options.get("image") and container.find_runtime(options.get("container_runtime")) is None:
+        needed = options.get("container_runtime") or "docker"
+        return _fail(
+            run,
+            f"--image needs {needed} on the instance and it has none: use the Deep Learning AMI "
+            "(it has docker and the NVIDIA container toolkit) or an --ami with docker",
+            6,
+        )
+    if spec.get("data_volume"):
+        code = _mount(run, spec, attach_as, cfg.get("region"))
+        if code:
+            return code
     if options.get("data"):
-        try:
-            manifest = stage_data(
-                options["data"],
-                work / "data",
-                (spec.get("sync") or {}).get("region"),
-                bool(options.get("validate_data")),
-            )
-        except Exception as exc:  # noqa: BLE001 - one line the launcher shows
-            return _fail(run, f"staging {options['data']} failed: {exc}", 3)
-        env_path = run / "env.json"
-        try:
-            env = json.loads(env_path.read_text())
-        except (FileNotFoundError, ValueError):
-            env = {}
-        env["data"] = manifest
-        env_path.write_text(json.dumps(env, indent=1, default=str))
+        code = _stage(run, spec, work, options)
+        if code:
+            return code
+    return 0
+
+
+def _stage(run: Path, spec: dict, work: Path, options: dict) -> int:
+    """`--data`: staged into the data volume (a folder a dataset) or work/data, only what
+    is not there yet; its manifest into env.json."""
+    url = str(options["data"])
+    try:
+        dest = data_dest(url, work, spec.get("data_mount"))
+        manifest = stage_data(
+            url,
+            dest,
+            (spec.get("sync") or {}).get("region"),
+            bool(options.get("validate_data")),
+        )
+        if spec.get("data_mount"):
+            link_data(work, dest)
+    except Exception as exc:  # noqa: BLE001 - one line the launcher shows
+        line = str(exc)
+        if line.startswith("--validate-data"):
+            return _fail(run, line, 3)
+        return _fail(run, f"staging {url} failed: {line}", 3)
+    env_path = run / "env.json"
+    try:
+        env = json.loads(env_path.read_text())
+    except (FileNotFoundError, ValueError):
+        env = {}
+    env["data"] = manifest
+    env_path.write_text(json.dumps(env, indent=1, default=str))
+    return 0
+
+
+def _mount(run: Path, spec: dict, attach_as: str | None, region: str | None) -> int:
+    """The data volume (attached here first on a replacement), its mount path in the spec."""
+    facts = spec["data_volume"]
+    try:
+        if attach_as:
+            from .boot import attach_volume
+
+            attach_volume(make_ec2_client(region), str(facts["id"]), attach_as)
+        mount_point = mount_data_volume(facts, run / "work")
+    except Exception as exc:  # noqa: BLE001 - one line the launcher shows
+        return _fail(run, f"cannot attach or mount {facts['id']}: {exc}", 5)
+    spec["data_mount"] = str(mount_point)  # RUNCTL_DATA_DIR of the run
+    tmp = run / "spec.tmp"
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.replace(tmp, run / "spec.json")
     return 0
 
 
@@ -164,6 +202,7 @@ def _service(run_dir: str, attempt: int | None) -> int:
                 Sync(run, cfg).final()
             except Exception as exc:  # noqa: BLE001
                 sys.stderr.write(f"runctl: final sync failed: {exc}\n")
+            _release_volume(run, cfg)
             if cfg.get("cluster"):  # a multi-node run: node 0 ends every node
                 from .cluster import end_of_run
 
@@ -176,6 +215,19 @@ def _service(run_dir: str, attempt: int | None) -> int:
             elif cfg.get("terminate"):
                 _terminate_self(cfg)  # the run is over: the fleet first, then the instance
     return code
+
+
+def _release_volume(run: Path, cfg: dict) -> None:
+    """A data volume that is not kept goes when the run is over (not at a spot notice:
+    the replacement attaches it)."""
+    try:
+        facts = json.loads((run / "spec.json").read_text()).get("data_volume") or {}
+    except (OSError, ValueError):
+        return
+    if facts.get("delete") and attempt_end(run) != "resuming":
+        problem = release(facts, cfg.get("region"))
+        if problem:
+            sys.stderr.write(f"runctl: {problem}\n")
 
 
 def attempt_end(run: Path) -> str | None:

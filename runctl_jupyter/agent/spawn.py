@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import container
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -41,10 +43,13 @@ def start_runner(spec: dict, run_dir: Path, attempt: int) -> subprocess.Popen:
     )
     if attempt > 1:
         env["RUNCTL_RESUMED"] = "1"
+    if spec.get("data_mount"):  # the data volume's mount path (--data-size, --volume)
+        env["RUNCTL_DATA_DIR"] = str(spec["data_mount"])
     workdir = spec.get("workdir")
     if not workdir or not os.path.isdir(workdir):
         workdir = str(run_dir)
-    python = spec.get("python") or sys.executable
+    image = (spec.get("options") or {}).get("image")
+    python = container.CONTAINER_PYTHON if image else (spec.get("python") or sys.executable)
     argv = [python, "-m", "runctl_jupyter.agent.runner", str(run_dir)]
     if spec.get("distributed"):  # under torchrun, one runner per rank
         from . import torchrun
@@ -53,6 +58,11 @@ def start_runner(spec: dict, run_dir: Path, attempt: int) -> subprocess.Popen:
             spec["distributed"], python, run_dir, attempt, spec["run_id"]
         )
         env.update(extra)
+    if image:  # the code runs in the container; PYTHONPATH is the package's mount only
+        env["PYTHONPATH"] = package_parent
+        argv, _runtime, _name = container.container_command(
+            spec, run_dir, attempt, argv, env, set(env) - set(os.environ), workdir, package_parent
+        )
     return subprocess.Popen(
         argv,
         cwd=workdir,

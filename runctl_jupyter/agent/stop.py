@@ -5,7 +5,8 @@ and `force`), as SIGTERM or SIGINT to the agent, from --max-hours, or from the
 agent's own watchers (early stop, a stall, a cost limit, a spot notice). Each one
 becomes `request_stop(reason)`: SIGTERM to the runner's process group (the code's
 `runctl.should_stop` turns True, its `on_stop` callbacks run), then SIGKILL when
-the grace period is over. A second stop keeps the first one's reason (a `force`
+the grace period is over (with `--image`, both go to the container by its name:
+container.py). A second stop keeps the first one's reason (a `force`
 only brings the SIGKILL forward).
 """
 
@@ -17,6 +18,8 @@ import signal
 import subprocess
 import time
 from typing import TYPE_CHECKING
+
+from . import container
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,6 +34,8 @@ class Stopping:
 
     if TYPE_CHECKING:  # the Agent's state (supervise.py)
         run_dir: Path
+        spec: dict
+        attempt: int
         events: EventWriter
         child: subprocess.Popen[bytes]
         stop_reason: str | None
@@ -53,10 +58,22 @@ class Stopping:
             self.kill_at = time.monotonic()
 
     def _signal_child(self, sig: int) -> None:
+        if (self.spec.get("options") or {}).get("image") and self._signal_container(sig):
+            return
         try:
             os.killpg(self.child.pid, sig)
         except ProcessLookupError:
             pass
+
+    def _signal_container(self, sig: int) -> bool:
+        """`--image`: the signal goes to the container by name (its `--init` hands it to
+        the code); False if it did not reach (not created yet): the client gets it then."""
+        options = self.spec.get("options") or {}
+        runtime = container.find_runtime(options.get("container_runtime"))
+        if runtime is None:
+            return False
+        name = container.container_name(self.spec["run_id"], self.attempt)
+        return container.signal_container(runtime, name, "KILL" if sig == signal.SIGKILL else "TERM")
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signaled = True

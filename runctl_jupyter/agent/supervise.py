@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ..events import FORMAT, EventWriter, read_events
 from ..paths import REFUSED_FILE
 from ..procs import boot_id, process_start
+from .container import prepare_image
 from .early_stop import EarlyStop, early_stop_warning
 from .end import Ending
 from .output import MetricParser, PrintedLines, RuntimeTail
@@ -116,14 +117,22 @@ class Agent(Stopping, Ending):
             self.restarted = None  # no chain of earlier attempts' agents kept alive
         self._report_refused()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
+        if (self.spec.get("options") or {}).get("prewarm"):
+            from .prewarm import prewarm  # a restored volume read once (--prewarm)
+
+            if not prewarm(self):
+                return self._finish("stopped", self.stop_reason, None, None)
         if self.spec.get("distributed"):
             from .torchrun import MainRankLines
 
             self.metrics = MainRankLines(self.metrics)
         try:
+            self._prepare_image()
             self.child = start_runner(self.spec, self.run_dir, self.attempt)
         except OSError as exc:
             self._add_host_facts()
+            if self.stop_reason is not None:  # stopped while the image was pulled or built
+                return self._finish("stopped", self.stop_reason, None, None)
             return self._finish(
                 "failed",
                 "exception",
@@ -134,6 +143,28 @@ class Agent(Stopping, Ending):
         self.events.flush()
         self._add_host_facts()  # after the runner's start: nvidia-smi takes a second
         return self._supervise()
+
+    def _prepare_image(self) -> None:
+        """`--image`: pull or build it now (container.py), heartbeats going and a Stop heard."""
+        options = self.spec.get("options") or {}
+        if not options.get("image"):
+            return
+        last_beat = time.monotonic()
+
+        def tick() -> bool:
+            nonlocal last_beat
+            if time.monotonic() - last_beat >= self.heartbeat_every:
+                self.events.write("heartbeat", pid=os.getpid())
+                self.events.flush()
+                last_beat = time.monotonic()
+            self._check_control()
+            if self.signaled and self.stop_reason is None:
+                self.request_stop("user")
+            return self.stop_reason is None
+
+        if options.get("image_build"):
+            self._output("stdout", b"runctl: building the image from the Dockerfile (image-build.log)\n")
+        options["image_tag"] = prepare_image(self.spec, self.run_dir, tick)
 
     def _bootstrap_facts(self) -> dict:
         """What the EC2 bootstrap measured (bootstrap.json): the pip install time, whether the

@@ -42,6 +42,7 @@ AGENT_MODULES = (
     "agent/__main__.py",
     "agent/supervise.py",
     "agent/spawn.py",
+    "agent/container.py",  # --image: the child in a docker/podman container
     "agent/output.py",
     "agent/early_stop.py",
     "agent/stop.py",
@@ -55,6 +56,8 @@ AGENT_MODULES = (
     "agent/restore.py",  # the run folder made whole from S3 before an attempt
     "agent/volume.py",
     "agent/data.py",
+    "agent/checksums.py",  # --validate-data: sizes and MD5/multipart ETags
+    "agent/prewarm.py",  # --prewarm: a restored volume read once before training
     "agent/boot.py",  # which attempt a replacement instance runs
     "agent/cost.py",
     "agent/cluster.py",  # the end of a multi-node run: node 0 terminates every node
@@ -254,7 +257,10 @@ def module_files(run_dir: Path, spec: dict) -> list[tuple[Path, str]]:
 
 
 def requirements_for(run_dir: Path, spec: dict, pip: str | list[str] | None) -> list[str]:
-    """What the instance installs: `auto` (pins of what the code imports), a file, a list, or none."""
+    """What the instance installs: `auto` (pins of what the code imports), a file, a list, or none.
+    With `--image` nothing: the image brings the code's packages (the agent's own are apart)."""
+    if (spec.get("options") or {}).get("image"):
+        return []
     if pip in (None, "auto"):
         env = {}
         try:
@@ -371,6 +377,10 @@ def build(
                 add_bytes(tar, f"run/{name}", path.read_bytes())
         for name in AGENT_MODULES:
             add_bytes(tar, f"pkg/runctl_jupyter/{name}", (PACKAGE / name).read_bytes())
+        image_dir = run_dir / "image"  # --image's Dockerfile and build context (runs/image.py)
+        for path in sorted(image_dir.rglob("*")) if image_dir.is_dir() else ():
+            if path.is_file():
+                add_bytes(tar, f"run/image/{path.relative_to(image_dir).as_posix()}", path.read_bytes())
         workdir = spec.get("workdir")
         for path, rel in module_files(run_dir, spec):
             add_bytes(tar, f"work/{rel}", path.read_bytes())

@@ -25,7 +25,12 @@ def candidates(req: LaunchRequest) -> list[tuple[str, bool]]:
     return out
 
 
-def volume_zone(clients: Clients, volume_id: str) -> str:
+def volume_zone(clients: Clients, volume_id: str, run_id: str | None = None) -> str:
+    return str(volume_of(clients, volume_id, run_id)["AvailabilityZone"])
+
+
+def volume_of(clients: Clients, volume_id: str, run_id: str | None = None) -> dict:
+    """The `--volume` (or the run's own data volume, `run_id`), checked: runctl may attach it."""
     try:
         vols = clients.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
     except Exception as exc:
@@ -38,7 +43,8 @@ def volume_zone(clients: Clients, volume_id: str) -> str:
         )
     vol = vols[0]
     vol_tags = tags.tag_dict(vol.get("Tags"))
-    if vol_tags.get(tags.MANAGED) != "true" or not tags.is_kept(vol_tags):
+    own = bool(run_id) and vol_tags.get(tags.RUN_ID) == run_id  # an earlier attempt's --data-size
+    if vol_tags.get(tags.MANAGED) != "true" or not (tags.is_kept(vol_tags) or own):
         # runctl (and a run's role) may attach only volumes the user opted in; kept, so
         # that `cleanup` never deletes the data on it
         raise LaunchError(
@@ -48,7 +54,7 @@ def volume_zone(clients: Clients, volume_id: str) -> str:
         )
     if vol["State"] != "available":
         raise LaunchError(f"volume {volume_id} is {vol['State']}, not available; detach it first")
-    return vol["AvailabilityZone"]
+    return vol
 
 
 def serve_run(clients: Clients, volume_id: str, run_id: str) -> None:

@@ -60,6 +60,7 @@ def check_plan(clients: Clients, plan: dict, req: LaunchRequest) -> dict:
         for given, flag, why in (
             (req.instance_id, "--instance", "one running instance cannot be several nodes"),
             (req.volume, "--volume", "one EBS volume attaches to one node only"),
+            (req.data_size, "--data-size", "one EBS volume attaches to one node only"),
             (req.keep, "--keep", "the nodes of a multi-node run end with it"),
         ):
             if given:

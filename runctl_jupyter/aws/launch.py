@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import policy, tags
+from . import data_volume, policy, tags
 from .ami import resolve_ami
-from .candidates import candidates, choose_subnets, serve_run, volume_zone
+from .candidates import candidates, choose_subnets, serve_run, volume_of
 from .clients import LAUNCH_IDENTITY_REUSE, Clients, error_code
 from .instance_ready import attach_volume, wait_running, wait_ssm_online
 from .instance_spec import add_one_time_spot, add_persistent_spot, instance_settings
@@ -52,7 +52,9 @@ class LaunchRequest:
     ami: str | None = None
     instance_id: str | None = None  # --instance: reuse a running instance
     keep: bool = False
-    volume: str | None = None
+    volume: str | None = None  # an id (`--volume NAME` resolved), or an earlier attempt's own
+    data_size: int | None = None  # --data-size: a new volume in the AZ chosen for the launch
+    volume_name: str | None = None  # --persistent: the new volume is kept under this name
     subnet: str | None = None
     security_group: str | None = None
     instance_profile: str = policy.PROFILE_NAME
@@ -83,6 +85,9 @@ class Launched:
     spot: bool = False
     keep: bool = False
     volume: str | None = None
+    volume_created: bool = False  # by this launch (--data-size): deleted if the launch fails
+    volume_format: bool = False  # runctl's own data volume: formatted if it has no filesystem
+    volume_delete: bool = False  # not kept: deleted when the run ends
     persistent: bool = False  # a spot fleet refills this instance
     tried: list[str] = field(default_factory=list)  # candidates that had no capacity
     created: list[str] = field(default_factory=list)
@@ -100,6 +105,7 @@ class Launched:
             "spot": self.spot,
             "keep": self.keep,
             "volume": self.volume,
+            "volume_delete": self.volume_delete,
             "persistent": self.persistent,
             "fallback_from": self.tried,
         }
@@ -168,9 +174,10 @@ def _reuse(clients: Clients, req: LaunchRequest, launched: Launched) -> None:
     launched.ami = inst.get("ImageId")
     launched.spot = inst.get("InstanceLifecycle") == "spot"
     launched.keep = True
-    if req.volume and volume_zone(clients, req.volume) != launched.availability_zone:
+    zone = _volume_zone(clients, req, launched)
+    if zone and zone != launched.availability_zone:
         raise VolumeZoneMismatch(
-            f"volume {req.volume} is in {volume_zone(clients, req.volume)} but instance {req.instance_id} "
+            f"volume {req.volume} is in {zone} but instance {req.instance_id} "
             f"is in {launched.availability_zone}; use an instance in the volume's zone"
         )
 
@@ -188,7 +195,11 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
     if req.instance_id:
         _reuse(clients, req, launched)
     else:
-        _launch(clients, req, launched, say)
+        try:
+            _launch(clients, req, launched, say)
+        except BaseException:
+            _drop_created_volume(clients, launched)
+            raise
     try:
         _wait_usable(clients, req, launched, say)
     except BaseException:
@@ -206,11 +217,22 @@ def _launch(clients: Clients, req: LaunchRequest, launched: Launched, say: Progr
     infos = {name: validate_instance_type(clients, name) for name, _ in tries}
     say("provisioning", infos[req.instance_type].describe())
     images = {name: resolve_ami(clients, info, req.ami) for name, info in infos.items()}
-    zone = volume_zone(clients, req.volume) if req.volume else None
+    zone = _volume_zone(clients, req, launched)
     if req.volume:
         serve_run(clients, req.volume, req.run_id)
     subnets = choose_subnets(clients, req.subnet, zone)
+    if req.data_size:  # the AZ, decided once: the new volume and every candidate go there
+        zone = subnets[0]["AvailabilityZone"]
+        subnets = [s for s in subnets if s["AvailabilityZone"] == zone]
     security_group = req.security_group or _find_security_group(clients, subnets[0]["VpcId"])
+    if req.data_size and zone:
+        say("provisioning", f"creating a {req.data_size} GiB gp3 volume in {zone}")
+        run_tags = tags.run_tags(req.run_id, req.owner, req.project)
+        launched.volume = data_volume.create(
+            clients, zone, req.data_size, run_tags, req.volume_name, poll=req.poll
+        )
+        launched.volume_created = launched.volume_format = True
+        launched.volume_delete = not req.volume_name
     errors: list[str] = []
     if req.persistent:
         launch_fleet(clients, req, launched, tries, images, subnets, security_group, errors)
@@ -276,11 +298,31 @@ def _wait_usable(clients: Clients, req: LaunchRequest, launched: Launched, say: 
         launched.availability_zone = inst["Placement"]["AvailabilityZone"]
         launched.instance_type = inst.get("InstanceType") or launched.instance_type
         launched.ami = inst.get("ImageId") or launched.ami  # a fleet may pick a fallback
-        if req.volume:
-            say("provisioning", f"attaching {req.volume}")
-            attach_volume(clients, req.volume, launched.instance_id, poll=req.poll)
+        if launched.volume:
+            say("provisioning", f"attaching {launched.volume}")
+            attach_volume(clients, launched.volume, launched.instance_id, poll=req.poll)
     say("starting", f"waiting for the SSM agent of {launched.instance_id}")
     wait_ssm_online(clients, launched.instance_id, timeout=req.ssm_timeout, poll=req.poll)
+
+
+def _volume_zone(clients: Clients, req: LaunchRequest, launched: Launched) -> str | None:
+    """The `--volume`'s AZ, and what the instance side does with it: runctl's own data
+    volume (named, or this run's from an earlier attempt) is formatted if blank; one
+    that is not kept is deleted at the run's end."""
+    if not req.volume:
+        return None
+    vol = volume_of(clients, req.volume, req.run_id)
+    vol_tags = tags.tag_dict(vol.get("Tags"))
+    launched.volume_format = tags.VOLUME_NAME in vol_tags or vol_tags.get(tags.RUN_ID) == req.run_id
+    launched.volume_delete = not tags.is_kept(vol_tags)
+    return str(vol["AvailabilityZone"])
+
+
+def _drop_created_volume(clients: Clients, launched: Launched) -> None:
+    """A volume this launch created, for a launch that failed: it holds nothing yet."""
+    if launched.volume_created and launched.volume:
+        data_volume.delete_when_free(clients, launched.volume)
+        launched.volume_created = False
 
 
 def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
@@ -288,6 +330,13 @@ def terminate_launched(clients: Clients, launched: Launched) -> list[str]:
 
     Each step is tried on its own so one failure does not leave the rest running.
     """
+    try:
+        return _terminate_launched(clients, launched)
+    finally:
+        _drop_created_volume(clients, launched)
+
+
+def _terminate_launched(clients: Clients, launched: Launched) -> list[str]:
     ended: list[str] = []
     if launched.reused or not launched.instance_id:
         return ended

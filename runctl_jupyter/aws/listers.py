@@ -54,6 +54,12 @@ def instances(clients: Clients) -> list[Resource]:
     return out
 
 
+def _named(vol: dict) -> str:
+    """A `--persistent` data volume's name (what `--volume NAME` takes)."""
+    name = tags.tag_dict(vol.get("Tags")).get(tags.VOLUME_NAME)
+    return f" name={name}" if name else ""
+
+
 def volumes(clients: Clients) -> list[Resource]:
     out = []
     for vol in _pages(clients.ec2, "describe_volumes", "Volumes", Filters=_MANAGED_FILTER):
@@ -69,7 +75,7 @@ def volumes(clients: Clients) -> list[Resource]:
                 vol["State"],
                 vol.get("CreateTime"),
                 tags.tag_dict(vol.get("Tags")),
-                f"{vol['Size']} GiB {vtype} {vol['AvailabilityZone']}",
+                f"{vol['Size']} GiB {vtype} {vol['AvailabilityZone']}" + _named(vol),
                 facts=facts,
             )
         )

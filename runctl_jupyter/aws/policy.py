@@ -97,7 +97,9 @@ def run_policy(bucket: str) -> dict:
     of a multi-node run ends every node), cancels only its run's spot requests, deletes
     only its run's fleet and launch template, attaches only a `--volume` the user opted
     in (`runctl:managed=true`) that serves its run (`runctl:volume-run`) to an instance
-    of its run (a spot replacement), and reads spot prices.
+    of its run (a spot replacement), detaches it at the run's end and deletes it only
+    when its run created it and it is not kept (`--data-size` without `--persistent`),
+    and reads spot prices.
     """
     return {
         "Version": "2012-10-17",
@@ -139,6 +141,41 @@ def run_policy(bucket: str) -> dict:
                 "Action": ["ec2:AttachVolume"],
                 "Resource": "arn:aws:ec2:*:*:volume/*",
                 "Condition": _own_run(tags.VOLUME_RUN),
+            },
+            {
+                # the run's end: its data volume (not kept) detached from its instance
+                "Sid": "DetachOwnRunVolume",
+                "Effect": "Allow",
+                "Action": ["ec2:DetachVolume"],
+                "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Condition": _own_run(tags.VOLUME_RUN),
+            },
+            {
+                "Sid": "DetachFromOwnRunInstance",
+                "Effect": "Allow",
+                "Action": ["ec2:DetachVolume"],
+                "Resource": "arn:aws:ec2:*:*:instance/*",
+                "Condition": _own_run(),
+            },
+            {
+                # then deleted: only a volume this run created (`runctl:run-id`) and
+                # serves, never a kept one (`--persistent`, a user's `--volume`)
+                "Sid": "DeleteOwnRunScratchVolume",
+                "Effect": "Allow",
+                "Action": ["ec2:DeleteVolume"],
+                "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/{tags.MANAGED}": "true",
+                        f"aws:ResourceTag/{tags.RUN_ID}": OWN_RUN,
+                        f"aws:ResourceTag/{tags.VOLUME_RUN}": OWN_RUN,
+                    },
+                    "StringNotEquals": {
+                        f"aws:ResourceTag/{tags.PERSISTENT}": "true",
+                        f"aws:ResourceTag/{tags.KEEP}": "true",
+                        f"aws:ResourceTag/{tags.PROTECTED}": "true",
+                    },
+                },
             },
         ],
     }

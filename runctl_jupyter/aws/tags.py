@@ -14,6 +14,8 @@ REUSED = "runctl:reused"
 # on a `--volume` (a data volume the user opted in with `runctl:managed=true`): the run
 # it serves now, so that run's role alone may attach it to a replacement instance
 VOLUME_RUN = "runctl:volume-run"
+# a `--persistent` data volume's name (`--volume-name`), which `--volume NAME` finds
+VOLUME_NAME = "runctl:volume-name"
 
 # A resource carrying one of these is never an orphan.
 KEEP_TAGS = {KEEP: "true", PERSISTENT: "true", PROTECTED: "true", ROLE: "setup"}

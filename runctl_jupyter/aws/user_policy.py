@@ -116,6 +116,17 @@ def _launch(region: str, ec2: str) -> list[dict]:
             "Condition": {"StringEquals": {f"aws:ResourceTag/{tags.MANAGED}": "true"}},
         },
         {
+            # a `--data-size` volume (aws/data_volume.py): encrypted, created tagged
+            "Sid": "DataVolumeTaggedEncryptedOnly",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateVolume"],
+            "Resource": f"{ec2}:volume/*",
+            "Condition": {
+                "StringEquals": {f"aws:RequestTag/{tags.MANAGED}": "true"},
+                "Bool": {"ec2:Encrypted": "true"},
+            },
+        },
+        {
             # a multi-node run's cluster placement group (aws/cluster.py), created tagged
             "Sid": "ClusterPlacementGroupTaggedOnly",
             "Effect": "Allow",
@@ -146,6 +157,7 @@ def _launch(region: str, ec2: str) -> list[dict]:
                         "RunInstances",
                         "CreateSecurityGroup",
                         "CreatePlacementGroup",
+                        "CreateVolume",
                         "RequestSpotInstances",
                         "CreateFleet",
                         "CreateLaunchTemplate",

@@ -38,7 +38,7 @@ from ..aws.clients import LAUNCH_IDENTITY_REUSE, Clients, error_code, owner_from
 from ..aws.launch import LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..aws.spot_fleet import claim_attempt, delete_old_fleet, fleet_alive
-from . import aws_cluster, aws_dev, aws_pull, aws_stop
+from . import aws_cluster, aws_dev, aws_pull, aws_stop, aws_volume
 from .aws_checks import check_before_launch, complete_plan
 from .aws_ship import ship_and_start
 from .aws_target import read_target
@@ -70,6 +70,9 @@ class AWSBackend(Configurable):
         config=True
     )
     root_gb = Int(100, help="Root volume size in GiB (gp3, encrypted).").tag(config=True)
+    data_mount = Unicode(
+        "/data", help="Where a data volume (--data-size, --volume) is mounted on the instance."
+    ).tag(config=True)
     ssm_timeout = Float(600.0, help="Seconds to wait for a new instance's SSM agent.").tag(
         config=True
     )
@@ -154,10 +157,10 @@ class AWSBackend(Configurable):
         checked = check_before_launch(self, run_dir, spec, opts)
         clients, bucket = checked.clients, checked.bucket
         spot = self.spot if opts.get("spot") is None else bool(opts.get("spot"))
-        user_data = None
+        req = self._launch_request(spec, opts, checked.identity, spot, None)
+        aws_volume.choose(clients, run_dir, spec, opts, req)  # `--volume NAME`: found first
         if spot and not opts.get("keep") and not opts.get("instance"):
-            user_data = self._fleet_boot_script(clients, run_dir, spec, attempt, bucket)
-        req = self._launch_request(spec, opts, checked.identity, spot, user_data)
+            req.user_data = self._fleet_boot_script(clients, run_dir, spec, attempt, bucket)
         made = False  # a role this call made goes if the launch fails; an earlier attempt's stays
         if self.instance_profile == PROFILE_NAME and not (req.keep or req.instance_id):
             # instances serving this run alone get its own role (its reach only)
@@ -186,6 +189,7 @@ class AWSBackend(Configurable):
                 return facts
         launched = provision(clients, req, progress=self._say)
         try:
+            aws_volume.record(run_dir, spec, launched, self.data_mount)
             facts = ship_and_start(
                 self, clients, run_dir, spec, attempt, launched, bucket, pip, sync_dirs
             )
@@ -218,7 +222,6 @@ class AWSBackend(Configurable):
             ami=opts.get("ami"),
             instance_id=opts.get("instance") or None,
             keep=bool(opts.get("keep")),
-            volume=opts.get("volume"),
             subnet=self.subnet or None,
             security_group=self.security_group or None,
             instance_profile=self.instance_profile,

@@ -53,7 +53,7 @@ def ship_and_start(
     command_id = ssm.send(
         clients, launched.instance_id, script, comment=f"runctl run {spec['run_id']}"
     )
-    ssm.wait(
+    done = ssm.wait(
         clients,
         command_id,
         launched.instance_id,
@@ -61,6 +61,9 @@ def ship_and_start(
         poll=backend.aws_poll,
         what="bootstrap",
     )
+    for line in (done.get("StandardOutputContent") or "").splitlines():
+        if line.startswith("runctl: s3://") and " to fetch, " in line:  # --data staging
+            backend._say("starting", line[len("runctl: ") :])
     facts = launched.facts()
     facts.update(
         region=clients.region,

@@ -1,7 +1,7 @@
 """Stopping a run on EC2: SSM runs the stop script on the instance (the agent stops the
 code, syncs, and the instance ends unless it was reused or kept); an instance that
 cannot be reached, or a forced stop, is terminated from here, but only if the run
-launched it. A multi-node run stops every node (aws_cluster.py).
+launched it (with its data volume, unless kept: the agent had no chance to). A multi-node run stops every node (aws_cluster.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def stop(backend: Any, run_dir: Path, spec: dict, force: bool, reason: str) -> N
         spot_request_id=target.get("spot_request_id"),
         fleet_id=target.get("fleet_id"),
         launch_template_id=target.get("launch_template_id"),
+        # a data volume that is not kept goes with an instance ended from here
+        volume=target.get("volume"),
+        volume_created=bool(target.get("volume") and target.get("volume_delete")),
     )
     try:
         res = clients.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]

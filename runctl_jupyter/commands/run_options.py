@@ -13,6 +13,7 @@ from .hyperparams import add_params, merge_param_items
 from .models import add_register_options, check_register_options
 from .value_types import (
     checkpoint_every,
+    data_size,
     gpus,
     nonneg_float,
     nonneg_int,
@@ -112,6 +113,11 @@ def _add_where(g: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="ship notebook variable NAME even if it looks like a secret (held back otherwise)",
     )
+    g.add_argument(
+        "--image",
+        metavar="IMAGE|Dockerfile",
+        help="run the code in this container image, or one built from this Dockerfile",
+    )
     g.add_argument("--instance-type", metavar="TYPE", help="e.g. g5.xlarge (AWS)")
     spot = g.add_mutually_exclusive_group()
     spot.add_argument(
@@ -183,13 +189,39 @@ def _add_data(g: argparse._ArgumentGroup) -> None:
         "--data-s3",
         dest="data",
         metavar="S3_URL",
-        help="staged to data/ next to the code (AWS)",
+        help="staged to data/ next to the code, onto the data volume when there is one (AWS)",
     )
     g.add_argument(
-        "--validate-data", action="store_true", help="refuse an empty prefix or empty files first"
+        "--validate-data",
+        action="store_true",
+        help="refuse an empty prefix or empty files; check sizes and checksums once staged",
     )
     g.add_argument(
-        "--volume", metavar="VOL_ID", help="attach this EBS volume (the instance goes to its AZ)"
+        "--prewarm",
+        action="store_true",
+        help="read a volume restored from a snapshot once before training (fio or dd)",
+    )
+    g.add_argument(
+        "--volume",
+        metavar="VOL_ID|NAME",
+        help="attach this EBS volume, or your --persistent one of this name (the instance goes to its AZ)",
+    )
+    g.add_argument(
+        "--data-size",
+        type=data_size,
+        metavar="GB",
+        help="a new encrypted gp3 volume at /data (c.AWSBackend.data_mount), deleted at the end",
+    )
+    g.add_argument(
+        "--persistent",
+        action="store_true",
+        default=None,
+        help="keep the --data-size volume after the run, for --volume NAME",
+    )
+    g.add_argument(
+        "--volume-name",
+        metavar="NAME",
+        help="the --persistent volume's name (letters, digits, - _ .; default: the experiment)",
     )
     g.add_argument(
         "--sync",
@@ -263,8 +295,36 @@ def finish_run(ns: argparse.Namespace) -> None:
             "--instance reuses a running instance of its own type; leave out --instance-type"
         )
     _check_ship(ns)
+    _check_volume(ns)
     if ns.params_var is not None and not ns.params_var:
         raise BadParam("--params needs a variable name (a dict of hyperparameters)")
+
+
+def _check_volume(ns: argparse.Namespace) -> None:
+    """`--data-size`, `--persistent`, `--volume-name`, `--volume`: combinations that work."""
+    size, volume = getattr(ns, "data_size", None), getattr(ns, "volume", None)
+    if size and volume:
+        raise BadParam("--data-size creates a volume and --volume attaches one: drop one of them")
+    if getattr(ns, "persistent", None) and not (size or volume):
+        raise BadParam(
+            "--persistent keeps a data volume: add --data-size GB (a new one) or --volume NAME"
+        )
+    name = getattr(ns, "volume_name", None)
+    if name is not None:
+        if not getattr(ns, "persistent", None):
+            raise BadParam("--volume-name names a --persistent volume: add --persistent")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+            raise BadParam(
+                f"--volume-name {name!r}: use letters, digits, - _ . (a letter or digit first)"
+            )
+    if size and getattr(ns, "instance", None):
+        raise BadParam(
+            "--data-size launches its volume with a new instance; with --instance use --volume"
+        )
+    if size and getattr(ns, "keep", None) and not getattr(ns, "persistent", None):
+        raise BadParam(
+            "a --keep instance outlives its run: add --persistent to keep the --data-size volume"
+        )
 
 
 def _check_ship(ns: argparse.Namespace) -> None:

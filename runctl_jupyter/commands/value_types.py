@@ -12,6 +12,7 @@ from ..params.values import BadParam
 
 __all__ = [
     "checkpoint_every",
+    "data_size",
     "gpus",
     "int_at_least",
     "nonneg_float",
@@ -119,3 +120,17 @@ def typed(parse_fn):
 
     convert.__name__ = parse_fn.__name__
     return convert
+
+
+GP3_MAX_GIB = 16384  # a gp3 volume: 1 GiB to 16 TiB (Amazon EBS volume types)
+
+
+def data_size(text: str) -> int:
+    """`--data-size GB`: a whole number of GiB that a gp3 volume can have."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole GiB, got {text!r}") from None
+    if not 1 <= value <= GP3_MAX_GIB:
+        raise argparse.ArgumentTypeError(f"a gp3 volume has 1 to {GP3_MAX_GIB} GiB, got {text!r}")
+    return value

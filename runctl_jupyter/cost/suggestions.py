@@ -9,6 +9,7 @@ all, `c.Runctl.quiet_suggestions = ["gpu-unused"]` one). A rule never refuses a 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ RULES = (
     "parallel-over-budget",
     "big-grid",
     "kept-idle",
+    "stage-data",
+    "prewarm",
 )
 # imports that put a GPU to work (the top-level package name)
 GPU_LIBRARIES = frozenset(
@@ -145,16 +148,67 @@ def big_grid(launch: Launch) -> str | None:
     )
 
 
+def stage_data(
+    launch: Launch, data_bytes: Callable[[int], int | None], threshold_gb: float
+) -> str | None:
+    """A big `--data` prefix fetched from S3 again by every run: no volume keeps it."""
+    o = launch.options
+    if not launch.facts or not o.get("data") or o.get("volume") or threshold_gb <= 0:
+        return None
+    if o.get("data_size") and o.get("persistent"):
+        return None
+    threshold = int(threshold_gb * 1e9)
+    size = data_bytes(threshold)
+    if size is None or size <= threshold:
+        return None
+    need = max(1, math.ceil(size * 1.25 / (1 << 30)))  # GiB, with room to grow
+    return (
+        f"{o['data']} holds over {size / 1e9:.0f} GB, fetched from S3 again by every run: "
+        f"stage it on a persistent volume: --data-size {need} --persistent (later runs "
+        "reuse it with --volume NAME and fetch only what changed)"
+    )
+
+
+def prewarm_restored(launch: Launch, snapshot_of: Callable[[str], str | None]) -> str | None:
+    """A `--volume` restored from a snapshot, without `--prewarm`: a slow first epoch."""
+    o = launch.options
+    if not launch.facts or o.get("prewarm") or not o.get("volume"):
+        return None
+    snapshot = snapshot_of(str(o["volume"]))
+    if not snapshot:
+        return None
+    return (
+        f"volume {o['volume']} was restored from {snapshot}: each block comes from S3 on its "
+        "first read, so the first epoch crawls; --prewarm reads it once before training"
+    )
+
+
+@dataclass
+class Lookups:
+    """What some rules ask AWS, only when their other conditions hold."""
+
+    spot_rate: Callable[[], float | None] = lambda: None
+    data_bytes: Callable[[int], int | None] = lambda _cap: None  # the prefix's bytes, up to cap
+    snapshot_of: Callable[[str], str | None] = lambda _volume: None
+
+
 def launch_suggestions(
-    launch: Launch, spot_rate: Callable[[], float | None], savings_above: float
+    launch: Launch,
+    spot_rate: Callable[[], float | None],
+    savings_above: float,
+    lookups: Lookups | None = None,
+    stage_threshold_gb: float = 0.0,
 ) -> list[tuple[str, str]]:
     """[(rule, line)] for this launch (the account-wide `kept-idle` is in runs/)."""
+    lookups = lookups or Lookups()
     lines = {
         "spot-savings": spot_savings(launch, spot_rate, savings_above),
         "spot-no-checkpoint": spot_no_checkpoint(launch),
         "gpu-unused": gpu_unused(launch),
         "parallel-over-budget": parallel_over_budget(launch),
         "big-grid": big_grid(launch),
+        "stage-data": stage_data(launch, lookups.data_bytes, stage_threshold_gb),
+        "prewarm": prewarm_restored(launch, lookups.snapshot_of),
     }
     return [(rule, line) for rule, line in lines.items() if line]
 
@@ -177,5 +231,41 @@ def suggest(session: Any, launch: Launch) -> None:
             return None
 
     above = float(getattr(session.config, "suggest_spot_savings_above", 1.0))
-    for rule, line in launch_suggestions(launch, spot_rate, above):
+    threshold = float(getattr(session.config, "stage_threshold_gb", 0.0))
+    lookups = Lookups(spot_rate, *_aws_lookups(session, launch.options))
+    for rule, line in launch_suggestions(launch, spot_rate, above, lookups, threshold):
         say(rule, line)
+
+
+def _aws_lookups(session: Any, options: dict) -> tuple[Callable, Callable]:
+    """The `--data` prefix's size (listed until past the cap) and a volume's snapshot,
+    with the launch's own clients; None when AWS does not answer (no suggestion)."""
+
+    def clients() -> Any:
+        return session.backend("aws").clients_for(options.get("region"))
+
+    def data_bytes(cap: int) -> int | None:
+        from ..agent.data import parse_s3_url
+
+        try:
+            bucket, prefix = parse_s3_url(str(options["data"]))
+            total = 0
+            pages = clients().s3.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+                total += sum(int(o["Size"]) for o in page.get("Contents", []))
+                if total > cap:
+                    break
+            return total
+        except Exception:  # noqa: BLE001 - no listing: no suggestion (the launch's check says why)
+            return None
+
+    def snapshot_of(volume: str) -> str | None:
+        if not volume.startswith("vol-"):
+            return None
+        try:
+            vols = clients().ec2.describe_volumes(VolumeIds=[volume])["Volumes"]
+        except Exception:  # noqa: BLE001 - the launch's own check says what is wrong
+            return None
+        return (vols[0].get("SnapshotId") or None) if vols else None
+
+    return data_bytes, snapshot_of

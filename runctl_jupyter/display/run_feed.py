@@ -16,6 +16,10 @@ ETA_WINDOW = 30.0  # seconds of recent steps used for the step rate
 MAX_GROUPS = 4
 
 
+def gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
 class RunFeed:
     """What a live panel knows of one run; `update()` takes the new events."""
 
@@ -26,6 +30,8 @@ class RunFeed:
         self.log_tail: deque[tuple[str, str]] = deque(maxlen=max(1, log_tail_lines))
         self.warnings: deque[str] = deque(maxlen=3)
         self.debugger: dict | None = None  # the last `debugger` event (train --debug)
+        self.phase: str | None = None  # what the run does before its code starts (--prewarm)
+        self.phase_fraction: float | None = None
         self.step: int | None = None
         self.total: int | None = self._initial_total(self.run)
         self._total_logged = False
@@ -96,11 +102,25 @@ class RunFeed:
                 self.warnings.append(str(event.get("message") or ""))
             elif kind == "debugger":
                 self.debugger = event
+            elif kind == "prewarm":
+                self._prewarm(event)
             elif kind == "cost":
                 if isinstance(event.get("dollars"), (int, float)):
                     self.run["cost"] = max(self.run.get("cost") or 0.0, event["dollars"])
                 if isinstance(event.get("rate"), (int, float)):
                     self.run["rate"] = event["rate"]
+
+    def _prewarm(self, event: dict) -> None:
+        """`--prewarm`'s read of the data volume, as the phase before the first metric."""
+        done, total = event.get("bytes"), event.get("total")
+        if event.get("state") != "reading" or not isinstance(done, int) or not total:
+            self.phase = self.phase_fraction = None
+            return
+        self.phase_fraction = min(1.0, max(0.0, done / total))
+        self.phase = (
+            f"prewarming the data volume: {gib(done)} of {gib(total)} read "
+            f"({100 * self.phase_fraction:.0f}%)"
+        )
 
     def eta(self) -> float | None:
         """Seconds left from the recent step rate, when the total is known."""

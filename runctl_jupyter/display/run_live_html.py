@@ -37,7 +37,7 @@ def live_header_html(feed: RunFeed) -> str:
 
 def progress_text(feed: RunFeed) -> str:
     if feed.step is None:
-        return "waiting for the first metric…"
+        return feed.phase or "waiting for the first metric…"
     if feed.total:
         pct = 100.0 * min(feed.step, feed.total) / feed.total
         return f"step {feed.step} / {feed.total} ({pct:.0f}%)"
@@ -61,9 +61,14 @@ def status_line(feed: RunFeed) -> str:
 
 def progress_html(feed: RunFeed) -> str:
     text = esc(progress_text(feed))
+    if feed.step is None and feed.phase_fraction is not None:
+        return _bar(100.0 * feed.phase_fraction, text)
     if not feed.total or feed.step is None:
         return f'<div class="runctl-progress">{text}</div>'
-    pct = 100.0 * min(max(feed.step, 0), feed.total) / feed.total
+    return _bar(100.0 * min(max(feed.step, 0), feed.total) / feed.total, text)
+
+
+def _bar(pct: float, text: str) -> str:
     return (
         '<div class="runctl-progress" style="display:flex;align-items:center;gap:8px">'
         '<div style="width:240px;height:10px;background:#e0e0e0;border-radius:5px">'

@@ -110,7 +110,10 @@ class RunWidgets:
     def draw(self) -> None:
         panel, w = self.panel, self.w
         w["header"].value = live_header_html(panel)
-        if panel.total:
+        if panel.step is None and panel.phase_fraction is not None:  # --prewarm's read
+            w["progress"].max, w["progress"].value = 1000, int(1000 * panel.phase_fraction)
+            w["progress"].layout.visibility = "visible"
+        elif panel.total:
             w["progress"].max = max(1, panel.total)
             w["progress"].value = max(0, min(panel.step or 0, panel.total))
             w["progress"].layout.visibility = "visible"

@@ -13,6 +13,7 @@ from ..store.folders import create_run, new_run_id, read_spec
 from .capture import Shipment
 from .control import RunControl
 from .debugging import check_debugger, without_debugger
+from .image import copy_context, copy_image_folder, image_options
 from .results import Run
 
 # Train options the parser knows that are not built yet: refused, never silently ignored.
@@ -20,18 +21,22 @@ NOT_YET: dict[str, int] = {}
 CLOUD_ONLY = (
     "ami",
     "data",
+    "data_size",
     "fallback",
     "idle_minutes",
     "instance",
     "instance_type",
     "keep",
+    "persistent",
     "pip",
+    "prewarm",
     "region",
     "requirements",
     "spot",
     "sync",
     "validate_data",
     "volume",
+    "volume_name",
 )
 
 
@@ -59,6 +64,13 @@ def check_options(options: dict[str, Any], backend: str) -> None:
             raise RunctlError(
                 f"{_flag(name)} is not available in this version yet (issue {issue}); drop it"
             )
+    if given.get("prewarm") and backend != "local" and not (
+        given.get("volume") or given.get("data_size")
+    ):
+        raise RunctlError(
+            "--prewarm reads a data volume: add --volume NAME|VOL_ID (or --data-size GB), "
+            "or drop --prewarm"
+        )
     if backend == "local":
         for name in CLOUD_ONLY:
             if name in given:
@@ -110,6 +122,9 @@ class RunStarter(RunControl):
         backend_name = backend or self.config.backend
         options = dict(options or {})
         check_options(options, backend_name)
+        dockerfile = image_options(
+            options, backend_name, self.config.container_runtime, self.config.container_network
+        )
         if shipment.held_back:  # names only: the runner's NameError says to --ship them
             options["held_back"] = sorted(shipment.held_back)
         if backend_name != "local" and self._owner_chosen():
@@ -153,6 +168,8 @@ class RunStarter(RunControl):
             trigger=trigger,
         )
         attach_price(self.store.run_dir(spec["run_id"]), spec, price)
+        if dockerfile is not None:  # built by the agent, where the code runs
+            copy_context(dockerfile, self.store.run_dir(spec["run_id"]))
         return self._launch(spec, target, attempt=1, detach=detach)
 
     def _what_runs(
@@ -252,6 +269,7 @@ class RunStarter(RunControl):
             yes=True,
         )
         attach_price(self.store.run_dir(new["run_id"]), new, price)
+        copy_image_folder(self.store.runs_dir / str(spec.get("run_id")), self.store.run_dir(new["run_id"]))
         return self._launch(new, target, attempt=1, detach=detach)
 
     def _rerun_source(self, ref: str, trust: bool = False) -> dict[str, Any]:

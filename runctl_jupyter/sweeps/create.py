@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunctlError
+from ..runs.image import image_options
 from .handle import Sweep
 from .record import FORMAT, SPEC_FILE, all_sweeps, new_sweep_id, sweeps_dir, write_json
 from .settings import checked_settings
@@ -42,6 +43,7 @@ def create(session: Any, **kw: Any) -> Sweep:
         max_parallel=kw["max_parallel"],
         grid=asked["search"] == "grid",
     )
+    _check_image(session, asked)
     price = before_launch(
         session,
         asked["backend"],
@@ -119,6 +121,19 @@ def _write_folder(session: Any, kw: dict, asked: dict, what: dict, price: Any) -
     )
     write_json(sweep_dir / SPEC_FILE, _spec(session, kw, asked, what, price, sweep_id, name))
     return sweep_dir
+
+
+def _check_image(session: Any, asked: dict) -> None:
+    """`--image` checked before the sweep, not in every trial; a Dockerfile by its full
+    path (the scheduler runs in the sweep's folder; each trial copies its context)."""
+    options = asked["options"]
+    if options.get("image"):
+        cfg = session.config
+        dockerfile = image_options(
+            options, asked["backend"], cfg.container_runtime, cfg.container_network
+        )
+        if dockerfile is not None:
+            options["image"] = str(dockerfile)
 
 
 def _spec(

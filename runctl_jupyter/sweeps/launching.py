@@ -9,6 +9,7 @@ it reads the scheduler's state and records through its log and warn.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ..errors import RunctlError
 from .record import read_json
@@ -114,6 +115,10 @@ class Launching(SchedulerBase):
         from ..cost.facts import attach_price
 
         attach_price(self.store.run_dir(spec["run_id"]), spec, run.get("price"))
+        if options.get("image_build"):  # --image ./Dockerfile: the trial builds (or finds) it
+            from ..runs.image import copy_context
+
+            copy_context(Path(options["image"]), self.store.run_dir(spec["run_id"]))
         self.store.add_run(spec)
         return spec
 

@@ -503,6 +503,48 @@ def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("instance-venv") / "venv"
 
 
+# The disks of played instances: a folder stands in for the machine's root
+# (RUNCTL_FS_ROOT), an attached EBS volume appears as its NVMe by-id link to a file
+# (sandbox/ebs/<vol-id>: empty until formatted, shared by every instance it is attached
+# to), and these stand-ins of the disk tools, first on PATH, record their argv in
+# <root>/commands.log and do what the real ones do to that file and folder.
+FAKE_DISK_TOOLS = {
+    "blkid": """
+dev="${@: -1}"
+t=$(cat "$dev" 2>/dev/null)
+[ -n "$t" ] || exit 2
+echo "$dev: TYPE=\"$t\""
+""",
+    "mkfs.ext4": """
+printf ext4 > "${@: -1}"
+""",
+    "mount": """
+dev="$1"; mp="$2"
+[ -s "$dev" ] || { echo "mount: $mp: wrong fs type, bad superblock on $dev" >&2; exit 32; }
+data="$(readlink -f "$dev").fs"
+mkdir -p "$data" "$RUNCTL_FS_ROOT/proc"
+rmdir "$mp" && ln -s "$data" "$mp"
+echo "$dev $mp ext4 rw 0 0" >> "$RUNCTL_FS_ROOT/proc/mounts"
+""",
+    "umount": """
+mp="$1"
+rm "$mp" && mkdir "$mp"
+grep -v " $mp " "$RUNCTL_FS_ROOT/proc/mounts" > "$RUNCTL_FS_ROOT/proc/mounts.new" || true
+mv "$RUNCTL_FS_ROOT/proc/mounts.new" "$RUNCTL_FS_ROOT/proc/mounts"
+""",
+}
+
+
+def _write_disk_tools(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in FAKE_DISK_TOOLS.items():
+        tool = folder / name
+        log = 'echo "$(basename "$0") $*" >> "$RUNCTL_FS_ROOT/commands.log"\n'
+        tool.write_text("#!/bin/bash\n" + log + body.lstrip())
+        tool.chmod(0o755)
+    return folder
+
+
 class InstancePlayer:
     """Runs the scripts of SSM commands as the target instance would, and plays what AWS
     does on its own: UserData at an instance's first boot, a terminated instance's
@@ -514,6 +556,7 @@ class InstancePlayer:
         self.moto_url = moto_url
         self.imds = imds
         self.imds_of: dict[str, _Imds] = {}  # each instance's own metadata service
+        self.extra_env: dict[str, str] = {}  # more of the instance's environment (a test's podman)
         self.booted: set[str] = set()  # instances whose UserData (boot script) ran
         self.refills: list[tuple[str, str, str]] = []  # (fleet, old instance, new instance)
         self.refill = True  # play AWS refilling spot fleets
@@ -528,6 +571,8 @@ class InstancePlayer:
         self.seen: set[str] = set()
         self.runs: list[dict] = []
         self._stop = threading.Event()
+        self.disk_tools = _write_disk_tools(sandbox / "disk-tools")
+        self.ebs = sandbox / "ebs"  # each volume's contents, whichever instance has it
         self._thread = threading.Thread(target=self._loop, daemon=True, name="instance-player")
         self._thread.start()
 
@@ -562,9 +607,11 @@ class InstancePlayer:
             "AWS_ACCESS_KEY_ID": key,
             "AWS_SECRET_ACCESS_KEY": "testing",
             "HOME": str(home),
-            "PATH": f"{self.bare_bin}:/usr/bin:/bin",
+            "PATH": f"{self.bare_bin}:{self.disk_tools}:/usr/bin:/bin",
+            "RUNCTL_FS_ROOT": str(home / "root"),  # the disk tools' stand-in machine root
             # the metadata service's local stand-in, as AWS_ENDPOINT_URL is AWS's
             "RUNCTL_IMDS_URL": self.imds_for(instance_id).url,
+            **self.extra_env,
         }
 
     def _loop(self) -> None:
@@ -595,6 +642,7 @@ class InstancePlayer:
         """Run each new instance's UserData once (cloud-init at first boot, in a thread like
         a boot); stop the processes of a terminated instance; and, as AWS does for a
         maintain fleet (not deleted) whose instance is gone, launch another."""
+        self._play_volumes(ec2)
         for reservation in list(ec2.reservations.values()):
             for inst in reservation.instances:
                 if inst.state == "terminated" and inst.id in self.homes:
@@ -613,6 +661,23 @@ class InstancePlayer:
                 self.fleet_instance[fleet.id] = live[-1]
             else:
                 self._refill_fleet(ec2, fleet)
+
+    def _play_volumes(self, ec2: Any) -> None:
+        """An attached volume's device appears on its instance (its NVMe by-id link)."""
+        for vol in list(ec2.volumes.values()):
+            att = getattr(vol, "attachment", None)
+            if att is None or att.instance.state != "running":
+                continue
+            disk = self.ebs / vol.id
+            if not disk.exists():
+                self.ebs.mkdir(exist_ok=True)
+                disk.touch()
+            serial = vol.id.replace("-", "")
+            link = self.home(att.instance.id) / "root" / "dev" / "disk" / "by-id"
+            link = link / f"nvme-Amazon_Elastic_Block_Store_{serial}"
+            if not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(disk)
 
     def _refill_fleet(self, ec2: Any, fleet: Any) -> None:
         """Launch the fleet's replacement in its best override that has capacity."""

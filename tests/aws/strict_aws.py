@@ -640,6 +640,124 @@ def attach_volume_same_az(req: Request) -> None:
         )
 
 
+CREATE_VOLUME_DOC = "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html"
+# CreateVolume, Size: "gp2 and gp3: 1 - 16,384 GiB; io1: 4 - 16,384 GiB; io2: 4 - 65,536
+# GiB; st1 and sc1: 125 - 16,384 GiB; standard: 1 - 1024 GiB"
+VOLUME_SIZES = {
+    "gp2": (1, 16384),
+    "gp3": (1, 16384),
+    "io1": (4, 16384),
+    "io2": (4, 65536),
+    "st1": (125, 16384),
+    "sc1": (125, 16384),
+    "standard": (1, 1024),
+}
+
+
+@rule("ec2", ("CreateVolume",), CREATE_VOLUME_DOC)
+def create_volume_size_for_type(req: Request) -> None:
+    """CreateVolume: a Size outside its VolumeType's range, an unknown type, or no size."""
+    vtype = req.params.get("VolumeType") or "gp2"  # "Default: gp2"
+    if vtype not in VOLUME_SIZES:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({vtype}) for parameter volumeType is invalid. "
+            f"Valid values: {', '.join(VOLUME_SIZES)}",
+        )
+    size = req.params.get("Size")
+    if size is None:  # "You must specify either a snapshot ID or a volume size"
+        if not req.params.get("SnapshotId"):
+            raise Refusal(
+                "MissingParameter", "The request must contain the parameter size or snapshotId"
+            )
+        return
+    low, high = VOLUME_SIZES[vtype]
+    if not low <= int(size) <= high:
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Volume of {size}GiB is out of range for a {vtype} volume ({low} - {high} GiB).",
+        )
+
+
+@rule("ec2", ("CreateVolume",), CREATE_VOLUME_DOC)
+def create_volume_placement(req: Request) -> None:
+    """CreateVolume: no AvailabilityZone (nor AvailabilityZoneId), or a tag set not for a 'volume'."""
+    # "AvailabilityZone ... Either AvailabilityZone or AvailabilityZoneId must be
+    # specified, but not both"; TagSpecifications: "The tags to apply to the volume
+    # during creation" (ResourceType volume).
+    zone, zone_id = req.params.get("AvailabilityZone"), req.params.get("AvailabilityZoneId")
+    if bool(zone) == bool(zone_id):
+        raise Refusal(
+            "MissingParameter",
+            "The request must contain either the parameter AvailabilityZone or AvailabilityZoneId",
+        )
+    for spec in req.params.get("TagSpecifications") or []:
+        if spec.get("ResourceType") != "volume":
+            raise Refusal(
+                "InvalidParameterValue",
+                f"'{spec.get('ResourceType')}' is not a valid taggable resource type for this operation.",
+            )
+    if req.params.get("KmsKeyId") and str(req.params.get("Encrypted")).lower() != "true":
+        # KmsKeyId: "If KmsKeyId is specified, the encrypted state must be true."
+        raise Refusal(
+            "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted."
+        )
+
+
+# DescribeVolumes, Filter.N: the filter names the API reference lists (and tag:<key>)
+VOLUME_FILTERS = {
+    "attachment.attach-time",
+    "attachment.delete-on-termination",
+    "attachment.device",
+    "attachment.instance-id",
+    "attachment.status",
+    "availability-zone",
+    "availability-zone-id",
+    "create-time",
+    "encrypted",
+    "fast-restored",
+    "multi-attach-enabled",
+    "operator.managed",
+    "operator.principal",
+    "size",
+    "snapshot-id",
+    "status",
+    "tag-key",
+    "volume-id",
+    "volume-type",
+}
+
+
+@rule(
+    "ec2",
+    ("DescribeVolumes",),
+    "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeVolumes.html",
+)
+def describe_volumes_filter_names(req: Request) -> None:
+    """DescribeVolumes: a filter name the API does not know (moto answers it with nothing)."""
+    for f in req.params.get("Filters") or []:
+        name = str(f.get("Name") or "")
+        if name not in VOLUME_FILTERS and not (name.startswith("tag:") and len(name) > 4):
+            raise Refusal("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
+@rule(
+    "ec2",
+    ("AttachVolume",),
+    "https://docs.aws.amazon.com/ebs/latest/userguide/device_naming.html",
+)
+def attach_volume_device_name(req: Request) -> None:
+    """AttachVolume: a Device that is not an EBS device name of a Linux instance."""
+    # "Available: /dev/sd[b-z], /dev/sd[b-y]d, /dev/xvd[b-c][a-z], /dev/xvd[d-z]
+    # (recommended for EBS: /dev/sd[f-p])"; the root device (/dev/sda1, /dev/xvda) is taken.
+    device = str(req.params.get("Device") or "")
+    if not re.fullmatch(r"/dev/(sd[b-z]|sd[b-y]d|xvd[b-c][a-z]|xvd[d-z])", device):
+        raise Refusal(
+            "InvalidParameterValue",
+            f"Value ({device}) for parameter device is invalid. {device} is not a valid EBS device name.",
+        )
+
+
 # -- IAM: PassRole (simulated) ------------------------------------------------------
 
 

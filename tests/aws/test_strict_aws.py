@@ -167,6 +167,19 @@ def _attach_setup(aws: Any) -> dict:
     return {"instance": instance, "volume": _volume(aws, "us-east-1b")}
 
 
+def _managed_attach_setup(aws: Any) -> dict:
+    """A managed volume and a managed instance in one AZ (attached by the user's policy)."""
+    subnets = _subnets(aws)
+    managed = [{"Key": "runctl:managed", "Value": "true"}]
+    instance = _run(
+        aws,
+        SubnetId=subnets["us-east-1a"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": managed}],
+    )["Instances"][0]["InstanceId"]
+    volume = aws.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, **_on_volume(managed))
+    return {"instance": instance, "volume": volume["VolumeId"]}
+
+
 def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> Any:
     template = template or _template(aws)
     return aws.ec2.create_fleet(
@@ -186,6 +199,35 @@ def _fleet(aws: Any, kind: str, behaviour: str, template: str | None = None) -> 
 
 
 CASES = [
+    Case(
+        "describe_volumes_filter_names",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.describe_volumes(Filters=[{"Name": "volume_id", "Values": ["x"]}]),
+    ),
+    Case(
+        "create_volume_size_for_type",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=70000, VolumeType="gp3", Encrypted=True
+        ),
+    ),
+    Case(
+        "create_volume_placement",
+        "InvalidParameterValue",
+        lambda aws, _: aws.ec2.create_volume(
+            AvailabilityZone="us-east-1a",
+            Size=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(1)}],
+        ),
+    ),
+    Case(
+        "attach_volume_device_name",
+        "InvalidParameterValue",
+        lambda aws, ctx: aws.ec2.attach_volume(
+            VolumeId=ctx["volume"], InstanceId=ctx["instance"], Device="/dev/data"
+        ),
+        setup=_managed_attach_setup,
+    ),
     Case(
         "one_time_spot_shutdown_stop",
         "InvalidParameterCombination",
