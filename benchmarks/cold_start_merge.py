@@ -54,7 +54,8 @@ def merge(groups: list[tuple[str, list[Path]]]) -> None:
     for stale in ("before", "paired"):  # earlier comparisons: the invocations table replaces them
         entry.pop(stale, None)
     entry["scenarios"] = scenarios
-    entry["invocations"] = [_row(code, m, d) for code, _, m, d in runs]
+    in_time = sorted(runs, key=lambda r: r[2]["date"])  # as they ran, one after another
+    entry["invocations"] = [_row(code, m, d) for code, _, m, d in in_time]
     entry["measured"] = {k: meta[k] for k in ("date", "load_average", "reps", "commit")}
     entry["notes"] = [
         f"{len(published)} runs of 5 rounds (cold -> warm -> cold_baked_ami); each start's "

@@ -206,10 +206,11 @@ def _invocations(runs: list[dict] | None) -> list[str]:
     names = ("cold", "cold_baked_ami", "warm")
     out = [
         "",
-        "Whole runs of `python -m benchmarks --only cold_start` (5 rounds each), the code "
-        "after the cuts alternating with the code before them on the same shared machine; "
-        "each cell is the run's median, in seconds (the tables below are the median run "
-        "of the code after the cuts):",
+        "Whole runs of `python -m benchmarks --only cold_start` (5 rounds each), one after "
+        "another in the same hour on the same shared machine, the code after the cuts and "
+        "main before them (its commit at the run's end: main moved while it ran, on no "
+        "part of this path); each cell is the run's median, in seconds (the tables below "
+        "come from the code after the cuts, per start the run whose median is the median):",
         "",
         "| run | code | commit | ended (UTC) | load (1 min) at start, end | "
         + " | ".join(names)
