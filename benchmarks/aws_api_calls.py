@@ -100,10 +100,7 @@ def run(ctx: Ctx) -> dict[str, Result]:
         "target": {"bucket": "bench", "prefix": "runctl/", "instance_id": "i-0123456789abcdef0"},
     }
     traits = AWSBackend.class_traits()
-    backend_defaults = {
-        name: float(traits[name].default_value)
-        for name in PACING
-    }
+    backend_defaults = {name: float(traits[name].default_value) for name in PACING}
     with _moto():
         setup = Clients(region="us-east-1")
         setup.s3.create_bucket(Bucket="bench")

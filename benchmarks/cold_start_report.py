@@ -73,7 +73,9 @@ def section(results: dict, detail: dict) -> list[str]:
             f"| {name} | {_s(scenario['to_first_metric_s'])} | {samples} | "
             f"{scenario['aws_calls']} | {scenario.get('requirements') or '-'} |"
         )
-    lines += _before_after(info) + _paired(info.get("paired"))
+    lines += (
+        _invocations(info.get("invocations")) + _before_after(info) + _paired(info.get("paired"))
+    )
     lines += ["", "Boot script phases (median seconds, measured; `bootstrap.json` marks):", ""]
     names = sorted({p for s in scenarios.values() for p in s.get("boot_phases_median_s", {})})
     lines.append("| phase | " + " | ".join(scenarios) + " |")
@@ -82,8 +84,13 @@ def section(results: dict, detail: dict) -> list[str]:
         row = [_s(s.get("boot_phases_median_s", {}).get(phase)) for s in scenarios.values()]
         lines.append(f"| {phase} | " + " | ".join(row) + " |")
     for name, scenario in scenarios.items():
-        lines += ["", f"Every step of the median `{name}` start (seconds since the cell began):", ""]
+        lines += [
+            "",
+            f"Every step of the median `{name}` start (seconds since the cell began):",
+            "",
+        ]
         lines += _steps(scenario)
+    lines += _where_it_goes(scenarios)
     lines += ["", "What AWS itself adds on EC2 (not on the fixture):", ""]
     lines.append("| step | on the fixture, s (measured) | on EC2, s (estimated) | source |")
     lines.append("|---|---|---|---|")
@@ -93,8 +100,34 @@ def section(results: dict, detail: dict) -> list[str]:
         "So on EC2 (estimated): a cold start adds ~27-47 s of AWS's own (running, then SSM "
         "Online, then the command's delivery) and ~0.05-0.15 s a notebook call to the "
         "fixture's figure; a warm start (`--instance`) adds only the delivery and the calls' "
-        "round trips, ~2-5 s. The boot's installs (venv, boto3, the pins) download from PyPI "
-        "there, from a local index here.",
+        "round trips, ~2-5 s. The boot's installs (boto3, the pins) download from PyPI "
+        "there, from the package index configured here.",
+        "",
+        "What is left, and why it is not ours to cut (issue 19's goals: our part of a cold "
+        "start <= 20 s, a warm start <= 5 s):",
+        "",
+        "- a bare image: the pip run is the download, unpacking and install of boto3 with "
+        "botocore (its service models are most of its size), s3transfer, jmespath, dateutil, "
+        "urllib3, six, cloudpickle and the pins (here numpy): bytes from the package index "
+        "and files on disk. Cut already: pip is no longer installed into the venv (it runs "
+        "from the Python's bundled wheel), one pip run instead of two (the pins ride in the "
+        "script), no compile of modules nobody imports. What remains is the packages "
+        "themselves; the way around it is an image that has them (`cold_baked_ami`: an AMI "
+        "made from a kept instance, docs/aws.md). Not done: a wheel cache in the run bucket "
+        "(the instance would need boto3 to read it, or presigned URLs in the SSM command, "
+        "which are credentials in the command's history; and the notebook's own wheels are "
+        "for its platform, not the instance's), the image's `aws` CLI (Amazon Linux has it, "
+        "Ubuntu does not; the agent's sync still needs boto3);",
+        "- every start: the staging Python's start and boto3's import on the instance (its "
+        "CPU; seconds on a loaded 2-core machine, ~0.3 s on a quiet one), and the agent's "
+        "own boto3 import before the first chunk's PUT (now beside the runner's start, not "
+        "before it);",
+        "- on this fixture: the instance, moto and the notebook share 2 cores with the other "
+        "engineers' suites (the load averages above), so each Python start costs ~0.5-1 s "
+        "instead of ~0.02 s; the price lookup of the day fails on moto (no Pricing API: two "
+        "calls, ~1-3 s) where AWS answers once;",
+        "- on EC2: AWS's own part above (~27-47 s for a launch, ~1 s for the command's "
+        "delivery) and each call's round trip.",
         "",
     ]
     return lines
@@ -162,3 +195,115 @@ def _paired(paired: dict | None) -> list[str]:
         )
         out.append(f"| {name} | {_s(got['before'])} | {_s(got['after'])} | {phases} |")
     return out
+
+
+def _invocations(runs: list[dict] | None) -> list[str]:
+    """Whole runs of `python -m benchmarks --only cold_start`, this code's alternating with
+    the code before the cuts (the same hour, the same shared machine); each cell is that
+    run's median of its rounds, and the last rows the medians of those medians."""
+    if not runs:
+        return []
+    names = ("cold", "cold_baked_ami", "warm")
+    out = [
+        "",
+        "Whole runs of `python -m benchmarks --only cold_start` (5 rounds each), one after "
+        "another in the same hour on the same shared machine, the code after the cuts and "
+        "main before them (its commit at the run's end: main moved while it ran, on no "
+        "part of this path); each cell is the run's median, in seconds (the tables below "
+        "come from the code after the cuts, per start the run whose median is the median):",
+        "",
+        "| run | code | commit | ended (UTC) | load (1 min) at start, end | "
+        + " | ".join(names)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(names),
+    ]
+    for n, run in enumerate(runs, 1):
+        cells = " | ".join(_s(run.get(name)) for name in names)
+        out.append(
+            f"| {n} | {run['code']} | {run['commit']} | {run['date']} | {run['load']} | {cells} |"
+        )
+    for code in dict.fromkeys(r["code"] for r in runs):
+        mine = [r for r in runs if r["code"] == code]
+        cells = " | ".join(_s(_median([r.get(name) for r in mine])) for name in names)
+        out.append(f"| median of {len(mine)} | {code} | | | | {cells} |")
+    return out
+
+
+def _median(values: list[Any]) -> float | None:
+    got = sorted(v for v in values if isinstance(v, (int, float)))
+    if not got:
+        return None
+    mid = len(got) // 2
+    return got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
+
+
+# the median start's steps in five parts (what each is made of: docs/aws.md, the bootstrap)
+PARTS = [
+    (
+        "notebook, to the SSM command's pickup: spec and environment capture, the price "
+        "(once a day), the credentials check, the launch or the kept instance's checks, "
+        "the bundle's upload, SendCommand",
+        ("notebook: provisioning", "notebook: starting", "instance:"),
+    ),
+    (
+        "boot: Python, venv and pip (boto3, cloudpickle and the pins from the package index, "
+        "one pip run)",
+        ("boot: python", "boot: venv", "boot: agent_packages", "boot: requirements"),
+    ),
+    (
+        "boot: the staging Python (its start, boto3's import, the bundle's GET, unpack, "
+        "prepare, the pins check, a kept instance's idle watcher)",
+        ("boot: bundle",),
+    ),
+    (
+        "agent: the service's start to its first event, the runner's start, the cell's own "
+        "imports up to `runctl.log`",
+        ("boot: service start", "agent:"),
+    ),
+    (
+        "first metric -> shown: the agent's sync thread (boto3's import, its S3 client, the "
+        "chunk's PUT) and the notebook's next look (every 0.25 s until a metric)",
+        ("notebook: first metric shown",),
+    ),
+]
+
+
+def _where_it_goes(scenarios: dict) -> list[str]:
+    """Each median start's time to its first metric, in the parts above."""
+    names = list(scenarios)
+    out = [
+        "",
+        "Where the time of each median start goes (seconds, from its steps below; the parts "
+        "add up to the figure, the gaps between steps fall in the part before them):",
+        "",
+        "| part | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    sums = {name: _parts(scenario) for name, scenario in scenarios.items()}
+    for n, (what, _) in enumerate(PARTS):
+        out.append(f"| {what} | " + " | ".join(_s(sums[name][n]) for name in names) + " |")
+    total = " | ".join(_s(s.get("to_first_metric_s")) for s in scenarios.values())
+    out.append(f"| to the first metric | {total} |")
+    return out
+
+
+def _parts(scenario: dict) -> list[float]:
+    """Seconds per part: each step's span runs to the next step's start (gaps included)."""
+    steps = [s for s in scenario.get("steps", []) if s["kind"] != "aws"]
+    steps = [s for s in steps if s["what"] != "notebook: the cell returns"]
+    end = float(scenario.get("to_first_metric_s") or 0.0)
+    got = [0.0] * len(PARTS)
+    got[0] = steps[0]["at"] if steps else 0.0  # the cell's start to its first step
+    for step, after in zip(steps, steps[1:] + [None]):
+        what = (
+            step["what"]
+            if step["what"].startswith(step["kind"])
+            else (f"{step['kind']}: {step['what']}")
+        )
+        upto = after["at"] if after is not None else end
+        span = max(0.0, min(upto, end) - step["at"])
+        for n, (_, prefixes) in enumerate(PARTS):
+            if what.startswith(prefixes):
+                got[n] += span
+                break
+    return got

@@ -188,7 +188,9 @@ BUDGETS: list[Budget] = [
         "the same from a bare image (venv, boto3 and the pins installed from the index)",
         _cold("cold", 20.0),
     ),
-    Budget("cold_start", 19, "a warm start (`--keep`, then `--instance`) <= 5 s", _cold("warm", 5.0)),
+    Budget(
+        "cold_start", 19, "a warm start (`--keep`, then `--instance`) <= 5 s", _cold("warm", 5.0)
+    ),
 ]
 
 

@@ -174,3 +174,35 @@ def test_a_checkpoint_changed_after_it_was_saved_is_not_loaded(session):
     log = (run_dir / "stdout.log").read_text()
     assert "does not match the sha256 its checkpoint event recorded" in log
     assert "resumed from" not in log
+
+
+def test_the_live_view_shows_the_last_events_before_the_record_is_signed(tmp_path, monkeypatch):
+    """Signing reads the record with nbformat, whose first import takes seconds: the view
+    gets the events of the refresh that saw the exit first (issue 19: a short cell's first
+    metric arrives with its exit), and the record is signed before the cell returns."""
+    from nbformat.sign import NotebookNotary
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    monkeypatch.chdir(tmp_path)
+    session = _session(tmp_path / "home")
+    seen: list[tuple[list[str], bool]] = []
+
+    class Spy:
+        def update(self, row: dict, events: list[dict]) -> None:
+            if any(e["type"] == "exit" for e in events):
+                record = session.store.run_dir(row["id"]) / "record.ipynb"
+                signed = NotebookNotary().check_signature(nbformat.read(record, as_version=4))
+                seen.append(([e["type"] for e in events], signed))
+
+        def idle(self, seconds: float) -> None:
+            import time
+
+            time.sleep(seconds)
+
+        def finish(self, row: dict, metrics: dict) -> None:
+            pass
+
+    monkeypatch.setattr(session, "_live_view", lambda run: Spy())
+    run = session.train(code="runctl.log(step=0, v=k)", params={"k": 2})
+    assert len(seen) == 1 and seen[0][1] is False, seen  # shown first, signed after
+    assert NotebookNotary().check_signature(nbformat.read(run.record_path, as_version=4))

@@ -75,12 +75,20 @@ class Sync:
         self.interval = float(cfg.get("interval", 15.0))
         self.heartbeat_interval = float(cfg.get("heartbeat_interval", 20.0))
         self.log_interval = float(cfg.get("log_interval", 30.0))
-        self.s3 = client or make_s3_client(cfg.get("region"), cfg.get("profile"))
+        self.s3: Any = client  # else made by the uploader thread (boto3's import: seconds)
         self.dir = self.run_dir / cfg.get("state_dir", SYNC_DIR)
         (self.dir / "chunks").mkdir(parents=True, exist_ok=True)
         self.state_path = self.dir / "state.json"
-        self.state = self._load_state()
-        self.publisher = self._publisher(spec)
+        # what the events file holds now is the agent's start line: the thread may list S3
+        # after the agent wrote more (issue 19: the runner starts before boto3 is loaded)
+        self.state: dict = self._read_state() or {}
+        events = self.run_dir / "events.jsonl"
+        self._offset0 = events.stat().st_size if events.exists() else 0
+        if cfg.get("from_start"):  # a local run: nothing of it is in S3 yet
+            self._offset0 = 0
+        self._ready = threading.Event()
+        self._spec = spec
+        self.publisher: Any = None  # the team store's (agent/team.py), made with the client
         self.uploads = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -116,6 +124,7 @@ class Sync:
         if self.publisher is None:
             return True
         try:
+            self.publisher.s3 = self._client()  # None when its making failed at the start
             self.publisher.publish(final)
         except Exception as exc:  # noqa: BLE001 - retried at the next round
             self.failures += 1
@@ -131,17 +140,32 @@ class Sync:
         return True
 
     # -- state -----------------------------------------------------------------
-    def _load_state(self) -> dict:
+    def _read_state(self) -> dict | None:
         try:
             return json.loads(self.state_path.read_text())
         except (FileNotFoundError, ValueError):
-            pass
+            return None
+
+    def _start(self) -> None:
+        """The uploader thread's first step: the S3 client and, on a new instance, the state."""
+        try:
+            if self.s3 is None:
+                self.s3 = make_s3_client(self.cfg.get("region"), self.cfg.get("profile"))
+        except Exception as exc:  # noqa: BLE001 - each upload tries again (_put)
+            self.last_error = f"S3 client: {type(exc).__name__}: {exc}"
+        if not self.state:
+            self.state = self._new_state(self._offset0)
+        self.publisher = self._publisher(self._spec)
+        self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once the client and the state are there (the thread's first step)."""
+        return self._ready.wait(timeout)
+
+    def _new_state(self, offset: int) -> dict:
         # A new instance (first attempt, or a resume elsewhere): what the events file
-        # holds now came with the bundle and is already in S3; go on after the last chunk.
-        events = self.run_dir / "events.jsonl"
-        offset = events.stat().st_size if events.exists() else 0
-        if self.cfg.get("from_start"):  # a local run: nothing of it is in S3 yet
-            offset = 0
+        # held at the start came with the bundle and is already in S3; go on after the
+        # last chunk.
         last = 0
         try:
             resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}events/")
@@ -159,7 +183,7 @@ class Sync:
                     name = obj["Key"].rsplit("/", 1)[-1].split(".", 1)[0]
                     if name.isdigit():
                         last = max(last, int(name))
-        except Exception:  # noqa: BLE001 - no listing: start after what we know
+        except Exception:  # noqa: BLE001 - no listing (or no client): start after what we know
             pass
         state = {
             "offset": offset,
@@ -183,7 +207,8 @@ class Sync:
 
     def fetch(self, key: str) -> bytes:
         """An object of the run's bucket: a dev run's changed files (agent/restart.py)."""
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        self.wait_ready()
+        return self._client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def final(self, deadline: float = FINAL_DEADLINE_SECONDS) -> bool:
         """Upload everything (events, log, record, env, checkpoints); True when all is in S3."""
@@ -191,6 +216,8 @@ class Sync:
         self._wake.set()
         self._thread.join(timeout=60)
         deadline = float(self.cfg.get("final_deadline", deadline))  # a local team run: short
+        if not self._ready.is_set():  # the thread is stuck in its start: do it here
+            self._start()
         end = time.monotonic() + deadline
         delay = 0.5
         while True:
@@ -211,14 +238,11 @@ class Sync:
 
     # -- the uploader ------------------------------------------------------------
     def _loop(self) -> None:
+        self._start()
         while not self._stop.is_set():
-            # also look on our own twice a second: urgent events go out without waiting
-            # for the agent's next tick (reading the file's new bytes costs no API call)
-            self._wake.wait(timeout=min(0.5, self.interval))
-            self._wake.clear()
-            if self._stop.is_set():
-                break
             if time.monotonic() < self._retry_at:
+                self._wake.wait(timeout=min(0.5, self.interval))
+                self._wake.clear()
                 continue
             try:
                 ok = self._step(force=False)
@@ -230,6 +254,11 @@ class Sync:
             else:
                 self._retry_at = time.monotonic() + self._backoff
                 self._backoff = min(self._backoff * 2, RETRY_MAX_SECONDS)
+            # also look on our own twice a second: urgent events go out without waiting
+            # for the agent's next tick (reading the file's new bytes costs no API call);
+            # the first look is right after the start (the first metric may be there)
+            self._wake.wait(timeout=min(0.5, self.interval))
+            self._wake.clear()
 
     def _step(self, force: bool) -> bool:
         """One round; True when nothing failed."""
@@ -299,14 +328,19 @@ class Sync:
         self._save()
         self._last_chunk_at = now
 
+    def _client(self) -> Any:
+        if self.s3 is None:  # its making failed at the start: try again
+            self.s3 = make_s3_client(self.cfg.get("region"), self.cfg.get("profile"))
+        return self.s3
+
     def _put(self, key: str, path: Path) -> bool:
         try:
             size = path.stat().st_size
             if size > 64 * 1024 * 1024:
-                self.s3.upload_file(str(path), self.bucket, key)
+                self._client().upload_file(str(path), self.bucket, key)
             else:
                 with open(path, "rb") as f:
-                    self.s3.put_object(Bucket=self.bucket, Key=key, Body=f.read())
+                    self._client().put_object(Bucket=self.bucket, Key=key, Body=f.read())
             self.uploads += 1
             return True
         except FileNotFoundError:

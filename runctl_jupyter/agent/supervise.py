@@ -119,7 +119,6 @@ class Agent(Stopping, Ending):
         if self.restarted is not None:
             self.restarted.announce(self.events)  # a dev restart: what changed
             self.restarted = None  # no chain of earlier attempts' agents kept alive
-        self._add_host_facts()
         self._report_refused()
         replay_unsent(self)  # lines a killed agent of an earlier attempt never sent
         if (self.spec.get("options") or {}).get("prewarm"):
@@ -135,6 +134,7 @@ class Agent(Stopping, Ending):
             self._prepare_image()
             self.child = start_runner(self.spec, self.run_dir, self.attempt)
         except OSError as exc:
+            self._add_host_facts()
             if self.stop_reason is not None:  # stopped while the image was pulled or built
                 return self._finish("stopped", self.stop_reason, None, None)
             return self._finish(
@@ -145,6 +145,7 @@ class Agent(Stopping, Ending):
             )
         self.events.write("status", status="running", pid=self.child.pid)
         self.events.flush()
+        self._add_host_facts()  # after the runner's start: nvidia-smi takes a second
         return self._supervise()
 
     def _prepare_image(self) -> None:

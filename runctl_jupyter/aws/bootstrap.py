@@ -1,142 +1,45 @@
 """The SSM `AWS-RunShellScript` text that starts a run's agent on the instance.
 
-The script holds only S3 coordinates, the run id, the attempt number and fixed
-paths, each quoted with `shlex.quote`; never a hyperparameter, code or a secret
-(those travel in the bundle; credentials come from the instance profile).
+The script holds only S3 coordinates, the run id, the attempt number, fixed paths and
+the bundle's plain `name==version` pins, each quoted with `shlex.quote`; never a
+hyperparameter, code or a secret (those travel in the bundle; credentials come from
+the instance profile).
 
 On the instance it:
 1. finds a Python >= 3.10 (installing python3.11 with dnf/apt when the image has none);
-2. creates (once per instance) `$ROOT/venv` and makes sure it has boto3 and
-   cloudpickle — the agent's S3 sync and the shipped objects need them;
+2. creates (once per instance) `$ROOT/venv` — without pip when the Python bundles a pip
+   wheel (ensurepip's), which then runs pip — and makes sure it has boto3 and
+   cloudpickle (the agent's S3 sync and the shipped objects need them), installed in
+   the same pip run as the pins the script carries (issue 19: one pip start, no
+   compile of unused modules);
 3. in one Python process: fetches the bundle from S3 and unpacks it into
    `$ROOT/runs/<id>/` (run folder, `work/`), `$ROOT/pkg/<id>-<attempt>/runctl_jupyter`
-   (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data);
-4. installs the bundle's pinned requirements, unless the venv has every pin already
-   (a kept instance, or an AMI made from one: `importlib.metadata`, no pip start);
+   (the agent), then `agent.service._prepare` (spec paths, restore from S3, --data),
+   checks whether the venv has every pin already (a kept instance, or an AMI made from
+   one: `importlib.metadata`, no pip start) and, for a kept instance, makes sure its
+   idle watcher runs (`runctl_jupyter.agent.idle`);
+4. installs the bundle's pinned requirements unless they are there;
    `bootstrap.json` keeps the pip time and the wall-clock end of each phase (`marks`,
    passed on in the agent's first event);
 5. starts `python -m runctl_jupyter.agent.service service` — the agent, then a final
    sync and the instance's termination unless kept — as a service that outlives
    the command: a transient systemd unit when systemd runs, else nohup + setsid
-   with a pid file;
-6. for a kept instance, makes sure its idle watcher runs (`runctl_jupyter.agent.idle`).
+   with a pid file.
 
 `$ROOT` is `$HOME/runctl` (`/root/runctl` under SSM, where HOME may be unset).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import shlex
 
-from .. import paths
 from ..errors import RunctlError
+from .stage_py import _PINS_PRESENT_PY as _PINS_PRESENT_PY  # the check alone (tests)
+from .stage_py import _PIP_WHEEL_PY, _STAGE_PY
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-# One Python process stages an attempt (fixed text; values come as argv): it checks
-# the agent's imports (exit 10: install them, then run again), fetches the bundle
-# from S3, unpacks it into the run folder, the agent package and the working
-# folder, then `agent.service._prepare` (spec paths, restore from S3, --data staging).
-_STAGE_PY = """
-import json, os, shutil, sys, tarfile, time
-try:
-    import boto3, cloudpickle
-    from botocore.config import Config
-except ImportError:
-    sys.exit(10)
-bucket, key, region, root, run_id, attempt = sys.argv[1:7]
-bundle = os.path.join(root, "bundles", run_id + "-" + attempt + ".tar.gz")
-stage = bundle[: -len(".tar.gz")]
-run_dir = os.path.join(root, "runs", run_id)
-kw = {"region_name": region, "config": Config(retries={"mode": "adaptive", "max_attempts": 8})}
-ep = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-if ep:
-    kw["endpoint_url"] = ep
-s3 = boto3.session.Session().client("s3", **kw)
-for i in range(6):
-    try:
-        with open(bundle, "wb") as f:  # one GET (download_file: a HEAD first, and s3transfer)
-            f.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        break
-    except Exception as exc:
-        if i == 5:
-            sys.exit("runctl: cannot fetch s3://%s/%s: %s" % (bucket, key, exc))
-        time.sleep(2 ** i)
-shutil.rmtree(stage, ignore_errors=True)
-os.makedirs(stage)
-try:  # extract_bundle and path_under: runctl_jupyter/paths.py, sent ahead of this text
-    extract_bundle(bundle, stage)
-except UnsafePath as exc:
-    sys.exit("runctl: refusing the bundle s3://%s/%s: %s" % (bucket, key, exc))
-sys.path.insert(0, os.path.join(stage, "pkg"))
-from runctl_jupyter.agent import boot as agent_boot
-from runctl_jupyter.agent.service import _imds_instance_id, _prepare, _terminate_self
-with open(os.path.join(stage, "run", "spec.json")) as f:
-    cfg = json.load(f).get("sync") or {}
-me = _imds_instance_id() or (cfg.get("instance_id") if attempt != "next" else None)
-from runctl_jupyter.agent.clients import adopt
-adopt("s3", region, s3)  # the agent's steps below reuse it: no second S3 model to load
-if attempt == "fire":  # an AWS schedule's instance: the template run becomes a new run
-    from runctl_jupyter.agent import fired
-    cfg = fired.adopt(stage, run_id, me, s3)["sync"]
-    attempt = "1"
-if attempt == "next":  # a boot script: only a replacement instance starts an attempt
-    why_not = agent_boot.replacement_wanted(cfg, run_id, me)
-    if why_not:
-        print("runctl: " + why_not)
-        sys.exit(11)
-os.makedirs(run_dir, exist_ok=True)
-events = os.path.join(stage, "run", "events.jsonl")
-if os.path.exists(events):  # the instance's own stream is never overwritten: prepare merges
-    shutil.move(events, os.path.join(run_dir, ".bundle-events.jsonl"))
-shutil.copytree(os.path.join(stage, "run"), run_dir, dirs_exist_ok=True)
-work = os.path.join(run_dir, "work")
-os.makedirs(work, exist_ok=True)
-if os.path.isdir(os.path.join(stage, "work")):
-    shutil.copytree(os.path.join(stage, "work"), work, dirs_exist_ok=True)
-from pathlib import Path
-if attempt == "next":
-    agent_boot.adopt(Path(run_dir), me)
-rc = _prepare(run_dir, attach_as=me if attempt == "next" else None)
-if attempt == "next":
-    nxt = agent_boot.next_attempt(Path(run_dir))
-    if rc and nxt is not None and rc != 4:  # events restored: the run says why it stopped
-        why = open(os.path.join(run_dir, ".prepare-error")).read()
-        agent_boot.fail_attempt(Path(run_dir), nxt, "the replacement instance " + me + ": " + why)
-    if rc or nxt is None:  # over, or cannot go on here: no refill loop, nothing left billing
-        print("runctl: not resuming here: deleting the spot fleet, terminating " + me)
-        _terminate_self(dict(cfg, instance_id=me))
-        sys.exit(rc or 11)
-    attempt = str(nxt)
-elif rc:
-    sys.exit(rc)
-agent_boot.record_attempt(cfg, run_id, int(attempt), me)
-pkg = os.path.join(root, "pkg", run_id + "-" + attempt)
-shutil.rmtree(pkg, ignore_errors=True)
-shutil.copytree(os.path.join(stage, "pkg"), pkg)
-with open(os.path.join(run_dir, ".attempt"), "w") as f:
-    f.write(attempt)
-"""
-# the bundle is unpacked before the package is there: paths.py travels as text ahead
-_STAGE_PY = inspect.getsource(paths) + _STAGE_PY
-
-# Are the requirements' pins (name==version) all installed in this venv? Cheap: no pip
-# start, no index read. Anything else (no pin, extras, a marker) answers no: pip decides.
-_PINS_PRESENT_PY = """
-import sys
-from importlib.metadata import version
-def present(line):
-    name, pinned, wanted = line.partition("==")
-    try:
-        return bool(pinned) and version(name.strip()) == wanted.strip()
-    except Exception:
-        return False
-lines = [s.strip() for s in open(sys.argv[1]) if s.strip() and not s.lstrip().startswith("#")]
-sys.exit(0 if all(present(s) for s in lines) else 1)
-"""
 
 _TEMPLATE = r"""#!/bin/bash
 # runctl-jupyter bootstrap: fetch the run's bundle and start its agent as a service.
@@ -179,10 +82,32 @@ mark python
 
 VENV="$ROOT/venv"
 if [ ! -x "$VENV/bin/python" ]; then
-  say "creating $VENV from $PY"
-  "$PY" -m venv "$VENV"
+  WHEEL="$("$PY" -c {pip_wheel_py} 2>/dev/null || true)"
+  if [ -n "$WHEEL" ]; then
+    say "creating $VENV from $PY (pip runs from its wheel)"
+    "$PY" -m venv --without-pip "$VENV"
+    echo "$WHEEL" > "$VENV/.pip-wheel"
+  else
+    say "creating $VENV from $PY"
+    "$PY" -m venv "$VENV"
+  fi
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+# pip from the wheel the venv was made without (else its own); --no-compile: a module is
+# compiled when first imported, not every module of every package at install time
+pip_install() {{
+  local wheel=""
+  [ -s "$VENV/.pip-wheel" ] && wheel="$(cat "$VENV/.pip-wheel")"
+  if [ -n "$wheel" ] && [ -e "$wheel" ]; then
+    "$VENV/bin/python" "$wheel/pip" install -q --no-compile "$@"
+  else
+    "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip -q
+    "$VENV/bin/python" -m pip install -q --no-compile "$@"
+  fi
+}}
+# the bundle's pins when they are plain name==version lines (aws/bootstrap.py): a bare
+# image installs them with the agent's packages, in one pip run
+PINS=({pins})
 STAGE="$ROOT/bundles/$RUN_ID-$ATTEMPT"
 stage() {{
   set +e
@@ -192,9 +117,10 @@ stage() {{
 }}
 mark venv
 stage
+RC0=$RC
 if [ "$RC" = 10 ]; then
-  say "installing boto3 and cloudpickle for the agent"
-  "$VENV/bin/python" -m pip install -q boto3 cloudpickle
+  say "installing boto3 and cloudpickle for the agent${{PINS[0]:+, and the ${{#PINS[@]}} pinned package(s)}}"
+  pip_install boto3 cloudpickle ${{PINS[@]+"${{PINS[@]}}"}}
   mark agent_packages
   stage
 fi
@@ -210,13 +136,17 @@ PKG="$ROOT/pkg/$RUN_ID-$ATTEMPT"
 T0=$(date +%s)
 REQS=none
 if [ -s "$STAGE/requirements.txt" ]; then
-  if "$VENV/bin/python" -c {pins_present_py} "$STAGE/requirements.txt"; then
-    REQS=present
-    say "the $(wc -l < "$STAGE/requirements.txt") pinned package(s) are installed already"
+  if [ "$(cat "$STAGE/.pins" 2>/dev/null)" = present ]; then
+    if [ "$RC0" = 10 ] && [ -n "${{PINS[0]:-}}" ]; then
+      REQS=installed  # with the agent's packages, just above
+    else
+      REQS=present
+      say "the $(wc -l < "$STAGE/requirements.txt") pinned package(s) are installed already"
+    fi
   else
     REQS=installed
     say "installing $(wc -l < "$STAGE/requirements.txt") pinned package(s)"
-    "$VENV/bin/python" -m pip install -q -r "$STAGE/requirements.txt"
+    pip_install -r "$STAGE/requirements.txt"
   fi
 fi
 T1=$(date +%s)
@@ -242,9 +172,6 @@ else
   echo "$!" > "$RUN_DIR/service.pid"
   echo "pid:$!" > "$RUN_DIR/service"
 fi
-# a kept instance stops itself after --idle-minutes (default 30) with no run: enforced here,
-# not by the notebook (runctl_jupyter/idle.py; nothing happens for an instance that ends with its run)
-"$VENV/bin/python" -m runctl_jupyter.agent.idle ensure "$ROOT" --spec "$RUN_DIR/spec.json" 9>&- || say "idle watcher not started"
 say "agent started for run $RUN_ID attempt $ATTEMPT"
 """
 
@@ -295,6 +222,20 @@ def _node_env(node: tuple[int, str] | None) -> str:
     )
 
 
+PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+INLINE_PINS_CHARS = 4096  # an SSM command's text is small; more pins: pip after staging
+
+
+def _inline_pins(pins: list[str] | tuple[str, ...]) -> str:
+    """The pins quoted for the script's PINS array: all or none (any line that is not a
+    plain name==version, or too many, and pip reads the bundle's requirements.txt)."""
+    lines = [p.strip() for p in pins if p.strip() and not p.lstrip().startswith("#")]
+    if not lines or not all(PIN.match(p) for p in lines):
+        return ""
+    text = " ".join(shlex.quote(p) for p in lines)
+    return text if len(text) <= INLINE_PINS_CHARS else ""
+
+
 def script(
     bucket: str,
     key: str,
@@ -302,10 +243,12 @@ def script(
     run_id: str,
     attempt: int,
     node: tuple[int, str] | None = None,
+    pins: list[str] | tuple[str, ...] = (),
 ) -> str:
     """The bootstrap script for one attempt (values quoted; no parameter or secret in it).
     `node`: (node rank, rendezvous host:port) on each node of a multi-node run; the agent
-    service gets them as RUNCTL_NODE_RANK and RUNCTL_RDZV_ENDPOINT."""
+    service gets them as RUNCTL_NODE_RANK and RUNCTL_RDZV_ENDPOINT. `pins`: the bundle's
+    requirements (name==version lines), installed with the agent's packages on a bare image."""
     return _TEMPLATE.format(
         node_env=_node_env(node),
         bucket=shlex.quote(bucket),
@@ -314,7 +257,8 @@ def script(
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt=shlex.quote(str(int(attempt))),
         stage_py=shlex.quote(_STAGE_PY),
-        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
+        pip_wheel_py=shlex.quote(_PIP_WHEEL_PY),
+        pins=_inline_pins(pins),
     )
 
 
@@ -329,7 +273,8 @@ def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
         run_id=shlex.quote(_check_id(run_id, "run id")),
         attempt="next",
         stage_py=shlex.quote(_STAGE_PY),
-        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
+        pip_wheel_py=shlex.quote(_PIP_WHEEL_PY),
+        pins="",  # no bundle in hand here: a replacement installs the pins after staging
     )
     # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
     return text.replace(

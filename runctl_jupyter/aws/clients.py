@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from ..errors import MissingDependency
@@ -29,6 +30,10 @@ def _boto3() -> Any:
     except ImportError as exc:  # pragma: no cover - boto3 is a dependency
         raise MissingDependency("boto3") from exc
     return boto3
+
+
+# one launch's later questions of who the caller is reuse the credentials check's answer
+LAUNCH_IDENTITY_REUSE = 60.0
 
 
 class Clients:
@@ -64,6 +69,7 @@ class Clients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
+        self._identity: tuple[float, dict] | None = None  # (when, answer): identity(reuse=)
 
     def client(self, service: str) -> Any:
         with self._lock:
@@ -111,14 +117,21 @@ class Clients:
     def sts(self) -> Any:
         return self.client("sts")
 
-    def identity(self) -> dict:
-        """The caller's account and ARN; one line (errors.explain) when AWS says no."""
+    def identity(self, reuse: float = 0.0) -> dict:
+        """The caller's account and ARN; one line (errors.explain) when AWS says no.
+        `reuse`: an answer these clients got that many seconds ago or less stands (one
+        launch asked three times: the credentials check, the bucket's name, the launch)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        kept = self._identity
+        if reuse > 0 and kept is not None and time.monotonic() - kept[0] <= reuse:
+            return kept[1]
         try:
-            return self.sts.get_caller_identity()
+            answer = self.sts.get_caller_identity()
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
+        self._identity = (time.monotonic(), answer)
+        return answer
 
 
 def _action(model: Any) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 from . import data_volume, policy, tags
 from .ami import resolve_ami
 from .candidates import candidates, choose_subnets, serve_run, volume_of
-from .clients import Clients, error_code
+from .clients import LAUNCH_IDENTITY_REUSE, Clients, error_code
 from .instance_ready import attach_volume, wait_running, wait_ssm_online
 from .instance_spec import add_one_time_spot, add_persistent_spot, instance_settings
 from .instance_types import validate_instance_type
@@ -193,7 +193,7 @@ def provision(clients: Clients, req: LaunchRequest, progress: Progress | None = 
     say = progress or (lambda state, detail: None)
     launched = Launched(keep=req.keep, volume=req.volume)
     say("provisioning", "checking credentials")
-    clients.identity()
+    clients.identity(reuse=LAUNCH_IDENTITY_REUSE)
     if req.instance_id:
         _reuse(clients, req, launched)
     else:

@@ -34,7 +34,7 @@ from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
 from ..aws import bootstrap, bundle, leases, run_role, share, tags
-from ..aws.clients import Clients, error_code, owner_from_arn
+from ..aws.clients import LAUNCH_IDENTITY_REUSE, Clients, error_code, owner_from_arn
 from ..aws.launch import LaunchRequest, provision, terminate_launched
 from ..aws.policy import PROFILE_NAME, bucket_name
 from ..aws.spot_fleet import claim_attempt, delete_old_fleet, fleet_alive
@@ -154,7 +154,7 @@ class AWSBackend(Configurable):
     def _bucket(self, clients: Clients) -> str:
         if self.bucket:
             return self.bucket
-        account = clients.identity()["Account"]
+        account = clients.identity(reuse=LAUNCH_IDENTITY_REUSE)["Account"]
         return bucket_name(account, clients.region)
 
     # -- start -------------------------------------------------------------------

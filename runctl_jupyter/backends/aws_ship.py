@@ -59,7 +59,9 @@ def ship_and_start(
     key = bundle.bundle_key(backend.prefix, spec["run_id"], attempt)
     backend._say("starting", f"uploading the bundle ({len(data) // 1024 + 1} KiB)")
     clients.s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256")
-    script = bootstrap.script(bucket, key, clients.region, spec["run_id"], attempt)
+    script = bootstrap.script(
+        bucket, key, clients.region, spec["run_id"], attempt, pins=requirements or ()
+    )
     backend._say("starting", f"bootstrapping {launched.instance_id} through SSM")
     command_id = ssm.send(
         clients, launched.instance_id, script, comment=f"runctl run {spec['run_id']}"

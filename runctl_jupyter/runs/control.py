@@ -189,13 +189,15 @@ class RunControl:
         replay = getattr(view, "replays_history", False)
         while True:
             target.pull(self.store.run_dir(run.id), spec)
-            events = self.store.refresh(run.id)
+            events = self.store.refresh(run.id, sign_later=True)
             if replay:
                 events, replay = self.store.events(run.id), False
             row = self.store.get(run.id)
             if row["status"] == "resuming" and self.relaunch_whole(run.id, target, spec):
+                self.store.sign_pending()
                 continue  # the next attempt's nodes are up: follow it
             view.update(row, events)
+            self.store.sign_pending()  # after the view showed them (issue 19: first metric)
             if row["status"] in ENDED:
                 return row
             view.idle(interval)

@@ -65,6 +65,7 @@ class Store:
         self._local = threading.local()
         self._agents = AgentWatch(self.runs_dir)
         self._partial: dict[str, int] = {}  # run -> events.jsonl size that held no new line
+        self._unsigned: list[str] = []  # ended runs whose record refresh(sign_later=True) left
         self._conn()  # create the schema now, so errors show at construction
 
     # ---- connection -------------------------------------------------------------
@@ -111,10 +112,12 @@ class Store:
 
     # ---- indexing -------------------------------------------------------------
 
-    def refresh(self, run_id: str | None = None) -> list[dict]:
+    def refresh(self, run_id: str | None = None, sign_later: bool = False) -> list[dict]:
         """Index new events of unfinished runs (all of them, or just `run_id`, which is
         read even when finished, e.g. just after a resume), then mark lost runs.
-        Returns the new events of `run_id` this call indexed, in seq order."""
+        Returns the new events of `run_id` this call indexed, in seq order.
+        `sign_later`: an ended run's record is signed by `sign_pending()`, which a live
+        view calls after it showed the events (nbformat's first import takes seconds)."""
         conn = self._conn()
         select = "SELECT " + ", ".join(REFRESH_COLS) + " FROM runs"
         if run_id is None:
@@ -142,13 +145,24 @@ class Store:
                 if rid == run_id:
                     new_events = events
                 if any(e.get("type") == "exit" for e in events):  # record.ipynb is written
-                    sign_own_record(self.runs_dir / rid / RECORD_FILE, self.runs_dir / rid)
+                    self._unsigned.append(rid)
+                    if not sign_later:
+                        self.sign_pending()
                 row.update((k, state[k]) for k in row if k in state)
                 # Gone before the read and still gone after it (not replaced by a
                 # new attempt's agent meanwhile): these events were its last.
                 agent_dead = agent_dead and self._agents.dead(rid, row)
             mark_lost(conn, row, now, agent_dead, self.lost_timeout)
         return new_events
+
+    def sign_pending(self) -> None:
+        """Sign the records of the runs that ended in a refresh (trust.py: this home's own)."""
+        while True:
+            try:
+                rid = self._unsigned.pop(0)  # another thread's refresh may sign it first
+            except IndexError:
+                return
+            sign_own_record(self.runs_dir / rid / RECORD_FILE, self.runs_dir / rid)
 
     def _index_tx(
         self, conn: sqlite3.Connection, run_id: str, truncated: bool

@@ -264,3 +264,84 @@ def test_the_boots_s3_client_serves_the_agents_steps_after_it(monkeypatch):
     assert other is not fetcher and clients.make_s3_client("eu-west-3") is other
     assert "s3.download_file(" not in bootstrap._STAGE_PY  # one GET for the bundle, no HEAD
     assert 'adopt("s3", region, s3)' in bootstrap._STAGE_PY
+
+
+def test_plain_pins_ride_in_the_script_all_or_none():
+    """A bare image installs the agent's packages and the pins in one pip run: the pins
+    come in the script's PINS array, quoted, only when every line is a plain pin."""
+    script = bootstrap.script("b", "k.tar.gz", "us-east-1", "r1", 1, pins=["numpy==2.4.6"])
+    assert "\nPINS=(numpy==2.4.6)\n" in script
+    assert 'pip_install boto3 cloudpickle ${PINS[@]+"${PINS[@]}"}' in script
+    for odd in (["numpy>=2"], ["numpy==2; python_version>'3'"], ["-e ."], ["x==1 $(reboot)"]):
+        assert "\nPINS=()\n" in bootstrap.script("b", "k", "us-east-1", "r1", 1, pins=odd)
+    many = [f"package-{i}==1.0" for i in range(400)]  # too long for a command: pip reads the file
+    assert "\nPINS=()\n" in bootstrap.script("b", "k", "us-east-1", "r1", 1, pins=many)
+    assert "\nPINS=()\n" in bootstrap.boot_script("b", "k", "us-east-1", "r1")
+    # a warm start starts no Python of its own for the pins check or the idle watcher
+    assert "agent.idle ensure" not in script and "pins_present(reqs)" in bootstrap._STAGE_PY
+
+
+def test_a_venv_without_pip_installs_with_the_pip_wheel_its_python_bundles(tmp_path):
+    """The bare image's venv is made without pip (ensurepip's install of pip into it took
+    seconds) and pip runs from the wheel the Python bundles, as the script does."""
+    from runctl_jupyter.aws.stage_py import _PIP_WHEEL_PY
+
+    wheel = subprocess.run(
+        [sys.executable, "-c", _PIP_WHEEL_PY], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(wheel).name.startswith("pip-") and Path(wheel).is_file()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    assert not list(venv.glob("lib/python3*/site-packages/pip"))
+    local = tmp_path / "pkg"
+    (local / "runctl_tiny").mkdir(parents=True)
+    (local / "runctl_tiny" / "__init__.py").write_text("X = 1\n")
+    (local / "pyproject.toml").write_text(
+        '[project]\nname = "runctl-tiny"\nversion = "1.0"\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    (local / "backend.py").write_text(_TINY_BACKEND)
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), f"{wheel}/pip", "install", "-q", "--no-compile",
+         "--no-index", "--no-build-isolation", str(local)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    check = [str(venv / "bin" / "python"), "-c", "import runctl_tiny; print(runctl_tiny.X)"]
+    assert subprocess.run(check, capture_output=True, text=True).stdout.strip() == "1"
+
+
+# a PEP 517 backend with no dependency (offline): a wheel of the one package folder
+_TINY_BACKEND = '''
+import base64, hashlib, os, zipfile
+
+def _record(name, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = "runctl_tiny-1.0-py3-none-any.whl"
+    files = {
+        "runctl_tiny/__init__.py": open("runctl_tiny/__init__.py", "rb").read(),
+        "runctl_tiny-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: runctl-tiny\\nVersion: 1.0\\n",
+        "runctl_tiny-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    lines = [_record(n, d) for n, d in files.items()] + ["runctl_tiny-1.0.dist-info/RECORD,,"]
+    files["runctl_tiny-1.0.dist-info/RECORD"] = ("\\n".join(lines) + "\\n").encode()
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+    return name
+'''
+
+
+def test_one_launch_asks_who_the_caller_is_once(aws):
+    """The credentials check, the bucket's name and the launch's own check asked STS three
+    times in a row; the later two reuse the first answer (a doctor always asks)."""
+    calls = lambda: aws.calls.get("sts.GetCallerIdentity", 0)  # noqa: E731
+    before = calls()
+    first = aws.identity()
+    assert aws.identity(reuse=60) == first and aws.identity(reuse=60) == first
+    assert calls() == before + 1
+    aws.identity()  # no reuse asked: AWS is asked again
+    assert calls() == before + 2

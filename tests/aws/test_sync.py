@@ -207,3 +207,41 @@ def test_the_volume_device_is_found_by_its_nvme_serial_or_xen_name(tmp_path: Pat
     assert volume_device("vol-0abc", root=str(tmp_path), timeout=0).endswith(
         "nvme-Amazon_Elastic_Block_Store_vol0abc"
     )
+
+
+def test_the_sync_is_made_at_once_and_misses_nothing_written_while_boto3_loads(
+    aws: Clients, tmp_path: Path, monkeypatch
+):
+    """Issue 19: the agent starts its runner before the S3 client is there (boto3's
+    import and S3's model take seconds on a small instance); the uploader thread makes
+    the client, lists the run's chunks, and sends what was written meanwhile at once."""
+    from runctl_jupyter.agent import s3 as agent_s3
+
+    aws.s3.create_bucket(Bucket=BUCKET)
+    aws.s3.put_object(Bucket=BUCKET, Key="runctl/runs/r1/events/000001.jsonl", Body=b"{}\n")
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "events.jsonl").write_text(json.dumps({"seq": 1, "type": "status"}) + "\n")
+    loading = []
+
+    def slow_client(region):
+        loading.append(time.monotonic())
+        time.sleep(1.5)
+        return aws.s3
+
+    monkeypatch.setattr(agent_s3, "make_s3_client", slow_client)
+    started = time.monotonic()
+    sync = Sync(run_dir, _cfg(heartbeat_interval=3600, interval=3600), client=None)
+    assert time.monotonic() - started < 0.5  # no wait for the client
+    writer = EventWriter(run_dir, attempt=1)  # goes on after the bundle's seq 1
+    writer.write("status", status="running")
+    writer.write("metric", step=0, values={"loss": 1.0})
+    writer.flush()
+    assert sync.wait_ready(timeout=10) and loading
+    # no tick from the agent: the thread's first look sends the first metric
+    _wait(lambda: "000002.jsonl" in _chunks(aws), timeout=5)
+    sent = _chunks(aws)["000002.jsonl"]
+    assert [e["type"] for e in sent] == ["status", "metric"]  # the bundle's line is not sent again
+    writer.write("exit", status="succeeded", reason=None)
+    writer.close()
+    assert sync.final(deadline=10)
+    assert sorted(_chunks(aws)) == ["000001.jsonl", "000002.jsonl", "000003.jsonl"]
