@@ -249,36 +249,24 @@ def script(
     `node`: (node rank, rendezvous host:port) on each node of a multi-node run; the agent
     service gets them as RUNCTL_NODE_RANK and RUNCTL_RDZV_ENDPOINT. `pins`: the bundle's
     requirements (name==version lines), installed with the agent's packages on a bare image."""
-    return _TEMPLATE.format(
+    return _script(
+        bucket,
+        key,
+        region,
+        shlex.quote(_check_id(run_id, "run id")),
+        shlex.quote(str(int(attempt))),
         node_env=_node_env(node),
-        bucket=shlex.quote(bucket),
-        key=shlex.quote(key),
-        region=shlex.quote(region),
-        run_id=shlex.quote(_check_id(run_id, "run id")),
-        attempt=shlex.quote(str(int(attempt))),
-        stage_py=shlex.quote(_STAGE_PY),
-        pip_wheel_py=shlex.quote(_PIP_WHEEL_PY),
         pins=_inline_pins(pins),
     )
 
 
 def boot_script(bucket: str, key: str, region: str, run_id: str) -> str:
     """The UserData of a spot fleet's instances (its launch template): the same bootstrap, with
-    the attempt left to the instance (`agent.boot`: only a replacement starts one)."""
-    text = _TEMPLATE.format(
-        node_env="",  # multi-node runs are launched whole, never from a spot fleet
-        bucket=shlex.quote(bucket),
-        key=shlex.quote(key),
-        region=shlex.quote(region),
-        run_id=shlex.quote(_check_id(run_id, "run id")),
-        attempt="next",
-        stage_py=shlex.quote(_STAGE_PY),
-        pip_wheel_py=shlex.quote(_PIP_WHEEL_PY),
-        pins="",  # no bundle in hand here: a replacement installs the pins after staging
-    )
-    # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
-    return text.replace(
-        "set -euo pipefail\n", 'set -euo pipefail\nexport HOME="${HOME:-/root}"\n', 1
+    the attempt left to the instance (`agent.boot`: only a replacement starts one). Multi-node
+    runs are launched whole, never from a fleet; no bundle in hand here: a replacement
+    installs the pins after staging."""
+    return _script(
+        bucket, key, region, shlex.quote(_check_id(run_id, "run id")), "next", user_data=True
     )
 
 
@@ -289,16 +277,34 @@ _FIRE_RUN_ID = "\"$(od -An -N5 -tx1 /dev/urandom | tr -d ' \\n')\""
 def fire_script(bucket: str, key: str, region: str) -> str:
     """The UserData of an AWS schedule's launch template: a new run from the schedule's
     bundle (agent/fired.py), its attempt 1 started at boot; the instance ends with it."""
+    return _script(bucket, key, region, _FIRE_RUN_ID, "fire", user_data=True)
+
+
+def _script(
+    bucket: str,
+    key: str,
+    region: str,
+    run_id: str,
+    attempt: str,
+    node_env: str = "",
+    pins: str = "",
+    user_data: bool = False,
+) -> str:
+    """The template filled (`run_id` and `attempt` already shell words)."""
     text = _TEMPLATE.format(
-        node_env="",
+        node_env=node_env,
         bucket=shlex.quote(bucket),
         key=shlex.quote(key),
         region=shlex.quote(region),
-        run_id=_FIRE_RUN_ID,
-        attempt="fire",
+        run_id=run_id,
+        attempt=attempt,
         stage_py=shlex.quote(_STAGE_PY),
-        pins_present_py=shlex.quote(_PINS_PRESENT_PY),
+        pip_wheel_py=shlex.quote(_PIP_WHEEL_PY),
+        pins=pins,
     )
+    if not user_data:
+        return text
+    # cloud-init runs UserData as root, where HOME may be unset: the same /root/runctl as SSM
     return text.replace(
         "set -euo pipefail\n", 'set -euo pipefail\nexport HOME="${HOME:-/root}"\n', 1
     )

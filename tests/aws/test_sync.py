@@ -223,7 +223,7 @@ def test_the_sync_is_made_at_once_and_misses_nothing_written_while_boto3_loads(
     (run_dir / "events.jsonl").write_text(json.dumps({"seq": 1, "type": "status"}) + "\n")
     loading = []
 
-    def slow_client(region):
+    def slow_client(region, profile=None):
         loading.append(time.monotonic())
         time.sleep(1.5)
         return aws.s3
