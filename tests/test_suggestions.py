@@ -4,7 +4,7 @@ today's cache, no AWS reachable), shown once per notebook, silenced by config.""
 from __future__ import annotations
 
 import pytest
-from test_costs import no_aws, seed_prices  # noqa: F401 - no_aws is a fixture
+from test_costs import seed_prices
 
 from runctl_jupyter.config import Runctl
 from runctl_jupyter.cost.estimate import before_launch
@@ -15,7 +15,7 @@ TORCH = "import torch\nmodel = torch.nn.Linear(4, 1)\n"
 
 
 @pytest.fixture()
-def session(tmp_path, no_aws, monkeypatch):  # noqa: F811 - the fixture above
+def session(tmp_path, no_aws, monkeypatch):
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "nb.ipynb"))
     monkeypatch.chdir(tmp_path)
     s = Session(config=Runctl(home=str(tmp_path / "home"), confirm_above=1000.0))

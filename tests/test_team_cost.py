@@ -20,17 +20,6 @@ from runctl_jupyter.store.folders import create_run
 
 
 @pytest.fixture()
-def no_aws(monkeypatch):
-    """AWS is configured nowhere reachable: a closed port on 127.0.0.1, no credentials."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-
-
-@pytest.fixture()
 def session(tmp_path, no_aws):
     return Session(config=Runctl(home=str(tmp_path / "home"), owner="alice"))
 

@@ -14,18 +14,7 @@ from runctl_jupyter.errors import RunctlError
 from runctl_jupyter.session import Session
 
 
-@pytest.fixture()
-def offline(monkeypatch):
-    """AWS is configured nowhere reachable: a closed port on 127.0.0.1, no credentials."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-
-
-def test_ones_own_local_run_stops_offline_and_a_pulled_one_asks_iam(tmp_path, offline):
+def test_ones_own_local_run_stops_offline_and_a_pulled_one_asks_iam(tmp_path, no_aws):
     from runctl_jupyter.runs.identity import Caller
 
     session = Session(config=Runctl(home=str(tmp_path / "home"), team="vision"))

@@ -668,6 +668,18 @@ def security_group_description(req: Request) -> None:
 # -- EC2: volumes ----------------------------------------------------------------------
 
 
+def _volume_and_instance(req: Request) -> tuple[Any, Any] | None:
+    """An AttachVolume's volume and instance as moto holds them (None: an unknown id)."""
+    backend = req.ec2()
+    try:
+        return (
+            backend.get_volume(req.params.get("VolumeId")),
+            backend.get_instance(req.params.get("InstanceId")),
+        )
+    except Exception:
+        return None
+
+
 @rule(
     "ec2",
     ("AttachVolume",),
@@ -677,18 +689,16 @@ def attach_volume_same_az(req: Request) -> None:
     """AttachVolume: a volume in another Availability Zone than the instance."""
     # "The volume and instance must be within the same Availability Zone" (error code
     # InvalidVolume.ZoneMismatch in the EC2 error codes page).
-    backend = req.ec2()
-    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
-    try:
-        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
-    except Exception:
+    found = _volume_and_instance(req)
+    if found is None:
         return  # moto answers the unknown id itself
+    volume, inst = found
     vol_az = getattr(volume.zone, "name", volume.zone)
     inst_az = inst._placement.zone
     if vol_az != inst_az:
         raise Refusal(
             "InvalidVolume.ZoneMismatch",
-            f"The volume '{vid}' is not in the same availability zone as instance '{iid}'",
+            f"The volume '{volume.id}' is not in the same availability zone as instance '{inst.id}'",
         )
 
 
@@ -1382,15 +1392,13 @@ def attach_volume_in_use(req: Request) -> None:
     # VolumeInUse: "The specified EBS volume is attached to an instance"; a Multi-Attach
     # volume attaches to "up to 16 instances built on the Nitro System that are in the
     # same Availability Zone" (MULTI_ATTACH_DOC; the zone: attach_volume_same_az).
-    backend = req.ec2()
-    vid, iid = req.params.get("VolumeId"), req.params.get("InstanceId")
-    try:
-        volume, inst = backend.get_volume(vid), backend.get_instance(iid)
-    except Exception:
+    found = _volume_and_instance(req)
+    if found is None:
         return  # moto answers the unknown id itself
+    volume, inst = found
     attached = volume.attachment is not None and volume.attachment.status == "attached"
     if attached and not volume.multi_attach_enabled:
-        raise Refusal("VolumeInUse", f"{vid} is already attached to an instance")
+        raise Refusal("VolumeInUse", f"{volume.id} is already attached to an instance")
     if volume.multi_attach_enabled:
         from moto.ec2.models.instance_types import INSTANCE_TYPES
 
