@@ -81,7 +81,7 @@ def image_options(
             try:
                 container.ensure_image(found, image)
             except container.ContainerError as exc:
-                raise RunctlError(f"--image {exc}") from None
+                raise RunctlError(f"--image: {exc}") from None
     return dockerfile
 
 
