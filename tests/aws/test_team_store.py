@@ -298,6 +298,49 @@ def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
     assert chunks["KeyCount"] == 0  # an AWS run's chunks are not uploaded twice
 
 
+def test_a_kept_instances_run_is_published_by_its_owners_notebook(
+    team: str, instance, tmp_path: Path
+):
+    """`--keep`: the instance serves one run after another with the shared
+    `runctl-instance` role, which has no team rights (its agent's publish is refused
+    and skipped); Alice's notebook publishes the run with her own credentials as it
+    pulls its events, so Bob's pull lists its status and metrics."""
+    from test_team_iam import _parts
+
+    from runctl_jupyter.aws.clients import Clients
+    from runctl_jupyter.aws.user_policy import user_policy
+
+    admin = Clients(region="us-east-1")
+    for part, doc in enumerate(_parts(user_policy("123456789012", "us-east-1", team))):
+        arn = admin.iam.create_policy(
+            PolicyName=f"runctl-user-{part}", PolicyDocument=json.dumps(doc)
+        )["Policy"]["Arn"]
+        for name in ("alice", "bob"):
+            admin.iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    alice, bob = _member(tmp_path, "alice"), _member(tmp_path, "bob")
+    for session in (alice, bob):
+        session.backend("aws").aws_poll = 0.1
+        session.backend("aws").fast_poll = 0.2
+    run = alice.train(
+        code=CODE,
+        project="detr",
+        backend="aws",
+        options={"instance_type": "t3.micro", "keep": True},
+    )
+    assert alice.store.get(run.id)["status"] == "succeeded"
+    roles = [r["RoleName"] for r in admin.iam.list_roles()["Roles"]]
+    assert not any(r.startswith("runctl-run-") for r in roles), roles  # the shared role
+    _until(_published(team, "alice", run.id), what="the kept run published by alice's notebook")
+    bob.team.pull(force=True, wait=60)
+    (row,) = bob.runs(owner="alice").rows
+    assert (row["id"], row["status"], row["backend"]) == (run.id, "succeeded", "aws")
+    assert row["final_metrics"] == {"loss": pytest.approx(1 / 3), "acc": 1.0}
+    bob.compare([f"alice/{run.id[:6]}"])
+    assert bob.store.metrics(run.id)["acc"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    summary = _as("bob").get_object(Bucket=team, Key=team_keys.run_prefix(TEAM, "alice", run.id) + "summary.json")  # fmt: skip
+    assert json.loads(summary["Body"].read())["beat"] is None  # the notebook's: no beat
+
+
 def test_one_member_policy_for_everyone_with_the_username_variable(aws):
     """`member_statements(owner="${aws:username}")`: each IAM user writes under the owner
     prefix of their own user name only."""
