@@ -339,6 +339,8 @@ def test_a_kept_instances_run_is_published_by_its_owners_notebook(
     assert bob.store.metrics(run.id)["acc"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
     summary = _as("bob").get_object(Bucket=team, Key=team_keys.run_prefix(TEAM, "alice", run.id) + "summary.json")  # fmt: skip
     assert json.loads(summary["Body"].read())["beat"] is None  # the notebook's: no beat
+    logs = [p.read_text() for p in (tmp_path / "instance-sandbox").rglob("agent.log")]
+    assert any("not published to the team" in log and "AccessDenied" in log for log in logs), logs
 
 
 def test_one_member_policy_for_everyone_with_the_username_variable(aws):
