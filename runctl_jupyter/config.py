@@ -125,6 +125,11 @@ class Runctl(Configurable):
         help="Team whose S3 store runs are published to and teammates' runs pulled from "
         "(teams/<team>/ in the runctl bucket, docs/teams.md; empty: no team).",
     ).tag(config=True)
+    team_beat_seconds = Float(
+        120.0,
+        help="Seconds between a live run's 'still alive' entries in the team store; a "
+        "teammate sees it lost after 3 missed (docs/teams.md).",
+    ).tag(config=True)
     debug = Bool(
         False,
         help="Show an error's full traceback (for a bug report) instead of its one line "

@@ -4,6 +4,7 @@ lines as the S3 sync cuts them into chunks: across attempts, metrics, cost, the 
 from __future__ import annotations
 
 import json
+import time
 
 from runctl_jupyter.agent.team import Summary, local_sync_cfg
 
@@ -50,3 +51,38 @@ def test_a_local_run_publishes_under_its_owners_prefix_without_checkpoints():
     cfg = local_sync_cfg({"team": "vision", "owner": "ann", "bucket": "b", "region": "r"})
     assert cfg["prefix"] == "teams/vision/ann/" and cfg["checkpoints"] is False
     assert cfg["from_start"] and cfg["state_dir"] != ".sync"
+
+
+class _Puts:
+    """An S3 client's put_object, recording the keys (the moto tests use the real one)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> None:  # noqa: N803
+        self.keys.append(Key)
+
+
+def test_a_live_run_beats_an_index_entry_alone_and_an_ended_one_does_not():
+    from runctl_jupyter.agent.team import Publisher
+
+    team = {"team": "vision", "owner": "ann", "bucket": "b", "beat_seconds": 0.05}
+    s3 = _Puts()
+    publisher = Publisher(s3, {"run_id": "abc123", "team": team}, "events/")
+    publisher.summary.feed(_lines({"t": 1.0, "type": "status", "status": "running"}))
+    publisher.publish()
+    assert [k.rsplit("/", 1)[-1] for k in s3.keys][:2] == ["spec.json", "summary.json"]
+    assert len(s3.keys) == 3 and "/index/" in s3.keys[2]
+    s3.keys.clear()
+    publisher.publish()
+    assert s3.keys == []  # within the beat: nothing
+    time.sleep(0.06)
+    publisher.publish()
+    assert len(s3.keys) == 1 and "/index/" in s3.keys[0]  # a bare beat: one small PUT
+    assert publisher.summary.row["beat"] == 0.05
+    publisher.summary.feed(_lines({"t": 2.0, "type": "exit", "status": "succeeded", "duration": 1.0}))  # fmt: skip
+    publisher.publish()
+    s3.keys.clear()
+    time.sleep(0.06)
+    publisher.publish()
+    assert s3.keys == []  # ended: no beat

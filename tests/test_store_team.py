@@ -100,3 +100,40 @@ def test_the_lab_api_lists_teammates_runs_by_owner_and_project(tmp_path: Path):
     assert all(r.get("spark") is None and not r["has_record"] for r in page["runs"])
     assert {r["owner"] for r in api.runs(owner="member1")["runs"]} == {"member1"}
     assert api.runs()["runs"] == []  # no owner: this home's runs
+
+
+def test_a_live_run_whose_beats_stopped_is_listed_lost_until_a_newer_entry(tmp_path: Path):
+    """The lost rule of a teammate's run (store/team.py `mark_lost`): its newest entry
+    older than LOST_BEATS of its agent's beats; a run still booting gets longer, a run
+    without a beat (published by a notebook) and an ended one are left alone."""
+    from runctl_jupyter.store.lost import PROVISIONING_TIMEOUT_FACTOR
+    from runctl_jupyter.store.team import LOST_BEATS, mark_lost
+
+    store = Store(tmp_path / "home")
+    now = time.time()
+    old = now - LOST_BEATS * 10.0 - 5.0  # three 10 s beats and a bit ago
+    rows = {
+        "00000000aa": dict(_row(170, "ann", "running"), beat=10.0, published=old),
+        "00000000bb": dict(_row(187, "ann", "running"), beat=10.0, published=now - 5.0),
+        "00000000cc": dict(_row(204, "ann", "resuming"), beat=10.0, published=old),
+        "00000000dd": dict(_row(221, "ann", "running"), beat=None, published=old),
+        "00000000ee": dict(_row(238, "ann", "succeeded"), beat=10.0, published=old),
+    }
+    entries = []
+    for millis, (run_id, row) in enumerate(rows.items(), 1):
+        entries.append((team_keys.index_key(TEAM, "ann", millis, run_id), dict(row, id=run_id)))
+    apply_pulled(store.connection(), TEAM, "ann", entries, entries[-1][0])
+    listed = {r["id"]: (r["status"], r["reason"]) for r in store.list_runs(owner="ann")}
+    assert listed == {
+        "00000000aa": ("lost", "heartbeat"),
+        "00000000bb": ("running", None),
+        "00000000cc": ("resuming", None),  # booting: PROVISIONING_TIMEOUT_FACTOR times longer
+        "00000000dd": ("running", None),
+        "00000000ee": ("succeeded", None),
+    }
+    later = now + LOST_BEATS * 10.0 * PROVISIONING_TIMEOUT_FACTOR
+    assert mark_lost(store.connection(), later) == 2  # bb and cc too, now
+    beat = team_keys.index_key(TEAM, "ann", 10, "00000000aa")  # its agent beats again
+    apply_pulled(store.connection(), TEAM, "ann", [(beat, dict(rows["00000000aa"], id="00000000aa", published=time.time()))], beat)  # fmt: skip
+    (row,) = [r for r in store.list_runs(owner="ann") if r["id"] == "00000000aa"]
+    assert row["status"] == "running"

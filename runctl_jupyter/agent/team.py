@@ -7,7 +7,10 @@ The sync feeds each new chunk of event lines to `Summary.feed`; after the chunk 
 uploaded, `Publisher.publish` puts `summary.json` under the run's team prefix and, at
 a status change (or every `progress_seconds` while metrics move), an index entry
 `teams/<team>/<owner>/index/<ms>-<run>.json` holding the same row: what a teammate's
-pull lists (ListObjectsV2 StartAfter its last key) and reads. A local run (no `sync`
+pull lists (ListObjectsV2 StartAfter its last key) and reads. While the run is live,
+an index entry also goes out every `beat_seconds` (120) as its "still alive" beat: a
+reader shows a live run whose newest entry is older than `LOST_BEATS` beats as `lost`
+(store/team.py), as it does a local run whose heartbeats stopped. A local run (no `sync`
 in its spec) gets a sync of its own under `teams/<team>/<owner>/` (`local_sync_cfg`):
 its event chunks, log and record go there too, with the user's own credentials.
 
@@ -17,13 +20,18 @@ Stdlib only; the S3 client is the sync's.
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import team_keys
+from ..events import ACTIVE_STATUSES
 
 PROGRESS_SECONDS = 300.0
+BEAT_SECONDS = 120.0  # a live run's "still alive" index entry (c.Runctl.team_beat_seconds)
 LOCAL_FINAL_SECONDS = 60.0
+NOTEBOOK_STATE = ".team-publish.json"  # a kept instance's run, published by its owner's notebook
 SPEC_FIELDS = ("name", "owner", "project", "experiment", "kind", "backend", "sweep_id", "rerun_of", "created", "tags", "params")  # fmt: skip
 
 
@@ -111,6 +119,10 @@ class Publisher:
         self.summary.row["events"] = events_prefix
         self.state["row"] = self.summary.row  # saved with the sync's state
         self.progress_seconds = float(team.get("progress_seconds", PROGRESS_SECONDS))
+        # the reader's lost rule needs the beat; None: nobody beats (a notebook publishing)
+        beat = team.get("beat_seconds", BEAT_SECONDS)
+        self.beat_seconds = float(beat) if beat else None
+        self.summary.row["beat"] = self.beat_seconds
 
     def publish(self, final: bool = False) -> bool:
         """Put what changed; True when nothing failed (the caller retries and keeps
@@ -120,11 +132,18 @@ class Publisher:
             self.state["spec"] = True
         now = time.time()
         s = self.summary
-        due = s.progressed and now - self.state.get("indexed", 0.0) >= self.progress_seconds
-        if not (s.status_changed or due or final or not self.state.get("published")):
+        since = now - self.state.get("indexed", 0.0)
+        due = s.progressed and since >= self.progress_seconds
+        beat = bool(self.beat_seconds) and s.row["status"] in ACTIVE_STATUSES
+        beat = beat and since >= (self.beat_seconds or 0.0)
+        if not (s.status_changed or due or beat or final or not self.state.get("published")):
             return True
         row = dict(s.row, published=now)
-        self._put(self.prefix + team_keys.SUMMARY_FILE, row)
+        bare = (
+            beat and self.state.get("published") and not (s.status_changed or s.progressed or final)
+        )
+        if not bare:
+            self._put(self.prefix + team_keys.SUMMARY_FILE, row)  # a bare beat: the entry only
         millis = max(int(now * 1000), int(self.state.get("millis", 0)) + 1)  # strictly later
         self._put(team_keys.index_key(self.team, self.owner, millis, self.run_id), row)
         self.state.update(published=True, millis=millis, indexed=now)
@@ -134,3 +153,29 @@ class Publisher:
     def _put(self, key: str, body: dict) -> None:
         data = json.dumps(body, default=str).encode()
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+
+
+def publish_mirrored(s3: Any, run_dir: Path, spec: dict, events_prefix: str, final: bool) -> None:
+    """Publish a run whose agent may not (a kept instance's shared role has no team
+    rights) from its owner's notebook, with the owner's own credentials, each time the
+    notebook pulls new events of it: the events not fed yet, then what changed. Its
+    rows carry no beat (the notebook is not the run's agent), so no reader marks them
+    lost by age. Raises what S3 raises; the next call feeds the same events again."""
+    run_dir = Path(run_dir)
+    path = run_dir / NOTEBOOK_STATE
+    try:
+        saved = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        saved = {}
+    spec = {**spec, "team": {**spec["team"], "beat_seconds": None}}
+    publisher = Publisher(s3, spec, events_prefix, saved.get("team"))
+    offset = int(saved.get("offset", 0))
+    with open(run_dir / "events.jsonl", "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    data = data[: data.rfind(b"\n") + 1]
+    publisher.summary.feed(data)
+    publisher.publish(final)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"offset": offset + len(data), "team": publisher.state}, default=str))
+    os.replace(tmp, path)

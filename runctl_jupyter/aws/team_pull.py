@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import team_keys
 from ..events import EVENTS_FILE, append_mirrored
-from ..store.team import OWN, applied_keys, apply_pulled, cursor
+from ..store.team import OWN, applied_keys, apply_pulled, cursor, mark_lost
 
 OVERLAP_MS = 120_000
 WORKERS = 8
@@ -74,6 +74,7 @@ def pull(s3: Any, bucket: str, team: str, conn: sqlite3.Connection) -> PullRepor
     for owner in owners(s3, bucket, team, report):
         report.owners += 1
         _pull_owner(s3, bucket, team, owner, conn, local, report)
+    mark_lost(conn)  # live runs whose newest entry is too old: their agents died
     return report
 
 

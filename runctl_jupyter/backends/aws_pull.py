@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from . import aws_cluster
 from .aws_target import read_target
 
 PULL_STATE = ".s3pull.json"
+_PUBLISH_FAILED: set = set()  # runs whose team publish failure was said
 
 
 def pull(backend: Any, run_dir: Path, spec: dict, force: bool = False) -> int:
@@ -72,11 +74,32 @@ def pull(backend: Any, run_dir: Path, spec: dict, force: bool = False) -> int:
         for name in ("stdout.log", "record.ipynb", "env.json", "output.ipynb"):
             _download(s3, target["bucket"], prefix + name, run_dir / name)
         _download_models(s3, target["bucket"], prefix, run_dir)
+    if spec.get("team") and target.get("keep") and (added or exits):
+        _publish_kept(s3, run_dir, spec, prefix + "events/", bool(exits))
     if target.get("cluster") and (exits or resumed):
         # no node, placement group or security group outlives the attempt
         aws_cluster.ended(backend.clients_for(target.get("region")), target)
     _pace(backend, state, bool(keys))
     return added
+
+
+def _publish_kept(s3: Any, run_dir: Path, spec: dict, events: str, final: bool) -> None:
+    """A kept instance's run (`--keep`, `--instance`): its agent's shared role may not
+    write to the team, so this notebook publishes it with its owner's own credentials
+    (agent/team.py `publish_mirrored`, docs/teams.md); a failure is said once a run and
+    retried at the next pull."""
+    from ..agent.team import publish_mirrored
+
+    try:
+        publish_mirrored(s3, run_dir, spec, events, final)
+    except Exception as exc:  # noqa: BLE001 - a pull never fails for the team store
+        if spec["run_id"] not in _PUBLISH_FAILED:
+            _PUBLISH_FAILED.add(spec["run_id"])
+            from ..aws.errors import explain, is_aws
+
+            why = explain(exc) if is_aws(exc) else f"{type(exc).__name__}: {exc}"
+            print(f"[runctl] run {spec['run_id']} not published to the team yet: {why}",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _pace(backend: Any, state: dict, flowing: bool) -> None:

@@ -64,6 +64,7 @@ class Team:
                 "bucket": bucket,
                 "region": clients.region,
                 "profile": self.control.backend("aws").profile or None,  # the agent's chain
+                "beat_seconds": float(self.control.config.team_beat_seconds),
             }
         return dict(self._settings)
 

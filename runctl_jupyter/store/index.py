@@ -47,6 +47,7 @@ from .rows import experiment_words, ref_words, resolve_ref, rows_from_records
 from .schema import DB_FILE, REFRESH_COLS, ROW_SELECT, immediate, open_db
 from .team import OWN as TEAM_MIRROR_NOT
 from .team import list_sql as team_list_sql
+from .team import mark_lost as team_mark_lost
 from .trust import sign_own_record
 
 _ACTIVE = tuple(sorted(ACTIVE_STATUSES))
@@ -251,6 +252,7 @@ class Store:
         if owner is None:  # this home's runs (not teammates' mirrored here)
             sql = ROW_SELECT + " WHERE " + " AND ".join([*where, TEAM_MIRROR_NOT])
         else:
+            team_mark_lost(self._conn())  # a teammate's run whose beats stopped
             sql, args = team_list_sql(where, args, owner)
         sql += " ORDER BY created DESC, id DESC"
         if limit is not None:

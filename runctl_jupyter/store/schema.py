@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 3  # 3: team_runs, team_cursors (store/team.py)
+SCHEMA_VERSION = 4  # 3: team_runs, team_cursors (store/team.py); 4: team_runs.beat
 DB_FILE = "runctl.db"
 
 SCHEMA = """
@@ -49,11 +49,12 @@ CREATE TABLE team_runs (
     prior_duration REAL NOT NULL DEFAULT 0, attempt_started REAL, attempt INTEGER NOT NULL DEFAULT 1,
     exit_code INTEGER, error TEXT, final_metrics TEXT NOT NULL DEFAULT '{}', last_step INTEGER,
     total INTEGER, cost REAL NOT NULL DEFAULT 0, rate REAL, last_heartbeat REAL,
-    events TEXT, index_key TEXT NOT NULL, published REAL
+    events TEXT, index_key TEXT NOT NULL, published REAL, beat REAL
 );
 CREATE INDEX team_runs_created ON team_runs(created, id);
 CREATE INDEX team_runs_owner ON team_runs(owner, created, id);
 CREATE INDEX team_runs_project ON team_runs(project, created, id);
+CREATE INDEX team_runs_status ON team_runs(status);
 CREATE TABLE team_cursors (
     team TEXT NOT NULL, owner TEXT NOT NULL, after TEXT NOT NULL, pulled REAL,
     PRIMARY KEY (team, owner)

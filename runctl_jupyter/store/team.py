@@ -14,10 +14,16 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
+from ..events import ACTIVE_STATUSES
+from .lost import lost_reason
 from .schema import ROW_SELECT, immediate
 
+# a teammate's live run is lost when its newest entry is this many beats old
+LOST_BEATS = 3
+_LIVE = sorted(ACTIVE_STATUSES)
+
 _TEXT = ("name", "experiment", "project", "kind", "backend", "sweep_id", "rerun_of", "reason", "events")  # fmt: skip
-_NUMBER = ("created", "started", "ended", "duration", "attempt_started", "cost", "rate", "last_heartbeat", "published")  # fmt: skip
+_NUMBER = ("created", "started", "ended", "duration", "attempt_started", "cost", "rate", "last_heartbeat", "published", "beat")  # fmt: skip
 _INT = ("attempt", "exit_code", "last_step", "total")
 _COLS = ("id", "team", "owner", *_TEXT, *_NUMBER, *_INT, "prior_duration", "status", "ev_status", "tags", "params", "final_metrics", "error", "index_key")  # fmt: skip
 _UPSERT = (
@@ -93,6 +99,32 @@ def apply_pulled(
             (team, owner, last, time.time()),
         )
     return count
+
+
+def mark_lost(conn: sqlite3.Connection, now: float | None = None) -> int:
+    """Show a teammate's live run as `lost` (reason `heartbeat`, as store/lost.py does
+    for a local run) when its newest entry is older than `LOST_BEATS` of its agent's
+    beats (longer while it boots, by the same factor); a newer entry puts its status
+    back. Rows without a beat (published by a notebook) are left as they are."""
+    now = time.time() if now is None else now
+    live = conn.execute(
+        "SELECT id, ev_status, published, beat, index_key FROM team_runs"
+        f" WHERE status IN ({', '.join('?' * len(_LIVE))}) AND beat > 0",
+        _LIVE,
+    ).fetchall()
+    lost = []
+    for run_id, status, published, beat, key in live:
+        row = {"ev_status": status, "last_heartbeat": published, "touched": None}
+        if lost_reason(row, now, False, LOST_BEATS * beat):
+            lost.append((run_id, key))
+    if lost:
+        with immediate(conn):
+            conn.executemany(
+                "UPDATE team_runs SET status = 'lost', reason = 'heartbeat'"
+                " WHERE id = ? AND index_key = ?",
+                lost,
+            )
+    return len(lost)
 
 
 def team_row(conn: sqlite3.Connection, owner: str, prefix: str) -> list[tuple[str, str]]:

@@ -8,6 +8,8 @@ and metrics after a pull; a second pull lists and fetches only what is new.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -62,8 +64,10 @@ def team(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return bucket
 
 
-def _member(tmp_path: Path, name: str) -> Session:
+def _member(tmp_path: Path, name: str, beat: float | None = None) -> Session:
     cfg = Config()
+    if beat is not None:
+        cfg.Runctl.team_beat_seconds = beat
     cfg.Runctl.home = str(tmp_path / f"home-{name}")
     cfg.Runctl.owner = name
     cfg.Runctl.team = TEAM
@@ -149,6 +153,38 @@ def test_a_teammates_live_run_is_listed_live_and_only_its_owner_stops_it(team: s
         bob.stop(f"alice/{run.id}")  # a teammate's run: read-only here
     alice.stop(run.id)
     _until(lambda: status_bob_sees() == "stopped", what="bob seeing it stopped")
+
+
+def test_a_teammates_run_whose_agent_is_killed_is_listed_lost_when_its_beats_stop(
+    team: str, tmp_path: Path
+):
+    """A live run's agent puts an index entry every beat (here 2 s) with no status
+    change, so Bob sees it running past 3 beats; killed with SIGKILL, it stops beating
+    and Bob's listing shows it lost (reason heartbeat) 3 beats after its last entry."""
+    alice, bob = _member(tmp_path, "alice", beat=2.0), _member(tmp_path, "bob")
+    code = "import time\nfor i in range(300):\n    runctl.log(step=i, loss=1.0)\n    time.sleep(0.2)\n"  # fmt: skip
+    run = alice.train(code=code, experiment="long", detach=True)
+
+    def seen_by_bob() -> dict:
+        bob.team.pull(force=True, wait=30)
+        rows = bob.runs(owner="alice").rows
+        return rows[0] if rows else {}
+
+    def entries() -> int:
+        listed = _as("alice").list_objects_v2(Bucket=team, Prefix=team_keys.index_prefix(TEAM, "alice"))  # fmt: skip
+        return listed["KeyCount"]
+
+    _until(lambda: seen_by_bob().get("status") == "running", what="bob seeing it running")
+    first = entries()
+    _until(lambda: entries() >= first + 4, what="the agent's beats")  # 4 beats: 8 s
+    assert seen_by_bob()["status"] == "running"  # beating: alive past 3 beats
+    agent = json.loads((alice.store.run_dir(run.id) / "agent.json").read_text())["pid"]
+    os.kill(agent, signal.SIGKILL)
+    lost = _until(lambda: seen_by_bob().get("status") == "lost" and seen_by_bob(), what="lost")
+    assert (lost["id"], lost["reason"]) == (run.id, "heartbeat")
+    ended = entries()
+    time.sleep(3)
+    assert entries() == ended  # nobody beats for a dead agent
 
 
 def test_a_second_pull_lists_and_fetches_only_new_keys(team: str, tmp_path: Path):
@@ -260,6 +296,51 @@ def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
     assert bob.store.metrics(run.id)["acc"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
     chunks = _as("bob").list_objects_v2(Bucket=team, Prefix=team_keys.run_prefix(TEAM, "alice", run.id) + "events/")  # fmt: skip
     assert chunks["KeyCount"] == 0  # an AWS run's chunks are not uploaded twice
+
+
+def test_a_kept_instances_run_is_published_by_its_owners_notebook(
+    team: str, instance, tmp_path: Path
+):
+    """`--keep`: the instance serves one run after another with the shared
+    `runctl-instance` role, which has no team rights (its agent's publish is refused
+    and skipped); Alice's notebook publishes the run with her own credentials as it
+    pulls its events, so Bob's pull lists its status and metrics."""
+    from test_team_iam import _parts
+
+    from runctl_jupyter.aws.clients import Clients
+    from runctl_jupyter.aws.user_policy import user_policy
+
+    admin = Clients(region="us-east-1")
+    for part, doc in enumerate(_parts(user_policy("123456789012", "us-east-1", team))):
+        arn = admin.iam.create_policy(
+            PolicyName=f"runctl-user-{part}", PolicyDocument=json.dumps(doc)
+        )["Policy"]["Arn"]
+        for name in ("alice", "bob"):
+            admin.iam.attach_user_policy(UserName=name, PolicyArn=arn)
+    alice, bob = _member(tmp_path, "alice"), _member(tmp_path, "bob")
+    for session in (alice, bob):
+        session.backend("aws").aws_poll = 0.1
+        session.backend("aws").fast_poll = 0.2
+    run = alice.train(
+        code=CODE,
+        project="detr",
+        backend="aws",
+        options={"instance_type": "t3.micro", "keep": True},
+    )
+    assert alice.store.get(run.id)["status"] == "succeeded"
+    roles = [r["RoleName"] for r in admin.iam.list_roles()["Roles"]]
+    assert not any(r.startswith("runctl-run-") for r in roles), roles  # the shared role
+    _until(_published(team, "alice", run.id), what="the kept run published by alice's notebook")
+    bob.team.pull(force=True, wait=60)
+    (row,) = bob.runs(owner="alice").rows
+    assert (row["id"], row["status"], row["backend"]) == (run.id, "succeeded", "aws")
+    assert row["final_metrics"] == {"loss": pytest.approx(1 / 3), "acc": 1.0}
+    bob.compare([f"alice/{run.id[:6]}"])
+    assert bob.store.metrics(run.id)["acc"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    summary = _as("bob").get_object(Bucket=team, Key=team_keys.run_prefix(TEAM, "alice", run.id) + "summary.json")  # fmt: skip
+    assert json.loads(summary["Body"].read())["beat"] is None  # the notebook's: no beat
+    logs = [p.read_text() for p in (tmp_path / "instance-sandbox").rglob("agent.log")]
+    assert any("not published to the team" in log and "AccessDenied" in log for log in logs), logs
 
 
 def test_one_member_policy_for_everyone_with_the_username_variable(aws):
