@@ -80,14 +80,15 @@ def _as(name: str) -> Any:
 
 
 def _published(bucket: str, name: str, run_id: str) -> Callable[[], bool]:
-    """The run's last summary (the exit's) is in the store."""
+    """The run's last index entry (the exit's, written after its summary) is in the store."""
 
     def check() -> bool:
-        key = team_keys.run_prefix(TEAM, name, run_id) + team_keys.SUMMARY_FILE
-        try:
-            body = _as(name).get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError:
+        s3 = _as(name)
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=team_keys.index_prefix(TEAM, name))
+        keys = sorted(o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(f"-{run_id}.json"))  # fmt: skip
+        if not keys:
             return False
+        body = s3.get_object(Bucket=bucket, Key=keys[-1])["Body"].read()
         return json.loads(body)["status"] == "succeeded"
 
     return check
