@@ -142,9 +142,20 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
             user_data,
         )
         undo.append(lambda: clients.ec2.delete_launch_template(LaunchTemplateId=template_id))
-        zone = schedule.get("timezone") or "UTC"
-        arn = scheduler.create(clients, name, expression, zone, template_id)
+        facts = {}
+        if schedule.get("data"):
+            from ..aws import data_rule
+            from .data import parse_s3_prefix
+
+            data_bucket, data_prefix = parse_s3_prefix(schedule["data"]["uri"])
+            settle = float(schedule["data"].get("settle") or 0)
+            facts = data_rule.create(clients, name, data_bucket, data_prefix, settle, template_id)
+            arn = ""
+        else:
+            zone = schedule.get("timezone") or "UTC"
+            arn = scheduler.create(clients, name, expression, zone, template_id)
         return {
+            **facts,
             "region": clients.region,
             "bucket": bucket,
             "prefix": prefix,
@@ -220,8 +231,13 @@ def _clients(session: Any, schedule: dict) -> Any:
 
 
 def set_enabled(session: Any, schedule: dict, enabled: bool) -> None:
-    from ..aws import scheduler
+    from ..aws import data_rule, scheduler
 
+    if (schedule.get("aws") or {}).get("rule"):
+        events = _clients(session, schedule).client("events")
+        name = data_rule.rule_name(schedule["name"])
+        (events.enable_rule if enabled else events.disable_rule)(Name=name)
+        return
     scheduler.set_state(_clients(session, schedule), schedule["name"], enabled)
 
 
@@ -233,8 +249,13 @@ def remove(session: Any, schedule: dict) -> list[str]:
 
     facts = schedule.get("aws") or {}
     clients = _clients(session, schedule)
-    scheduler.delete(clients, schedule["name"])  # an error here stops everything: said
     failed = []
+    if facts.get("rule"):
+        from ..aws import data_rule
+
+        failed += data_rule.delete(clients, schedule["name"], facts)
+    else:
+        scheduler.delete(clients, schedule["name"])  # an error here stops everything: said
     steps = [
         lambda: clients.ec2.delete_launch_template(LaunchTemplateId=facts["launch_template_id"]),
         lambda: clients.s3.delete_object(Bucket=facts["bucket"], Key=facts["bundle_key"]),
