@@ -71,7 +71,7 @@ def handler(events, context):
 '''
 
 
-def rule_name(name: str) -> str:
+def rule_name(name: str) -> str:  # the rule's and the document's
     return f"{scheduler.SCHEDULE_PREFIX}{name}{RULE_SUFFIX}"
 
 
@@ -102,10 +102,7 @@ def document(account: str, name: str, settle: float, template_id: str) -> dict:
         "schemaVersion": "0.3",
         "description": f"runctl-jupyter data trigger {name}: settle, then one run",
         "assumeRole": "{{ AutomationAssumeRole }}",
-        "parameters": {
-            "EventTime": {"type": "String"},
-            "AutomationAssumeRole": {"type": "String"},
-        },
+        "parameters": {"EventTime": {"type": "String"}, "AutomationAssumeRole": {"type": "String"}},
         "mainSteps": [
             {
                 "name": "settle",
@@ -123,8 +120,7 @@ def document(account: str, name: str, settle: float, template_id: str) -> dict:
 
 def _notifications(s3: Any, bucket: str) -> dict:
     found = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
-    found.pop("ResponseMetadata", None)
-    return found
+    return {k: v for k, v in found.items() if k != "ResponseMetadata"}
 
 
 def enable_events(s3: Any, bucket: str) -> bool:
@@ -173,7 +169,6 @@ def create(
             Tags=tags.tag_list(tags.setup_tags()),
         )
         undo.append(lambda: events.delete_rule(Name=rule_name(name)))
-        region = clients.region
         template = json.dumps(
             {"EventTime": ["<time>"], "AutomationAssumeRole": [role_arn(account, AUTOMATION_ROLE)]}
         )
@@ -182,7 +177,7 @@ def create(
             Targets=[
                 {
                     "Id": "settle",
-                    "Arn": f"arn:aws:ssm:{region}:{account}:automation-definition/"
+                    "Arn": f"arn:aws:ssm:{clients.region}:{account}:automation-definition/"
                     f"{rule_name(name)}:$DEFAULT",
                     "RoleArn": role_arn(account, EVENTS_ROLE),
                     "InputTransformer": {
@@ -224,6 +219,27 @@ def delete(clients: Clients, name: str, facts: dict) -> list[str]:
             if "NotFound" not in code and code != "InvalidDocument":
                 failed.append(code or str(exc))
     return failed
+
+
+READ_POLICY = "runctl-data-trigger"
+
+
+def grant_read(clients: Clients, role: str, bucket: str, prefix: str) -> None:
+    """The schedule's instance role may list the data prefix (key, size, ETag: the
+    manifest the instance compares), nothing else of the bucket."""
+    listing: dict[str, Any] = {
+        "Sid": "ListDataPrefix",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": f"arn:aws:s3:::{bucket}",
+    }
+    if prefix:
+        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
+    clients.iam.put_role_policy(
+        RoleName=role,
+        PolicyName=READ_POLICY,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [listing]}),
+    )
 
 
 def trust_policy(service: str) -> dict:
@@ -333,15 +349,10 @@ def user_statements(acct: str) -> list[dict]:
         {
             "Sid": "RunctlDataRules",
             "Effect": "Allow",
-            "Action": [
-                "events:PutRule",
-                "events:PutTargets",
-                "events:RemoveTargets",
-                "events:DeleteRule",
-                "events:DescribeRule",
-                "events:EnableRule",
-                "events:DisableRule",
-                "events:TagResource",
+            "Action": [  # DescribeRule: `doctor`-style reading back; TagResource: PutRule's Tags
+                f"events:{a}"
+                for a in ("PutRule", "PutTargets", "RemoveTargets", "DeleteRule", "DescribeRule")
+                + ("EnableRule", "DisableRule", "TagResource")
             ],
             "Resource": f"arn:aws:events:*:{acct}:rule/{name}",
         },
@@ -370,6 +381,13 @@ def user_statements(acct: str) -> list[dict]:
             "Action": ["iam:PassRole"],
             "Resource": roles[0],
             "Condition": {"StringEquals": {"iam:PassedToService": "events.amazonaws.com"}},
+        },
+        {
+            "Sid": "ScheduleRoleReadsItsData",
+            "Effect": "Allow",
+            "Action": ["iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies"],
+            "Resource": f"arn:aws:iam::{acct}:role{scheduler.ROLE_PATH}runctl-run-"
+            f"{scheduler.RUN_ID_PREFIX}*",
         },
         {
             "Sid": "SetupDataTriggerRoles",

@@ -95,6 +95,7 @@ def add(session: Any, target: str | None, run: dict, **how: Any) -> str:
     expression = None
     if backend == "aws":  # checked before anything is made
         from .aws_clock import check_name
+
         data = how.get("on_new_data")
         expression = "" if data else timing.aws_expression(when["cron"], when["rate"])
         check_name(how.get("schedule_name") or files.name_from_target(path))
@@ -193,13 +194,7 @@ def _make_aws_clock(session: Any, schedule: dict, expression: str) -> list[str]:
     facts = schedule["aws"]
     lines = []
     if schedule["data"]:
-        settle = format_duration(float(schedule["data"].get("settle") or 0))
-        return [  # a data trigger's clock
-            f"clock: S3 -> EventBridge rule {facts['rule']} -> SSM Automation: new objects in "
-            f"{schedule['data']['uri']} (re)set the one-shot schedule "
-            f"runctl-{schedule['name']}-settle {settle} after the last one; fires with this "
-            f"machine off, one {facts['instance_type']} per burst, which checks the data again"
-        ]
+        return [aws_clock.data_clock_line(schedule)]
     if schedule["rate"]:
         lines.append(f"fires every {schedule['rate'][0]} {schedule['rate'][1]}(s) from now")
     return [
@@ -289,7 +284,7 @@ def with_fired(session: Any, schedule: dict, strict: bool = False) -> dict:
 
 def _with_fired(session: Any, name: str) -> dict:
     home = session.store.home
-    from .aws_clock import fired_runs
+    from .aws_clock import fired_runs, note_refusal
 
     with files.locked(home, name):
         schedule = files.read_schedule(home, name)
@@ -299,7 +294,7 @@ def _with_fired(session: Any, name: str) -> dict:
             why = spec.get("trigger") or {}
             entry = {"time": why.get("fired"), "status": "started", "run": spec["run_id"]}
             schedule.setdefault("history", []).append({**entry, "why": why})
-        if new:
+        if note_refusal(session, schedule) or new:
             files.write_schedule(home, schedule)
     return schedule
 
@@ -388,6 +383,8 @@ def _next(schedule: dict) -> str:
     if not schedule.get("enabled", True):
         return "-"
     if schedule.get("data"):
+        if schedule.get("aws"):
+            return "on new data (S3 -> EventBridge, then the settle time)"
         return f"on new data (checked every {format_duration(_every(schedule['cron']))})"
     if schedule.get("rate"):
         return f"every {schedule['rate'][0]} {schedule['rate'][1]}(s)"

@@ -88,8 +88,14 @@ def _template_run(session: Any, schedule: dict, folder: Path) -> dict:
         max_hours=run.get("max_hours"),
         grace_seconds=session.config.grace_seconds,
         options=dict(run.get("options") or {}),
-        trigger={"schedule": schedule["name"], "reason": when_text(schedule)},
+        trigger={"schedule": schedule["name"], "reason": when_text(schedule), **_data_of(schedule)},
     )
+
+
+def _data_of(schedule: dict) -> dict:
+    """What the instance checks before a data-triggered run (agent/fired.py)."""
+    data = schedule.get("data")
+    return {"data": data["uri"], "max_age": data.get("max_age")} if data else {}
 
 
 def make(session: Any, schedule: dict, expression: str) -> dict:
@@ -119,6 +125,11 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
         security_group = _security_group(clients)
         profile = run_role.create(clients, run_tags, bucket)
         undo.append(lambda: run_role.delete(clients, profile))
+        if schedule.get("data"):
+            from ..aws.data_rule import grant_read
+            from .data import parse_s3_prefix
+
+            grant_read(clients, profile, *parse_s3_prefix(schedule["data"]["uri"]))
         prefix = f"{backend.prefix}runs/{scheduler.role_run_id(name)}/"
         sync_cfg = {"kind": "s3", "bucket": bucket, "prefix": prefix, "region": clients.region}
         sync_cfg.update(instance_id=None, terminate=True, persistent=False)
@@ -341,3 +352,38 @@ def _import(s3: Any, facts: dict, run_id: str, run_dir: Path) -> bool:
     )
     (run_dir / "spec.json").write_text(json.dumps(spec, indent=1))
     return True
+
+
+def note_refusal(session: Any, schedule: dict) -> bool:
+    """A data trigger's last fire that ran nothing (no new data, stale data), as the
+    instance wrote it (agent/fired.py), into the history; True when it is new."""
+    facts = schedule.get("aws") or {}
+    if not facts.get("rule"):
+        return False
+    s3 = session.backend("aws").clients_for(facts["region"]).s3
+    key = f"{facts['prefix']}schedule/refused.json"
+    try:
+        said = json.loads(s3.get_object(Bucket=facts["bucket"], Key=key)["Body"].read())
+    except Exception:  # noqa: BLE001 - none yet
+        return False
+    history = schedule.setdefault("history", [])
+    entry = {k: said.get(k) for k in ("time", "status", "why")}
+    if entry in [{k: e.get(k) for k in entry} for e in history]:
+        return False
+    history.append(entry)
+    history.sort(key=lambda e: e.get("time") or 0)
+    return True
+
+
+def data_clock_line(schedule: dict) -> str:
+    """What `schedule add` says of an AWS data trigger's clock."""
+    from ..display.text import format_duration
+
+    facts = schedule["aws"]
+    settle = format_duration(float(schedule["data"].get("settle") or 0))
+    return (
+        f"clock: S3 -> EventBridge rule {facts['rule']} -> SSM Automation: new objects in "
+        f"{schedule['data']['uri']} (re)set the one-shot schedule "
+        f"runctl-{schedule['name']}-settle {settle} after the last one; fires with this "
+        f"machine off, one {facts['instance_type']} per burst, which checks the data again"
+    )

@@ -20,6 +20,7 @@ from scheduler_fire import fire_target, role_policies
 
 from runctl_jupyter.aws import data_rule
 from runctl_jupyter.aws.setup import setup
+from runctl_jupyter.schedules.data import list_prefix, manifest_digest, manifest_of
 
 BUCKET = "training-data"
 
@@ -64,6 +65,18 @@ def _upload(aws, key: str) -> int:
     if "EventBridgeConfiguration" not in _notifications(aws):
         return 0
     return deliver(aws, s3_event(BUCKET, key, 6, aws.region))
+
+
+def _wait_note(ip, says: str, timeout: float = 200) -> dict:
+    """`schedules` until its note says `says` (the instance's refusal, read from S3)."""
+    deadline = time.monotonic() + timeout
+    row: dict = {}
+    while time.monotonic() < deadline:
+        row = ip.run_line_magic("runctl", "schedules").rows[0]
+        if says in (row.get("note") or ""):
+            return row
+        time.sleep(1)
+    raise AssertionError(f"never noted {says!r}: {row}")
 
 
 def _made(aws) -> dict:
@@ -122,12 +135,43 @@ def test_a_burst_of_50_uploads_fires_one_run_with_this_machine_off(data_shell, a
     assert len(boots) == 1
     run_id = row["last_run"]
     spec = json.loads((home / "runs" / run_id / "spec.json").read_text())
-    assert spec["trigger"]["schedule"] == "ingest" and spec["trigger"]["instance"] == instance_id
+    why = spec["trigger"]
+    assert why["schedule"] == "ingest" and why["instance"] == instance_id
+    assert why["new_objects"] == 50 and why["data"] == f"s3://{BUCKET}/incoming/"
+    listed = list_prefix(aws.s3, BUCKET, "incoming/")
+    assert why["manifest"] == manifest_digest(manifest_of(listed))
+    assert why["objects"][0].startswith(f"s3://{BUCKET}/incoming/part-")
     assert run_id in str(ip.run_line_magic("runctl", "runs"))
+    shown = _magic(ip, f"show {run_id}")
+    assert "50 new objects" in shown and why["manifest"] in shown
+
+    # fired again with nothing new (`schedule run`, or a late duplicate): no second run
+    _magic(ip, "schedule run ingest")
+    _wait_note(ip, "no new data in s3://training-data/incoming/")
+    assert len([p for p in (home / "runs").glob("*/spec.json")]) == 1
 
     assert "removed" in _magic(ip, "schedule remove ingest")
     assert _made(aws) == {"rules": [], "documents": [], "schedules": []}
     assert _notifications(aws) == before  # the bucket's configuration as the user had it
+
+
+def test_stale_data_is_refused_on_the_instance_with_its_reason_on_the_schedule(
+    data_shell, aws, instance, home
+):
+    ip = data_shell
+    _magic(
+        ip,
+        f"schedule add train.py --on-new-data s3://{BUCKET}/incoming/ --backend aws "
+        "--settle 1s --max-data-age 1s --schedule-name fresh --instance-type t3.micro",
+    )
+    assert _upload(aws, "incoming/old.csv") == 1
+    time.sleep(2.5)  # older than --max-data-age by the time the instance looks
+    fire_target(aws, "runctl-fresh-settle")
+    row = _wait_note(ip, "stale data: the newest object s3://training-data/incoming/old.csv")
+    assert row["note"].startswith("last fire refused: stale data") and "\n" not in row["note"]
+    assert "--max-data-age" in row["note"] and row["last_run"] is None
+    assert not list((home / "runs").glob("*/spec.json"))  # nothing trained
+    assert "removed" in _magic(ip, "schedule remove fresh")
 
 
 def test_the_data_trigger_roles_are_least_privilege(aws):
