@@ -194,7 +194,9 @@ def _make_aws_clock(session: Any, schedule: dict, expression: str) -> list[str]:
     facts = schedule["aws"]
     lines = []
     if schedule["data"]:
-        return [aws_clock.data_clock_line(schedule)]
+        from .aws_data import data_clock_line
+
+        return [data_clock_line(schedule)]
     if schedule["rate"]:
         lines.append(f"fires every {schedule['rate'][0]} {schedule['rate'][1]}(s) from now")
     return [
@@ -284,7 +286,8 @@ def with_fired(session: Any, schedule: dict, strict: bool = False) -> dict:
 
 def _with_fired(session: Any, name: str) -> dict:
     home = session.store.home
-    from .aws_clock import fired_runs, note_refusal
+    from .aws_clock import fired_runs
+    from .aws_data import note_refusal
 
     with files.locked(home, name):
         schedule = files.read_schedule(home, name)

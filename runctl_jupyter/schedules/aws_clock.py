@@ -263,7 +263,9 @@ def remove(session: Any, schedule: dict) -> list[str]:
     failed = []
     if facts.get("rule"):
         from ..aws import data_rule
+        from .aws_data import hand_over_events
 
+        facts = hand_over_events(session, schedule, facts)
         failed += data_rule.delete(clients, schedule["name"], facts)
     else:
         scheduler.delete(clients, schedule["name"])  # an error here stops everything: said
@@ -352,38 +354,3 @@ def _import(s3: Any, facts: dict, run_id: str, run_dir: Path) -> bool:
     )
     (run_dir / "spec.json").write_text(json.dumps(spec, indent=1))
     return True
-
-
-def note_refusal(session: Any, schedule: dict) -> bool:
-    """A data trigger's last fire that ran nothing (no new data, stale data), as the
-    instance wrote it (agent/fired.py), into the history; True when it is new."""
-    facts = schedule.get("aws") or {}
-    if not facts.get("rule"):
-        return False
-    s3 = session.backend("aws").clients_for(facts["region"]).s3
-    key = f"{facts['prefix']}schedule/refused.json"
-    try:
-        said = json.loads(s3.get_object(Bucket=facts["bucket"], Key=key)["Body"].read())
-    except Exception:  # noqa: BLE001 - none yet
-        return False
-    history = schedule.setdefault("history", [])
-    entry = {k: said.get(k) for k in ("time", "status", "why")}
-    if entry in [{k: e.get(k) for k in entry} for e in history]:
-        return False
-    history.append(entry)
-    history.sort(key=lambda e: e.get("time") or 0)
-    return True
-
-
-def data_clock_line(schedule: dict) -> str:
-    """What `schedule add` says of an AWS data trigger's clock."""
-    from ..display.text import format_duration
-
-    facts = schedule["aws"]
-    settle = format_duration(float(schedule["data"].get("settle") or 0))
-    return (
-        f"clock: S3 -> EventBridge rule {facts['rule']} -> SSM Automation: new objects in "
-        f"{schedule['data']['uri']} (re)set the one-shot schedule "
-        f"runctl-{schedule['name']}-settle {settle} after the last one; fires with this "
-        f"machine off, one {facts['instance_type']} per burst, which checks the data again"
-    )

@@ -174,6 +174,29 @@ def test_stale_data_is_refused_on_the_instance_with_its_reason_on_the_schedule(
     assert "removed" in _magic(ip, "schedule remove fresh")
 
 
+def test_two_data_triggers_on_one_bucket_keep_its_notifications_until_the_last_goes(
+    data_shell, aws
+):
+    ip = data_shell
+    before = _notifications(aws)
+    for name, prefix in (("first", "incoming/"), ("second", "other/")):
+        _magic(
+            ip,
+            f"schedule add train.py --on-new-data s3://{BUCKET}/{prefix} --backend aws "
+            f"--schedule-name {name} --instance-type t3.micro",
+        )
+    _magic(ip, "schedule pause second")
+    assert aws.client("events").describe_rule(Name="runctl-second-data")["State"] == "DISABLED"
+    assert _upload(aws, "other/a.csv") == 0  # a paused trigger starts nothing
+    _magic(ip, "schedule resume second")
+    _magic(ip, "schedule remove first")
+    assert "EventBridgeConfiguration" in _notifications(aws)  # the second still needs them
+    assert _upload(aws, "other/b.csv") == 1
+    _magic(ip, "schedule remove second")
+    assert _notifications(aws) == before
+    assert _made(aws) == {"rules": [], "documents": [], "schedules": []}
+
+
 def test_the_data_trigger_roles_are_least_privilege(aws):
     setup(aws)
     trust, events_policies = role_policies(aws, data_rule.EVENTS_ROLE)
