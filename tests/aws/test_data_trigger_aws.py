@@ -150,7 +150,10 @@ def test_a_burst_of_50_uploads_fires_one_run_with_this_machine_off(data_shell, a
     _wait_note(ip, "no new data in s3://training-data/incoming/")
     assert len([p for p in (home / "runs").glob("*/spec.json")]) == 1
 
-    assert "removed" in _magic(ip, "schedule remove ingest")
+    said = _magic(ip, "schedule remove ingest")
+    assert "removed" in said and "left behind" not in said, said
+    roles = [r["RoleName"] for r in aws.iam.list_roles()["Roles"]]
+    assert "runctl-run-sched-ingest" not in roles  # its inline data policy went first
     assert _made(aws) == {"rules": [], "documents": [], "schedules": []}
     assert _notifications(aws) == before  # the bucket's configuration as the user had it
 
@@ -239,4 +242,22 @@ def test_an_s3_uri_without_a_bucket_is_one_line_and_makes_nothing(data_shell, aw
     assert "no bucket" in message and "\n" not in message
     assert _made(aws) == {"rules": [], "documents": [], "schedules": []}
     assert _notifications(aws) == before
+    assert not list((home / "schedules").glob("*.json")) if (home / "schedules").exists() else True
+
+
+def test_a_bucket_that_does_not_exist_is_one_line_and_leaves_nothing(data_shell, aws, home):
+    with pytest.raises(UsageError) as caught:
+        data_shell.run_line_magic(
+            "runctl",
+            "schedule add train.py --on-new-data s3://no-such-data-bucket/in/ --backend aws "
+            "--instance-type t3.micro",
+        )
+    message = str(caught.value).strip()
+    assert "NoSuchBucket" in message or "does not exist" in message, message
+    assert "\n" not in message and "Traceback" not in message
+    assert _made(aws) == {"rules": [], "documents": [], "schedules": []}
+    templates = aws.ec2.describe_launch_templates()["LaunchTemplates"]
+    assert [t for t in templates if t["LaunchTemplateName"].startswith("runctl-sched-")] == []
+    roles = [r["RoleName"] for r in aws.iam.list_roles()["Roles"]]
+    assert not [r for r in roles if r.startswith("runctl-run-sched-")]
     assert not list((home / "schedules").glob("*.json")) if (home / "schedules").exists() else True
