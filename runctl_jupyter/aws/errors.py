@@ -100,6 +100,8 @@ IAM_ACTION = {
     "s3:PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
     "s3:PutBucketTagging": "s3:PutBucketTagging",
     "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:PutBucketNotificationConfiguration": "s3:PutBucketNotification",
+    "s3:GetBucketNotificationConfiguration": "s3:GetBucketNotification",
 }
 _KEY_ID = re.compile(
     r"\b((?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA)[A-Z0-9]{4})[A-Z0-9]{8,}([A-Z0-9]{4})\b"

@@ -186,6 +186,17 @@ def delete(clients: Clients, run_name: str) -> list[str]:
                 lambda arn=arn: iam.detach_role_policy(RoleName=run_name, PolicyArn=arn),
             )
         )
+    try:  # inline: a data-triggered schedule's read of its data prefix (aws/data_rule.py)
+        inline = iam.list_role_policies(RoleName=run_name)["PolicyNames"]
+    except Exception:  # noqa: BLE001 - as above
+        inline = []
+    for policy_name_ in inline:
+        steps.append(
+            (
+                "DeleteRolePolicy",
+                lambda n=policy_name_: iam.delete_role_policy(RoleName=run_name, PolicyName=n),
+            )
+        )
     steps.append(("DeleteRole", lambda: iam.delete_role(RoleName=run_name)))
     failed = []
     for call, step in steps:

@@ -219,4 +219,9 @@ def setup(clients: Clients, bucket: str | None = None) -> SetupResult:
 
     made = scheduler.ensure_role(clients)
     _ok(result, f"role {scheduler.ROLE_NAME} (EventBridge Scheduler starts scheduled runs)", made)
+    from . import data_rule
+
+    made_roles = data_rule.ensure_roles(clients)
+    for role, _, _, what in data_rule.ROLES:
+        _ok(result, f"role {role} ({what})", role in made_roles)
     return result

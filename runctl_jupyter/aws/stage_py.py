@@ -53,7 +53,11 @@ from runctl_jupyter.agent.clients import adopt
 adopt("s3", region, s3)  # the agent's steps below reuse it: no second S3 model to load
 if attempt == "fire":  # an AWS schedule's instance: the template run becomes a new run
     from runctl_jupyter.agent import fired
-    cfg = fired.adopt(stage, run_id, me, s3)["sync"]
+    adopted = fired.adopt(stage, run_id, me, s3)
+    if adopted is None:  # a data trigger's fire with nothing to train on: it said why
+        _terminate_self(dict(cfg, instance_id=me))
+        sys.exit(11)
+    cfg = adopted["sync"]
     attempt = "1"
 if attempt == "next":  # a boot script: only a replacement instance starts an attempt
     why_not = agent_boot.replacement_wanted(cfg, run_id, me)

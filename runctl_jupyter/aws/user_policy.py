@@ -8,7 +8,7 @@ the statements keep their order.
 
 from __future__ import annotations
 
-from . import scheduler, tags
+from . import data_rule, scheduler, tags
 from .policy import PROFILE_NAME, ROLE_NAME, RUN_PREFIX, SSM_CORE_POLICY_ARN
 from .run_role import DATA_POLICY
 from .run_role import PATH as RUN_ROLE_PATH
@@ -33,6 +33,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             *_run_roles(acct),
             *_bucket(bucket),
             *scheduler.user_statements(acct),
+            *data_rule.user_statements(acct),
         ],
     }
 

@@ -19,11 +19,6 @@ from .fire import Nothing, fire, last_run_still_active, when_text
 NOTEBOOK_OPTIONS = ("params", "experiment", "name")  # what `execute` takes
 DEFAULT_SETTLE = 60.0
 DEFAULT_CHECK_EVERY = 300.0
-# an AWS data trigger's clock is still this machine's crontab (S3 -> EventBridge: not yet)
-CLOCK_NOTE = (
-    "clock: this machine's crontab, so each check needs this machine on; the runs go to AWS "
-    "(S3 -> EventBridge data triggers that fire with the laptop closed are not built yet)"
-)
 
 
 def _aws_clock(schedule: dict) -> bool:
@@ -98,10 +93,11 @@ def add(session: Any, target: str | None, run: dict, **how: Any) -> str:
     when = _when(how.get("cron"), how.get("rate"), how.get("on_new_data"), how.get("check_every"))
     zone = _zone(backend, how)
     expression = None
-    if backend == "aws" and not how.get("on_new_data"):
+    if backend == "aws":  # checked before anything is made
         from .aws_clock import check_name
 
-        expression = timing.aws_expression(when["cron"], when["rate"])  # before anything
+        data = how.get("on_new_data")
+        expression = "" if data else timing.aws_expression(when["cron"], when["rate"])
         check_name(how.get("schedule_name") or files.name_from_target(path))
     schedule = {
         "format": 1,
@@ -173,8 +169,6 @@ def _make_clock(session: Any, schedule: dict, expression: str | None = None) -> 
         lines.append("next fires: " + ", ".join(f.strftime("%Y-%m-%d %H:%M %Z") for f in fires))
     if expression is not None:
         return lines + _make_aws_clock(session, schedule, expression)
-    if schedule["backend"] == "aws":
-        lines.append(CLOCK_NOTE)
     from .crontab import install_entry
 
     cron = schedule["cron"] or timing.rate_as_cron(*schedule["rate"])
@@ -199,6 +193,10 @@ def _make_aws_clock(session: Any, schedule: dict, expression: str) -> list[str]:
     files.write_schedule(session.store.home, schedule)
     facts = schedule["aws"]
     lines = []
+    if schedule["data"]:
+        from .aws_data import data_clock_line
+
+        return [data_clock_line(schedule)]
     if schedule["rate"]:
         lines.append(f"fires every {schedule['rate'][0]} {schedule['rate'][1]}(s) from now")
     return [
@@ -289,6 +287,7 @@ def with_fired(session: Any, schedule: dict, strict: bool = False) -> dict:
 def _with_fired(session: Any, name: str) -> dict:
     home = session.store.home
     from .aws_clock import fired_runs
+    from .aws_data import note_refusal
 
     with files.locked(home, name):
         schedule = files.read_schedule(home, name)
@@ -298,7 +297,7 @@ def _with_fired(session: Any, name: str) -> dict:
             why = spec.get("trigger") or {}
             entry = {"time": why.get("fired"), "status": "started", "run": spec["run_id"]}
             schedule.setdefault("history", []).append({**entry, "why": why})
-        if new:
+        if note_refusal(session, schedule) or new:
             files.write_schedule(home, schedule)
     return schedule
 
@@ -387,6 +386,8 @@ def _next(schedule: dict) -> str:
     if not schedule.get("enabled", True):
         return "-"
     if schedule.get("data"):
+        if schedule.get("aws"):
+            return "on new data (S3 -> EventBridge, then the settle time)"
         return f"on new data (checked every {format_duration(_every(schedule['cron']))})"
     if schedule.get("rate"):
         return f"every {schedule['rate'][0]} {schedule['rate'][1]}(s)"

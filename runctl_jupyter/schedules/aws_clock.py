@@ -88,8 +88,14 @@ def _template_run(session: Any, schedule: dict, folder: Path) -> dict:
         max_hours=run.get("max_hours"),
         grace_seconds=session.config.grace_seconds,
         options=dict(run.get("options") or {}),
-        trigger={"schedule": schedule["name"], "reason": when_text(schedule)},
+        trigger={"schedule": schedule["name"], "reason": when_text(schedule), **_data_of(schedule)},
     )
+
+
+def _data_of(schedule: dict) -> dict:
+    """What the instance checks before a data-triggered run (agent/fired.py)."""
+    data = schedule.get("data")
+    return {"data": data["uri"], "max_age": data.get("max_age")} if data else {}
 
 
 def make(session: Any, schedule: dict, expression: str) -> dict:
@@ -119,6 +125,11 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
         security_group = _security_group(clients)
         profile = run_role.create(clients, run_tags, bucket)
         undo.append(lambda: run_role.delete(clients, profile))
+        if schedule.get("data"):
+            from ..aws.data_rule import grant_read
+            from .data import parse_s3_prefix
+
+            grant_read(clients, profile, *parse_s3_prefix(schedule["data"]["uri"]))
         prefix = f"{backend.prefix}runs/{scheduler.role_run_id(name)}/"
         sync_cfg = {"kind": "s3", "bucket": bucket, "prefix": prefix, "region": clients.region}
         sync_cfg.update(instance_id=None, terminate=True, persistent=False)
@@ -142,9 +153,20 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
             user_data,
         )
         undo.append(lambda: clients.ec2.delete_launch_template(LaunchTemplateId=template_id))
-        zone = schedule.get("timezone") or "UTC"
-        arn = scheduler.create(clients, name, expression, zone, template_id)
+        facts = {}
+        if schedule.get("data"):
+            from ..aws import data_rule
+            from .data import parse_s3_prefix
+
+            data_bucket, data_prefix = parse_s3_prefix(schedule["data"]["uri"])
+            settle = float(schedule["data"].get("settle") or 0)
+            facts = data_rule.create(clients, name, data_bucket, data_prefix, settle, template_id)
+            arn = ""
+        else:
+            zone = schedule.get("timezone") or "UTC"
+            arn = scheduler.create(clients, name, expression, zone, template_id)
         return {
+            **facts,
             "region": clients.region,
             "bucket": bucket,
             "prefix": prefix,
@@ -220,8 +242,13 @@ def _clients(session: Any, schedule: dict) -> Any:
 
 
 def set_enabled(session: Any, schedule: dict, enabled: bool) -> None:
-    from ..aws import scheduler
+    from ..aws import data_rule, scheduler
 
+    if (schedule.get("aws") or {}).get("rule"):
+        events = _clients(session, schedule).client("events")
+        name = data_rule.rule_name(schedule["name"])
+        (events.enable_rule if enabled else events.disable_rule)(Name=name)
+        return
     scheduler.set_state(_clients(session, schedule), schedule["name"], enabled)
 
 
@@ -233,8 +260,15 @@ def remove(session: Any, schedule: dict) -> list[str]:
 
     facts = schedule.get("aws") or {}
     clients = _clients(session, schedule)
-    scheduler.delete(clients, schedule["name"])  # an error here stops everything: said
     failed = []
+    if facts.get("rule"):
+        from ..aws import data_rule
+        from .aws_data import hand_over_events
+
+        facts = hand_over_events(session, schedule, facts)
+        failed += data_rule.delete(clients, schedule["name"], facts)
+    else:
+        scheduler.delete(clients, schedule["name"])  # an error here stops everything: said
     steps = [
         lambda: clients.ec2.delete_launch_template(LaunchTemplateId=facts["launch_template_id"]),
         lambda: clients.s3.delete_object(Bucket=facts["bucket"], Key=facts["bundle_key"]),

@@ -576,7 +576,9 @@ def tags_50_per_resource(req: Request) -> None:
 # characters the EC2 page names as what every service accepts: "letters (a-z, A-Z), numbers
 # (0-9), and spaces representable in UTF-8, and the following characters: + - = . _ : / @"
 # (EC2 itself takes any character; IAM refuses the rest).
-_IAM_TAG_CHARS = re.compile(r"[\w \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000+\-=.:/@]*")
+_IAM_TAG_CHARS = re.compile(
+    r"[\w \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000+\-=.:/@]*"
+)
 
 
 def _iam_tags(req: Request) -> list[tuple[str, str]]:
@@ -1103,6 +1105,149 @@ def schedule_timezone(req: Request) -> None:
         raise _scheduler_invalid("scheduleExpressionTimezone", zone, "Invalid time zone") from None
 
 
+EVENTS_TARGET_DOC = "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_Target.html"
+_EVENTS_NAME = r"[\.\-_A-Za-z0-9]{1,64}"
+_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+"
+
+
+def _events_invalid(field_name: str, value: Any, constraint: str) -> Refusal:
+    return Refusal(
+        "ValidationException",
+        f"1 validation error detected: Value '{value}' at '{field_name}' failed to satisfy "
+        f"constraint: {constraint}",
+    )
+
+
+@rule(
+    "events",
+    ("PutRule",),
+    "https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html",
+)
+def events_rule_name(req: Request) -> None:
+    """PutRule: Name not 1-64 characters of [.-_A-Za-z0-9]."""
+    name = req.params.get("Name") or ""
+    if not re.fullmatch(_EVENTS_NAME, name):
+        raise _events_invalid(
+            "name", name, "Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+"
+        )
+
+
+@rule("events", ("PutTargets",), EVENTS_TARGET_DOC)
+def events_target_fields(req: Request) -> None:
+    """PutTargets: a target Id not 1-64 of [.-_A-Za-z0-9], an Arn missing, or a RoleArn not an IAM role's ARN."""
+    for i, target in enumerate(req.params.get("Targets") or []):
+        ident, role = target.get("Id") or "", target.get("RoleArn")
+        if not re.fullmatch(_EVENTS_NAME, ident):
+            raise _events_invalid(f"targets.{i + 1}.member.id", ident, "[\\.\\-_A-Za-z0-9]+")
+        if not str(target.get("Arn") or "").startswith("arn:"):
+            raise _events_invalid(f"targets.{i + 1}.member.arn", target.get("Arn"), "an ARN")
+        if role is not None and not re.fullmatch(_ROLE_ARN, str(role)):
+            raise _events_invalid(f"targets.{i + 1}.member.roleArn", role, "an IAM role ARN")
+
+
+@rule("events", ("PutTargets",), EVENTS_TARGET_DOC)
+def events_target_one_input(req: Request) -> None:
+    """PutTargets: a target with more than one of Input, InputPath and InputTransformer."""
+    for i, target in enumerate(req.params.get("Targets") or []):
+        given = [k for k in ("Input", "InputPath", "InputTransformer") if k in target]
+        if len(given) > 1:
+            raise _events_invalid(
+                f"targets.{i + 1}.member",
+                given,
+                "Input, InputPath and InputTransformer are mutually exclusive",
+            )
+
+
+@rule(
+    "ssm",
+    ("CreateDocument",),
+    "https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateDocument.html",
+)
+def document_name_reserved_prefix(req: Request) -> None:
+    """CreateDocument: a Name starting with aws, amazon or amzn (reserved by AWS)."""
+    name = str(req.params.get("Name") or "")
+    if name.lower().startswith(("aws", "amazon", "amzn")):
+        raise Refusal("ValidationException", f"Invalid document name {name}: reserved prefix")
+
+
+@rule(
+    "ssm",
+    ("CreateDocument",),
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/documents-schemas-features.html",
+)
+def automation_schema_version(req: Request) -> None:
+    """CreateDocument: an Automation document (runbook) whose schemaVersion is not 0.3."""
+    if req.params.get("DocumentType") != "Automation":
+        return
+    try:
+        content = json.loads(req.params.get("Content") or "")
+    except ValueError:
+        return  # moto says InvalidDocumentContent itself
+    if not isinstance(content, dict) or content.get("schemaVersion") != "0.3":
+        raise Refusal(
+            "InvalidDocumentSchemaVersion",
+            "Automation documents use schemaVersion 0.3",
+        )
+
+
+def _overlap(a: str, b: str, suffix: bool = False) -> bool:
+    return b.endswith(a) or a.endswith(b) if suffix else b.startswith(a) or a.startswith(b)
+
+
+def _event_overlap(a: list, b: list) -> bool:
+    def covers(x: str, y: str) -> bool:
+        return x == y or (x.endswith("*") and y.startswith(x[:-1]))
+
+    return any(covers(x, y) or covers(y, x) for x in a for y in b)
+
+
+@rule(
+    "s3",
+    ("PutBucketNotificationConfiguration",),
+    "https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-filtering.html",
+)
+def notification_not_ambiguous(req: Request) -> None:
+    """PutBucketNotificationConfiguration: two destinations whose event types, key prefixes and suffixes all overlap."""
+    found = req.params.get("Configurations") or []
+    for i, a in enumerate(found):
+        for b in found[i + 1 :]:
+            if (
+                _event_overlap(a["events"], b["events"])
+                and _overlap(a["prefix"], b["prefix"])
+                and _overlap(a["suffix"], b["suffix"], suffix=True)
+            ):
+                raise Refusal(
+                    "InvalidArgument",
+                    "Configuration is ambiguously defined. Cannot have overlapping suffixes in "
+                    "two rules if the prefixes are overlapping for the same event type.",
+                )
+
+
+def notification_configurations(body: bytes) -> list[dict]:
+    """The Topic/Queue/CloudFunction configurations of a notification body: events, filter."""
+    import xmltodict
+
+    root = (xmltodict.parse(body or b"<NotificationConfiguration/>") or {}).get(
+        "NotificationConfiguration"
+    ) or {}
+    found = []
+    for kind in ("Topic", "Queue", "CloudFunction"):
+        items = root.get(f"{kind}Configuration") or []
+        for item in items if isinstance(items, list) else [items]:
+            events = item.get("Event") or []
+            rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("FilterRule") or []
+            rules = rules if isinstance(rules, list) else [rules]
+            named = {str(r.get("Name", "")).lower(): r.get("Value") or "" for r in rules}
+            found.append(
+                {
+                    "events": events if isinstance(events, list) else [events],
+                    "prefix": named.get("prefix", ""),
+                    "suffix": named.get("suffix", ""),
+                }
+            )
+    return found
+
+
 @rule(
     "iam",
     ("CreatePolicy",),
@@ -1124,9 +1269,7 @@ def iam_managed_policy_size(req: Request) -> None:
     # "Managed policy size: 6,144 characters"; "IAM does not count white space".
     document = str(req.params.get("PolicyDocument") or "")
     if len("".join(document.split())) > 6144:
-        raise Refusal(
-            "LimitExceeded", "Cannot exceed quota for PolicySize: 6144", status=409
-        )
+        raise Refusal("LimitExceeded", "Cannot exceed quota for PolicySize: 6144", status=409)
 
 
 @rule(
@@ -1482,7 +1625,7 @@ def check(req: Request) -> None:
 
 def _request_of(response: Any) -> Request | None:
     service = getattr(response, "service_name", None)
-    if service not in ("ec2", "iam", "ssm", "scheduler"):
+    if service not in ("ec2", "iam", "ssm", "scheduler", "events"):
         return None
     action = response._get_action()
     if service == "scheduler":  # rest-json: the body, and the Name in the path
@@ -1492,7 +1635,7 @@ def _request_of(response: Any) -> Request | None:
             params = {}
         name = response.uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
         params["Name"] = urllib.parse.unquote(name)
-    elif service == "ssm":
+    elif service in ("ssm", "events"):
         try:
             params = json.loads(response.body or "{}")
         except ValueError:
@@ -1551,7 +1694,7 @@ def install(placement_groups: dict | None = None) -> None:
                 try:
                     check(req)
                 except Refusal as refusal:
-                    if req.service == "scheduler":  # rest-json: the error's type and message
+                    if req.service in ("scheduler", "events"):  # json: the error's type, message
                         body = json.dumps({"__type": refusal.code, "Message": refusal.message})
                         head = {
                             "Content-Type": "application/json",
@@ -1572,8 +1715,18 @@ def install(placement_groups: dict | None = None) -> None:
     original_put = S3Response._bucket_response_put
 
     def bucket_put(self: S3Response, request: Any, bucket_name: str, querystring: dict) -> Any:
+        req = None
         if not querystring and _state["on"]:  # a PUT on the bucket itself: CreateBucket
             req = Request("s3", "CreateBucket", {"Bucket": bucket_name}, "us-east-1")
+        elif "notification" in querystring and _state["on"]:
+            found = notification_configurations(self.body)
+            req = Request(
+                "s3",
+                "PutBucketNotificationConfiguration",
+                {"Bucket": bucket_name, "Configurations": found},
+                "us-east-1",
+            )
+        if req is not None:
             try:
                 check(req)
             except Refusal as refusal:

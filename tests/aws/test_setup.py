@@ -169,9 +169,10 @@ def test_setup_removes_an_inbound_rule_added_later(aws: Clients):
 def test_setup_is_idempotent(aws: Clients):
     first = setup(aws)
     second = setup(aws)
-    # bucket, role, instance profile, the run roles' policy, security group, scheduler role
-    assert len(first.created) == 6 and first.existing == []
-    assert second.created == [] and len(second.existing) == 6
+    # bucket, role, instance profile, the run roles' policy, security group, scheduler role,
+    # the data-trigger roles (events, automation)
+    assert len(first.created) == 8 and first.existing == []
+    assert second.created == [] and len(second.existing) == 8
     assert second.security_group == first.security_group
     groups = aws.ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [policy.SECURITY_GROUP_NAME]}]

@@ -136,6 +136,68 @@ def _iam_user_client(aws: Any, service: str) -> Any:
     )
 
 
+_AUTOMATION = "arn:aws:ssm:us-east-1:123456789012:automation-definition/runctl-x-data:$DEFAULT"
+_EVENTS_ROLE = "arn:aws:iam::123456789012:role/runctl/runctl-events"
+
+
+def _targets(aws: Any, **kw: Any) -> dict:
+    """A valid PutTargets (each case changes one field) on a rule made here."""
+    events = aws.client("events")
+    events.put_rule(Name="runctl-case-data", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    target: dict[str, Any] = {"Id": "settle", "Arn": _AUTOMATION, "RoleArn": _EVENTS_ROLE}
+    target.update(kw)
+    return events.put_targets(Rule="runctl-case-data", Targets=[target])
+
+
+def _document(aws: Any, **kw: Any) -> dict:
+    """A valid CreateDocument of an Automation runbook, under a new name."""
+    content = {
+        "schemaVersion": "0.3",
+        "mainSteps": [{"name": "s", "action": "aws:sleep", "inputs": {"Duration": "PT1S"}}],
+    }
+    args: dict[str, Any] = {
+        "Name": f"runctl-case-{next(_serial)}-data",
+        "Content": json.dumps(content),
+        "DocumentType": "Automation",
+        "DocumentFormat": "JSON",
+    }
+    args.update(kw)
+    return aws.ssm.create_document(**args)
+
+
+def _queue(aws: Any) -> str:
+    url = aws.client("sqs").create_queue(QueueName="runctl-case-queue")["QueueUrl"]
+    return aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+
+
+def _notify(aws: Any, ctx: Any, *filters: tuple[str, str]) -> Any:
+    """PutBucketNotificationConfiguration: one queue destination per (prefix, suffix)."""
+    aws.s3.create_bucket(Bucket="runctl-case-notify")
+    configs = [
+        {
+            "Id": f"q{i}",
+            "QueueArn": ctx,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {
+                "Key": {
+                    "FilterRules": [
+                        {"Name": n, "Value": v}
+                        for n, v in (("prefix", prefix), ("suffix", suffix))
+                        if v
+                    ]
+                }
+            },
+        }
+        for i, (prefix, suffix) in enumerate(filters)
+    ]
+    config = {"EventBridgeConfiguration": {}, "QueueConfigurations": configs}
+    return aws.s3.put_bucket_notification_configuration(
+        Bucket="runctl-case-notify", NotificationConfiguration=config
+    )
+
+
 @dataclass
 class Case:
     rule: str
@@ -647,6 +709,41 @@ CASES = [
         lambda aws, _: _schedule(aws, ScheduleExpressionTimezone="Europe/Parris"),
     ),
     Case(
+        "events_rule_name",
+        "ValidationException",
+        lambda aws, _: aws.client("events").put_rule(
+            Name="runctl nightly data", EventPattern=json.dumps({"source": ["aws.s3"]})
+        ),
+    ),
+    Case(
+        "events_target_fields",
+        "ValidationException",
+        lambda aws, _: _targets(aws, RoleArn="runctl-events"),
+    ),
+    Case(
+        "events_target_one_input",
+        "ValidationException",
+        lambda aws, _: _targets(aws, Input="{}", InputPath="$.time"),
+    ),
+    Case(
+        "document_name_reserved_prefix",
+        "ValidationException",
+        lambda aws, _: _document(aws, Name=f"AWS-runctl-{next(_serial)}"),
+    ),
+    Case(
+        "automation_schema_version",
+        "InvalidDocumentSchemaVersion",
+        lambda aws, _: _document(
+            aws, Content=json.dumps({"schemaVersion": "2.2", "mainSteps": []})
+        ),
+    ),
+    Case(
+        "notification_not_ambiguous",
+        "InvalidArgument",
+        lambda aws, ctx: _notify(aws, ctx, ("incoming/", ".csv"), ("incoming/a", "")),
+        setup=_queue,
+    ),
+    Case(
         "start_session_target_connected",
         "TargetNotConnected",
         lambda aws, _: aws.ssm.start_session(
@@ -693,6 +790,9 @@ def test_valid_requests_pass_every_rule(account):
         _schedule(aws, ScheduleExpression=expression)
     _schedule(aws, ScheduleExpression="at(2027-01-01T03:00:00)", ScheduleExpressionTimezone="UTC")
     _schedule(aws, FlexibleTimeWindow={"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 15})
+    _targets(aws, Id="a" * 64, InputTransformer={"InputTemplate": '{"t": "<t>"}'})
+    _document(aws, Name=f"runctl-{next(_serial)}-" + "d" * 100)
+    _notify(aws, _queue(aws), ("incoming/", ".csv"), ("incoming/", ".json"), ("other/", ""))
     subnets = _subnets(aws)
     # 50 tags, one of them the opt-in the user's policy needs to attach it
     tags = [*_tags(49, key_len=128, value_len=256), {"Key": "runctl:managed", "Value": "true"}]
