@@ -1428,6 +1428,30 @@ def iam_policy_allows_ssm(req: Request) -> None:
         raise Refusal("AccessDeniedException", strict_iam.denial_message(principal, ctx))
 
 
+@rule(
+    "ecr",
+    ("GetAuthorizationToken", "DescribeImages", "BatchGetImage", "PutImage"),
+    "https://docs.aws.amazon.com/AmazonECR/latest/userguide/security_iam_id-based-policy-examples.html",
+)
+def iam_policy_allows_ecr(req: Request) -> None:
+    """ECR by an instance's role its policies do not allow (the repository; `*` for the token)."""
+    # FIXTURE RULE (moto evaluates no IAM): GetAuthorizationToken has no resource
+    # ("Resource": "*", https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html);
+    # the others act on arn:aws:ecr:REGION:ACCOUNT:repository/NAME. ECR answers
+    # AccessDeniedException, 400 (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/CommonErrors.html).
+    instance_id = INSTANCE_KEYS.get(req.access_key)
+    if not instance_id:
+        return
+    principal = strict_iam.instance_principal(req.account, req.region, instance_id)
+    name = req.params.get("repositoryName")
+    resource = "*" if req.action == "GetAuthorizationToken" else (
+        f"arn:aws:ecr:{req.region}:{req.account}:repository/{name}"
+    )
+    ctx = strict_iam.refused(principal, [strict_iam.iam_eval.Context(f"ecr:{req.action}", resource)])
+    if ctx is not None:
+        raise Refusal("AccessDeniedException", strict_iam.denial_message(principal, ctx))
+
+
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
     """S3 by an instance's role or an IAM user made in moto: AccessDenied (403) when its
     policies do not allow it."""

@@ -286,3 +286,50 @@ def test_the_settings_come_from_the_spec_s_sync(tmp_path):
     assert ecr.settings({"sync": {"ecr_repository": REPO, "region": "eu-west-1"}}) == (REPO, "eu-west-1")
     assert ecr.settings({"sync": {"region": "eu-west-1"}}) is None
     assert ecr.settings({}) is None
+
+
+def test_an_aws_run_with_the_setting_pushes_its_build_from_the_instance(
+    aws, instance, ecr_registry, dockerfile, tmp_path
+):
+    """The whole path: the config's setting reaches the bundle's spec, the played instance's
+    agent builds and pushes with the run's own role."""
+    from traitlets.config import Config
+
+    from runctl_jupyter.config import Runctl
+    from runctl_jupyter.session import Session
+
+    setup(aws, ecr_repository=REPO)
+    host = ecr_registry["start"]()
+    instance.extra_env = {
+        **{k: os.environ[k] for k in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF")},
+        "CONTAINERS_REGISTRIES_CONF": os.environ["CONTAINERS_REGISTRIES_CONF"],
+        "REGISTRY_AUTH_FILE": os.environ["REGISTRY_AUTH_FILE"],
+        "PATH": f"{instance.bare_bin}:/usr/bin:/bin:/usr/sbin:/sbin",
+    }
+    (dockerfile.parent / "e2e.txt").write_text("a digest of its own\n")
+    cfg = Config()
+    cfg.Runctl.home = str(tmp_path / "home")
+    cfg.Runctl.container_runtime = "podman"
+    cfg.AWSBackend.ecr_repository = REPO
+    cfg.AWSBackend.aws_poll = 0.1
+    cfg.AWSBackend.fast_poll = 0.2
+    session = Session(config=Runctl(config=cfg))
+    run = session.train(
+        code="print('in the image:', open('/opt/built').read())",
+        backend="aws",
+        options={"instance_type": "t3.micro", "image": str(dockerfile)},
+    )
+    assert session.store.get(run.id)["status"] == "succeeded", session.logs(run.id)
+    assert "in the image: built" in str(session.logs(run.id))
+    assert "warning" not in str(session.logs(run.id))
+    played = list(instance.sandbox.glob(f"disk-*/runctl/runs/{run.id}/{container.BUILD_LOG}"))
+    assert played, "the instance's build log"
+    log = played[0].read_text()
+    digest = container.context_digest(dockerfile.parent)[:32]
+    assert f"pushed {host}/{REPO}:{digest} to ECR" in log
+    # the instance's ECR calls were signed by its run's role and allowed by its policy
+    # (the strict layer's iam_policy_allows_ecr evaluates them)
+    assert set(strict_aws.INSTANCE_KEYS.values()) and not [
+        r for r in strict_aws.REFUSED if r[0] == "iam_policy_allows_ecr"
+    ]
+    _forget(f"{container.BUILD_REPO}:{digest}", f"{host}/{REPO}:{digest}")
