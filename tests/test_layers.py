@@ -16,7 +16,7 @@ PACKAGE = ROOT / "runctl_jupyter"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # The agent's AWS side on EC2: its S3 and EC2 clients, --data staging with boto3's
 # transfers, and the spot price refresh. The bootstrap installs boto3 there, nothing else.
-AWS_SIDE = {"agent/clients.py", "agent/data.py", "agent/cost.py"}
+AWS_SIDE = {"agent/clients.py", "agent/data.py", "agent/cost.py", "agent/ecr.py"}
 AWS_PACKAGES = {"boto3", "botocore"}
 # A whole-notebook run (`runctl execute`) runs papermill, and only on this machine:
 # `execute` has no --backend, so the instance never takes that path.

@@ -210,22 +210,52 @@ def context_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def build_image(runtime: str, context: Path, dockerfile: str, log: Path, tick: Tick | None = None) -> str:
-    """Build the Dockerfile unless its tag exists already; a failure's last 20 lines."""
+def build_image(
+    runtime: str, context: Path, dockerfile: str, log: Path, tick: Tick | None = None,
+    cache: tuple[str, str | None] | None = None, say: Callable[[str], None] | None = None,
+) -> str:
+    """Build the Dockerfile unless its tag exists already (here, or in the ECR repository
+    `cache`: pulled, agent/ecr.py); a failure's last 20 lines. A cache that cannot be
+    used or a failed push is a warning (`say`), never a failed run."""
     tag = f"{BUILD_REPO}:{context_digest(context)[:32]}"
     if image_exists(runtime, tag):
         with open(log, "a") as f:
             f.write(f"{tag} exists: not built again\n")
         return tag
+
+    def warn(line: str) -> None:
+        with open(log, "a") as f:
+            f.write(f"warning: {line}\n")
+        if say is not None:
+            say(f"runctl: warning: {line}")
+
+    def step(cmd: list[str], to: Path) -> tuple[int, str]:
+        return _run_ticking(cmd, to, tick)
+
+    if cache is not None:
+        from . import ecr
+
+        try:
+            if ecr.pull(runtime, cache, tag, log, step):
+                return tag
+        except ecr.CacheMiss as exc:
+            warn(f"{exc}; building the image here")
     cmd = [runtime, "build", "-t", tag, "-f", str(context / dockerfile), str(context)]
     code, out = _run_ticking(cmd, log, tick)
     if code != 0:
         tail = "\n".join(out.rstrip().splitlines()[-TAIL_LINES:])
         raise ContainerError(f"the Dockerfile failed to build (last {TAIL_LINES} lines):\n{tail}")
+    if cache is not None:
+        try:
+            ecr.push(runtime, cache, tag, log, step)
+        except ecr.CacheMiss as exc:
+            warn(f"the image was not cached in ECR: {exc}")
     return tag
 
 
-def prepare_image(spec: dict, run_dir: Path, tick: Tick | None = None) -> str:
+def prepare_image(
+    spec: dict, run_dir: Path, tick: Tick | None = None, say: Callable[[str], None] | None = None
+) -> str:
     """The image to run: a name (pulled if missing) or the run folder's Dockerfile, built.
     Raises ContainerError (no runtime, no image, a failed build, a Stop meanwhile)."""
     options = spec.get("options") or {}
@@ -235,7 +265,11 @@ def prepare_image(spec: dict, run_dir: Path, tick: Tick | None = None) -> str:
     log = run_dir / BUILD_LOG
     build = options.get("image_build")
     if build:
-        return build_image(runtime, run_dir / IMAGE_FOLDER, build["dockerfile"], log, tick)
+        from .ecr import settings
+
+        return build_image(
+            runtime, run_dir / IMAGE_FOLDER, build["dockerfile"], log, tick, settings(spec), say
+        )
     image = str(options["image"])
     ensure_image(runtime, image, log, tick)
     return image

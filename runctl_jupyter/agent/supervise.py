@@ -168,7 +168,9 @@ class Agent(Stopping, Ending):
 
         if options.get("image_build"):
             self._output("stdout", b"runctl: building the image from the Dockerfile (image-build.log)\n")
-        options["image_tag"] = prepare_image(self.spec, self.run_dir, tick)
+        options["image_tag"] = prepare_image(
+            self.spec, self.run_dir, tick, lambda line: self._output("stdout", f"{line}\n".encode())
+        )
 
     def _bootstrap_facts(self) -> dict:
         """What the EC2 bootstrap measured (bootstrap.json): the pip install time, whether the

@@ -43,6 +43,7 @@ AGENT_MODULES = (
     "agent/supervise.py",
     "agent/spawn.py",
     "agent/container.py",  # --image: the child in a docker/podman container
+    "agent/ecr.py",  # a Dockerfile's image cached in ECR (c.AWSBackend.ecr_repository)
     "agent/output.py",
     "agent/early_stop.py",
     "agent/stop.py",

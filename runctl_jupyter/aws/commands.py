@@ -70,13 +70,15 @@ def aws(
             from .team_policy import team_policy
 
             return AWSReport(_policy.render(team_policy(team, account, reg, bucket, admin)))
-        return AWSReport(_policy.render(user_policy(account, reg, bucket)))
+        ecr = getattr(config, "ecr_repository", "") or ""
+        return AWSReport(_policy.render(user_policy(account, reg, bucket, ecr)))
     clients = make_clients(config, region)
     bucket = getattr(config, "bucket", "") or None
     if action == "setup":
         from .setup import setup
 
-        return AWSReport(setup(clients, bucket).summary())
+        ecr_repository = getattr(config, "ecr_repository", "") or ""
+        return AWSReport(setup(clients, bucket, ecr_repository).summary())
     if action == "doctor":
         from .doctor import doctor, report, summary
 

@@ -136,7 +136,57 @@ def _models_reach(bucket: str) -> list[dict]:
     ]
 
 
-def instance_policy(bucket: str) -> dict:
+ECR_PULL_PUSH = [
+    "ecr:DescribeImages",
+    "ecr:BatchGetImage",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+]
+
+
+def ecr_statements(repository: str) -> list[dict]:
+    """`c.AWSBackend.ecr_repository`: pull and push that one repository (a Dockerfile's
+    image cached by its digest, agent/ecr.py). GetAuthorizationToken names no resource:
+    "you must specify `*`" (https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html,
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html)."""
+    if not repository:
+        return []
+    return [
+        {
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": ["ecr:GetAuthorizationToken"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "EcrImageCache",
+            "Effect": "Allow",
+            "Action": ECR_PULL_PUSH,
+            "Resource": f"arn:aws:ecr:*:*:repository/{repository}",
+        },
+    ]
+
+
+def ecr_setup_statements(region: str, account: str, repository: str) -> list[dict]:
+    """`runctl aws setup` with `c.AWSBackend.ecr_repository`: find or create (with its
+    tags: ecr:TagResource, "tag on create") that one repository."""
+    if not repository:
+        return []
+    return [
+        {
+            "Sid": "EcrCacheRepository",
+            "Effect": "Allow",
+            "Action": ["ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:TagResource"],
+            "Resource": f"arn:aws:ecr:{region}:{account}:repository/{repository}",
+        }
+    ]
+
+
+def instance_policy(bucket: str, ecr_repository: str = "") -> dict:
     """The inline policy of the shared instance role `runctl-instance` (besides
     AmazonSSMManagedInstanceCore), for the instances that serve many runs (kept ones,
     `--instance`): the runs' S3 objects of the bucket, and reading. It ends nothing and
@@ -149,11 +199,12 @@ def instance_policy(bucket: str) -> dict:
             *_bucket_reach(bucket, f"{RUN_PREFIX}runs/"),
             _leases(bucket, "*"),  # a shared role has no run of its own: any run's holder
             _describe(),
+            *ecr_statements(ecr_repository),
         ],
     }
 
 
-def run_policy(bucket: str) -> dict:
+def run_policy(bucket: str, ecr_repository: str = "") -> dict:
     """The policy of a run's own role (aws/run_role.py): one run's reach, by the role's
     `runctl:run-id` tag (`aws:PrincipalTag`, which a role session carries).
 
@@ -245,6 +296,7 @@ def run_policy(bucket: str) -> dict:
                     },
                 },
             },
+            *ecr_statements(ecr_repository),
         ],
     }
 

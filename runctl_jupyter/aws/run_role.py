@@ -59,12 +59,12 @@ def _data_policy(clients: Clients, account: str) -> list[str]:
     return [data_policy_arn(account)]
 
 
-def ensure_policy(clients: Clients, account: str, bucket: str) -> bool:
+def ensure_policy(clients: Clients, account: str, bucket: str, ecr_repository: str = "") -> bool:
     """Create the run roles' managed policy, or make its document the current one (a new
     default version; the oldest other one goes when IAM's five are used). True if made."""
     iam = clients.iam
     arn = policy_arn(account, bucket)
-    document = json.dumps(policy.run_policy(bucket))
+    document = json.dumps(policy.run_policy(bucket, ecr_repository))
     try:
         found = iam.get_policy(PolicyArn=arn)["Policy"]
     except Exception as exc:

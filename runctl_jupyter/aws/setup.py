@@ -112,7 +112,9 @@ def tls_only(clients: Clients) -> bool:
     return not (clients.endpoint_url or "").startswith("http://")
 
 
-def ensure_role(clients: Clients, bucket: str, result: SetupResult) -> None:
+def ensure_role(
+    clients: Clients, bucket: str, result: SetupResult, ecr_repository: str = ""
+) -> None:
     iam = clients.iam
     created = False
     try:
@@ -133,7 +135,7 @@ def ensure_role(clients: Clients, bucket: str, result: SetupResult) -> None:
     iam.put_role_policy(
         RoleName=policy.ROLE_NAME,
         PolicyName="runctl-agent",
-        PolicyDocument=json.dumps(policy.instance_policy(bucket)),
+        PolicyDocument=json.dumps(policy.instance_policy(bucket, ecr_repository)),
     )
     _ok(result, f"role {policy.ROLE_NAME} (SSM core, bucket, tag-scoped EC2 self-stop)", created)
 
@@ -197,7 +199,7 @@ def ensure_security_group(clients: Clients, result: SetupResult) -> str:
     return group_id
 
 
-def setup(clients: Clients, bucket: str | None = None) -> SetupResult:
+def setup(clients: Clients, bucket: str | None = None, ecr_repository: str = "") -> SetupResult:
     """Create or repair everything; safe to run any number of times."""
     account = clients.identity()["Account"]
     bucket = bucket or policy.bucket_name(account, clients.region)
@@ -209,12 +211,17 @@ def setup(clients: Clients, bucket: str | None = None) -> SetupResult:
         region=clients.region,
     )
     ensure_bucket(clients, bucket, result)
-    ensure_role(clients, bucket, result)
-    made = run_role.ensure_policy(clients, account, bucket)
+    ensure_role(clients, bucket, result, ecr_repository)
+    made = run_role.ensure_policy(clients, account, bucket, ecr_repository)
     _ok(
         result, f"policy {run_role.policy_name(bucket)} (each run's own role: its reach only)", made
     )
     result.security_group = ensure_security_group(clients, result)
+    if ecr_repository:  # Dockerfile images cached by their digest (docs/containers.md)
+        from . import ecr_repo
+
+        made = ecr_repo.ensure(clients, ecr_repository)
+        _ok(result, f"ECR repository {ecr_repository} (built images, by their digest)", made)
     from . import scheduler
 
     made = scheduler.ensure_role(clients)

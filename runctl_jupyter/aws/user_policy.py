@@ -8,14 +8,16 @@ the statements keep their order.
 
 from __future__ import annotations
 
-from . import data_rule, scheduler, tags
+from . import data_rule, policy, scheduler, tags
 from .policy import PROFILE_NAME, ROLE_NAME, RUN_PREFIX, SSM_CORE_POLICY_ARN
 from .run_role import DATA_POLICY
 from .run_role import PATH as RUN_ROLE_PATH
 from .run_role import PREFIX as RUN_ROLE_PREFIX
 
 
-def user_policy(account: str = "*", region: str = "*", bucket: str | None = None) -> dict:
+def user_policy(
+    account: str = "*", region: str = "*", bucket: str | None = None, ecr_repository: str = ""
+) -> dict:
     """The least-privilege policy a runctl user needs (setup included)."""
     bucket = (
         bucket or f"runctl-{account if account != '*' else '*'}-{region if region != '*' else '*'}"
@@ -34,6 +36,7 @@ def user_policy(account: str = "*", region: str = "*", bucket: str | None = None
             *_bucket(bucket),
             *scheduler.user_statements(acct),
             *data_rule.user_statements(acct),
+            *policy.ecr_setup_statements(region, acct, ecr_repository),
         ],
     }
 

@@ -74,6 +74,11 @@ class AWSBackend(Configurable):
     data_mount = Unicode(
         "/data", help="Where a data volume (--data-size, --volume) is mounted on the instance."
     ).tag(config=True)
+    ecr_repository = Unicode(
+        "",
+        help="ECR repository caching images built from a Dockerfile (--image ./Dockerfile) "
+        "by their digest: pulled instead of built (`runctl aws setup` creates it).",
+    ).tag(config=True)
     ssm_timeout = Float(600.0, help="Seconds to wait for a new instance's SSM agent.").tag(
         config=True
     )

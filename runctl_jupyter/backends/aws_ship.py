@@ -53,6 +53,8 @@ def ship_and_start(
     held = getattr(backend, "held", {}).get(spec["run_id"]) or []
     sync_cfg.update(leases.sync_settings(held, backend.lease_renew_seconds))
     sync_cfg["models"] = published_models(clients, spec)  # what load_model may read
+    if getattr(backend, "ecr_repository", "") and (spec.get("options") or {}).get("image_build"):
+        sync_cfg["ecr_repository"] = backend.ecr_repository  # agent/ecr.py: pull, or build and push
     if (spec.get("options") or {}).get("dev"):
         sync_cfg["interval"] = DEV_SYNC_SECONDS  # a restart's first lines show at once
     data, requirements = bundle.build(run_dir, spec, sync_cfg, pip=pip, sync_dirs=sync_dirs)

@@ -1571,6 +1571,30 @@ def iam_policy_allows_ssm(req: Request) -> None:
         raise Refusal("AccessDeniedException", strict_iam.denial_message(principal, ctx))
 
 
+@rule(
+    "ecr",
+    ("GetAuthorizationToken", "DescribeImages", "BatchGetImage", "PutImage"),
+    "https://docs.aws.amazon.com/AmazonECR/latest/userguide/security_iam_id-based-policy-examples.html",
+)
+def iam_policy_allows_ecr(req: Request) -> None:
+    """ECR by an instance's role its policies do not allow (the repository; `*` for the token)."""
+    # FIXTURE RULE (moto evaluates no IAM): GetAuthorizationToken has no resource
+    # ("Resource": "*", https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html);
+    # the others act on arn:aws:ecr:REGION:ACCOUNT:repository/NAME. ECR answers
+    # AccessDeniedException, 400 (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/CommonErrors.html).
+    instance_id = INSTANCE_KEYS.get(req.access_key)
+    if not instance_id:
+        return
+    principal = strict_iam.instance_principal(req.account, req.region, instance_id)
+    name = req.params.get("repositoryName")
+    resource = "*" if req.action == "GetAuthorizationToken" else (
+        f"arn:aws:ecr:{req.region}:{req.account}:repository/{name}"
+    )
+    ctx = strict_iam.refused(principal, [strict_iam.iam_eval.Context(f"ecr:{req.action}", resource)])
+    if ctx is not None:
+        raise Refusal("AccessDeniedException", strict_iam.denial_message(principal, ctx))
+
+
 def s3_refusal(access_key: str, ctx: Any, region: str = "us-east-1") -> Refusal | None:
     """S3 by an instance's role or an IAM user made in moto: AccessDenied (403) when its
     policies do not allow it."""
@@ -1607,6 +1631,95 @@ def list_start_after_is_a_key(req: Request) -> None:
             raise Refusal("KeyTooLongError", "Your key is too long")
 
 
+# -- ECR (c.AWSBackend.ecr_repository: agent/ecr.py, aws/ecr_repo.py) -------------------
+
+ECR_DOC = "https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_{}.html"
+# repositoryName: "Length Constraints: Minimum length of 2. Maximum length of 256.
+# Pattern: (?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*" (the same on
+# CreateRepository, DescribeImages, BatchGetImage, PutImage, DescribeRepositories' names).
+ECR_REPO_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+ECR_NAMED = ("CreateRepository", "DescribeImages", "BatchGetImage", "PutImage")
+
+
+def _ecr_invalid(field_name: str, value: Any, constraint: str) -> Refusal:
+    return Refusal(
+        "InvalidParameterException",
+        f"1 validation error detected: Value '{value}' at '{field_name}' failed to satisfy "
+        f"constraint: {constraint}",
+    )
+
+
+@rule("ecr", ECR_NAMED, ECR_DOC.format("DescribeImages"))
+def ecr_repository_name(req: Request) -> None:
+    """ECR: a repositoryName outside 2-256 characters or its pattern."""
+    # API_CreateRepository / API_DescribeImages / API_BatchGetImage / API_PutImage:
+    # repositoryName, Length Constraints 2-256, the pattern above.
+    name = req.params.get("repositoryName")
+    if not isinstance(name, str) or not 2 <= len(name) <= 256:
+        raise _ecr_invalid("repositoryName", name, "Member must have length between 2 and 256")
+    if not ECR_REPO_RE.fullmatch(name):
+        raise _ecr_invalid(
+            "repositoryName", name, f"Member must satisfy regular expression pattern: {ECR_REPO_RE.pattern}"
+        )
+
+
+@rule("ecr", ("DescribeRepositories",), ECR_DOC.format("DescribeRepositories"))
+def ecr_repository_names(req: Request) -> None:
+    """DescribeRepositories: repositoryNames outside 1-100 items, or a bad name."""
+    # repositoryNames: "Array Members: Minimum number of 1 item. Maximum number of 100 items."
+    names = req.params.get("repositoryNames")
+    if names is None:
+        return
+    if not 1 <= len(names) <= 100:
+        raise _ecr_invalid("repositoryNames", names, "Member must have length between 1 and 100")
+    for name in names:
+        if not (2 <= len(name) <= 256 and ECR_REPO_RE.fullmatch(name)):
+            raise _ecr_invalid("repositoryNames", name, "Member must satisfy regular expression pattern")
+
+
+@rule("ecr", ("DescribeImages", "BatchGetImage"), ECR_DOC.format("ImageIdentifier"))
+def ecr_image_ids(req: Request) -> None:
+    """DescribeImages / BatchGetImage: imageIds outside 1-100, a tag over 300 characters."""
+    # DescribeImages imageIds: "Minimum number of 1 item. Maximum number of 100 items";
+    # BatchGetImage imageIds: the same (required there); ImageIdentifier.imageTag:
+    # "Length Constraints: Minimum length of 1. Maximum length of 300."
+    ids = req.params.get("imageIds")
+    if ids is None:
+        if req.action == "BatchGetImage":
+            raise _ecr_invalid("imageIds", None, "Member must not be null")
+        return
+    if not 1 <= len(ids) <= 100:
+        raise _ecr_invalid("imageIds", ids, "Member must have length between 1 and 100")
+    for image_id in ids:
+        tag = image_id.get("imageTag")
+        if tag is not None and not 1 <= len(tag) <= 300:
+            raise _ecr_invalid("imageIds.member.imageTag", tag, "Member must have length between 1 and 300")
+
+
+@rule("ecr", ("CreateRepository",), ECR_DOC.format("CreateRepository"))
+def ecr_create_encryption(req: Request) -> None:
+    """CreateRepository: an encryptionType other than AES256/KMS/KMS_DSSE; KMS key without KMS."""
+    # EncryptionConfiguration: encryptionType "Valid Values: AES256 | KMS | KMS_DSSE";
+    # kmsKey "If you use the AES256 encryption type, do not specify a kmsKey"
+    # (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_EncryptionConfiguration.html).
+    enc = req.params.get("encryptionConfiguration") or {}
+    kind = enc.get("encryptionType")
+    if enc and kind not in ("AES256", "KMS", "KMS_DSSE"):
+        raise _ecr_invalid("encryptionConfiguration.encryptionType", kind, "Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]")
+    if kind == "AES256" and enc.get("kmsKey"):
+        raise Refusal("InvalidParameterException", "Invalid parameter: a kmsKey cannot be specified with AES256 encryption")
+
+
+@rule("ecr", ("CreateRepository",), ECR_DOC.format("Tag"))
+def ecr_create_tags(req: Request) -> None:
+    """CreateRepository: a tag key over 128 or a value over 256 characters."""
+    # Tag: Key "Length Constraints: Minimum length of 1. Maximum length of 128.", Value
+    # "Minimum length of 0. Maximum length of 256."
+    for tag in req.params.get("tags") or []:
+        if not 1 <= len(tag.get("Key") or "") <= 128 or len(tag.get("Value") or "") > 256:
+            raise _ecr_invalid("tags", tag, "Key 1-128 and Value 0-256 characters")
+
+
 # -- the hook -------------------------------------------------------------------------
 
 
@@ -1625,7 +1738,7 @@ def check(req: Request) -> None:
 
 def _request_of(response: Any) -> Request | None:
     service = getattr(response, "service_name", None)
-    if service not in ("ec2", "iam", "ssm", "scheduler", "events"):
+    if service not in ("ec2", "iam", "ssm", "scheduler", "events", "ecr"):
         return None
     action = response._get_action()
     if service == "scheduler":  # rest-json: the body, and the Name in the path
@@ -1635,7 +1748,7 @@ def _request_of(response: Any) -> Request | None:
             params = {}
         name = response.uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
         params["Name"] = urllib.parse.unquote(name)
-    elif service in ("ssm", "events"):
+    elif service in ("ssm", "events", "ecr"):  # the JSON protocol: the body
         try:
             params = json.loads(response.body or "{}")
         except ValueError:
@@ -1663,6 +1776,10 @@ def _exception_class(service: str) -> type:
         from moto.iam.exceptions import IAMException
 
         return IAMException
+    if service == "ecr":  # moto finds the error model by the exception's module
+        from moto.core.exceptions import ServiceException
+
+        return type("ECRRefusal", (ServiceException,), {"__module__": "moto.ecr.exceptions"})
     from moto.ssm.exceptions import SSMException
 
     return SSMException

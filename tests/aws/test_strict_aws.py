@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import strict_aws
+import strict_iam
 from botocore.exceptions import ClientError
 
 REGION = "us-east-1"
@@ -330,6 +331,36 @@ def _list_bucket(aws: Any) -> str:
     return "runctl-strict-list"
 
 
+ECR_MANIFEST = json.dumps(
+    {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+     "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                "digest": "sha256:" + "0" * 64}, "layers": []}
+)
+
+
+def _ecr_repo(aws: Any) -> str:
+    """A repository holding one image tagged `t` (DescribeImages' and the IAM rule's)."""
+    name = f"strict-ecr-{next(_serial)}"
+    with strict_aws.off():
+        aws.client("ecr").create_repository(repositoryName=name)
+        aws.client("ecr").put_image(repositoryName=name, imageManifest=ECR_MANIFEST, imageTag="t")
+    return name
+
+
+def _ecr_as_roleless_instance(aws: Any) -> Any:
+    """An ECR client signed as an instance without a profile: no permission at all."""
+    import boto3
+
+    with strict_aws.off():
+        instance_id = _run(aws)["Instances"][0]["InstanceId"]
+    key = strict_iam.instance_key(instance_id)
+    strict_aws.INSTANCE_KEYS[key] = instance_id
+    return boto3.client(
+        "ecr", region_name=aws.region, endpoint_url=aws.endpoint_url,
+        aws_access_key_id=key, aws_secret_access_key="testing",
+    )
+
+
 CASES = [
     Case(
         "describe_volumes_filter_names",
@@ -534,6 +565,48 @@ CASES = [
         _attach,
         setup=_unmanaged_attach_setup,
         status=403,
+    ),
+    Case(
+        "ecr_repository_name",
+        "InvalidParameterException",
+        lambda aws, _: aws.client("ecr").create_repository(repositoryName="x" * 257),
+    ),
+    Case(
+        "ecr_repository_names",
+        "InvalidParameterException",
+        lambda aws, name: aws.client("ecr").describe_repositories(repositoryNames=[name] * 101),
+        setup=_ecr_repo,
+    ),
+    Case(
+        "ecr_image_ids",
+        "InvalidParameterException",
+        lambda aws, name: aws.client("ecr").describe_images(
+            repositoryName=name, imageIds=[{"imageTag": "t"}] * 101
+        ),
+        setup=_ecr_repo,
+    ),
+    Case(
+        "ecr_create_encryption",
+        "InvalidParameterException",
+        lambda aws, name: aws.client("ecr").create_repository(
+            repositoryName=name,
+            encryptionConfiguration={"encryptionType": "AES256", "kmsKey": "k"},
+        ),
+        setup=lambda aws: f"strict-enc-{next(_serial)}",
+    ),
+    Case(
+        "ecr_create_tags",
+        "InvalidParameterException",
+        lambda aws, name: aws.client("ecr").create_repository(
+            repositoryName=name, tags=[{"Key": "k" * 129, "Value": "v"}]
+        ),
+        setup=lambda aws: f"strict-tags-{next(_serial)}",
+    ),
+    Case(
+        "iam_policy_allows_ecr",
+        "AccessDeniedException",
+        lambda aws, ecr: ecr.get_authorization_token(),
+        setup=_ecr_as_roleless_instance,
     ),
     Case(
         "iam_policy_allows_ssm",
