@@ -21,6 +21,11 @@ ACTIVE_STATUSES = frozenset(
     {"queued", "provisioning", "starting", "running", "interrupted", "resuming"}
 )
 ALL_STATUSES = ACTIVE_STATUSES | FINAL_STATUSES | {"lost"}
+# A run is lost after this many seconds with no sign of life (config `lost_timeout`'s
+# default; agent/fired.py's overlap check), this many times longer while an instance
+# boots (store/lost.py; docs/events.md).
+LOST_TIMEOUT = 60.0
+PROVISIONING_TIMEOUT_FACTOR = 10.0
 
 
 # metric names that say smaller is better; any other metric is maximised

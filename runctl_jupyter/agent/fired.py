@@ -13,6 +13,12 @@ the local fire does (schedules/data.py): the prefix's manifest (key, size, ETag)
 the last triggered run's, kept at `<schedule prefix>schedule/manifest.json`. No new
 object, or data older than `--max-data-age`: no run; the reason goes to
 `schedule/refused.json`, where `schedules` reads it, and the instance ends.
+
+Fires never overlap (unless the schedule was added with `--allow-overlap`: the
+template's `trigger.allow_overlap`): each fire that starts a run names it in
+`schedule/last.json`; the next fire reads that run's last event chunk and, when it has
+no exit and is younger than the lost timeout (events.py: ×10 while the run boots, or
+has no event yet), starts nothing and says why in `refused.json`, as above.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..events import FINAL_STATUSES, LOST_TIMEOUT, PROVISIONING_TIMEOUT_FACTOR
 from .s3 import run_prefix
 
 OBJECTS_IN_RECORD = 20
@@ -33,6 +40,8 @@ def adopt(stage: str, run_id: str, me: str | None, s3: Any) -> dict | None:
     path = Path(stage) / "run" / "spec.json"
     spec = json.loads(path.read_text())
     now = time.time()
+    if refuse_overlap(spec, now, s3):
+        return None
     if (spec.get("trigger") or {}).get("data") and not check_data(spec, now, s3):
         return None
     cfg = dict(spec.get("sync") or {})
@@ -53,7 +62,57 @@ def adopt(stage: str, run_id: str, me: str | None, s3: Any) -> dict | None:
     path.write_text(text)
     key = run_prefix(cfg, run_id) + "spec.json"
     s3.put_object(Bucket=cfg["bucket"], Key=key, Body=text.encode(), ServerSideEncryption="AES256")
+    _put(s3, cfg, "last.json", {"run_id": run_id, "time": now})
     return spec
+
+
+def _get(s3: Any, cfg: dict, name: str) -> Any:
+    key = f"{cfg['prefix'].rstrip('/')}/schedule/{name}"
+    try:
+        return json.loads(s3.get_object(Bucket=cfg["bucket"], Key=key)["Body"].read())
+    except Exception:  # noqa: BLE001 - none yet (the first fire)
+        return None
+
+
+def _live(s3: Any, cfg: dict, run_id: str, fired: float, now: float) -> bool:
+    """Whether the run `run_id` still runs: no exit in its last event chunk, which is
+    younger than the lost timeout (none yet: fired within the booting timeout)."""
+    prefix = f"{cfg['prefix'].rstrip('/')}/runs/{run_id}/events/"
+    chunks = s3.list_objects_v2(Bucket=cfg["bucket"], Prefix=prefix).get("Contents") or []
+    booting = LOST_TIMEOUT * PROVISIONING_TIMEOUT_FACTOR
+    if not chunks:
+        return now - fired < booting
+    last = max(chunks, key=lambda c: c["Key"])  # numbered chunks: the newest is the last
+    body = s3.get_object(Bucket=cfg["bucket"], Key=last["Key"])["Body"].read().decode()
+    status = ""
+    for line in body.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("type") == "exit" or event.get("status") in FINAL_STATUSES:
+            return False
+        if event.get("type") == "status":
+            status = str(event.get("status") or status)
+    timeout = LOST_TIMEOUT if status in ("", "running") else booting
+    return now - last["LastModified"].timestamp() < timeout
+
+
+def refuse_overlap(spec: dict, now: float, s3: Any) -> bool:
+    """True (and the reason put in S3) when this schedule's last fired run still runs."""
+    cfg = spec.get("sync") or {}
+    if (spec.get("trigger") or {}).get("allow_overlap") or not cfg.get("bucket"):
+        return False
+    last = _get(s3, cfg, "last.json")
+    if not isinstance(last, dict) or not last.get("run_id"):
+        return False
+    run_id = str(last["run_id"])
+    if not _live(s3, cfg, run_id, float(last.get("time") or 0), now):
+        return False
+    reason = f"overlap: run {run_id} of this schedule is still running; --allow-overlap to run both"
+    _put(s3, cfg, "refused.json", {"time": now, "status": "skipped", "why": reason})
+    print("runctl: " + reason)
+    return True
 
 
 def _objects(s3: Any, bucket: str, prefix: str) -> list[dict]:
@@ -87,11 +146,7 @@ def _put(s3: Any, cfg: dict, name: str, value: Any) -> None:
 
 
 def _last_manifest(s3: Any, cfg: dict) -> dict:
-    key = f"{cfg['prefix'].rstrip('/')}/schedule/manifest.json"
-    try:
-        return dict(json.loads(s3.get_object(Bucket=cfg["bucket"], Key=key)["Body"].read()))
-    except Exception:  # noqa: BLE001 - the first fire: no manifest yet
-        return {}
+    return dict(_get(s3, cfg, "manifest.json") or {})
 
 
 def _refusal(uri: str, objects: list, fresh: list, max_age: Any, now: float) -> str:

@@ -88,7 +88,12 @@ def _template_run(session: Any, schedule: dict, folder: Path) -> dict:
         max_hours=run.get("max_hours"),
         grace_seconds=session.config.grace_seconds,
         options=dict(run.get("options") or {}),
-        trigger={"schedule": schedule["name"], "reason": when_text(schedule), **_data_of(schedule)},
+        trigger={
+            "schedule": schedule["name"],
+            "reason": when_text(schedule),
+            "allow_overlap": bool(schedule.get("allow_overlap")),  # agent/fired.py
+            **_data_of(schedule),
+        },
     )
 
 

@@ -27,10 +27,11 @@ def hand_over_events(session: Any, schedule: dict, facts: dict) -> dict:
 
 
 def note_refusal(session: Any, schedule: dict) -> bool:
-    """A data trigger's last fire that ran nothing (no new data, stale data), as the
-    instance wrote it (agent/fired.py), into the history; True when it is new."""
+    """An AWS schedule's last fire that ran nothing (no new data, stale data, its last
+    run still running), as the instance wrote it (agent/fired.py), into the history;
+    True when it is new."""
     facts = schedule.get("aws") or {}
-    if not facts.get("rule"):
+    if not facts.get("bucket"):
         return False
     s3 = session.backend("aws").clients_for(facts["region"]).s3
     key = f"{facts['prefix']}schedule/refused.json"

@@ -8,7 +8,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..events import ACTIVE_STATUSES
+from ..events import ACTIVE_STATUSES, PROVISIONING_TIMEOUT_FACTOR
 from ..procs import machine, process_start
 from .fold import read_json, to_number
 
@@ -16,9 +16,9 @@ AGENT_FILE = "agent.json"
 # An instance boot can take minutes before the agent's first event: while a run
 # waits for one (provisioning; starting: the bootstrap builds its venv and installs
 # the pins, minutes for a cold start; or moving after a spot interruption) the lost
-# timeout is this many times longer. (The agent's own `starting` is followed by
-# `running` at once; a local agent that dies is seen gone at once, by agent.json.)
-PROVISIONING_TIMEOUT_FACTOR = 10.0
+# timeout PROVISIONING_TIMEOUT_FACTOR (events.py) times longer. (The agent's own
+# `starting` is followed by `running` at once; a local agent that dies is seen gone
+# at once, by agent.json.)
 _BOOTING = frozenset({"provisioning", "starting", "interrupted", "resuming"})
 
 

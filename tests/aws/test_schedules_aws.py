@@ -184,3 +184,73 @@ def test_the_scheduler_role_is_least_privilege(aws):
     assert not strict_aws.REFUSED or all(
         r[0] != "iam_trust_service_principal" for r in strict_aws.REFUSED
     )
+
+
+HOLD = (
+    "import os, time\nfrom runctl_jupyter import runctl\n"
+    "while not os.path.exists({flag!r}):\n    time.sleep(0.2)\nprint('held run ended')\n"
+)
+
+
+def _row_when(ip, ok, seconds: float = 200) -> dict:
+    deadline, row = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        row = ip.run_line_magic("runctl", "schedules").rows[0]
+        if ok(row):
+            return row
+        time.sleep(1)
+    raise AssertionError(row)
+
+
+def _fired_ids(aws, name: str) -> list[str]:
+    bucket = aws.s3.list_buckets()["Buckets"][0]["Name"]
+    pages = aws.s3.list_objects_v2(
+        Bucket=bucket, Prefix=f"runctl/runs/sched-{name}/runs/", Delimiter="/"
+    )
+    return sorted(p["Prefix"].split("/")[-2] for p in pages.get("CommonPrefixes") or [])
+
+
+def _is(status: str):
+    return lambda row: bool(row["status"]) and row["status"].startswith(status)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_fire_never_overlaps_its_schedules_running_run_unless_allowed(
+    aws_shell, aws, instance, tmp_path, allow
+):
+    ip = aws_shell
+    release = tmp_path / "release"
+    Path("hold.py").write_text(HOLD.format(flag=str(release)))
+    flag = " --allow-overlap" if allow else ""
+    _magic(
+        ip, f'schedule add hold.py --rate "1 hours" --backend aws --instance-type t3.micro{flag}'
+    )
+    fire_target(aws, "runctl-hold")
+    first = _row_when(ip, _is("running"))["last_run"]
+    second = fire_target(aws, "runctl-hold")  # the first run holds until `release` exists
+    if allow:
+        both = _row_when(ip, lambda r: r["last_run"] != first and _is("running")(r))
+        assert sorted([first, both["last_run"]]) == _fired_ids(aws, "hold")
+    else:
+        row = _row_when(ip, lambda r: "overlap" in r["note"])
+        assert row["note"] == (
+            f"last fire skipped: overlap: run {first} of this schedule is still running; "
+            "--allow-overlap to run both"
+        )
+        deadline, state = time.monotonic() + 60, ""
+        while state not in ("shutting-down", "terminated") and time.monotonic() < deadline:
+            time.sleep(0.5)  # the instance ends itself just after it said why
+            found = aws.ec2.describe_instances(InstanceIds=[second])["Reservations"][0]
+            state = found["Instances"][0]["State"]["Name"]
+        assert state in ("shutting-down", "terminated"), state
+        assert _fired_ids(aws, "hold") == [first] and row["last_run"] == first
+    release.touch()
+    _row_when(ip, _is("succeeded"))
+    assert ip.run_line_magic("runctl", "runs")  # both (or the one) ended
+    if not allow:  # once the run ended, the next fire runs again
+        fire_target(aws, "runctl-hold")
+        row = _row_when(ip, lambda r: r["last_run"] != first and _is("succeeded")(r))
+        assert len(_fired_ids(aws, "hold")) == 2 and not row["note"]
+    for run_id in _fired_ids(aws, "hold"):
+        ip.run_line_magic("runctl", "schedules")
+        assert "held run ended" in str(ip.run_line_magic("runctl", f"logs {run_id}"))
