@@ -189,11 +189,7 @@ def create(
         )
         return facts
     except BaseException:
-        for step in reversed(undo):
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - the first error is the one to say
-                pass
+        scheduler.unwind(undo)  # what was made, last first; the first error is raised
         raise
 
 

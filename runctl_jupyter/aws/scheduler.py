@@ -29,6 +29,16 @@ RUN_INSTANCES = "arn:aws:scheduler:::aws-sdk:ec2:runInstances"
 GROUP = "default"
 
 
+def unwind(undo: list) -> None:
+    """Undo what a failed `schedule add` made, last first (each step on its own: the
+    error that stopped the add is the one to say)."""
+    for step in reversed(undo):
+        try:
+            step()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def schedule_name(name: str) -> str:
     return f"{SCHEDULE_PREFIX}{name}"
 

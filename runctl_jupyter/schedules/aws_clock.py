@@ -183,11 +183,7 @@ def make(session: Any, schedule: dict, expression: str) -> dict:
             "expression": expression,
         }
     except BaseException:
-        for step in reversed(undo):
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - the first error is the one to say
-                pass
+        scheduler.unwind(undo)  # what was made, last first; the first error is raised
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)

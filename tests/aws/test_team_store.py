@@ -263,13 +263,10 @@ def test_a_runs_own_role_publishes_only_its_run_under_its_owners_team_prefix(aws
         assert caught.value.response["Error"]["Code"] == "AccessDenied", key
 
 
-def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
-    team: str, instance, tmp_path: Path
-):
-    """Alice (the runctl user policy and her team statements) trains on the played
-    instance; its agent publishes with the run's own role; Bob's pull lists it and his
-    compare reads its metrics from the run's S3 chunks (runctl/runs/<id>/events/)."""
-    from test_team_iam import _parts  # over 6,144 characters: attached in parts
+def _aws_members(team: str, tmp_path: Path) -> tuple[Session, Session]:
+    """Alice and Bob holding `runctl aws policy` (over 6,144 characters: attached in
+    parts) besides their team statements, their AWS backends polling fast."""
+    from test_team_iam import _parts
 
     from runctl_jupyter.aws.clients import Clients
     from runctl_jupyter.aws.user_policy import user_policy
@@ -285,6 +282,16 @@ def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
     for session in (alice, bob):
         session.backend("aws").aws_poll = 0.1
         session.backend("aws").fast_poll = 0.2
+    return alice, bob
+
+
+def test_an_aws_run_is_published_by_its_own_role_and_a_teammate_sees_it(
+    team: str, instance, tmp_path: Path
+):
+    """Alice (the runctl user policy and her team statements) trains on the played
+    instance; its agent publishes with the run's own role; Bob's pull lists it and his
+    compare reads its metrics from the run's S3 chunks (runctl/runs/<id>/events/)."""
+    alice, bob = _aws_members(team, tmp_path)
     run = alice.train(
         code=CODE, project="detr", backend="aws", options={"instance_type": "t3.micro"}
     )
@@ -306,22 +313,7 @@ def test_a_kept_instances_run_is_published_by_its_owners_notebook(
     `runctl-instance` role, which has no team rights (its agent's publish is refused
     and skipped); Alice's notebook publishes the run with her own credentials as it
     pulls its events, so Bob's pull lists its status and metrics."""
-    from test_team_iam import _parts
-
-    from runctl_jupyter.aws.clients import Clients
-    from runctl_jupyter.aws.user_policy import user_policy
-
-    admin = Clients(region="us-east-1")
-    for part, doc in enumerate(_parts(user_policy("123456789012", "us-east-1", team))):
-        arn = admin.iam.create_policy(
-            PolicyName=f"runctl-user-{part}", PolicyDocument=json.dumps(doc)
-        )["Policy"]["Arn"]
-        for name in ("alice", "bob"):
-            admin.iam.attach_user_policy(UserName=name, PolicyArn=arn)
-    alice, bob = _member(tmp_path, "alice"), _member(tmp_path, "bob")
-    for session in (alice, bob):
-        session.backend("aws").aws_poll = 0.1
-        session.backend("aws").fast_poll = 0.2
+    alice, bob = _aws_members(team, tmp_path)
     run = alice.train(
         code=CODE,
         project="detr",
@@ -329,7 +321,9 @@ def test_a_kept_instances_run_is_published_by_its_owners_notebook(
         options={"instance_type": "t3.micro", "keep": True},
     )
     assert alice.store.get(run.id)["status"] == "succeeded"
-    roles = [r["RoleName"] for r in admin.iam.list_roles()["Roles"]]
+    from runctl_jupyter.aws.clients import Clients
+
+    roles = [r["RoleName"] for r in Clients(region="us-east-1").iam.list_roles()["Roles"]]
     assert not any(r.startswith("runctl-run-") for r in roles), roles  # the shared role
     _until(_published(team, "alice", run.id), what="the kept run published by alice's notebook")
     bob.team.pull(force=True, wait=60)
