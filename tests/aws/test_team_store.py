@@ -7,9 +7,11 @@ and metrics after a pull; a second pull lists and fetches only what is new.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +29,8 @@ from runctl_jupyter.config import Runctl
 from runctl_jupyter.errors import RunctlError
 from runctl_jupyter.session import Session
 
-TEAM = "vision"
+TEAM = "vision"  # the team fixture gives each test its own
+_teams = itertools.count(1)
 CODE = "for i in range(3):\n    runctl.log(step=i, loss=1.0 / (i + 1), acc=i / 2)\n"
 
 
@@ -44,7 +47,10 @@ def _until(check: Callable[[], Any], timeout: float = 90.0, what: str = "") -> A
 @pytest.fixture
 def team(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The bucket, and two IAM users (alice, bob) with the member policy and their own
-    keys, as named profiles of a credentials file (the agent uses the same chain)."""
+    keys, as named profiles of a credentials file (the agent uses the same chain). Each
+    test has its own team name: moto's reset keeps the bucket's name, and a local agent of
+    an earlier test still giving up its last publish must not land in this test's team."""
+    monkeypatch.setattr(sys.modules[__name__], "TEAM", f"vision-{next(_teams)}")
     bucket = setup(aws).bucket
     profiles = []
     for name in ("alice", "bob"):
